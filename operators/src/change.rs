@@ -1,0 +1,115 @@
+//! Changes: what flows through the dataflow. One [`Change`] is one row-level event of a source
+//! (insert, update with before and after images, delete), carried together with its source
+//! position and commit time so the two can never drift apart.
+
+use crate::schema::{TableId, TableSchema};
+use crate::value::{StableHasher, Value};
+use serde::{Deserialize, Serialize};
+
+/// A row: values in the column order of its table's schema.
+pub type Row = Vec<Value>;
+
+/// The kind of a row change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Op {
+    /// A new row (also every row read by a snapshot).
+    Insert,
+    /// A changed row: `before` and `after` images.
+    Update,
+    /// A removed row: the `before` image.
+    Delete,
+}
+
+impl Op {
+    /// The lower-case name used in plans, metadata columns and files: `insert`, `update`, `delete`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// Where a change came from in its source: ordered within one source partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub enum Position {
+    /// No position (e.g. computed rows).
+    #[default]
+    None,
+    /// A sequence number within a numbered source partition (datagen shard, snapshot chunk).
+    Seq {
+        /// The partition (shard, chunk) number.
+        partition: u32,
+        /// The sequence number of the change within it.
+        seq: u64,
+    },
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::None => Ok(()),
+            Position::Seq { partition, seq } => write!(f, "{partition}:{seq}"),
+        }
+    }
+}
+
+/// One row-level change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The table (an index into the run's catalog).
+    pub table: TableId,
+    /// Insert, update or delete.
+    pub op: Op,
+    /// Before image: set for updates and deletes.
+    pub before: Option<Row>,
+    /// After image: set for inserts and updates.
+    pub after: Option<Row>,
+    /// Source position of the change.
+    pub pos: Position,
+    /// Commit time at the source, microseconds since the Unix epoch.
+    pub commit_micros: i64,
+}
+
+impl Change {
+    /// The image that identifies the row: `after` for inserts and updates, `before` for deletes.
+    pub fn image(&self) -> &Row {
+        match self.op {
+            Op::Delete => self.before.as_ref().expect("delete has a before image"),
+            _ => self.after.as_ref().expect("insert and update have an after image"),
+        }
+    }
+
+    /// Hash of `(table, key)` used to route the change: one key's changes go to one worker, in
+    /// order. Tables without a key hash the whole row.
+    pub fn route_hash(&self, schema: &TableSchema) -> u64 {
+        let mut h = StableHasher::default();
+        h.write_u64(self.table as u64);
+        let row = self.image();
+        let key = schema.row_key();
+        if key.is_empty() {
+            row.iter().for_each(|v| v.stable_hash(&mut h));
+        } else {
+            key.iter().for_each(|&i| row[i].stable_hash(&mut h));
+        }
+        h.finish()
+    }
+
+    /// Splits an update that changes the row key into a delete of the old key and an insert of
+    /// the new one (as Debezium does), so each half can be routed by its own key.
+    pub fn split_key_change(self, schema: &TableSchema) -> (Change, Option<Change>) {
+        if self.op != Op::Update {
+            return (self, None);
+        }
+        let key = schema.row_key();
+        let (b, a) = (self.before.as_ref().expect("before"), self.after.as_ref().expect("after"));
+        if key.is_empty() || key.iter().all(|&i| b[i] == a[i]) {
+            return (self, None);
+        }
+        let Change { table, before, after, pos, commit_micros, .. } = self;
+        let del = Change { table, op: Op::Delete, before, after: None, pos: pos.clone(), commit_micros };
+        let ins = Change { table, op: Op::Insert, before: None, after, pos, commit_micros };
+        (del, Some(ins))
+    }
+}
