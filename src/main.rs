@@ -1,1 +1,144 @@
-fn main(){}
+//! The `ferry` command line: `run`, `check`, `links`.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ferry::engine::{self, RunOptions};
+use ferry::plan;
+use std::process::ExitCode;
+
+/// ferry copies whole databases: the existing rows, then every committed change, without a gap
+/// or a duplicate, through crashes and restarts.
+///
+/// A task is one plan file (YAML). `ferry check PLAN` shows every mistake in it at once;
+/// `ferry run PLAN` runs it; `ferry links` lists the sources and targets this build has.
+#[derive(Parser, Debug)]
+#[command(name = "ferry", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a plan: snapshot and changes from the source into the target.
+    ///
+    /// The run resumes from the newest checkpoint in the state store (the plan's
+    /// `runtime.state`, default `./.ferry`): nothing committed is written again. A bounded
+    /// source (e.g. datagen with `changes: N`) ends the run once its last epoch is committed;
+    /// an unbounded one runs until stopped (Ctrl-C, or kill: a restart resumes).
+    ///
+    /// Scale: `-w N` worker threads; a cluster is the same command on every machine with
+    /// `--hostfile` (one `host:port` per line, one line per process) and `--process I`.
+    /// Every process must see the same state store and target directory.
+    Run {
+        /// The plan file.
+        plan: String,
+        /// Worker threads in this process (default: the plan's `runtime.workers`).
+        #[arg(short = 'w', long)]
+        workers: Option<usize>,
+        /// Cluster: file with one `host:port` per process.
+        #[arg(long, short = 'f')]
+        hostfile: Option<String>,
+        /// Cluster: this process's index (line number in the hostfile, from 0).
+        #[arg(long, short = 'p', default_value_t = 0)]
+        process: usize,
+        /// Discard the task's state and start from the source's default position; with a
+        /// `files` target, also delete the task's output tables.
+        #[arg(long)]
+        from_scratch: bool,
+        /// No live progress line.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Check a plan without running it: prints every error with file:line:column and exits 1.
+    ///
+    /// Checks syntax, unknown or misspelled keys, wrong types, missing required keys, source
+    /// and target types, table patterns, name templates (unknown variables, empty or illegal
+    /// resolved names), filters and function fields against the source's tables, and the
+    /// primary-key rule for exactly-once and upsert.
+    Check {
+        /// The plan file.
+        plan: String,
+    },
+    /// List the source and target types this build has.
+    Links,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", ferry::secrets::redact(&format!("{e:#}")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Links => {
+            println!("sources: {}", plan::SOURCE_TYPES.join(", "));
+            println!("targets: {}", plan::TARGET_TYPES.join(", "));
+            println!("links:   every source × every target");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { plan: path } => match plan::load_file(&path) {
+            Ok(c) => {
+                println!("{path}: ok — {} tables", c.tables.len());
+                for (s, t) in c.catalog.tables.iter().zip(&c.tables) {
+                    println!("  {} → {}", s.name, t.target_schema.name);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s)", errors.0.len());
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Run { plan: path, workers, hostfile, process, from_scratch, quiet } => {
+            let compiled = match plan::load_file(&path) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!("{} error(s); nothing was run", errors.0.len());
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let hosts = match &hostfile {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading hostfile {f}"))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from)
+                    .collect(),
+                None => Vec::new(),
+            };
+            if process > 0 && process >= hosts.len().max(1) {
+                bail!("--process {process} is not a line of the hostfile ({} processes)", hosts.len());
+            }
+            let summary =
+                engine::run(compiled, RunOptions { workers, hosts, process, from_scratch, progress: !quiet })?;
+            if process == 0 {
+                println!(
+                    "{} {} changes in, {} rows out, {} dirty, in {:.2}s; committed epoch {} → {}",
+                    if summary.finished { "done:" } else { "stopped:" },
+                    summary.rows_in,
+                    summary.rows_out,
+                    summary.dirty,
+                    summary.elapsed.as_secs_f64(),
+                    summary.epoch,
+                    summary.output
+                );
+                for (t, n) in summary.tables.iter().filter(|(_, n)| *n > 0) {
+                    println!("  {t}: {n}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -125,7 +125,11 @@ impl ColumnType {
                     32 => "INT",
                     _ => "BIGINT",
                 };
-                if *unsigned { format!("{base} UNSIGNED") } else { base.into() }
+                if *unsigned {
+                    format!("{base} UNSIGNED")
+                } else {
+                    base.into()
+                }
             }
             ColumnType::Float => "FLOAT".into(),
             ColumnType::Double => "DOUBLE".into(),

@@ -291,9 +291,7 @@ impl fmt::Display for Value {
             Value::UInt(u) => write!(f, "{u}"),
             Value::Float(x) => write!(f, "{x}"),
             Value::Double(x) => write!(f, "{x}"),
-            Value::Decimal(s) | Value::Text(s) | Value::Json(s) | Value::Enum(s) | Value::Set(s) => {
-                f.write_str(s)
-            }
+            Value::Decimal(s) | Value::Text(s) | Value::Json(s) | Value::Enum(s) | Value::Set(s) => f.write_str(s),
             Value::Bytes(b) => f.write_str(&String::from_utf8_lossy(b)),
             Value::Date(d) => write!(f, "{d}"),
             Value::Time(t) => format_time(*t, f),

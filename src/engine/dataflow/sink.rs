@@ -1,0 +1,104 @@
+//! The sink stage: receives changes exchanged by `(table, key)`, hands them to the worker's
+//! [`SinkWriter`], and holds a capability for every epoch it has data for until the input
+//! frontier has passed that epoch and the writer has committed it. The probe after this
+//! operator therefore passes epoch `e` only when every worker has committed `e`.
+
+use super::{DirtyArchive, Metrics};
+use crate::plan::Compiled;
+use crate::sinks::{SinkError, SinkWriter};
+use ferry_operators::Change;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+/// Retries a transient sink error a few times with backoff before failing the run.
+fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Result<(), String> {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match f() {
+            Ok(()) => return Ok(()),
+            Err(SinkError::Transient(e)) if attempt < 5 => {
+                tracing::warn!(attempt, error = %crate::secrets::redact(&e), "{what} failed, retrying");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Builds the sink stage.
+pub fn sink<'s>(
+    input: StreamVec<'s, u64, Change>,
+    plan: Arc<Compiled>,
+    mut writer: Box<dyn SinkWriter>,
+    skip_upto: u64,
+    dirty: DirtyArchive,
+    metrics: Arc<Metrics>,
+    failure: Arc<Mutex<Option<String>>>,
+) -> StreamVec<'s, u64, ()> {
+    let route = plan.clone();
+    let pact = Exchange::new(move |c: &Change| c.route_hash(&route.table(c.table).target_schema));
+    input.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(pact, "Sink", move |_cap, _info| {
+        let mut pending: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+        let fail = move |msg: String| {
+            let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+            f.get_or_insert(msg);
+        };
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                let Some(&epoch) = cap.least() else { return };
+                if epoch <= skip_upto {
+                    // Replay of an epoch this worker already committed (exactly-once).
+                    data.clear();
+                    return;
+                }
+                if !pending.contains_key(&epoch) {
+                    if let Some(c) = cap.retain_least(output.output_index()) {
+                        pending.insert(epoch, c);
+                    }
+                }
+                let mut written = 0u64;
+                for c in data.drain(..) {
+                    match writer.write(epoch, c.table, &c) {
+                        Ok(()) => {
+                            written += 1;
+                            metrics.per_table[c.table as usize].fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(SinkError::Definite(reason)) => {
+                            metrics.dirty.fetch_add(1, Ordering::Relaxed);
+                            dirty.record(&plan.catalog.get(c.table).name.to_string(), &c, &reason);
+                        }
+                        Err(SinkError::Transient(first)) => {
+                            tracing::warn!(error = %crate::secrets::redact(&first), "write failed, retrying");
+                            match with_retry("write", || writer.write(epoch, c.table, &c)) {
+                                Ok(()) => written += 1,
+                                Err(e) => fail(e),
+                            }
+                        }
+                    }
+                }
+                metrics.rows_out.fetch_add(written, Ordering::Relaxed);
+            });
+            let ready: Vec<u64> = pending.keys().copied().filter(|e| !frontier.less_equal(e)).collect();
+            for e in ready {
+                if let Err(err) = dirty.flush() {
+                    fail(format!("dirty archive: {err}"));
+                    return;
+                }
+                if let Err(err) = with_retry("commit", || writer.commit(e)) {
+                    fail(err);
+                    return;
+                }
+                pending.remove(&e);
+            }
+        }
+    })
+}

@@ -1,0 +1,168 @@
+//! The datagen source operator.
+//!
+//! Partition `p` (one generator stream per table shard) is read by worker `p mod peers`. The
+//! operator emits whole transactions stamped with its open epoch; when the checkpoint interval
+//! has passed (or, when replaying after a restart, when the recorded boundary is reached) it
+//! writes its boundary record and only then downgrades its capability to the next epoch. An
+//! exhausted bounded source writes a final record and drops its capability, which lets the
+//! run end once everything is committed.
+
+use super::Metrics;
+use crate::connectors::datagen::{DatagenConfig, ShardGen};
+use crate::engine::Restore;
+use crate::plan::Compiled;
+use crate::state::{Boundary, TaskState};
+use ferry_operators::Change;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, StreamVec};
+
+/// Changes emitted per activation before yielding to other operators.
+const BATCH: usize = 4096;
+
+/// Builds the datagen source for this worker.
+pub fn datagen<'s>(
+    scope: Scope<'s, u64>,
+    plan: Arc<Compiled>,
+    cfg: DatagenConfig,
+    state: TaskState,
+    restore: &Restore,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'s, u64, Change> {
+    let index = scope.index();
+    let peers = scope.peers();
+    let interval = Duration::from_millis(plan.plan.checkpoint_ms);
+    // The generator's catalog (every table), and the selected tables' ids in the plan.
+    let full = crate::connectors::datagen::catalog(&cfg);
+    let shards = cfg.shards_per_table;
+    let mut gens: Vec<(ShardGen, u32)> = Vec::new();
+    for (plan_id, schema) in plan.catalog.tables.iter().enumerate() {
+        let full_id =
+            full.iter().position(|t| t.name == schema.name).expect("selected table is in the generator's catalog");
+        for shard in 0..shards {
+            let g = ShardGen::new(&cfg, &full, full_id as u32, shard);
+            if g.partition() as usize % peers == index {
+                gens.push((g, plan_id as u32));
+            }
+        }
+    }
+    for (g, _) in gens.iter_mut() {
+        if let Some(&off) = restore.manifest.offsets.get(&g.partition()) {
+            g.skip_to(off);
+        }
+    }
+    let mut replay: VecDeque<Boundary> = restore.boundaries.iter().filter(|b| b.worker == index).cloned().collect();
+    let start_epoch = restore.manifest.epoch + 1;
+    let total_partitions = (plan.catalog.tables.len() as u64 * shards as u64).max(1);
+    let rate = cfg.rate.map(|r| r as f64 * gens.len() as f64 / total_partitions as f64);
+
+    source(scope, "Datagen", move |cap, info| {
+        let activator = scope.activator_for(info.address);
+        let mut cap = Some(cap);
+        if let Some(c) = cap.as_mut() {
+            c.downgrade(&start_epoch);
+        }
+        if gens.is_empty() {
+            cap = None;
+        }
+        metrics.epoch.fetch_max(start_epoch, Ordering::Relaxed);
+        let mut deadline = Instant::now() + interval;
+        let started = Instant::now();
+        let mut emitted_here: u64 = 0;
+        let mut rr = 0usize;
+        let mut buf: Vec<Change> = Vec::with_capacity(BATCH);
+        move |output| {
+            let Some(c) = cap.as_mut() else { return };
+            let epoch = *c.time();
+            let target = replay.front().filter(|b| b.epoch == epoch).map(|b| b.offsets.clone());
+            let mut produced = 0usize;
+            let mut wait: Option<Duration> = None;
+            {
+                let mut session = output.session(&*c);
+                let n = gens.len();
+                let mut idle_rounds = 0;
+                while produced < BATCH && idle_rounds < n {
+                    let (g, table) = &mut gens[rr % n];
+                    rr += 1;
+                    let allowed = match &target {
+                        Some(t) => g.emitted() < t.get(&g.partition()).copied().unwrap_or(g.emitted()),
+                        None => !g.is_exhausted(),
+                    };
+                    if !allowed || g.is_exhausted() {
+                        idle_rounds += 1;
+                        continue;
+                    }
+                    if let Some(r) = rate {
+                        let due = (r * started.elapsed().as_secs_f64()) as u64;
+                        if emitted_here >= due {
+                            wait = Some(Duration::from_secs_f64(
+                                ((emitted_here + 1) as f64 / r - started.elapsed().as_secs_f64()).max(0.001),
+                            ));
+                            break;
+                        }
+                    }
+                    idle_rounds = 0;
+                    let before = buf.len();
+                    if g.next_transaction(&mut buf) {
+                        for ch in &mut buf[before..] {
+                            ch.table = *table;
+                        }
+                        let k = buf.len() - before;
+                        produced += k;
+                        emitted_here += k as u64;
+                    }
+                    if buf.len() >= 1024 {
+                        session.give_container(&mut buf);
+                    }
+                }
+                if !buf.is_empty() {
+                    session.give_container(&mut buf);
+                }
+            }
+            metrics.rows_in.fetch_add(produced as u64, Ordering::Relaxed);
+            let exhausted = gens.iter().all(|(g, _)| g.is_exhausted());
+            let reached = match &target {
+                Some(t) => gens.iter().all(|(g, _)| t.get(&g.partition()).is_none_or(|&o| g.emitted() >= o)),
+                None => false,
+            };
+            let close = if target.is_some() { reached } else { exhausted || Instant::now() >= deadline };
+            if close {
+                let done = exhausted && replay.len() <= 1;
+                let record = Boundary {
+                    epoch,
+                    worker: index,
+                    peers,
+                    offsets: gens.iter().map(|(g, _)| (g.partition(), g.emitted())).collect(),
+                    done,
+                };
+                if target.is_none() {
+                    // A replayed epoch's record is already stored, identical.
+                    if let Err(e) = state.write_boundary(&record) {
+                        panic!("cannot record the end of epoch {epoch}: {e}");
+                    }
+                } else {
+                    replay.pop_front();
+                }
+                if done {
+                    cap = None;
+                    return;
+                }
+                c.downgrade(&(epoch + 1));
+                metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
+                deadline = Instant::now() + interval;
+            }
+            match wait {
+                Some(w) => activator.activate_after(
+                    w.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1)),
+                ),
+                None if produced == 0 && target.is_none() => {
+                    activator.activate_after(deadline.saturating_duration_since(Instant::now()))
+                }
+                None => activator.activate(),
+            }
+        }
+    })
+}

@@ -1,0 +1,51 @@
+//! The transform stage: applies each table's compiled [`ferry_operators::transform::Transform`]
+//! on the worker that read the change (no exchange), so filters drop rows before they cross
+//! the network. Rows whose functions fail go to the dirty archive with the reason.
+
+use super::{DirtyArchive, Metrics};
+use crate::plan::Compiled;
+use ferry_operators::transform::Context;
+use ferry_operators::Change;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+/// Transforms every change into its target shape.
+pub fn transform<'s>(
+    input: StreamVec<'s, u64, Change>,
+    plan: Arc<Compiled>,
+    dirty: DirtyArchive,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'s, u64, Change> {
+    let identity = plan
+        .tables
+        .iter()
+        .all(|t| t.transform.identity && t.transform.filter.is_none() && t.transform.ops == Default::default());
+    input.unary(Pipeline, "Transform", move |_cap, _info| {
+        let mut out: Vec<Change> = Vec::new();
+        move |input, output| {
+            input.for_each(|cap, data| {
+                if identity {
+                    output.session(&cap).give_container(data);
+                    return;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                let cx = Context { datasource: &plan.plan.source_name, now_micros: now };
+                for c in data.drain(..) {
+                    let tp = plan.table(c.table);
+                    let schema = plan.catalog.get(c.table);
+                    if let Err(failed) = tp.transform.apply(c, schema, &cx, &mut out) {
+                        let (e, c) = *failed;
+                        metrics.dirty.fetch_add(1, Ordering::Relaxed);
+                        dirty.record(&schema.name.to_string(), &c, &e.to_string());
+                    }
+                }
+                output.session(&cap).give_container(&mut out);
+            });
+        }
+    })
+}

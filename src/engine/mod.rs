@@ -1,0 +1,342 @@
+//! The engine: compiles a checked plan into one timely dataflow per worker and runs it.
+//!
+//! ```text
+//!  source (datagen partitions p ≡ worker mod peers)        epochs close every checkpoint
+//!    │  Change stamped with the open epoch                   interval, at transaction
+//!    ▼                                                       boundaries; the boundary is
+//!  transform (same worker: op filter, key split,             recorded before the epoch closes
+//!    │        row filter, projection, metadata)
+//!    ▼  exchange by hash(table, key)
+//!  sink (writer per worker; commit(e) once the input frontier passed e)
+//!    │  holds a capability per uncommitted epoch
+//!    ▼
+//!  probe ──► coordinator (worker 0): frontier passed e ⇒ write manifest e
+//! ```
+//!
+//! Worker 0 is the coordinator: it watches the probe after the sinks and writes the checkpoint
+//! manifest of every epoch the frontier passes (see [`crate::state`]). The run ends when every
+//! source is exhausted and its last epoch is committed.
+
+mod dataflow;
+
+use crate::plan::config::Semantics;
+use crate::plan::{Compiled, SourceSpec, TargetSpec};
+use crate::sinks::files::{FilesOptions, FilesWriter};
+use crate::sinks::null::NullWriter;
+use crate::sinks::SinkWriter;
+use crate::state::{Boundary, Manifest, Offsets, StateError, TaskState};
+use crate::store::Store;
+use dataflow::{sink, source, transform, DirtyArchive, Metrics};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
+
+/// How to run: workers and cluster shape, restore policy, terminal output.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads in this process (overrides the plan's `runtime.workers` when set).
+    pub workers: Option<usize>,
+    /// Addresses (`host:port`) of every process of a cluster, in process order; empty: one process.
+    pub hosts: Vec<String>,
+    /// This process's index in `hosts`.
+    pub process: usize,
+    /// Discard the task's state (and the files target's output) before starting.
+    pub from_scratch: bool,
+    /// Print the live progress line.
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Changes read from the source by this process.
+    pub rows_in: u64,
+    /// Changes written to the target by this process.
+    pub rows_out: u64,
+    /// Rows sent to the dirty-data archive by this process.
+    pub dirty: u64,
+    /// The last committed epoch.
+    pub epoch: u64,
+    /// Whether the sources were exhausted (bounded run finished).
+    pub finished: bool,
+    /// Where the output is.
+    pub output: String,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Per target table (`db.table`) rows written by this process.
+    pub tables: Vec<(String, u64)>,
+}
+
+/// Engine errors: everything that stops a run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The restore point cannot be used as asked.
+    #[error("{0}")]
+    Restore(String),
+    /// timely could not start (bad cluster addresses, ports in use).
+    #[error("cannot start the workers: {0}")]
+    Start(String),
+    /// A worker failed.
+    #[error("worker failed: {0}")]
+    Worker(String),
+}
+
+/// Where the run resumes: the newest manifest and the recorded boundaries after it.
+#[derive(Debug, Clone)]
+pub(crate) struct Restore {
+    pub manifest: Manifest,
+    pub boundaries: Vec<Boundary>,
+}
+
+impl Restore {
+    fn load(state: &TaskState, peers: usize, exactly_once: bool) -> Result<Restore, EngineError> {
+        let manifest = state.latest_manifest()?.unwrap_or_default();
+        let mut boundaries = state.boundaries_after(manifest.epoch)?;
+        if let Some(b) = boundaries.iter().find(|b| b.peers != peers) {
+            if exactly_once {
+                return Err(EngineError::Restore(format!(
+                    "the last run stopped with {} workers in total and had epochs in flight; restart it once with \
+                     {} workers so they are replayed exactly, then change the worker count",
+                    b.peers, b.peers
+                )));
+            }
+            boundaries.clear();
+        }
+        Ok(Restore { manifest, boundaries })
+    }
+
+    /// The highest epoch recorded before the restart.
+    pub fn replay_upto(&self) -> u64 {
+        self.boundaries.iter().map(|b| b.epoch).max().unwrap_or(self.manifest.epoch)
+    }
+}
+
+fn output_description(plan: &Compiled) -> String {
+    match &plan.plan.target {
+        TargetSpec::Files(f) => format!("files under {}", f.path),
+        TargetSpec::Null => "null (discarded)".into(),
+    }
+}
+
+/// Runs a compiled plan to completion (bounded sources) or until killed.
+pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineError> {
+    let started = Instant::now();
+    let raw = &compiled.plan.raw;
+    let workers = opts.workers.unwrap_or(raw.runtime.workers).max(1);
+    let store = Store::open_local(&raw.runtime.state)?;
+    let state = TaskState::new(store, &raw.task);
+    let out_store = match &compiled.plan.target {
+        TargetSpec::Files(f) => Some(Store::open_local(&f.path)?),
+        TargetSpec::Null => None,
+    };
+    if opts.process == 0 {
+        if opts.from_scratch {
+            let n = state.discard()?;
+            tracing::info!(objects = n, "discarded the task's state");
+            if let Some(out) = &out_store {
+                for t in &compiled.tables {
+                    let dir = match &t.static_names {
+                        Some((d, tb)) => format!("{d}/{tb}"),
+                        None => continue,
+                    };
+                    out.delete_prefix(&dir)?;
+                }
+                out.delete_prefix(".staging")?;
+            }
+        }
+        state.save_plan(&compiled.plan.text)?;
+    }
+    let config = if opts.hosts.len() > 1 {
+        timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: opts.process,
+                addresses: opts.hosts.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        }
+    } else if workers > 1 {
+        timely::Config::process(workers)
+    } else {
+        timely::Config::thread()
+    };
+    let table_names: Vec<String> = compiled.tables.iter().map(|t| t.target_schema.name.to_string()).collect();
+    let metrics = Arc::new(Metrics::new(compiled.tables.len()));
+    let plan = Arc::new(compiled);
+    let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let summary = Arc::new(Mutex::new(RunSummary { output: output_description(&plan), ..Default::default() }));
+    let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let status =
+        (opts.progress && opts.process == 0).then(|| dataflow::spawn_status_line(metrics.clone(), table_names.clone()));
+
+    let guards = {
+        let (plan, state, metrics, summary, failure) =
+            (plan.clone(), state.clone(), metrics.clone(), summary.clone(), failure.clone());
+        timely::execute(config, move |worker| {
+            let index = worker.index();
+            let peers = worker.peers();
+            let exactly_once = plan.plan.raw.semantics == Semantics::ExactlyOnce;
+            let result = (|| -> Result<(), EngineError> {
+                let restore = Restore::load(&state, peers, exactly_once)?;
+                let mut writer: Box<dyn SinkWriter> = match (&plan.plan.target, &out_store) {
+                    (TargetSpec::Files(_), Some(out)) => Box::new(
+                        FilesWriter::new(
+                            plan.clone(),
+                            out.clone(),
+                            state.clone(),
+                            FilesOptions {
+                                worker: index,
+                                run: run_id,
+                                batch_rows: plan.plan.raw.runtime.batch_rows,
+                                replay_upto: restore.replay_upto(),
+                            },
+                        )
+                        .map_err(|e| EngineError::Worker(e.to_string()))?,
+                    ),
+                    _ => Box::new(NullWriter),
+                };
+                let skip_upto = writer.committed();
+                let dirty = DirtyArchive::new(state.clone(), index, run_id);
+                let probe = ProbeHandle::new();
+                let failure_flag = failure.clone();
+                worker.dataflow::<u64, _, _>(|scope| {
+                    let changes = match &plan.plan.source {
+                        SourceSpec::Datagen(cfg) => {
+                            source::datagen(scope, plan.clone(), cfg.clone(), state.clone(), &restore, metrics.clone())
+                        }
+                    };
+                    let transformed = transform::transform(changes, plan.clone(), dirty.clone(), metrics.clone());
+                    sink::sink(
+                        transformed,
+                        plan.clone(),
+                        writer_take(&mut writer),
+                        skip_upto,
+                        dirty,
+                        metrics.clone(),
+                        failure_flag,
+                    )
+                    .probe_with(&probe);
+                });
+                let mut coordinator = (index == 0).then(|| Coordinator::new(state.clone(), &restore, peers, &plan));
+                while worker.step_or_park(Some(Duration::from_millis(20))) {
+                    if let Some(c) = coordinator.as_mut() {
+                        c.poll(probe.with_frontier(|f| f.first().copied()))?;
+                    }
+                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        break;
+                    }
+                }
+                if let Some(c) = coordinator.as_mut() {
+                    if failure.lock().map(|f| f.is_none()).unwrap_or(false) {
+                        c.poll(None)?;
+                    }
+                    let mut s = summary.lock().expect("summary");
+                    s.epoch = c.manifest.epoch;
+                    s.finished = c.manifest.finished;
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+                f.get_or_insert_with(|| e.to_string());
+            }
+        })
+        .map_err(EngineError::Start)?
+    };
+    let joined = guards.join();
+    if let Some(stop) = status {
+        stop.stop();
+    }
+    for r in joined {
+        if let Err(e) = r {
+            let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+            f.get_or_insert(e);
+        }
+    }
+    if let Some(f) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(EngineError::Worker(f));
+    }
+    let mut s = summary.lock().expect("summary").clone();
+    s.rows_in = metrics.rows_in.load(Ordering::Relaxed);
+    s.rows_out = metrics.rows_out.load(Ordering::Relaxed);
+    s.dirty = metrics.dirty.load(Ordering::Relaxed);
+    s.elapsed = started.elapsed();
+    s.tables = table_names.into_iter().zip(metrics.per_table.iter().map(|c| c.load(Ordering::Relaxed))).collect();
+    Ok(s)
+}
+
+fn writer_take(w: &mut Box<dyn SinkWriter>) -> Box<dyn SinkWriter> {
+    std::mem::replace(w, Box::new(NullWriter))
+}
+
+/// Worker 0's checkpoint coordinator.
+struct Coordinator {
+    state: TaskState,
+    manifest: Manifest,
+    peers: usize,
+    versions: std::collections::BTreeMap<String, u32>,
+    last_frontier: Option<Option<u64>>,
+}
+
+impl Coordinator {
+    fn new(state: TaskState, restore: &Restore, peers: usize, plan: &Compiled) -> Self {
+        let versions = plan.catalog.tables.iter().map(|t| (t.name.to_string(), t.version)).collect();
+        Coordinator { state, manifest: restore.manifest.clone(), peers, versions, last_frontier: None }
+    }
+
+    /// Called with the probe's frontier (`None`: empty, everything committed).
+    fn poll(&mut self, frontier: Option<u64>) -> Result<(), EngineError> {
+        if self.last_frontier == Some(frontier) {
+            return Ok(());
+        }
+        self.last_frontier = Some(frontier);
+        let upto = match frontier {
+            Some(0) => return Ok(()),
+            Some(f) => f - 1,
+            None => u64::MAX,
+        };
+        if upto <= self.manifest.epoch && frontier.is_some() {
+            return Ok(());
+        }
+        let records: Vec<Boundary> =
+            self.state.boundaries_after(self.manifest.epoch)?.into_iter().filter(|b| b.epoch <= upto).collect();
+        let mut offsets: Offsets = self.manifest.offsets.clone();
+        let mut epoch = self.manifest.epoch;
+        for b in &records {
+            offsets.extend(b.offsets.iter().map(|(k, v)| (*k, *v)));
+            epoch = epoch.max(b.epoch);
+        }
+        if frontier.is_some() {
+            epoch = upto;
+        }
+        let finished = frontier.is_none();
+        if epoch == self.manifest.epoch && offsets == self.manifest.offsets && finished == self.manifest.finished {
+            return Ok(());
+        }
+        let m = Manifest {
+            epoch,
+            peers: self.peers,
+            offsets,
+            schema_versions: self.versions.clone(),
+            finished,
+            written_micros: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
+        };
+        self.state.write_manifest(&m)?;
+        self.state.drop_boundaries_upto(epoch)?;
+        tracing::debug!(epoch, "checkpoint written");
+        self.manifest = m;
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! # ferry
+//!
+//! A whole-database real-time migration engine: one task (a plan file) copies every selected
+//! table of a source into a target, first the existing rows, then every committed change,
+//! through crashes and restarts. A plan compiles into one timely dataflow whose epochs are the
+//! checkpoints (see `ARCHITECTURE.md`).
+//!
+//! ```text
+//!  plan.yaml ─► plan::load (check) ─► plan::compile (catalog) ─► engine::run ─► sinks
+//!                                                                   │
+//!                                                   state store ◄───┘ manifests, boundaries
+//! ```
+
+pub mod connectors;
+pub mod engine;
+pub mod plan;
+pub mod secrets;
+pub mod sinks;
+pub mod state;
+pub mod store;

@@ -1,0 +1,303 @@
+//! The plan file's shape: config structs exactly as a user writes them (YAML), with defaults in
+//! one place ([`Default`] impls) and a doc comment on every field. Nothing here runs anything;
+//! [`super::compile`] turns a checked [`PlanFile`] into the runtime [`super::Plan`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+/// A task: one plan file (F1.1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    /// Task name: names the state kept under the state store (`<state>/<task>/`). Letters,
+    /// digits, `_`, `-`.
+    pub task: String,
+    /// Free text describing this task version (F10.1).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The source data source: `type` (`datagen`; `mysql`, `postgres`, `kafka` to come), an
+    /// optional `name` (the `${datasource_name_di_src}` variable, default: the type), and the
+    /// connector's own keys.
+    pub source: Json,
+    /// The target data source: `type` (`files`, `null`; database targets to come), an optional
+    /// `name`, and the connector's own keys.
+    pub target: Json,
+    /// Which source tables the task copies (F2.1).
+    #[serde(default)]
+    pub tables: TableSelection,
+    /// Read mode (F2.2): `full+incremental` (default) or `incremental`.
+    #[serde(default)]
+    pub mode: ReadMode,
+    /// Consistency semantics (F2.3): `at-least-once` (default) or `exactly-once`.
+    #[serde(default)]
+    pub semantics: Semantics,
+    /// Write mode (F3.1): `upsert` (default) or `append`.
+    #[serde(default)]
+    pub write_mode: WriteMode,
+    /// Target database and table names (F3.2); default: same as the source.
+    #[serde(default)]
+    pub route: RouteConfig,
+    /// Change kinds to skip (F2.4).
+    #[serde(default)]
+    pub operations: OperationFilter,
+    /// Metadata columns added to every target table (F8.2).
+    #[serde(default)]
+    pub metadata: Vec<MetadataColumn>,
+    /// Per-table edits (F4.3): the first entry whose `tables` pattern matches a table applies.
+    #[serde(default)]
+    pub transforms: Vec<TableTransform>,
+    /// Workers, checkpoints, state store.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// Include and exclude patterns over `db.table` (F2.1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSelection {
+    /// Regular expressions matched against the whole `db.table` name; a table is selected if
+    /// any matches. Default: `[".*"]` (every table).
+    #[serde(default = "TableSelection::all")]
+    pub include: Vec<String>,
+    /// Regular expressions over `db.table`; a matching table is left out even if included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl TableSelection {
+    fn all() -> Vec<String> {
+        vec![".*".into()]
+    }
+}
+
+impl Default for TableSelection {
+    fn default() -> Self {
+        TableSelection { include: Self::all(), exclude: Vec::new() }
+    }
+}
+
+/// Read mode (F2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum ReadMode {
+    /// Snapshot, then changes from the snapshot's position.
+    #[default]
+    #[serde(rename = "full+incremental")]
+    FullIncremental,
+    /// Changes only, from the latest position (or the start position chosen at submit).
+    #[serde(rename = "incremental")]
+    Incremental,
+}
+
+/// Consistency semantics (F2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Semantics {
+    /// Sinks write as batches fill; a crash replays from the last checkpoint.
+    #[default]
+    AtLeastOnce,
+    /// Sinks commit an epoch once, together with their progress, after the epoch is complete.
+    ExactlyOnce,
+}
+
+/// Write mode (F3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// Insert or replace by primary key; deletes delete.
+    #[default]
+    Upsert,
+    /// Every change becomes a new row.
+    Append,
+}
+
+/// Target name templates (F3.2).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Target database template; default `${db_name_di_src}`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Target table template; default `${table_name_di_src}`.
+    #[serde(default)]
+    pub table: Option<String>,
+}
+
+/// A change kind, for the operation filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    /// Row inserts.
+    Insert,
+    /// Row updates.
+    Update,
+    /// Row deletes.
+    Delete,
+    /// Schema changes.
+    Ddl,
+}
+
+/// The operation filter (F2.4).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationFilter {
+    /// Change kinds dropped before the sink: any of `insert`, `update`, `delete`, `ddl`.
+    #[serde(default)]
+    pub skip: Vec<OpKind>,
+}
+
+/// A system field for a metadata column (F8.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaField {
+    /// `insert`, `update` or `delete`.
+    OpType,
+    /// Source commit time (a timestamp).
+    EventTime,
+    /// Source data source name.
+    Datasource,
+    /// Source database.
+    Database,
+    /// Source schema (PostgreSQL).
+    Schema,
+    /// Source table.
+    Table,
+    /// Source position (binlog file:offset, GTID, LSN, generator partition:sequence).
+    Position,
+}
+
+impl MetaField {
+    /// The expression that computes the field.
+    pub fn expr(&self) -> &'static str {
+        match self {
+            MetaField::OpType => "op_type()",
+            MetaField::EventTime => "event_time()",
+            MetaField::Datasource => "source_datasource()",
+            MetaField::Database => "source_database()",
+            MetaField::Schema => "source_schema()",
+            MetaField::Table => "source_table()",
+            MetaField::Position => "source_position()",
+        }
+    }
+}
+
+/// One metadata column (F8.2).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataColumn {
+    /// Target column name.
+    pub column: String,
+    /// The system field: `op_type`, `event_time`, `datasource`, `database`, `schema`, `table`,
+    /// `position`.
+    pub field: MetaField,
+}
+
+/// Edits for the tables a pattern matches (F4.3).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableTransform {
+    /// Regular expression over `db.table` choosing the tables this entry edits.
+    pub tables: String,
+    /// Row filter: only rows for which it is true reach the target (see the expression
+    /// language in `ferry_operators::expr`).
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Source column → target column renames.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Source columns left out of the target.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Added columns: target column → expression (a constant like `'eu'` or a function like
+    /// `concat(a, '-', b)`), in file order.
+    #[serde(default)]
+    pub add: serde_json::Map<String, Json>,
+    /// Name templates for these tables, overriding the task's `route`.
+    #[serde(default)]
+    pub route: Option<RouteConfig>,
+}
+
+/// Runtime settings (F7, F9.1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads per process (default 1; `ferry run -w N` overrides).
+    #[serde(default = "RuntimeConfig::default_workers")]
+    pub workers: usize,
+    /// Checkpoint interval (F9.1), e.g. `500ms`, `1s`, `2m`; default `1s`.
+    #[serde(default = "RuntimeConfig::default_interval")]
+    pub checkpoint_interval: String,
+    /// State store root: a local directory (default `./.ferry`).
+    #[serde(default = "RuntimeConfig::default_state")]
+    pub state: String,
+    /// Rows a sink buffers per table before it writes a batch (default 10000).
+    #[serde(default = "RuntimeConfig::default_batch")]
+    pub batch_rows: usize,
+}
+
+impl RuntimeConfig {
+    fn default_workers() -> usize {
+        1
+    }
+    fn default_interval() -> String {
+        "1s".into()
+    }
+    fn default_state() -> String {
+        "./.ferry".into()
+    }
+    fn default_batch() -> usize {
+        10_000
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            workers: Self::default_workers(),
+            checkpoint_interval: Self::default_interval(),
+            state: Self::default_state(),
+            batch_rows: Self::default_batch(),
+        }
+    }
+}
+
+/// The `files` target (object storage files; a local directory today).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesTarget {
+    /// Output root directory; each table is written under `<path>/<database>/<table>/`.
+    pub path: String,
+    /// File format: `jsonl` (JSON lines; the only one today).
+    #[serde(default)]
+    pub format: FileFormat,
+}
+
+/// Output file formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// One JSON object per line.
+    #[default]
+    Jsonl,
+}
+
+/// The `null` target: discards rows (benchmarks).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullTarget {}
+
+/// Parses `500ms`, `2s`, `1m`, `1h` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration: write e.g. `500ms`, `1s`, `2m`"))?;
+    let mult = match unit.trim() {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        u => return Err(format!("unknown unit `{u}` in `{s}`: use ms, s, m or h")),
+    };
+    Ok(n * mult)
+}

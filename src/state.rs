@@ -1,0 +1,214 @@
+//! The task's state in the state store: epoch boundary records, checkpoint manifests and sink
+//! progress. Layout under `<state root>/<task>/`:
+//!
+//! ```text
+//! plan.yaml                              the plan as written (secrets as ${env:NAME})
+//! epochs/<epoch>/src-<worker>.json       a source worker's offsets at the end of an epoch
+//! checkpoints/<epoch>.json               manifest: every source offset once <epoch> is committed
+//! sinks/<sink>/w<worker>.json            the last epoch a sink worker committed (exactly-once)
+//! dirty/<run>-w<worker>-<n>.jsonl        rows that could not be transformed or written
+//! ```
+//!
+//! Protocol (see ARCHITECTURE.md): a source writes its boundary record *before* it lets the
+//! epoch close, so once the frontier has passed an epoch its boundaries are durable. A restart
+//! resumes from the newest manifest and replays later epochs with their recorded boundaries, so
+//! a replayed epoch holds exactly the changes it held before the crash, and an exactly-once sink
+//! can skip the epochs it already committed.
+
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Offsets of source partitions (datagen shard, snapshot chunk, ...): changes emitted so far.
+pub type Offsets = BTreeMap<u32, u64>;
+
+/// A source worker's position at the end of one epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Boundary {
+    /// The epoch that ends here.
+    pub epoch: u64,
+    /// The source worker.
+    pub worker: usize,
+    /// Number of workers of the run that wrote it.
+    pub peers: usize,
+    /// Offsets of the worker's partitions at the end of the epoch.
+    pub offsets: Offsets,
+    /// The worker's partitions were all exhausted at this point.
+    pub done: bool,
+}
+
+/// A checkpoint manifest: every change up to and including `epoch` is durably in the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The committed epoch.
+    pub epoch: u64,
+    /// Workers of the run that wrote it.
+    pub peers: usize,
+    /// Every source partition's offset after `epoch`.
+    pub offsets: Offsets,
+    /// Schema version of every table, by `db.table`.
+    pub schema_versions: BTreeMap<String, u32>,
+    /// All sources were exhausted (bounded run finished).
+    pub finished: bool,
+    /// Wall-clock time the manifest was written, microseconds since the epoch.
+    pub written_micros: i64,
+}
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store failed (transient: retry or restart).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A state object is not what this build writes.
+    #[error("state object {path} is unreadable ({source}); run with --from-scratch to discard the task's state")]
+    Corrupt {
+        /// The object.
+        path: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+}
+
+/// One task's state.
+#[derive(Clone, Debug)]
+pub struct TaskState {
+    store: Store,
+    task: String,
+}
+
+fn epoch_key(e: u64) -> String {
+    format!("{e:020}")
+}
+
+impl TaskState {
+    /// The state of `task` in `store`.
+    pub fn new(store: Store, task: &str) -> Self {
+        TaskState { store, task: task.to_string() }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Path of an object of this task.
+    pub fn path(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.task)
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<Option<T>, StateError> {
+        match self.store.get(path)? {
+            None => Ok(None),
+            Some(b) => {
+                serde_json::from_slice(&b).map(Some).map_err(|source| StateError::Corrupt { path: path.into(), source })
+            }
+        }
+    }
+
+    fn write<T: Serialize>(&self, path: &str, v: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec_pretty(v).expect("state serializes");
+        Ok(self.store.put(path, bytes)?)
+    }
+
+    /// Deletes all of the task's state.
+    pub fn discard(&self) -> Result<usize, StateError> {
+        Ok(self.store.delete_prefix(&self.task)?)
+    }
+
+    /// Saves the plan text as written.
+    pub fn save_plan(&self, text: &str) -> Result<(), StateError> {
+        Ok(self.store.put(&self.path("plan.yaml"), text.to_string())?)
+    }
+
+    /// Records a source worker's boundary.
+    pub fn write_boundary(&self, b: &Boundary) -> Result<(), StateError> {
+        self.write(&self.path(&format!("epochs/{}/src-{:04}.json", epoch_key(b.epoch), b.worker)), b)
+    }
+
+    /// All boundary records after `after`, in epoch order.
+    pub fn boundaries_after(&self, after: u64) -> Result<Vec<Boundary>, StateError> {
+        let mut out = Vec::new();
+        for p in self.store.list(&self.path("epochs"))? {
+            let epoch: Option<u64> = p.rsplit('/').nth(1).and_then(|e| e.parse().ok());
+            if epoch.is_some_and(|e| e > after) {
+                if let Some(b) = self.read::<Boundary>(&p)? {
+                    out.push(b);
+                }
+            }
+        }
+        out.sort_by_key(|b| (b.epoch, b.worker));
+        Ok(out)
+    }
+
+    /// Removes boundary records up to and including `upto`.
+    pub fn drop_boundaries_upto(&self, upto: u64) -> Result<(), StateError> {
+        for p in self.store.list(&self.path("epochs"))? {
+            let epoch: Option<u64> = p.rsplit('/').nth(1).and_then(|e| e.parse().ok());
+            if epoch.is_some_and(|e| e <= upto) {
+                self.store.delete(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest manifest, if any.
+    pub fn latest_manifest(&self) -> Result<Option<Manifest>, StateError> {
+        let all = self.store.list(&self.path("checkpoints"))?;
+        match all.last() {
+            Some(p) => self.read(p),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a manifest and keeps only the newest three.
+    pub fn write_manifest(&self, m: &Manifest) -> Result<(), StateError> {
+        self.write(&self.path(&format!("checkpoints/{}.json", epoch_key(m.epoch))), m)?;
+        let all = self.store.list(&self.path("checkpoints"))?;
+        for old in all.iter().rev().skip(3) {
+            self.store.delete(old)?;
+        }
+        Ok(())
+    }
+
+    /// The last epoch a sink worker committed (0: none).
+    pub fn sink_progress(&self, sink: &str, worker: usize) -> Result<u64, StateError> {
+        #[derive(Deserialize)]
+        struct P {
+            epoch: u64,
+        }
+        Ok(self.read::<P>(&self.path(&format!("sinks/{sink}/w{worker:04}.json")))?.map_or(0, |p| p.epoch))
+    }
+
+    /// Records that a sink worker committed `epoch`.
+    pub fn write_sink_progress(&self, sink: &str, worker: usize, epoch: u64) -> Result<(), StateError> {
+        self.write(&self.path(&format!("sinks/{sink}/w{worker:04}.json")), &serde_json::json!({ "epoch": epoch }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_manifests_and_progress_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = TaskState::new(Store::open_local(dir.path().to_str().unwrap()).unwrap(), "t");
+        for e in 1..=4 {
+            st.write_boundary(&Boundary { epoch: e, worker: 0, peers: 1, offsets: [(0, e * 10)].into(), done: false })
+                .unwrap();
+        }
+        assert_eq!(st.boundaries_after(2).unwrap().iter().map(|b| b.epoch).collect::<Vec<_>>(), vec![3, 4]);
+        st.drop_boundaries_upto(3).unwrap();
+        assert_eq!(st.boundaries_after(0).unwrap().len(), 1);
+        assert!(st.latest_manifest().unwrap().is_none());
+        for e in 1..=5 {
+            st.write_manifest(&Manifest { epoch: e, peers: 1, ..Default::default() }).unwrap();
+        }
+        assert_eq!(st.latest_manifest().unwrap().unwrap().epoch, 5);
+        assert_eq!(st.store().list(&st.path("checkpoints")).unwrap().len(), 3);
+        assert_eq!(st.sink_progress("files", 1).unwrap(), 0);
+        st.write_sink_progress("files", 1, 9).unwrap();
+        assert_eq!(st.sink_progress("files", 1).unwrap(), 9);
+    }
+}

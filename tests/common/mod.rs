@@ -1,0 +1,145 @@
+//! Helpers shared by the integration tests: running the `ferry` binary, reading the `files`
+//! sink's output, computing what the generator's changes should produce.
+#![allow(dead_code)]
+
+use ferry::connectors::datagen::{catalog, DatagenConfig, ShardGen};
+use ferry_operators::{json, Change, Op, TableSchema, Value};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// Runs `ferry` with `args` in `dir`, returning its output.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    ferry().current_dir(dir).args(args).output().expect("ferry runs")
+}
+
+/// Asserts a successful exit, showing stderr otherwise.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ferry failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every output line of one table, in file-name order, parsed.
+pub fn table_lines(out_root: &Path, db: &str, table: &str) -> Vec<Json> {
+    let dir = out_root.join(db).join(table);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect(),
+        Err(_) => return Vec::new(),
+    };
+    files.sort();
+    let mut lines = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            lines.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", f.display())));
+        }
+    }
+    lines
+}
+
+/// The JSON object the files sink writes for `row` of `schema` (without `__deleted`).
+pub fn row_json(schema: &TableSchema, row: &[Value]) -> Json {
+    let mut out = Vec::new();
+    out.push(b'{');
+    for (i, (c, v)) in schema.columns.iter().zip(row).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_str(&c.name, &mut out);
+        out.push(b':');
+        json::write_value(v, &mut out);
+    }
+    out.push(b'}');
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// Applies upsert-mode lines in order: the key columns pick the row, `__deleted` removes it.
+/// Returns the final rows (without `__deleted`) sorted by their text.
+pub fn materialize_upsert(lines: &[Json], key: &[&str]) -> Vec<String> {
+    let mut state: BTreeMap<String, Json> = BTreeMap::new();
+    for l in lines {
+        let k: Vec<String> = key.iter().map(|c| l[*c].to_string()).collect();
+        let k = k.join("|");
+        let mut row = l.clone();
+        let deleted = row.as_object_mut().unwrap().shift_remove("__deleted").expect("__deleted");
+        if deleted == Json::Bool(true) {
+            state.remove(&k);
+        } else {
+            state.insert(k, row);
+        }
+    }
+    let mut rows: Vec<String> = state.values().map(|v| v.to_string()).collect();
+    rows.sort();
+    rows
+}
+
+/// The expected final rows of every selected table of a bounded datagen config, as sorted
+/// JSON texts, keyed by `db.table`.
+pub fn expected_rows(cfg: &DatagenConfig, select: impl Fn(&str) -> bool) -> BTreeMap<String, Vec<String>> {
+    ferry::connectors::datagen::expected_state(cfg)
+        .into_iter()
+        .filter(|(s, _)| select(&s.name.to_string()))
+        .map(|(s, rows)| {
+            let mut v: Vec<String> = rows.iter().map(|r| row_json(&s, r).to_string()).collect();
+            v.sort();
+            (s.name.to_string(), v)
+        })
+        .collect()
+}
+
+/// Every change the generator emits for the selected tables, with key-changing updates split
+/// into a delete and an insert as the engine does, per table.
+pub fn all_changes(cfg: &DatagenConfig, select: impl Fn(&str) -> bool) -> BTreeMap<String, (TableSchema, Vec<Change>)> {
+    let cat = catalog(cfg);
+    let mut out = BTreeMap::new();
+    for (t, schema) in cat.iter().enumerate() {
+        let name = schema.name.to_string();
+        if !select(&name) {
+            continue;
+        }
+        let mut changes = Vec::new();
+        for s in 0..cfg.shards_per_table {
+            let mut g = ShardGen::new(cfg, &cat, t as u32, s);
+            let mut buf = Vec::new();
+            while g.next_transaction(&mut buf) {}
+            for c in buf {
+                let (a, b) = c.split_key_change(schema);
+                changes.push(a);
+                changes.extend(b);
+            }
+        }
+        out.insert(name, (schema.clone(), changes));
+    }
+    out
+}
+
+/// The image an append-mode line holds for a change.
+pub fn change_image(c: &Change) -> &[Value] {
+    match c.op {
+        Op::Delete => c.before.as_deref().unwrap(),
+        _ => c.after.as_deref().unwrap(),
+    }
+}
+
+/// A fresh working directory for one test.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Writes a plan file into `dir` and returns its path as a string.
+pub fn write_plan(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
