@@ -57,7 +57,14 @@ fn kill_moments(n: usize) -> Vec<Duration> {
 fn run_with_kills(dir: &Path, plan_path: &str) -> usize {
     let mut kills = 0;
     for d in kill_moments(5) {
-        let mut child = ferry().current_dir(dir).args(["run", "-q", plan_path]).spawn().unwrap();
+        // Manifests lag the sinks' commits by a few epochs, so most kills land where a restart
+        // must replay epochs that some sinks already committed.
+        let mut child = ferry()
+            .current_dir(dir)
+            .env("FERRY_FAULT_MANIFEST_DELAY_MS", "400")
+            .args(["run", "-q", plan_path])
+            .spawn()
+            .unwrap();
         let start = Instant::now();
         let mut exited = None;
         while start.elapsed() < d {

@@ -43,25 +43,25 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
         (
             "unknown top-level key",
             plan_text("semantic: exactly-once\n"),
-            "p.yaml:9:1: `semantic`: ",
+            "p.yaml:10:1: `semantic`: ",
             "unknown key `semantic`: remove it or fix its spelling",
         ),
         (
             "unknown nested key",
             plan_text("runtime:\n  worker: 2\n"),
-            "p.yaml:10:3: `runtime.worker`: ",
+            "p.yaml:11:3: `runtime.worker`: ",
             "unknown key `worker`",
         ),
         (
             "wrong type",
             plan_text("runtime:\n  workers: two\n"),
-            "p.yaml:10:12: `runtime.workers`: ",
+            "p.yaml:11:12: `runtime.workers`: ",
             "invalid type: string \"two\"",
         ),
         (
             "bad enum value",
             plan_text("semantics: exactly_once\n"),
-            "p.yaml:9:12: `semantics`: ",
+            "p.yaml:10:12: `semantics`: ",
             "unknown variant `exactly_once`, expected `at-least-once` or `exactly-once`",
         ),
         ("missing required key", format!("{BASE_SOURCE}{BASE_TARGET}"), "p.yaml:1:1: ", "missing required key `task`"),
@@ -105,92 +105,92 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
         (
             "bad duration",
             plan_text("runtime:\n  checkpoint_interval: 1 fortnight\n"),
-            "p.yaml:10:24: `runtime.checkpoint_interval`: ",
+            "p.yaml:11:24: `runtime.checkpoint_interval`: ",
             "unknown unit `fortnight`",
         ),
         (
             "zero workers",
             plan_text("runtime:\n  workers: 0\n"),
-            "p.yaml:10:12: `runtime.workers`: ",
+            "p.yaml:11:12: `runtime.workers`: ",
             "workers must be 1..=256",
         ),
         (
             "bad include regex",
             plan_text("").replace("exclude: ['.*\\.events']", "exclude: ['(']"),
-            "p.yaml:8:13: `tables.exclude[0]`: ",
+            "p.yaml:9:13: `tables.exclude[0]`: ",
             "bad regular expression `(`",
         ),
         (
             "no table selected",
             plan_text("").replace("exclude: ['.*\\.events']", "include: ['nothing']"),
-            "p.yaml:7:1: `tables`: ",
+            "p.yaml:8:1: `tables`: ",
             "no source table matches",
         ),
         (
             "unclosed template",
             plan_text("route:\n  table: 'x_${table_name_di_src'\n"),
-            "p.yaml:10:13: `route.table`: ",
+            "p.yaml:11:13: `route.table`: ",
             "unclosed `${`",
         ),
         (
             "unknown template variable",
             plan_text("route:\n  table: '${tabel_name_di_src}_x'\n"),
-            "p.yaml:10:11: `route.table`: ",
+            "p.yaml:11:11: `route.table`: ",
             "unknown variable `${tabel_name_di_src}`",
         ),
         (
             "empty resolved name",
             plan_text("route:\n  database: ''\n"),
-            "p.yaml:10:13: `route.database`: ",
+            "p.yaml:11:13: `route.database`: ",
             "the name is empty",
         ),
         (
             "illegal resolved name",
             plan_text("route:\n  table: 'a/${table_name_di_src}'\n"),
-            "p.yaml:10:10: `route.table`: ",
+            "p.yaml:11:10: `route.table`: ",
             "contains the character '/'",
         ),
-        ("two tables one target", plan_text("route:\n  table: same\n"), "p.yaml:9:1: `route`: ", "both map to"),
+        ("two tables one target", plan_text("route:\n  table: same\n"), "p.yaml:10:1: `route`: ", "both map to"),
         (
             "bad filter syntax",
             plan_text("transforms:\n  - tables: 'shop_0\\.orders'\n    filter: amount >> 3\n"),
-            "p.yaml:11:20: `transforms[0].filter`: ",
+            "p.yaml:12:21: `transforms[0].filter`: ",
             "bad filter for table shop_0.orders",
         ),
         (
             "unknown filter column",
             plan_text("transforms:\n  - tables: 'shop_0\\.orders'\n    filter: \"amont > 3\"\n"),
-            "p.yaml:11:14: `transforms[0].filter`: ",
+            "p.yaml:12:14: `transforms[0].filter`: ",
             "amont",
         ),
         (
             "bad literal in filter",
             plan_text("transforms:\n  - tables: 'shop_0\\.orders'\n    filter: \"created_at > '2024-13-01'\"\n"),
-            "p.yaml:11:27: `transforms[0].filter`: ",
+            "p.yaml:12:27: `transforms[0].filter`: ",
             "2024-13-01",
         ),
         (
             "bad function field",
             plan_text("transforms:\n  - tables: 'shop_0\\.orders'\n    add:\n      x: \"nosuch(id)\"\n"),
-            "p.yaml:12:11: `transforms[0].add.x`: ",
+            "p.yaml:13:11: `transforms[0].add.x`: ",
             "nosuch",
         ),
         (
             "unknown dropped column",
             plan_text("transforms:\n  - tables: 'shop_0\\.orders'\n    drop: [nope]\n"),
-            "p.yaml:11:13: `transforms[0].drop[0]`: ",
+            "p.yaml:12:12: `transforms[0].drop[0]`: ",
             "has no column `nope`",
         ),
         (
             "duplicate target column",
             plan_text("transforms:\n  - tables: 'shop_0\\.orders'\n    rename: {note: status}\n"),
-            "p.yaml:10:5: `transforms[0]`: ",
+            "p.yaml:12:14: `transforms[0].rename.note`: ",
             "target column `status` appears twice",
         ),
         (
             "missing env var",
             plan_text("").replace("./out", "'${env:FERRY_TEST_NOT_SET_ANYWHERE}'"),
-            "p.yaml:6:9: `target.path`: ",
+            "p.yaml:7:9: `target.path`: ",
             "environment variable `FERRY_TEST_NOT_SET_ANYWHERE` is not set",
         ),
         (
@@ -203,7 +203,7 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
             "keyless table with exactly-once",
             plan_text("write_mode: append\nsemantics: exactly-once\n")
                 .replace("exclude: ['.*\\.events']", "include: ['shop_0\\.events']"),
-            "p.yaml:10:12: `semantics`: ",
+            "p.yaml:11:12: `semantics`: ",
             "no primary key or unique index; exactly-once needs one",
         ),
     ];
@@ -251,5 +251,5 @@ fn check_command_exits_1_and_prints_locations() {
         std::process::Command::new(env!("CARGO_BIN_EXE_ferry")).args(["check", p.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml:9:12: `semantics`: unknown variant `sometimes`"), "{err}");
+    assert!(err.contains("bad.yaml:10:12: `semantics`: unknown variant `sometimes`"), "{err}");
 }

@@ -79,8 +79,10 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) {
         Value::Year(y) => {
             let _ = write!(out, "{y}");
         }
-        Value::Float(f) => write_float(*f as f64, f.is_finite(), &f.to_string(), out),
-        Value::Double(f) => write_float(*f, f.is_finite(), &f.to_string(), out),
+        // `{:?}` is the shortest text that reads back to the same bits, with an exponent for
+        // very large or small values (Display would print 309 digits for f64::MAX).
+        Value::Float(f) => write_float(*f as f64, f.is_finite(), &format!("{f:?}"), out),
+        Value::Double(f) => write_float(*f, f.is_finite(), &format!("{f:?}"), out),
         Value::Decimal(s) | Value::Text(s) | Value::Enum(s) | Value::Set(s) => write_str(s, out),
         Value::Bytes(b) => {
             out.push(b'"');
@@ -142,12 +144,17 @@ mod tests {
             Value::Json("not json".into()),
             Value::Bit { width: 3, bytes: vec![5] },
             Value::Year(1901),
+            Value::Double(f64::MIN),
+            Value::Float(f32::MAX),
+            Value::Double(5e-324),
         ];
         for v in &values {
             let s = enc(v);
             serde_json::from_str::<serde_json::Value>(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
         }
         assert_eq!(enc(&Value::UInt(u64::MAX)), "18446744073709551615");
+        assert_eq!(enc(&Value::Double(f64::MIN)), "-1.7976931348623157e308");
+        assert_eq!(enc(&Value::Float(0.1)), "0.1");
         assert_eq!(enc(&Value::Bytes(vec![0xff, 0, 1])), "\"/wAB\"");
         assert_eq!(enc(&Value::Timestamp(-1)), "\"1969-12-31T23:59:59.999999Z\"");
         assert_eq!(enc(&Value::Bit { width: 3, bytes: vec![5] }), "\"101\"");

@@ -286,12 +286,15 @@ struct Coordinator {
     peers: usize,
     versions: std::collections::BTreeMap<String, u32>,
     last_frontier: Option<Option<u64>>,
+    fault_delay: Option<Duration>,
 }
 
 impl Coordinator {
     fn new(state: TaskState, restore: &Restore, peers: usize, plan: &Compiled) -> Self {
         let versions = plan.catalog.tables.iter().map(|t| (t.name.to_string(), t.version)).collect();
-        Coordinator { state, manifest: restore.manifest.clone(), peers, versions, last_frontier: None }
+        let fault_delay =
+            std::env::var("FERRY_FAULT_MANIFEST_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+        Coordinator { state, manifest: restore.manifest.clone(), peers, versions, last_frontier: None, fault_delay }
     }
 
     /// Called with the probe's frontier (`None`: empty, everything committed).
@@ -320,6 +323,11 @@ impl Coordinator {
             epoch = upto;
         }
         let finished = frontier.is_none();
+        if let Some(delay) = self.fault_delay {
+            // Fault injection for crash tests: widen the window in which sinks have committed
+            // epochs the newest manifest does not cover yet.
+            std::thread::sleep(delay);
+        }
         if epoch == self.manifest.epoch && offsets == self.manifest.offsets && finished == self.manifest.finished {
             return Ok(());
         }

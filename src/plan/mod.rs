@@ -286,6 +286,8 @@ fn connector_section(
     };
     let kind = match obj.get("type") {
         Some(Json::String(t)) => t.clone(),
+        // YAML reads a bare `null` as the null value: that is the `null` connector.
+        Some(Json::Null) => "null".to_string(),
         Some(_) => {
             ctx.err_at(&format!("{path}.type"), false, "`type` must be a string".to_string());
             return None;
@@ -354,8 +356,23 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         return Err(PlanErrors(ctx.errors));
     }
     substitute_env(&mut root, "", &mut ctx);
-    let Some(raw) = ctx.de::<PlanFile>(&root, "") else {
-        return Err(PlanErrors(ctx.errors));
+    // Deserialize; after an error in an optional section, drop that section and go on, so one
+    // `check` shows the errors of every section at once.
+    let raw = loop {
+        let before = ctx.errors.len();
+        if let Some(raw) = ctx.de::<PlanFile>(&root, "") {
+            break Some(raw);
+        }
+        let failed = ctx.errors[before..].first().map(|e| e.key.clone()).unwrap_or_default();
+        let top = failed.split(['.', '[']).next().unwrap_or("").to_string();
+        let optional = !matches!(top.as_str(), "" | "task" | "source" | "target");
+        let removed = optional && root.as_object_mut().is_some_and(|obj| obj.shift_remove(&top).is_some());
+        if !removed {
+            break None;
+        }
+    };
+    let Some(raw) = raw else {
+        return Err(PlanErrors(dedupe(ctx.errors)));
     };
     if raw.task.is_empty() || !raw.task.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         ctx.err_at("task", false, format!("task name `{}` must be letters, digits, `_` or `-`", raw.task));
@@ -443,8 +460,28 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         (Some((source, source_name)), Some(target), true) => {
             Ok(Plan { file: file.into(), text: text.into(), raw, source, source_name, target, checkpoint_ms })
         }
-        _ => Err(PlanErrors(ctx.errors)),
+        _ => Err(PlanErrors(dedupe(ctx.errors))),
     }
+}
+
+/// One error per place and key: the same mistake found for many tables is reported once, with
+/// a count.
+fn dedupe(errors: Vec<PlanError>) -> Vec<PlanError> {
+    let mut out: Vec<(PlanError, usize)> = Vec::new();
+    for e in errors {
+        match out.iter_mut().find(|(o, _)| o.line == e.line && o.col == e.col && o.key == e.key) {
+            Some((_, n)) => *n += 1,
+            None => out.push((e, 0)),
+        }
+    }
+    out.into_iter()
+        .map(|(mut e, n)| {
+            if n > 0 {
+                e.message.push_str(&format!(" (and {n} more like it)"));
+            }
+            e
+        })
+        .collect()
 }
 
 /// Discovers the source's tables (every table, before selection).
@@ -592,8 +629,31 @@ pub fn compile(plan: Plan, full: &Catalog) -> Result<Compiled, PlanErrors> {
             let mut seen = std::collections::HashSet::new();
             for c in &columns {
                 if !seen.insert(c.name.to_ascii_lowercase()) {
+                    // Point at what introduced the second copy: a rename, an added column, a metadata column.
+                    let lower = c.name.to_ascii_lowercase();
+                    let tx = tx_path.clone().unwrap_or_default();
+                    let path = t
+                        .and_then(|t| {
+                            t.rename
+                                .iter()
+                                .find(|(_, to)| to.to_ascii_lowercase() == lower)
+                                .map(|(from, _)| format!("{tx}.rename.{from}"))
+                                .or_else(|| {
+                                    t.add
+                                        .keys()
+                                        .find(|k| k.to_ascii_lowercase() == lower)
+                                        .map(|k| format!("{tx}.add.{k}"))
+                                })
+                        })
+                        .or_else(|| {
+                            raw.metadata
+                                .iter()
+                                .position(|m| m.column.to_ascii_lowercase() == lower)
+                                .map(|i| format!("metadata[{i}].column"))
+                        })
+                        .unwrap_or(tx);
                     ctx.err_at(
-                        tx_path.as_deref().unwrap_or("metadata"),
+                        &path,
                         true,
                         format!("table {name}: target column `{}` appears twice; rename or drop one", c.name),
                     );
@@ -688,7 +748,7 @@ pub fn compile(plan: Plan, full: &Catalog) -> Result<Compiled, PlanErrors> {
     if ctx.errors.is_empty() {
         Ok(Compiled { plan, catalog, tables })
     } else {
-        Err(PlanErrors(ctx.errors))
+        Err(PlanErrors(dedupe(ctx.errors)))
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Doc {
 impl Doc {
     /// The best position for a path: the node itself, else its nearest ancestor.
     pub fn pos(&self, path: &str, want_key: bool) -> Pos {
+        if path.is_empty() {
+            return Pos { line: 1, col: 1, quoted: false };
+        }
         let mut p = path.to_string();
         loop {
             if let Some(m) = self.marks.get(&p) {
@@ -47,7 +50,6 @@ impl Doc {
             }
             match p.rfind(['.', '[']) {
                 Some(i) => p.truncate(i),
-                None if !p.is_empty() => p.clear(),
                 None => return Pos { line: 1, col: 1, quoted: false },
             }
         }

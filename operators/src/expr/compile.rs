@@ -89,7 +89,7 @@ fn scale_of(ty: &Option<ColumnType>) -> u32 {
 }
 
 fn fsp_of(us: u64) -> u8 {
-    if us % 1_000_000 == 0 {
+    if us.is_multiple_of(1_000_000) {
         0
     } else {
         6
@@ -510,18 +510,18 @@ impl Compiler<'_> {
             e(name_span, format!("unknown function '{name}'; known functions: {}", functions::known_names()))
         })?;
         if args.len() < spec.min || args.len() > spec.max {
-            let expected = if spec.min == spec.max {
-                format!("{}", spec.min)
+            let (expected, last) = if spec.min == spec.max {
+                (format!("{}", spec.min), spec.min)
             } else if spec.max == usize::MAX {
-                format!("at least {}", spec.min)
+                (format!("at least {}", spec.min), spec.min)
             } else {
-                format!("{} to {}", spec.min, spec.max)
+                (format!("{} to {}", spec.min, spec.max), spec.max)
             };
             return Err(e(
                 span,
                 format!(
                     "{name}() takes {expected} argument{} but {} {} given; usage: {}",
-                    if spec.min == 1 && spec.max == 1 { "" } else { "s" },
+                    if last == 1 { "" } else { "s" },
                     args.len(),
                     if args.len() == 1 { "was" } else { "were" },
                     spec.usage
@@ -555,9 +555,8 @@ impl Compiler<'_> {
             }
             Func::Length | Func::CharLength => (Some(BIGINT), any_null),
             Func::Substring => {
-                for i in 1..ts.len() {
-                    let t = ts[i].clone();
-                    ts[i] = self.numeric(t, &format!("{fname}() position and length"))?;
+                for t in ts.iter_mut().skip(1) {
+                    *t = self.numeric(t.clone(), &format!("{fname}() position and length"))?;
                 }
                 let ty = match &ts[0].ty {
                     Some(ColumnType::String { max_chars, .. }) => {

@@ -149,6 +149,14 @@ impl Node {
                 let b = r.eval(row, ctx)?;
                 Cow::Owned(arith(*op, *kind, &a, &b)?)
             }
+            _ => self.eval_other(row, ctx)?,
+        })
+    }
+
+    /// The less common nodes, kept out of [`Node::eval`] so that its frame stays small.
+    #[inline(never)]
+    fn eval_other<'a>(&'a self, row: &'a [Value], ctx: &EvalContext<'_>) -> Result<Cow<'a, Value>, EvalError> {
+        Ok(match self {
             Node::Neg(x) => Cow::Owned(negate(&*x.eval(row, ctx)?)?),
             Node::Call(f, args) => functions::call(*f, args, row, ctx)?,
             Node::DateFormat(ts, fmt) => Cow::Owned(functions::date_format(ts, fmt, row, ctx)?),
@@ -169,6 +177,7 @@ impl Node {
                 }
                 Cow::Owned(functions::convert(&v, *c)?)
             }
+            _ => self.eval(row, ctx)?,
         })
     }
 
@@ -199,19 +208,19 @@ impl Node {
                 })
             }
             Node::Cmp(op, l, r) => {
-                let a = l.eval(row, ctx)?;
-                let b = r.eval(row, ctx)?;
+                let a = operand(l, row, ctx)?;
+                let b = operand(r, row, ctx)?;
                 Ok(compare(&a, &b)?.map(|o| holds(*op, o)))
             }
             Node::IsNull(x, negated) => Ok(Some(x.eval(row, ctx)?.is_null() != *negated)),
             Node::In(x, list, negated) => {
-                let v = x.eval(row, ctx)?;
+                let v = operand(x, row, ctx)?;
                 if v.is_null() {
                     return Ok(None);
                 }
                 let mut unknown = false;
                 for e in list {
-                    match compare(&v, &*e.eval(row, ctx)?)? {
+                    match compare(&v, &*operand(e, row, ctx)?)? {
                         Some(Ordering::Equal) => return Ok(Some(!*negated)),
                         Some(_) => {}
                         None => unknown = true,
@@ -220,12 +229,12 @@ impl Node {
                 Ok(if unknown { None } else { Some(*negated) })
             }
             Node::Between(x, lo, hi, negated) => {
-                let v = x.eval(row, ctx)?;
-                let ge = compare(&v, &*lo.eval(row, ctx)?)?.map(|o| o != Ordering::Less);
+                let v = operand(x, row, ctx)?;
+                let ge = compare(&v, &*operand(lo, row, ctx)?)?.map(|o| o != Ordering::Less);
                 if ge == Some(false) {
                     return Ok(Some(*negated));
                 }
-                let le = compare(&v, &*hi.eval(row, ctx)?)?.map(|o| o != Ordering::Greater);
+                let le = compare(&v, &*operand(hi, row, ctx)?)?.map(|o| o != Ordering::Greater);
                 let r = match (ge, le) {
                     (_, Some(false)) => Some(false),
                     (Some(true), Some(true)) => Some(true),
@@ -233,35 +242,61 @@ impl Node {
                 };
                 Ok(r.map(|b| b != *negated))
             }
-            Node::Like(x, pat, negated) => {
-                let v = x.eval(row, ctx)?;
-                if v.is_null() {
-                    return Ok(None);
-                }
-                let s = functions::text(&v);
-                let m = match pat {
-                    Pattern::Static(p) => like_match(p, &s),
-                    Pattern::Dynamic(p) => {
-                        let pv = p.eval(row, ctx)?;
-                        if pv.is_null() {
-                            return Ok(None);
-                        }
-                        like_match(&compile_like(&functions::text(&pv)), &s)
-                    }
-                };
-                Ok(Some(m != *negated))
-            }
+            Node::Like(x, pat, negated) => like(x, pat, *negated, row, ctx),
             _ => truthy(&*self.eval(row, ctx)?),
         }
+    }
+}
+
+#[inline(never)]
+fn like(
+    x: &Node,
+    pat: &Pattern,
+    negated: bool,
+    row: &[Value],
+    ctx: &EvalContext<'_>,
+) -> Result<Option<bool>, EvalError> {
+    let v = x.eval(row, ctx)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    let s = functions::text(&v);
+    let m = match pat {
+        Pattern::Static(p) => like_match(p, &s),
+        Pattern::Dynamic(p) => {
+            let pv = p.eval(row, ctx)?;
+            if pv.is_null() {
+                return Ok(None);
+            }
+            like_match(&compile_like(&functions::text(&pv)), &s)
+        }
+    };
+    Ok(Some(m != negated))
+}
+
+/// The value of an operand, without a call for the common column and constant cases.
+#[inline(always)]
+fn operand<'a>(n: &'a Node, row: &'a [Value], ctx: &EvalContext<'_>) -> Result<Cow<'a, Value>, EvalError> {
+    match n {
+        Node::Column(i) => Ok(Cow::Borrowed(column(row, *i)?)),
+        Node::Const(v) => Ok(Cow::Borrowed(v)),
+        _ => n.eval(row, ctx),
     }
 }
 
 /// The value of column `i` of `row`.
 #[inline]
 fn column(row: &[Value], i: usize) -> Result<&Value, EvalError> {
-    row.get(i).ok_or_else(|| {
-        EvalError::new(format!("row has {} values but the expression reads column #{}", row.len(), i + 1))
-    })
+    match row.get(i) {
+        Some(v) => Ok(v),
+        None => Err(short_row(row.len(), i)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn short_row(len: usize, i: usize) -> EvalError {
+    EvalError::new(format!("row has {len} values but the expression reads column #{}", i + 1))
 }
 
 /// Whether ordering `o` satisfies comparison operator `op`.
@@ -285,13 +320,15 @@ pub(crate) fn truthy(v: &Value) -> Result<Option<bool>, EvalError> {
         Value::Bool(b) => Ok(Some(*b)),
         other => match num::num(other) {
             Some(n) => Ok(Some(!n.is_zero())),
-            None => Err(EvalError::new(format!(
-                "expected a boolean condition, got {} {}",
-                other.kind_name(),
-                functions::show(other)
-            ))),
+            None => Err(not_boolean(other)),
         },
     }
+}
+
+#[cold]
+#[inline(never)]
+fn not_boolean(v: &Value) -> EvalError {
+    EvalError::new(format!("expected a boolean condition, got {} {}", v.kind_name(), functions::show(v)))
 }
 
 /// The text view of a value for comparison: character kinds and bytes.
@@ -309,8 +346,14 @@ fn text_bytes(v: &Value) -> Option<&[u8]> {
 /// by their civil fields; times by length. Other pairs are an error.
 #[inline]
 pub(crate) fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>, EvalError> {
-    if a.is_null() || b.is_null() {
-        return Ok(None);
+    // Fast paths for the most common same-kind pairs.
+    match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => return Ok(None),
+        (Value::Int(x), Value::Int(y)) => return Ok(Some(x.cmp(y))),
+        (Value::Text(x), Value::Text(y)) => return Ok(Some(x.as_bytes().cmp(y.as_bytes()))),
+        (Value::UInt(x), Value::UInt(y)) => return Ok(Some(x.cmp(y))),
+        (Value::DateTime(x), Value::DateTime(y)) => return Ok(Some(x.cmp(y))),
+        _ => {}
     }
     if let (Some(x), Some(y)) = (num::num(a), num::num(b)) {
         return Ok(Some(cmp_num(x, y)));
@@ -327,16 +370,23 @@ pub(crate) fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>, EvalErro
     if let (Some(x), Some(y)) = (temporal::civil(a), temporal::civil(b)) {
         return Ok(Some(x.cmp(&y)));
     }
-    Err(EvalError::new(format!(
+    Err(incomparable(a, b))
+}
+
+#[cold]
+#[inline(never)]
+fn incomparable(a: &Value, b: &Value) -> EvalError {
+    EvalError::new(format!(
         "cannot compare {} {} with {} {}",
         a.kind_name(),
         functions::show(a),
         b.kind_name(),
         functions::show(b)
-    )))
+    ))
 }
 
 /// Evaluates `a op b` for `+ - * / %`. NULL in, NULL out; division by zero is NULL.
+#[inline(never)]
 pub(crate) fn arith(op: BinaryOp, kind: ArithKind, a: &Value, b: &Value) -> Result<Value, EvalError> {
     if a.is_null() || b.is_null() {
         return Ok(Value::Null);

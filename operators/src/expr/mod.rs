@@ -40,7 +40,7 @@
 //! - `CAST` types: `SIGNED [INTEGER]`, `INT`, `INTEGER`, `BIGINT`, `UNSIGNED [INTEGER]`,
 //!   `DECIMAL[(p[,s])]` (default `(10,0)`), `DOUBLE`, `REAL`, `FLOAT`, `CHAR[(n)]`, `VARCHAR(n)`,
 //!   `TEXT`, `DATE`, `DATETIME[(fsp)]`, `TIMESTAMP[(fsp)]`, `TIME[(fsp)]` (fsp defaults to 0 and
-//!   fractional seconds are rounded, as MySQL does), `JSON`, `BINARY[(n)]`.
+//!   fractional seconds are rounded, as MySQL does), `JSON`, `BINARY[(n)]` (`n` at most [`MAX_BINARY_LEN`]).
 //! - Trees deeper than [`MAX_DEPTH`] are rejected (an error, never a stack overflow).
 //!
 //! # Typing
@@ -134,7 +134,7 @@ mod temporal;
 mod tests;
 
 pub use ast::{Ast, BinaryOp, CastType, Literal, Span, UnaryOp};
-pub use parser::{parse, MAX_DEPTH};
+pub use parser::{parse, MAX_BINARY_LEN, MAX_DEPTH};
 
 use crate::change::{Op, Position};
 use crate::schema::{ColumnType, TableSchema};

@@ -35,26 +35,6 @@ pub(crate) fn bit_value(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0u64, |acc, &b| (acc << 8) | b as u64)
 }
 
-/// Writes `i` in decimal into `buf`, returning the text.
-pub(crate) fn int_text(i: i128, buf: &mut [u8; 48]) -> &str {
-    let mut pos = buf.len();
-    let neg = i < 0;
-    let mut m = i.unsigned_abs();
-    loop {
-        pos -= 1;
-        buf[pos] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    if neg {
-        pos -= 1;
-        buf[pos] = b'-';
-    }
-    std::str::from_utf8(&buf[pos..]).expect("ascii digits")
-}
-
 /// Splits well-formed decimal text into (negative, integer digits without leading zeros,
 /// fraction digits without trailing zeros); zero is never negative.
 fn dec_parts(s: &str) -> (bool, &str, &str) {
@@ -79,6 +59,41 @@ pub(crate) fn cmp_dec(a: &str, b: &str) -> Ordering {
         (true, true) => mag.reverse(),
         (true, false) => Ordering::Less,
         (false, true) => Ordering::Greater,
+    }
+}
+
+/// Compares decimal text with an integer exactly, in one pass over the text.
+fn cmp_dec_int(d: &str, i: i128) -> Ordering {
+    let (neg, body) = match d.as_bytes().first() {
+        Some(b'-') => (true, &d[1..]),
+        Some(b'+') => (false, &d[1..]),
+        _ => (false, d),
+    };
+    let (int, frac) = match body.find('.') {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, ""),
+    };
+    let int = int.trim_start_matches('0');
+    if !int.bytes().all(|b| b.is_ascii_digit()) {
+        // Not well-formed; compare as text rather than misread it.
+        return cmp_dec(d, &i.to_string());
+    }
+    if int.len() > 38 {
+        // Beyond every i128.
+        return if neg { Ordering::Less } else { Ordering::Greater };
+    }
+    let mag = int.bytes().fold(0i128, |a, b| a * 10 + (b - b'0') as i128);
+    let frac_nonzero = frac.bytes().any(|b| b != b'0');
+    let di = if neg { -mag } else { mag };
+    match di.cmp(&i) {
+        Ordering::Equal if frac_nonzero => {
+            if neg {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        }
+        o => o,
     }
 }
 
@@ -121,8 +136,8 @@ pub(crate) fn cmp_num(a: Num<'_>, b: Num<'_>) -> Ordering {
     match (a, b) {
         (Num::I(x), Num::I(y)) => x.cmp(&y),
         (Num::D(x), Num::D(y)) => cmp_dec(x, y),
-        (Num::I(x), Num::D(y)) => cmp_dec(int_text(x, &mut [0; 48]), y),
-        (Num::D(x), Num::I(y)) => cmp_dec(x, int_text(y, &mut [0; 48])),
+        (Num::I(x), Num::D(y)) => cmp_dec_int(y, x).reverse(),
+        (Num::D(x), Num::I(y)) => cmp_dec_int(x, y),
         (Num::F(x), Num::F(y)) => cmp_f64(x, y),
         (Num::F(x), Num::I(y)) => cmp_f64_int(x, y),
         (Num::I(x), Num::F(y)) => cmp_f64_int(y, x).reverse(),
@@ -201,8 +216,8 @@ fn add_mag(a: &[u8], b: &[u8]) -> Vec<u8> {
 fn sub_mag(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(a.len());
     let mut borrow = 0i8;
-    for i in 0..a.len() {
-        let mut d = a[i] as i8 - b.get(i).copied().unwrap_or(0) as i8 - borrow;
+    for (i, &x) in a.iter().enumerate() {
+        let mut d = x as i8 - b.get(i).copied().unwrap_or(0) as i8 - borrow;
         borrow = 0;
         if d < 0 {
             d += 10;

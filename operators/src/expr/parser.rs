@@ -8,6 +8,9 @@ use super::ExprError;
 /// an error rather than a stack overflow anywhere later.
 pub const MAX_DEPTH: u32 = 200;
 
+/// Largest `n` of `CAST(x AS BINARY(n))` (the result is padded to `n` bytes).
+pub const MAX_BINARY_LEN: u32 = 65_535;
+
 /// Words that cannot be bare column names.
 const RESERVED: &[&str] = &["AND", "OR", "NOT", "IS", "IN", "BETWEEN", "LIKE", "TRUE", "FALSE", "NULL"];
 
@@ -472,7 +475,7 @@ impl Parser {
             "TIME" => CastType::Time(fsp(self)?),
             "JSON" => CastType::Json,
             "BINARY" | "VARBINARY" => {
-                let n = self.paren_number(u32::MAX as u64, "length")?;
+                let n = self.paren_number(MAX_BINARY_LEN as u64, "BINARY length")?;
                 CastType::Binary(n.map(|n| n as u32))
             }
             _ => {

@@ -153,6 +153,9 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     let mut days = 0;
     if let Some(sp) = body.find(' ') {
         days = body[..sp].parse::<u64>().map_err(|_| "expected days before the space")?;
+        if days > 34 {
+            return Err("out of the TIME range -838:59:59..838:59:59".into());
+        }
         c.i = sp + 1;
     }
     let us = clock(&mut c, 838)? + days * DAY_US as u64;
@@ -297,7 +300,8 @@ fn iso_week(days: i64) -> (i64, i64) {
 /// Formats a civil date-time; `None` when a calendar specifier meets a zero date.
 pub(crate) fn format(dt: &DateTime, fmt: &[Fmt], out: &mut String) -> Option<()> {
     let d = dt.date;
-    let days = d.to_days();
+    // Calendar specifiers need a real date (months outside 1..12 would also index out of range).
+    let days = if (1..=12).contains(&d.month) { d.to_days() } else { None };
     let secs = dt.micros / 1_000_000;
     let (h, mi, s, us) = (secs / 3600, (secs / 60) % 60, secs % 60, dt.micros % 1_000_000);
     let h12 = if h % 12 == 0 { 12 } else { h % 12 };
