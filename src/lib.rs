@@ -11,6 +11,11 @@
 //!                                                   state store ◄───┘ manifests, boundaries
 //! ```
 
+/// mimalloc: rows are allocated on the worker that reads them and freed on the worker that
+/// writes them; glibc's allocator serializes such cross-thread frees, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod connectors;
 pub mod engine;
 pub mod plan;

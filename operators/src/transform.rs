@@ -12,6 +12,7 @@
 use crate::change::{Change, Op, Row};
 use crate::expr::{EvalContext, EvalError, Expr};
 use crate::schema::TableSchema;
+use crate::value::Value;
 
 /// How one target column is computed.
 #[derive(Debug, Clone)]
@@ -95,98 +96,92 @@ impl Transform {
         cx: &Context<'_>,
         out: &mut Vec<Change>,
     ) -> Result<(), Box<(EvalError, Change)>> {
-        match self.compute(&c, schema, cx) {
-            Ok(None) => {}
-            Ok(Some((op, before, after))) => {
-                let identity_rows = before.is_none() && after.is_none();
-                let mut c = c;
-                if op != c.op {
-                    match op {
-                        Op::Delete => c.after = None,
-                        _ => c.before = None,
-                    }
-                    c.op = op;
-                }
-                if !identity_rows {
-                    c.before = before;
-                    c.after = after;
-                }
-                out.push(c);
-            }
+        let ctx = |op| EvalContext {
+            op,
+            commit_micros: c.commit_micros,
+            now_micros: cx.now_micros,
+            datasource: cx.datasource,
+            database: &schema.name.database,
+            schema: schema.name.schema.as_deref(),
+            table: &schema.name.table,
+            position: &c.pos,
+        };
+        let op = match self.filtered_op(&c, &ctx) {
+            Ok(Some(op)) => op,
+            Ok(None) => return Ok(()),
             Err(e) => return Err(Box::new((e, c))),
+        };
+        // Expressions first (they read the source row and may fail); then columns are moved.
+        let computed = if self.identity {
+            None
+        } else {
+            let eval = |row: &Option<Row>, keep: bool| -> Result<Vec<Value>, EvalError> {
+                match row {
+                    Some(r) if keep => self.eval_exprs(r, &ctx(op)),
+                    _ => Ok(Vec::new()),
+                }
+            };
+            let before = eval(&c.before, matches!(op, Op::Update | Op::Delete));
+            let after = eval(&c.after, matches!(op, Op::Insert | Op::Update));
+            match (before, after) {
+                (Ok(b), Ok(a)) => Some((b, a)),
+                (Err(e), _) | (_, Err(e)) => return Err(Box::new((e, c))),
+            }
+        };
+        let mut c = c;
+        if op != c.op {
+            match op {
+                Op::Delete => c.after = None,
+                _ => c.before = None,
+            }
+            c.op = op;
         }
+        if let Some((b, a)) = computed {
+            c.before = c.before.map(|r| self.assemble(r, b));
+            c.after = c.after.map(|r| self.assemble(r, a));
+        }
+        out.push(c);
         Ok(())
     }
 
-    /// The resulting op and, when the projection is not the identity, the projected images.
-    #[allow(clippy::type_complexity)]
-    fn compute(
-        &self,
-        c: &Change,
-        schema: &TableSchema,
-        cx: &Context<'_>,
-    ) -> Result<Option<(Op, Option<Row>, Option<Row>)>, EvalError> {
-        let mut op = c.op;
-        if let Some(f) = &self.filter {
-            let ctx = |op| EvalContext {
-                op,
-                commit_micros: c.commit_micros,
-                now_micros: cx.now_micros,
-                datasource: cx.datasource,
-                database: &schema.name.database,
-                schema: schema.name.schema.as_deref(),
-                table: &schema.name.table,
-                position: &c.pos,
-            };
-            let before = match &c.before {
-                Some(b) => f.eval_bool(b, &ctx(c.op))?,
-                None => false,
-            };
-            let after = match &c.after {
-                Some(a) => f.eval_bool(a, &ctx(c.op))?,
-                None => false,
-            };
-            match (c.op, before, after) {
-                (Op::Insert, _, false) | (Op::Delete, false, _) | (Op::Update, false, false) => return Ok(None),
-                (Op::Update, true, false) => op = Op::Delete,
-                (Op::Update, false, true) => op = Op::Insert,
-                _ => {}
-            }
-        }
-        if self.identity {
-            return Ok(Some((op, None, None)));
-        }
-        {
-            let ctx = EvalContext {
-                op,
-                commit_micros: c.commit_micros,
-                now_micros: cx.now_micros,
-                datasource: cx.datasource,
-                database: &schema.name.database,
-                schema: schema.name.schema.as_deref(),
-                table: &schema.name.table,
-                position: &c.pos,
-            };
-            let before = match (op, &c.before) {
-                (Op::Update | Op::Delete, Some(r)) => Some(self.project(r, &ctx)?),
-                _ => None,
-            };
-            let after = match (op, &c.after) {
-                (Op::Insert | Op::Update, Some(r)) => Some(self.project(r, &ctx)?),
-                _ => None,
-            };
-            Ok(Some((op, before, after)))
-        }
+    /// The op after the row filter (`None`: the change is filtered out).
+    fn filtered_op<'c>(&self, c: &'c Change, ctx: &impl Fn(Op) -> EvalContext<'c>) -> Result<Option<Op>, EvalError> {
+        let Some(f) = &self.filter else { return Ok(Some(c.op)) };
+        let before = match &c.before {
+            Some(b) => f.eval_bool(b, &ctx(c.op))?,
+            None => false,
+        };
+        let after = match &c.after {
+            Some(a) => f.eval_bool(a, &ctx(c.op))?,
+            None => false,
+        };
+        Ok(match (c.op, before, after) {
+            (Op::Insert, _, false) | (Op::Delete, false, _) | (Op::Update, false, false) => None,
+            (Op::Update, true, false) => Some(Op::Delete),
+            (Op::Update, false, true) => Some(Op::Insert),
+            (op, _, _) => Some(op),
+        })
     }
 
-    fn project(&self, row: &Row, ctx: &EvalContext<'_>) -> Result<Row, EvalError> {
-        let mut out = Vec::with_capacity(self.projection.len());
+    fn eval_exprs(&self, row: &Row, ctx: &EvalContext<'_>) -> Result<Vec<Value>, EvalError> {
+        let mut out = Vec::new();
         for p in &self.projection {
-            out.push(match p {
-                Proj::Col(i) => row[*i].clone(),
-                Proj::Expr(e) => e.eval(row, ctx)?,
-            });
+            if let Proj::Expr(e) = p {
+                out.push(e.eval(row, ctx)?);
+            }
         }
         Ok(out)
+    }
+
+    /// Builds the target row, moving source values instead of cloning them.
+    fn assemble(&self, mut row: Row, computed: Vec<Value>) -> Row {
+        let mut computed = computed.into_iter();
+        self.projection
+            .iter()
+            .map(|p| match p {
+                Proj::Col(i) => std::mem::replace(&mut row[*i], Value::Null),
+                Proj::Expr(_) => computed.next().expect("one value per expression"),
+            })
+            .collect()
     }
 }

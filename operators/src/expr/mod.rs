@@ -103,11 +103,11 @@
 //! | `nullif(a, b)` | type of `a` | NULL if `a = b`, else `a` |
 //! | `if(cond, a, b)` | unified | `a` if `cond` is true, else `b` (NULL counts as false) |
 //! | `CAST(x AS type)` | the type | strict: `'abc'` to `SIGNED` is an error (MySQL would warn and give 0); numbers round half away from zero; `DECIMAL(p,s)` out of range is an error; dates to numbers as `YYYYMMDD[hhmmss]` |
-//! | `date_format(t, fmt)` | `TEXT` | `t`: date, datetime, timestamp (UTC); specifiers `%Y %y %m %c %d %e %H %k %h %I %l %i %s %S %f %p %r %T %W %a %w %M %b %j %D %U %u %v %x %%`; another `%c` gives `c`; NULL when a weekday, day-of-year, week or month-name specifier meets a zero date |
+//! | `date_format(t, fmt)` | `TEXT` | `t`: date, datetime, timestamp (UTC); specifiers `%Y %y %m %c %d %e %H %k %h %I %l %i %s %S %f %p %r %T %W %a %w %M %b %j %D %U %u %v %x %%`; an unknown specifier `%q` gives `q` (MySQL); NULL when a weekday, day-of-year, week or month-name specifier meets a zero date |
 //! | `year(t)`, `month(t)`, `day(t)` | `INT` | of a date-like (`year` also of `YEAR`) |
 //! | `hour(t)`, `minute(t)`, `second(t)` | `INT` | of a date-like or time (hours of a time may exceed 23) |
 //! | `abs(x)` | type of `x` | |
-//! | `round(x[, d])` | type of `x` | half away from zero (doubles too); `d` may be negative |
+//! | `round(x[, d])` | type of `x` (decimals: scale `d`) | half away from zero (doubles too); `d` may be negative |
 //! | `floor(x)`, `ceil(x)`, `ceiling(x)` | type of `x` (decimals: scale 0) | |
 //! | `mod(a, b)` | as `a % b` | sign of `a`; NULL when `b` is 0 |
 //! | `op_type()` | `TEXT` | `'insert'`, `'update'` or `'delete'` |

@@ -139,7 +139,7 @@ pub fn spawn_status_line(metrics: Arc<Metrics>, tables: Vec<String>) -> StatusLi
             last = (Instant::now(), out);
             let mut per: Vec<(u64, &String)> =
                 metrics.per_table.iter().map(|c| c.load(Ordering::Relaxed)).zip(tables.iter()).collect();
-            per.sort_by(|a, b| b.0.cmp(&a.0));
+            per.sort_by_key(|p| std::cmp::Reverse(p.0));
             let top: Vec<String> = per.iter().take(4).map(|(n, t)| format!("{t} {}", human(*n as f64))).collect();
             let more = if per.len() > 4 { format!(" +{} tables", per.len() - 4) } else { String::new() };
             let line = format!(

@@ -48,6 +48,9 @@ pub fn sink<'s>(
     let pact = Exchange::new(move |c: &Change| c.route_hash(&route.table(c.table).target_schema));
     input.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(pact, "Sink", move |_cap, _info| {
         let mut pending: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+        // Per-table counts kept locally and published once per activation: the shared
+        // counters sit on few cache lines, which workers must not fight over per row.
+        let mut counts = vec![0u64; plan.tables.len()];
         let fail = move |msg: String| {
             let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
             f.get_or_insert(msg);
@@ -60,9 +63,9 @@ pub fn sink<'s>(
                     data.clear();
                     return;
                 }
-                if !pending.contains_key(&epoch) {
+                if let std::collections::btree_map::Entry::Vacant(v) = pending.entry(epoch) {
                     if let Some(c) = cap.retain_least(output.output_index()) {
-                        pending.insert(epoch, c);
+                        v.insert(c);
                     }
                 }
                 let mut written = 0u64;
@@ -70,7 +73,7 @@ pub fn sink<'s>(
                     match writer.write(epoch, c.table, &c) {
                         Ok(()) => {
                             written += 1;
-                            metrics.per_table[c.table as usize].fetch_add(1, Ordering::Relaxed);
+                            counts[c.table as usize] += 1;
                         }
                         Err(SinkError::Definite(reason)) => {
                             metrics.dirty.fetch_add(1, Ordering::Relaxed);
@@ -87,6 +90,9 @@ pub fn sink<'s>(
                 }
                 metrics.rows_out.fetch_add(written, Ordering::Relaxed);
             });
+            for (t, n) in counts.iter_mut().enumerate().filter(|(_, n)| **n > 0) {
+                metrics.per_table[t].fetch_add(std::mem::take(n), Ordering::Relaxed);
+            }
             let ready: Vec<u64> = pending.keys().copied().filter(|e| !frontier.less_equal(e)).collect();
             for e in ready {
                 if let Err(err) = dirty.flush() {
