@@ -89,6 +89,15 @@ fn run_with_kills(dir: &Path, plan_path: &str) -> usize {
     kills
 }
 
+/// The line an append-mode change with `_op` and `_pos` metadata columns becomes.
+fn change_line(schema: &ferry_operators::TableSchema, c: &ferry_operators::Change) -> String {
+    let mut j = row_json(schema, change_image(c));
+    let o = j.as_object_mut().unwrap();
+    o.insert("_op".into(), Json::String(c.op.as_str().into()));
+    o.insert("_pos".into(), Json::String(c.pos.to_string()));
+    j.to_string()
+}
+
 fn key_of(line: &Json, key: &[&str]) -> String {
     key.iter().map(|k| line[*k].to_string()).collect::<Vec<_>>().join("|")
 }
@@ -109,16 +118,7 @@ fn exactly_once_append_survives_five_sigkills_without_gap_or_duplicate() {
         let (db, table) = name.split_once('.').unwrap();
         let lines = table_lines(&dir.path().join("out"), db, table);
         // The exact multiset of change lines: nothing missing, nothing twice.
-        let mut want: Vec<String> = changes
-            .iter()
-            .map(|c| {
-                let mut j = row_json(schema, change_image(c));
-                let o = j.as_object_mut().unwrap();
-                o.insert("_op".into(), Json::String(c.op.as_str().into()));
-                o.insert("_pos".into(), Json::String(c.pos.to_string()));
-                j.to_string()
-            })
-            .collect();
+        let mut want: Vec<String> = changes.iter().map(|c| change_line(schema, c)).collect();
         let mut got: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
         want.sort();
         got.sort();
@@ -149,16 +149,7 @@ fn at_least_once_upsert_after_five_sigkills_has_only_duplicates_an_upsert_remove
         let (db, table) = name.split_once('.').unwrap();
         let lines = table_lines(&dir.path().join("out"), db, table);
         // Every line is one of the generator's changes (a replay at worst), none invented.
-        let known: std::collections::HashSet<String> = changes
-            .iter()
-            .map(|c| {
-                let mut j = row_json(schema, change_image(c));
-                let o = j.as_object_mut().unwrap();
-                o.insert("_op".into(), Json::String(c.op.as_str().into()));
-                o.insert("_pos".into(), Json::String(c.pos.to_string()));
-                j.to_string()
-            })
-            .collect();
+        let known: std::collections::HashSet<String> = changes.iter().map(|c| change_line(schema, c)).collect();
         for l in &lines {
             let mut l = l.clone();
             l.as_object_mut().unwrap().shift_remove("__deleted");
