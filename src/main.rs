@@ -66,7 +66,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(ferry::secrets::RedactedStderr)
+        .with_target(false)
+        .init();
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => code,

@@ -53,9 +53,67 @@ fn redact_url_passwords(text: &str) -> String {
     out
 }
 
+/// A log writer that masks secrets: it collects one formatted event and writes it, redacted,
+/// to `inner` when dropped (tracing's formatter makes one writer per event).
+pub struct RedactingWriter<W: std::io::Write> {
+    buf: Vec<u8>,
+    inner: W,
+}
+
+impl<W: std::io::Write> RedactingWriter<W> {
+    /// A writer into `inner`.
+    pub fn new(inner: W) -> Self {
+        RedactingWriter { buf: Vec::new(), inner }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let text = redact(&String::from_utf8_lossy(&self.buf));
+            let _ = self.inner.write_all(text.as_bytes());
+            let _ = self.inner.flush();
+        }
+    }
+}
+
+/// The engine's log destination: stderr, through [`RedactingWriter`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactedStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactingWriter<std::io::Stderr>;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter::new(std::io::stderr())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn log_lines_are_masked_before_they_are_written() {
+        register("s3cr3t-token-value");
+        let mut out = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut out);
+            write!(w, "connecting with s3cr3t-token-value to ").unwrap();
+            writeln!(w, "postgres://u:pw@h/db").unwrap();
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "connecting with **** to postgres://u:****@h/db\n");
+    }
 
     #[test]
     fn registered_secrets_and_url_passwords_are_masked() {
