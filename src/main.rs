@@ -71,6 +71,19 @@ fn main() -> ExitCode {
         .with_writer(ferry::secrets::RedactedStderr)
         .with_target(false)
         .init();
+    // A failing worker stops the whole process at once with a clear message: the state store is
+    // consistent at every moment, and a restart resumes from the last checkpoint.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a worker failed".into());
+        let place = info.location().map(|l| format!(" ({}:{})", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: {}{place}", ferry::secrets::redact(&msg));
+        std::process::exit(3);
+    }));
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => code,

@@ -19,8 +19,10 @@ use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Offsets of source partitions (datagen shard, snapshot chunk, ...): changes emitted so far.
-pub type Offsets = BTreeMap<u32, u64>;
+/// Offsets of source partitions, by partition number: each source decides what its offset is
+/// (datagen: changes emitted, a number; a snapshot chunk: done and its binlog position; the
+/// binlog: file, position and GTID), as JSON so the state store stays readable.
+pub type Offsets = BTreeMap<u32, serde_json::Value>;
 
 /// A source worker's position at the end of one epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,8 +197,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let st = TaskState::new(Store::open_local(dir.path().to_str().unwrap()).unwrap(), "t");
         for e in 1..=4 {
-            st.write_boundary(&Boundary { epoch: e, worker: 0, peers: 1, offsets: [(0, e * 10)].into(), done: false })
-                .unwrap();
+            st.write_boundary(&Boundary {
+                epoch: e,
+                worker: 0,
+                peers: 1,
+                offsets: [(0, serde_json::json!(e * 10))].into(),
+                done: false,
+            })
+            .unwrap();
         }
         assert_eq!(st.boundaries_after(2).unwrap().iter().map(|b| b.epoch).collect::<Vec<_>>(), vec![3, 4]);
         st.drop_boundaries_upto(3).unwrap();

@@ -59,12 +59,15 @@ fn run_with_kills(dir: &Path, plan_path: &str) -> usize {
     for d in kill_moments(5) {
         // Manifests lag the sinks' commits by a few epochs, so most kills land where a restart
         // must replay epochs that some sinks already committed.
-        let mut child = ferry()
-            .current_dir(dir)
-            .env("FERRY_FAULT_MANIFEST_DELAY_MS", "400")
-            .args(["run", "-q", plan_path])
-            .spawn()
-            .unwrap();
+        let mut guard = KillOnDrop(
+            ferry()
+                .current_dir(dir)
+                .env("FERRY_FAULT_MANIFEST_DELAY_MS", "400")
+                .args(["run", "-q", plan_path])
+                .spawn()
+                .unwrap(),
+        );
+        let child = &mut guard.0;
         let start = Instant::now();
         let mut exited = None;
         while start.elapsed() < d {

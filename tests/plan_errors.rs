@@ -15,7 +15,7 @@ fn errors(text: &str) -> Vec<String> {
     match plan::load("p.yaml", text) {
         Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         Ok(p) => {
-            let cat = plan::discover(&p.source);
+            let cat = plan::discover(&p.source).unwrap();
             match plan::compile(p, &cat) {
                 Ok(_) => Vec::new(),
                 Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
@@ -79,7 +79,7 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
         ),
         (
             "planned source type",
-            "task: t\nsource:\n  type: mysql\ntarget:\n  type: null\n".into(),
+            "task: t\nsource:\n  type: postgres\ntarget:\n  type: null\n".into(),
             "p.yaml:3:9: `source.type`: ",
             "not in this build yet",
         ),

@@ -72,13 +72,15 @@ fn one_worker_four_workers_and_two_processes_write_identical_output() {
         let plan = write_plan(dir.path(), "plan.yaml", PLAN);
         let hosts = format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port());
         let hostfile = write_plan(dir.path(), "hosts.txt", &hosts);
-        let mut p1 = ferry()
-            .current_dir(dir.path())
-            .args(["run", "-q", "-w", "2", "--hostfile", &hostfile, "--process", "1", &plan])
-            .spawn()
-            .unwrap();
+        let mut p1 = KillOnDrop(
+            ferry()
+                .current_dir(dir.path())
+                .args(["run", "-q", "-w", "2", "--hostfile", &hostfile, "--process", "1", &plan])
+                .spawn()
+                .unwrap(),
+        );
         let p0 = run_in(dir.path(), &["run", "-q", "-w", "2", "--hostfile", &hostfile, "--process", "0", &plan]);
-        assert!(p1.wait().unwrap().success(), "process 1 failed");
+        assert!(p1.0.wait().unwrap().success(), "process 1 failed");
         ok(&p0);
         results.push(("2 processes × 2 workers".into(), output(dir.path())));
     }

@@ -44,6 +44,14 @@ pub enum Position {
         /// The sequence number of the change within it.
         seq: u64,
     },
+    /// A MySQL/MariaDB binlog position: the file's number (the numeric suffix of its name,
+    /// e.g. 3 for `mysql-bin.000003`) and the offset of the transaction's first event.
+    Binlog {
+        /// Binlog file number.
+        file: u32,
+        /// Offset in the file.
+        pos: u64,
+    },
 }
 
 impl std::fmt::Display for Position {
@@ -51,6 +59,7 @@ impl std::fmt::Display for Position {
         match self {
             Position::None => Ok(()),
             Position::Seq { partition, seq } => write!(f, "{partition}:{seq}"),
+            Position::Binlog { file, pos } => write!(f, "{file:06}:{pos}"),
         }
     }
 }

@@ -53,9 +53,10 @@ pub enum ColumnType {
     Float,
     /// 64-bit float.
     Double,
-    /// Exact decimal.
+    /// Exact decimal (MySQL `DECIMAL`, PostgreSQL `numeric`, `money`).
     Decimal {
-        /// Total digits, up to 65.
+        /// Total digits, up to 65 for MySQL; 0 for PostgreSQL's unconstrained `numeric` (any
+        /// number of digits, any scale).
         precision: u8,
         /// Digits after the point, up to 30.
         scale: u8,
@@ -103,17 +104,36 @@ pub enum ColumnType {
         /// Allowed members in order.
         values: Vec<String>,
     },
-    /// Bit string of a fixed width.
+    /// Bit string (MySQL `BIT(n)`, PostgreSQL `bit(n)` and `varbit(n)`).
     Bit {
-        /// Width in bits, 1..=64 for MySQL.
-        width: u16,
+        /// Width in bits: 1..=64 for MySQL, up to 83886080 for PostgreSQL (for `varbit`, the
+        /// maximum width).
+        width: u32,
     },
     /// MySQL `YEAR`.
     Year,
+    /// PostgreSQL `interval`.
+    Interval,
+    /// UUID (PostgreSQL `uuid`).
+    Uuid,
+    /// PostgreSQL array of any number of dimensions (PostgreSQL does not fix the number in the
+    /// type: `int[]` and `int[][]` are the same type).
+    Array {
+        /// The element type.
+        element: Box<ColumnType>,
+    },
+    /// A source type carried as `Text` or `Json` values whose name a target DDL needs
+    /// (PostgreSQL `inet`, `timetz`, `point`, `tsvector`, `int4range`, composite types,
+    /// `hstore`, ...); comparisons treat it as text.
+    Other {
+        /// The source's name of the type, with its modifiers, e.g. `inet`, `timetz(3)`.
+        name: String,
+    },
 }
 
 impl ColumnType {
-    /// A SQL-like spelling, for previews and error messages.
+    /// A SQL-like spelling, for previews and error messages (`INT[]` for arrays, the source's
+    /// name for [`ColumnType::Other`]).
     pub fn sql_name(&self) -> String {
         match self {
             ColumnType::Bool => "BOOLEAN".into(),
@@ -133,6 +153,7 @@ impl ColumnType {
             }
             ColumnType::Float => "FLOAT".into(),
             ColumnType::Double => "DOUBLE".into(),
+            ColumnType::Decimal { precision: 0, .. } => "NUMERIC".into(),
             ColumnType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
             ColumnType::String { max_chars: Some(n), fixed: true } => format!("CHAR({n})"),
             ColumnType::String { max_chars: Some(n), fixed: false } => format!("VARCHAR({n})"),
@@ -149,6 +170,10 @@ impl ColumnType {
             ColumnType::Set { values } => format!("SET({})", quote_list(values)),
             ColumnType::Bit { width } => format!("BIT({width})"),
             ColumnType::Year => "YEAR".into(),
+            ColumnType::Interval => "INTERVAL".into(),
+            ColumnType::Uuid => "UUID".into(),
+            ColumnType::Array { element } => format!("{}[]", element.sql_name()),
+            ColumnType::Other { name } => name.clone(),
         }
     }
 }
@@ -239,5 +264,21 @@ impl Catalog {
     /// Finds a table by name.
     pub fn find(&self, name: &TableName) -> Option<TableId> {
         self.tables.iter().position(|t| &t.name == name).map(|i| i as TableId)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_names_of_postgresql_types() {
+        let int_array = ColumnType::Array { element: Box::new(ColumnType::Int { bits: 32, unsigned: false }) };
+        assert_eq!(int_array.sql_name(), "INT[]");
+        assert_eq!(ColumnType::Array { element: Box::new(ColumnType::Uuid) }.sql_name(), "UUID[]");
+        assert_eq!(ColumnType::Interval.sql_name(), "INTERVAL");
+        assert_eq!(ColumnType::Other { name: "timetz(3)".into() }.sql_name(), "timetz(3)");
+        assert_eq!(ColumnType::Decimal { precision: 0, scale: 0 }.sql_name(), "NUMERIC");
+        assert_eq!(ColumnType::Bit { width: 83_886_080 }.sql_name(), "BIT(83886080)");
     }
 }

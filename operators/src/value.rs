@@ -1,22 +1,85 @@
 //! Values: one enum that carries every MySQL/MariaDB and PostgreSQL value without loss.
 //!
-//! Exactness rules:
+//! # Exactness rules
+//!
 //! - integers keep their signedness (`Int` for signed, `UInt` for unsigned 64-bit);
-//! - `Decimal` keeps the exact decimal text (up to 65 digits, any scale) in a canonical form;
+//! - `Decimal` keeps the exact decimal text (any number of digits, any scale) in a canonical
+//!   form, or one of PostgreSQL's special `numeric` values `NaN`, `Infinity`, `-Infinity`;
 //! - `Time` is a signed number of microseconds, so `-838:59:59.000000` and values past 24 h fit;
-//! - `Date` and `DateTime` keep their civil fields, so MySQL zero dates (`0000-00-00`) survive;
-//! - `Timestamp` is an instant: microseconds since the Unix epoch, in UTC;
+//! - `Date` and `DateTime` keep their civil fields, so MySQL zero dates (`0000-00-00`) survive,
+//!   and so do PostgreSQL's BC dates and years past 9999: the year is astronomical (`0` is
+//!   1 BC, `-1` is 2 BC); PostgreSQL's dates run from `-4713-11-24` (4714-11-24 BC) to
+//!   `5874897-12-31`;
+//! - `Timestamp` is an instant: microseconds since the Unix epoch, in UTC (from 4714 BC to
+//!   294247-01-10 AD: PostgreSQL's `timestamptz` values after that, up to its limit of
+//!   294276 AD, do not fit an `i64` counted from 1970; a source must reject them);
+//! - PostgreSQL's `infinity` and `-infinity` dates and timestamps are the sentinels
+//!   [`Date::INFINITY`], [`Date::NEG_INFINITY`] (and the [`DateTime`]s at their midnight),
+//!   [`TIMESTAMP_INFINITY`] and [`TIMESTAMP_NEG_INFINITY`] (PostgreSQL's own representation):
+//!   they sort after (before) every other value and print as `infinity` (`-infinity`);
+//! - `Interval` keeps PostgreSQL's three parts (months, days, microseconds) apart, never
+//!   normalized (`1 mon` and `30 days` are different values);
 //! - `Bytes` keep any byte sequence (non-UTF-8 included); `Text` is always valid UTF-8.
+//!
+//! # Source types
+//!
+//! Every source column type and the [`Value`] kind its values arrive as; the column's
+//! [`ColumnType`](crate::schema::ColumnType) keeps the details a target DDL needs.
+//!
+//! | MySQL / MariaDB | PostgreSQL | `Value` | notes |
+//! |---|---|---|---|
+//! | `BOOLEAN` | `bool` | `Bool` | |
+//! | `TINYINT`, `SMALLINT`, `MEDIUMINT`, `INT`, `BIGINT` | `int2`, `int4`, `int8`, `oid` | `Int` | |
+//! | the same, `UNSIGNED` | | `UInt` | |
+//! | `FLOAT` | `float4` | `Float` | |
+//! | `DOUBLE` | `float8` | `Double` | |
+//! | `DECIMAL(p,s)` | `numeric`, `money` | `Decimal` | `money` as its number, without currency symbol or group separators; `numeric` may be `NaN`, `Infinity`, `-Infinity` |
+//! | `CHAR`, `VARCHAR`, `TINYTEXT` .. `LONGTEXT` | `char`, `varchar`, `text`, `name`, `citext` | `Text` | |
+//! | `BINARY`, `VARBINARY`, `TINYBLOB` .. `LONGBLOB` | `bytea` | `Bytes` | |
+//! | `DATE` | `date` | `Date` | zero dates, BC dates, `infinity` |
+//! | `TIME` | `time` | `Time` | |
+//! | | `timetz` | `Text` | keeps the offset: `10:00:00+02` |
+//! | `DATETIME` | `timestamp` | `DateTime` | |
+//! | `TIMESTAMP` | `timestamptz` | `Timestamp` | |
+//! | | `interval` | `Interval` | |
+//! | `JSON` | `json`, `jsonb` | `Json` | |
+//! | | `uuid` | `Uuid` | |
+//! | | `inet`, `cidr`, `macaddr`, `macaddr8` | `Text` | PostgreSQL's text form |
+//! | `BIT(n)` | `bit(n)`, `varbit(n)` | `Bit` | `width` is the value's own length (a `varbit`'s varies) |
+//! | | `xml` | `Text` | |
+//! | | `tsvector`, `tsquery` | `Text` | PostgreSQL's text form |
+//! | | `point`, `line`, `lseg`, `box`, `path`, `polygon`, `circle` | `Text` | PostgreSQL's text form, e.g. `(1,2)` |
+//! | | range and multirange types | `Text` | PostgreSQL's text form, e.g. `[1,10)` |
+//! | `ENUM` | enum types | `Enum` | |
+//! | `SET` | | `Set` | members comma-separated, as MySQL writes them |
+//! | `YEAR` | | `Year` | |
+//! | | arrays (any element type, any number of dimensions) | `Array` | nested `Array`s per dimension; NULL elements are `Null`; lower bounds other than 1 are not kept |
+//! | | composite types | `Json` | an object by field name |
+//! | | `hstore` | `Json` | an object of strings (or `null`) |
+//! | | any other type (`pg_lsn`, `txid_snapshot`, ...) | `Text` | its text form |
+//!
+//! Types carried as `Text` or `Json` that a target DDL cannot infer from the value kind have
+//! the column type [`ColumnType::Other`](crate::schema::ColumnType::Other) with their name.
 
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt::{self, Write as _};
 
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// `infinity` as a [`Value::Timestamp`] (PostgreSQL's own representation: the largest `i64`).
+pub const TIMESTAMP_INFINITY: i64 = i64::MAX;
+/// `-infinity` as a [`Value::Timestamp`] (the smallest `i64`).
+pub const TIMESTAMP_NEG_INFINITY: i64 = i64::MIN;
+
 /// A calendar date with civil fields; month and day may be 0 (MySQL zero dates).
+///
+/// Dates order by their fields (year, month, day), so zero dates sort before the first day of
+/// their year, and the infinities sort last and first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Date {
-    /// Year, 0..=9999.
-    pub year: u16,
+    /// Astronomical year: `0` is 1 BC, `-1` is 2 BC; PostgreSQL's range is `-4713..=5874897`.
+    pub year: i32,
     /// Month 1..=12, or 0 in a zero date.
     pub month: u8,
     /// Day 1..=31, or 0 in a zero date.
@@ -30,6 +93,18 @@ pub struct DateTime {
     pub date: Date,
     /// Microseconds since midnight, `0..86_400_000_000`.
     pub micros: u64,
+}
+
+/// A PostgreSQL `interval`: months, days and microseconds, kept apart as PostgreSQL keeps them
+/// (a month is not a fixed number of days, nor a day a fixed number of hours across DST).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Interval {
+    /// Months (years are 12 months).
+    pub months: i32,
+    /// Days.
+    pub days: i32,
+    /// Microseconds (hours, minutes, seconds).
+    pub micros: i64,
 }
 
 /// One value of a row.
@@ -47,7 +122,8 @@ pub enum Value {
     Float(f32),
     /// Double-precision float.
     Double(f64),
-    /// Exact decimal in canonical text form: optional `-`, digits, optional `.` and digits.
+    /// Exact decimal in canonical text form (optional `-`, digits, optional `.` and digits), or
+    /// exactly one of `NaN`, `Infinity`, `-Infinity` (PostgreSQL `numeric`).
     Decimal(String),
     /// Character data, always valid UTF-8.
     Text(String),
@@ -59,7 +135,8 @@ pub enum Value {
     Time(i64),
     /// A civil date-time without zone.
     DateTime(DateTime),
-    /// An instant: microseconds since 1970-01-01T00:00:00Z.
+    /// An instant: microseconds since 1970-01-01T00:00:00Z ([`TIMESTAMP_INFINITY`] and
+    /// [`TIMESTAMP_NEG_INFINITY`] are PostgreSQL's `infinity` and `-infinity`).
     Timestamp(i64),
     /// A JSON document as text.
     Json(String),
@@ -69,13 +146,20 @@ pub enum Value {
     Set(String),
     /// A bit string: `width` bits, big-endian in `bytes` (right-aligned).
     Bit {
-        /// Number of bits.
-        width: u16,
+        /// Number of bits (PostgreSQL bit strings may have up to 83886080).
+        width: u32,
         /// The bits, big-endian, `ceil(width/8)` bytes.
         bytes: Vec<u8>,
     },
     /// A MySQL `YEAR`.
     Year(u16),
+    /// A PostgreSQL `interval`.
+    Interval(Interval),
+    /// A UUID, its 16 bytes in the order of the text form.
+    Uuid([u8; 16]),
+    /// A PostgreSQL array: the elements of one dimension; a multi-dimensional array is an
+    /// `Array` of `Array`s, and NULL elements are [`Value::Null`].
+    Array(Vec<Value>),
 }
 
 impl Value {
@@ -105,6 +189,9 @@ impl Value {
             Value::Set(_) => "set",
             Value::Bit { .. } => "bit",
             Value::Year(_) => "year",
+            Value::Interval(_) => "interval",
+            Value::Uuid(_) => "uuid",
+            Value::Array(_) => "array",
         }
     }
 
@@ -128,6 +215,21 @@ impl Value {
                 h.write_bytes(s.as_bytes())
             }
             Value::Bytes(b) | Value::Bit { bytes: b, .. } => h.write_bytes(b),
+            Value::Interval(i) => {
+                h.write_u64(i.months as u32 as u64 | (i.days as u32 as u64) << 32);
+                h.write_u64(i.micros as u64)
+            }
+            Value::Uuid(u) => {
+                let (hi, lo) = u.split_at(8);
+                h.write_u64(u64::from_be_bytes(hi.try_into().expect("8 bytes")));
+                h.write_u64(u64::from_be_bytes(lo.try_into().expect("8 bytes")))
+            }
+            Value::Array(items) => {
+                h.write_u64(items.len() as u64);
+                for v in items {
+                    v.stable_hash(h)
+                }
+            }
         }
     }
 
@@ -138,7 +240,7 @@ impl Value {
 }
 
 fn date_key(d: &Date) -> u64 {
-    ((d.year as u64) << 16) | ((d.month as u64) << 8) | d.day as u64
+    ((d.year as i64 as u64) << 16) | ((d.month as u64) << 8) | d.day as u64
 }
 
 /// A fast, deterministic 64-bit hasher (FxHash-style) for exchange routing.
@@ -183,24 +285,49 @@ impl StableHasher {
     }
 }
 
+/// Day numbers beyond this (about 1.9 billion years) become the infinite dates.
+const MAX_DAYS: i64 = 700_000_000_000;
+
 impl Date {
+    /// PostgreSQL's `infinity` date: after every other date.
+    pub const INFINITY: Date = Date { year: i32::MAX, month: 12, day: 31 };
+    /// PostgreSQL's `-infinity` date: before every other date.
+    pub const NEG_INFINITY: Date = Date { year: i32::MIN, month: 1, day: 1 };
+
     /// Builds a date (no validation: zero dates are allowed).
-    pub const fn new(year: u16, month: u8, day: u8) -> Self {
+    pub const fn new(year: i32, month: u8, day: u8) -> Self {
         Date { year, month, day }
     }
 
-    /// Days since 1970-01-01 in the proleptic Gregorian calendar; `None` for zero dates.
+    /// Whether this is a MySQL zero date (month or day 0).
+    pub fn is_zero(&self) -> bool {
+        self.month == 0 || self.day == 0
+    }
+
+    /// Whether this is [`Date::INFINITY`] or [`Date::NEG_INFINITY`].
+    pub fn is_infinite(&self) -> bool {
+        *self == Date::INFINITY || *self == Date::NEG_INFINITY
+    }
+
+    /// Days since 1970-01-01 in the proleptic Gregorian calendar; `None` for zero dates and the
+    /// infinities.
     pub fn to_days(&self) -> Option<i64> {
-        if self.month == 0 || self.day == 0 {
+        if self.is_zero() || self.is_infinite() {
             return None;
         }
         Some(days_from_civil(self.year as i64, self.month as i64, self.day as i64))
     }
 
-    /// The date `days` after 1970-01-01.
+    /// The date `days` after 1970-01-01 (an infinity for day numbers past a billion years).
     pub fn from_days(days: i64) -> Self {
+        if days > MAX_DAYS {
+            return Date::INFINITY;
+        }
+        if days < -MAX_DAYS {
+            return Date::NEG_INFINITY;
+        }
         let (y, m, d) = civil_from_days(days);
-        Date { year: y as u16, month: m as u8, day: d as u8 }
+        Date { year: y as i32, month: m as u8, day: d as u8 }
     }
 }
 
@@ -230,21 +357,61 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 impl DateTime {
-    /// Microseconds since 1970-01-01T00:00:00 as if the civil time were UTC; `None` for zero dates.
+    /// PostgreSQL's `infinity` timestamp (its date is [`Date::INFINITY`]).
+    pub const INFINITY: DateTime = DateTime { date: Date::INFINITY, micros: 0 };
+    /// PostgreSQL's `-infinity` timestamp (its date is [`Date::NEG_INFINITY`]).
+    pub const NEG_INFINITY: DateTime = DateTime { date: Date::NEG_INFINITY, micros: 0 };
+
+    /// Microseconds since 1970-01-01T00:00:00 as if the civil time were UTC; the infinities
+    /// give [`TIMESTAMP_INFINITY`] and [`TIMESTAMP_NEG_INFINITY`]; `None` for zero dates and
+    /// for finite date-times an `i64` cannot count (after 294247-01-10).
     pub fn to_epoch_micros(&self) -> Option<i64> {
-        self.date.to_days().map(|d| d * 86_400_000_000 + self.micros as i64)
+        if self.date == Date::INFINITY {
+            return Some(TIMESTAMP_INFINITY);
+        }
+        if self.date == Date::NEG_INFINITY {
+            return Some(TIMESTAMP_NEG_INFINITY);
+        }
+        let us = self.date.to_days()? as i128 * DAY_MICROS as i128 + self.micros as i128;
+        i64::try_from(us).ok().filter(|&us| us != TIMESTAMP_INFINITY && us != TIMESTAMP_NEG_INFINITY)
     }
-    /// The civil date-time of an epoch offset in microseconds.
+
+    /// The civil date-time of an epoch offset in microseconds (the infinities map to
+    /// [`DateTime::INFINITY`] and [`DateTime::NEG_INFINITY`]).
     pub fn from_epoch_micros(us: i64) -> Self {
-        let days = us.div_euclid(86_400_000_000);
-        let micros = us.rem_euclid(86_400_000_000) as u64;
-        DateTime { date: Date::from_days(days), micros }
+        match us {
+            TIMESTAMP_INFINITY => DateTime::INFINITY,
+            TIMESTAMP_NEG_INFINITY => DateTime::NEG_INFINITY,
+            _ => {
+                let days = us.div_euclid(DAY_MICROS);
+                let micros = us.rem_euclid(DAY_MICROS) as u64;
+                DateTime { date: Date::from_days(days), micros }
+            }
+        }
+    }
+}
+
+/// Writes a year with at least 4 digits, `-` before negative (astronomical) years: `0044`,
+/// `12345`, `-0044` (45 BC).
+pub fn write_year(out: &mut impl fmt::Write, year: i64) -> fmt::Result {
+    if year < 0 {
+        write!(out, "-{:04}", year.unsigned_abs())
+    } else {
+        write!(out, "{year:04}")
     }
 }
 
 impl fmt::Display for Date {
+    /// `YYYY-MM-DD` (see [`write_year`] for other years), `infinity` or `-infinity`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        if *self == Date::INFINITY {
+            return f.write_str("infinity");
+        }
+        if *self == Date::NEG_INFINITY {
+            return f.write_str("-infinity");
+        }
+        write_year(f, self.year as i64)?;
+        write!(f, "-{:02}-{:02}", self.month, self.day)
     }
 }
 
@@ -259,7 +426,11 @@ fn write_clock(f: &mut impl fmt::Write, micros: u64) -> fmt::Result {
 }
 
 impl fmt::Display for DateTime {
+    /// `YYYY-MM-DD HH:MM:SS[.ffffff]`, `infinity` or `-infinity`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.date.is_infinite() {
+            return write!(f, "{}", self.date);
+        }
         write!(f, "{} ", self.date)?;
         write_clock(f, self.micros)
     }
@@ -273,16 +444,598 @@ pub fn format_time(micros: i64, out: &mut impl fmt::Write) -> fmt::Result {
     write_clock(out, micros.unsigned_abs())
 }
 
-/// Formats an instant as RFC 3339 UTC with microseconds when present.
+/// Formats an instant as RFC 3339 UTC with microseconds when present (`infinity` and
+/// `-infinity` for the sentinels).
 pub fn format_timestamp(micros: i64, out: &mut impl fmt::Write) -> fmt::Result {
     let dt = DateTime::from_epoch_micros(micros);
+    if dt.date.is_infinite() {
+        return write!(out, "{}", dt.date);
+    }
     write!(out, "{}T", dt.date)?;
     write_clock(out, dt.micros)?;
     out.write_char('Z')
 }
 
+/// The canonical text form of a UUID: 36 lowercase ASCII characters, hyphenated 8-4-4-4-12.
+pub fn uuid_text(u: &[u8; 16]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut j = 0;
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            j += 1;
+        }
+        out[j] = HEX[(b >> 4) as usize];
+        out[j + 1] = HEX[(b & 15) as usize];
+        j += 2;
+    }
+    out
+}
+
+/// Parses a UUID as PostgreSQL does: 32 hex digits of either case, optionally in braces, with a
+/// hyphen allowed after any group of four digits.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let t = s.trim();
+    let t = t.strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(t);
+    let mut out = [0u8; 16];
+    let mut n = 0;
+    let mut prev_hyphen = false;
+    for c in t.bytes() {
+        if c == b'-' {
+            if n == 0 || n % 4 != 0 || n == 32 || prev_hyphen {
+                return None;
+            }
+            prev_hyphen = true;
+            continue;
+        }
+        prev_hyphen = false;
+        let v = (c as char).to_digit(16)? as u8;
+        if n == 32 {
+            return None;
+        }
+        out[n / 2] |= if n % 2 == 0 { v << 4 } else { v };
+        n += 1;
+    }
+    (n == 32 && !prev_hyphen).then_some(out)
+}
+
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+impl Interval {
+    /// PostgreSQL's `infinity` interval (every part at its maximum).
+    pub const INFINITY: Interval = Interval { months: i32::MAX, days: i32::MAX, micros: i64::MAX };
+    /// PostgreSQL's `-infinity` interval (every part at its minimum).
+    pub const NEG_INFINITY: Interval = Interval { months: i32::MIN, days: i32::MIN, micros: i64::MIN };
+
+    /// An interval of the three parts.
+    pub const fn new(months: i32, days: i32, micros: i64) -> Self {
+        Interval { months, days, micros }
+    }
+
+    /// PostgreSQL's comparison key: a month counts 30 days and a day 24 hours, so `1 mon`
+    /// equals `30 days` in comparisons (but they stay different values).
+    pub fn cmp_key(&self) -> i128 {
+        (self.months as i128 * 30 + self.days as i128) * DAY_MICROS as i128 + self.micros as i128
+    }
+
+    /// Compares as PostgreSQL does (by [`Interval::cmp_key`]).
+    pub fn pg_cmp(&self, other: &Interval) -> Ordering {
+        self.cmp_key().cmp(&other.cmp_key())
+    }
+
+    /// Years, months, days, hours, minutes, seconds and microseconds, each with the sign of
+    /// its part (PostgreSQL's split for output).
+    fn fields(&self) -> [i64; 7] {
+        let m = self.micros;
+        [
+            (self.months / 12) as i64,
+            (self.months % 12) as i64,
+            self.days as i64,
+            m / HOUR_MICROS,
+            (m / 60_000_000) % 60,
+            (m / 1_000_000) % 60,
+            m % 1_000_000,
+        ]
+    }
+
+    /// Writes the interval as an ISO 8601 duration the way PostgreSQL's `iso_8601` style does:
+    /// `P1Y2M3DT4H5M6.000007S`, `P-1M`, `PT-1.5S`, `PT0S`; the infinities as `infinity` and
+    /// `-infinity`.
+    pub fn write_iso(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        if let Some(s) = self.infinity_text() {
+            return out.write_str(s);
+        }
+        let [y, mo, d, h, mi, s, us] = self.fields();
+        if [y, mo, d, h, mi, s, us].iter().all(|&x| x == 0) {
+            return out.write_str("PT0S");
+        }
+        out.write_char('P')?;
+        for (v, u) in [(y, 'Y'), (mo, 'M'), (d, 'D')] {
+            if v != 0 {
+                write!(out, "{v}{u}")?;
+            }
+        }
+        if h != 0 || mi != 0 || s != 0 || us != 0 {
+            out.write_char('T')?;
+        }
+        for (v, u) in [(h, 'H'), (mi, 'M')] {
+            if v != 0 {
+                write!(out, "{v}{u}")?;
+            }
+        }
+        if s != 0 || us != 0 {
+            if s < 0 || us < 0 {
+                out.write_char('-')?;
+            }
+            write!(out, "{}", s.unsigned_abs())?;
+            write_fraction(out, us.unsigned_abs())?;
+            out.write_char('S')?;
+        }
+        Ok(())
+    }
+
+    fn infinity_text(&self) -> Option<&'static str> {
+        match *self {
+            Interval::INFINITY => Some("infinity"),
+            Interval::NEG_INFINITY => Some("-infinity"),
+            _ => None,
+        }
+    }
+
+    /// Parses an interval: PostgreSQL's output (`1 year 2 mons -3 days +04:05:06.5`, with
+    /// optional `@` and `ago`, units spelled as PostgreSQL accepts them, fractions only for
+    /// hours and smaller units, a bare number being seconds), an ISO 8601 duration
+    /// (`P1Y2M3W4DT5H6M7.5S`, signs allowed per part, a fraction only for seconds), or
+    /// `infinity`/`-infinity`.
+    pub fn parse(s: &str) -> Result<Interval, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("infinity") || t.eq_ignore_ascii_case("+infinity") {
+            return Ok(Interval::INFINITY);
+        }
+        if t.eq_ignore_ascii_case("-infinity") {
+            return Ok(Interval::NEG_INFINITY);
+        }
+        let mut acc = IntervalAcc::default();
+        match t.strip_prefix(['P', 'p']) {
+            Some(iso) => acc.iso(iso)?,
+            None => acc.words(t)?,
+        }
+        acc.finish()
+    }
+}
+
+/// Writes `.ffffff` without trailing zeros (nothing for 0).
+fn write_fraction(out: &mut impl fmt::Write, us: u64) -> fmt::Result {
+    if us == 0 {
+        return Ok(());
+    }
+    let mut digits = format!("{us:06}");
+    while digits.ends_with('0') {
+        digits.pop();
+    }
+    write!(out, ".{digits}")
+}
+
+impl fmt::Display for Interval {
+    /// PostgreSQL's default output (`IntervalStyle` `postgres`): `1 year 2 mons 3 days
+    /// 04:05:06.000007`, `-1 days +02:03:00`, `00:00:00`; `infinity`, `-infinity`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(s) = self.infinity_text() {
+            return f.write_str(s);
+        }
+        let [y, mo, d, h, mi, s, us] = self.fields();
+        let mut first = true;
+        let mut before = false;
+        for (v, unit) in [(y, "year"), (mo, "mon"), (d, "day")] {
+            if v == 0 {
+                continue;
+            }
+            let sep = if first { "" } else { " " };
+            let plus = if before && v > 0 { "+" } else { "" };
+            write!(f, "{sep}{plus}{v} {unit}{}", if v == 1 { "" } else { "s" })?;
+            before = v < 0;
+            first = false;
+        }
+        if first || h != 0 || mi != 0 || s != 0 || us != 0 {
+            let minus = h < 0 || mi < 0 || s < 0 || us < 0;
+            let sign = if minus {
+                "-"
+            } else if before {
+                "+"
+            } else {
+                ""
+            };
+            let sep = if first { "" } else { " " };
+            write!(f, "{sep}{sign}{:02}:{:02}:{:02}", h.unsigned_abs(), mi.unsigned_abs(), s.unsigned_abs())?;
+            write_fraction(f, us.unsigned_abs())?;
+        }
+        Ok(())
+    }
+}
+
+/// Sums of the three interval parts while parsing, wide enough not to overflow.
+#[derive(Default)]
+struct IntervalAcc {
+    months: i128,
+    days: i128,
+    micros: i128,
+}
+
+/// A signed decimal number of interval text: integer part and up to 9 fraction digits.
+struct IntervalNum {
+    neg: bool,
+    int: i128,
+    /// Fraction digits as an integer, and their count.
+    frac: (i128, u32),
+}
+
+impl IntervalNum {
+    /// Reads `[+-]digits[.digits]` at the start of `s`; returns the number and the rest.
+    fn read(s: &str) -> Option<(IntervalNum, &str)> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let neg = match b.first() {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let start = i;
+        let mut int: i128 = 0;
+        while i < b.len() && b[i].is_ascii_digit() {
+            int = int.checked_mul(10)?.checked_add((b[i] - b'0') as i128)?;
+            i += 1;
+        }
+        let mut digits = i - start;
+        let mut frac = (0i128, 0u32);
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                if frac.1 >= 9 {
+                    return None;
+                }
+                frac = (frac.0 * 10 + (b[i] - b'0') as i128, frac.1 + 1);
+                i += 1;
+                digits += 1;
+            }
+        }
+        (digits > 0).then_some((IntervalNum { neg, int, frac }, &s[i..]))
+    }
+
+    /// `self * unit` microseconds, rounded half away from zero.
+    fn times(&self, unit: i128) -> i128 {
+        let scale = 10i128.pow(self.frac.1);
+        let frac = (self.frac.0 * unit * 2 + scale) / (2 * scale);
+        let v = self.int * unit + frac;
+        if self.neg {
+            -v
+        } else {
+            v
+        }
+    }
+
+    /// The integer value; an error if there is a fraction.
+    fn whole(&self, unit: &str) -> Result<i128, String> {
+        if self.frac.0 != 0 {
+            return Err(format!("fractional {unit} are not supported"));
+        }
+        Ok(if self.neg { -self.int } else { self.int })
+    }
+}
+
+impl IntervalAcc {
+    fn add(&mut self, n: &IntervalNum, unit: &str) -> Result<(), String> {
+        let u = unit.to_ascii_lowercase();
+        let (months, days, micros): (i128, i128, i128) = match u.as_str() {
+            "millennium" | "millennia" | "millenniums" | "mil" | "mils" => (12_000, 0, 0),
+            "century" | "centuries" | "cent" | "c" => (1200, 0, 0),
+            "decade" | "decades" | "dec" | "decs" => (120, 0, 0),
+            "year" | "years" | "y" | "yr" | "yrs" => (12, 0, 0),
+            "month" | "months" | "mon" | "mons" => (1, 0, 0),
+            "week" | "weeks" | "w" => (0, 7, 0),
+            "day" | "days" | "d" => (0, 1, 0),
+            "hour" | "hours" | "h" | "hr" | "hrs" => (0, 0, HOUR_MICROS as i128),
+            "minute" | "minutes" | "min" | "mins" | "m" => (0, 0, 60_000_000),
+            "second" | "seconds" | "sec" | "secs" | "s" => (0, 0, 1_000_000),
+            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => (0, 0, 1000),
+            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => (0, 0, 1),
+            _ => return Err(format!("unknown interval unit '{unit}'")),
+        };
+        if months != 0 {
+            self.months += n.whole(&u)? * months;
+        } else if days != 0 {
+            self.days += n.whole(&u)? * days;
+        } else {
+            self.micros += n.times(micros);
+        }
+        Ok(())
+    }
+
+    /// `[+-]H:MM[:SS[.f]]`, any number of hours.
+    fn clock(&mut self, tok: &str) -> Result<(), String> {
+        let bad = || format!("invalid time '{tok}' in interval");
+        let (neg, body) = match tok.as_bytes().first() {
+            Some(b'-') => (true, &tok[1..]),
+            Some(b'+') => (false, &tok[1..]),
+            _ => (false, tok),
+        };
+        let mut parts = body.split(':');
+        let h: i128 = parts.next().filter(|p| !p.is_empty()).ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let m: i128 = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let s = match parts.next() {
+            Some(p) => match IntervalNum::read(p) {
+                Some((n, "")) if !n.neg && !p.starts_with('+') => n.times(1_000_000),
+                _ => return Err(bad()),
+            },
+            None => 0,
+        };
+        if parts.next().is_some() || !(0..60).contains(&m) || s >= 60_000_000 {
+            return Err(bad());
+        }
+        let v = h * HOUR_MICROS as i128 + m * 60_000_000 + s;
+        self.micros += if neg { -v } else { v };
+        Ok(())
+    }
+
+    fn words(&mut self, t: &str) -> Result<(), String> {
+        let mut toks = t.split_whitespace().peekable();
+        if toks.peek() == Some(&"@") {
+            toks.next();
+        }
+        if toks.peek().is_none() {
+            return Err("empty interval".into());
+        }
+        let mut ago = false;
+        while let Some(tok) = toks.next() {
+            if tok.eq_ignore_ascii_case("ago") {
+                if toks.peek().is_some() {
+                    return Err("'ago' must come last in an interval".into());
+                }
+                ago = true;
+            } else if tok.contains(':') {
+                self.clock(tok)?;
+            } else {
+                let (n, rest) = IntervalNum::read(tok).ok_or_else(|| format!("unexpected '{tok}' in interval"))?;
+                let unit = if !rest.is_empty() {
+                    rest
+                } else {
+                    match toks.peek() {
+                        Some(next) if next.starts_with(|c: char| c.is_ascii_alphabetic()) => {
+                            if next.eq_ignore_ascii_case("ago") {
+                                "second"
+                            } else {
+                                toks.next().expect("peeked")
+                            }
+                        }
+                        Some(next) if next.contains(':') => "day",
+                        None => "second",
+                        Some(next) => return Err(format!("expected a unit after '{tok}', found '{next}'")),
+                    }
+                };
+                self.add(&n, unit)?;
+            }
+        }
+        if ago {
+            self.months = -self.months;
+            self.days = -self.days;
+            self.micros = -self.micros;
+        }
+        Ok(())
+    }
+
+    fn iso(&mut self, s: &str) -> Result<(), String> {
+        if s.is_empty() {
+            return Err("empty ISO 8601 duration".into());
+        }
+        let mut rest = s;
+        let mut time = false;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix(['T', 't']) {
+                if time || r.is_empty() {
+                    return Err(format!("misplaced 'T' in duration 'P{s}'"));
+                }
+                time = true;
+                rest = r;
+                continue;
+            }
+            let (n, r) = IntervalNum::read(rest).ok_or_else(|| format!("expected a number in duration 'P{s}'"))?;
+            let mut chars = r.chars();
+            let d = chars.next().ok_or_else(|| format!("missing unit at the end of duration 'P{s}'"))?;
+            let unit = match (time, d.to_ascii_uppercase()) {
+                (false, 'Y') => "years",
+                (false, 'M') => "months",
+                (false, 'W') => "weeks",
+                (false, 'D') => "days",
+                (true, 'H') => "hours",
+                (true, 'M') => "minutes",
+                (true, 'S') => "seconds",
+                _ => return Err(format!("unexpected '{d}' in duration 'P{s}'")),
+            };
+            if n.frac.0 != 0 && unit != "seconds" {
+                return Err(format!("fractional {unit} are not supported"));
+            }
+            self.add(&n, unit)?;
+            rest = chars.as_str();
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Interval, String> {
+        let out = || "interval out of range".to_string();
+        Ok(Interval {
+            months: i32::try_from(self.months).map_err(|_| out())?,
+            days: i32::try_from(self.days).map_err(|_| out())?,
+            micros: i64::try_from(self.micros).map_err(|_| out())?,
+        })
+    }
+}
+
+/// Whether an array element's text must be quoted in PostgreSQL's array text form.
+fn array_needs_quotes(s: &str) -> bool {
+    s.is_empty()
+        || s.eq_ignore_ascii_case("null")
+        || s.bytes().any(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b',' | 0x0b) || b.is_ascii_whitespace())
+}
+
+/// Writes PostgreSQL's text form of an array: `{1,2,NULL}`, `{{a,"b c"},{"",NULL}}`; elements
+/// are their `Display` text, quoted when needed.
+pub fn write_array(out: &mut impl fmt::Write, items: &[Value]) -> fmt::Result {
+    out.write_char('{')?;
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.write_char(',')?;
+        }
+        match v {
+            Value::Null => out.write_str("NULL")?,
+            Value::Array(inner) => write_array(out, inner)?,
+            other => {
+                let s = other.to_string();
+                if array_needs_quotes(&s) {
+                    out.write_char('"')?;
+                    for c in s.chars() {
+                        if c == '"' || c == '\\' {
+                            out.write_char('\\')?;
+                        }
+                        out.write_char(c)?;
+                    }
+                    out.write_char('"')?;
+                } else {
+                    out.write_str(&s)?;
+                }
+            }
+        }
+    }
+    out.write_char('}')
+}
+
+/// Arrays nested deeper than this are rejected by [`parse_array`] (PostgreSQL allows 6).
+pub const MAX_ARRAY_DEPTH: usize = 32;
+
+/// Parses PostgreSQL's text form of an array (`{1,2,NULL}`, `{{"a b",c},{d,e}}`, backslash
+/// escapes, unquoted `NULL` for NULL) into a [`Value::Array`]; `element` converts the text of
+/// each non-NULL element. Explicit bounds (`[0:1]={...}`) are rejected: they cannot be kept.
+pub fn parse_array(s: &str, element: &mut dyn FnMut(&str) -> Result<Value, String>) -> Result<Value, String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    skip_ws(b, &mut i);
+    if b.get(i) == Some(&b'[') {
+        return Err("arrays with explicit bounds ([lo:hi]={...}) are not supported".into());
+    }
+    let items = parse_array_level(s, &mut i, element, 1)?;
+    skip_ws(b, &mut i);
+    if i != b.len() {
+        return Err(format!("unexpected '{}' after the array", &s[i..]));
+    }
+    Ok(Value::Array(items))
+}
+
+fn skip_ws(b: &[u8], i: &mut usize) {
+    while *i < b.len() && (b[*i].is_ascii_whitespace() || b[*i] == 0x0b) {
+        *i += 1;
+    }
+}
+
+fn parse_array_level(
+    s: &str,
+    i: &mut usize,
+    element: &mut dyn FnMut(&str) -> Result<Value, String>,
+    depth: usize,
+) -> Result<Vec<Value>, String> {
+    let b = s.as_bytes();
+    if b.get(*i) != Some(&b'{') {
+        return Err("an array must start with '{'".into());
+    }
+    if depth > MAX_ARRAY_DEPTH {
+        return Err(format!("arrays nest at most {MAX_ARRAY_DEPTH} levels deep"));
+    }
+    *i += 1;
+    let mut items = Vec::new();
+    skip_ws(b, i);
+    if b.get(*i) == Some(&b'}') {
+        *i += 1;
+        return Ok(items);
+    }
+    loop {
+        skip_ws(b, i);
+        match b.get(*i) {
+            None => return Err("unterminated array: missing '}'".into()),
+            Some(b'{') => items.push(Value::Array(parse_array_level(s, i, element, depth + 1)?)),
+            Some(b'"') => {
+                *i += 1;
+                let mut text = Vec::new();
+                loop {
+                    match b.get(*i) {
+                        None => return Err("unterminated quoted array element".into()),
+                        Some(b'"') => break,
+                        Some(b'\\') if *i + 1 < b.len() => {
+                            text.push(b[*i + 1]);
+                            *i += 2;
+                        }
+                        Some(&c) => {
+                            text.push(c);
+                            *i += 1;
+                        }
+                    }
+                }
+                *i += 1;
+                let text = String::from_utf8(text).map_err(|_| "invalid UTF-8 in an array element".to_string())?;
+                items.push(element(&text)?);
+            }
+            Some(_) => {
+                let mut text = Vec::new();
+                let mut escaped = false;
+                // Length of `text` up to its last escaped byte: trailing blanks after it stay.
+                let mut keep = 0;
+                loop {
+                    match b.get(*i) {
+                        None => return Err("unterminated array: missing '}'".into()),
+                        Some(b',' | b'}') => break,
+                        Some(b'"' | b'{') => return Err(format!("unexpected '{}' in an array element", b[*i] as char)),
+                        Some(b'\\') if *i + 1 < b.len() => {
+                            text.push(b[*i + 1]);
+                            *i += 2;
+                            escaped = true;
+                            keep = text.len();
+                        }
+                        Some(&c) => {
+                            text.push(c);
+                            *i += 1;
+                        }
+                    }
+                }
+                while text.len() > keep && text.last().is_some_and(|c| c.is_ascii_whitespace() || *c == 0x0b) {
+                    text.pop();
+                }
+                let text = String::from_utf8(text).map_err(|_| "invalid UTF-8 in an array element".to_string())?;
+                if !escaped && text.eq_ignore_ascii_case("null") {
+                    items.push(Value::Null);
+                } else {
+                    items.push(element(&text)?);
+                }
+            }
+        }
+        skip_ws(b, i);
+        match b.get(*i) {
+            Some(b',') => *i += 1,
+            Some(b'}') => {
+                *i += 1;
+                return Ok(items);
+            }
+            Some(&c) => return Err(format!("expected ',' or '}}' in an array, found '{}'", c as char)),
+            None => return Err("unterminated array: missing '}'".into()),
+        }
+    }
+}
+
 impl fmt::Display for Value {
     /// The value as SQL-ish text (what `CAST(x AS CHAR)` would give); NULL prints as `NULL`.
+    /// Intervals print in PostgreSQL's default style, UUIDs hyphenated in lowercase, arrays in
+    /// PostgreSQL's text form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Null => f.write_str("NULL"),
@@ -299,19 +1052,37 @@ impl fmt::Display for Value {
             Value::Timestamp(t) => format_timestamp(*t, f),
             Value::Bit { width, bytes } => {
                 let total = bytes.len() * 8;
-                for i in (total - *width as usize)..total {
+                for _ in total..*width as usize {
+                    f.write_char('0')?;
+                }
+                for i in total.saturating_sub(*width as usize)..total {
                     let bit = bytes[i / 8] >> (7 - i % 8) & 1;
                     f.write_char(if bit == 1 { '1' } else { '0' })?;
                 }
                 Ok(())
             }
             Value::Year(y) => write!(f, "{y:04}"),
+            Value::Interval(i) => write!(f, "{i}"),
+            Value::Uuid(u) => f.write_str(std::str::from_utf8(&uuid_text(u)).expect("ASCII")),
+            Value::Array(items) => write_array(f, items),
         }
     }
 }
 
+/// The special values of PostgreSQL `numeric`, as `f64`: `NaN`, `Infinity`, `-Infinity`
+/// (exactly these spellings); `None` for anything else.
+pub fn decimal_special(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
 /// Canonicalizes decimal text: strips `+`, leading zeros of the integer part, keeps the scale.
-/// Returns `None` if `s` is not a decimal number.
+/// PostgreSQL's special values are accepted in any case (`nan`, `inf`, `+Infinity`, `-inf`)
+/// and spelled `NaN`, `Infinity`, `-Infinity`. Returns `None` if `s` is not a decimal number.
 pub fn canonical_decimal(s: &str) -> Option<String> {
     let s = s.trim();
     let (neg, body) = match s.as_bytes().first()? {
@@ -319,6 +1090,12 @@ pub fn canonical_decimal(s: &str) -> Option<String> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
+    if body.eq_ignore_ascii_case("infinity") || body.eq_ignore_ascii_case("inf") {
+        return Some(if neg { "-Infinity" } else { "Infinity" }.into());
+    }
+    if body.eq_ignore_ascii_case("nan") {
+        return (body.len() == s.len()).then(|| "NaN".into());
+    }
     let (int, frac) = match body.split_once('.') {
         Some((i, f)) => (i, Some(f)),
         None => (body, None),
@@ -345,8 +1122,24 @@ pub fn canonical_decimal(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// Compares two decimal texts numerically (both must be canonical or at least well-formed).
+/// The rank of decimal text in PostgreSQL's order: `-Infinity` < numbers < `Infinity` < `NaN`.
+fn decimal_rank(s: &str) -> u8 {
+    match s {
+        "-Infinity" => 0,
+        "Infinity" => 2,
+        "NaN" => 3,
+        _ => 1,
+    }
+}
+
+/// Compares two decimal texts numerically (both must be canonical or at least well-formed),
+/// with PostgreSQL's order of the special values: `-Infinity` < every number < `Infinity` <
+/// `NaN`, and `NaN` equals `NaN`.
 pub fn compare_decimal(a: &str, b: &str) -> Ordering {
+    match (decimal_rank(a), decimal_rank(b)) {
+        (1, 1) => {}
+        (x, y) => return x.cmp(&y),
+    }
     let (an, a) = a.strip_prefix('-').map_or((false, a), |r| (true, r));
     let (bn, b) = b.strip_prefix('-').map_or((false, b), |r| (true, r));
     let mag = |x: &str| -> (String, String) {
@@ -371,6 +1164,7 @@ pub fn compare_decimal(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn civil_days_round_trip_over_four_centuries() {
@@ -380,6 +1174,66 @@ mod tests {
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn dates_of_year_10000_and_minus_4712_round_trip_through_display_and_civil_days() {
+        for (d, text) in [
+            (Date::new(10_000, 1, 1), "10000-01-01"),
+            (Date::new(-4712, 1, 1), "-4712-01-01"),
+            (Date::new(5_874_897, 12, 31), "5874897-12-31"),
+            (Date::new(0, 2, 29), "0000-02-29"),
+            (Date::new(-1, 12, 31), "-0001-12-31"),
+            (Date::new(-44, 3, 15), "-0044-03-15"),
+        ] {
+            assert_eq!(d.to_string(), text);
+            let days = d.to_days().unwrap();
+            assert_eq!(Date::from_days(days), d, "{text}");
+        }
+        // PostgreSQL's first date, 4714-11-24 BC (Julian day 0), is -4713-11-24 here.
+        assert_eq!(Date::new(-4713, 11, 24).to_days(), Some(-2_440_588));
+        assert_eq!(Date::from_days(-2_440_588).to_string(), "-4713-11-24");
+        assert_eq!(Date::new(10_000, 1, 1).to_days(), Some(2_932_897));
+        assert!(Date::new(-1, 12, 31) < Date::new(0, 1, 1));
+        assert_eq!(Date::new(0, 0, 0).to_string(), "0000-00-00");
+    }
+
+    #[test]
+    fn timestamps_and_datetimes_of_far_years_format_without_panicking() {
+        let mut s = String::new();
+        let far = DateTime { date: Date::new(294_276, 12, 31), micros: DAY_MICROS as u64 - 1 };
+        assert_eq!(far.to_string(), "294276-12-31 23:59:59.999999");
+        assert_eq!(far.to_epoch_micros(), None, "beyond an i64 of microseconds since 1970");
+        let bc = DateTime { date: Date::new(-4712, 1, 1), micros: 1 };
+        assert_eq!(bc.to_string(), "-4712-01-01 00:00:00.000001");
+        let us = bc.to_epoch_micros().unwrap();
+        assert_eq!(DateTime::from_epoch_micros(us), bc);
+        format_timestamp(us, &mut s).unwrap();
+        assert_eq!(s, "-4712-01-01T00:00:00.000001Z");
+        s.clear();
+        let y10k = DateTime { date: Date::new(10_000, 1, 1), micros: 0 }.to_epoch_micros().unwrap();
+        format_timestamp(y10k, &mut s).unwrap();
+        assert_eq!(s, "10000-01-01T00:00:00Z");
+        for us in [i64::MIN + 1, i64::MAX - 1, -1, 0, y10k, -y10k] {
+            let dt = DateTime::from_epoch_micros(us);
+            assert_eq!(dt.to_epoch_micros(), Some(us), "{dt}");
+            let _ = Value::Timestamp(us).to_string();
+        }
+        assert_eq!(Value::Timestamp(i64::MAX - 1).to_string(), "294247-01-10T04:00:54.775806Z");
+        assert_eq!(Value::Timestamp(i64::MIN + 1).to_string(), "-290308-12-21T19:59:05.224193Z");
+    }
+
+    #[test]
+    fn infinite_dates_and_timestamps_print_as_postgresql_and_sort_at_the_ends() {
+        assert_eq!(Value::Date(Date::INFINITY).to_string(), "infinity");
+        assert_eq!(Value::Date(Date::NEG_INFINITY).to_string(), "-infinity");
+        assert_eq!(Value::DateTime(DateTime::INFINITY).to_string(), "infinity");
+        assert_eq!(Value::Timestamp(TIMESTAMP_NEG_INFINITY).to_string(), "-infinity");
+        assert_eq!(DateTime::from_epoch_micros(TIMESTAMP_INFINITY), DateTime::INFINITY);
+        assert_eq!(DateTime::NEG_INFINITY.to_epoch_micros(), Some(TIMESTAMP_NEG_INFINITY));
+        assert!(Date::INFINITY > Date::new(5_874_897, 12, 31));
+        assert!(Date::NEG_INFINITY < Date::new(-4712, 1, 1));
+        assert_eq!(Date::INFINITY.to_days(), None);
     }
 
     #[test]
@@ -404,8 +1258,186 @@ mod tests {
     }
 
     #[test]
+    fn decimal_special_values_order_as_postgresql() {
+        let big = "9".repeat(1000);
+        let neg_big = format!("-{big}");
+        // Ascending, as PostgreSQL sorts numeric.
+        let sorted = ["-Infinity", neg_big.as_str(), "-1", "0", "0.5", big.as_str(), "Infinity", "NaN"];
+        for (i, a) in sorted.iter().enumerate() {
+            for (j, b) in sorted.iter().enumerate() {
+                assert_eq!(compare_decimal(a, b), i.cmp(&j), "{a} vs {b}");
+            }
+        }
+        assert_eq!(compare_decimal("NaN", "NaN"), Ordering::Equal);
+        assert_eq!(canonical_decimal("nan").as_deref(), Some("NaN"));
+        assert_eq!(canonical_decimal(" -inf ").as_deref(), Some("-Infinity"));
+        assert_eq!(canonical_decimal("+Infinity").as_deref(), Some("Infinity"));
+        assert_eq!(canonical_decimal("-NaN"), None);
+        assert_eq!(decimal_special("Infinity"), Some(f64::INFINITY));
+        assert_eq!(decimal_special("infinity"), None, "only the canonical spellings are values");
+    }
+
+    #[test]
     fn bit_prints_its_width() {
         let v = Value::Bit { width: 10, bytes: vec![0b10, 0b0000_0101] };
         assert_eq!(v.to_string(), "1000000101");
+        // A malformed width never panics: missing high bits print as 0.
+        assert_eq!(Value::Bit { width: 10, bytes: vec![5] }.to_string(), "0000000101");
+    }
+
+    #[test]
+    fn interval_prints_as_postgresql_and_as_iso_8601() {
+        let cases = [
+            (
+                Interval::new(14, 3, 4 * HOUR_MICROS + 5 * 60_000_000 + 6_000_007),
+                "1 year 2 mons 3 days 04:05:06.000007",
+                "P1Y2M3DT4H5M6.000007S",
+            ),
+            (Interval::new(-1, 0, 0), "-1 mons", "P-1M"),
+            (Interval::new(0, -1, 2 * HOUR_MICROS + 3 * 60_000_000), "-1 days +02:03:00", "P-1DT2H3M"),
+            (Interval::new(0, 0, 0), "00:00:00", "PT0S"),
+            (Interval::new(0, 0, -1_500_000), "-00:00:01.5", "PT-1.5S"),
+            (Interval::new(12, 1, 0), "1 year 1 day", "P1Y1D"),
+            (Interval::new(-13, 0, -HOUR_MICROS), "-1 years -1 mons -01:00:00", "P-1Y-1MT-1H"),
+            (Interval::new(0, 0, 100 * HOUR_MICROS), "100:00:00", "PT100H"),
+            (Interval::INFINITY, "infinity", "infinity"),
+            (Interval::NEG_INFINITY, "-infinity", "-infinity"),
+        ];
+        for (i, pg, iso) in cases {
+            assert_eq!(i.to_string(), pg);
+            let mut s = String::new();
+            i.write_iso(&mut s).unwrap();
+            assert_eq!(s, iso);
+            assert_eq!(Interval::parse(pg), Ok(i), "{pg}");
+            assert_eq!(Interval::parse(iso), Ok(i), "{iso}");
+        }
+    }
+
+    #[test]
+    fn interval_parses_postgresql_input_forms() {
+        let us = |h: i64, m: i64, s: i64| (h * 3600 + m * 60 + s) * 1_000_000;
+        for (text, want) in [
+            ("@ 1 year 2 mons", Interval::new(14, 0, 0)),
+            ("1 day ago", Interval::new(0, -1, 0)),
+            ("2 weeks 1.5 hours", Interval::new(0, 14, us(1, 30, 0))),
+            ("3 4:05:06", Interval::new(0, 3, us(4, 5, 6))),
+            ("10min", Interval::new(0, 0, us(0, 10, 0))),
+            ("90", Interval::new(0, 0, us(0, 1, 30))),
+            ("1 century 1 decade", Interval::new(1320, 0, 0)),
+            ("250 ms 3 us", Interval::new(0, 0, 250_003)),
+            ("P1W", Interval::new(0, 7, 0)),
+            ("pt1.25s", Interval::new(0, 0, 1_250_000)),
+        ] {
+            assert_eq!(Interval::parse(text), Ok(want), "{text}");
+        }
+        for bad in ["", "P", "1 fortnight", "1.5 years", "P1.5D", "1:60", "PT1D", "2147483648 days", "1 ago 2"] {
+            assert!(Interval::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Interval::new(1, 0, 0).pg_cmp(&Interval::new(0, 30, 0)), Ordering::Equal);
+        assert_eq!(Interval::new(0, 1, 0).pg_cmp(&Interval::new(0, 0, 25 * HOUR_MICROS)), Ordering::Less);
+        assert!(Interval::INFINITY.pg_cmp(&Interval::new(i32::MAX, i32::MAX, 0)).is_gt());
+    }
+
+    #[test]
+    fn uuid_text_is_canonical_and_parses_postgresql_forms() {
+        let text = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+        let u = parse_uuid(text).unwrap();
+        assert_eq!(Value::Uuid(u).to_string(), text);
+        for other in [
+            "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+            "{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11}",
+            "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11",
+        ] {
+            assert_eq!(parse_uuid(other), Some(u), "{other}");
+        }
+        for bad in [
+            "",
+            "a0eebc99",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11-",
+            "-a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0eeb-c999c0b4ef8bb6d6bb9bd380a11",
+            "g0eebc999c0b4ef8bb6d6bb9bd380a11",
+        ] {
+            assert_eq!(parse_uuid(bad), None, "{bad}");
+        }
+    }
+
+    fn text_element(s: &str) -> Result<Value, String> {
+        Ok(Value::Text(s.into()))
+    }
+
+    #[test]
+    fn array_text_form_quotes_as_postgresql() {
+        let v = Value::Array(vec![
+            Value::Array(vec![Value::Text("a b".into()), Value::Null, Value::Text("NULL".into())]),
+            Value::Array(vec![Value::Text("".into()), Value::Text("q\"\\".into()), Value::Text("{,}".into())]),
+        ]);
+        assert_eq!(v.to_string(), r#"{{"a b",NULL,"NULL"},{"","q\"\\","{,}"}}"#);
+        assert_eq!(parse_array(&v.to_string(), &mut text_element), Ok(v));
+        assert_eq!(Value::Array(vec![Value::Int(1), Value::Int(-2)]).to_string(), "{1,-2}");
+        assert_eq!(Value::Array(vec![]).to_string(), "{}");
+        let parsed = parse_array(" { 1 , NULL ,\\NULL, x\\ } ", &mut text_element).unwrap();
+        let want = ["1", "", "NULL", "x "].map(|s| if s.is_empty() { Value::Null } else { Value::Text(s.into()) });
+        assert_eq!(parsed, Value::Array(want.to_vec()));
+        for bad in ["", "{", "{1,2", "{1}x", "[1:2]={1,2}", "{a\"b}", "{\"a}", "1,2"] {
+            assert!(parse_array(bad, &mut text_element).is_err(), "{bad}");
+        }
+        let deep = "{".repeat(MAX_ARRAY_DEPTH + 1) + &"}".repeat(MAX_ARRAY_DEPTH + 1);
+        assert!(parse_array(&deep, &mut text_element).is_err());
+    }
+
+    #[test]
+    fn new_kinds_hash_stably_and_distinctly() {
+        let hash = |v: &Value| {
+            let mut h = StableHasher::default();
+            v.stable_hash(&mut h);
+            h.finish()
+        };
+        let a = Value::Array(vec![Value::Array(vec![Value::Int(1)]), Value::Array(vec![Value::Int(2)])]);
+        let b = Value::Array(vec![Value::Int(1), Value::Int(2)]);
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(hash(&a), hash(&a.clone()));
+        assert_ne!(hash(&Value::Interval(Interval::new(1, 0, 0))), hash(&Value::Interval(Interval::new(0, 1, 0))));
+        assert_ne!(hash(&Value::Uuid([0; 16])), hash(&Value::Uuid([1; 16])));
+    }
+
+    fn arb_interval() -> impl Strategy<Value = Interval> {
+        (any::<i32>(), any::<i32>(), any::<i64>())
+            .prop_map(|(m, d, us)| Interval::new(m, d, us))
+            .prop_filter("finite", |i| *i != Interval::INFINITY && *i != Interval::NEG_INFINITY)
+    }
+
+    fn arb_text_array() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            "\\PC{0,6}".prop_map(Value::Text),
+            "[ ,{}\"\\\\a]{0,4}".prop_map(Value::Text)
+        ];
+        prop::collection::vec(leaf, 0..5)
+            .prop_map(Value::Array)
+            .prop_recursive(3, 32, 4, |inner| prop::collection::vec(inner, 0..4).prop_map(Value::Array))
+    }
+
+    proptest! {
+        #[test]
+        fn interval_text_forms_parse_back_to_the_same_parts(i in arb_interval()) {
+            prop_assert_eq!(Interval::parse(&i.to_string()), Ok(i));
+            let mut iso = String::new();
+            i.write_iso(&mut iso).unwrap();
+            prop_assert_eq!(Interval::parse(&iso), Ok(i));
+        }
+
+        #[test]
+        fn array_text_form_parses_back_to_the_same_array(v in arb_text_array()) {
+            prop_assert_eq!(parse_array(&v.to_string(), &mut text_element), Ok(v));
+        }
+
+        #[test]
+        fn dates_round_trip_through_day_numbers(days in -2_200_000_000i64..2_200_000_000) {
+            let d = Date::from_days(days);
+            prop_assert_eq!(d.to_days(), Some(days));
+        }
     }
 }

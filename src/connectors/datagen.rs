@@ -902,7 +902,7 @@ fn civil_date(g: &mut Rng, years: std::ops::Range<u16>) -> Date {
     let month = 1 + g.below(12) as u8;
     let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let days = DAYS[month as usize - 1] + u8::from(month == 2 && leap);
-    Date::new(year, month, 1 + g.below(days as u64) as u8)
+    Date::new(i32::from(year), month, 1 + g.below(days as u64) as u8)
 }
 
 fn birth_date(g: &mut Rng) -> Value {

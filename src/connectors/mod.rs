@@ -1,4 +1,5 @@
-//! Source connectors. Today: [`datagen`], the built-in deterministic generator.
-//! MySQL/MariaDB, PostgreSQL and Kafka sources plug in here.
+//! Source connectors: [`datagen`], the built-in deterministic generator, and [`mysql`]
+//! (MySQL/MariaDB). PostgreSQL and Kafka sources plug in here.
 
 pub mod datagen;
+pub mod mysql;

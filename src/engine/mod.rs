@@ -19,6 +19,9 @@
 
 mod dataflow;
 
+pub use dataflow::mysql::io_runtime;
+use dataflow::mysql::MysqlRun;
+
 use crate::plan::config::Semantics;
 use crate::plan::{Compiled, SourceSpec, TargetSpec};
 use crate::sinks::files::{FilesOptions, FilesWriter};
@@ -81,6 +84,9 @@ pub enum EngineError {
     /// The restore point cannot be used as asked.
     #[error("{0}")]
     Restore(String),
+    /// The source cannot be read.
+    #[error("source: {0}")]
+    Source(String),
     /// timely could not start (bad cluster addresses, ports in use).
     #[error("cannot start the workers: {0}")]
     Start(String),
@@ -154,6 +160,10 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
         }
         state.save_plan(&compiled.plan.text)?;
     }
+    let mysql = match &compiled.plan.source {
+        SourceSpec::Mysql(cfg) => Some(prepare_mysql(cfg, &compiled, &state, opts.process)?),
+        SourceSpec::Datagen(_) => None,
+    };
     let config = if opts.hosts.len() > 1 {
         timely::Config {
             communication: timely::CommunicationConfig::Cluster {
@@ -214,6 +224,14 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
                         SourceSpec::Datagen(cfg) => {
                             source::datagen(scope, plan.clone(), cfg.clone(), state.clone(), &restore, metrics.clone())
                         }
+                        SourceSpec::Mysql(_) => dataflow::mysql::mysql_source(
+                            scope,
+                            plan.clone(),
+                            mysql.clone().expect("prepared"),
+                            state.clone(),
+                            &restore,
+                            metrics.clone(),
+                        ),
                     };
                     let transformed = transform::transform(changes, plan.clone(), dirty.clone(), metrics.clone());
                     sink::sink(
@@ -275,6 +293,107 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
     Ok(s)
 }
 
+/// Prepares a MySQL run: connection options, the snapshot's chunk plan (made once by process 0
+/// and kept in the state store, so every process and every restart reads the same chunks),
+/// the initial binlog position for `incremental` mode, and the stop position of bounded runs.
+fn prepare_mysql(
+    cfg: &crate::connectors::mysql::config::MysqlSourceConfig,
+    plan: &Compiled,
+    state: &TaskState,
+    process: usize,
+) -> Result<MysqlRun, EngineError> {
+    use crate::connectors::mysql::binlog::{BinlogPos, StartFrom};
+    use crate::connectors::mysql::config::StartFrom as From;
+    use crate::connectors::mysql::{discover as d, snapshot};
+    use crate::plan::config::ReadMode;
+    let src = |e: d::SourceError| EngineError::Source(e.to_string());
+    let opts = d::opts(cfg).map_err(src)?;
+    let server_id = cfg.server_id_for(&plan.plan.raw.task);
+    let chunks_path = state.path("source/chunks.json");
+    let start_path = state.path("source/start.json");
+    let full = plan.plan.raw.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
+    let rt = io_runtime();
+    let (chunks, initial, stop_at) = rt.block_on(async {
+        let mut conn = d::connect(&opts).await.map_err(src)?;
+        let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
+        let mut chunks: Vec<snapshot::Chunk> = Vec::new();
+        if full {
+            match state.store().get(&chunks_path)? {
+                Some(b) => {
+                    chunks =
+                        serde_json::from_slice(&b).map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))?
+                }
+                None if process == 0 => {
+                    for (t, schema) in plan.catalog.tables.iter().enumerate() {
+                        let first = chunks.len() as u32;
+                        chunks.extend(
+                            snapshot::plan_table(&mut conn, t as u32, schema, &plan.charsets[t], cfg.chunk_rows, first)
+                                .await
+                                .map_err(src)?,
+                        );
+                    }
+                    state.store().put(&chunks_path, serde_json::to_vec(&chunks).expect("chunks serialize"))?;
+                }
+                None => {
+                    // Another process plans; wait for its plan.
+                    let started = Instant::now();
+                    loop {
+                        if let Some(b) = state.store().get(&chunks_path)? {
+                            chunks = serde_json::from_slice(&b)
+                                .map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))?;
+                            break;
+                        }
+                        if started.elapsed() > Duration::from_secs(600) {
+                            return Err(EngineError::Restore(
+                                "process 0 did not write the snapshot's chunk plan within 10 minutes".into(),
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        let initial: Option<StartFrom> = match state.store().get(&start_path)? {
+            Some(b) => {
+                Some(serde_json::from_slice(&b).map_err(|e| EngineError::Restore(format!("{start_path}: {e}")))?)
+            }
+            None => {
+                let s = match cfg.start.from {
+                    From::Default | From::Latest => {
+                        Some(StartFrom::Position(snapshot::current_position(&mut conn).await.map_err(src)?))
+                    }
+                    From::Position => Some(StartFrom::Position(BinlogPos {
+                        file: cfg.start.file.clone().unwrap_or_default(),
+                        pos: cfg.start.position.unwrap_or(4),
+                    })),
+                    From::Gtid => Some(StartFrom::MariaGtid(cfg.start.gtid.clone().unwrap_or_default())),
+                    From::Timestamp => {
+                        return Err(EngineError::Source(
+                            "`start.from: timestamp` is not implemented yet: start from a position or a GTID".into(),
+                        ))
+                    }
+                };
+                if process == 0 {
+                    if let Some(s) = &s {
+                        state.store().put(&start_path, serde_json::to_vec(s).expect("start serializes"))?;
+                    }
+                }
+                s
+            }
+        };
+        let _ = conn.disconnect().await;
+        Ok::<_, EngineError>((chunks, initial, stop_at))
+    })?;
+    Ok(MysqlRun {
+        opts,
+        server_id,
+        chunks: Arc::new(chunks),
+        charsets: Arc::new(plan.charsets.clone()),
+        initial,
+        stop_at,
+    })
+}
+
 fn writer_take(w: &mut Box<dyn SinkWriter>) -> Box<dyn SinkWriter> {
     std::mem::replace(w, Box::new(NullWriter))
 }
@@ -316,7 +435,7 @@ impl Coordinator {
         let mut offsets: Offsets = self.manifest.offsets.clone();
         let mut epoch = self.manifest.epoch;
         for b in &records {
-            offsets.extend(b.offsets.iter().map(|(k, v)| (*k, *v)));
+            offsets.extend(b.offsets.iter().map(|(k, v)| (*k, v.clone())));
             epoch = epoch.max(b.epoch);
         }
         if frontier.is_some() {

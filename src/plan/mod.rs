@@ -15,6 +15,7 @@ pub mod config;
 pub mod yaml;
 
 use crate::connectors::datagen::{self, DatagenConfig};
+use crate::connectors::mysql::config::MysqlSourceConfig;
 use crate::secrets;
 use config::*;
 use ferry_operators::expr::Expr;
@@ -70,6 +71,8 @@ impl fmt::Display for PlanErrors {
 pub enum SourceSpec {
     /// The built-in data generator.
     Datagen(DatagenConfig),
+    /// A MySQL/MariaDB server.
+    Mysql(MysqlSourceConfig),
 }
 
 /// The target connector and its settings.
@@ -82,10 +85,10 @@ pub enum TargetSpec {
 }
 
 /// Source types this build has (F1.2), and those the product plans.
-pub const SOURCE_TYPES: &[&str] = &["datagen"];
+pub const SOURCE_TYPES: &[&str] = &["datagen", "mysql", "mariadb"];
 /// Target types this build has.
 pub const TARGET_TYPES: &[&str] = &["files", "null"];
-const PLANNED_SOURCES: &[&str] = &["mysql", "mariadb", "postgres", "kafka"];
+const PLANNED_SOURCES: &[&str] = &["postgres", "kafka"];
 const PLANNED_TARGETS: &[&str] = &["mysql", "mariadb", "postgres", "doris", "starrocks", "kafka", "s3"];
 
 /// A checked plan (before source discovery).
@@ -131,6 +134,8 @@ pub struct Compiled {
     pub catalog: Catalog,
     /// Per selected table, its route and transform.
     pub tables: Vec<TablePlan>,
+    /// Per selected table, per column, the source character set (MySQL-family sources).
+    pub charsets: Vec<Vec<Option<String>>>,
 }
 
 impl Compiled {
@@ -386,6 +391,13 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
                     None
                 }
             }),
+            "mysql" | "mariadb" => ctx.de::<MysqlSourceConfig>(&rest, "source").and_then(|c| match c.validate() {
+                Ok(()) => Some((SourceSpec::Mysql(c), name.unwrap_or(kind))),
+                Err(e) => {
+                    ctx.err_at("source", true, e);
+                    None
+                }
+            }),
             _ => None,
         },
     );
@@ -484,16 +496,42 @@ fn dedupe(errors: Vec<PlanError>) -> Vec<PlanError> {
         .collect()
 }
 
-/// Discovers the source's tables (every table, before selection).
-pub fn discover(source: &SourceSpec) -> Catalog {
+/// What discovery found: every table of the source (before selection), and per table per
+/// column the character set (MySQL-family sources; empty for others).
+#[derive(Debug, Clone, Default)]
+pub struct SourceCatalog {
+    /// Every table.
+    pub catalog: Catalog,
+    /// Per table, per column, the character set.
+    pub charsets: Vec<Vec<Option<String>>>,
+}
+
+/// Discovers the source's tables (every table, before selection). Contacts the source when it
+/// is a server: connectivity, credentials and the change-data preconditions are checked here.
+pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors::mysql::discover::SourceError> {
     match source {
-        SourceSpec::Datagen(c) => Catalog { tables: datagen::catalog(c) },
+        SourceSpec::Datagen(c) => {
+            Ok(SourceCatalog { catalog: Catalog { tables: datagen::catalog(c) }, charsets: Vec::new() })
+        }
+        SourceSpec::Mysql(c) => {
+            use crate::connectors::mysql::discover as d;
+            let opts = d::opts(c)?;
+            crate::engine::io_runtime().block_on(async {
+                let mut conn = d::connect(&opts).await?;
+                d::check_preconditions(&mut conn, opts.user().unwrap_or("")).await?;
+                let found = d::discover(&mut conn).await?;
+                let _ = conn.disconnect().await;
+                Ok(SourceCatalog { catalog: found.catalog, charsets: found.charsets })
+            })
+        }
     }
 }
 
 /// Compiles a checked plan against the source's full catalog: table selection, routes,
 /// transforms, metadata columns and the key rule (F4.2). Returns every error.
-pub fn compile(plan: Plan, full: &Catalog) -> Result<Compiled, PlanErrors> {
+pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanErrors> {
+    let full = &source.catalog;
+    let mut charsets = Vec::new();
     let doc = yaml::parse(&plan.text).expect("checked plan parses");
     let mut ctx = Ctx { file: &plan.file, doc: &doc, errors: Vec::new() };
     let raw = &plan.raw;
@@ -725,6 +763,8 @@ pub fn compile(plan: Plan, full: &Catalog) -> Result<Compiled, PlanErrors> {
         let target_schema =
             TableSchema { name: target_name, columns, primary_key, unique_keys, version: schema.version };
         catalog.tables.push(schema.clone());
+        let ti = full.tables.iter().position(|t| t.name == schema.name).unwrap_or(0);
+        charsets.push(source.charsets.get(ti).cloned().unwrap_or_default());
         let transform = Transform { ops, filter, projection, identity };
         tables.push(TablePlan { database: db_t, table: tb_t, static_names, transform, target_schema });
     }
@@ -746,7 +786,7 @@ pub fn compile(plan: Plan, full: &Catalog) -> Result<Compiled, PlanErrors> {
         }
     }
     if ctx.errors.is_empty() {
-        Ok(Compiled { plan, catalog, tables })
+        Ok(Compiled { plan, catalog, tables, charsets })
     } else {
         Err(PlanErrors(dedupe(ctx.errors)))
     }
@@ -769,6 +809,20 @@ pub fn load_file(path: &str) -> Result<Compiled, PlanErrors> {
         }])
     })?;
     let plan = load(path, &text)?;
-    let catalog = discover(&plan.source);
+    let catalog = discover(&plan.source).map_err(|e| {
+        let key = if matches!(e, crate::connectors::mysql::discover::SourceError::Auth { .. }) {
+            "source.password"
+        } else {
+            "source.url"
+        };
+        let pos = yaml::parse(&plan.text).map(|d| d.pos(key, false)).unwrap_or_default();
+        PlanErrors(vec![PlanError {
+            file: path.into(),
+            line: pos.line,
+            col: pos.col,
+            key: key.into(),
+            message: e.to_string(),
+        }])
+    })?;
     compile(plan, &catalog)
 }

@@ -2,6 +2,8 @@
 //! sink's output, computing what the generator's changes should produce.
 #![allow(dead_code)]
 
+pub mod mysql;
+
 use ferry::connectors::datagen::{catalog, DatagenConfig, ShardGen};
 use ferry_operators::{json, Change, Op, TableSchema, Value};
 use serde_json::Value as Json;
@@ -142,4 +144,14 @@ pub fn write_plan(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_string()
+}
+
+/// A child process that is killed if the test panics first (so no engine outlives its test).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -8,7 +8,7 @@ use super::temporal;
 use super::{EvalContext, ExprError};
 use crate::change::{Op, Position};
 use crate::schema::{ColumnType, TableSchema};
-use crate::value::Value;
+use crate::value::{canonical_decimal, decimal_special, parse_array, parse_uuid, Interval, Value};
 
 /// A compiled subexpression with its static type. `ty` is `None` for the NULL literal.
 #[derive(Clone, Debug)]
@@ -29,26 +29,36 @@ pub(crate) enum Class {
     Bytes,
     Temporal,
     Time,
+    Uuid,
+    Interval,
+    /// Arrays compare only for equality.
+    Array,
 }
 
 pub(crate) fn class(ty: &Option<ColumnType>) -> Class {
-    match ty {
-        None => Class::Null,
-        Some(t) => match t {
-            ColumnType::Bool => Class::Bool,
-            ColumnType::Int { .. }
-            | ColumnType::Float
-            | ColumnType::Double
-            | ColumnType::Decimal { .. }
-            | ColumnType::Bit { .. }
-            | ColumnType::Year => Class::Num,
-            ColumnType::String { .. } | ColumnType::Json | ColumnType::Enum { .. } | ColumnType::Set { .. } => {
-                Class::Text
-            }
-            ColumnType::Bytes { .. } => Class::Bytes,
-            ColumnType::Date | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. } => Class::Temporal,
-            ColumnType::Time { .. } => Class::Time,
-        },
+    ty.as_ref().map_or(Class::Null, class_of)
+}
+
+fn class_of(t: &ColumnType) -> Class {
+    match t {
+        ColumnType::Bool => Class::Bool,
+        ColumnType::Int { .. }
+        | ColumnType::Float
+        | ColumnType::Double
+        | ColumnType::Decimal { .. }
+        | ColumnType::Bit { .. }
+        | ColumnType::Year => Class::Num,
+        ColumnType::String { .. }
+        | ColumnType::Json
+        | ColumnType::Enum { .. }
+        | ColumnType::Set { .. }
+        | ColumnType::Other { .. } => Class::Text,
+        ColumnType::Bytes { .. } => Class::Bytes,
+        ColumnType::Date | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. } => Class::Temporal,
+        ColumnType::Time { .. } => Class::Time,
+        ColumnType::Uuid => Class::Uuid,
+        ColumnType::Interval => Class::Interval,
+        ColumnType::Array { .. } => Class::Array,
     }
 }
 
@@ -62,7 +72,93 @@ fn comparable(a: Class, b: Class) -> bool {
             | (Text | Bytes, Text | Bytes)
             | (Temporal, Temporal)
             | (Time, Time)
+            | (Uuid, Uuid)
+            | (Interval, Interval)
+            | (Array, Array)
     )
+}
+
+/// Whether values of the two types compare: their classes do, and so do array elements.
+fn types_comparable(a: &Option<ColumnType>, b: &Option<ColumnType>) -> bool {
+    match (a, b) {
+        (Some(ColumnType::Array { element: x }), Some(ColumnType::Array { element: y })) => elements_comparable(x, y),
+        _ => comparable(class(a), class(b)),
+    }
+}
+
+fn elements_comparable(x: &ColumnType, y: &ColumnType) -> bool {
+    match (x, y) {
+        (ColumnType::Array { element: x }, ColumnType::Array { element: y }) => elements_comparable(x, y),
+        _ => comparable(class_of(x), class_of(y)),
+    }
+}
+
+/// `true`/`false` and PostgreSQL's `t`/`f`, in any case.
+fn bool_text(s: &str) -> Option<bool> {
+    match s.trim() {
+        t if t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("t") => Some(true),
+        t if t.eq_ignore_ascii_case("false") || t.eq_ignore_ascii_case("f") => Some(false),
+        _ => None,
+    }
+}
+
+/// Converts text to a value of type `target`, as a string constant compared with a column of
+/// that type; `None` when the type's values are text or bytes already.
+fn convert_text(s: &str, target: &ColumnType) -> Option<Result<Value, String>> {
+    let c = class_of(target);
+    Some(match c {
+        Class::Num | Class::Bool => match parse_number(s) {
+            Some(v) => Ok(v),
+            None if c == Class::Bool && bool_text(s).is_some() => Ok(Value::Bool(bool_text(s) == Some(true))),
+            None => match canonical_decimal(s) {
+                // PostgreSQL's special values of numeric and floats.
+                Some(d)
+                    if decimal_special(&d).is_some()
+                        && matches!(target, ColumnType::Decimal { .. } | ColumnType::Float | ColumnType::Double) =>
+                {
+                    Ok(Value::Decimal(d))
+                }
+                _ => Err("not a number".into()),
+            },
+        },
+        Class::Temporal => match target {
+            ColumnType::Date => temporal::text_to_date(s),
+            ColumnType::DateTime { .. } => temporal::text_to_datetime(s).map(Value::DateTime),
+            _ => temporal::text_to_timestamp(s).map(Value::Timestamp),
+        },
+        Class::Time => temporal::parse_time(s).map(Value::Time),
+        Class::Uuid => parse_uuid(s)
+            .map(Value::Uuid)
+            .ok_or_else(|| "not a UUID (32 hex digits, like a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11)".into()),
+        Class::Interval => Interval::parse(s).map(Value::Interval),
+        Class::Array => {
+            let ColumnType::Array { element } = target else { unreachable!("class Array") };
+            parse_array(s, &mut |e| element_value(e, element))
+        }
+        Class::Null | Class::Text | Class::Bytes => return None,
+    })
+}
+
+/// The value of one element of an array constant (PostgreSQL's text form of the element).
+fn element_value(s: &str, ty: &ColumnType) -> Result<Value, String> {
+    match convert_text(s, ty) {
+        Some(r) => r.map_err(|m| format!("element {}: {m}", show(&Value::Text(s.into())))),
+        None if class_of(ty) == Class::Bytes => Ok(Value::Bytes(bytea_text(s))),
+        None => Ok(Value::Text(s.into())),
+    }
+}
+
+/// PostgreSQL's hex text of `bytea` (`\x0aff`) to bytes; other text as its bytes.
+fn bytea_text(s: &str) -> Vec<u8> {
+    let hex = s.strip_prefix("\\x").filter(|h| h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    match hex {
+        Some(h) => h
+            .as_bytes()
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).expect("ASCII"), 16).expect("hex"))
+            .collect(),
+        None => s.as_bytes().to_vec(),
+    }
 }
 
 fn ty_name(ty: &Option<ColumnType>) -> String {
@@ -105,6 +201,7 @@ pub(crate) fn type_of_value(v: &Value) -> Option<ColumnType> {
         Value::UInt(_) => ColumnType::Int { bits: 64, unsigned: true },
         Value::Float(_) => ColumnType::Float,
         Value::Double(_) => ColumnType::Double,
+        Value::Decimal(s) if decimal_special(s).is_some() => ColumnType::Decimal { precision: 0, scale: 0 },
         Value::Decimal(s) => {
             let body = s.trim_start_matches('-');
             let (i, f) = body.split_once('.').unwrap_or((body, ""));
@@ -120,6 +217,17 @@ pub(crate) fn type_of_value(v: &Value) -> Option<ColumnType> {
         Value::Json(_) => ColumnType::Json,
         Value::Bit { width, .. } => ColumnType::Bit { width: *width },
         Value::Year(_) => ColumnType::Year,
+        Value::Interval(_) => ColumnType::Interval,
+        Value::Uuid(_) => ColumnType::Uuid,
+        Value::Array(items) => ColumnType::Array { element: Box::new(element_type(items).unwrap_or(TEXT)) },
+    })
+}
+
+/// The type of the first non-NULL leaf of a (nested) array.
+fn element_type(items: &[Value]) -> Option<ColumnType> {
+    items.iter().find_map(|v| match v {
+        Value::Array(inner) => element_type(inner),
+        other => type_of_value(other),
     })
 }
 
@@ -190,8 +298,8 @@ impl Compiler<'_> {
         }
     }
 
-    /// Converts a constant string to the type of `target` (numbers, booleans, dates, times),
-    /// as a literal compared with a column of that type.
+    /// Converts a constant string to the type of `target` (numbers, booleans, dates, times,
+    /// UUIDs, intervals, arrays), as a literal compared with a column of that type.
     fn coerce(&self, t: T, target: &Option<ColumnType>) -> Result<T, ExprError> {
         let Node::Const(Value::Text(s)) = &t.node else {
             return Ok(t);
@@ -199,25 +307,15 @@ impl Compiler<'_> {
         let Some(target_ty) = target else {
             return Ok(t);
         };
-        let converted: Result<Value, String> = match class(target) {
-            Class::Num | Class::Bool => match parse_number(s) {
-                Some(v) => Ok(v),
-                None if class(target) == Class::Bool && s.trim().eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
-                None if class(target) == Class::Bool && s.trim().eq_ignore_ascii_case("false") => {
-                    Ok(Value::Bool(false))
-                }
-                None => Err("not a number".into()),
-            },
-            Class::Temporal => match target_ty {
-                ColumnType::Date => temporal::text_to_date(s),
-                ColumnType::DateTime { .. } => temporal::text_to_datetime(s).map(Value::DateTime),
-                _ => temporal::text_to_timestamp(s).map(Value::Timestamp),
-            },
-            Class::Time => temporal::parse_time(s).map(Value::Time),
-            Class::Null | Class::Text | Class::Bytes => return Ok(t),
+        let Some(converted) = convert_text(s, target_ty) else {
+            return Ok(t);
         };
         match converted {
-            Ok(v) => Ok(T { ty: type_of_value(&v), node: Node::Const(v), nullable: false, span: t.span }),
+            Ok(v) => {
+                // An array constant has the column's element type, even when its elements are NULL.
+                let ty = if class_of(target_ty) == Class::Array { Some(target_ty.clone()) } else { type_of_value(&v) };
+                Ok(T { ty, node: Node::Const(v), nullable: false, span: t.span })
+            }
             Err(m) => Err(e(
                 t.span,
                 format!("cannot convert {} to {}: {m}", show(&Value::Text(s.clone())), target_ty.sql_name()),
@@ -230,8 +328,23 @@ impl Compiler<'_> {
     fn comparison(&self, l: T, r: T, span: Span) -> Result<(T, T), ExprError> {
         let r = self.coerce(r, &l.ty)?;
         let l = self.coerce(l, &r.ty)?;
-        if !comparable(class(&l.ty), class(&r.ty)) {
+        if !types_comparable(&l.ty, &r.ty) {
             return Err(e(span, format!("cannot compare {} with {}", self.describe(&l), self.describe(&r))));
+        }
+        Ok((l, r))
+    }
+
+    /// A comparison that orders (`<`, `BETWEEN`): both sides must be of an ordered kind.
+    fn ordering(&self, l: T, r: T, what: &str, span: Span) -> Result<(T, T), ExprError> {
+        let (l, r) = self.comparison(l, r, span)?;
+        if let Some(a) = [&l, &r].into_iter().find(|t| class(&t.ty) == Class::Array) {
+            return Err(e(
+                span,
+                format!(
+                    "{what} is not defined for arrays ({}); arrays compare only with =, !=, <>, IN and IS NULL",
+                    self.describe(a)
+                ),
+            ));
         }
         Ok((l, r))
     }
@@ -399,8 +512,8 @@ impl Compiler<'_> {
             }
             Ast::Between { operand, low, high, negated, span } => {
                 let x = self.compile(operand)?;
-                let (x, lo) = self.comparison(x, self.compile(low)?, *span)?;
-                let (x, hi) = self.comparison(x, self.compile(high)?, *span)?;
+                let (x, lo) = self.ordering(x, self.compile(low)?, "BETWEEN", *span)?;
+                let (x, hi) = self.ordering(x, self.compile(high)?, "BETWEEN", *span)?;
                 let nullable = x.nullable || lo.nullable || hi.nullable;
                 let node = Node::Between(Box::new(x.node), Box::new(lo.node), Box::new(hi.node), *negated);
                 self.fold(node, Some(ColumnType::Bool), nullable, *span)
@@ -440,7 +553,10 @@ impl Compiler<'_> {
                 self.fold(node, Some(ColumnType::Bool), nullable, span)
             }
             _ if op.is_comparison() => {
-                let (l, r) = self.comparison(l, r, span)?;
+                let (l, r) = match op {
+                    BinaryOp::Eq | BinaryOp::Ne => self.comparison(l, r, span)?,
+                    _ => self.ordering(l, r, &format!("operator {}", op.symbol()), span)?,
+                };
                 let nullable = l.nullable || r.nullable;
                 self.fold(Node::Cmp(op, Box::new(l.node), Box::new(r.node)), Some(ColumnType::Bool), nullable, span)
             }
@@ -477,6 +593,10 @@ impl Compiler<'_> {
     fn cast(&self, t: T, ty: CastType, span: Span) -> Result<T, ExprError> {
         let c = class(&t.ty);
         let ok = match ty {
+            // UUIDs, intervals and arrays become text (or JSON, or the bytes of their text).
+            _ if matches!(c, Class::Uuid | Class::Interval | Class::Array) => {
+                matches!(ty, CastType::Char(_) | CastType::Json | CastType::Binary(_))
+            }
             CastType::Date => !matches!(c, Class::Time | Class::Bool) && !is_float(&t.ty),
             CastType::DateTime(_) | CastType::Timestamp(_) => {
                 matches!(c, Class::Temporal | Class::Text | Class::Bytes | Class::Null)
@@ -636,7 +756,9 @@ impl Compiler<'_> {
                     }
                     (Some(ColumnType::Double), _) => Some(ColumnType::Double),
                     (Some(ColumnType::Decimal { precision, scale }), Func::Floor | Func::Ceil) => {
-                        Some(ColumnType::Decimal { precision: (precision - scale + 1).min(65), scale: 0 })
+                        // Precision 0 (unconstrained) stays unconstrained.
+                        let p = if *precision == 0 { 0 } else { (precision.saturating_sub(*scale) + 1).min(65) };
+                        Some(ColumnType::Decimal { precision: p, scale: 0 })
                     }
                     (Some(ColumnType::Decimal { precision, scale }), Func::Round) => {
                         let s = match digits.as_ref().map(|d| &d.node) {
@@ -647,7 +769,8 @@ impl Compiler<'_> {
                             Some(_) => *scale,
                             None => 0,
                         };
-                        Some(ColumnType::Decimal { precision: (*precision + 1).min(65), scale: s })
+                        let p = if *precision == 0 { 0 } else { (*precision + 1).min(65) };
+                        Some(ColumnType::Decimal { precision: p, scale: s })
                     }
                     (Some(ty @ ColumnType::Decimal { .. }), _) => Some(ty.clone()),
                     (Some(ColumnType::Int { bits, unsigned: true }), _) => {

@@ -343,7 +343,8 @@ fn text_bytes(v: &Value) -> Option<&[u8]> {
 
 /// Compares two values with SQL semantics: `None` when either is NULL. Numbers compare
 /// numerically across kinds; text and bytes by bytes; dates, date-times and timestamps (as UTC)
-/// by their civil fields; times by length. Other pairs are an error.
+/// by their civil fields; times by length; UUIDs, intervals and arrays as PostgreSQL does
+/// (see `compare_other`). Other pairs are an error.
 #[inline]
 pub(crate) fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>, EvalError> {
     // Fast paths for the most common same-kind pairs.
@@ -370,7 +371,40 @@ pub(crate) fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>, EvalErro
     if let (Some(x), Some(y)) = (temporal::civil(a), temporal::civil(b)) {
         return Ok(Some(x.cmp(&y)));
     }
-    Err(incomparable(a, b))
+    compare_other(a, b)
+}
+
+/// The kinds PostgreSQL adds: UUIDs by their bytes, intervals as PostgreSQL compares them (a
+/// month is 30 days, a day 24 hours), arrays element by element (PostgreSQL's order: NULL
+/// elements equal each other and sort after any value, then the shorter array first; arrays of
+/// different dimensions are never equal).
+#[inline(never)]
+fn compare_other(a: &Value, b: &Value) -> Result<Option<Ordering>, EvalError> {
+    match (a, b) {
+        (Value::Uuid(x), Value::Uuid(y)) => Ok(Some(x.cmp(y))),
+        (Value::Interval(x), Value::Interval(y)) => Ok(Some(x.pg_cmp(y))),
+        (Value::Array(x), Value::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                let o = match (p.is_null(), q.is_null()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    // Arrays of different dimensions are different; fewer dimensions first.
+                    (false, false) => match (p, q) {
+                        (Value::Array(_), Value::Array(_)) => compare(p, q)?.unwrap_or(Ordering::Equal),
+                        (Value::Array(_), _) => Ordering::Greater,
+                        (_, Value::Array(_)) => Ordering::Less,
+                        _ => compare(p, q)?.unwrap_or(Ordering::Equal),
+                    },
+                };
+                if o != Ordering::Equal {
+                    return Ok(Some(o));
+                }
+            }
+            Ok(Some(x.len().cmp(&y.len())))
+        }
+        _ => Err(incomparable(a, b)),
+    }
 }
 
 #[cold]
@@ -396,6 +430,9 @@ pub(crate) fn arith(op: BinaryOp, kind: ArithKind, a: &Value, b: &Value) -> Resu
     };
     let x = num::num(a).ok_or_else(|| not_num(a))?;
     let y = num::num(b).ok_or_else(|| not_num(b))?;
+    if kind != ArithKind::Float && (is_special(a) || is_special(b)) {
+        return Ok(special_arith(op, x.to_f64(), y.to_f64()));
+    }
     if kind == ArithKind::Float || matches!(x, Num::F(_)) || matches!(y, Num::F(_)) {
         let (p, q) = (x.to_f64(), y.to_f64());
         let r = match op {
@@ -454,10 +491,51 @@ pub(crate) fn arith(op: BinaryOp, kind: ArithKind, a: &Value, b: &Value) -> Resu
     Ok(Value::Decimal(r.to_string()))
 }
 
+/// Whether `v` is one of PostgreSQL's special `numeric` values.
+pub(crate) fn is_special(v: &Value) -> bool {
+    matches!(v, Value::Decimal(d) if crate::value::decimal_special(d).is_some())
+}
+
+/// The decimal of a double that stands for a decimal result: the special values for NaN and
+/// the infinities, else the exact text of the double.
+pub(crate) fn special_decimal(x: f64) -> Value {
+    Value::Decimal(if x.is_nan() {
+        "NaN".into()
+    } else if x == f64::INFINITY {
+        "Infinity".into()
+    } else if x == f64::NEG_INFINITY {
+        "-Infinity".into()
+    } else {
+        // Rust prints doubles without exponent, with the shortest digits that round-trip.
+        crate::value::canonical_decimal(&format!("{x}")).unwrap_or_else(|| "NaN".into())
+    })
+}
+
+/// Decimal arithmetic with a special operand, in doubles as PostgreSQL defines it (`Infinity -
+/// Infinity` is `NaN`, `1 / Infinity` is 0); division by zero is NULL as everywhere.
+#[cold]
+#[inline(never)]
+fn special_arith(op: BinaryOp, p: f64, q: f64) -> Value {
+    let r = match op {
+        BinaryOp::Add => p + q,
+        BinaryOp::Sub => p - q,
+        BinaryOp::Mul => p * q,
+        BinaryOp::Div | BinaryOp::Mod if q == 0.0 => return Value::Null,
+        BinaryOp::Div => p / q,
+        _ => p % q,
+    };
+    special_decimal(r)
+}
+
 /// Unary minus.
 pub(crate) fn negate(v: &Value) -> Result<Value, EvalError> {
     Ok(match v {
         Value::Null => Value::Null,
+        Value::Decimal(d) if is_special(v) => Value::Decimal(match d.as_str() {
+            "Infinity" => "-Infinity".into(),
+            "-Infinity" => "Infinity".into(),
+            _ => d.clone(),
+        }),
         Value::Float(x) => Value::Float(-x),
         other => match num::num(other) {
             Some(Num::I(i)) => int_value(-i, false),

@@ -385,6 +385,7 @@ pub(crate) fn call<'a>(
         },
         Func::Year | Func::Month | Func::Day => match (x, temporal::civil(x)) {
             (Value::Year(y), _) if f == Func::Year => Value::Int(*y as i64),
+            (_, Some(dt)) if dt.date.is_infinite() => return Err(err(f, &[x], "an infinite date has no fields")),
             (_, Some(dt)) => Value::Int(match f {
                 Func::Year => dt.date.year as i64,
                 Func::Month => dt.date.month as i64,
@@ -395,6 +396,9 @@ pub(crate) fn call<'a>(
         Func::Hour | Func::Minute | Func::Second => {
             let us = match (x, temporal::civil(x)) {
                 (Value::Time(t), _) => t.unsigned_abs(),
+                (_, Some(dt)) if dt.date.is_infinite() => {
+                    return Err(err(f, &[x], "an infinite date has no fields"));
+                }
                 (_, Some(dt)) => dt.micros,
                 _ => return Err(err(f, &[x], format!("{} is not a time", x.kind_name()))),
             };
@@ -407,6 +411,7 @@ pub(crate) fn call<'a>(
         }
         Func::Abs => match x {
             Value::Float(v) => Value::Float(v.abs()),
+            Value::Decimal(d) if eval::is_special(x) => Value::Decimal(d.trim_start_matches('-').into()),
             Value::UInt(_) => return Ok(vals.swap_remove(0)),
             other => match num::num(other) {
                 Some(Num::I(i)) => int_value(i.abs(), false),
@@ -455,6 +460,9 @@ fn dec(f: Func, v: &Value, d: &str) -> Result<Dec, EvalError> {
 /// `round(x, d)`, `floor(x)`, `ceil(x)`: integers stay integers, decimals stay exact, doubles
 /// stay doubles. Rounding is half away from zero.
 fn round_like(f: Func, x: &Value, d: i64) -> Result<Value, EvalError> {
+    if eval::is_special(x) {
+        return Ok(x.clone());
+    }
     let unsigned = matches!(x, Value::UInt(_));
     Ok(match num::num(x) {
         Some(Num::I(i)) => {
@@ -527,6 +535,9 @@ pub(crate) fn date_format(ts: &Node, fmt: &FmtArg, row: &[Value], ctx: &EvalCont
             }
         },
     };
+    if dt.date.is_infinite() {
+        return Ok(Value::Text(dt.date.to_string()));
+    }
     let mut out = String::new();
     let ok = match fmt {
         FmtArg::Static(f) => temporal::format(&dt, f, &mut out),
@@ -555,7 +566,17 @@ fn numeric_of(v: &Value) -> Result<N, String> {
         let s = us / 1_000_000;
         ((s / 3600) * 10_000 + ((s / 60) % 60) * 100 + s % 60) as i128
     };
-    let date = |d: &Date| d.year as i128 * 10_000 + d.month as i128 * 100 + d.day as i128;
+    let date = |d: &Date| {
+        let n = d.year.unsigned_abs() as i128 * 10_000 + d.month as i128 * 100 + d.day as i128;
+        if d.year < 0 {
+            -n
+        } else {
+            n
+        }
+    };
+    if temporal::civil(v).is_some_and(|dt| dt.date.is_infinite()) {
+        return Err(format!("{} is not a number", show(v)));
+    }
     Ok(match v {
         Value::Date(d) => N::I(date(d)),
         Value::DateTime(_) | Value::Timestamp(_) => {
@@ -625,6 +646,8 @@ pub(crate) fn cast(v: &Value, ty: CastType) -> Result<Value, String> {
             let d = match numeric_of(v)? {
                 N::I(i) => Dec::from_i128(i),
                 N::D(d) => d,
+                // NaN and the infinities keep their special decimal (PostgreSQL's cast).
+                N::F(x) if !x.is_finite() => return Ok(eval::special_decimal(x)),
                 N::F(x) => dec_of_f64(x)?,
             }
             .rescale(scale as u32);
@@ -707,10 +730,9 @@ pub(crate) fn cast(v: &Value, ty: CastType) -> Result<Value, String> {
             let us = match v {
                 Value::Text(_) | Value::Bytes(_) => temporal::text_to_timestamp(&text_of_value(v)?)?,
                 Value::Timestamp(t) => *t,
-                other => temporal::civil(other)
-                    .ok_or_else(|| format!("{} is not a date", other.kind_name()))?
-                    .to_epoch_micros()
-                    .ok_or("a zero date is not a valid TIMESTAMP")?,
+                other => temporal::civil_to_utc(
+                    &temporal::civil(other).ok_or_else(|| format!("{} is not a date", other.kind_name()))?,
+                )?,
             };
             Value::Timestamp(temporal::round_micros(us, fsp))
         }
@@ -751,6 +773,7 @@ pub(crate) fn convert(v: &Value, c: Conv) -> Result<Value, EvalError> {
         Conv::Decimal => match numeric_of(v) {
             Ok(N::I(i)) => Ok(Value::Decimal(i.to_string())),
             Ok(N::D(d)) => Ok(Value::Decimal(d.to_string())),
+            Ok(N::F(x)) if !x.is_finite() => Ok(eval::special_decimal(x)),
             Ok(N::F(x)) => dec_of_f64(x).map(|d| Value::Decimal(d.to_string())),
             Err(e) => Err(e),
         },

@@ -47,23 +47,45 @@
 //!
 //! Every column has its schema type; every subexpression gets a static type ([`Expr::ty`]) and
 //! a nullability ([`Expr::nullable`]). Types fall in classes: numbers (integers, decimals,
-//! floats, `BIT`, `YEAR`, and booleans as 0/1), text (strings, `ENUM`, `SET` and `JSON` as their
-//! text; bytes compare with text byte-wise), date-likes (`DATE`, `DATETIME`, `TIMESTAMP`) and
-//! `TIME`. Comparing values of different classes is a compile error.
+//! floats, `BIT`, `YEAR`, and booleans as 0/1), text (strings, `ENUM`, `SET`, `JSON` and the
+//! source types carried as text, [`ColumnType::Other`], as their text; bytes compare with text
+//! byte-wise), date-likes (`DATE`, `DATETIME`, `TIMESTAMP`), `TIME`, `UUID`, `INTERVAL` and
+//! arrays. Comparing values of different classes, or arrays whose element classes differ, is a
+//! compile error.
 //!
 //! - Numbers compare numerically across kinds, exactly between integers (signed and unsigned)
 //!   and decimals of any length, exactly between doubles and integers, via `f64` between doubles
-//!   and decimals. NaN equals NaN and sorts above every number.
+//!   and decimals. NaN equals NaN and sorts above every number. PostgreSQL's special decimals
+//!   order as PostgreSQL does: `-Infinity` < every number < `Infinity` < `NaN`; arithmetic on
+//!   them follows IEEE doubles and gives a special or exact decimal (`Infinity - Infinity` is
+//!   `NaN`, `1 / Infinity` is `0`); `abs`, `round`, `floor`, `ceil` keep them; a cast to an
+//!   integer fails.
 //! - Text compares by bytes (case-sensitive; no collation). `LIKE` is case-sensitive and works
 //!   on characters: `%` any run, `_` one character, `\` escapes.
 //! - Date-likes compare by their civil fields, timestamps read in UTC; a date equals the same
-//!   date-time at midnight; MySQL zero dates sort first.
+//!   date-time at midnight; a zero date sorts before the first day of its year (so MySQL's
+//!   `0000-00-00` first among MySQL dates); years may be negative (astronomical: `0000` is 1
+//!   BC) or past 9999; PostgreSQL's `infinity` and `-infinity` sort after and before every
+//!   other value. `year()` .. `second()` of an infinity, or its cast to a number, is an
+//!   [`EvalError`]; `date_format` of an infinity gives `'infinity'` or `'-infinity'`.
+//! - UUIDs compare by their bytes (the order of their text). Intervals compare as PostgreSQL
+//!   compares them: a month counts 30 days and a day 24 hours, so `'1 mon' = '30 days'` is
+//!   true (the values stay distinct in the row). Arrays compare only with `=`, `!=`/`<>`,
+//!   `IN` and `nullif`, element by element: NULL elements equal each other (PostgreSQL's
+//!   array equality), arrays of different lengths or dimensions differ; `<`, `>`, `<=`, `>=`
+//!   and `BETWEEN` on arrays are compile errors.
 //! - A string constant compared with (or `IN`/`BETWEEN`/`coalesce`'d with) a number, boolean,
-//!   date-like or time is converted **at compile time** to that type: `created_at >=
-//!   '2024-01-01'` and `id = '5'` work, and `'2024-13-01'` is a compile error pointing at the
-//!   literal. Date-time text is `YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]`, `T` also separates; text for
-//!   timestamps is UTC unless it ends in `Z` or `±HH:MM`. A number compared with a text column is
-//!   a compile error (quote it).
+//!   date-like, time, UUID, interval or array is converted **at compile time** to that type:
+//!   `created_at >= '2024-01-01'`, `id = '5'`, `u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'`,
+//!   `wait > '1 day 02:00:00'`, `tags = '{a,"b c"}'` work, and `'2024-13-01'` is a compile error
+//!   pointing at the literal. Date-time text is `[-]YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]` (years of
+//!   4 to 7 digits), `T` also separates, or `infinity`/`-infinity`; text for timestamps is UTC
+//!   unless it ends in `Z` or `±HH:MM`. Booleans also read `true`/`false`/`t`/`f`; decimal and
+//!   float columns also read `NaN`, `Infinity`, `-Infinity` (any case, `inf`). UUID text is
+//!   PostgreSQL's ([`crate::value::parse_uuid`]), interval text PostgreSQL's output or ISO 8601
+//!   ([`crate::value::Interval::parse`]), array text PostgreSQL's (`{1,2,NULL}`, `{{1,2},{3,4}}`,
+//!   [`crate::value::parse_array`]) with each element converted to the element type. A number
+//!   compared with a text column is a compile error (quote it).
 //! - Arithmetic (`+ - * / %`): any double operand gives `DOUBLE`; else any decimal operand, or
 //!   `/`, gives an exact `DECIMAL` (`/` has the dividend's scale + 4, as MySQL's
 //!   `div_precision_increment`); else integers give `BIGINT` (`BIGINT UNSIGNED` when both are
@@ -102,7 +124,7 @@
 //! | `ifnull(a, b)` | unified | `coalesce(a, b)` |
 //! | `nullif(a, b)` | type of `a` | NULL if `a = b`, else `a` |
 //! | `if(cond, a, b)` | unified | `a` if `cond` is true, else `b` (NULL counts as false) |
-//! | `CAST(x AS type)` | the type | strict: `'abc'` to `SIGNED` is an error (MySQL would warn and give 0); numbers round half away from zero; `DECIMAL(p,s)` out of range is an error; dates to numbers as `YYYYMMDD[hhmmss]` |
+//! | `CAST(x AS type)` | the type | strict: `'abc'` to `SIGNED` is an error (MySQL would warn and give 0); numbers round half away from zero; `DECIMAL(p,s)` out of range is an error; dates to numbers as `YYYYMMDD[hhmmss]`; UUIDs, intervals and arrays cast only to `CHAR` (their `Display` text: PostgreSQL's), `JSON` (their [`crate::json`] encoding) and `BINARY` |
 //! | `date_format(t, fmt)` | `TEXT` | `t`: date, datetime, timestamp (UTC); specifiers `%Y %y %m %c %d %e %H %k %h %I %l %i %s %S %f %p %r %T %W %a %w %M %b %j %D %U %u %v %x %%`; an unknown specifier `%q` gives `q` (MySQL); NULL when a weekday, day-of-year, week or month-name specifier meets a zero date |
 //! | `year(t)`, `month(t)`, `day(t)` | `INT` | of a date-like (`year` also of `YEAR`) |
 //! | `hour(t)`, `minute(t)`, `second(t)` | `INT` | of a date-like or time (hours of a time may exceed 23) |

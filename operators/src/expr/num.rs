@@ -8,9 +8,9 @@ use std::cmp::Ordering;
 pub(crate) enum Num<'a> {
     /// Any integer kind (bool, int, uint, year, bit).
     I(i128),
-    /// Exact decimal text (canonical or at least well-formed).
+    /// Exact decimal text (canonical or at least well-formed; never a special value).
     D(&'a str),
-    /// Float or double.
+    /// Float or double, or a special decimal value (`NaN`, `Infinity`, `-Infinity`).
     F(f64),
 }
 
@@ -22,7 +22,12 @@ pub(crate) fn num(v: &Value) -> Option<Num<'_>> {
         Value::UInt(u) => Num::I(*u as i128),
         Value::Bool(b) => Num::I(*b as i128),
         Value::Year(y) => Num::I(*y as i128),
-        Value::Decimal(d) => Num::D(d),
+        // Canonical digits end in a digit; PostgreSQL's `NaN`, `Infinity` and `-Infinity` are
+        // the doubles of the same name, which order as PostgreSQL orders them.
+        Value::Decimal(d) => match d.as_bytes().last() {
+            Some(b'0'..=b'9') => Num::D(d),
+            _ => crate::value::decimal_special(d).map_or(Num::D(d), Num::F),
+        },
         Value::Double(x) => Num::F(*x),
         Value::Float(x) => Num::F(*x as f64),
         Value::Bit { bytes, .. } => Num::I(bit_value(bytes) as i128),
@@ -141,8 +146,18 @@ pub(crate) fn cmp_num(a: Num<'_>, b: Num<'_>) -> Ordering {
         (Num::F(x), Num::F(y)) => cmp_f64(x, y),
         (Num::F(x), Num::I(y)) => cmp_f64_int(x, y),
         (Num::I(x), Num::F(y)) => cmp_f64_int(y, x).reverse(),
-        (Num::F(x), Num::D(y)) => cmp_f64(x, dec_to_f64(y)),
-        (Num::D(x), Num::F(y)) => cmp_f64(dec_to_f64(x), y),
+        (Num::F(x), Num::D(y)) => cmp_f64_dec(x, y),
+        (Num::D(x), Num::F(y)) => cmp_f64_dec(y, x).reverse(),
+    }
+}
+
+/// Compares a double with decimal text: infinities and NaN against any decimal exactly (a
+/// decimal of more digits than a double can hold is still finite), others via `f64`.
+fn cmp_f64_dec(x: f64, d: &str) -> Ordering {
+    if x.is_finite() {
+        cmp_f64(x, dec_to_f64(d))
+    } else {
+        cmp_f64(x, 0.0)
     }
 }
 

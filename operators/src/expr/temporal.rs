@@ -1,6 +1,6 @@
 //! Date and time: parsing literals, civil views, and `date_format`.
 
-use crate::value::{days_from_civil, Date, DateTime, Value};
+use crate::value::{days_from_civil, write_year, Date, DateTime, Value, TIMESTAMP_INFINITY, TIMESTAMP_NEG_INFINITY};
 use std::fmt::Write as _;
 
 const DAY_US: i64 = 86_400_000_000;
@@ -48,9 +48,18 @@ impl Cur<'_> {
     }
 }
 
-/// Parses `YYYY-MM-DD`; the all-zero date `0000-00-00` is allowed.
+/// Parses `[-]YYYY-MM-DD` (a year of 4 to 7 digits, negative years astronomical: `-0044` is
+/// 45 BC); the all-zero date `0000-00-00` is allowed.
 fn date_part(c: &mut Cur<'_>) -> Result<Date, String> {
-    let y = c.digits(4, 4).ok_or("expected a 4-digit year")?;
+    let neg = c.eat(b'-');
+    if !neg {
+        c.eat(b'+');
+    }
+    let y = c.digits(4, 7).ok_or("expected a year of at least 4 digits")? as i64;
+    let y = if neg { -y } else { y };
+    if c.peek().is_some_and(|b| b.is_ascii_digit()) {
+        return Err("the year has more than 7 digits".into());
+    }
     if !c.eat(b'-') {
         return Err("expected '-' after the year".into());
     }
@@ -65,11 +74,13 @@ fn date_part(c: &mut Cur<'_>) -> Result<Date, String> {
     if !(1..=12).contains(&m) {
         return Err(format!("month {m} is out of range 1..12"));
     }
-    let dim = days_in_month(y as i64, m as u8) as u64;
+    let dim = days_in_month(y, m as u8) as u64;
     if d < 1 || d > dim {
-        return Err(format!("day {d} is out of range 1..{dim} for {y:04}-{m:02}"));
+        let mut ym = String::new();
+        let _ = write_year(&mut ym, y);
+        return Err(format!("day {d} is out of range 1..{dim} for {ym}-{m:02}"));
     }
-    Ok(Date::new(y as u16, m as u8, d as u8))
+    Ok(Date::new(y as i32, m as u8, d as u8))
 }
 
 /// Parses `HH:MM[:SS[.ffffff]]` (hours up to `max_h`), returning microseconds.
@@ -111,7 +122,7 @@ pub(crate) struct Civil {
     pub(crate) offset_secs: Option<i64>,
 }
 
-/// Parses `YYYY-MM-DD[( |T)HH:MM[:SS[.ffffff]]][Z|±HH:MM]`.
+/// Parses `[-]YYYY-MM-DD[( |T)HH:MM[:SS[.ffffff]]][Z|±HH:MM]`.
 pub(crate) fn parse_civil(s: &str) -> Result<Civil, String> {
     let t = s.trim();
     let mut c = Cur { b: t.as_bytes(), i: 0 };
@@ -168,14 +179,34 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     Ok(if neg { -(us as i64) } else { us as i64 })
 }
 
-/// Epoch microseconds of a civil date-time read as UTC; `None` for zero dates.
-pub(crate) fn civil_to_utc(dt: &DateTime) -> Option<i64> {
-    dt.to_epoch_micros()
+/// Epoch microseconds of a civil date-time read as UTC (the infinities give the timestamp
+/// infinities); an error for zero dates and for instants an `i64` cannot count.
+pub(crate) fn civil_to_utc(dt: &DateTime) -> Result<i64, String> {
+    match dt.to_epoch_micros() {
+        Some(us) => Ok(us),
+        None if dt.date.is_zero() => Err("a zero date is not a valid TIMESTAMP".into()),
+        None => Err(format!("{dt} is out of the range of TIMESTAMP")),
+    }
+}
+
+/// PostgreSQL's `infinity` (`Some(true)`) or `-infinity` (`Some(false)`), in any case.
+fn infinity(s: &str) -> Option<bool> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("infinity") || t.eq_ignore_ascii_case("+infinity") {
+        Some(true)
+    } else if t.eq_ignore_ascii_case("-infinity") {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Text to a `DATE` for comparison with a date column: a date, or a date-time when the text
-/// has a time of day.
+/// has a time of day; `infinity` and `-infinity` are the infinite dates.
 pub(crate) fn text_to_date(s: &str) -> Result<Value, String> {
+    if let Some(pos) = infinity(s) {
+        return Ok(Value::Date(if pos { Date::INFINITY } else { Date::NEG_INFINITY }));
+    }
     let c = parse_civil(s)?;
     if c.has_time {
         // A date column compared with a date-time literal compares as date-times.
@@ -186,22 +217,38 @@ pub(crate) fn text_to_date(s: &str) -> Result<Value, String> {
 }
 
 /// Text to `DATETIME` (a date alone means midnight). A zone offset converts to UTC.
+/// `infinity` and `-infinity` are the infinite date-times.
 pub(crate) fn text_to_datetime(s: &str) -> Result<DateTime, String> {
+    if let Some(pos) = infinity(s) {
+        return Ok(if pos { DateTime::INFINITY } else { DateTime::NEG_INFINITY });
+    }
     let c = parse_civil(s)?;
     match c.offset_secs {
         Some(off) if off != 0 => {
-            let us = civil_to_utc(&c.dt).ok_or("a zero date cannot have a zone")?;
-            Ok(DateTime::from_epoch_micros(us - off * 1_000_000))
+            if c.dt.date.is_zero() {
+                return Err("a zero date cannot have a zone".into());
+            }
+            Ok(DateTime::from_epoch_micros(shift(civil_to_utc(&c.dt)?, off)?))
         }
         _ => Ok(c.dt),
     }
 }
 
-/// Text to `TIMESTAMP`: UTC unless a `Z` or `±HH:MM` offset is given; zero dates are rejected.
+/// `us` minus a zone offset, within the finite range of timestamps.
+fn shift(us: i64, offset_secs: i64) -> Result<i64, String> {
+    us.checked_sub(offset_secs * 1_000_000)
+        .filter(|&r| r != TIMESTAMP_INFINITY && r != TIMESTAMP_NEG_INFINITY)
+        .ok_or_else(|| "out of the range of TIMESTAMP".to_string())
+}
+
+/// Text to `TIMESTAMP`: UTC unless a `Z` or `±HH:MM` offset is given; zero dates are rejected;
+/// `infinity` and `-infinity` are the infinite timestamps.
 pub(crate) fn text_to_timestamp(s: &str) -> Result<i64, String> {
+    if let Some(pos) = infinity(s) {
+        return Ok(if pos { TIMESTAMP_INFINITY } else { TIMESTAMP_NEG_INFINITY });
+    }
     let c = parse_civil(s)?;
-    let us = civil_to_utc(&c.dt).ok_or("a zero date is not a valid TIMESTAMP")?;
-    Ok(us - c.offset_secs.unwrap_or(0) * 1_000_000)
+    shift(civil_to_utc(&c.dt)?, c.offset_secs.unwrap_or(0))
 }
 
 /// A civil view of a date-like value: Date (midnight), DateTime, Timestamp (UTC).
@@ -216,15 +263,16 @@ pub(crate) fn civil(v: &Value) -> Option<DateTime> {
 }
 
 /// Rounds microseconds of a day/instant to `fsp` fractional digits (half up).
+/// The infinities stay as they are; a finite value never rounds into one.
 pub(crate) fn round_micros(us: i64, fsp: u8) -> i64 {
-    if fsp >= 6 {
+    if fsp >= 6 || us == TIMESTAMP_INFINITY || us == TIMESTAMP_NEG_INFINITY {
         return us;
     }
     let unit = 10i64.pow(6 - fsp as u32);
     let r = us.rem_euclid(unit);
     let base = us - r;
     if r * 2 >= unit {
-        base + unit
+        base.checked_add(unit).filter(|&v| v != TIMESTAMP_INFINITY).unwrap_or(base)
     } else {
         base
     }
@@ -358,11 +406,11 @@ pub(crate) fn format(dt: &DateTime, fmt: &[Fmt], out: &mut String) -> Option<()>
                 write!(out, "{w:02}")
             }
             b'v' => write!(out, "{:02}", iso_week(days).1),
-            b'x' => write!(out, "{:04}", iso_week(days).0),
+            b'x' => write_year(out, iso_week(days).0),
             b'W' => out.write_str(WEEKDAYS[wd]),
             b'w' => write!(out, "{wd}"),
-            b'Y' => write!(out, "{:04}", d.year),
-            b'y' => write!(out, "{:02}", d.year % 100),
+            b'Y' => write_year(out, d.year as i64),
+            b'y' => write!(out, "{:02}", d.year.unsigned_abs() % 100),
             _ => out.write_char(spec as char),
         };
     }

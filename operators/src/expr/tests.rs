@@ -48,11 +48,11 @@ fn micros(y: i64, m: i64, d: i64, h: i64, mi: i64, s: i64, us: i64) -> i64 {
     days_from_civil(y, m, d) * 86_400_000_000 + ((h * 60 + mi) * 60 + s) * 1_000_000 + us
 }
 
-fn date(y: u16, m: u8, d: u8) -> Value {
+fn date(y: i32, m: u8, d: u8) -> Value {
     Value::Date(Date::new(y, m, d))
 }
 
-fn dt(y: u16, m: u8, d: u8, h: u64, mi: u64, s: u64, us: u64) -> Value {
+fn dt(y: i32, m: u8, d: u8, h: u64, mi: u64, s: u64, us: u64) -> Value {
     Value::DateTime(DateTime { date: Date::new(y, m, d), micros: ((h * 60 + mi) * 60 + s) * 1_000_000 + us })
 }
 
@@ -878,7 +878,7 @@ fn compile_errors_name_the_problem_and_point_at_it() {
         ("d = '2024-02-30'", 4, 12, "cannot convert '2024-02-30' to DATE: day 30 is out of range 1..29 for 2024-02"),
         ("ts > '2024-03-15 25:00:00'", 5, 21, "hour 25 is out of range 0..23"),
         ("t = '10:61'", 4, 7, "minute 61 is out of range 0..59"),
-        ("d = 'yesterday'", 4, 11, "cannot convert 'yesterday' to DATE: expected a 4-digit year"),
+        ("d = 'yesterday'", 4, 11, "cannot convert 'yesterday' to DATE: expected a year of at least 4 digits"),
         ("flag < DATE '2024-01-01'", 0, 24, "cannot compare column `flag` (BOOLEAN) with DATE 2024-01-01"),
         ("flag < '2024-01-01'", 7, 12, "cannot convert '2024-01-01' to BOOLEAN: not a number"),
         ("status = 5", 0, 10, "cannot compare column `status` (VARCHAR(20)) with BIGINT 5"),
@@ -934,7 +934,7 @@ fn compile_errors_name_the_problem_and_point_at_it() {
         ("date_format(d, 5)", 15, 1, "date_format() needs a text format"),
         ("year(id)", 5, 2, "year() needs a date, datetime or timestamp"),
         ("hour(status)", 5, 6, "hour() needs a date, datetime, timestamp or time"),
-        ("year('soon')", 5, 6, "year: cannot convert 'soon' to a date: expected a 4-digit year"),
+        ("year('soon')", 5, 6, "year: cannot convert 'soon' to a date: expected a year of at least 4 digits"),
         (
             "coalesce(d, id)",
             12,
@@ -1005,7 +1005,7 @@ fn runtime_errors_name_the_function_and_the_value() {
         ("cast(id - 10 AS UNSIGNED)", "cast(-3 AS UNSIGNED): -3 is out of the range of UNSIGNED"),
         ("cast(status AS JSON)", "cast('abc' AS JSON): invalid JSON"),
         ("cast(status AS TIME)", "cast('abc' AS TIME)"),
-        ("cast(status AS TIMESTAMP)", "cast('abc' AS TIMESTAMP): expected a 4-digit year"),
+        ("cast(status AS TIMESTAMP)", "cast('abc' AS TIMESTAMP): expected a year of at least 4 digits"),
         ("cast(d AS DATE) = cast(status AS DATE)", "cast('abc' AS DATE)"),
         ("price * 1e308", "DOUBLE value is out of range in 2.5 * "),
         ("date_format(cast(status AS DATETIME), '%Y')", "cast('abc' AS DATETIME)"),
@@ -1488,4 +1488,276 @@ impl ExactNum {
             format!("{sign}{i}.{f}")
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL kinds: UUIDs, intervals, arrays, special decimals, far and infinite dates
+// ---------------------------------------------------------------------------------------------
+
+const UUID: &str = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+
+fn pg_schema() -> TableSchema {
+    let array = |element: ColumnType| ColumnType::Array { element: Box::new(element) };
+    let numeric = ColumnType::Decimal { precision: 0, scale: 0 };
+    TableSchema {
+        name: TableName { database: "db".into(), schema: Some("public".into()), table: "pg".into() },
+        columns: vec![
+            col("u", ColumnType::Uuid, false),
+            col("u2", ColumnType::Uuid, true),
+            col("iv", ColumnType::Interval, true),
+            col("tags", array(ColumnType::String { max_chars: None, fixed: false }), true),
+            col("ints", array(ColumnType::Int { bits: 32, unsigned: false }), true),
+            col("grid", array(ColumnType::Int { bits: 32, unsigned: false }), true),
+            col("n_inf", numeric.clone(), true),
+            col("n_neg_inf", numeric.clone(), true),
+            col("n_nan", numeric, true),
+            col("bc", ColumnType::Date, true),
+            col("far", ColumnType::Date, true),
+            col("ts_inf", ColumnType::Timestamp { fsp: 6 }, true),
+            col("addr", ColumnType::Other { name: "inet".into() }, true),
+            col("name", ColumnType::String { max_chars: None, fixed: false }, true),
+            col("days", ColumnType::Array { element: Box::new(ColumnType::Date) }, true),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        version: 1,
+    }
+}
+
+fn pg_row() -> Vec<Value> {
+    let ints = |v: &[Option<i64>]| Value::Array(v.iter().map(|x| x.map_or(NULL, int)).collect());
+    vec![
+        Value::Uuid(crate::value::parse_uuid(UUID).unwrap()),
+        NULL,
+        Value::Interval(crate::value::Interval::new(0, 30, 0)),
+        Value::Array(vec![txt("a"), txt("b c")]),
+        ints(&[Some(1), Some(2), None]),
+        Value::Array(vec![ints(&[Some(1), Some(2)]), ints(&[Some(3), Some(4)])]),
+        dec("Infinity"),
+        dec("-Infinity"),
+        dec("NaN"),
+        date(-44, 3, 15),
+        date(10_000, 1, 1),
+        Value::Timestamp(crate::value::TIMESTAMP_INFINITY),
+        txt("192.168.0.1/24"),
+        txt("x"),
+        Value::Array(vec![date(2024, 1, 1), date(-4712, 1, 1)]),
+    ]
+}
+
+fn pg_eval(src: &str) -> Result<Value, EvalError> {
+    let e = Expr::compile(src, &pg_schema()).unwrap_or_else(|e| panic!("{src}: {e}"));
+    e.eval(&pg_row(), &ctx())
+}
+
+fn pg_table(cases: &[(&str, Value)]) {
+    let mut failures = Vec::new();
+    for (src, want) in cases {
+        match pg_eval(src) {
+            Ok(got) if &got == want => {}
+            other => failures.push(format!("{src}: want {want:?}, got {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn pg_errors(cases: &[(&str, &str)]) {
+    let mut failures = Vec::new();
+    for (src, msg) in cases {
+        match Expr::compile(src, &pg_schema()) {
+            Ok(e) => failures.push(format!("{src}: compiled to {e:?}")),
+            Err(e) if e.message.contains(msg) => {}
+            Err(e) => failures.push(format!("{src}: want {msg:?}, got {:?}", e.message)),
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn uuid_compares_with_string_literals_converted_at_compile_time() {
+    pg_table(&[
+        (&format!("u = '{UUID}'"), b(true)),
+        ("u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'", b(true)),
+        ("u = '{a0eebc999c0b4ef8bb6d6bb9bd380a11}'", b(true)),
+        ("u != 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'", b(true)),
+        ("u < 'b0000000-0000-0000-0000-000000000000'", b(true)),
+        (&format!("u IN ('00000000-0000-0000-0000-000000000000', '{UUID}')"), b(true)),
+        ("u = u2", NULL),
+        ("u2 IS NULL", b(true)),
+        ("u IS NOT NULL", b(true)),
+        ("cast(u AS CHAR)", txt(UUID)),
+        ("concat('id-', u)", txt(&format!("id-{UUID}"))),
+        ("coalesce(u2, u)", pg_row()[0].clone()),
+        (&format!("coalesce(u2, '{UUID}') = u"), b(true)),
+        ("upper(u)", txt(&UUID.to_uppercase())),
+        ("cast(u AS JSON)", Value::Json(format!("\"{UUID}\""))),
+    ]);
+    let e = Expr::compile(&format!("u = '{}'", UUID.to_uppercase()), &pg_schema()).unwrap();
+    assert_eq!(e.columns(), vec![0]);
+    pg_errors(&[
+        ("u = 'xyz'", "cannot convert 'xyz' to UUID: not a UUID"),
+        ("u = 1", "cannot compare column `u` (UUID) with BIGINT 1"),
+        ("u = name", "cannot compare column `u` (UUID) with column `name` (TEXT)"),
+        ("u + 1", "operator + needs a number, but column `u` (UUID) is not one"),
+        ("cast(u AS SIGNED)", "cannot cast column `u` (UUID) to SIGNED"),
+        ("coalesce(u, name)", "coalesce() arguments have incompatible types"),
+        ("u AND TRUE", "AND needs a boolean condition, but column `u` (UUID) is not one"),
+    ]);
+}
+
+#[test]
+fn interval_comparisons_follow_postgresql_month_and_day_lengths() {
+    pg_table(&[
+        ("iv = '30 days'", b(true)),
+        ("iv = 'P30D'", b(true)),
+        ("iv = '1 mon'", b(true)),
+        ("iv = '720:00:00'", b(true)),
+        ("iv != '1 mon 1 second'", b(true)),
+        ("iv > '29 days 23:59:59.999999'", b(true)),
+        ("iv BETWEEN '1 day' AND 'P2M'", b(true)),
+        ("iv IN ('1 week', '-1 days ago')", b(false)),
+        ("iv IN ('1 week', '4 weeks 2 days')", b(true)),
+        ("iv = 'infinity'", b(false)),
+        ("iv < 'infinity'", b(true)),
+        ("cast(iv AS CHAR)", txt("30 days")),
+        ("cast(iv AS JSON)", Value::Json("\"P30D\"".into())),
+        ("concat(iv, '!')", txt("30 days!")),
+        ("coalesce(iv, '1 day')", pg_row()[2].clone()),
+        ("nullif(iv, '1 mon')", NULL),
+    ]);
+    pg_errors(&[
+        ("iv = '1 fortnight'", "cannot convert '1 fortnight' to INTERVAL: unknown interval unit 'fortnight'"),
+        ("iv = '1.5 years'", "fractional years are not supported"),
+        ("iv = 30", "cannot compare column `iv` (INTERVAL) with BIGINT 30"),
+        ("iv > t", "unknown column `t`"),
+        ("cast(iv AS TIME)", "cannot cast column `iv` (INTERVAL) to TIME"),
+        ("-iv", "unary - needs a number"),
+    ]);
+}
+
+#[test]
+fn array_equality_with_literals_and_columns_and_no_ordering() {
+    pg_table(&[
+        ("tags = '{a,\"b c\"}'", b(true)),
+        ("tags = '{a}'", b(false)),
+        ("tags != '{a, b c}'", b(false)),
+        ("tags IN ('{x}', '{a,\"b c\"}')", b(true)),
+        ("ints = '{1,2,NULL}'", b(true)),
+        ("ints = '{1,2}'", b(false)),
+        ("ints = '{1,2,3}'", b(false)),
+        ("grid = '{{1,2},{3,4}}'", b(true)),
+        ("grid = '{1,2,3,4}'", b(false)),
+        ("ints = grid", b(false)),
+        ("ints = ints", b(true)),
+        ("days = '{2024-01-01,-4712-01-01}'", b(true)),
+        ("tags IS NULL", b(false)),
+        ("nullif(ints, '{1,2,NULL}')", NULL),
+        ("cast(tags AS CHAR)", txt("{a,\"b c\"}")),
+        ("cast(grid AS CHAR)", txt("{{1,2},{3,4}}")),
+        ("cast(ints AS JSON)", Value::Json("[1,2,null]".into())),
+        ("cast(days AS JSON)", Value::Json("[\"2024-01-01\",\"-4712-01-01\"]".into())),
+        ("concat('tags: ', tags)", txt("tags: {a,\"b c\"}")),
+        ("coalesce(ints, '{7}')", pg_row()[4].clone()),
+        ("coalesce(NULL, '{7}', ints)", Value::Array(vec![int(7)])),
+    ]);
+    pg_errors(&[
+        ("tags < '{a}'", "operator < is not defined for arrays (column `tags` (TEXT[]))"),
+        ("ints >= ints", "operator >= is not defined for arrays"),
+        ("ints BETWEEN '{1}' AND '{9}'", "BETWEEN is not defined for arrays"),
+        ("ints = tags", "cannot compare column `ints` (INT[]) with column `tags` (TEXT[])"),
+        ("ints = '{1,x}'", "cannot convert '{1,x}' to INT[]: element 'x': not a number"),
+        ("ints = '{1,2'", "unterminated array"),
+        ("ints = '[0:1]={1,2}'", "explicit bounds"),
+        ("ints = 1", "cannot compare column `ints` (INT[]) with BIGINT 1"),
+        ("tags = name", "cannot compare column `tags` (TEXT[]) with column `name` (TEXT)"),
+        ("cast(ints AS SIGNED)", "cannot cast column `ints` (INT[]) to SIGNED"),
+        ("ints + 1", "operator + needs a number"),
+    ]);
+}
+
+#[test]
+fn decimal_special_values_compare_and_compute_as_postgresql() {
+    pg_table(&[
+        ("n_inf = 'Infinity'", b(true)),
+        ("n_nan = 'NaN'", b(true)),
+        ("n_nan = n_nan", b(true)),
+        ("n_nan > n_inf", b(true)),
+        ("n_inf > 99999999999999999999999999999999999999999999999999999999999999999", b(true)),
+        ("n_inf > 1e308", b(true)),
+        ("n_neg_inf < -1e308", b(true)),
+        ("n_neg_inf < -99999999999999999999999999999999999999999999999999999999999999999", b(true)),
+        ("n_nan > 1e308", b(true)),
+        ("n_inf = '+inf'", b(true)),
+        ("n_inf IN (1, 'Infinity')", b(true)),
+        ("n_inf + 1", dec("Infinity")),
+        ("n_inf - n_inf", dec("NaN")),
+        ("n_inf * -1", dec("-Infinity")),
+        ("1 / n_inf", dec("0")),
+        ("n_nan + 1", dec("NaN")),
+        ("1 / n_nan", dec("NaN")),
+        ("n_inf / 0", NULL),
+        ("-n_inf", dec("-Infinity")),
+        ("-n_nan", dec("NaN")),
+        ("abs(n_neg_inf)", dec("Infinity")),
+        ("round(n_nan, 2)", dec("NaN")),
+        ("floor(n_neg_inf)", dec("-Infinity")),
+        ("cast(n_inf AS CHAR)", txt("Infinity")),
+        ("cast(n_neg_inf AS DECIMAL(10,2))", dec("-Infinity")),
+        ("cast(n_inf AS DOUBLE)", dbl(f64::INFINITY)),
+        ("coalesce(n_nan, 1.5)", dec("NaN")),
+        ("if(n_nan, 'true', 'false')", txt("true")),
+    ]);
+    assert!(pg_eval("cast(n_inf AS SIGNED)").is_err());
+    pg_errors(&[("n_inf = 'infinite'", "cannot convert 'infinite' to NUMERIC: not a number")]);
+    // Integers have no special values.
+    let e = Expr::compile("id = 'NaN'", &schema()).unwrap_err();
+    assert!(e.message.contains("not a number"), "{e}");
+}
+
+#[test]
+fn dates_beyond_9999_and_bc_dates_and_infinities_in_expressions() {
+    pg_table(&[
+        ("bc = '-0044-03-15'", b(true)),
+        ("bc < '0001-01-01'", b(true)),
+        ("far = '10000-01-01'", b(true)),
+        ("far > '9999-12-31 23:59:59'", b(true)),
+        ("far < '5874897-12-31'", b(true)),
+        ("year(bc)", int(-44)),
+        ("year(far)", int(10_000)),
+        ("date_format(bc, '%Y/%y %M %W')", txt("-0044/44 March Thursday")),
+        ("date_format(far, '%Y-%m-%d %j')", txt("10000-01-01 001")),
+        ("cast(bc AS CHAR)", txt("-0044-03-15")),
+        ("cast(bc AS SIGNED)", int(-440_315)),
+        ("cast(far AS DATETIME)", dt(10_000, 1, 1, 0, 0, 0, 0)),
+        ("cast(bc AS TIMESTAMP) < '0000-01-01T00:00:00Z'", b(true)),
+        ("cast('-4712-01-01 12:00:00' AS DATETIME)", dt(-4712, 1, 1, 12, 0, 0, 0)),
+        ("ts_inf = 'infinity'", b(true)),
+        ("ts_inf > '294247-01-01'", b(true)),
+        ("ts_inf > far", b(true)),
+        ("ts_inf != '-infinity'", b(true)),
+        ("cast(ts_inf AS CHAR)", txt("infinity")),
+        ("cast(ts_inf AS DATETIME)", Value::DateTime(DateTime::INFINITY)),
+        ("cast(ts_inf AS DATE)", Value::Date(Date::INFINITY)),
+        ("cast(ts_inf AS TIMESTAMP(0))", pg_row()[11].clone()),
+        ("date_format(ts_inf, '%Y')", txt("infinity")),
+        ("bc > '-infinity'", b(true)),
+        ("coalesce(NULL, bc)", date(-44, 3, 15)),
+    ]);
+    assert!(pg_eval("year(ts_inf)").unwrap_err().message.contains("an infinite date has no fields"));
+    assert!(pg_eval("cast(ts_inf AS SIGNED)").is_err());
+    pg_errors(&[
+        ("bc = '12345678-01-01'", "the year has more than 7 digits"),
+        ("bc = '-044-01-01'", "expected a year of at least 4 digits"),
+        ("ts_inf = '294276-12-31 00:00:00'", "is out of the range of TIMESTAMP"),
+    ]);
+}
+
+#[test]
+fn other_types_compare_as_text() {
+    pg_table(&[
+        ("addr = '192.168.0.1/24'", b(true)),
+        ("addr LIKE '192.%'", b(true)),
+        ("addr = name", b(false)),
+        ("concat(addr, '')", txt("192.168.0.1/24")),
+    ]);
 }

@@ -50,7 +50,7 @@ pub fn datagen<'s>(
         }
     }
     for (g, _) in gens.iter_mut() {
-        if let Some(&off) = restore.manifest.offsets.get(&g.partition()) {
+        if let Some(off) = restore.manifest.offsets.get(&g.partition()).and_then(|v| v.as_u64()) {
             g.skip_to(off);
         }
     }
@@ -77,7 +77,10 @@ pub fn datagen<'s>(
         move |output| {
             let Some(c) = cap.as_mut() else { return };
             let epoch = *c.time();
-            let target = replay.front().filter(|b| b.epoch == epoch).map(|b| b.offsets.clone());
+            let target: Option<std::collections::BTreeMap<u32, u64>> = replay
+                .front()
+                .filter(|b| b.epoch == epoch)
+                .map(|b| b.offsets.iter().filter_map(|(k, v)| Some((*k, v.as_u64()?))).collect());
             let mut produced = 0usize;
             let mut wait: Option<Duration> = None;
             {
@@ -135,7 +138,7 @@ pub fn datagen<'s>(
                     epoch,
                     worker: index,
                     peers,
-                    offsets: gens.iter().map(|(g, _)| (g.partition(), g.emitted())).collect(),
+                    offsets: gens.iter().map(|(g, _)| (g.partition(), g.emitted().into())).collect(),
                     done,
                 };
                 if target.is_none() {

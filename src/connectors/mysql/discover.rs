@@ -1,0 +1,240 @@
+//! Connecting to a MySQL/MariaDB source, checking its preconditions, and discovering its
+//! tables (F2.1) into the record model's schemas.
+//!
+//! ```text
+//!  plan url + password ──► connect (session: time_zone +00:00, raw result charsets)
+//!        │                     │
+//!        │                     ├─► preconditions: binlog on, ROW, FULL image, grants
+//!        │                     └─► information_schema: TABLES, COLUMNS, STATISTICS,
+//!        │                                           CHECK_CONSTRAINTS (MariaDB JSON)
+//!        ▼
+//!  errors are one line each, with what to change
+//! ```
+
+use super::config::MysqlSourceConfig;
+use super::types::parse_column_type;
+use ferry_operators::schema::{Catalog, Column, ColumnType, TableName, TableSchema};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use std::collections::BTreeMap;
+
+/// Why a MySQL source cannot be used. Every message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The URL cannot be parsed.
+    #[error("source url: {0}")]
+    Url(String),
+    /// The server cannot be reached (transient: it may come back).
+    #[error("cannot reach the MySQL server at {addr}: {reason}. Is it running, and is the port open?")]
+    Unreachable {
+        /// host:port
+        addr: String,
+        /// the I/O error
+        reason: String,
+    },
+    /// The server refused the user or password.
+    #[error(
+        "the MySQL server refused user `{user}`: {reason}. Check the user and password (`password: ${{env:NAME}}`)"
+    )]
+    Auth {
+        /// The user.
+        user: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// A server setting or grant is missing.
+    #[error("{0}")]
+    Precondition(String),
+    /// Any other server error.
+    #[error("MySQL: {0}")]
+    Server(String),
+}
+
+impl SourceError {
+    /// Whether retrying later may help (connection problems), as opposed to a setting to fix.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Unreachable { .. } | SourceError::Server(_))
+    }
+}
+
+/// Connection options from the plan: URL, password, and the session setup every ferry
+/// connection uses (UTC session time zone; results in each column's own character set, so text
+/// is decoded the same way as in the binlog).
+pub fn opts(cfg: &MysqlSourceConfig) -> Result<Opts, SourceError> {
+    let url = cfg.url.replacen("mariadb://", "mysql://", 1);
+    let base = Opts::from_url(&url).map_err(|e| SourceError::Url(crate::secrets::redact(&e.to_string())))?;
+    let mut b = OptsBuilder::from_opts(base)
+        .prefer_socket(false)
+        .init(vec!["SET time_zone = '+00:00', character_set_results = NULL, sql_mode = ''"]);
+    if let Some(p) = &cfg.password {
+        b = b.pass(Some(p.clone()));
+    }
+    Ok(b.into())
+}
+
+fn classify(e: mysql_async::Error, opts: &Opts) -> SourceError {
+    let addr = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+    match e {
+        mysql_async::Error::Io(io) => SourceError::Unreachable { addr, reason: io.to_string() },
+        mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1044 || s.code == 1698 => {
+            SourceError::Auth { user: opts.user().unwrap_or("").to_string(), reason: s.message }
+        }
+        other => SourceError::Server(crate::secrets::redact(&other.to_string())),
+    }
+}
+
+/// Connects once.
+pub async fn connect(opts: &Opts) -> Result<Conn, SourceError> {
+    Conn::new(opts.clone()).await.map_err(|e| classify(e, opts))
+}
+
+async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceError> {
+    let v: Option<(String, Option<String>)> = conn
+        .exec_first(
+            "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = ?",
+            (name,),
+        )
+        .await
+        .map_err(|e| SourceError::Server(e.to_string()))?;
+    Ok(v.and_then(|(_, v)| v))
+}
+
+/// Checks what a change-data source needs: binary logging on, `binlog_format=ROW`,
+/// `binlog_row_image=FULL`, and the grants `SELECT`, `REPLICATION SLAVE`, `REPLICATION CLIENT`
+/// (MariaDB ≥ 10.5: `BINLOG MONITOR` or `SLAVE MONITOR` serve as the latter).
+pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), SourceError> {
+    let fix = "in the server's configuration ([mysqld] section) and restart it";
+    match var(conn, "LOG_BIN").await?.as_deref() {
+        Some("ON") | Some("1") => {}
+        _ => {
+            return Err(SourceError::Precondition(format!(
+                "binary logging is off: set log_bin=ON, binlog_format=ROW and binlog_row_image=FULL {fix}"
+            )))
+        }
+    }
+    let format = var(conn, "BINLOG_FORMAT").await?.unwrap_or_default();
+    if !format.eq_ignore_ascii_case("ROW") {
+        return Err(SourceError::Precondition(format!(
+            "binlog_format is {format}: set binlog_format=ROW {fix} (or SET GLOBAL binlog_format='ROW')"
+        )));
+    }
+    let image = var(conn, "BINLOG_ROW_IMAGE").await?.unwrap_or_else(|| "FULL".into());
+    if !image.eq_ignore_ascii_case("FULL") {
+        return Err(SourceError::Precondition(format!(
+            "binlog_row_image is {image}: set binlog_row_image=FULL {fix} (or SET GLOBAL binlog_row_image='FULL')"
+        )));
+    }
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(|e| SourceError::Server(e.to_string()))?;
+    let all = grants.join("\n").to_ascii_uppercase();
+    let global: Vec<&str> = all.lines().filter(|l| l.contains(" ON *.* ")).collect();
+    let has = |p: &str| global.iter().any(|l| l.contains("ALL PRIVILEGES") || l.contains(p));
+    let mut missing = Vec::new();
+    if !has("SELECT") && !all.contains("GRANT SELECT") {
+        missing.push("SELECT");
+    }
+    if !has("REPLICATION SLAVE") {
+        missing.push("REPLICATION SLAVE");
+    }
+    if !(has("REPLICATION CLIENT") || has("BINLOG MONITOR") || has("SLAVE MONITOR") || has("SUPER")) {
+        missing.push("REPLICATION CLIENT");
+    }
+    if !missing.is_empty() {
+        return Err(SourceError::Precondition(format!(
+            "user `{user}` lacks {}: GRANT {} ON *.* TO '{user}'@'%'",
+            missing.join(", "),
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// One row of `information_schema.COLUMNS`: schema, table, column, data type, column type,
+/// nullable, character set.
+type ColumnRow = (String, String, String, String, String, String, Option<String>);
+
+/// Databases never copied.
+const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+/// A discovered source: the schemas, and each column's character set (`None` for non-text
+/// columns), which decoding needs and the record model's types do not carry.
+#[derive(Debug, Clone, Default)]
+pub struct Discovered {
+    /// Every user table, ordered by `db.table`.
+    pub catalog: Catalog,
+    /// Per table (same order), per column, the character set.
+    pub charsets: Vec<Vec<Option<String>>>,
+}
+
+/// Reads every user table's schema, ordered by `db.table`. Selection is the plan's business.
+pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
+    let err = |e: mysql_async::Error| SourceError::Server(e.to_string());
+    let tables: Vec<(String, String)> = conn
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME")
+        .await
+        .map_err(err)?;
+    let cols: Vec<ColumnRow> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME \
+             FROM information_schema.COLUMNS ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
+        )
+        .await
+        .map_err(err)?;
+    let keys: Vec<(String, String, String, i64, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE NON_UNIQUE = 0 ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+        )
+        .await
+        .map_err(err)?;
+    // MariaDB stores JSON as LONGTEXT with a json_valid() check.
+    let json_checks: Vec<(String, String, String)> = conn
+        .query("SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CHECK_CLAUSE LIKE 'json_valid(%'")
+        .await
+        .unwrap_or_default();
+    let mut by_table: BTreeMap<(String, String), TableSchema> = BTreeMap::new();
+    let mut charsets: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
+    for (db, t) in tables.into_iter().filter(|(db, _)| !SYSTEM.contains(&db.to_ascii_lowercase().as_str())) {
+        by_table.insert(
+            (db.clone(), t.clone()),
+            TableSchema {
+                name: TableName::new(db, t),
+                columns: Vec::new(),
+                primary_key: Vec::new(),
+                unique_keys: Vec::new(),
+                version: 1,
+            },
+        );
+    }
+    for (db, t, name, data_type, column_type, nullable, charset) in cols {
+        let Some(schema) = by_table.get_mut(&(db.clone(), t.clone())) else { continue };
+        let is_json = json_checks.iter().any(|(cdb, ct, clause)| {
+            cdb == &db
+                && ct == &t
+                && clause.trim_start_matches("json_valid(").trim_end_matches(')').trim_matches('`') == name
+        });
+        let ty = if is_json {
+            ColumnType::Json
+        } else {
+            parse_column_type(&data_type, &column_type, charset.as_deref())
+                .map_err(|e| SourceError::Server(format!("{db}.{t}.{name}: {e}")))?
+        };
+        schema.columns.push(Column::new(name, ty, nullable == "YES"));
+        charsets.entry((db, t)).or_default().push(charset);
+    }
+    let mut current: Option<(String, String, String)> = None;
+    for (db, t, index, _, col) in keys {
+        let Some(schema) = by_table.get_mut(&(db.clone(), t.clone())) else { continue };
+        let Some(ci) = schema.columns.iter().position(|c| c.name == col) else { continue };
+        let same = current.as_ref().is_some_and(|(d, tt, i)| d == &db && tt == &t && i == &index);
+        if index == "PRIMARY" {
+            schema.primary_key.push(ci);
+        } else if same {
+            schema.unique_keys.last_mut().expect("open key").push(ci);
+        } else {
+            schema.unique_keys.push(vec![ci]);
+        }
+        current = Some((db, t, index));
+    }
+    let charsets = by_table.keys().map(|k| charsets.remove(k).unwrap_or_default()).collect();
+    Ok(Discovered { catalog: Catalog { tables: by_table.into_values().collect() }, charsets })
+}

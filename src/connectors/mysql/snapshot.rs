@@ -1,0 +1,211 @@
+//! The snapshot (full) phase: each selected table is split into key-range chunks once, at the
+//! task's first start (the chunk plan is kept in the state store, so a restart reads the same
+//! chunks); workers read chunks in parallel, each in its own short consistent-snapshot
+//! transaction that records the binlog position the chunk's rows are consistent with.
+//!
+//! ```text
+//!  plan_chunks (process 0, once):   SELECT key FROM t WHERE key > last ORDER BY key LIMIT 1 OFFSET n-1
+//!                                   → boundaries b1 < b2 < ... ; chunks (-∞,b1) [b1,b2) ... [bk,+∞)
+//!  read_chunk (any worker):         START TRANSACTION WITH CONSISTENT SNAPSHOT
+//!                                   SHOW STATUS LIKE 'binlog_snapshot_%'   → position P(chunk)
+//!                                   SELECT cols FROM t WHERE key >= lo AND key < hi ORDER BY key   (streamed)
+//!                                   COMMIT
+//! ```
+//!
+//! No table lock is taken; InnoDB's consistent read holds no locks. A change in the binlog at
+//! position p to a key in chunk c is already in the chunk's rows when p ≤ P(c), and must be
+//! applied when p > P(c): that is the handoff rule the change stream uses.
+
+use super::binlog::BinlogPos;
+use super::discover::SourceError;
+use super::types::snapshot_value;
+use ferry_operators::schema::TableSchema;
+use ferry_operators::{Row, TableId, Value};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use serde::{Deserialize, Serialize};
+
+/// One key range of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Chunk number in the plan (also its partition number).
+    pub id: u32,
+    /// The table (an index into the compiled plan's catalog).
+    pub table: TableId,
+    /// Inclusive lower bound of the key, `None`: unbounded.
+    pub lower: Option<Vec<Value>>,
+    /// Exclusive upper bound of the key, `None`: unbounded.
+    pub upper: Option<Vec<Value>>,
+}
+
+/// Quotes an identifier for MySQL.
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A value as a query parameter.
+pub fn param(v: &Value) -> mysql_async::Value {
+    use mysql_async::Value as M;
+    match v {
+        Value::Null => M::NULL,
+        Value::Bool(b) => M::Int(*b as i64),
+        Value::Int(i) => M::Int(*i),
+        Value::UInt(u) => M::UInt(*u),
+        Value::Float(f) => M::Float(*f),
+        Value::Double(f) => M::Double(*f),
+        Value::Year(y) => M::UInt(*y as u64),
+        Value::Bytes(b) | Value::Bit { bytes: b, .. } => M::Bytes(b.clone()),
+        other => M::Bytes(other.to_string().into_bytes()),
+    }
+}
+
+fn key_cols(schema: &TableSchema) -> String {
+    schema.row_key().iter().map(|&i| ident(&schema.columns[i].name)).collect::<Vec<_>>().join(", ")
+}
+
+/// `(k1, k2) > (?, ?)`-style comparison.
+fn key_cmp(schema: &TableSchema, op: &str) -> String {
+    let n = schema.row_key().len();
+    let params = vec!["?"; n].join(", ");
+    format!("({}) {op} ({params})", key_cols(schema))
+}
+
+/// Splits a table into chunks of about `chunk_rows` rows by walking its key index. Keyless
+/// tables are one chunk.
+pub async fn plan_table(
+    conn: &mut Conn,
+    table: TableId,
+    schema: &TableSchema,
+    charsets: &[Option<String>],
+    chunk_rows: u64,
+    first_id: u32,
+) -> Result<Vec<Chunk>, SourceError> {
+    let err = |e: mysql_async::Error| SourceError::Server(format!("planning chunks of {}: {e}", schema.name));
+    if !schema.has_key() {
+        return Ok(vec![Chunk { id: first_id, table, lower: None, upper: None }]);
+    }
+    let from = format!("{}.{}", ident(&schema.name.database), ident(&schema.name.table));
+    let keys = key_cols(schema);
+    let key_schema: Vec<_> =
+        schema.row_key().iter().map(|&i| (schema.columns[i].clone(), charsets.get(i).cloned().flatten())).collect();
+    let mut bounds: Vec<Vec<Value>> = Vec::new();
+    loop {
+        let (sql, params): (String, Vec<mysql_async::Value>) = match bounds.last() {
+            None => (format!("SELECT {keys} FROM {from} ORDER BY {keys} LIMIT 1 OFFSET {}", chunk_rows), vec![]),
+            Some(last) => (
+                format!(
+                    "SELECT {keys} FROM {from} WHERE {} ORDER BY {keys} LIMIT 1 OFFSET {}",
+                    key_cmp(schema, ">="),
+                    chunk_rows
+                ),
+                last.iter().map(param).collect(),
+            ),
+        };
+        let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await.map_err(err)?;
+        let Some(row) = row else { break };
+        let key: Vec<Value> = row
+            .unwrap()
+            .into_iter()
+            .zip(&key_schema)
+            .map(|(v, (c, cs))| snapshot_value(v, c, cs.as_deref()).map_err(|e| SourceError::Server(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        bounds.push(key);
+    }
+    let mut chunks = Vec::with_capacity(bounds.len() + 1);
+    let mut lower = None;
+    for b in bounds {
+        chunks.push(Chunk { id: first_id + chunks.len() as u32, table, lower: lower.take(), upper: Some(b.clone()) });
+        lower = Some(b);
+    }
+    chunks.push(Chunk { id: first_id + chunks.len() as u32, table, lower, upper: None });
+    Ok(chunks)
+}
+
+/// Where the binlog stands: `SHOW MASTER STATUS`.
+pub async fn current_position(conn: &mut Conn) -> Result<BinlogPos, SourceError> {
+    let row: Option<mysql_async::Row> =
+        conn.query_first("SHOW MASTER STATUS").await.map_err(|e| SourceError::Server(e.to_string()))?;
+    let row =
+        row.ok_or_else(|| SourceError::Precondition("SHOW MASTER STATUS is empty: binary logging is off".into()))?;
+    let file: String = row.get(0).unwrap_or_default();
+    let pos: u64 = row.get(1).unwrap_or_default();
+    Ok(BinlogPos { file, pos })
+}
+
+/// Reads one chunk in a consistent-snapshot transaction; calls `emit` with batches of rows and
+/// returns the binlog position the rows are consistent with.
+pub async fn read_chunk(
+    conn: &mut Conn,
+    chunk: &Chunk,
+    schema: &TableSchema,
+    charsets: &[Option<String>],
+    mut emit: impl FnMut(Vec<Row>),
+) -> Result<BinlogPos, SourceError> {
+    let err = |e: mysql_async::Error| SourceError::Server(format!("reading {} chunk {}: {e}", schema.name, chunk.id));
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(err)?;
+    let status: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(err)?;
+    let file = status.iter().find(|(k, _)| k.eq_ignore_ascii_case("binlog_snapshot_file")).map(|(_, v)| v.clone());
+    let pos = status
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("binlog_snapshot_position"))
+        .and_then(|(_, v)| v.parse().ok());
+    let (Some(file), Some(pos)) = (file, pos) else {
+        return Err(SourceError::Precondition(
+            "the server does not report binlog_snapshot_file/position (a MariaDB feature): MySQL servers are not supported yet".into(),
+        ));
+    };
+    let cols = schema.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let from = format!("{}.{}", ident(&schema.name.database), ident(&schema.name.table));
+    let mut conds = Vec::new();
+    let mut params: Vec<mysql_async::Value> = Vec::new();
+    if let Some(lo) = &chunk.lower {
+        conds.push(key_cmp(schema, ">="));
+        params.extend(lo.iter().map(param));
+    }
+    if let Some(hi) = &chunk.upper {
+        conds.push(key_cmp(schema, "<"));
+        params.extend(hi.iter().map(param));
+    }
+    let mut sql = format!("SELECT {cols} FROM {from}");
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    if schema.has_key() {
+        sql.push_str(&format!(" ORDER BY {}", key_cols(schema)));
+    }
+    let mut result = conn.exec_iter(sql, params).await.map_err(err)?;
+    let mut batch = Vec::with_capacity(1024);
+    let mut failure = None;
+    result
+        .for_each(|row| {
+            if failure.is_some() {
+                return;
+            }
+            let values = row.unwrap();
+            let mut out = Vec::with_capacity(values.len());
+            for ((v, c), cs) in values.into_iter().zip(&schema.columns).zip(charsets) {
+                match snapshot_value(v, c, cs.as_deref()) {
+                    Ok(x) => out.push(x),
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        return;
+                    }
+                }
+            }
+            batch.push(out);
+            if batch.len() == 1024 {
+                emit(std::mem::take(&mut batch));
+            }
+        })
+        .await
+        .map_err(err)?;
+    if let Some(f) = failure {
+        return Err(SourceError::Server(format!("{} chunk {}: {f}", schema.name, chunk.id)));
+    }
+    if !batch.is_empty() {
+        emit(batch);
+    }
+    conn.query_drop("COMMIT").await.map_err(err)?;
+    Ok(BinlogPos { file, pos })
+}

@@ -1,0 +1,658 @@
+//! The MySQL/MariaDB source operators: a parallel chunked snapshot on every worker, then the
+//! binlog on worker 0, joined without a gap or a duplicate.
+//!
+//! ```text
+//!  every worker                                   worker 0
+//!  ┌────────────────────────────┐   done(epoch,  ┌──────────────────────────────────────────┐
+//!  │ Snapshot: chunks id≡w mod N│── positions) ─►│ Binlog: capability follows the snapshot's │
+//!  │  I/O task reads a chunk in │   (exchange    │  frontier; once every snapshot worker is  │
+//!  │  one consistent-snapshot   │    to 0)       │  done, starts at the lowest chunk position│
+//!  │  transaction → rows + P(c) │                │  in an epoch after every snapshot epoch   │
+//!  └─────────────┬──────────────┘                └───────────────────┬──────────────────────┘
+//!                │ changes (Insert)                                  │ changes
+//!                └────────────────────────────► concat ◄─────────────┘
+//! ```
+//!
+//! - A chunk's rows never span two epochs: a snapshot worker closes its epoch only between
+//!   chunks, recording `{chunk: {done, pos: P(c)}}` in its boundary record.
+//! - The handoff rule: a binlog transaction that began before `P(c)` is already in chunk `c`'s
+//!   rows and is skipped for keys in `c`; later ones are applied. Keys are placed in chunks by
+//!   exact comparison for integer keys; for other key types the transactions between the lowest
+//!   and the highest chunk position are applied to every key (harmless in upsert mode, since
+//!   row images are full; documented for append mode).
+//! - A replayed epoch re-reads its chunks but keeps their recorded positions; the binlog replays
+//!   by recorded positions, so its epochs are identical.
+//! - I/O runs on the shared tokio runtime; rows reach the operator through bounded channels and
+//!   wake it with an activator, so memory stays bounded whatever the table size.
+
+use super::Metrics;
+use crate::connectors::mysql::binlog::{BinlogEvent, BinlogPos, BinlogReader, StartFrom};
+use crate::connectors::mysql::snapshot::{read_chunk, Chunk};
+use crate::engine::Restore;
+use crate::plan::Compiled;
+use crate::state::{Boundary, TaskState};
+use ferry_operators::{Change, Op, Position, Row, TableId, Value};
+use serde_json::json;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
+use timely::dataflow::operators::Concat;
+use timely::dataflow::{Scope, StreamVec};
+
+/// Everything the MySQL operators need, prepared by the engine before the dataflow starts.
+#[derive(Clone)]
+pub struct MysqlRun {
+    /// Connection options (session set up for exact reads).
+    pub opts: mysql_async::Opts,
+    /// Replication server id.
+    pub server_id: u32,
+    /// The snapshot's chunks (empty in `incremental` mode).
+    pub chunks: Arc<Vec<Chunk>>,
+    /// Per selected table, per column, the character set.
+    pub charsets: Arc<Vec<Vec<Option<String>>>>,
+    /// Where the binlog starts when no checkpoint says otherwise and there is no snapshot.
+    pub initial: Option<StartFrom>,
+    /// Stop once the binlog reaches this position (bounded runs: tests, catch-up benchmarks).
+    pub stop_at: Option<BinlogPos>,
+}
+
+/// What a finished snapshot worker tells the binlog reader.
+type Done = (u64, Vec<(u32, BinlogPos)>);
+
+enum SnapMsg {
+    Rows(u32, Vec<Row>),
+    ChunkDone(u32, BinlogPos),
+    Failed(String),
+}
+
+/// The shared I/O runtime.
+pub fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-io")
+            .enable_all()
+            .build()
+            .expect("the I/O runtime starts")
+    })
+}
+
+fn chunk_offset(pos: &BinlogPos) -> serde_json::Value {
+    json!({ "done": true, "file": pos.file, "pos": pos.pos })
+}
+
+fn parse_chunk_offset(v: &serde_json::Value) -> Option<BinlogPos> {
+    if v.get("done")?.as_bool()? {
+        Some(BinlogPos { file: v.get("file")?.as_str()?.to_string(), pos: v.get("pos")?.as_u64()? })
+    } else {
+        None
+    }
+}
+
+/// `file number, offset` of a position, for ordering and metadata.
+fn file_number(file: &str) -> u32 {
+    file.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+fn pos_key(p: &BinlogPos) -> (u32, u64) {
+    (file_number(&p.file), p.pos)
+}
+
+/// Builds the MySQL source for this worker: snapshot (all workers) then binlog (worker 0).
+pub fn mysql_source<'s>(
+    scope: Scope<'s, u64>,
+    plan: Arc<Compiled>,
+    run: MysqlRun,
+    state: TaskState,
+    restore: &Restore,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'s, u64, Change> {
+    let (snap_changes, done) = snapshot(scope, plan.clone(), run.clone(), state.clone(), restore, metrics.clone());
+    let bin = binlog(scope, done, plan, run, state, restore, metrics);
+    snap_changes.concat(bin)
+}
+
+fn snapshot<'s>(
+    scope: Scope<'s, u64>,
+    plan: Arc<Compiled>,
+    run: MysqlRun,
+    state: TaskState,
+    restore: &Restore,
+    metrics: Arc<Metrics>,
+) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, Done>) {
+    let index = scope.index();
+    let peers = scope.peers();
+    let interval = Duration::from_millis(plan.plan.checkpoint_ms);
+    let start_epoch = restore.manifest.epoch + 1;
+    // Chunks already done before the restore point, with their positions.
+    let mut positions: Vec<(u32, BinlogPos)> = Vec::new();
+    for c in run.chunks.iter() {
+        if let Some(p) = restore.manifest.offsets.get(&(c.id + 1)).and_then(parse_chunk_offset) {
+            positions.push((c.id, p));
+        }
+    }
+    // Epochs to replay: the chunks each recorded, in order, with their recorded positions.
+    let mut replay: VecDeque<(u64, Vec<(u32, BinlogPos)>)> = VecDeque::new();
+    for b in restore.boundaries.iter().filter(|b| b.worker == index) {
+        let chunks: Vec<(u32, BinlogPos)> = b
+            .offsets
+            .iter()
+            .filter(|(k, _)| **k > 0)
+            .filter_map(|(k, v)| parse_chunk_offset(v).map(|p| (k - 1, p)))
+            .collect();
+        if !chunks.is_empty() {
+            replay.push_back((b.epoch, chunks));
+        }
+    }
+    let done_ids: std::collections::HashSet<u32> = positions.iter().map(|(c, _)| *c).collect();
+    let replay_ids: Vec<u32> = replay.iter().flat_map(|(_, cs)| cs.iter().map(|(c, _)| *c)).collect();
+    let mut order: Vec<u32> = replay_ids.clone();
+    order.extend(
+        run.chunks
+            .iter()
+            .filter(|c| c.id as usize % peers == index && !done_ids.contains(&c.id) && !replay_ids.contains(&c.id))
+            .map(|c| c.id),
+    );
+
+    let mut builder = OperatorBuilder::new("MysqlSnapshot".into(), scope);
+    let info = builder.operator_info();
+    let (out_changes, changes) = builder.new_output::<Vec<Change>>();
+    let (out_done, done) = builder.new_output::<Vec<Done>>();
+    let mut out_changes: OutputBuilder<u64, CapacityContainerBuilder<Vec<Change>>> = OutputBuilder::from(out_changes);
+    let mut out_done: OutputBuilder<u64, CapacityContainerBuilder<Vec<Done>>> = OutputBuilder::from(out_done);
+    let activator = scope.worker().sync_activator_for(info.address.to_vec());
+
+    builder.build(move |mut caps| {
+        let mut cap_done = caps.pop();
+        let mut cap = caps.pop();
+        for c in cap.iter_mut().chain(cap_done.iter_mut()) {
+            c.downgrade(&start_epoch);
+        }
+        // Start the reader task for this worker's chunks.
+        let (tx, rx): (_, Receiver<SnapMsg>) = sync_channel(8);
+        if !order.is_empty() {
+            let chunks = run.chunks.clone();
+            let plan = plan.clone();
+            let opts = run.opts.clone();
+            let charsets = run.charsets.clone();
+            let order = order.clone();
+            io_runtime().spawn(async move {
+                let send = |m: SnapMsg| {
+                    let ok = tx.send(m).is_ok();
+                    let _ = activator.activate();
+                    ok
+                };
+                let mut conn = match crate::connectors::mysql::discover::connect(&opts).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        send(SnapMsg::Failed(e.to_string()));
+                        return;
+                    }
+                };
+                for id in order {
+                    let chunk = &chunks[id as usize];
+                    let schema = plan.catalog.get(chunk.table);
+                    let cs = &charsets[chunk.table as usize];
+                    let mut alive = true;
+                    let r = read_chunk(&mut conn, chunk, schema, cs, |rows| {
+                        // Blocks this I/O thread when the operator lags: memory stays bounded.
+                        alive &= send(SnapMsg::Rows(id, rows));
+                    })
+                    .await;
+                    match r {
+                        Ok(pos) if alive => {
+                            if !send(SnapMsg::ChunkDone(id, pos)) {
+                                return;
+                            }
+                        }
+                        Ok(_) => return,
+                        Err(e) => {
+                            send(SnapMsg::Failed(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let mut remaining: usize = order.len();
+        let mut in_epoch: Vec<(u32, BinlogPos)> = Vec::new();
+        let mut deadline = Instant::now() + interval;
+        let mut seqs: HashMap<u32, u64> = HashMap::new();
+        let mut failed = false;
+        move |_frontiers| {
+            let Some(c) = cap.as_mut() else { return };
+            if failed {
+                return;
+            }
+            let epoch = *c.time();
+            let mut produced = 0u64;
+            let mut close = false;
+            {
+                let mut out = out_changes.activate();
+                let mut session = out.session(&*c);
+                // Snapshot rows carry the time they were read as their event time.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                loop {
+                    match rx.try_recv() {
+                        Ok(SnapMsg::Rows(id, rows)) => {
+                            let table = run.chunks[id as usize].table;
+                            let seq = seqs.entry(id).or_insert(0);
+                            for row in rows {
+                                session.give(Change {
+                                    table,
+                                    op: Op::Insert,
+                                    before: None,
+                                    after: Some(row),
+                                    pos: Position::Seq { partition: id + 1, seq: *seq },
+                                    commit_micros: now,
+                                });
+                                *seq += 1;
+                                produced += 1;
+                            }
+                        }
+                        Ok(SnapMsg::ChunkDone(id, pos)) => {
+                            remaining -= 1;
+                            // A replayed chunk keeps the position it was first recorded with.
+                            let recorded = replay
+                                .front()
+                                .filter(|(e, _)| *e == epoch)
+                                .and_then(|(_, cs)| cs.iter().find(|(c, _)| *c == id).map(|(_, p)| p.clone()));
+                            in_epoch.push((id, recorded.unwrap_or(pos)));
+                            close = match replay.front() {
+                                Some((e, cs)) if *e == epoch => {
+                                    cs.iter().all(|(c, _)| in_epoch.iter().any(|(d, _)| d == c))
+                                }
+                                _ => remaining == 0 || Instant::now() >= deadline,
+                            };
+                            if close {
+                                break;
+                            }
+                        }
+                        Ok(SnapMsg::Failed(e)) => {
+                            failed = true;
+                            panic!("snapshot failed: {}", crate::secrets::redact(&e));
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => break,
+                    }
+                }
+            }
+            metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
+            if close {
+                let record = Boundary {
+                    epoch,
+                    worker: index,
+                    peers,
+                    offsets: in_epoch.iter().map(|(id, p)| (id + 1, chunk_offset(p))).collect(),
+                    done: remaining == 0,
+                };
+                if replay.front().is_some_and(|(e, _)| *e == epoch) {
+                    replay.pop_front();
+                } else if let Err(e) = state.write_boundary(&record) {
+                    panic!("cannot record the end of epoch {epoch}: {e}");
+                }
+                positions.append(&mut in_epoch);
+                deadline = Instant::now() + interval;
+                if remaining == 0 {
+                    finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
+                    return;
+                }
+                c.downgrade(&(epoch + 1));
+                if let Some(d) = cap_done.as_mut() {
+                    d.downgrade(&(epoch + 1));
+                }
+                metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
+            }
+            if remaining == 0 && order.is_empty() {
+                finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
+            }
+        }
+    });
+    (changes, done)
+}
+
+/// A snapshot worker is done: tell worker 0 its last epoch and every chunk position it knows,
+/// then release its capabilities.
+fn finish(
+    cap: &mut Option<timely::dataflow::operators::Capability<u64>>,
+    cap_done: &mut Option<timely::dataflow::operators::Capability<u64>>,
+    out_done: &mut OutputBuilder<u64, CapacityContainerBuilder<Vec<Done>>>,
+    epoch: u64,
+    positions: &mut Vec<(u32, BinlogPos)>,
+) {
+    if let Some(d) = cap_done.as_ref() {
+        let mut out = out_done.activate();
+        out.session(d).give((epoch, std::mem::take(positions)));
+    }
+    *cap = None;
+    *cap_done = None;
+}
+
+/// A binlog position as `(file number, offset)`, ordered.
+type PosKey = (u32, u64);
+
+/// Per selected table: how binlog rows find their chunk.
+struct ChunkIndex {
+    /// (lower bound, position) of the table's chunks sorted by bound, when the key is one
+    /// integer column; `None` for other keys.
+    ranges: Option<Vec<(Option<i128>, PosKey)>>,
+    /// The highest chunk position of the table (the window in which non-integer keys are
+    /// always applied ends here).
+    max_pos: (u32, u64),
+    key: Option<usize>,
+}
+
+fn as_i128(v: &Value) -> Option<i128> {
+    match v {
+        Value::Int(i) => Some(*i as i128),
+        Value::UInt(u) => Some(*u as i128),
+        _ => None,
+    }
+}
+
+impl ChunkIndex {
+    /// Whether a transaction that began at `start` is already in the snapshot rows of `row`.
+    fn in_snapshot(&self, row: &[Value], start: (u32, u64)) -> bool {
+        match (&self.ranges, self.key) {
+            (Some(ranges), Some(k)) => {
+                let Some(v) = as_i128(&row[k]) else { return false };
+                let i = ranges.partition_point(|(lo, _)| lo.is_none_or(|lo| lo <= v));
+                let chunk_pos = ranges[i.saturating_sub(1)].1;
+                start < chunk_pos
+            }
+            _ => false,
+        }
+    }
+}
+
+fn binlog<'s>(
+    scope: Scope<'s, u64>,
+    done: StreamVec<'s, u64, Done>,
+    plan: Arc<Compiled>,
+    run: MysqlRun,
+    state: TaskState,
+    restore: &Restore,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'s, u64, Change> {
+    let index = scope.index();
+    let peers = scope.peers();
+    let interval = Duration::from_millis(plan.plan.checkpoint_ms);
+    let resume: Option<BinlogPos> = restore
+        .manifest
+        .offsets
+        .get(&0)
+        .and_then(|v| Some(BinlogPos { file: v.get("file")?.as_str()?.to_string(), pos: v.get("pos")?.as_u64()? }));
+    let mut replay: VecDeque<(u64, BinlogPos)> = restore
+        .boundaries
+        .iter()
+        .filter(|b| b.worker == 0)
+        .filter_map(|b| {
+            let v = b.offsets.get(&0)?;
+            Some((b.epoch, BinlogPos { file: v.get("file")?.as_str()?.to_string(), pos: v.get("pos")?.as_u64()? }))
+        })
+        .collect();
+    let tables: HashMap<(String, String), TableId> = plan
+        .catalog
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((t.name.database.clone(), t.name.table.clone()), i as TableId))
+        .collect();
+    done.unary_frontier::<CapacityContainerBuilder<Vec<Change>>, _, _, _>(
+        Exchange::new(|_| 0u64),
+        "MysqlBinlog",
+        move |cap, info| {
+            let activator = scope.worker().sync_activator_for(info.address.to_vec());
+            let mut cap = (index == 0).then_some(cap);
+            let _ = peers;
+            let mut last_snapshot_epoch = 0u64;
+            let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
+            let mut rx: Option<Receiver<Result<(BinlogEvent, u32), String>>> = None;
+            let mut deadline = Instant::now() + interval;
+            let mut txn_start: Option<BinlogPos> = None;
+            let mut index_by_table: Vec<ChunkIndex> = Vec::new();
+            let mut last_pos: Option<BinlogPos> = None;
+            let mut in_txn = false;
+            move |(input, frontier), output| {
+                input.for_each(|_cap, data| {
+                    for (e, ps) in data.drain(..) {
+                        last_snapshot_epoch = last_snapshot_epoch.max(e);
+                        chunk_positions.extend(ps);
+                    }
+                });
+                let Some(c) = cap.as_mut() else { return };
+                if rx.is_none() {
+                    // Follow the snapshot so checkpoints advance while it runs.
+                    if let Some(f) = frontier.frontier().first() {
+                        if f > c.time() {
+                            c.downgrade(f);
+                        }
+                        return;
+                    }
+                    // Every snapshot worker is done: start in an epoch after all their epochs.
+                    let next = (last_snapshot_epoch + 1).max(*c.time());
+                    c.downgrade(&next);
+                    index_by_table = build_index(&plan, &run.chunks, &chunk_positions);
+                    let from = match (&resume, chunk_positions.iter().min_by_key(|(_, p)| pos_key(p))) {
+                        (Some(p), _) => StartFrom::Position(p.clone()),
+                        (None, Some((_, p))) => StartFrom::Position(p.clone()),
+                        (None, None) => match &run.initial {
+                            Some(s) => s.clone(),
+                            None => {
+                                // Nothing to stream from (a snapshot of no rows and no start): done.
+                                cap = None;
+                                return;
+                            }
+                        },
+                    };
+                    if let StartFrom::Position(p) = &from {
+                        txn_start = Some(p.clone());
+                        last_pos = Some(p.clone());
+                    }
+                    let (tx, r) = sync_channel(64);
+                    rx = Some(r);
+                    let opts = run.opts.clone();
+                    let server_id = run.server_id;
+                    let act = activator.clone();
+                    let hints: Vec<(String, String, Vec<ferry_operators::Column>)> = plan
+                        .catalog
+                        .tables
+                        .iter()
+                        .map(|t| (t.name.database.clone(), t.name.table.clone(), t.columns.clone()))
+                        .collect();
+                    let selected: std::collections::HashSet<(String, String)> = tables.keys().cloned().collect();
+                    io_runtime().spawn(async move {
+                        let mut reader = match BinlogReader::connect(opts, server_id, from).await {
+                            Ok(mut r) => {
+                                // Discovery knows what the binlog does not say (MariaDB JSON, INET).
+                                for (db, t, cols) in hints {
+                                    r.set_schema(&db, &t, cols);
+                                }
+                                r.set_table_filter(move |db, t| selected.contains(&(db.to_string(), t.to_string())));
+                                r
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.to_string()));
+                                let _ = act.activate();
+                                return;
+                            }
+                        };
+                        loop {
+                            let ev = reader.next().await;
+                            let stop = !matches!(ev, Ok(Some(_)));
+                            let msg = match ev {
+                                Ok(Some(e)) => Ok((e, reader.event_time())),
+                                Ok(None) => Err("the binlog stream ended".to_string()),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            if tx.send(msg).is_err() {
+                                return;
+                            }
+                            let _ = act.activate();
+                            if stop {
+                                return;
+                            }
+                        }
+                    });
+                }
+                let epoch = *c.time();
+                let rx = rx.as_ref().expect("started");
+                let mut produced = 0u64;
+                let mut close_at: Option<BinlogPos> = None;
+                let mut finished = false;
+                {
+                    let mut session = output.session(&*c);
+                    for _ in 0..4096 {
+                        let (ev, event_time) = match rx.try_recv() {
+                            Ok(Ok(ev)) => ev,
+                            Ok(Err(e)) => panic!("binlog: {}", crate::secrets::redact(&e)),
+                            Err(_) => break,
+                        };
+                        match ev {
+                            BinlogEvent::Begin { .. } => in_txn = true,
+                            BinlogEvent::Rows { database, table, changes } => {
+                                let Some(&tid) = tables.get(&(database, table)) else { continue };
+                                let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
+                                let position = Position::Binlog { file: start.0, pos: start.1 };
+                                let idx = &index_by_table[tid as usize];
+                                let schema = plan.catalog.get(tid);
+                                let width = schema.columns.len();
+                                for (op, before, after) in changes {
+                                    if before.as_ref().or(after.as_ref()).is_some_and(|r| r.len() != width) {
+                                        // Following schema changes is the DDL policy's work (F8.1);
+                                        // until then a changed table stops the task rather than
+                                        // writing rows under the wrong columns.
+                                        panic!(
+                                            "table {} changed its columns at binlog {} ({} values in a row, {} columns                                              known): schema changes are not followed yet; re-run with --from-scratch",
+                                            schema.name,
+                                            txn_start.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                                            before.as_ref().or(after.as_ref()).map_or(0, |r| r.len()),
+                                            width
+                                        );
+                                    }
+                                    let change = Change {
+                                        table: tid,
+                                        op,
+                                        before,
+                                        after,
+                                        pos: position.clone(),
+                                        commit_micros: event_time as i64 * 1_000_000,
+                                    };
+                                    // A key-changing update touches two keys, possibly in two chunks:
+                                    // each half is checked against its own chunk.
+                                    let (first, second) = change.split_key_change(schema);
+                                    for c in std::iter::once(first).chain(second) {
+                                        if start < idx.max_pos && idx.in_snapshot(c.image(), start) {
+                                            continue;
+                                        }
+                                        session.give(c);
+                                        produced += 1;
+                                    }
+                                }
+                            }
+                            ev @ (BinlogEvent::Commit { .. }
+                            | BinlogEvent::Ddl { .. }
+                            | BinlogEvent::Heartbeat { .. }
+                            | BinlogEvent::Rotate { .. }) => {
+                                // A DDL always ends the epoch: rows before and after a schema
+                                // change never share one.
+                                let is_ddl = matches!(ev, BinlogEvent::Ddl { .. });
+                                let next = match ev {
+                                    BinlogEvent::Commit { next, .. }
+                                    | BinlogEvent::Ddl { next, .. }
+                                    | BinlogEvent::Heartbeat { next }
+                                    | BinlogEvent::Rotate { next } => next,
+                                    _ => unreachable!("matched above"),
+                                };
+                                in_txn = false;
+                                txn_start = Some(next.clone());
+                                last_pos = Some(next.clone());
+                                let replaying = replay.front().is_some_and(|(e, _)| *e == epoch);
+                                let due = match replay.front() {
+                                    Some((e, p)) if *e == epoch => pos_key(&next) >= pos_key(p),
+                                    _ => is_ddl || Instant::now() >= deadline,
+                                };
+                                if run.stop_at.as_ref().is_some_and(|s| pos_key(&next) >= pos_key(s)) {
+                                    finished = true;
+                                }
+                                if due || finished {
+                                    close_at = Some(next);
+                                    if replaying {
+                                        replay.pop_front();
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                let _ = in_txn;
+                metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
+                if let Some(p) = &close_at {
+                    let record = Boundary {
+                        epoch,
+                        worker: 0,
+                        peers,
+                        offsets: [(0, json!({ "file": p.file, "pos": p.pos }))].into(),
+                        done: finished,
+                    };
+                    if let Err(e) = state.write_boundary(&record) {
+                        panic!("cannot record the end of epoch {epoch}: {e}");
+                    }
+                    deadline = Instant::now() + interval;
+                    if finished {
+                        cap = None;
+                        return;
+                    }
+                    c.downgrade(&(epoch + 1));
+                    metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
+                }
+                let _ = &last_pos;
+                if produced > 0 || close_at.is_some() {
+                    let _ = activator.activate();
+                }
+            }
+        },
+    )
+}
+
+fn build_index(plan: &Compiled, chunks: &[Chunk], positions: &[(u32, BinlogPos)]) -> Vec<ChunkIndex> {
+    let pos: BTreeMap<u32, (u32, u64)> = positions.iter().map(|(c, p)| (*c, pos_key(p))).collect();
+    plan.catalog
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(t, schema)| {
+            let mine: Vec<&Chunk> = chunks.iter().filter(|c| c.table as usize == t).collect();
+            let max_pos = mine.iter().filter_map(|c| pos.get(&c.id)).max().copied().unwrap_or((0, 0));
+            let key = schema.row_key();
+            let int_key = key.len() == 1
+                && matches!(schema.columns[key[0]].ty, ferry_operators::ColumnType::Int { .. })
+                && mine.iter().all(|c| c.lower.as_ref().is_none_or(|l| as_i128(&l[0]).is_some()));
+            let ranges = int_key.then(|| {
+                let mut r: Vec<(Option<i128>, (u32, u64))> = mine
+                    .iter()
+                    .map(|c| (c.lower.as_ref().and_then(|l| as_i128(&l[0])), pos.get(&c.id).copied().unwrap_or((0, 0))))
+                    .collect();
+                r.sort_by(|a, b| match (a.0, b.0) {
+                    (None, None) => CmpOrdering::Equal,
+                    (None, _) => CmpOrdering::Less,
+                    (_, None) => CmpOrdering::Greater,
+                    (Some(x), Some(y)) => x.cmp(&y),
+                });
+                r
+            });
+            ChunkIndex { ranges, max_pos, key: int_key.then(|| key[0]) }
+        })
+        .collect()
+}
