@@ -224,3 +224,66 @@ fn sigkill_during_snapshot_and_during_streaming_then_restart_ends_equal_without_
     assert_eq!(got.len(), want.len());
     assert!(got == want, "target differs from source");
 }
+
+fn ids(dir: &Path, db: &str, table: &str) -> Vec<i64> {
+    let mut v: Vec<i64> = table_lines(&dir.join("out"), db, table).iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn incremental_mode_starts_at_the_latest_position_without_a_snapshot() {
+    let dir = workdir();
+    let db = "start_latest";
+    fresh_db(db);
+    exec(&[
+        &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)"),
+        &format!("INSERT INTO {db}.t VALUES (1, 1), (2, 2)"),
+    ]);
+    let p = write_plan(dir.path(), "plan.yaml", &plan(db, &main_url(), "", "mode: incremental\n"));
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    assert!(ids(dir.path(), db, "t").is_empty(), "existing rows were read");
+    exec(&[&format!("INSERT INTO {db}.t VALUES (3, 3)"), &format!("UPDATE {db}.t SET v = 9 WHERE id = 1")]);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    assert_eq!(ids(dir.path(), db, "t"), vec![1, 3]);
+}
+
+#[test]
+fn start_from_a_timestamp_skips_the_snapshot_and_older_changes_or_starts_at_the_earliest() {
+    let db = "start_time";
+    fresh_db(db);
+    exec(&[&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)"), &format!("INSERT INTO {db}.t VALUES (1, 1)")]);
+    // The binlog keeps whole seconds: let the second of the first insert pass.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let dt = ferry_operators::value::DateTime::from_epoch_micros(now * 1_000_000);
+    let at = format!(
+        "{} {:02}:{:02}:{:02}",
+        dt.date,
+        dt.micros / 3_600_000_000,
+        dt.micros / 60_000_000 % 60,
+        dt.micros / 1_000_000 % 60
+    );
+    exec(&[&format!("INSERT INTO {db}.t VALUES (2, 2)")]);
+    for (when, want) in [(at.as_str(), vec![2]), ("2000-01-01 00:00:00", vec![1, 2])] {
+        let dir = workdir();
+        let src = format!("  start:\n    from: timestamp\n    timestamp: '{when}'\n");
+        let p = write_plan(dir.path(), "plan.yaml", &plan(db, &main_url(), &src, "write_mode: append\n"));
+        ok(&run_in(dir.path(), &["run", "-q", &p]));
+        assert_eq!(ids(dir.path(), db, "t"), want, "start at {when}");
+    }
+}
+
+#[test]
+fn an_unavailable_start_position_is_an_error_naming_the_earliest_one() {
+    let dir = workdir();
+    let db = "start_gone";
+    fresh_db(db);
+    exec(&[&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)")]);
+    let src = "  start:\n    from: position\n    file: mysql-bin.000000\n    position: 4\n";
+    let p = write_plan(dir.path(), "plan.yaml", &plan(db, &main_url(), src, ""));
+    let out = run_in(dir.path(), &["run", "-q", &p]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mysql-bin.000000") && err.contains("earliest available"), "{err}");
+}

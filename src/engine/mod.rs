@@ -368,9 +368,19 @@ fn prepare_mysql(
                     })),
                     From::Gtid => Some(StartFrom::MariaGtid(cfg.start.gtid.clone().unwrap_or_default())),
                     From::Timestamp => {
-                        return Err(EngineError::Source(
-                            "`start.from: timestamp` is not implemented yet: start from a position or a GTID".into(),
-                        ))
+                        let offset = crate::connectors::mysql::config::parse_offset(&cfg.time_zone)
+                            .map_err(EngineError::Source)?;
+                        let at = crate::connectors::mysql::start::parse_local_time(
+                            cfg.start.timestamp.as_deref().unwrap_or(""),
+                            offset,
+                        )
+                        .map_err(EngineError::Source)?;
+                        // A probe connection with its own server id, apart from the stream's.
+                        let p = crate::connectors::mysql::start::position_at(&opts, server_id.wrapping_add(1000), at)
+                            .await
+                            .map_err(src)?;
+                        tracing::info!(position = %p, "start position for the timestamp");
+                        Some(StartFrom::Position(p))
                     }
                 };
                 if process == 0 {

@@ -101,9 +101,10 @@ impl MysqlSourceConfig {
         parse_offset(&self.time_zone)?;
         let s = &self.start;
         match s.from {
-            StartFrom::Timestamp if s.timestamp.is_none() => {
-                Err("`start.from: timestamp` needs `start.timestamp: 'YYYY-MM-DD HH:MM:SS'`".into())
-            }
+            StartFrom::Timestamp => match &s.timestamp {
+                None => Err("`start.from: timestamp` needs `start.timestamp: 'YYYY-MM-DD HH:MM:SS'`".into()),
+                Some(t) => super::start::parse_local_time(t, 0).map(|_| ()),
+            },
             StartFrom::Position if s.file.is_none() || s.position.is_none() => {
                 Err("`start.from: position` needs `start.file` and `start.position`".into())
             }
