@@ -165,7 +165,10 @@ fn sigkill_during_snapshot_and_during_streaming_then_restart_ends_equal_without_
     .replace("bounded: true", "bounded: false");
     let p = write_plan(dir.path(), "plan.yaml", &text);
     // Kill during the snapshot.
-    let mut child = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
+    // Each chunk read is slowed down (fault injection), so the kill lands mid-snapshot.
+    let mut child = KillOnDrop(
+        ferry().current_dir(dir.path()).env("FERRY_FAULT_CHUNK_DELAY_MS", "5").args(["run", "-q", &p]).spawn().unwrap(),
+    );
     // Kill as soon as the first epoch of snapshot rows is committed.
     let start = std::time::Instant::now();
     while table_lines(&dir.path().join("out"), db, "big").is_empty() && start.elapsed().as_secs() < 60 {
@@ -250,7 +253,11 @@ fn incremental_mode_starts_at_the_latest_position_without_a_snapshot() {
 
 #[test]
 fn start_from_a_timestamp_skips_the_snapshot_and_older_changes_or_starts_at_the_earliest() {
-    let db = "start_time";
+    // Starting at the earliest binlog replays every earlier run's history: a database name of
+    // its own keeps this run's rows apart.
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let db_name = format!("start_time_{stamp}");
+    let db = db_name.as_str();
     fresh_db(db);
     exec(&[&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)"), &format!("INSERT INTO {db}.t VALUES (1, 1)")]);
     // The binlog keeps whole seconds: let the second of the first insert pass.

@@ -401,6 +401,7 @@ fn prepare_mysql(
         charsets: Arc::new(plan.charsets.clone()),
         initial,
         stop_at,
+        heartbeat: Duration::from_millis(crate::plan::config::parse_duration_ms(&cfg.heartbeat).unwrap_or(1000)),
     })
 }
 

@@ -61,6 +61,8 @@ pub struct MysqlRun {
     pub initial: Option<StartFrom>,
     /// Stop once the binlog reaches this position (bounded runs: tests, catch-up benchmarks).
     pub stop_at: Option<BinlogPos>,
+    /// Heartbeat period of the replication connection.
+    pub heartbeat: Duration,
 }
 
 /// What a finished snapshot worker tells the binlog reader.
@@ -197,7 +199,15 @@ fn snapshot<'s>(
                         return;
                     }
                 };
+                // Fault injection for crash tests: slow each chunk down so a kill lands mid-snapshot.
+                let delay = std::env::var("FERRY_FAULT_CHUNK_DELAY_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .map(Duration::from_millis);
                 for id in order {
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
                     let chunk = &chunks[id as usize];
                     let schema = plan.catalog.get(chunk.table);
                     let cs = &charsets[chunk.table as usize];
@@ -463,6 +473,7 @@ fn binlog<'s>(
                     rx = Some(r);
                     let opts = run.opts.clone();
                     let server_id = run.server_id;
+                let heartbeat = run.heartbeat;
                     let act = activator.clone();
                     let hints: Vec<(String, String, Vec<ferry_operators::Column>)> = plan
                         .catalog
@@ -472,7 +483,7 @@ fn binlog<'s>(
                         .collect();
                     let selected: std::collections::HashSet<(String, String)> = tables.keys().cloned().collect();
                     io_runtime().spawn(async move {
-                        let mut reader = match BinlogReader::connect(opts, server_id, from).await {
+                        let mut reader = match BinlogReader::connect_with_heartbeat(opts, server_id, from, heartbeat).await {
                             Ok(mut r) => {
                                 // Discovery knows what the binlog does not say (MariaDB JSON, INET).
                                 for (db, t, cols) in hints {
