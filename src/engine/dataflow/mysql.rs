@@ -65,6 +65,9 @@ pub struct MysqlRun {
     pub heartbeat: Duration,
 }
 
+/// A decoded binlog event, its server time (seconds), and after a commit the GTID position.
+type Event = (BinlogEvent, u32, Option<String>);
+
 /// What a finished snapshot worker tells the binlog reader.
 type Done = (u64, Vec<(u32, BinlogPos)>);
 
@@ -427,7 +430,8 @@ fn binlog<'s>(
             let _ = peers;
             let mut last_snapshot_epoch = 0u64;
             let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
-            let mut rx: Option<Receiver<Result<(BinlogEvent, u32), String>>> = None;
+            let mut rx: Option<Receiver<Result<Event, String>>> = None;
+            let mut gtid: Option<String> = None;
             let mut deadline = Instant::now() + interval;
             let mut txn_start: Option<BinlogPos> = None;
             let mut index_by_table: Vec<ChunkIndex> = Vec::new();
@@ -502,7 +506,11 @@ fn binlog<'s>(
                             let ev = reader.next().await;
                             let stop = !matches!(ev, Ok(Some(_)));
                             let msg = match ev {
-                                Ok(Some(e)) => Ok((e, reader.event_time())),
+                                Ok(Some(e)) => {
+                                    // The GTID position after a transaction, for the checkpoint.
+                                    let g = matches!(e, BinlogEvent::Commit { .. }).then(|| reader.gtid_position()).flatten();
+                                    Ok((e, reader.event_time(), g))
+                                }
                                 Ok(None) => Err("the binlog stream ended".to_string()),
                                 Err(e) => Err(e.to_string()),
                             };
@@ -524,11 +532,14 @@ fn binlog<'s>(
                 {
                     let mut session = output.session(&*c);
                     for _ in 0..4096 {
-                        let (ev, event_time) = match rx.try_recv() {
+                        let (ev, event_time, ev_gtid) = match rx.try_recv() {
                             Ok(Ok(ev)) => ev,
                             Ok(Err(e)) => panic!("binlog: {}", crate::secrets::redact(&e)),
                             Err(_) => break,
                         };
+                        if ev_gtid.is_some() {
+                            gtid = ev_gtid;
+                        }
                         match ev {
                             BinlogEvent::Begin { .. } => in_txn = true,
                             BinlogEvent::Rows { database, table, changes } => {
@@ -614,7 +625,7 @@ fn binlog<'s>(
                         epoch,
                         worker: 0,
                         peers,
-                        offsets: [(0, json!({ "file": p.file, "pos": p.pos }))].into(),
+                        offsets: [(0, json!({ "file": p.file, "pos": p.pos, "gtid": gtid }))].into(),
                         done: finished,
                     };
                     if let Err(e) = state.write_boundary(&record) {
