@@ -79,6 +79,11 @@ pub struct Change {
     pub pos: Position,
     /// Commit time at the source, microseconds since the Unix epoch.
     pub commit_micros: i64,
+    /// The schema of this change's rows when it differs from the one the plan was compiled
+    /// with (after a schema change at the source); `None`: the compiled schema of `table`.
+    /// Before the transform it is the source schema, after it the target schema.
+    #[serde(default)]
+    pub schema: Option<std::sync::Arc<TableSchema>>,
 }
 
 impl Change {
@@ -93,6 +98,7 @@ impl Change {
     /// Hash of `(table, key)` used to route the change: one key's changes go to one worker, in
     /// order. Tables without a key hash the whole row.
     pub fn route_hash(&self, schema: &TableSchema) -> u64 {
+        let schema = self.schema.as_deref().unwrap_or(schema);
         let mut h = StableHasher::default();
         h.write_u64(self.table as u64);
         let row = self.image();
@@ -111,14 +117,23 @@ impl Change {
         if self.op != Op::Update {
             return (self, None);
         }
-        let key = schema.row_key();
+        let own = self.schema.clone();
+        let key = own.as_deref().unwrap_or(schema).row_key();
         let (b, a) = (self.before.as_ref().expect("before"), self.after.as_ref().expect("after"));
         if key.is_empty() || key.iter().all(|&i| b[i] == a[i]) {
             return (self, None);
         }
-        let Change { table, before, after, pos, commit_micros, .. } = self;
-        let del = Change { table, op: Op::Delete, before, after: None, pos: pos.clone(), commit_micros };
-        let ins = Change { table, op: Op::Insert, before: None, after, pos, commit_micros };
+        let Change { table, before, after, pos, commit_micros, schema: row_schema, .. } = self;
+        let del = Change {
+            table,
+            op: Op::Delete,
+            before,
+            after: None,
+            pos: pos.clone(),
+            commit_micros,
+            schema: row_schema.clone(),
+        };
+        let ins = Change { table, op: Op::Insert, before: None, after, pos, commit_micros, schema: row_schema };
         (del, Some(ins))
     }
 }

@@ -498,6 +498,7 @@ impl ShardGen {
                 after,
                 pos: Position::Seq { partition: self.partition, seq },
                 commit_micros,
+                schema: None,
             });
         }
         true

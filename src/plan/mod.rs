@@ -121,6 +121,12 @@ pub struct TablePlan {
     pub static_names: Option<(String, String)>,
     /// Operation filter, row filter and projection.
     pub transform: Transform,
+    /// The row filter's text, to compile it again for a changed source schema.
+    pub filter_src: Option<String>,
+    /// Name and text of every expression column (added and metadata), in projection order.
+    pub exprs: Vec<(String, String)>,
+    /// Source columns the plan drops (by name).
+    pub dropped: Vec<String>,
     /// The target table's schema (name: the static target name, or the templates' text).
     pub target_schema: TableSchema,
 }
@@ -142,6 +148,55 @@ impl Compiled {
     /// The compiled plan of one table.
     pub fn table(&self, id: TableId) -> &TablePlan {
         &self.tables[id as usize]
+    }
+
+    /// The transform and target schema of a table whose source schema changed while running.
+    ///
+    /// The target only grows, so key positions never move: columns the plan writes keep their
+    /// place (a source column that disappeared is written as NULL), expressions are compiled
+    /// again against the new source schema, and source columns the plan has never seen are
+    /// appended at the end (unless the plan drops them by name).
+    pub fn evolve(&self, id: TableId, source: &TableSchema) -> Result<(Transform, TableSchema), String> {
+        let tp = self.table(id);
+        let compiled = self.catalog.get(id);
+        let fail = |e: ferry_operators::expr::ExprError| {
+            format!("table {} after its schema changed: {}", source.name, e.message)
+        };
+        let mut exprs = tp.exprs.iter();
+        let mut projection = Vec::new();
+        let mut columns = Vec::new();
+        for (p, target) in tp.transform.projection.iter().zip(&tp.target_schema.columns) {
+            match p {
+                Proj::Col(i) => match source.column_index(&compiled.columns[*i].name) {
+                    Some(j) => {
+                        projection.push(Proj::Col(j));
+                        columns.push(target.clone());
+                    }
+                    None => {
+                        projection.push(Proj::Expr(Box::new(Expr::compile("NULL", source).map_err(fail)?)));
+                        columns.push(Column { nullable: true, ..target.clone() });
+                    }
+                },
+                Proj::Expr(_) => {
+                    let (_, text) = exprs.next().expect("one text per expression");
+                    projection.push(Proj::Expr(Box::new(Expr::compile(text, source).map_err(fail)?)));
+                    columns.push(target.clone());
+                }
+            }
+        }
+        for (j, c) in source.columns.iter().enumerate() {
+            let known = compiled.column_index(&c.name).is_some();
+            let dropped = tp.dropped.iter().any(|d| d.eq_ignore_ascii_case(&c.name));
+            if !known && !dropped {
+                projection.push(Proj::Col(j));
+                columns.push(Column { nullable: true, ..c.clone() });
+            }
+        }
+        let filter = tp.filter_src.as_deref().map(|f| Expr::compile(f, source)).transpose().map_err(fail)?;
+        let identity = projection.len() == source.columns.len()
+            && projection.iter().enumerate().all(|(i, p)| matches!(p, Proj::Col(c) if *c == i));
+        let target = TableSchema { columns, version: source.version, ..tp.target_schema.clone() };
+        Ok((Transform { ops: tp.transform.ops, filter, projection, identity }, target))
     }
 }
 
@@ -627,6 +682,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
             columns.push(Column { name: new_name, ..c.clone() });
         }
         let mut added: Vec<(String, String, String)> = Vec::new();
+        let mut exprs: Vec<(String, String)> = Vec::new();
         if let Some((t, p)) = t.zip(tx_path.as_ref()) {
             for (col, v) in &t.add {
                 let path = format!("{p}.add.{col}");
@@ -652,6 +708,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
             added.push((m.column.clone(), m.field.expr().into(), format!("metadata[{i}].field")));
         }
         for (col, text, path) in added {
+            exprs.push((col.clone(), text.clone()));
             match Expr::compile(&text, schema) {
                 Ok(e) => {
                     columns.push(Column { name: col, ty: e.ty(), nullable: e.nullable() });
@@ -766,7 +823,18 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         let ti = full.tables.iter().position(|t| t.name == schema.name).unwrap_or(0);
         charsets.push(source.charsets.get(ti).cloned().unwrap_or_default());
         let transform = Transform { ops, filter, projection, identity };
-        tables.push(TablePlan { database: db_t, table: tb_t, static_names, transform, target_schema });
+        let filter_src = t.and_then(|t| t.filter.clone());
+        let dropped = t.map(|t| t.drop.clone()).unwrap_or_default();
+        tables.push(TablePlan {
+            database: db_t,
+            table: tb_t,
+            static_names,
+            transform,
+            filter_src,
+            exprs,
+            dropped,
+            target_schema,
+        });
     }
     if catalog.tables.is_empty() && ctx.errors.is_empty() {
         ctx.err_at("tables", true, "no source table matches `tables.include` minus `tables.exclude`".to_string());

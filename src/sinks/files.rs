@@ -121,7 +121,8 @@ impl FilesWriter {
     }
 
     fn encode(&mut self, table: TableId, change: &Change) {
-        let schema = &self.plan.table(table).target_schema;
+        // Rows after a source schema change carry their own (grown) target schema.
+        let schema = change.schema.as_deref().unwrap_or(&self.plan.table(table).target_schema);
         let row = change.image();
         self.line.clear();
         self.line.push(b'{');

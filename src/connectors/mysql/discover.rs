@@ -100,7 +100,7 @@ async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceError>
 }
 
 /// Checks what a change-data source needs: binary logging on, `binlog_format=ROW`,
-/// `binlog_row_image=FULL`, and the grants `SELECT`, `REPLICATION SLAVE`, `REPLICATION CLIENT`
+/// `binlog_row_image=FULL`, `binlog_row_metadata=FULL` (where the server has it), and the grants `SELECT`, `REPLICATION SLAVE`, `REPLICATION CLIENT`
 /// (MariaDB ≥ 10.5: `BINLOG MONITOR` or `SLAVE MONITOR` serve as the latter).
 pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), SourceError> {
     let fix = "in the server's configuration ([mysqld] section) and restart it";
@@ -123,6 +123,14 @@ pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), Sour
         return Err(SourceError::Precondition(format!(
             "binlog_row_image is {image}: set binlog_row_image=FULL {fix} (or SET GLOBAL binlog_row_image='FULL')"
         )));
+    }
+    // Column names in the binlog's table maps: how the stream follows schema changes.
+    if let Some(meta) = var(conn, "BINLOG_ROW_METADATA").await? {
+        if !meta.eq_ignore_ascii_case("FULL") {
+            return Err(SourceError::Precondition(format!(
+                "binlog_row_metadata is {meta}: set binlog_row_metadata=FULL {fix} (or SET GLOBAL binlog_row_metadata='FULL')"
+            )));
+        }
     }
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(|e| SourceError::Server(e.to_string()))?;
     let all = grants.join("\n").to_ascii_uppercase();

@@ -65,8 +65,9 @@ pub struct MysqlRun {
     pub heartbeat: Duration,
 }
 
-/// A decoded binlog event, its server time (seconds), and after a commit the GTID position.
-type Event = (BinlogEvent, u32, Option<String>);
+/// A decoded binlog event, its server time (seconds), after a commit the GTID position, and
+/// for rows of a table whose column names changed since the last rows sent, the new names.
+type Event = (BinlogEvent, u32, Option<String>, Option<Vec<String>>);
 
 /// What a finished snapshot worker tells the binlog reader.
 type Done = (u64, Vec<(u32, BinlogPos)>);
@@ -268,6 +269,7 @@ fn snapshot<'s>(
                                     after: Some(row),
                                     pos: Position::Seq { partition: id + 1, seq: *seq },
                                     commit_micros: now,
+                                    schema: None,
                                 });
                                 *seq += 1;
                                 produced += 1;
@@ -432,6 +434,7 @@ fn binlog<'s>(
             let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
             let mut rx: Option<Receiver<Result<Event, String>>> = None;
             let mut gtid: Option<String> = None;
+            let mut evolved: HashMap<TableId, Arc<ferry_operators::TableSchema>> = HashMap::new();
             let mut deadline = Instant::now() + interval;
             let mut txn_start: Option<BinlogPos> = None;
             let mut index_by_table: Vec<ChunkIndex> = Vec::new();
@@ -502,6 +505,7 @@ fn binlog<'s>(
                                 return;
                             }
                         };
+                        let mut last_names: HashMap<(String, String), Vec<String>> = HashMap::new();
                         loop {
                             let ev = reader.next().await;
                             let stop = !matches!(ev, Ok(Some(_)));
@@ -509,7 +513,21 @@ fn binlog<'s>(
                                 Ok(Some(e)) => {
                                     // The GTID position after a transaction, for the checkpoint.
                                     let g = matches!(e, BinlogEvent::Commit { .. }).then(|| reader.gtid_position()).flatten();
-                                    Ok((e, reader.event_time(), g))
+                                    // Column names from the table map, sent when they change.
+                                    let names = match &e {
+                                        BinlogEvent::Rows { database, table, .. } => {
+                                            let key = (database.clone(), table.clone());
+                                            match reader.columns(database, table) {
+                                                Some(n) if last_names.get(&key) != Some(&n) => {
+                                                    last_names.insert(key, n.clone());
+                                                    Some(n)
+                                                }
+                                                _ => None,
+                                            }
+                                        }
+                                        _ => None,
+                                    };
+                                    Ok((e, reader.event_time(), g, names))
                                 }
                                 Ok(None) => Err("the binlog stream ended".to_string()),
                                 Err(e) => Err(e.to_string()),
@@ -532,7 +550,7 @@ fn binlog<'s>(
                 {
                     let mut session = output.session(&*c);
                     for _ in 0..4096 {
-                        let (ev, event_time, ev_gtid) = match rx.try_recv() {
+                        let (ev, event_time, ev_gtid, ev_names) = match rx.try_recv() {
                             Ok(Ok(ev)) => ev,
                             Ok(Err(e)) => panic!("binlog: {}", crate::secrets::redact(&e)),
                             Err(_) => break,
@@ -547,7 +565,20 @@ fn binlog<'s>(
                                 let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
                                 let position = Position::Binlog { file: start.0, pos: start.1 };
                                 let idx = &index_by_table[tid as usize];
-                                let schema = plan.catalog.get(tid);
+                                let base = plan.catalog.get(tid);
+                                if let Some(names) = ev_names {
+                                    let current = evolved.get(&tid).map(|s| s.as_ref()).unwrap_or(base);
+                                    let same = |s: &ferry_operators::TableSchema| s.columns.iter().map(|c| &c.name).eq(names.iter());
+                                    if same(base) {
+                                        evolved.remove(&tid);
+                                    } else if !same(current) {
+                                        let next = evolve_schema(base, current, &names);
+                                        tracing::info!(table = %base.name, version = next.version, "the table's columns changed");
+                                        evolved.insert(tid, Arc::new(next));
+                                    }
+                                }
+                                let row_schema = evolved.get(&tid).cloned();
+                                let schema = row_schema.as_deref().unwrap_or(base);
                                 let width = schema.columns.len();
                                 for (op, before, after) in changes {
                                     if before.as_ref().or(after.as_ref()).is_some_and(|r| r.len() != width) {
@@ -569,6 +600,7 @@ fn binlog<'s>(
                                         after,
                                         pos: position.clone(),
                                         commit_micros: event_time as i64 * 1_000_000,
+                                        schema: row_schema.clone(),
                                     };
                                     // A key-changing update touches two keys, possibly in two chunks:
                                     // each half is checked against its own chunk.
@@ -646,6 +678,37 @@ fn binlog<'s>(
             }
         },
     )
+}
+
+/// The schema of rows whose table map names `names`: known columns keep their type and
+/// nullability (from the latest schema, else the discovered one), new ones are nullable with
+/// an unknown type; keys are kept when all their columns remain.
+fn evolve_schema(
+    base: &ferry_operators::TableSchema,
+    current: &ferry_operators::TableSchema,
+    names: &[String],
+) -> ferry_operators::TableSchema {
+    use ferry_operators::{Column, ColumnType};
+    let columns: Vec<Column> = names
+        .iter()
+        .map(|n| {
+            current
+                .column_index(n)
+                .map(|i| current.columns[i].clone())
+                .or_else(|| base.column_index(n).map(|i| base.columns[i].clone()))
+                .unwrap_or_else(|| Column::new(n.clone(), ColumnType::Other { name: "unknown".into() }, true))
+        })
+        .collect();
+    let map = |key: &[usize]| -> Option<Vec<usize>> {
+        key.iter().map(|&i| names.iter().position(|n| n.eq_ignore_ascii_case(&base.columns[i].name))).collect()
+    };
+    ferry_operators::TableSchema {
+        name: base.name.clone(),
+        primary_key: map(&base.primary_key).unwrap_or_default(),
+        unique_keys: base.unique_keys.iter().filter_map(|k| map(k)).collect(),
+        columns,
+        version: current.version + 1,
+    }
 }
 
 fn build_index(plan: &Compiled, chunks: &[Chunk], positions: &[(u32, BinlogPos)]) -> Vec<ChunkIndex> {

@@ -4,8 +4,11 @@
 
 use super::{DirtyArchive, Metrics};
 use crate::plan::Compiled;
+use ferry_operators::expr::EvalError;
 use ferry_operators::transform::Context;
-use ferry_operators::Change;
+use ferry_operators::transform::Transform;
+use ferry_operators::{Change, TableId, TableSchema};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
@@ -25,9 +28,11 @@ pub fn transform<'s>(
         .all(|t| t.transform.identity && t.transform.filter.is_none() && t.transform.ops == Default::default());
     input.unary(Pipeline, "Transform", move |_cap, _info| {
         let mut out: Vec<Change> = Vec::new();
+        // Transforms compiled for changed source schemas, by (table, version).
+        let mut evolved: HashMap<(TableId, u32), (Transform, Arc<TableSchema>)> = HashMap::new();
         move |input, output| {
             input.for_each(|cap, data| {
-                if identity {
+                if identity && data.iter().all(|c| c.schema.is_none()) {
                     output.session(&cap).give_container(data);
                     return;
                 }
@@ -36,16 +41,43 @@ pub fn transform<'s>(
                     .map_or(0, |d| d.as_micros() as i64);
                 let cx = Context { datasource: &plan.plan.source_name, now_micros: now };
                 for c in data.drain(..) {
-                    let tp = plan.table(c.table);
-                    let schema = plan.catalog.get(c.table);
-                    if let Err(failed) = tp.transform.apply(c, schema, &cx, &mut out) {
+                    let table = c.table;
+                    let before = out.len();
+                    let result = match c.schema.clone() {
+                        None => tp_apply(&plan.table(table).transform, c, plan.catalog.get(table), &cx, &mut out),
+                        Some(source) => {
+                            let key = (table, source.version);
+                            let (t, target) = evolved.entry(key).or_insert_with(|| match plan.evolve(table, &source) {
+                                Ok((t, target)) => (t, Arc::new(target)),
+                                // A filter or function that no longer compiles cannot go on.
+                                Err(e) => panic!("{e}"),
+                            });
+
+                            let r = tp_apply(t, c, &source, &cx, &mut out);
+                            for o in &mut out[before..] {
+                                o.schema = Some(target.clone());
+                            }
+                            r
+                        }
+                    };
+                    if let Err(failed) = result {
                         let (e, c) = *failed;
                         metrics.dirty.fetch_add(1, Ordering::Relaxed);
-                        dirty.record(&schema.name.to_string(), &c, &e.to_string());
+                        dirty.record(&plan.catalog.get(table).name.to_string(), &c, &e.to_string());
                     }
                 }
                 output.session(&cap).give_container(&mut out);
             });
         }
     })
+}
+
+fn tp_apply(
+    t: &Transform,
+    c: Change,
+    schema: &TableSchema,
+    cx: &Context<'_>,
+    out: &mut Vec<Change>,
+) -> Result<(), Box<(EvalError, Change)>> {
+    t.apply(c, schema, cx, out)
 }
