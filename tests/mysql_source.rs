@@ -406,3 +406,68 @@ fn columns_added_and_dropped_mid_stream_are_followed_and_rows_on_both_sides_deco
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_and_composite_keys() {
+    let dir = workdir();
+    let db = "e2e_strict";
+    fresh_db(db);
+    exec(&[
+        &format!("USE {db}"),
+        &format!("CREATE TABLE {db}.one (id BIGINT PRIMARY KEY, v INT)"),
+        &format!("CREATE TABLE {db}.two (a INT, b INT, v INT, PRIMARY KEY (a, b))"),
+        &format!("INSERT INTO {db}.one SELECT seq, seq FROM seq_1_to_30000"),
+        &format!("INSERT INTO {db}.two SELECT seq % 50, seq, seq FROM seq_1_to_30000"),
+    ]);
+    let text = plan(
+        db,
+        &main_url(),
+        "",
+        "semantics: exactly-once\nwrite_mode: append\nmetadata:\n  - {column: _op, field: op_type}\n",
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let writer = std::thread::spawn(move || {
+        for i in 0..200i64 {
+            exec(&[
+                &format!("INSERT INTO {db}.one VALUES ({}, 0)", 100_000 + i),
+                &format!("DELETE FROM {db}.one WHERE id = {}", 1 + i * 97),
+                &format!("UPDATE {db}.one SET v = v + 1 WHERE id = {}", 2 + i * 89),
+                &format!("INSERT INTO {db}.two VALUES ({}, {}, 0)", i % 50, 100_000 + i),
+                &format!("DELETE FROM {db}.two WHERE b = {}", 1 + i * 113),
+            ]);
+        }
+    });
+    // Slow chunk reads so the writes land while chunks are read.
+    let out = ferry()
+        .current_dir(dir.path())
+        .env("FERRY_FAULT_CHUNK_DELAY_MS", "20")
+        .args(["run", "-q", &p])
+        .output()
+        .unwrap();
+    ok(&out);
+    writer.join().unwrap();
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    for (t, key) in [("one", vec!["id"]), ("two", vec!["a", "b"])] {
+        let lines = table_lines(&dir.path().join("out"), db, t);
+        let mut state: BTreeMap<String, Json> = BTreeMap::new();
+        for l in &lines {
+            let k: String = key.iter().map(|c| l[*c].to_string()).collect::<Vec<_>>().join("|");
+            let mut row = l.clone();
+            let op = row.as_object_mut().unwrap().shift_remove("_op").unwrap();
+            match op.as_str().unwrap() {
+                "insert" => assert!(
+                    state.insert(k.clone(), row).is_none(),
+                    "{t}: insert of a present key {k}: a change applied twice"
+                ),
+                "update" => assert!(state.insert(k.clone(), row).is_some(), "{t}: update of an absent key {k}"),
+                _ => assert!(state.remove(&k).is_some(), "{t}: delete of an absent key {k}: a change applied twice"),
+            }
+        }
+        let (schema, rows) = read_table(db, t);
+        let mut want: Vec<String> = rows.iter().map(|r| row_json(&schema, r).to_string()).collect();
+        want.sort();
+        let mut got: Vec<String> = state.values().map(Json::to_string).collect();
+        got.sort();
+        assert!(got == want, "{t}: final state differs ({} vs {} rows)", got.len(), want.len());
+    }
+}

@@ -33,7 +33,6 @@ use crate::plan::Compiled;
 use crate::state::{Boundary, TaskState};
 use ferry_operators::{Change, Op, Position, Row, TableId, Value};
 use serde_json::json;
-use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
@@ -358,35 +357,46 @@ type PosKey = (u32, u64);
 
 /// Per selected table: how binlog rows find their chunk.
 struct ChunkIndex {
-    /// (lower bound, position) of the table's chunks sorted by bound, when the key is one
-    /// integer column; `None` for other keys.
-    ranges: Option<Vec<(Option<i128>, PosKey)>>,
-    /// The highest chunk position of the table (the window in which non-integer keys are
-    /// always applied ends here).
-    max_pos: (u32, u64),
-    key: Option<usize>,
+    /// (lower bound, position) of the table's chunks sorted by bound, when every key column
+    /// orders like an integer (integers, YEAR, DATE, DATETIME, TIMESTAMP, TIME); `None` for
+    /// other keys.
+    ranges: Option<Vec<(Option<Vec<i128>>, PosKey)>>,
+    /// The highest chunk position of the table (the window in which other keys are always
+    /// applied ends here).
+    max_pos: PosKey,
+    key: Vec<usize>,
+    /// The position of a table read as one chunk: every row of it is in that chunk, whatever
+    /// its key (or none).
+    single: Option<PosKey>,
 }
 
+/// A key value as an integer with the same order as the server's, when there is one.
 fn as_i128(v: &Value) -> Option<i128> {
     match v {
         Value::Int(i) => Some(*i as i128),
         Value::UInt(u) => Some(*u as i128),
+        Value::Year(y) => Some(*y as i128),
+        Value::Time(t) | Value::Timestamp(t) => Some(*t as i128),
+        Value::Date(d) => d.to_days().map(i128::from),
+        Value::DateTime(dt) => dt.to_epoch_micros().map(i128::from),
         _ => None,
     }
 }
 
+fn key_of(row: &[Value], key: &[usize]) -> Option<Vec<i128>> {
+    key.iter().map(|&k| row.get(k).and_then(as_i128)).collect()
+}
+
 impl ChunkIndex {
     /// Whether a transaction that began at `start` is already in the snapshot rows of `row`.
-    fn in_snapshot(&self, row: &[Value], start: (u32, u64)) -> bool {
-        match (&self.ranges, self.key) {
-            (Some(ranges), Some(k)) => {
-                let Some(v) = as_i128(&row[k]) else { return false };
-                let i = ranges.partition_point(|(lo, _)| lo.is_none_or(|lo| lo <= v));
-                let chunk_pos = ranges[i.saturating_sub(1)].1;
-                start < chunk_pos
-            }
-            _ => false,
+    fn in_snapshot(&self, row: &[Value], start: PosKey) -> bool {
+        if let Some(p) = self.single {
+            return start < p;
         }
+        let Some(ranges) = &self.ranges else { return false };
+        let Some(v) = key_of(row, &self.key) else { return false };
+        let i = ranges.partition_point(|(lo, _)| lo.as_ref().is_none_or(|lo| *lo <= v));
+        start < ranges[i.saturating_sub(1)].1
     }
 }
 
@@ -712,7 +722,7 @@ fn evolve_schema(
 }
 
 fn build_index(plan: &Compiled, chunks: &[Chunk], positions: &[(u32, BinlogPos)]) -> Vec<ChunkIndex> {
-    let pos: BTreeMap<u32, (u32, u64)> = positions.iter().map(|(c, p)| (*c, pos_key(p))).collect();
+    let pos: BTreeMap<u32, PosKey> = positions.iter().map(|(c, p)| (*c, pos_key(p))).collect();
     plan.catalog
         .tables
         .iter()
@@ -720,24 +730,23 @@ fn build_index(plan: &Compiled, chunks: &[Chunk], positions: &[(u32, BinlogPos)]
         .map(|(t, schema)| {
             let mine: Vec<&Chunk> = chunks.iter().filter(|c| c.table as usize == t).collect();
             let max_pos = mine.iter().filter_map(|c| pos.get(&c.id)).max().copied().unwrap_or((0, 0));
-            let key = schema.row_key();
-            let int_key = key.len() == 1
-                && matches!(schema.columns[key[0]].ty, ferry_operators::ColumnType::Int { .. })
-                && mine.iter().all(|c| c.lower.as_ref().is_none_or(|l| as_i128(&l[0]).is_some()));
-            let ranges = int_key.then(|| {
-                let mut r: Vec<(Option<i128>, (u32, u64))> = mine
-                    .iter()
-                    .map(|c| (c.lower.as_ref().and_then(|l| as_i128(&l[0])), pos.get(&c.id).copied().unwrap_or((0, 0))))
-                    .collect();
-                r.sort_by(|a, b| match (a.0, b.0) {
-                    (None, None) => CmpOrdering::Equal,
-                    (None, _) => CmpOrdering::Less,
-                    (_, None) => CmpOrdering::Greater,
-                    (Some(x), Some(y)) => x.cmp(&y),
-                });
+            let key = schema.row_key().to_vec();
+            let bounds: Option<Vec<(Option<Vec<i128>>, PosKey)>> = mine
+                .iter()
+                .map(|c| {
+                    let lower = match &c.lower {
+                        None => None,
+                        Some(l) => Some(l.iter().map(as_i128).collect::<Option<Vec<i128>>>()?),
+                    };
+                    Some((lower, pos.get(&c.id).copied().unwrap_or((0, 0))))
+                })
+                .collect();
+            let ranges = bounds.filter(|_| !key.is_empty()).map(|mut r| {
+                r.sort_by(|a, b| a.0.cmp(&b.0));
                 r
             });
-            ChunkIndex { ranges, max_pos, key: int_key.then(|| key[0]) }
+            let single = (mine.len() == 1).then(|| pos.get(&mine[0].id).copied().unwrap_or((0, 0)));
+            ChunkIndex { ranges, max_pos, key, single }
         })
         .collect()
 }
