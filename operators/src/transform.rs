@@ -51,6 +51,9 @@ pub struct Transform {
     pub projection: Vec<Proj>,
     /// Whether the projection copies every source column in order (no per-row work).
     pub identity: bool,
+    /// Whether the projection is every source column in order followed by expressions only, so
+    /// a row is extended in place instead of rebuilt.
+    pub append_only: bool,
 }
 
 /// Source-side names and time for one batch of changes.
@@ -63,6 +66,15 @@ pub struct Context<'a> {
 }
 
 impl Transform {
+    /// A transform; `source_width` is the number of source columns.
+    pub fn new(ops: OpFilter, filter: Option<Expr>, projection: Vec<Proj>, source_width: usize) -> Self {
+        let prefix = projection.len() >= source_width
+            && projection[..source_width].iter().enumerate().all(|(i, p)| matches!(p, Proj::Col(c) if *c == i));
+        let identity = prefix && projection.len() == source_width;
+        let append_only = prefix && projection[source_width..].iter().all(|p| matches!(p, Proj::Expr(_)));
+        Transform { ops, filter, projection, identity, append_only }
+    }
+
     /// Applies the transform to one change of `schema`'s table, pushing 0, 1 or 2 target changes.
     /// An error means the row could not be computed (it belongs in the dirty-data archive); it
     /// comes back with the change (or the half of a split key change) that failed, untouched.
@@ -175,6 +187,10 @@ impl Transform {
 
     /// Builds the target row, moving source values instead of cloning them.
     fn assemble(&self, mut row: Row, computed: Vec<Value>) -> Row {
+        if self.append_only && row.len() + computed.len() == self.projection.len() {
+            row.extend(computed);
+            return row;
+        }
         let mut computed = computed.into_iter();
         self.projection
             .iter()

@@ -193,10 +193,8 @@ impl Compiled {
             }
         }
         let filter = tp.filter_src.as_deref().map(|f| Expr::compile(f, source)).transpose().map_err(fail)?;
-        let identity = projection.len() == source.columns.len()
-            && projection.iter().enumerate().all(|(i, p)| matches!(p, Proj::Col(c) if *c == i));
         let target = TableSchema { columns, version: source.version, ..tp.target_schema.clone() };
-        Ok((Transform { ops: tp.transform.ops, filter, projection, identity }, target))
+        Ok((Transform::new(tp.transform.ops, filter, projection, source.columns.len()), target))
     }
 }
 
@@ -822,7 +820,8 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         catalog.tables.push(schema.clone());
         let ti = full.tables.iter().position(|t| t.name == schema.name).unwrap_or(0);
         charsets.push(source.charsets.get(ti).cloned().unwrap_or_default());
-        let transform = Transform { ops, filter, projection, identity };
+        let transform = Transform::new(ops, filter, projection, schema.columns.len());
+        debug_assert_eq!(transform.identity, identity);
         let filter_src = t.and_then(|t| t.filter.clone());
         let dropped = t.map(|t| t.drop.clone()).unwrap_or_default();
         tables.push(TablePlan {
