@@ -471,3 +471,36 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_a
         assert!(got == want, "{t}: final state differs ({} vs {} rows)", got.len(), want.len());
     }
 }
+
+#[test]
+fn a_renamed_source_column_keeps_flowing_into_its_target_column() {
+    let dir = workdir();
+    let db = "e2e_rename";
+    fresh_db(db);
+    exec(&[
+        &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, price INT)"),
+        &format!("INSERT INTO {db}.t VALUES (1, 10)"),
+    ]);
+    let text =
+        plan(db, &main_url(), "", "semantics: exactly-once\ntransforms:\n  - tables: '.*'\n    filter: 'price > 0'\n")
+            .replace("bounded: true", "bounded: false");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let mut child = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
+    let out = dir.path().join("out");
+    let wait_for = |n: usize| {
+        let start = std::time::Instant::now();
+        while materialize_upsert(&table_lines(&out, db, "t"), &["id"]).len() < n && start.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for(1);
+    exec(&[
+        &format!("ALTER TABLE {db}.t RENAME COLUMN price TO cost"),
+        &format!("UPDATE {db}.t SET cost = 11 WHERE id = 1"),
+        &format!("INSERT INTO {db}.t VALUES (2, 20)"),
+    ]);
+    wait_for(2);
+    child.0.kill().unwrap();
+    let rows = materialize_upsert(&table_lines(&out, db, "t"), &["id"]);
+    assert_eq!(rows, vec![r#"{"id":1,"price":11}"#.to_string(), r#"{"id":2,"price":20}"#.to_string()]);
+}

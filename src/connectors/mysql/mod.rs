@@ -5,10 +5,12 @@
 //! - [`types`]: MySQL types → record model, snapshot value decoding.
 //! - [`snapshot`]: chunk planning and consistent-snapshot chunk reads.
 //! - [`binlog`]: the replication stream, decoded into the record model.
+//! - [`ddl`]: DDL statements parsed into schema-change events.
 //! - [`start`]: finding the start position for a point in time.
 
 pub mod binlog;
 pub mod config;
+pub mod ddl;
 pub mod discover;
 pub mod snapshot;
 pub mod start;

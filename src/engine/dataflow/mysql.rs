@@ -445,6 +445,8 @@ fn binlog<'s>(
             let mut rx: Option<Receiver<Result<Event, String>>> = None;
             let mut gtid: Option<String> = None;
             let mut evolved: HashMap<TableId, Arc<ferry_operators::TableSchema>> = HashMap::new();
+            // Renamed columns per table: current name → the name the plan knows.
+            let mut aliases: HashMap<TableId, HashMap<String, String>> = HashMap::new();
             let mut deadline = Instant::now() + interval;
             let mut txn_start: Option<BinlogPos> = None;
             let mut index_by_table: Vec<ChunkIndex> = Vec::new();
@@ -577,6 +579,18 @@ fn binlog<'s>(
                                 let idx = &index_by_table[tid as usize];
                                 let base = plan.catalog.get(tid);
                                 if let Some(names) = ev_names {
+                                    // A renamed column keeps its original name, so it keeps
+                                    // flowing into the same target column.
+                                    let names: Vec<String> = match aliases.get(&tid) {
+                                        Some(a) => names
+                                            .iter()
+                                            .map(|n| match a.get(n) {
+                                                Some(orig) if !names.contains(orig) => orig.clone(),
+                                                _ => n.clone(),
+                                            })
+                                            .collect(),
+                                        None => names,
+                                    };
                                     let current = evolved.get(&tid).map(|s| s.as_ref()).unwrap_or(base);
                                     let same = |s: &ferry_operators::TableSchema| s.columns.iter().map(|c| &c.name).eq(names.iter());
                                     if same(base) {
@@ -592,11 +606,10 @@ fn binlog<'s>(
                                 let width = schema.columns.len();
                                 for (op, before, after) in changes {
                                     if before.as_ref().or(after.as_ref()).is_some_and(|r| r.len() != width) {
-                                        // Following schema changes is the DDL policy's work (F8.1);
-                                        // until then a changed table stops the task rather than
-                                        // writing rows under the wrong columns.
+                                        // The table map and the row disagree: never write a row
+                                        // under the wrong columns.
                                         panic!(
-                                            "table {} changed its columns at binlog {} ({} values in a row, {} columns                                              known): schema changes are not followed yet; re-run with --from-scratch",
+                                            "table {} at binlog {}: {} values in a row, {} columns in its table map",
                                             schema.name,
                                             txn_start.as_ref().map(|p| p.to_string()).unwrap_or_default(),
                                             before.as_ref().or(after.as_ref()).map_or(0, |r| r.len()),
@@ -631,6 +644,26 @@ fn binlog<'s>(
                                 // A DDL always ends the epoch: rows before and after a schema
                                 // change never share one.
                                 let is_ddl = matches!(ev, BinlogEvent::Ddl { .. });
+                                if let BinlogEvent::Ddl { database, sql, .. } = &ev {
+                                    for change in crate::connectors::mysql::ddl::parse(database, sql) {
+                                        use crate::connectors::mysql::ddl::SchemaChange as S;
+                                        let table = match &change {
+                                            S::AddColumn { table, .. }
+                                            | S::DropColumn { table, .. }
+                                            | S::RenameColumn { table, .. }
+                                            | S::ModifyColumn { table, .. }
+                                            | S::Truncate { table } => Some(table.clone()),
+                                            S::Other { table, .. } => table.clone(),
+                                        };
+                                        let Some(&tid) = table.as_ref().and_then(|t| tables.get(t)) else { continue };
+                                        tracing::info!(table = %plan.catalog.get(tid).name, ?change, "schema change");
+                                        if let S::RenameColumn { from, to, .. } = change {
+                                            let a = aliases.entry(tid).or_default();
+                                            let orig = a.remove(&from).unwrap_or(from);
+                                            a.insert(to, orig);
+                                        }
+                                    }
+                                }
                                 let next = match ev {
                                     BinlogEvent::Commit { next, .. }
                                     | BinlogEvent::Ddl { next, .. }
