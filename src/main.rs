@@ -62,6 +62,32 @@ enum Command {
     },
     /// List the source and target types this build has.
     Links,
+    /// Inspect the dirty-data archive: rows that could not be transformed or written, kept
+    /// under the state store with the table, row, position, commit time and reason.
+    Dirty {
+        #[command(subcommand)]
+        what: DirtyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DirtyCommand {
+    /// One line per archive file: its rows, and the rows per table and reason.
+    List {
+        /// The plan file (names the task and its state store).
+        plan: String,
+    },
+    /// Print archived rows as JSON lines.
+    Show {
+        /// The plan file (names the task and its state store).
+        plan: String,
+        /// Only rows of this source table (`db.table`).
+        #[arg(long)]
+        table: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +122,59 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Dirty { what } => {
+            let (plan_path, table, limit) = match &what {
+                DirtyCommand::List { plan } => (plan, None, usize::MAX),
+                DirtyCommand::Show { plan, table, limit } => (plan, table.clone(), *limit),
+            };
+            let text = std::fs::read_to_string(plan_path).with_context(|| format!("reading {plan_path}"))?;
+            let plan = match plan::load(plan_path, &text) {
+                Ok(p) => p,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let store = ferry::store::Store::open_local(&plan.raw.runtime.state)?;
+            let state = ferry::state::TaskState::new(store, &plan.raw.task);
+            let files = state.store().list(&state.path("dirty"))?;
+            if files.is_empty() {
+                println!("no dirty rows for task {}", plan.raw.task);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut shown = 0usize;
+            for f in &files {
+                let data = state.store().get(f)?.unwrap_or_default();
+                let text = String::from_utf8_lossy(&data);
+                let mut per: std::collections::BTreeMap<(String, String), usize> = Default::default();
+                let mut rows = 0usize;
+                for line in text.lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{f}: bad line"))?;
+                    let t = v["table"].as_str().unwrap_or("").to_string();
+                    if table.as_ref().is_some_and(|want| *want != t) {
+                        continue;
+                    }
+                    rows += 1;
+                    match &what {
+                        DirtyCommand::List { .. } => {
+                            *per.entry((t, v["reason"].as_str().unwrap_or("").to_string())).or_default() += 1
+                        }
+                        DirtyCommand::Show { .. } if shown < limit => {
+                            println!("{line}");
+                            shown += 1;
+                        }
+                        DirtyCommand::Show { .. } => {}
+                    }
+                }
+                if let DirtyCommand::List { .. } = what {
+                    println!("{f}: {rows} rows");
+                    for ((t, reason), n) in per {
+                        println!("  {n:>8}  {t}: {reason}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Links => {
             println!("sources: {}", plan::SOURCE_TYPES.join(", "));
             println!("targets: {}", plan::TARGET_TYPES.join(", "));

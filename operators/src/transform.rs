@@ -75,30 +75,32 @@ impl Transform {
         Transform { ops, filter, projection, identity, append_only }
     }
 
-    /// Applies the transform to one change of `schema`'s table, pushing 0, 1 or 2 target changes.
-    /// An error means the row could not be computed (it belongs in the dirty-data archive); it
-    /// comes back with the change (or the half of a split key change) that failed, untouched.
+    /// Applies the transform to one change of `schema`'s table, pushing 0, 1 or 2 target changes
+    /// to `out`. A change whose row cannot be computed goes to `failed` with the error,
+    /// untouched (it belongs in the dirty-data archive); when a key-changing update is split,
+    /// each half succeeds or fails on its own, so neither is ever lost.
     pub fn apply(
         &self,
         change: Change,
         schema: &TableSchema,
         cx: &Context<'_>,
         out: &mut Vec<Change>,
-    ) -> Result<(), Box<(EvalError, Change)>> {
+        failed: &mut Vec<(EvalError, Change)>,
+    ) {
         let keep = match change.op {
             Op::Insert => self.ops.insert,
             Op::Update => self.ops.update,
             Op::Delete => self.ops.delete,
         };
         if !keep {
-            return Ok(());
+            return;
         }
         let (first, second) = change.split_key_change(schema);
-        self.apply_one(first, schema, cx, out)?;
-        if let Some(second) = second {
-            self.apply_one(second, schema, cx, out)?;
+        for c in std::iter::once(first).chain(second) {
+            if let Err(f) = self.apply_one(c, schema, cx, out) {
+                failed.push(*f);
+            }
         }
-        Ok(())
     }
 
     fn apply_one(

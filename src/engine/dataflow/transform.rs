@@ -4,7 +4,6 @@
 
 use super::{DirtyArchive, Metrics};
 use crate::plan::Compiled;
-use ferry_operators::expr::EvalError;
 use ferry_operators::transform::Context;
 use ferry_operators::transform::Transform;
 use ferry_operators::{Change, TableId, TableSchema};
@@ -28,6 +27,7 @@ pub fn transform<'s>(
         .all(|t| t.transform.identity && t.transform.filter.is_none() && t.transform.ops == Default::default());
     input.unary(Pipeline, "Transform", move |_cap, _info| {
         let mut out: Vec<Change> = Vec::new();
+        let mut failed = Vec::new();
         // Transforms compiled for changed source schemas, by (table, version).
         let mut evolved: HashMap<(TableId, u32), (Transform, Arc<TableSchema>)> = HashMap::new();
         move |input, output| {
@@ -43,8 +43,10 @@ pub fn transform<'s>(
                 for c in data.drain(..) {
                     let table = c.table;
                     let before = out.len();
-                    let result = match c.schema.clone() {
-                        None => tp_apply(&plan.table(table).transform, c, plan.catalog.get(table), &cx, &mut out),
+                    match c.schema.clone() {
+                        None => {
+                            plan.table(table).transform.apply(c, plan.catalog.get(table), &cx, &mut out, &mut failed)
+                        }
                         Some(source) => {
                             let key = (table, source.version);
                             let (t, target) = evolved.entry(key).or_insert_with(|| match plan.evolve(table, &source) {
@@ -53,15 +55,13 @@ pub fn transform<'s>(
                                 Err(e) => panic!("{e}"),
                             });
 
-                            let r = tp_apply(t, c, &source, &cx, &mut out);
+                            t.apply(c, &source, &cx, &mut out, &mut failed);
                             for o in &mut out[before..] {
                                 o.schema = Some(target.clone());
                             }
-                            r
                         }
-                    };
-                    if let Err(failed) = result {
-                        let (e, c) = *failed;
+                    }
+                    for (e, c) in failed.drain(..) {
                         metrics.dirty.fetch_add(1, Ordering::Relaxed);
                         dirty.record(&plan.catalog.get(table).name.to_string(), &c, &e.to_string());
                     }
@@ -70,14 +70,4 @@ pub fn transform<'s>(
             });
         }
     })
-}
-
-fn tp_apply(
-    t: &Transform,
-    c: Change,
-    schema: &TableSchema,
-    cx: &Context<'_>,
-    out: &mut Vec<Change>,
-) -> Result<(), Box<(EvalError, Change)>> {
-    t.apply(c, schema, cx, out)
 }
