@@ -439,7 +439,6 @@ fn binlog<'s>(
         move |cap, info| {
             let activator = scope.worker().sync_activator_for(info.address.to_vec());
             let mut cap = (index == 0).then_some(cap);
-            let _ = peers;
             let mut last_snapshot_epoch = 0u64;
             let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
             let mut rx: Option<Receiver<Result<Event, String>>> = None;
@@ -450,8 +449,6 @@ fn binlog<'s>(
             let mut deadline = Instant::now() + interval;
             let mut txn_start: Option<BinlogPos> = None;
             let mut index_by_table: Vec<ChunkIndex> = Vec::new();
-            let mut last_pos: Option<BinlogPos> = None;
-            let mut in_txn = false;
             move |(input, frontier), output| {
                 input.for_each(|_cap, data| {
                     for (e, ps) in data.drain(..) {
@@ -486,7 +483,6 @@ fn binlog<'s>(
                     };
                     if let StartFrom::Position(p) = &from {
                         txn_start = Some(p.clone());
-                        last_pos = Some(p.clone());
                     }
                     let (tx, r) = sync_channel(64);
                     rx = Some(r);
@@ -571,7 +567,7 @@ fn binlog<'s>(
                             gtid = ev_gtid;
                         }
                         match ev {
-                            BinlogEvent::Begin { .. } => in_txn = true,
+                            BinlogEvent::Begin { .. } => {}
                             BinlogEvent::Rows { database, table, changes } => {
                                 let Some(&tid) = tables.get(&(database, table)) else { continue };
                                 let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
@@ -671,9 +667,7 @@ fn binlog<'s>(
                                     | BinlogEvent::Rotate { next } => next,
                                     _ => unreachable!("matched above"),
                                 };
-                                in_txn = false;
                                 txn_start = Some(next.clone());
-                                last_pos = Some(next.clone());
                                 let replaying = replay.front().is_some_and(|(e, _)| *e == epoch);
                                 let due = match replay.front() {
                                     Some((e, p)) if *e == epoch => pos_key(&next) >= pos_key(p),
@@ -693,7 +687,6 @@ fn binlog<'s>(
                         }
                     }
                 }
-                let _ = in_txn;
                 metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
                 if let Some(p) = &close_at {
                     let record = Boundary {
@@ -714,7 +707,6 @@ fn binlog<'s>(
                     c.downgrade(&(epoch + 1));
                     metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
                 }
-                let _ = &last_pos;
                 if produced > 0 || close_at.is_some() {
                     let _ = activator.activate();
                 }
