@@ -79,6 +79,11 @@ pub struct TaskState {
     task: String,
 }
 
+/// The epoch of a boundary record's path (`.../epochs/<epoch>/src-<worker>.json`).
+fn epoch_of(path: &str) -> Option<u64> {
+    path.rsplit('/').nth(1).and_then(|e| e.parse().ok())
+}
+
 fn epoch_key(e: u64) -> String {
     format!("{e:020}")
 }
@@ -132,8 +137,7 @@ impl TaskState {
     pub fn boundaries_after(&self, after: u64) -> Result<Vec<Boundary>, StateError> {
         let mut out = Vec::new();
         for p in self.store.list(&self.path("epochs"))? {
-            let epoch: Option<u64> = p.rsplit('/').nth(1).and_then(|e| e.parse().ok());
-            if epoch.is_some_and(|e| e > after) {
+            if epoch_of(&p).is_some_and(|e| e > after) {
                 if let Some(b) = self.read::<Boundary>(&p)? {
                     out.push(b);
                 }
@@ -146,8 +150,7 @@ impl TaskState {
     /// Removes boundary records up to and including `upto`.
     pub fn drop_boundaries_upto(&self, upto: u64) -> Result<(), StateError> {
         for p in self.store.list(&self.path("epochs"))? {
-            let epoch: Option<u64> = p.rsplit('/').nth(1).and_then(|e| e.parse().ok());
-            if epoch.is_some_and(|e| e <= upto) {
+            if epoch_of(&p).is_some_and(|e| e <= upto) {
                 self.store.delete(&p)?;
             }
         }

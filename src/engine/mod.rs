@@ -198,7 +198,7 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
             let exactly_once = plan.plan.raw.semantics == Semantics::ExactlyOnce;
             let result = (|| -> Result<(), EngineError> {
                 let restore = Restore::load(&state, peers, exactly_once)?;
-                let mut writer: Box<dyn SinkWriter> = match (&plan.plan.target, &out_store) {
+                let writer: Box<dyn SinkWriter> = match (&plan.plan.target, &out_store) {
                     (TargetSpec::Files(_), Some(out)) => Box::new(
                         FilesWriter::new(
                             plan.clone(),
@@ -234,16 +234,8 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
                         ),
                     };
                     let transformed = transform::transform(changes, plan.clone(), dirty.clone(), metrics.clone());
-                    sink::sink(
-                        transformed,
-                        plan.clone(),
-                        writer_take(&mut writer),
-                        skip_upto,
-                        dirty,
-                        metrics.clone(),
-                        failure_flag,
-                    )
-                    .probe_with(&probe);
+                    sink::sink(transformed, plan.clone(), writer, skip_upto, dirty, metrics.clone(), failure_flag)
+                        .probe_with(&probe);
                 });
                 let mut coordinator = (index == 0).then(|| Coordinator::new(state.clone(), &restore, peers, &plan));
                 while worker.step_or_park(Some(Duration::from_millis(20))) {
@@ -317,12 +309,12 @@ fn prepare_mysql(
         let mut conn = d::connect(&opts).await.map_err(src)?;
         let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
         let mut chunks: Vec<snapshot::Chunk> = Vec::new();
+        let read_chunks = |b: &[u8]| -> Result<Vec<snapshot::Chunk>, EngineError> {
+            serde_json::from_slice(b).map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))
+        };
         if full {
             match state.store().get(&chunks_path)? {
-                Some(b) => {
-                    chunks =
-                        serde_json::from_slice(&b).map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))?
-                }
+                Some(b) => chunks = read_chunks(&b)?,
                 None if process == 0 => {
                     for (t, schema) in plan.catalog.tables.iter().enumerate() {
                         let first = chunks.len() as u32;
@@ -339,8 +331,7 @@ fn prepare_mysql(
                     let started = Instant::now();
                     loop {
                         if let Some(b) = state.store().get(&chunks_path)? {
-                            chunks = serde_json::from_slice(&b)
-                                .map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))?;
+                            chunks = read_chunks(&b)?;
                             break;
                         }
                         if started.elapsed() > Duration::from_secs(600) {
@@ -403,10 +394,6 @@ fn prepare_mysql(
         stop_at,
         heartbeat: Duration::from_millis(crate::plan::config::parse_duration_ms(&cfg.heartbeat).unwrap_or(1000)),
     })
-}
-
-fn writer_take(w: &mut Box<dyn SinkWriter>) -> Box<dyn SinkWriter> {
-    std::mem::replace(w, Box::new(NullWriter))
 }
 
 /// Worker 0's checkpoint coordinator.

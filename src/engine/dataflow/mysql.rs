@@ -32,6 +32,7 @@ use crate::engine::Restore;
 use crate::plan::Compiled;
 use crate::state::{Boundary, TaskState};
 use ferry_operators::{Change, Op, Position, Row, TableId, Value};
+use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -94,21 +95,19 @@ fn chunk_offset(pos: &BinlogPos) -> serde_json::Value {
     json!({ "done": true, "file": pos.file, "pos": pos.pos })
 }
 
+/// The binlog position in a stored offset (`{"file", "pos", ...}`).
+fn offset_pos(v: &serde_json::Value) -> Option<BinlogPos> {
+    BinlogPos::deserialize(v).ok()
+}
+
 fn parse_chunk_offset(v: &serde_json::Value) -> Option<BinlogPos> {
-    if v.get("done")?.as_bool()? {
-        Some(BinlogPos { file: v.get("file")?.as_str()?.to_string(), pos: v.get("pos")?.as_u64()? })
-    } else {
-        None
-    }
+    v.get("done")?.as_bool()?.then(|| offset_pos(v)).flatten()
 }
 
-/// `file number, offset` of a position, for ordering and metadata.
-fn file_number(file: &str) -> u32 {
-    file.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
-fn pos_key(p: &BinlogPos) -> (u32, u64) {
-    (file_number(&p.file), p.pos)
+/// `(file number, offset)` of a position: a compact, ordered key for the per-row handoff check
+/// and the metadata position.
+fn pos_key(p: &BinlogPos) -> PosKey {
+    (p.file_index().unwrap_or(0) as u32, p.pos)
 }
 
 /// Builds the MySQL source for this worker: snapshot (all workers) then binlog (worker 0).
@@ -412,19 +411,12 @@ fn binlog<'s>(
     let index = scope.index();
     let peers = scope.peers();
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
-    let resume: Option<BinlogPos> = restore
-        .manifest
-        .offsets
-        .get(&0)
-        .and_then(|v| Some(BinlogPos { file: v.get("file")?.as_str()?.to_string(), pos: v.get("pos")?.as_u64()? }));
+    let resume: Option<BinlogPos> = restore.manifest.offsets.get(&0).and_then(offset_pos);
     let mut replay: VecDeque<(u64, BinlogPos)> = restore
         .boundaries
         .iter()
         .filter(|b| b.worker == 0)
-        .filter_map(|b| {
-            let v = b.offsets.get(&0)?;
-            Some((b.epoch, BinlogPos { file: v.get("file")?.as_str()?.to_string(), pos: v.get("pos")?.as_u64()? }))
-        })
+        .filter_map(|b| Some((b.epoch, offset_pos(b.offsets.get(&0)?)?)))
         .collect();
     let tables: HashMap<(String, String), TableId> = plan
         .catalog
@@ -469,7 +461,7 @@ fn binlog<'s>(
                     let next = (last_snapshot_epoch + 1).max(*c.time());
                     c.downgrade(&next);
                     index_by_table = build_index(&plan, &run.chunks, &chunk_positions);
-                    let from = match (&resume, chunk_positions.iter().min_by_key(|(_, p)| pos_key(p))) {
+                    let from = match (&resume, chunk_positions.iter().min_by(|a, b| a.1.cmp(&b.1))) {
                         (Some(p), _) => StartFrom::Position(p.clone()),
                         (None, Some((_, p))) => StartFrom::Position(p.clone()),
                         (None, None) => match &run.initial {
@@ -670,10 +662,10 @@ fn binlog<'s>(
                                 txn_start = Some(next.clone());
                                 let replaying = replay.front().is_some_and(|(e, _)| *e == epoch);
                                 let due = match replay.front() {
-                                    Some((e, p)) if *e == epoch => pos_key(&next) >= pos_key(p),
+                                    Some((e, p)) if *e == epoch => next >= *p,
                                     _ => is_ddl || Instant::now() >= deadline,
                                 };
-                                if run.stop_at.as_ref().is_some_and(|s| pos_key(&next) >= pos_key(s)) {
+                                if run.stop_at.as_ref().is_some_and(|s| next >= *s) {
                                     finished = true;
                                 }
                                 if due || finished {
