@@ -7,6 +7,9 @@
 //! checkpoints/<epoch>.json               manifest: every source offset once <epoch> is committed
 //! sinks/<sink>/w<worker>.json            the last epoch a sink worker committed (exactly-once)
 //! dirty/<run>-w<worker>-<n>.jsonl        rows that could not be transformed or written
+//! dirty-replayed/...                     archive files `ferry dirty replay` has re-applied
+//! stopped/<db.table>.json                tables stopped by `write_error: partial-stop`
+//! status.json                            the run's state: running, restarting, finished, failed
 //! ```
 //!
 //! Protocol (see ARCHITECTURE.md): a source writes its boundary record *before* it lets the
@@ -54,6 +57,19 @@ pub struct Manifest {
     pub finished: bool,
     /// Wall-clock time the manifest was written, microseconds since the epoch.
     pub written_micros: i64,
+}
+
+/// The state of a task's run, as `ferry` last wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// `running`, `restarting`, `finished` (a bounded run ended), `stopped` or `failed`.
+    pub state: String,
+    /// Restarts in this run so far.
+    pub restarts: u32,
+    /// The error that caused the last restart or the failure (secrets masked).
+    pub last_error: Option<String>,
+    /// When this was written, microseconds since the Unix epoch.
+    pub updated_micros: i64,
 }
 
 /// Errors of the state store.
@@ -174,6 +190,16 @@ impl TaskState {
             self.store.delete(old)?;
         }
         Ok(())
+    }
+
+    /// Records the run's state.
+    pub fn write_status(&self, status: &RunStatus) -> Result<(), StateError> {
+        self.write(&self.path("status.json"), status)
+    }
+
+    /// The run's state as last recorded.
+    pub fn status(&self) -> Result<Option<RunStatus>, StateError> {
+        self.read(&self.path("status.json"))
     }
 
     /// The last epoch a sink worker committed (0: none).

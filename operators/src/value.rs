@@ -243,20 +243,23 @@ fn date_key(d: &Date) -> u64 {
     ((d.year as i64 as u64) << 16) | ((d.month as u64) << 8) | d.day as u64
 }
 
-/// A fast, deterministic 64-bit hasher (FxHash-style) for exchange routing.
+/// A fast, deterministic 64-bit hasher for exchange routing and key netting.
 ///
 /// `std`'s default hasher is randomly seeded per process, so it cannot route records the same
-/// way in two processes of a cluster; this one can.
+/// way in two processes of a cluster; this one can. Each word is mixed with two
+/// multiply-xorshift rounds: a single FxHash-style round (rotate, xor, multiply) collided in
+/// full on short strings such as `acct_1019` / `acct_1094`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StableHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl StableHasher {
     /// Mixes in one word.
     #[inline]
     pub fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(SEED);
+        let mut x = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 32;
+        x = x.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        self.0 = x ^ (x >> 32);
     }
     /// Mixes in one byte.
     #[inline]

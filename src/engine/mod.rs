@@ -17,7 +17,7 @@
 //! manifest of every epoch the frontier passes (see [`crate::state`]). The run ends when every
 //! source is exhausted and its last epoch is committed.
 
-mod dataflow;
+pub(crate) mod dataflow;
 
 pub use dataflow::mysql::io_runtime;
 use dataflow::mysql::MysqlRun;
@@ -26,8 +26,10 @@ use crate::plan::config::Semantics;
 use crate::plan::{Compiled, SourceSpec, TargetSpec};
 use crate::sinks::files::{FilesOptions, FilesWriter};
 use crate::sinks::null::NullWriter;
+use crate::sinks::sql::{SqlContext, SqlWriter};
 use crate::sinks::SinkWriter;
-use crate::state::{Boundary, Manifest, Offsets, StateError, TaskState};
+use crate::sinks::TableStops;
+use crate::state::{Boundary, Manifest, Offsets, RunStatus, StateError, TaskState};
 use crate::store::Store;
 use dataflow::{sink, source, transform, DirtyArchive, Metrics};
 use std::sync::atomic::Ordering;
@@ -93,6 +95,17 @@ pub enum EngineError {
     /// A worker failed.
     #[error("worker failed: {0}")]
     Worker(String),
+    /// The target cannot be written (at the start of a run).
+    #[error("target: {0}")]
+    Target(String),
+    /// The run failed more often than `errors.max_restarts` allows.
+    #[error("the task failed after {restarts} restarts (errors.max_restarts); last error: {last}")]
+    Failed {
+        /// Restarts made.
+        restarts: u32,
+        /// The last error.
+        last: String,
+    },
 }
 
 /// Where the run resumes: the newest manifest and the recorded boundaries after it.
@@ -129,11 +142,93 @@ fn output_description(plan: &Compiled) -> String {
     match &plan.plan.target {
         TargetSpec::Files(f) => format!("files under {}", f.path),
         TargetSpec::Null => "null (discarded)".into(),
+        TargetSpec::Sql(t) => format!(
+            "{} at {}",
+            match t.dialect {
+                crate::sinks::sql::encode::Dialect::Mysql => "MySQL-family database",
+                crate::sinks::sql::encode::Dialect::Postgres => "PostgreSQL database",
+            },
+            t.addr
+        ),
     }
 }
 
-/// Runs a compiled plan to completion (bounded sources) or until killed.
+fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Whether a restart may fix the error (not a bad restore point, not a bad cluster setup).
+fn restartable(e: &EngineError) -> bool {
+    !matches!(e, EngineError::Restore(_) | EngineError::Start(_) | EngineError::Target(_))
+}
+
+/// Runs a compiled plan to completion (bounded sources) or until killed, restarting it from
+/// its last checkpoint after a failure, up to the plan's `errors.max_restarts` times (F9.4),
+/// with backoff 1 s, 2 s, 4 s … 30 s. The run's state (`running`, `restarting`, `finished`,
+/// `failed`) is kept in `<task>/status.json`.
 pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineError> {
+    let max = compiled.plan.raw.errors.max_restarts;
+    let state = TaskState::new(Store::open_local(&compiled.plan.raw.runtime.state)?, &compiled.plan.raw.task);
+    let mut restarts: u32 = 0;
+    let mut opts = opts;
+    let mut status = RunStatus { state: "running".into(), ..Default::default() };
+    loop {
+        if opts.process == 0 && !opts.from_scratch {
+            status.updated_micros = now_micros();
+            state.write_status(&status)?;
+        }
+        let result = run_once(compiled.clone(), opts.clone());
+        if opts.from_scratch && opts.process == 0 {
+            // The state was discarded by this attempt: a restart resumes, it does not discard again.
+            opts.from_scratch = false;
+        }
+        match result {
+            Ok(summary) => {
+                status.state = if summary.finished { "finished" } else { "stopped" }.into();
+                status.updated_micros = now_micros();
+                if opts.process == 0 {
+                    state.write_status(&status)?;
+                }
+                return Ok(summary);
+            }
+            Err(e) => {
+                let msg = crate::secrets::redact(&e.to_string());
+                status.last_error = Some(msg.clone());
+                let allowed = max < 0 || (restarts as i64) < max as i64;
+                if !restartable(&e) || !allowed {
+                    status.state = "failed".into();
+                    status.updated_micros = now_micros();
+                    if opts.process == 0 {
+                        let _ = state.write_status(&status);
+                    }
+                    if restartable(&e) && max != 0 {
+                        return Err(EngineError::Failed { restarts, last: msg });
+                    }
+                    return Err(e);
+                }
+                restarts += 1;
+                status.restarts = restarts;
+                status.state = "restarting".into();
+                status.updated_micros = now_micros();
+                if opts.process == 0 {
+                    let _ = state.write_status(&status);
+                }
+                let delay = Duration::from_secs(1u64 << (restarts - 1).min(5)).min(Duration::from_secs(30));
+                tracing::warn!(
+                    restart = restarts,
+                    max_restarts = max,
+                    error = %msg,
+                    "the run failed; restarting from the last checkpoint in {}s",
+                    delay.as_secs()
+                );
+                std::thread::sleep(delay);
+            }
+        }
+    }
+}
+
+/// Runs a compiled plan once: to completion (bounded sources), until killed, or until it fails.
+fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
     let raw = &compiled.plan.raw;
     let workers = opts.workers.unwrap_or(raw.runtime.workers).max(1);
@@ -141,7 +236,7 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
     let state = TaskState::new(store, &raw.task);
     let out_store = match &compiled.plan.target {
         TargetSpec::Files(f) => Some(Store::open_local(&f.path)?),
-        TargetSpec::Null => None,
+        TargetSpec::Null | TargetSpec::Sql(_) => None,
     };
     if opts.process == 0 {
         if opts.from_scratch {
@@ -159,7 +254,11 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
             }
         }
         state.save_plan(&compiled.plan.text)?;
+        if let TargetSpec::Sql(t) = &compiled.plan.target {
+            prepare_sql_target(t, &compiled, opts.from_scratch)?;
+        }
     }
+    let stops = Arc::new(TableStops::load(&state, &compiled.catalog)?);
     let mysql = match &compiled.plan.source {
         SourceSpec::Mysql(cfg) => Some(prepare_mysql(cfg, &compiled, &state, opts.process)?),
         SourceSpec::Datagen(_) => None,
@@ -192,13 +291,28 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
     let guards = {
         let (plan, state, metrics, summary, failure) =
             (plan.clone(), state.clone(), metrics.clone(), summary.clone(), failure.clone());
+        let keep_dirty = plan.plan.raw.errors.dirty == crate::plan::config::DirtyMode::Archive;
         timely::execute(config, move |worker| {
             let index = worker.index();
             let peers = worker.peers();
             let exactly_once = plan.plan.raw.semantics == Semantics::ExactlyOnce;
             let result = (|| -> Result<(), EngineError> {
                 let restore = Restore::load(&state, peers, exactly_once)?;
+                let dirty = DirtyArchive::new(state.clone(), index, run_id, keep_dirty);
                 let writer: Box<dyn SinkWriter> = match (&plan.plan.target, &out_store) {
+                    (TargetSpec::Sql(t), _) => Box::new(
+                        SqlWriter::new(SqlContext {
+                            plan: plan.clone(),
+                            target: t.clone(),
+                            worker: index,
+                            dirty: dirty.clone(),
+                            metrics: metrics.clone(),
+                            stops: stops.clone(),
+                            policy: plan.plan.raw.errors.write_error,
+                            semantics: plan.plan.raw.semantics,
+                        })
+                        .map_err(|e| EngineError::Worker(e.to_string()))?,
+                    ),
                     (TargetSpec::Files(_), Some(out)) => Box::new(
                         FilesWriter::new(
                             plan.clone(),
@@ -216,7 +330,6 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
                     _ => Box::new(NullWriter),
                 };
                 let skip_upto = writer.committed();
-                let dirty = DirtyArchive::new(state.clone(), index, run_id);
                 let probe = ProbeHandle::new();
                 let failure_flag = failure.clone();
                 worker.dataflow::<u64, _, _>(|scope| {
@@ -243,6 +356,11 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
                         c.poll(probe.with_frontier(|f| f.first().copied()))?;
                     }
                     if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        // Operators still hold capabilities: drop the dataflow, or timely
+                        // would keep stepping it after this closure returns.
+                        for id in worker.installed_dataflows() {
+                            worker.drop_dataflow(id);
+                        }
                         break;
                     }
                 }
@@ -283,6 +401,44 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
     s.elapsed = started.elapsed();
     s.tables = table_names.into_iter().zip(metrics.per_table.iter().map(|c| c.load(Ordering::Relaxed))).collect();
     Ok(s)
+}
+
+/// Checks a database target before the workers start: it is reachable, the progress table
+/// exists (created if missing), every table with a fixed target name exists; a `--from-scratch`
+/// run forgets the task's progress rows.
+fn prepare_sql_target(
+    t: &crate::sinks::sql::SqlTarget,
+    plan: &Compiled,
+    from_scratch: bool,
+) -> Result<(), EngineError> {
+    let task = &plan.plan.raw.task;
+    io_runtime().block_on(async {
+        let te = |e: crate::sinks::sql::conn::DbError| match e {
+            crate::sinks::sql::conn::DbError::Transient(m) => EngineError::Worker(format!("target: {m}")),
+            other => EngineError::Target(other.to_string()),
+        };
+        let mut db = t.connect().await.map_err(te)?;
+        t.ensure_progress_table(&mut db).await.map_err(te)?;
+        if from_scratch {
+            t.forget(&mut db, task).await.map_err(te)?;
+        }
+        let mut missing = Vec::new();
+        for tp in &plan.tables {
+            if let Some((d, tb)) = &tp.static_names {
+                if !t.table_exists(&mut db, d, tb).await.map_err(te)? {
+                    missing.push(format!("{d}.{tb}"));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(EngineError::Target(format!(
+                "the target has no table {}: create {} first (the target sink writes into tables that exist)",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            )));
+        }
+        Ok(())
+    })
 }
 
 /// Prepares a MySQL run: connection options, the snapshot's chunk plan (made once by process 0

@@ -50,6 +50,9 @@ pub struct PlanFile {
     /// Workers, checkpoints, state store.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// What happens to rows the target rejects, restarts, the dirty-data archive (F9.2–F9.4).
+    #[serde(default)]
+    pub errors: ErrorsConfig,
 }
 
 /// Include and exclude patterns over `db.table` (F2.1).
@@ -259,6 +262,55 @@ impl Default for RuntimeConfig {
             batch_rows: Self::default_batch(),
         }
     }
+}
+
+/// Error policies (F9.2–F9.4).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErrorsConfig {
+    /// A row the target rejects (too long, NOT NULL, duplicate key, bad value): `ignore`
+    /// (default: the row becomes dirty data, the table goes on), `partial-stop` (that table
+    /// stops: its changes are archived as dirty data, in order, until `ferry dirty replay`;
+    /// the other tables go on) or `restart` (the run fails and restarts until the row writes;
+    /// counts toward `max_restarts`).
+    pub write_error: WriteErrorPolicy,
+    /// Restarts after a failure (target or source down, connection lost, `restart` policy):
+    /// `-1` unlimited, `0` none, up to `100`; with backoff 1 s, 2 s, 4 s … 30 s. Past the limit
+    /// the run ends `failed` with the last error. Default 10.
+    pub max_restarts: i32,
+    /// Dirty data (F9.3): `archive` (default: JSON lines under `<state>/<task>/dirty/`, see
+    /// `ferry dirty`) or `drop` (counted and logged, not kept).
+    pub dirty: DirtyMode,
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> Self {
+        ErrorsConfig { write_error: WriteErrorPolicy::Ignore, max_restarts: 10, dirty: DirtyMode::Archive }
+    }
+}
+
+/// The write-error policy (F9.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteErrorPolicy {
+    /// Rejected rows become dirty data.
+    #[default]
+    Ignore,
+    /// The table with a rejected row stops; the others go on.
+    PartialStop,
+    /// The run restarts until every row writes.
+    Restart,
+}
+
+/// What becomes of dirty rows (F9.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirtyMode {
+    /// Kept in the task's dirty-data archive.
+    #[default]
+    Archive,
+    /// Counted and logged only.
+    Drop,
 }
 
 /// The `files` target (object storage files; a local directory today).

@@ -82,14 +82,17 @@ pub enum TargetSpec {
     Files(FilesTarget),
     /// Discard everything.
     Null,
+    /// A database: the MySQL family or PostgreSQL.
+    Sql(std::sync::Arc<crate::sinks::sql::SqlTarget>),
 }
 
 /// Source types this build has (F1.2), and those the product plans.
 pub const SOURCE_TYPES: &[&str] = &["datagen", "mysql", "mariadb"];
 /// Target types this build has.
-pub const TARGET_TYPES: &[&str] = &["files", "null"];
+pub const TARGET_TYPES: &[&str] =
+    &["files", "null", "mysql", "mariadb", "tidb", "tdsql", "doris", "starrocks", "postgres", "postgresql"];
 const PLANNED_SOURCES: &[&str] = &["postgres", "kafka"];
-const PLANNED_TARGETS: &[&str] = &["mysql", "mariadb", "postgres", "doris", "starrocks", "kafka", "s3"];
+const PLANNED_TARGETS: &[&str] = &["kafka", "s3"];
 
 /// A checked plan (before source discovery).
 #[derive(Debug, Clone)]
@@ -458,6 +461,40 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
         |(kind, _name, rest)| match kind.as_str() {
             "files" => ctx.de::<FilesTarget>(&rest, "target").map(TargetSpec::Files),
             "null" => ctx.de::<NullTarget>(&rest, "target").map(|_| TargetSpec::Null),
+            "mysql" | "mariadb" | "tidb" | "tdsql" | "doris" | "starrocks" => {
+                ctx.de::<crate::sinks::sql::MysqlTargetConfig>(&rest, "target").and_then(|c| {
+                    if c.url.is_empty() {
+                        ctx.err_at("target", true, "missing required key `url`: mysql://user@host:port".to_string());
+                        return None;
+                    }
+                    match crate::sinks::sql::SqlTarget::mysql(&c) {
+                        Ok(t) => Some(TargetSpec::Sql(std::sync::Arc::new(t))),
+                        Err(e) => {
+                            ctx.err_at("target.url", false, e);
+                            None
+                        }
+                    }
+                })
+            }
+            "postgres" | "postgresql" => {
+                ctx.de::<crate::sinks::sql::PostgresTargetConfig>(&rest, "target").and_then(|c| {
+                    if c.url.is_empty() {
+                        ctx.err_at(
+                            "target",
+                            true,
+                            "missing required key `url`: postgres://user@host:port/database".to_string(),
+                        );
+                        return None;
+                    }
+                    match crate::sinks::sql::SqlTarget::postgres(&c) {
+                        Ok(t) => Some(TargetSpec::Sql(std::sync::Arc::new(t))),
+                        Err(e) => {
+                            ctx.err_at("target.url", false, e);
+                            None
+                        }
+                    }
+                })
+            }
             _ => None,
         },
     );
@@ -478,6 +515,13 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     };
     if raw.runtime.workers == 0 || raw.runtime.workers > 256 {
         ctx.err_at("runtime.workers", false, format!("workers must be 1..=256, got {}", raw.runtime.workers));
+    }
+    if !(-1..=100).contains(&raw.errors.max_restarts) {
+        ctx.err_at(
+            "errors.max_restarts",
+            false,
+            format!("max_restarts must be -1 (unlimited), 0 (none) or up to 100, got {}", raw.errors.max_restarts),
+        );
     }
     if raw.runtime.batch_rows == 0 {
         ctx.err_at("runtime.batch_rows", false, "batch_rows must be at least 1".to_string());

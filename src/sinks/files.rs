@@ -24,7 +24,6 @@ use crate::plan::config::{Semantics, WriteMode};
 use crate::plan::Compiled;
 use crate::state::TaskState;
 use crate::store::Store;
-use ferry_operators::template::{check_name, Names};
 use ferry_operators::{json, Change, Op, TableId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -93,28 +92,11 @@ impl FilesWriter {
             return Ok(d.clone());
         }
         let tp = self.plan.table(table);
-        let schema = self.plan.catalog.get(table);
-        let (db, tb) = match &tp.static_names {
-            Some((d, t)) => (d.clone(), t.clone()),
-            None => {
-                let names = Names {
-                    datasource: &self.plan.plan.source_name,
-                    database: &schema.name.database,
-                    schema: schema.name.schema.as_deref(),
-                    table: &schema.name.table,
-                    topic: None,
-                };
-                // Record fields are the target row's columns (after renames and added columns).
-                let row = Some((&tp.target_schema, change.image().as_slice()));
-                let d = tp.database.render(&names, row).map_err(|e| SinkError::Definite(e.message))?;
-                let t = tp.table.render(&names, row).map_err(|e| SinkError::Definite(e.message))?;
-                for n in [&d, &t] {
-                    check_name(n)
-                        .map_err(|why| SinkError::Definite(format!("target name from the template: {why}")))?;
-                }
-                return Ok(format!("{d}/{t}"));
-            }
-        };
+        let schema = change.schema.as_deref().unwrap_or(&tp.target_schema);
+        let (db, tb) = super::target_names(&self.plan, table, schema, change)?;
+        if tp.static_names.is_none() {
+            return Ok(format!("{db}/{tb}"));
+        }
         let dir = format!("{db}/{tb}");
         self.names.insert(table, dir.clone());
         Ok(dir)

@@ -10,8 +10,13 @@
 
 pub mod files;
 pub mod null;
+pub mod sql;
 
-use ferry_operators::{Change, TableId};
+use crate::state::TaskState;
+use ferry_operators::{Catalog, Change, TableId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
 
 /// Errors a sink reports.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +27,11 @@ pub enum SinkError {
     /// A change cannot be written as it is (bad name, rejected value): dirty data.
     #[error("{0}")]
     Definite(String),
+    /// The run cannot go on (connection lost mid-transaction, target down, a rejected row
+    /// under `write_error: restart`): it ends, and the supervisor restarts it from the last
+    /// checkpoint within `max_restarts`.
+    #[error("{0}")]
+    Restart(String),
 }
 
 /// One sink worker's writer.
@@ -36,4 +46,123 @@ pub trait SinkWriter {
     /// The last epoch this worker committed before the run started (exactly-once sinks skip
     /// replayed epochs up to it); 0 if none.
     fn committed(&self) -> u64;
+}
+
+/// The target `(database, table)` of `change` of source `table`: the plan's static names, or
+/// its templates rendered with the change's row (`schema` is the row's target schema).
+pub fn target_names(
+    plan: &crate::plan::Compiled,
+    table: TableId,
+    schema: &ferry_operators::TableSchema,
+    change: &Change,
+) -> Result<(String, String), SinkError> {
+    use ferry_operators::template::{check_name, Names};
+    let tp = plan.table(table);
+    if let Some((d, t)) = &tp.static_names {
+        return Ok((d.clone(), t.clone()));
+    }
+    let src = plan.catalog.get(table);
+    let names = Names {
+        datasource: &plan.plan.source_name,
+        database: &src.name.database,
+        schema: src.name.schema.as_deref(),
+        table: &src.name.table,
+        topic: None,
+    };
+    // Record fields are the target row's columns (after renames and added columns).
+    let row = Some((schema, change.image().as_slice()));
+    let d = tp.database.render(&names, row).map_err(|e| SinkError::Definite(e.message))?;
+    let t = tp.table.render(&names, row).map_err(|e| SinkError::Definite(e.message))?;
+    for n in [&d, &t] {
+        check_name(n).map_err(|why| SinkError::Definite(format!("target name from the template: {why}")))?;
+    }
+    Ok((d, t))
+}
+
+/// Tables stopped by the write-error policy `partial-stop`. A stop is kept in the state store
+/// (`<task>/stopped/<db.table>.json`) so later runs keep the table stopped, archiving its
+/// changes in order, until `ferry dirty replay` has re-applied them and lifts the stop.
+#[derive(Debug, Default)]
+pub struct TableStops {
+    any: AtomicBool,
+    tables: RwLock<HashMap<TableId, String>>,
+    state: Option<TaskState>,
+}
+
+/// One stop as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StopRecord {
+    /// The source table, `db.table`.
+    pub table: String,
+    /// Why it stopped.
+    pub reason: String,
+    /// When, microseconds since the Unix epoch.
+    pub since_micros: i64,
+}
+
+impl TableStops {
+    /// The stops recorded in the task's state, for the tables of `catalog`.
+    pub fn load(state: &TaskState, catalog: &Catalog) -> Result<TableStops, crate::state::StateError> {
+        let mut tables = HashMap::new();
+        for rec in Self::list(state)? {
+            if let Some(id) = catalog.tables.iter().position(|t| t.name.to_string() == rec.table) {
+                tables.insert(id as TableId, rec.reason);
+            }
+        }
+        Ok(TableStops {
+            any: AtomicBool::new(!tables.is_empty()),
+            tables: RwLock::new(tables),
+            state: Some(state.clone()),
+        })
+    }
+
+    /// Every stop recorded in the task's state.
+    pub fn list(state: &TaskState) -> Result<Vec<StopRecord>, crate::state::StateError> {
+        let mut out = Vec::new();
+        for path in state.store().list(&state.path("stopped"))? {
+            if let Some(b) = state.store().get(&path)? {
+                let rec: StopRecord = serde_json::from_slice(&b)
+                    .map_err(|source| crate::state::StateError::Corrupt { path: path.clone(), source })?;
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lifts every stop (after a replay).
+    pub fn clear(state: &TaskState) -> Result<usize, crate::state::StateError> {
+        Ok(state.store().delete_prefix(&state.path("stopped"))?)
+    }
+
+    /// Why `table` is stopped, if it is.
+    pub fn reason(&self, table: TableId) -> Option<String> {
+        if !self.any.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).get(&table).cloned()
+    }
+
+    /// Stops `table` (named `name`) for `reason`: logged, and kept in the state store.
+    pub fn stop(&self, table: TableId, name: &str, reason: &str) {
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        if t.contains_key(&table) {
+            return;
+        }
+        t.insert(table, reason.to_string());
+        self.any.store(true, Ordering::Relaxed);
+        tracing::error!(table = name, reason = %crate::secrets::redact(reason), "table stopped (write_error: partial-stop); its changes go to the dirty archive until `ferry dirty replay`");
+        if let Some(state) = &self.state {
+            let rec = StopRecord {
+                table: name.to_string(),
+                reason: crate::secrets::redact(reason),
+                since_micros: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64),
+            };
+            let path = state.path(&format!("stopped/{name}.json"));
+            if let Err(e) = state.store().put(&path, serde_json::to_vec_pretty(&rec).expect("serializes")) {
+                tracing::error!(error = %e, "cannot record the stop in the state store");
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mysql;
+pub mod sql;
 
 use ferry::connectors::datagen::{catalog, DatagenConfig, ShardGen};
 use ferry_operators::{json, Change, Op, TableSchema, Value};

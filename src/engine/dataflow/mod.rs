@@ -41,25 +41,34 @@ impl Metrics {
 }
 
 /// The dirty-data archive of one worker: rows that could not be transformed or written, as
-/// JSON lines with the table, row, position, commit time and reason, under `<task>/dirty/`.
+/// JSON lines under `<task>/dirty/`: the stage that refused the row (`transform` or `sink`),
+/// the source table, the operation, the row (as the stage saw it), its position, commit time
+/// and the reason, and the whole change in a lossless form for `ferry dirty replay`.
 #[derive(Clone)]
 pub struct DirtyArchive {
     state: TaskState,
     worker: usize,
     run: u64,
+    keep: bool,
     pending: Arc<Mutex<(Vec<u8>, u32)>>,
 }
 
 impl DirtyArchive {
-    /// An archive for one worker of one run.
-    pub fn new(state: TaskState, worker: usize, run: u64) -> Self {
-        DirtyArchive { state, worker, run, pending: Arc::new(Mutex::new((Vec::new(), 0))) }
+    /// An archive for one worker of one run; `keep: false` drops dirty rows (after a log line).
+    pub fn new(state: TaskState, worker: usize, run: u64, keep: bool) -> Self {
+        DirtyArchive { state, worker, run, keep, pending: Arc::new(Mutex::new((Vec::new(), 0))) }
     }
 
-    /// Records a bad change with its reason.
-    pub fn record(&self, table: &str, change: &Change, reason: &str) {
+    /// Records a bad change with its reason; `stage` is `transform` or `sink`.
+    pub fn record(&self, stage: &str, table: &str, change: &Change, reason: &str) {
+        if !self.keep {
+            tracing::debug!(table, position = %change.pos, reason = %crate::secrets::redact(reason), "dirty row dropped");
+            return;
+        }
         let mut line = Vec::new();
-        line.extend_from_slice(b"{\"table\":");
+        line.extend_from_slice(b"{\"stage\":");
+        json::write_str(stage, &mut line);
+        line.extend_from_slice(b",\"table\":");
         json::write_str(table, &mut line);
         line.extend_from_slice(b",\"op\":");
         json::write_str(change.op.as_str(), &mut line);
@@ -76,6 +85,8 @@ impl DirtyArchive {
         json::write_value(&ferry_operators::Value::Timestamp(change.commit_micros), &mut line);
         line.extend_from_slice(b",\"reason\":");
         json::write_str(&crate::secrets::redact(reason), &mut line);
+        line.extend_from_slice(b",\"change\":");
+        line.extend_from_slice(&serde_json::to_vec(change).expect("a change serializes"));
         line.extend_from_slice(b"}\n");
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.0.extend_from_slice(&line);

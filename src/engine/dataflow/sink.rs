@@ -23,6 +23,7 @@ fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Resul
     for attempt in 1..=5 {
         match f() {
             Ok(()) => return Ok(()),
+            Err(SinkError::Restart(e)) => return Err(format!("{what}: {e}")),
             Err(SinkError::Transient(e)) if attempt < 5 => {
                 tracing::warn!(attempt, error = %crate::secrets::redact(&e), "{what} failed, retrying");
                 std::thread::sleep(delay);
@@ -51,10 +52,43 @@ pub fn sink<'s>(
         // Per-table counts kept locally and published once per activation: the shared
         // counters sit on few cache lines, which workers must not fight over per row.
         let mut counts = vec![0u64; plan.tables.len()];
+        let dirty_flush = dirty.clone();
         let fail = move |msg: String| {
             let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
             f.get_or_insert(msg);
         };
+        // Data of epochs after the oldest open one waits here: a sink applies epochs in order
+        // (one key's snapshot row and binlog change may come from different workers).
+        let mut stash: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
+        let mut write = move |epoch: u64, data: Vec<Change>, writer: &mut Box<dyn SinkWriter>| -> Result<(), String> {
+            let mut written = 0u64;
+            for c in data {
+                match writer.write(epoch, c.table, &c) {
+                    Ok(()) => {
+                        written += 1;
+                        counts[c.table as usize] += 1;
+                    }
+                    Err(SinkError::Definite(reason)) => {
+                        metrics.dirty.fetch_add(1, Ordering::Relaxed);
+                        dirty.record("sink", &plan.catalog.get(c.table).name.to_string(), &c, &reason);
+                    }
+                    Err(SinkError::Transient(first)) => {
+                        tracing::warn!(error = %crate::secrets::redact(&first), "write failed, retrying");
+                        match with_retry("write", || writer.write(epoch, c.table, &c)) {
+                            Ok(()) => written += 1,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(SinkError::Restart(e)) => return Err(e),
+                }
+            }
+            metrics.rows_out.fetch_add(written, Ordering::Relaxed);
+            for (t, n) in counts.iter_mut().enumerate().filter(|(_, n)| **n > 0) {
+                metrics.per_table[t].fetch_add(std::mem::take(n), Ordering::Relaxed);
+            }
+            Ok(())
+        };
+        let flush = dirty_flush;
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 let Some(&epoch) = cap.least() else { return };
@@ -68,39 +102,33 @@ pub fn sink<'s>(
                         v.insert(c);
                     }
                 }
-                let mut written = 0u64;
-                for c in data.drain(..) {
-                    match writer.write(epoch, c.table, &c) {
-                        Ok(()) => {
-                            written += 1;
-                            counts[c.table as usize] += 1;
-                        }
-                        Err(SinkError::Definite(reason)) => {
-                            metrics.dirty.fetch_add(1, Ordering::Relaxed);
-                            dirty.record(&plan.catalog.get(c.table).name.to_string(), &c, &reason);
-                        }
-                        Err(SinkError::Transient(first)) => {
-                            tracing::warn!(error = %crate::secrets::redact(&first), "write failed, retrying");
-                            match with_retry("write", || writer.write(epoch, c.table, &c)) {
-                                Ok(()) => written += 1,
-                                Err(e) => fail(e),
-                            }
-                        }
+                stash.entry(epoch).or_default().append(data);
+            });
+            // Oldest epoch first: write what has arrived; commit it once the frontier passed
+            // it; stop at the first epoch still open (later ones wait in the stash).
+            while let Some((&e, _)) = pending.iter().next() {
+                if frontier.less_than(&e) {
+                    break;
+                }
+                if let Some(data) = stash.remove(&e) {
+                    if let Err(err) = write(e, data, &mut writer) {
+                        fail(err);
+                        return;
                     }
                 }
-                metrics.rows_out.fetch_add(written, Ordering::Relaxed);
-            });
-            for (t, n) in counts.iter_mut().enumerate().filter(|(_, n)| **n > 0) {
-                metrics.per_table[t].fetch_add(std::mem::take(n), Ordering::Relaxed);
-            }
-            let ready: Vec<u64> = pending.keys().copied().filter(|e| !frontier.less_equal(e)).collect();
-            for e in ready {
-                if let Err(err) = dirty.flush() {
+                if frontier.less_equal(&e) {
+                    break;
+                }
+                if let Err(err) = flush.flush() {
                     fail(format!("dirty archive: {err}"));
                     return;
                 }
                 if let Err(err) = with_retry("commit", || writer.commit(e)) {
                     fail(err);
+                    return;
+                }
+                if let Err(err) = flush.flush() {
+                    fail(format!("dirty archive: {err}"));
                     return;
                 }
                 pending.remove(&e);

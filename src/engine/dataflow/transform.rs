@@ -32,7 +32,15 @@ pub fn transform<'s>(
         let mut evolved: HashMap<(TableId, u32), (Transform, Arc<TableSchema>)> = HashMap::new();
         move |input, output| {
             input.for_each(|cap, data| {
-                if identity && data.iter().all(|c| c.schema.is_none()) {
+                // The fast path passes changes through untouched, so it must not see an update
+                // that changes the row key: that one is split into a delete and an insert.
+                let key_change = |c: &Change| {
+                    c.op == ferry_operators::Op::Update && {
+                        let (b, a) = (c.before.as_deref().unwrap_or(&[]), c.after.as_deref().unwrap_or(&[]));
+                        plan.catalog.get(c.table).row_key().iter().any(|&i| b.get(i) != a.get(i))
+                    }
+                };
+                if identity && data.iter().all(|c| c.schema.is_none() && !key_change(c)) {
                     output.session(&cap).give_container(data);
                     return;
                 }
@@ -63,7 +71,7 @@ pub fn transform<'s>(
                     }
                     for (e, c) in failed.drain(..) {
                         metrics.dirty.fetch_add(1, Ordering::Relaxed);
-                        dirty.record(&plan.catalog.get(table).name.to_string(), &c, &e.to_string());
+                        dirty.record("transform", &plan.catalog.get(table).name.to_string(), &c, &e.to_string());
                     }
                 }
                 output.session(&cap).give_container(&mut out);

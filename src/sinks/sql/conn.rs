@@ -1,0 +1,391 @@
+//! Connections to a database target, either dialect: settings from the plan
+//! ([`MysqlTargetConfig`], [`PostgresTargetConfig`]) build a [`SqlTarget`]; a [`Db`] is one
+//! open session with the statements the writer needs (plain SQL, bulk load, progress row), and
+//! [`DbError`] sorts what the server said into the row's fault, a passing fault, or a fatal one.
+
+use super::encode::Dialect;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The `target:` section for `type: mysql` (also `mariadb`, `tidb`, `tdsql`, `doris`,
+/// `starrocks`: servers that speak the MySQL protocol). Defaults live in [`Default`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MysqlTargetConfig {
+    /// Connection URL, `mysql://user[:password]@host[:port]`. Put the password in `password`
+    /// (e.g. `${env:TARGET_PASSWORD}`); it is masked in every log line and error. Required.
+    pub url: String,
+    /// The password, if it is not in the URL.
+    pub password: Option<String>,
+    /// Load insert-only batches (the snapshot phase, append mode) with
+    /// `LOAD DATA LOCAL INFILE` from memory instead of multi-row INSERT (the server needs
+    /// `local_infile=ON`). Default `true`.
+    pub bulk_load: bool,
+    /// Database of the exactly-once progress table `progress` (created if missing). Default
+    /// `ferry`.
+    pub progress_database: String,
+}
+
+impl Default for MysqlTargetConfig {
+    fn default() -> Self {
+        MysqlTargetConfig { url: String::new(), password: None, bulk_load: true, progress_database: "ferry".into() }
+    }
+}
+
+/// The `target:` section for `type: postgres`. Defaults live in [`Default`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresTargetConfig {
+    /// Connection URL, `postgres://user[:password]@host[:port]/database`. The route's
+    /// `database` template names the PostgreSQL *schema* inside this database. Required.
+    pub url: String,
+    /// The password, if it is not in the URL.
+    pub password: Option<String>,
+    /// Load insert-only batches with `COPY … FROM STDIN` (upserts through a temporary staging
+    /// table and one `INSERT … SELECT … ON CONFLICT`). Default `true`.
+    pub bulk_load: bool,
+    /// Schema of the exactly-once progress table `progress` (created if missing). Default
+    /// `ferry`.
+    pub progress_schema: String,
+}
+
+impl Default for PostgresTargetConfig {
+    fn default() -> Self {
+        PostgresTargetConfig { url: String::new(), password: None, bulk_load: true, progress_schema: "ferry".into() }
+    }
+}
+
+/// What a database error means.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbError {
+    /// The target rejected a row (constraint, type, length, encoding): the row is at fault.
+    #[error("{0}")]
+    Row(String),
+    /// Connection lost, deadlock, server shutting down: a retry or restart may succeed.
+    #[error("{0}")]
+    Transient(String),
+    /// Anything else (missing table or column, no privilege): the run cannot go on.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl DbError {
+    fn mysql(e: mysql_async::Error) -> DbError {
+        let text = crate::secrets::redact(&e.to_string());
+        match &e {
+            mysql_async::Error::Server(s) => {
+                let transient = [1040, 1053, 1205, 1213, 1290, 1836, 1927, 2006, 2013];
+                if transient.contains(&s.code) {
+                    DbError::Transient(text)
+                } else if s.state.starts_with("22")
+                    || s.state.starts_with("23")
+                    || [1048, 1062, 1264, 1265, 1292, 1364, 1366, 1406, 1451, 1452, 1690, 3819, 4025].contains(&s.code)
+                {
+                    DbError::Row(text)
+                } else {
+                    DbError::Fatal(text)
+                }
+            }
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => DbError::Transient(text),
+            _ => DbError::Fatal(text),
+        }
+    }
+
+    fn pg(e: tokio_postgres::Error) -> DbError {
+        let Some(db) = e.as_db_error() else {
+            return DbError::Transient(crate::secrets::redact(&e.to_string()));
+        };
+        let text = crate::secrets::redact(&format!(
+            "{}: {}{}",
+            db.severity(),
+            db.message(),
+            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        ));
+        let code = db.code().code();
+        if code.starts_with("22") || code.starts_with("23") {
+            DbError::Row(text)
+        } else if code.starts_with("08")
+            || code.starts_with("40")
+            || code.starts_with("53")
+            || code.starts_with("57P")
+            || code == "55P03"
+        {
+            DbError::Transient(text)
+        } else {
+            DbError::Fatal(text)
+        }
+    }
+}
+
+/// A database target's runtime settings (built from the plan's target section).
+#[derive(Debug, Clone)]
+pub struct SqlTarget {
+    /// The dialect.
+    pub dialect: Dialect,
+    my: Option<mysql_async::Opts>,
+    pg: Option<tokio_postgres::Config>,
+    /// Whether insert-only batches take the bulk path.
+    pub bulk: bool,
+    /// The progress table, quoted and qualified.
+    pub progress: String,
+    progress_ns: String,
+    /// `host:port` for messages.
+    pub addr: String,
+}
+
+impl SqlTarget {
+    /// From a `mysql` target section.
+    pub fn mysql(cfg: &MysqlTargetConfig) -> Result<SqlTarget, String> {
+        use mysql_async::{Opts, OptsBuilder};
+        let url = cfg.url.replacen("mariadb://", "mysql://", 1);
+        let base =
+            Opts::from_url(&url).map_err(|e| format!("target url: {}", crate::secrets::redact(&e.to_string())))?;
+        let addr = format!("{}:{}", base.ip_or_hostname(), base.tcp_port());
+        let mut b = OptsBuilder::from_opts(base)
+            .prefer_socket(false)
+            .wait_timeout(Some(28_800))
+            .conn_ttl(None::<Duration>)
+            .init(vec![
+                "SET time_zone = '+00:00', names utf8mb4, foreign_key_checks = 0, \
+                 sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO', \
+                 innodb_lock_wait_timeout = 20",
+                // Workers write disjoint keys in concurrent transactions: without gap locks
+                // (REPEATABLE READ takes them for deletes of absent keys) they never wait on
+                // each other.
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            ]);
+        if let Some(p) = &cfg.password {
+            b = b.pass(Some(p.clone()));
+        }
+        let d = Dialect::Mysql;
+        Ok(SqlTarget {
+            dialect: d,
+            my: Some(b.into()),
+            pg: None,
+            bulk: cfg.bulk_load,
+            progress: d.qualified(&cfg.progress_database, "progress"),
+            progress_ns: cfg.progress_database.clone(),
+            addr,
+        })
+    }
+
+    /// From a `postgres` target section.
+    pub fn postgres(cfg: &PostgresTargetConfig) -> Result<SqlTarget, String> {
+        let mut c: tokio_postgres::Config =
+            cfg.url.replacen("postgresql://", "postgres://", 1).parse().map_err(|e: tokio_postgres::Error| {
+                format!("target url: {}", crate::secrets::redact(&e.to_string()))
+            })?;
+        if let Some(p) = &cfg.password {
+            c.password(p.as_bytes());
+        }
+        c.application_name("ferry");
+        c.options("-c TimeZone=UTC -c client_encoding=UTF8");
+        c.connect_timeout(Duration::from_secs(10));
+        let host = match c.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "localhost".into(),
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        let d = Dialect::Postgres;
+        Ok(SqlTarget {
+            dialect: d,
+            my: None,
+            pg: Some(c),
+            bulk: cfg.bulk_load,
+            progress: d.qualified(&cfg.progress_schema, "progress"),
+            progress_ns: cfg.progress_schema.clone(),
+            addr: format!("{host}:{port}"),
+        })
+    }
+
+    /// Opens one session.
+    pub async fn connect(&self) -> Result<Db, DbError> {
+        let unreachable = |e: String| DbError::Transient(format!("cannot connect to the target at {}: {e}", self.addr));
+        if let Some(o) = &self.my {
+            let conn = mysql_async::Conn::new(o.clone()).await.map_err(|e| match DbError::mysql(e) {
+                DbError::Transient(m) => unreachable(m),
+                other => DbError::Fatal(format!("cannot connect to the target at {}: {other}", self.addr)),
+            })?;
+            return Ok(Db::My(conn));
+        }
+        let cfg = self.pg.as_ref().expect("one of the two");
+        let (client, connection) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| match DbError::pg(e) {
+            DbError::Transient(m) => unreachable(m),
+            other => DbError::Fatal(format!("cannot connect to the target at {}: {other}", self.addr)),
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %crate::secrets::redact(&e.to_string()), "target connection ended");
+            }
+        });
+        Ok(Db::Pg(client, std::collections::HashSet::new()))
+    }
+
+    /// Creates the progress table if it is missing (called once per run, before the workers).
+    pub async fn ensure_progress_table(&self, db: &mut Db) -> Result<(), DbError> {
+        let mut ns = String::new();
+        self.dialect.ident(&self.progress_ns, &mut ns);
+        match self.dialect {
+            Dialect::Mysql => {
+                db.exec(&format!("CREATE DATABASE IF NOT EXISTS {ns}")).await?;
+                db.exec(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (task VARCHAR(190) NOT NULL, worker INT NOT NULL, \
+                     epoch BIGINT NOT NULL, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                     PRIMARY KEY (task, worker)) ENGINE=InnoDB",
+                    self.progress
+                ))
+                .await
+            }
+            Dialect::Postgres => {
+                db.exec(&format!("CREATE SCHEMA IF NOT EXISTS {ns}")).await?;
+                db.exec(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (task text NOT NULL, worker int NOT NULL, epoch bigint NOT NULL, \
+                     updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (task, worker))",
+                    self.progress
+                ))
+                .await
+            }
+        }
+    }
+
+    /// The statement that records `epoch` as committed by `worker` of `task`.
+    pub fn progress_upsert(&self, task: &str, worker: usize, epoch: u64) -> String {
+        let mut t = String::new();
+        let _ = self.dialect.literal(&ferry_operators::Value::Text(task.into()), &mut t);
+        match self.dialect {
+            Dialect::Mysql => format!(
+                "INSERT INTO {} (task, worker, epoch) VALUES ({t}, {worker}, {epoch}) \
+                 ON DUPLICATE KEY UPDATE epoch = VALUES(epoch), updated_at = CURRENT_TIMESTAMP(6)",
+                self.progress
+            ),
+            Dialect::Postgres => format!(
+                "INSERT INTO {} (task, worker, epoch) VALUES ({t}, {worker}, {epoch}) \
+                 ON CONFLICT (task, worker) DO UPDATE SET epoch = EXCLUDED.epoch, updated_at = now()",
+                self.progress
+            ),
+        }
+    }
+
+    /// The last epoch `worker` of `task` committed (0: none).
+    pub async fn committed(&self, db: &mut Db, task: &str, worker: usize) -> Result<u64, DbError> {
+        let mut t = String::new();
+        let _ = self.dialect.literal(&ferry_operators::Value::Text(task.into()), &mut t);
+        let sql = format!("SELECT epoch FROM {} WHERE task = {t} AND worker = {worker}", self.progress);
+        db.query_u64(&sql).await.map(|v| v.unwrap_or(0))
+    }
+
+    /// Whether `db.table` exists (for PostgreSQL: `schema.table` in the connected database).
+    pub async fn table_exists(&self, db: &mut Db, schema: &str, table: &str) -> Result<bool, DbError> {
+        let (mut s, mut t) = (String::new(), String::new());
+        let _ = self.dialect.literal(&ferry_operators::Value::Text(schema.into()), &mut s);
+        let _ = self.dialect.literal(&ferry_operators::Value::Text(table.into()), &mut t);
+        let sql =
+            format!("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {s} AND table_name = {t}");
+        Ok(db.query_u64(&sql).await?.unwrap_or(0) > 0)
+    }
+
+    /// Forgets the task's progress (a `--from-scratch` run).
+    pub async fn forget(&self, db: &mut Db, task: &str) -> Result<(), DbError> {
+        let mut t = String::new();
+        let _ = self.dialect.literal(&ferry_operators::Value::Text(task.into()), &mut t);
+        db.exec(&format!("DELETE FROM {} WHERE task = {t}", self.progress)).await
+    }
+}
+
+/// One open session with a database target.
+pub enum Db {
+    /// MySQL family.
+    My(mysql_async::Conn),
+    /// PostgreSQL, and the staging tables made in this session.
+    Pg(tokio_postgres::Client, std::collections::HashSet<String>),
+}
+
+impl Db {
+    /// Runs one statement; the MySQL family's warning count is returned (0 for PostgreSQL).
+    pub async fn exec_warnings(&mut self, sql: &str) -> Result<u16, DbError> {
+        match self {
+            Db::My(c) => {
+                use mysql_async::prelude::Queryable;
+                c.query_drop(sql).await.map_err(DbError::mysql)?;
+                Ok(c.get_warnings())
+            }
+            Db::Pg(c, _) => c.batch_execute(sql).await.map(|_| 0).map_err(DbError::pg),
+        }
+    }
+
+    /// Runs one statement.
+    pub async fn exec(&mut self, sql: &str) -> Result<(), DbError> {
+        self.exec_warnings(sql).await.map(|_| ())
+    }
+
+    /// Runs a query returning at most one integer.
+    pub async fn query_u64(&mut self, sql: &str) -> Result<Option<u64>, DbError> {
+        match self {
+            Db::My(c) => {
+                use mysql_async::prelude::Queryable;
+                let v: Option<u64> = c.query_first(sql).await.map_err(DbError::mysql)?;
+                Ok(v)
+            }
+            Db::Pg(c, _) => {
+                let rows = c.simple_query(sql).await.map_err(DbError::pg)?;
+                for r in rows {
+                    if let tokio_postgres::SimpleQueryMessage::Row(row) = r {
+                        return Ok(row.get(0).and_then(|v| v.parse().ok()));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The MySQL family's `LOAD DATA LOCAL INFILE` of `data` (rows in the bulk text format)
+    /// into `table (cols)`, replacing rows with the same key when `replace`. Any warning (the
+    /// server turns rejected values into warnings under `LOCAL`) is reported as a row error,
+    /// so the caller rolls back and writes the batch row by row.
+    pub async fn load_data(&mut self, table: &str, cols: &str, data: Vec<u8>, replace: bool) -> Result<(), DbError> {
+        let Db::My(c) = self else { unreachable!("LOAD DATA is the MySQL family's") };
+        let data = Bytes::from(data);
+        c.set_infile_handler(
+            async move { Ok(futures::stream::once(async move { Ok::<_, std::io::Error>(data) }).boxed()) },
+        );
+        let sql = format!(
+            "LOAD DATA LOCAL INFILE 'ferry' {}INTO TABLE {table} CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({cols})",
+            if replace { "REPLACE " } else { "" }
+        );
+        let warnings = self.exec_warnings(&sql).await?;
+        if warnings > 0 {
+            return Err(DbError::Row(format!("the bulk load reported {warnings} warnings")));
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL `COPY table (cols) FROM STDIN` of `data` (rows in COPY text format).
+    pub async fn copy_in(&mut self, table: &str, cols: &str, data: Vec<u8>) -> Result<(), DbError> {
+        let Db::Pg(c, _) = self else { unreachable!("COPY is PostgreSQL's") };
+        let sink = c.copy_in::<_, Bytes>(&format!("COPY {table} ({cols}) FROM STDIN")).await.map_err(DbError::pg)?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from(data)).await.map_err(DbError::pg)?;
+        sink.finish().await.map_err(DbError::pg)?;
+        Ok(())
+    }
+
+    /// Ensures a temporary staging table shaped like `table` exists in this session; returns
+    /// its quoted name.
+    pub async fn staging(&mut self, table: &str) -> Result<String, DbError> {
+        let Db::Pg(_, made) = self else { unreachable!("staging is PostgreSQL's") };
+        let mut h = ferry_operators::value::StableHasher::default();
+        h.write_bytes(table.as_bytes());
+        let h = h.finish();
+        let name = format!("\"ferry_stage_{h:016x}\"");
+        if !made.contains(&name) {
+            let sql = format!("CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS)");
+            self.exec(&sql).await?;
+            let Db::Pg(_, made) = self else { unreachable!() };
+            made.insert(name.clone());
+        }
+        Ok(name)
+    }
+}

@@ -1,0 +1,188 @@
+//! Database-target helpers for integration tests: run SQL on the private MariaDB or
+//! PostgreSQL, create target tables, read a table back as canonical row texts, and render
+//! expected rows the same way, so a target can be compared with what the source holds.
+#![allow(dead_code)]
+
+use ferry::sinks::sql::ddl;
+use ferry::sinks::sql::encode::Dialect;
+use ferry_operators::{Column, ColumnType, TableSchema, Value};
+use mysql_async::prelude::Queryable;
+
+/// The two database targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The private MariaDB.
+    Maria,
+    /// The private PostgreSQL.
+    Pg,
+}
+
+impl Target {
+    /// The dialect.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Target::Maria => Dialect::Mysql,
+            Target::Pg => Dialect::Postgres,
+        }
+    }
+
+    /// The plan's `target:` section (as YAML lines indented by two spaces).
+    pub fn plan_section(self) -> String {
+        match self {
+            Target::Maria => format!("  type: mariadb\n  url: {}\n", super::mysql::main_url()),
+            Target::Pg => format!("  type: postgres\n  url: {}\n", pg_url()),
+        }
+    }
+
+    /// Runs statements in order.
+    pub fn exec(self, sqls: &[String]) {
+        match self {
+            Target::Maria => super::mysql::exec(&sqls.iter().map(String::as_str).collect::<Vec<_>>()),
+            Target::Pg => ferry::engine::io_runtime().block_on(async {
+                let c = pg_client().await;
+                for s in sqls {
+                    c.batch_execute(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
+                }
+            }),
+        }
+    }
+
+    /// Drops and creates the namespace `db` (a MariaDB database, a PostgreSQL schema).
+    pub fn fresh_namespace(self, db: &str) {
+        let drop = match self {
+            Target::Maria => format!("DROP DATABASE IF EXISTS `{db}`"),
+            Target::Pg => format!("DROP SCHEMA IF EXISTS \"{db}\" CASCADE"),
+        };
+        self.exec(&[drop, ddl::create_namespace(self.dialect(), db)]);
+    }
+
+    /// Creates `db.table` for `schema`.
+    pub fn create_table(self, db: &str, table: &str, schema: &TableSchema) {
+        self.exec(&[ddl::create_table(self.dialect(), db, table, schema)]);
+    }
+
+    /// Every row of `db.table` as canonical texts (see [`canon`]), sorted.
+    pub fn rows(self, db: &str, table: &str, schema: &TableSchema) -> Vec<String> {
+        let cols: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let mut s = String::new();
+                self.dialect().ident(&c.name, &mut s);
+                s
+            })
+            .collect();
+        let sql = format!("SELECT {} FROM {}", cols.join(","), self.dialect().qualified(db, table));
+        let raw: Vec<Vec<Option<String>>> = match self {
+            Target::Maria => {
+                let opts = mysql_async::Opts::from_url(&super::mysql::main_url()).unwrap();
+                ferry::engine::io_runtime().block_on(async {
+                    let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+                    conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
+                    let rows: Vec<mysql_async::Row> = conn.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    conn.disconnect().await.unwrap();
+                    rows.into_iter()
+                        .map(|r| {
+                            (0..r.len())
+                                .map(|i| match r.as_ref(i).unwrap() {
+                                    mysql_async::Value::NULL => None,
+                                    mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                                    other => Some(other.as_sql(true)),
+                                })
+                                .collect()
+                        })
+                        .collect()
+                })
+            }
+            Target::Pg => ferry::engine::io_runtime().block_on(async {
+                let c = pg_client().await;
+                let mut out = Vec::new();
+                for m in c.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
+                    if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                        out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+                    }
+                }
+                out
+            }),
+        };
+        let mut rows: Vec<String> = raw
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .zip(&schema.columns)
+                    .map(|(v, c)| v.as_deref().map_or("NULL".to_string(), |t| canon(&c.ty, t)))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// The private PostgreSQL's URL.
+pub fn pg_url() -> String {
+    super::mysql::url("FERRY_TEST_PG_URL")
+}
+
+/// A client of the private PostgreSQL (session time zone UTC).
+pub async fn pg_client() -> tokio_postgres::Client {
+    let mut cfg: tokio_postgres::Config = pg_url().parse().unwrap();
+    cfg.options("-c TimeZone=UTC");
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// A value's text in a form both targets' output and ferry's values reduce to: timestamps
+/// without zone marks and trailing fraction zeros, decimals without trailing zeros, floats
+/// by their parsed value, booleans as 1 or 0.
+pub fn canon(ty: &ColumnType, text: &str) -> String {
+    fn trim_fraction(s: &str) -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    }
+    match ty {
+        ColumnType::Timestamp { .. } | ColumnType::DateTime { .. } | ColumnType::Time { .. } => {
+            let s = text.trim_end_matches("+00").trim_end_matches('Z').replace('T', " ");
+            trim_fraction(&s)
+        }
+        ColumnType::Decimal { .. } => trim_fraction(text),
+        ColumnType::Float => text.parse::<f32>().map_or(text.to_string(), |f| f.to_string()),
+        ColumnType::Double => text.parse::<f64>().map_or(text.to_string(), |f| f.to_string()),
+        ColumnType::Bool => match text {
+            "1" | "t" | "true" => "1".into(),
+            "0" | "f" | "false" => "0".into(),
+            other => other.into(),
+        },
+        _ => text.to_string(),
+    }
+}
+
+/// Expected rows of `schema` as canonical texts, sorted.
+pub fn expected(schema: &TableSchema, rows: &[Vec<Value>]) -> Vec<String> {
+    let mut out: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&schema.columns)
+                .map(|(v, c)| if v.is_null() { "NULL".to_string() } else { canon(&c.ty, &v.to_string()) })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `schema` as an append-mode target: no key, plus an `_op` column for the operation.
+pub fn append_schema(schema: &TableSchema) -> TableSchema {
+    let mut s = schema.clone();
+    s.primary_key.clear();
+    s.unique_keys.clear();
+    s.columns.push(Column::new("_op", ColumnType::String { max_chars: Some(8), fixed: false }, false));
+    s
+}
