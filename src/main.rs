@@ -88,6 +88,15 @@ enum DirtyCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Re-apply the archived rows to the database target after the cause is fixed (a column
+    /// widened, a constraint relaxed): rows refused by the transform go through it again,
+    /// rows refused by the target are written again, in archive order. Rows that fail again
+    /// are archived anew; replayed files move to `dirty-replayed/`; stopped tables
+    /// (`write_error: partial-stop`) are released. Run it while the task is stopped.
+    Replay {
+        /// The plan file.
+        plan: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -122,10 +131,34 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Dirty { what: DirtyCommand::Replay { plan: path } } => {
+            let compiled = match plan::load_file(&path) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let s = ferry::engine::replay_dirty(compiled)?;
+            if s.files == 0 {
+                println!("no dirty rows to replay");
+            } else {
+                println!(
+                    "replayed {} rows from {} files: {} written, {} failed again (archived anew){}",
+                    s.rows,
+                    s.files,
+                    s.written,
+                    s.failed_again,
+                    if s.unstopped > 0 { format!("; {} stopped tables released", s.unstopped) } else { String::new() }
+                );
+            }
+            Ok(if s.failed_again > 0 { ExitCode::from(4) } else { ExitCode::SUCCESS })
+        }
         Command::Dirty { what } => {
             let (plan_path, table, limit) = match &what {
                 DirtyCommand::List { plan } => (plan, None, usize::MAX),
                 DirtyCommand::Show { plan, table, limit } => (plan, table.clone(), *limit),
+                DirtyCommand::Replay { .. } => unreachable!("handled above"),
             };
             let text = std::fs::read_to_string(plan_path).with_context(|| format!("reading {plan_path}"))?;
             let plan = match plan::load(plan_path, &text) {
@@ -163,7 +196,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                             println!("{line}");
                             shown += 1;
                         }
-                        DirtyCommand::Show { .. } => {}
+                        DirtyCommand::Show { .. } | DirtyCommand::Replay { .. } => {}
                     }
                 }
                 if let DirtyCommand::List { .. } = what {

@@ -1,0 +1,228 @@
+//! Rows the target rejects (F9.2, F9.3): MariaDB source rows that are too long for the target
+//! column, NULL into NOT NULL, a duplicate unique key in append mode. With `ignore` the dirty
+//! archive holds exactly those rows with the target's errors, the other tables are complete,
+//! and `ferry dirty replay` writes them once the target is fixed; with `partial-stop` only the
+//! failing table stops, its later rows wait in the archive, and replay completes it.
+
+mod common;
+
+use common::sql::Target;
+use common::*;
+use ferry_operators::{Column, ColumnType, TableName, TableSchema};
+use std::path::Path;
+
+fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
+    Column::new(name, ty, nullable)
+}
+
+fn int() -> ColumnType {
+    ColumnType::Int { bits: 32, unsigned: false }
+}
+
+fn varchar(n: u32) -> ColumnType {
+    ColumnType::String { max_chars: Some(n), fixed: false }
+}
+
+fn people(name_len: u32, note_nullable: bool) -> TableSchema {
+    TableSchema {
+        name: TableName::new("x", "people"),
+        columns: vec![
+            col("id", int(), false),
+            col("name", varchar(name_len), false),
+            col("note", varchar(50), note_nullable),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        version: 1,
+    }
+}
+
+fn other() -> TableSchema {
+    TableSchema {
+        name: TableName::new("x", "other"),
+        columns: vec![col("id", int(), false), col("v", int(), true)],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        version: 1,
+    }
+}
+
+/// Source database `db`: `people` with 60 rows of which ids 20, 33, 41 have 20-character names
+/// and ids 45, 52 a NULL note; `other` with 200 clean rows.
+fn source(db: &str) {
+    mysql::fresh_db(db);
+    let mut people = Vec::new();
+    for id in 1..=60 {
+        let name = if [20, 33, 41].contains(&id) { format!("'{}'", "n".repeat(20)) } else { format!("'p{id}'") };
+        let note = if [45, 52].contains(&id) { "NULL".to_string() } else { format!("'note {id}'") };
+        people.push(format!("({id}, {name}, {note})"));
+    }
+    let others: Vec<String> = (1..=200).map(|i| format!("({i}, {})", i * 7)).collect();
+    mysql::exec(&[
+        &format!("CREATE TABLE `{db}`.people (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, note VARCHAR(50) NULL)"),
+        &format!("CREATE TABLE `{db}`.other (id INT PRIMARY KEY, v INT)"),
+        &format!("INSERT INTO `{db}`.people VALUES {}", people.join(",")),
+        &format!("INSERT INTO `{db}`.other VALUES {}", others.join(",")),
+    ]);
+}
+
+fn plan(task: &str, src: &str, dst: &str, target: Target, policy: &str) -> String {
+    format!(
+        "task: {task}\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\n  chunk_rows: 16\n\
+         target:\n{}tables:\n  include: ['{src}\\..*']\nroute:\n  database: {dst}\n\
+         errors:\n  write_error: {policy}\nruntime:\n  workers: 2\n  batch_rows: 25\n  state: ./state\n",
+        mysql::main_url(),
+        target.plan_section()
+    )
+}
+
+/// The archived rows: (source table, id, reason).
+fn dirty_rows(dir: &Path, plan: &str) -> Vec<(String, i64, String)> {
+    let out = ok(&run_in(dir, &["dirty", "show", "--limit", "1000", plan]));
+    let mut rows: Vec<(String, i64, String)> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["table"].as_str().unwrap().to_string(),
+                v["row"][0].as_i64().unwrap(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn source_rows(db: &str, table: &str, schema: &TableSchema) -> Vec<String> {
+    let (_, rows) = mysql::read_table(db, table);
+    common::sql::expected(schema, &rows)
+}
+
+fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(target: Target) {
+    let t = match target {
+        Target::Maria => "m",
+        Target::Pg => "p",
+    };
+    let (src, dst) = (format!("errsrc_{t}"), format!("errdst_{t}"));
+    source(&src);
+    target.fresh_namespace(&dst);
+    target.create_table(&dst, "people", &people(10, false));
+    target.create_table(&dst, "other", &other());
+    let dir = workdir();
+    let p = write_plan(dir.path(), "plan.yaml", &plan(&format!("err-ignore-{t}"), &src, &dst, target, "ignore"));
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+
+    let dirty = dirty_rows(dir.path(), &p);
+    let ids: Vec<i64> = dirty.iter().map(|d| d.1).collect();
+    assert_eq!(ids, vec![20, 33, 41, 45, 52], "{dirty:?}");
+    let people_name = format!("{src}.people");
+    assert!(dirty.iter().all(|d| d.0 == people_name), "{dirty:?}");
+    let (long, null) = match target {
+        Target::Maria => ("Data too long", "cannot be null"),
+        Target::Pg => ("value too long", "null value"),
+    };
+    for d in &dirty {
+        let want = if d.1 < 45 { long } else { null };
+        assert!(d.2.contains(want) && d.2.contains(&format!("{dst}.people")), "{d:?}");
+    }
+    assert_eq!(target.rows(&dst, "people", &people(10, true)).len(), 55);
+    assert_eq!(target.rows(&dst, "other", &other()), source_rows(&src, "other", &other()));
+
+    // Fix the target, replay: now equal to the source.
+    target.exec(&[match target {
+        Target::Maria => {
+            format!("ALTER TABLE `{dst}`.people MODIFY name VARCHAR(50) NOT NULL, MODIFY note VARCHAR(50) NULL")
+        }
+        Target::Pg => {
+            format!("ALTER TABLE \"{dst}\".people ALTER COLUMN name TYPE varchar(50), ALTER COLUMN note DROP NOT NULL")
+        }
+    }]);
+    let replayed = ok(&run_in(dir.path(), &["dirty", "replay", &p]));
+    assert!(replayed.contains("replayed 5 rows") && replayed.contains("0 failed again"), "{replayed}");
+    let full = people(50, true);
+    assert_eq!(target.rows(&dst, "people", &full), source_rows(&src, "people", &full));
+    let after = ok(&run_in(dir.path(), &["dirty", "list", &p]));
+    assert!(after.contains("no dirty rows"), "{after}");
+}
+
+#[test]
+fn mariadb_target_rejected_rows_are_archived_and_replayed() {
+    rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(Target::Maria);
+}
+
+#[test]
+fn postgres_target_rejected_rows_are_archived_and_replayed() {
+    rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(Target::Pg);
+}
+
+#[test]
+fn partial_stop_stops_only_the_failing_table_until_replay() {
+    let target = Target::Maria;
+    let (src, dst) = ("errsrc_stop", "errdst_stop");
+    source(src);
+    target.fresh_namespace(dst);
+    target.create_table(dst, "people", &people(10, true));
+    target.create_table(dst, "other", &other());
+    let dir = workdir();
+    let p = write_plan(dir.path(), "plan.yaml", &plan("err-stop", src, dst, target, "partial-stop"));
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+
+    // `other` is complete; `people` stopped at its first rejected row (id 20): later rows are
+    // archived, none of them written.
+    assert_eq!(target.rows(dst, "other", &other()), source_rows(src, "other", &other()));
+    let written = target.rows(dst, "people", &people(10, true));
+    assert!(written.len() < 60 - 5, "people should have stopped: {} rows written", written.len());
+    let stop = std::fs::read_to_string(dir.path().join(format!("state/err-stop/stopped/{src}.people.json"))).unwrap();
+    assert!(stop.contains("Data too long"), "{stop}");
+    let dirty = dirty_rows(dir.path(), &p);
+    assert!(dirty.iter().all(|d| d.0 == format!("{src}.people")), "{dirty:?}");
+    assert_eq!(dirty.len() + written.len(), 60, "every people row is written or archived");
+
+    // A second run keeps the table stopped (its changes would otherwise overtake the archive).
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    assert_eq!(target.rows(dst, "people", &people(10, true)).len(), written.len());
+
+    target.exec(&[format!("ALTER TABLE `{dst}`.people MODIFY name VARCHAR(50) NOT NULL")]);
+    let replayed = ok(&run_in(dir.path(), &["dirty", "replay", &p]));
+    assert!(replayed.contains("1 stopped tables released"), "{replayed}");
+    let full = people(50, true);
+    assert_eq!(target.rows(dst, "people", &full), source_rows(src, "people", &full));
+    assert!(!dir.path().join(format!("state/err-stop/stopped/{src}.people.json")).exists());
+}
+
+#[test]
+fn duplicate_unique_keys_in_append_mode_go_to_the_archive() {
+    let target = Target::Pg;
+    let (src, dst) = ("errsrc_dup", "errdst_dup");
+    mysql::fresh_db(src);
+    let rows: Vec<String> = (1..=40).map(|i| format!("({i}, 'tag{}')", if i % 10 == 0 { 1 } else { i })).collect();
+    mysql::exec(&[
+        &format!("CREATE TABLE `{src}`.tags (id INT PRIMARY KEY, tag VARCHAR(20) NOT NULL)"),
+        &format!("INSERT INTO `{src}`.tags VALUES {}", rows.join(",")),
+    ]);
+    target.fresh_namespace(dst);
+    target.exec(&[format!("CREATE TABLE \"{dst}\".tags (id int, tag varchar(20) UNIQUE, _op text)")]);
+    let dir = workdir();
+    let text = plan("err-dup", src, dst, target, "ignore")
+        .replace("route:", "write_mode: append\nmetadata:\n  - column: _op\n    field: op_type\nroute:");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let dirty = dirty_rows(dir.path(), &p);
+    // tag1 belongs to id 1 and to ids 10, 20, 30, 40: whichever of them the target got first
+    // holds it; the other four are refused as duplicates.
+    assert_eq!(dirty.len(), 4, "{dirty:?}");
+    assert!(dirty.iter().all(|d| d.2.contains("duplicate key")), "{dirty:?}");
+    let mut ids: Vec<i64> = dirty.iter().map(|d| d.1).collect();
+    ids.sort();
+    assert!(ids.iter().all(|i| [1, 10, 20, 30, 40].contains(i)), "{ids:?}");
+    let schema = TableSchema {
+        name: TableName::new(dst, "tags"),
+        columns: vec![col("id", int(), true), col("tag", varchar(20), true), col("_op", varchar(10), true)],
+        primary_key: vec![],
+        unique_keys: vec![],
+        version: 1,
+    };
+    assert_eq!(target.rows(dst, "tags", &schema).len(), 36);
+}
