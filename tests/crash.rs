@@ -8,8 +8,6 @@ use common::*;
 use ferry::connectors::datagen::DatagenConfig;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 const CHANGES: u64 = 240_000;
 
@@ -38,60 +36,6 @@ fn selected(name: &str) -> bool {
     !name.ends_with(".events")
 }
 
-/// A small deterministic PRNG for the kill moments (seeded from the clock, printed).
-fn kill_moments(n: usize) -> Vec<Duration> {
-    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("kill seed {x}");
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            Duration::from_millis(250 + x % 900)
-        })
-        .collect()
-}
-
-/// Runs the plan, killing it at each moment, then lets it finish. Returns how many kills hit a
-/// running engine.
-fn run_with_kills(dir: &Path, plan_path: &str) -> usize {
-    let mut kills = 0;
-    for d in kill_moments(5) {
-        // Manifests lag the sinks' commits by a few epochs, so most kills land where a restart
-        // must replay epochs that some sinks already committed.
-        let mut guard = KillOnDrop(
-            ferry()
-                .current_dir(dir)
-                .env("FERRY_FAULT_MANIFEST_DELAY_MS", "400")
-                .args(["run", "-q", plan_path])
-                .spawn()
-                .unwrap(),
-        );
-        let child = &mut guard.0;
-        let start = Instant::now();
-        let mut exited = None;
-        while start.elapsed() < d {
-            if let Some(s) = child.try_wait().unwrap() {
-                exited = Some(s);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        match exited {
-            Some(s) => assert!(s.success(), "run ended with {s} before the kill"),
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-            }
-        }
-    }
-    let out = run_in(dir, &["run", "-q", plan_path]);
-    let stdout = ok(&out);
-    assert!(stdout.starts_with("done:"), "{stdout}");
-    kills
-}
-
 /// The line an append-mode change with `_op` and `_pos` metadata columns becomes.
 fn change_line(schema: &ferry_operators::TableSchema, c: &ferry_operators::Change) -> String {
     let mut j = row_json(schema, change_image(c));
@@ -113,7 +57,7 @@ fn seq_of(line: &Json) -> u64 {
 fn exactly_once_append_survives_five_sigkills_without_gap_or_duplicate() {
     let dir = workdir();
     let plan_path = write_plan(dir.path(), "plan.yaml", &plan("exactly-once", "append"));
-    let kills = run_with_kills(dir.path(), &plan_path);
+    let kills = run_with_kills(dir.path(), &plan_path, &[("FERRY_FAULT_MANIFEST_DELAY_MS", "400")]);
     assert!(kills >= 3, "only {kills} kills hit a running engine; the test needs a longer run");
     let expected = all_changes(&config(), selected);
     let mut total = 0;
@@ -145,7 +89,7 @@ fn exactly_once_append_survives_five_sigkills_without_gap_or_duplicate() {
 fn at_least_once_upsert_after_five_sigkills_has_only_duplicates_an_upsert_removes() {
     let dir = workdir();
     let plan_path = write_plan(dir.path(), "plan.yaml", &plan("at-least-once", "upsert"));
-    let kills = run_with_kills(dir.path(), &plan_path);
+    let kills = run_with_kills(dir.path(), &plan_path, &[("FERRY_FAULT_MANIFEST_DELAY_MS", "400")]);
     assert!(kills >= 3, "only {kills} kills hit a running engine");
     let changes = all_changes(&config(), selected);
     for (name, (schema, changes)) in &changes {

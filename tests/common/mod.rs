@@ -11,6 +11,7 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub fn ferry() -> Command {
@@ -155,4 +156,53 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A small deterministic PRNG for the kill moments (seeded from the clock, printed).
+pub fn kill_moments(n: usize) -> Vec<Duration> {
+    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("kill seed {x}");
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::from_millis(250 + x % 900)
+        })
+        .collect()
+}
+
+/// Runs the plan with `env`, killing it (SIGKILL) at 5 random moments, then lets it finish. Returns how many kills hit a
+/// running engine.
+pub fn run_with_kills(dir: &Path, plan_path: &str, env: &[(&str, &str)]) -> usize {
+    let mut kills = 0;
+    for d in kill_moments(5) {
+        // Manifests lag the sinks' commits by a few epochs, so most kills land where a restart
+        // must replay epochs that some sinks already committed.
+        let mut guard = KillOnDrop(
+            ferry().current_dir(dir).envs(env.iter().copied()).args(["run", "-q", plan_path]).spawn().unwrap(),
+        );
+        let child = &mut guard.0;
+        let start = Instant::now();
+        let mut exited = None;
+        while start.elapsed() < d {
+            if let Some(s) = child.try_wait().unwrap() {
+                exited = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match exited {
+            Some(s) => assert!(s.success(), "run ended with {s} before the kill"),
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+    }
+    let out = run_in(dir, &["run", "-q", plan_path]);
+    let stdout = ok(&out);
+    assert!(stdout.starts_with("done:"), "{stdout}");
+    kills
 }
