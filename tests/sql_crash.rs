@@ -37,7 +37,7 @@ fn with_pos(s: &ferry_operators::TableSchema) -> ferry_operators::TableSchema {
 
 fn sigkills_leave_every_change_exactly_once(target: Target) {
     let tag = match target {
-        Target::Maria => "m",
+        Target::Maria | Target::Outage => "m",
         Target::Pg => "p",
     };
     let db = format!("crash_{tag}");

@@ -102,7 +102,7 @@ fn source_rows(db: &str, table: &str, schema: &TableSchema) -> Vec<String> {
 
 fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(target: Target) {
     let t = match target {
-        Target::Maria => "m",
+        Target::Maria | Target::Outage => "m",
         Target::Pg => "p",
     };
     let (src, dst) = (format!("errsrc_{t}"), format!("errdst_{t}"));
@@ -120,7 +120,7 @@ fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the
     let people_name = format!("{src}.people");
     assert!(dirty.iter().all(|d| d.0 == people_name), "{dirty:?}");
     let (long, null) = match target {
-        Target::Maria => ("Data too long", "cannot be null"),
+        Target::Maria | Target::Outage => ("Data too long", "cannot be null"),
         Target::Pg => ("value too long", "null value"),
     };
     for d in &dirty {
@@ -132,7 +132,7 @@ fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the
 
     // Fix the target, replay: now equal to the source.
     target.exec(&[match target {
-        Target::Maria => {
+        Target::Maria | Target::Outage => {
             format!("ALTER TABLE `{dst}`.people MODIFY name VARCHAR(50) NOT NULL, MODIFY note VARCHAR(50) NULL")
         }
         Target::Pg => {

@@ -46,7 +46,7 @@ fn check(target: Target, semantics: &str, mode: &str) {
     let tag = format!(
         "{}_{}_{}",
         match target {
-            Target::Maria => "m",
+            Target::Maria | Target::Outage => "m",
             Target::Pg => "p",
         },
         if semantics == "exactly-once" { "eo" } else { "alo" },

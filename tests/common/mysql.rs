@@ -23,7 +23,12 @@ pub fn main_url() -> String {
 
 /// Runs statements on the main server, in order.
 pub fn exec(sqls: &[&str]) {
-    let opts = mysql_async::Opts::from_url(&main_url()).unwrap();
+    exec_at(&main_url(), sqls)
+}
+
+/// Runs statements on the server at `url`, in order.
+pub fn exec_at(url: &str, sqls: &[&str]) {
+    let opts = mysql_async::Opts::from_url(url).unwrap();
     ferry::engine::io_runtime().block_on(async {
         let mut conn = mysql_async::Conn::new(opts).await.unwrap();
         for s in sqls {

@@ -15,13 +15,15 @@ pub enum Target {
     Maria,
     /// The private PostgreSQL.
     Pg,
+    /// The MariaDB instance the outage test stops and starts.
+    Outage,
 }
 
 impl Target {
     /// The dialect.
     pub fn dialect(self) -> Dialect {
         match self {
-            Target::Maria => Dialect::Mysql,
+            Target::Maria | Target::Outage => Dialect::Mysql,
             Target::Pg => Dialect::Postgres,
         }
     }
@@ -29,15 +31,25 @@ impl Target {
     /// The plan's `target:` section (as YAML lines indented by two spaces).
     pub fn plan_section(self) -> String {
         match self {
-            Target::Maria => format!("  type: mariadb\n  url: {}\n", super::mysql::main_url()),
+            Target::Maria | Target::Outage => format!("  type: mariadb\n  url: {}\n", self.mysql_url()),
             Target::Pg => format!("  type: postgres\n  url: {}\n", pg_url()),
+        }
+    }
+
+    /// The MySQL-protocol URL of a MariaDB target.
+    pub fn mysql_url(self) -> String {
+        match self {
+            Target::Outage => super::mysql::url("FERRY_TEST_MYSQL_OUTAGE_URL"),
+            _ => super::mysql::main_url(),
         }
     }
 
     /// Runs statements in order.
     pub fn exec(self, sqls: &[String]) {
         match self {
-            Target::Maria => super::mysql::exec(&sqls.iter().map(String::as_str).collect::<Vec<_>>()),
+            Target::Maria | Target::Outage => {
+                super::mysql::exec_at(&self.mysql_url(), &sqls.iter().map(String::as_str).collect::<Vec<_>>())
+            }
             Target::Pg => ferry::engine::io_runtime().block_on(async {
                 let c = pg_client().await;
                 for s in sqls {
@@ -50,7 +62,7 @@ impl Target {
     /// Drops and creates the namespace `db` (a MariaDB database, a PostgreSQL schema).
     pub fn fresh_namespace(self, db: &str) {
         let drop = match self {
-            Target::Maria => format!("DROP DATABASE IF EXISTS `{db}`"),
+            Target::Maria | Target::Outage => format!("DROP DATABASE IF EXISTS `{db}`"),
             Target::Pg => format!("DROP SCHEMA IF EXISTS \"{db}\" CASCADE"),
         };
         self.exec(&[drop, ddl::create_namespace(self.dialect(), db)]);
@@ -74,8 +86,8 @@ impl Target {
             .collect();
         let sql = format!("SELECT {} FROM {}", cols.join(","), self.dialect().qualified(db, table));
         let raw: Vec<Vec<Option<String>>> = match self {
-            Target::Maria => {
-                let opts = mysql_async::Opts::from_url(&super::mysql::main_url()).unwrap();
+            Target::Maria | Target::Outage => {
+                let opts = mysql_async::Opts::from_url(&self.mysql_url()).unwrap();
                 ferry::engine::io_runtime().block_on(async {
                     let mut conn = mysql_async::Conn::new(opts).await.unwrap();
                     conn.query_drop("SET time_zone = '+00:00'").await.unwrap();

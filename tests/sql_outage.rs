@@ -1,0 +1,114 @@
+//! Target outage (F9.4): the target server is stopped for 20 s mid-stream and started again;
+//! the task restarts by itself from its last checkpoint (within `max_restarts`) and ends equal
+//! to the source. With `max_restarts: 0` the same outage ends the task `failed`.
+//!
+//! The target is a MariaDB instance of its own (scripts/servers outage-stop|outage-start), so
+//! the other tests' servers stay up.
+
+mod common;
+
+use common::sql::{expected, Target};
+use common::*;
+use ferry::connectors::datagen::{catalog, expected_state, DatagenConfig};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TABLES: &str = r"shop_0\.(orders|order_items|accounts)";
+
+fn selected(name: &str) -> bool {
+    regex::Regex::new(&format!("^{TABLES}$")).unwrap().is_match(name)
+}
+
+fn config() -> DatagenConfig {
+    DatagenConfig {
+        seed: 23,
+        databases: 1,
+        tables_per_database: 5,
+        changes: Some(60_000),
+        rate: Some(6_000),
+        initial_rows: 200,
+        ..DatagenConfig::default()
+    }
+}
+
+fn servers(cmd: &str) {
+    let st = Command::new(format!("{}/scripts/servers", env!("CARGO_MANIFEST_DIR"))).arg(cmd).status().unwrap();
+    assert!(st.success(), "scripts/servers {cmd}");
+}
+
+fn plan(task: &str, db: &str, max_restarts: i32) -> String {
+    let c = config();
+    format!(
+        "task: {task}\nsource:\n  type: datagen\n  seed: {}\n  databases: 1\n  tables_per_database: 5\n  changes: {}\n  \
+         rate: {}\n  initial_rows: {}\ntarget:\n{}tables:\n  include: ['{TABLES}']\nsemantics: exactly-once\n\
+         route:\n  database: {db}\nerrors:\n  max_restarts: {max_restarts}\n\
+         runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        c.seed,
+        c.changes.unwrap(),
+        c.rate.unwrap(),
+        c.initial_rows,
+        Target::Outage.plan_section()
+    )
+}
+
+fn prepare(db: &str) {
+    let t = Target::Outage;
+    t.fresh_namespace(db);
+    for s in catalog(&config()).iter().filter(|s| selected(&s.name.to_string())) {
+        t.create_table(db, &s.name.table, s);
+    }
+}
+
+/// Both cases share the one outage instance, so they run in one test, one after the other.
+#[test]
+fn a_20s_target_outage_is_survived_by_restarts_and_fails_the_task_without_them() {
+    // Recovers within max_restarts.
+    let db = "outage_ok";
+    prepare(db);
+    let dir = workdir();
+    let p = write_plan(dir.path(), "plan.yaml", &plan("outage-ok", db, 10));
+    let mut run = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(run.0.try_wait().unwrap().is_none(), "the run should still be going when the target stops");
+    servers("outage-stop");
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_secs(20));
+    servers("outage-start");
+    let status = run.0.wait().unwrap();
+    assert!(status.success(), "the run did not recover: {status}");
+    assert!(stopped.elapsed() > Duration::from_secs(20));
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/outage-ok/status.json")).unwrap()).unwrap();
+    assert_eq!(st["state"], "finished", "{st}");
+    assert!(st["restarts"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st["last_error"].as_str().unwrap().contains("target"), "{st}");
+    for (s, rows) in expected_state(&config()) {
+        if !selected(&s.name.to_string()) {
+            continue;
+        }
+        let got = Target::Outage.rows(db, &s.name.table, &s);
+        assert!(got == expected(&s, &rows), "{} differs from the generator's state after the outage", s.name);
+    }
+
+    // max_restarts: 0 — the first failure ends the task.
+    let db = "outage_fail";
+    prepare(db);
+    let p = write_plan(dir.path(), "fail.yaml", &plan("outage-fail", db, 0));
+    let mut run = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    servers("outage-stop");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = run.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the run did not fail without restarts");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    servers("outage-start");
+    assert!(!status.success());
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/outage-fail/status.json")).unwrap()).unwrap();
+    assert_eq!(st["state"], "failed", "{st}");
+    assert_eq!(st["restarts"], 0, "{st}");
+}
