@@ -255,7 +255,11 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
         }
         state.save_plan(&compiled.plan.text)?;
         if let TargetSpec::Sql(t) = &compiled.plan.target {
-            prepare_sql_target(t, &compiled, opts.from_scratch)?;
+            // A task with no checkpoint and no epoch boundary has committed nothing: progress
+            // rows of an earlier task of the same name (whose state is gone) must not skip
+            // this one's epochs.
+            let fresh = state.latest_manifest()?.is_none() && state.boundaries_after(0)?.is_empty();
+            prepare_sql_target(t, &compiled, opts.from_scratch || fresh)?;
         }
     }
     let stops = Arc::new(TableStops::load(&state, &compiled.catalog)?);
@@ -405,14 +409,14 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
 
 /// Checks a database target before the workers start: it is reachable, the progress table
 /// exists (created if missing), every table with a fixed target name exists; a `--from-scratch`
-/// run forgets the task's progress rows.
+/// run (or a task with no state yet) forgets the task's progress rows.
 fn prepare_sql_target(
     t: &crate::sinks::sql::SqlTarget,
     plan: &Compiled,
     from_scratch: bool,
 ) -> Result<(), EngineError> {
     let task = &plan.plan.raw.task;
-    io_runtime().block_on(async {
+    crate::sinks::sql::writer::sink_runtime().block_on(async {
         let te = |e: crate::sinks::sql::conn::DbError| match e {
             crate::sinks::sql::conn::DbError::Transient(m) => EngineError::Worker(format!("target: {m}")),
             other => EngineError::Target(other.to_string()),

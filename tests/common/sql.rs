@@ -163,6 +163,8 @@ pub fn canon(ty: &ColumnType, text: &str) -> String {
             trim_fraction(&s)
         }
         ColumnType::Decimal { .. } => trim_fraction(text),
+        // PostgreSQL pads char(n) on output, MariaDB strips the padding.
+        ColumnType::String { fixed: true, .. } => text.trim_end_matches(' ').to_string(),
         ColumnType::Float => text.parse::<f32>().map_or(text.to_string(), |f| f.to_string()),
         ColumnType::Double => text.parse::<f64>().map_or(text.to_string(), |f| f.to_string()),
         ColumnType::Bool => match text {

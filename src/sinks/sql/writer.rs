@@ -36,6 +36,21 @@ const MAX_STATEMENT: usize = 4 << 20;
 /// Batches with fewer rows than this take plain statements even when bulk loading is on.
 const BULK_MIN_ROWS: usize = 64;
 
+/// The runtime of the database writers' I/O tasks. It is their own: the source readers send
+/// into bounded channels from the shared I/O runtime and may block its threads while the
+/// workers wait for a commit, which must still make progress.
+pub fn sink_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-sink")
+            .enable_all()
+            .build()
+            .expect("the sink runtime starts")
+    })
+}
+
 /// One target table as the writer sees it.
 #[derive(Debug)]
 pub struct TargetTable {
@@ -204,7 +219,7 @@ pub struct SqlWriter {
 impl SqlWriter {
     /// Connects (and, exactly-once, reads this worker's committed epoch) and starts the I/O task.
     pub fn new(cx: SqlContext) -> Result<SqlWriter, SinkError> {
-        let rt = crate::engine::io_runtime();
+        let rt = sink_runtime();
         let exactly_once = cx.semantics == Semantics::ExactlyOnce;
         let task_name = cx.plan.plan.raw.task.clone();
         let (db, committed) = rt
