@@ -40,9 +40,30 @@ pub trait SinkWriter {
     fn name(&self) -> &'static str;
     /// Writes (or buffers) one change of `table` in `epoch`.
     fn write(&mut self, epoch: u64, table: TableId, change: &Change) -> Result<(), SinkError>;
+    /// Writes a change the caller gives away (a writer that keeps changes avoids a copy); on
+    /// an error the change comes back.
+    fn write_owned(&mut self, epoch: u64, change: Change) -> Result<(), (SinkError, Change)> {
+        self.write(epoch, change.table, &change).map_err(|e| (e, change))
+    }
     /// Everything of `epoch` has arrived: make it durable. Exactly-once sinks publish the epoch
     /// atomically with their progress here.
     fn commit(&mut self, epoch: u64) -> Result<(), SinkError>;
+    /// Starts committing `epoch` (everything of it has been written); the default commits
+    /// at once. A writer whose commits take a round trip returns at once and reports the
+    /// commit later through [`SinkWriter::committed_upto`], so the worker goes on with the
+    /// next epoch meanwhile.
+    fn start_commit(&mut self, epoch: u64) -> Result<(), SinkError> {
+        self.commit(epoch)
+    }
+    /// The highest epoch whose commit has finished among those started (`None`: none since
+    /// the last call); an error if a commit failed.
+    fn committed_upto(&mut self) -> Result<Option<u64>, SinkError> {
+        Ok(None)
+    }
+    /// Whether commits finish later (see [`SinkWriter::start_commit`]).
+    fn commits_later(&self) -> bool {
+        false
+    }
     /// The last epoch this worker committed before the run started (exactly-once sinks skip
     /// replayed epochs up to it); 0 if none.
     fn committed(&self) -> u64;

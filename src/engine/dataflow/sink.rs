@@ -47,8 +47,12 @@ pub fn sink<'s>(
 ) -> StreamVec<'s, u64, ()> {
     let route = plan.clone();
     let pact = Exchange::new(move |c: &Change| c.route_hash(&route.table(c.table).target_schema));
-    input.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(pact, "Sink", move |_cap, _info| {
+    let scope = input.scope();
+    input.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(pact, "Sink", move |_cap, info| {
         let mut pending: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+        // Epochs whose commit has started but not finished (writers that commit later).
+        let mut committing: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
+        let activator = scope.activator_for(info.address);
         // Per-table counts kept locally and published once per activation: the shared
         // counters sit on few cache lines, which workers must not fight over per row.
         let mut counts = vec![0u64; plan.tables.len()];
@@ -63,23 +67,24 @@ pub fn sink<'s>(
         let mut write = move |epoch: u64, data: Vec<Change>, writer: &mut Box<dyn SinkWriter>| -> Result<(), String> {
             let mut written = 0u64;
             for c in data {
-                match writer.write(epoch, c.table, &c) {
+                let table = c.table as usize;
+                match writer.write_owned(epoch, c) {
                     Ok(()) => {
                         written += 1;
-                        counts[c.table as usize] += 1;
+                        counts[table] += 1;
                     }
-                    Err(SinkError::Definite(reason)) => {
+                    Err((SinkError::Definite(reason), c)) => {
                         metrics.dirty.fetch_add(1, Ordering::Relaxed);
                         dirty.record("sink", &plan.catalog.get(c.table).name.to_string(), &c, &reason);
                     }
-                    Err(SinkError::Transient(first)) => {
+                    Err((SinkError::Transient(first), c)) => {
                         tracing::warn!(error = %crate::secrets::redact(&first), "write failed, retrying");
                         match with_retry("write", || writer.write(epoch, c.table, &c)) {
                             Ok(()) => written += 1,
                             Err(e) => return Err(e),
                         }
                     }
-                    Err(SinkError::Restart(e)) => return Err(e),
+                    Err((SinkError::Restart(e), _)) => return Err(e),
                 }
             }
             metrics.rows_out.fetch_add(written, Ordering::Relaxed);
@@ -123,6 +128,15 @@ pub fn sink<'s>(
                     fail(format!("dirty archive: {err}"));
                     return;
                 }
+                if writer.commits_later() {
+                    if let Err(err) = writer.start_commit(e) {
+                        fail(format!("commit: {err}"));
+                        return;
+                    }
+                    let cap = pending.remove(&e).expect("pending");
+                    committing.insert(e, cap);
+                    continue;
+                }
                 if let Err(err) = with_retry("commit", || writer.commit(e)) {
                     fail(err);
                     return;
@@ -132,6 +146,20 @@ pub fn sink<'s>(
                     return;
                 }
                 pending.remove(&e);
+            }
+            if !committing.is_empty() {
+                match writer.committed_upto() {
+                    Ok(Some(done)) => committing.retain(|&e, _| e > done),
+                    Ok(None) => {}
+                    Err(err) => {
+                        fail(format!("commit: {err}"));
+                        return;
+                    }
+                }
+                if !committing.is_empty() {
+                    // Look again shortly: the writer's I/O task answers from another thread.
+                    activator.activate_after(Duration::from_millis(1));
+                }
             }
         }
     })

@@ -58,9 +58,27 @@ impl Dialect {
     /// Appends `v` as one field of the bulk path's text format (tab-separated, backslash
     /// escapes, `\N` for NULL: the same rules for `LOAD DATA` and `COPY` text).
     pub fn bulk_field(self, v: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        if v.is_null() {
-            out.extend_from_slice(b"\\N");
-            return Ok(());
+        match v {
+            Value::Null => {
+                out.extend_from_slice(b"\\N");
+                return Ok(());
+            }
+            Value::Int(i) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{i}"));
+                return Ok(());
+            }
+            Value::UInt(u) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{u}"));
+                return Ok(());
+            }
+            Value::Text(s) | Value::Enum(s) | Value::Set(s) | Value::Json(s) => {
+                if self == Dialect::Postgres && s.contains('\0') {
+                    return Err(EncodeError("PostgreSQL text cannot hold the NUL character (U+0000)".into()));
+                }
+                escape_bulk(s.as_bytes(), out);
+                return Ok(());
+            }
+            _ => {}
         }
         match (self, v) {
             (Dialect::Postgres, Value::Bytes(b)) => {

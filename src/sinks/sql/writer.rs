@@ -66,6 +66,9 @@ pub struct TargetTable {
     key: Vec<usize>,
     /// The bulk path can carry every column.
     bulk: bool,
+    /// PostgreSQL: a plain COPY of insert-only rows met an existing key; upserts of this table
+    /// take the staging merge from now on.
+    merge_only: AtomicBool,
 }
 
 impl TargetTable {
@@ -91,6 +94,7 @@ impl TargetTable {
             key: schema.row_key().to_vec(),
             schema,
             bulk,
+            merge_only: AtomicBool::new(false),
         }
     }
 }
@@ -211,6 +215,8 @@ pub struct SqlWriter {
     task: Option<tokio::task::JoinHandle<()>>,
     failed: Arc<Failed>,
     committed: u64,
+    /// Commits sent and not answered yet, oldest first.
+    replies: std::collections::VecDeque<(u64, std::sync::mpsc::Receiver<Result<(), String>>)>,
     stops: Arc<TableStops>,
     dirty: DirtyArchive,
     metrics: Arc<Metrics>,
@@ -260,6 +266,7 @@ impl SqlWriter {
             task: Some(task),
             failed,
             committed,
+            replies: std::collections::VecDeque::new(),
             stops: cx.stops,
             dirty: cx.dirty,
             metrics: cx.metrics,
@@ -320,17 +327,25 @@ impl SinkWriter for SqlWriter {
         }
     }
 
-    fn write(&mut self, _epoch: u64, table: TableId, change: &Change) -> Result<(), SinkError> {
+    fn write(&mut self, epoch: u64, _table: TableId, change: &Change) -> Result<(), SinkError> {
+        self.write_owned(epoch, change.clone()).map_err(|(e, _)| e)
+    }
+
+    fn write_owned(&mut self, _epoch: u64, change: Change) -> Result<(), (SinkError, Change)> {
+        let table = change.table;
         if let Some(msg) = self.failed.get() {
-            return Err(SinkError::Restart(msg));
+            return Err((SinkError::Restart(msg), change));
         }
         if let Some(reason) = self.stops.reason(table) {
             let name = self.plan.catalog.get(table).name.to_string();
             self.metrics.dirty.fetch_add(1, Ordering::Relaxed);
-            self.dirty.record("sink", &name, change, &format!("table stopped (write_error: partial-stop): {reason}"));
+            self.dirty.record("sink", &name, &change, &format!("table stopped (write_error: partial-stop): {reason}"));
             return Ok(());
         }
-        let t = self.target_for(table, change)?;
+        let t = match self.target_for(table, &change) {
+            Ok(t) => t,
+            Err(e) => return Err((e, change)),
+        };
         let netting = self.upsert && !t.key.is_empty();
         let batch_rows = self.batch_rows;
         let b = match self.batches.get_mut(&t.qname) {
@@ -339,7 +354,9 @@ impl SinkWriter for SqlWriter {
                 // The table's schema changed mid-batch: send what was written with the old one.
                 let mut old = self.batches.remove(&t.qname).expect("present");
                 let cmd = Cmd::Batch { table: old.table.clone(), rows: old.take() };
-                self.send(cmd)?;
+                if let Err(e) = self.send(cmd) {
+                    return Err((e, change));
+                }
                 self.batches.entry(t.qname.clone()).or_insert_with(|| Batch {
                     table: t.clone(),
                     rows: Vec::new(),
@@ -358,10 +375,13 @@ impl SinkWriter for SqlWriter {
                 netting,
             }),
         };
-        b.push(change.clone());
+        b.push(change);
         if b.live >= batch_rows {
             let cmd = Cmd::Batch { table: b.table.clone(), rows: b.take() };
-            self.send(cmd)?;
+            // The change is in the batch: a failed send is reported by the next call or commit.
+            if let Err(e) = self.send(cmd) {
+                self.failed.set(e.to_string());
+            }
         }
         Ok(())
     }
@@ -380,6 +400,41 @@ impl SinkWriter for SqlWriter {
             Ok(Err(e)) => Err(SinkError::Restart(e)),
             Err(_) => Err(SinkError::Restart(self.failed.get().unwrap_or_else(|| "the target writer stopped".into()))),
         }
+    }
+
+    fn start_commit(&mut self, epoch: u64) -> Result<(), SinkError> {
+        self.flush_all()?;
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(Cmd::Commit { epoch, reply })?;
+        self.replies.push_back((epoch, rx));
+        Ok(())
+    }
+
+    fn committed_upto(&mut self) -> Result<Option<u64>, SinkError> {
+        let mut done = None;
+        while let Some((epoch, rx)) = self.replies.front() {
+            match rx.try_recv() {
+                Ok(Ok(())) => {
+                    done = Some(*epoch);
+                    if self.exactly_once {
+                        self.committed = self.committed.max(*epoch);
+                    }
+                    self.replies.pop_front();
+                }
+                Ok(Err(e)) => return Err(SinkError::Restart(e)),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(SinkError::Restart(
+                        self.failed.get().unwrap_or_else(|| "the target writer stopped".into()),
+                    ))
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn commits_later(&self) -> bool {
+        true
     }
 
     fn committed(&self) -> u64 {
@@ -403,6 +458,9 @@ enum Stmt {
     Copy(Vec<u8>),
     /// PostgreSQL: `COPY` into a staging table, then one `INSERT … SELECT … ON CONFLICT`.
     Merge(Vec<u8>),
+    /// PostgreSQL, insert-only upserts (the snapshot): a plain `COPY` into the table; if a key
+    /// exists already, rolled back and done as [`Stmt::Merge`].
+    CopyOrMerge(Vec<u8>),
 }
 
 struct IoTask {
@@ -609,18 +667,35 @@ impl IoTask {
                 })?,
                 Stmt::Load { data, replace } => db.load_data(&t.qname, &t.cols, data, replace).await?,
                 Stmt::Copy(data) => db.copy_in(&t.qname, &t.cols, data).await?,
-                Stmt::Merge(data) => {
-                    let stage = db.staging(&t.qname).await?;
-                    db.copy_in(&stage, &t.cols, data).await?;
-                    let mut sql = format!("INSERT INTO {} ({}) SELECT {} FROM {stage} ", t.qname, t.cols, t.cols);
-                    on_conflict(dialect, t, &mut sql);
-                    db.exec(&sql).await?;
-                    db.exec(&format!("TRUNCATE {stage}")).await?;
+                Stmt::CopyOrMerge(data) => {
+                    db.exec("SAVEPOINT ferry_copy").await?;
+                    match db.copy_in(&t.qname, &t.cols, data.clone()).await {
+                        Ok(()) => db.exec("RELEASE SAVEPOINT ferry_copy").await?,
+                        Err(DbError::Row(e)) => {
+                            tracing::debug!(table = %t.name, error = %e, "plain COPY refused; merging from now on");
+                            db.exec("ROLLBACK TO SAVEPOINT ferry_copy").await?;
+                            t.merge_only.store(true, Ordering::Relaxed);
+                            merge(db, dialect, t, data).await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
+                Stmt::Merge(data) => merge(db, dialect, t, data).await?,
             }
         }
         Ok(())
     }
+}
+
+/// PostgreSQL upsert of bulk rows: `COPY` into the session's staging table, one
+/// `INSERT … SELECT … ON CONFLICT`, then empty the staging table.
+async fn merge(db: &mut Db, d: Dialect, t: &TargetTable, data: Vec<u8>) -> Result<(), DbError> {
+    let stage = db.staging(&t.qname).await?;
+    db.copy_in(&stage, &t.cols, data).await?;
+    let mut sql = format!("INSERT INTO {} ({}) SELECT {} FROM {stage} ", t.qname, t.cols, t.cols);
+    on_conflict(d, t, &mut sql);
+    db.exec(&sql).await?;
+    db.exec(&format!("TRUNCATE {stage}")).await
 }
 
 /// `ON CONFLICT (key) DO UPDATE SET …` (PostgreSQL) or `ON DUPLICATE KEY UPDATE …` (MySQL).
@@ -763,11 +838,13 @@ fn bulk_data(d: Dialect, rows: &[&[Value]]) -> Result<Vec<u8>, EncodeError> {
 
 /// Statements that write whole rows: the bulk path for large batches, else multi-row INSERTs
 /// (with the upsert clause when `upsert`).
+#[allow(clippy::too_many_arguments)]
 fn rows_out(
     d: Dialect,
     t: &TargetTable,
     rows: &[&[Value]],
     upsert: bool,
+    inserts_only: bool,
     bulk: bool,
     out: &mut Vec<Stmt>,
 ) -> Result<(), EncodeError> {
@@ -778,6 +855,7 @@ fn rows_out(
     out.push(match (d, upsert) {
         (Dialect::Mysql, replace) => Stmt::Load { data, replace },
         (Dialect::Postgres, false) => Stmt::Copy(data),
+        (Dialect::Postgres, true) if inserts_only && !t.merge_only.load(Ordering::Relaxed) => Stmt::CopyOrMerge(data),
         (Dialect::Postgres, true) => Stmt::Merge(data),
     });
     Ok(())
@@ -790,14 +868,15 @@ fn build(d: Dialect, upsert: bool, bulk: bool, t: &TargetTable, rows: &[Change])
     if !upsert || t.key.is_empty() {
         // Append: every change is a new row. (The plan check refuses upsert for keyless tables.)
         let images: Vec<&[Value]> = rows.iter().map(|c| c.image().as_slice()).collect();
-        rows_out(d, t, &images, false, bulk, &mut out)?;
+        rows_out(d, t, &images, false, true, bulk, &mut out)?;
         return Ok(out);
     }
     let split = rows.iter().position(|c| c.op != Op::Delete).unwrap_or(rows.len());
     let dels: Vec<&[Value]> = rows[..split].iter().map(|c| c.image().as_slice()).collect();
     let ups: Vec<&[Value]> = rows[split..].iter().map(|c| c.image().as_slice()).collect();
     deletes(d, t, &dels, &mut out)?;
-    rows_out(d, t, &ups, true, bulk, &mut out)?;
+    let inserts_only = rows[split..].iter().all(|c| c.op == Op::Insert);
+    rows_out(d, t, &ups, true, inserts_only, bulk, &mut out)?;
     Ok(out)
 }
 

@@ -1,0 +1,116 @@
+//! Helpers shared by the benchmarks that use the private test servers: SQL on the MariaDB
+//! test server, the sysbench-like table, timing a child process with its peak memory, and
+//! the result line.
+#![allow(dead_code)]
+
+use mysql_async::prelude::Queryable;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+pub fn url() -> String {
+    std::env::var("FERRY_TEST_MYSQL_URL").unwrap_or_else(|_| {
+        eprintln!("FERRY_TEST_MYSQL_URL is not set: run `scripts/servers start` and export what it prints");
+        std::process::exit(1)
+    })
+}
+
+pub fn port() -> String {
+    url().rsplit(':').next().unwrap_or("33306").to_string()
+}
+
+pub fn sql(q: &str) -> Vec<mysql_async::Row> {
+    let opts = mysql_async::Opts::from_url(&url()).unwrap();
+    ferry::engine::io_runtime().block_on(async {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let r = c.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        c.disconnect().await.unwrap();
+        r
+    })
+}
+
+pub fn master() -> (String, u64) {
+    let r = &sql("SHOW MASTER STATUS")[0];
+    (r.get(0).unwrap(), r.get(1).unwrap())
+}
+
+/// Creates `bench.<name>` with `rows` rows unless it already has them; returns the binlog range
+/// the load wrote when it (re)loaded.
+pub fn ensure_table(name: &str, rows: u64) -> Option<((String, u64), (String, u64))> {
+    sql("CREATE DATABASE IF NOT EXISTS bench");
+    let have: Vec<mysql_async::Row> = sql(&format!(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='bench' AND TABLE_NAME='{name}'"
+    ));
+    if have[0].get::<u64, _>(0).unwrap() == 1 {
+        let n: u64 = sql(&format!("SELECT COUNT(*) FROM bench.{name}"))[0].get(0).unwrap();
+        if n == rows {
+            return None;
+        }
+    }
+    sql(&format!("DROP TABLE IF EXISTS bench.{name}"));
+    sql(&format!(
+        "CREATE TABLE bench.{name} (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)"
+    ));
+    let start = master();
+    let step = 200_000;
+    let mut lo = 1;
+    while lo <= rows {
+        let hi = (lo + step - 1).min(rows);
+        sql(&format!(
+            "INSERT INTO bench.{name} SELECT seq, seq * 7919 % {rows}, \
+             CONCAT(LPAD(seq, 11, '0'), '-', REPEAT(SUBSTR(MD5(seq), 1, 10), 10)), REPEAT(SUBSTR(MD5(seq), 1, 12), 4) \
+             FROM bench.seq_{lo}_to_{hi}"
+        ));
+        lo = hi + 1;
+    }
+    Some((start, master()))
+}
+
+/// Runs a command, returning wall seconds and the peak resident memory (MiB) seen in /proc.
+pub fn timed(mut cmd: Command) -> (f64, f64) {
+    let start = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut peak = 0.0f64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            {
+                peak = peak.max(kb / 1024.0);
+            }
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let secs = start.elapsed().as_secs_f64();
+    if !status.success() {
+        let mut err = String::new();
+        use std::io::Read;
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        panic!("{cmd:?} failed: {err}");
+    }
+    (secs, peak)
+}
+
+pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>) {
+    let rate = rows as f64 / secs;
+    let ratio = base.map(|b| format!("{:>6.2}×", rate / b)).unwrap_or_default();
+    println!("{name:<44} {rows:>10} rows {secs:>7.2}s {rate:>12.0} rows/s {ratio:>8} {peak:>8.1} MiB peak");
+}
+
+/// Runs `ferry run -q -w <workers>` on `plan` in a fresh directory: wall seconds and peak MiB.
+pub fn ferry_run(plan: &str, workers: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("plan.yaml");
+    std::fs::write(&p, plan).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.current_dir(dir.path()).args(["run", "-q", "-w", &workers.to_string(), p.to_str().unwrap()]);
+    timed(cmd)
+}

@@ -1,0 +1,138 @@
+//! Database-target benchmarks, side by side with the machine's pipe limits in the same run,
+//! on a sysbench-like table (id, k, c CHAR(120), pad CHAR(60)) of `FERRY_BENCH_ROWS` rows
+//! (default 2,000,000) on the private test servers (`scripts/servers start`, then export what
+//! it prints):
+//!
+//! - full load MariaDB → PostgreSQL: ferry (2 workers, upsert, bulk COPY + merge) vs
+//!   `mariadb --quick -N -e 'SELECT …' | psql -c '\copy … from stdin'`, and vs `pgloader` when
+//!   it is installed (Debian package `pgloader`);
+//! - full load MariaDB → MariaDB: ferry (2 workers, upsert, bulk LOAD DATA … REPLACE) vs
+//!   `mariadb --quick -N -e 'SELECT …' | mariadb -e "LOAD DATA LOCAL INFILE '/dev/stdin' …"`;
+//! - change-stream catch-up of `FERRY_BENCH_CDC_ROWS` binlog rows (default 1,000,000) into
+//!   PostgreSQL.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn pg_url() -> String {
+    std::env::var("FERRY_TEST_PG_URL").unwrap_or_else(|_| {
+        eprintln!("FERRY_TEST_PG_URL is not set: run `scripts/servers start` and export what it prints");
+        std::process::exit(1)
+    })
+}
+
+fn pg_port() -> String {
+    pg_url().rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("55432").to_string()
+}
+
+fn psql(q: &str) {
+    let st = Command::new("psql")
+        .args(["-q", "-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", q])
+        .status()
+        .unwrap();
+    assert!(st.success(), "psql: {q}");
+}
+
+const PG_TABLE: &str = "(id int PRIMARY KEY, k int NOT NULL, c char(120) NOT NULL, pad char(60) NOT NULL)";
+const MY_TABLE: &str = "(id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)";
+
+fn bash(script: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.args(["-o", "pipefail", "-c", script]);
+    c
+}
+
+fn plan(task: &str, table: &str, target: &str, extra: &str) -> String {
+    format!(
+        "task: {task}\n{extra}source:\n  type: mariadb\n  url: {}\n  bounded: true\n  heartbeat: 100ms\n  chunk_rows: 20000\n\
+         target:\n{target}tables:\n  include: ['bench\\.{table}']\nruntime:\n  checkpoint_interval: 1s\n  batch_rows: 10000\n",
+        url()
+    )
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rows = env_u64("FERRY_BENCH_ROWS", 2_000_000);
+    let cdc_rows = env_u64("FERRY_BENCH_CDC_ROWS", 1_000_000);
+    println!(
+        "ferry database targets: MariaDB 127.0.0.1:{} → PostgreSQL 127.0.0.1:{} / MariaDB, sysbench-like rows",
+        port(),
+        pg_port()
+    );
+    ensure_table("sbtest1", rows);
+    let select =
+        format!("mariadb --quick -N -h127.0.0.1 -P{} -uroot -e 'SELECT id, k, c, pad FROM bench.sbtest1'", port());
+    let pg = format!("psql -q -h 127.0.0.1 -p {} -U postgres", pg_port());
+    let my = format!("mariadb --local-infile=1 -h127.0.0.1 -P{} -uroot", port());
+
+    // MariaDB → PostgreSQL.
+    psql("CREATE SCHEMA IF NOT EXISTS bench");
+    psql(&format!("DROP TABLE IF EXISTS bench.sbtest1_raw; CREATE TABLE bench.sbtest1_raw {PG_TABLE}"));
+    let (secs, peak) = timed(bash(&format!("{select} | {pg} -c '\\copy bench.sbtest1_raw from stdin'")));
+    let raw = rows as f64 / secs;
+    line("pipe: mariadb --quick | psql \\copy", rows, secs, peak, None);
+    if Command::new("pgloader").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let dir = tempfile::tempdir().unwrap();
+        let load = dir.path().join("load.cmd");
+        std::fs::write(
+            &load,
+            format!(
+                "LOAD DATABASE FROM mysql://root@127.0.0.1:{}/bench INTO postgresql://postgres@127.0.0.1:{}/postgres\n\
+                 WITH include drop, create tables, create indexes, reset sequences, workers = 2, concurrency = 1\n\
+                 INCLUDING ONLY TABLE NAMES MATCHING 'sbtest1'\nALTER SCHEMA 'bench' RENAME TO 'bench_pgloader';\n",
+                port(),
+                pg_port()
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new("pgloader");
+        c.arg(&load);
+        let (secs, peak) = timed(c);
+        line("pgloader (2 workers)", rows, secs, peak, Some(raw));
+    } else {
+        println!("pgloader: not installed (apt-get install pgloader) — skipped");
+    }
+    let target = format!("  type: postgres\n  url: {}\n", pg_url());
+    for (name, extra) in [("upsert, at-least-once", ""), ("upsert, exactly-once", "semantics: exactly-once\n")] {
+        psql(&format!("DROP TABLE IF EXISTS bench.sbtest1; CREATE TABLE bench.sbtest1 {PG_TABLE}"));
+        let (secs, peak) = ferry_run(&plan("bench_pg", "sbtest1", &target, extra), 2);
+        line(&format!("ferry → PostgreSQL, 2 workers, {name}"), rows, secs, peak, Some(raw));
+    }
+
+    // MariaDB → MariaDB.
+    sql("CREATE DATABASE IF NOT EXISTS bench_dst");
+    sql("DROP TABLE IF EXISTS bench_dst.sbtest1");
+    sql(&format!("CREATE TABLE bench_dst.sbtest1 {MY_TABLE}"));
+    let (secs, peak) = timed(bash(&format!(
+        "{select} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst.sbtest1\""
+    )));
+    let raw = rows as f64 / secs;
+    line("pipe: mariadb --quick | LOAD DATA LOCAL", rows, secs, peak, None);
+    let target = format!("  type: mariadb\n  url: {}\n", url());
+    for (name, extra) in [("upsert, at-least-once", ""), ("upsert, exactly-once", "semantics: exactly-once\n")] {
+        sql("DROP TABLE IF EXISTS bench_dst.sbtest1");
+        sql(&format!("CREATE TABLE bench_dst.sbtest1 {MY_TABLE}"));
+        let route = "route:\n  database: bench_dst\n";
+        let (secs, peak) = ferry_run(&plan("bench_my", "sbtest1", &target, &format!("{extra}{route}")), 2);
+        line(&format!("ferry → MariaDB, 2 workers, {name}"), rows, secs, peak, Some(raw));
+    }
+
+    // Change-stream catch-up into PostgreSQL.
+    if cdc_rows > 0 {
+        sql("DROP TABLE IF EXISTS bench.sbtest_cdc");
+        let (from, _) = ensure_table("sbtest_cdc", cdc_rows).expect("a fresh table is loaded");
+        psql(&format!("DROP TABLE IF EXISTS bench.sbtest_cdc; CREATE TABLE bench.sbtest_cdc {PG_TABLE}"));
+        let extra = "mode: incremental\n";
+        let target = format!("  type: postgres\n  url: {}\n", pg_url());
+        let text = plan("bench_cdc", "sbtest_cdc", &target, extra).replace(
+            "  chunk_rows: 20000\n",
+            &format!("  start:\n    from: position\n    file: {}\n    position: {}\n", from.0, from.1),
+        );
+        let (secs, peak) = ferry_run(&text, 2);
+        line("ferry binlog catch-up → PostgreSQL, 2 workers", cdc_rows, secs, peak, None);
+    }
+}
