@@ -226,3 +226,27 @@ fn duplicate_unique_keys_in_append_mode_go_to_the_archive() {
     };
     assert_eq!(target.rows(dst, "tags", &schema).len(), 36);
 }
+
+#[test]
+fn restart_policy_restarts_until_max_restarts_then_the_task_is_failed() {
+    let target = Target::Maria;
+    let (src, dst) = ("errsrc_restart", "errdst_restart");
+    source(src);
+    target.fresh_namespace(dst);
+    target.create_table(dst, "people", &people(10, true));
+    target.create_table(dst, "other", &other());
+    let dir = workdir();
+    let text = plan("err-restart", src, dst, target, "restart").replace("errors:\n", "errors:\n  max_restarts: 1\n");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let out = run_in(dir.path(), &["run", "-q", &p]);
+    assert!(!out.status.success(), "a row that never writes must fail the task");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("after 1 restarts") && err.contains("write_error: restart"), "{err}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/err-restart/status.json")).unwrap()).unwrap();
+    assert_eq!(st["state"], "failed", "{st}");
+    assert_eq!(st["restarts"], 1, "{st}");
+    // Nothing of the rejected row went to the archive: the policy is to retry, not to skip.
+    let dirty = dirty_rows(dir.path(), &p);
+    assert!(dirty.is_empty(), "{dirty:?}");
+}

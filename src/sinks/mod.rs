@@ -4,8 +4,10 @@
 //!
 //! ```text
 //!  exchange by (table, key) ─► SinkOperator ─┬─ write(epoch, change)   at-least-once: flush as batches fill
-//!                                            └─ commit(epoch)          frontier passed epoch: make it durable,
-//!                                                                      exactly-once: publish + record progress
+//!                                            ├─ commit(epoch)          frontier passed epoch: make it durable,
+//!                                            │                         exactly-once: publish + record progress
+//!                                            └─ start_commit(epoch) +  the same, answered later (database
+//!                                               committed_upto()       writers): the worker goes on meanwhile
 //! ```
 
 pub mod files;
