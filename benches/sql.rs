@@ -6,7 +6,8 @@
 //! - full load MariaDB → PostgreSQL: ferry (2 workers, upsert, bulk COPY + merge) vs
 //!   `mariadb --quick -N -e 'SELECT …' | psql -c '\copy … from stdin'`, and vs `pgloader` when
 //!   it is installed (Debian package `pgloader`);
-//! - full load MariaDB → MariaDB: ferry (2 workers, upsert, bulk LOAD DATA … REPLACE) vs
+//! - full load MariaDB → MariaDB into a latin1 and a utf8mb4 database: ferry (2 workers, upsert,
+//!   bulk LOAD DATA … REPLACE) vs
 //!   `mariadb --quick -N -e 'SELECT …' | mariadb -e "LOAD DATA LOCAL INFILE '/dev/stdin' …"`;
 //! - change-stream catch-up of `FERRY_BENCH_CDC_ROWS` binlog rows (default 1,000,000) into
 //!   PostgreSQL.
@@ -103,22 +104,24 @@ fn main() {
         line(&format!("ferry → PostgreSQL, 2 workers, {name}"), rows, secs, peak, Some(raw));
     }
 
-    // MariaDB → MariaDB.
-    sql("CREATE DATABASE IF NOT EXISTS bench_dst");
-    sql("DROP TABLE IF EXISTS bench_dst.sbtest1");
-    sql(&format!("CREATE TABLE bench_dst.sbtest1 {MY_TABLE}"));
-    let (secs, peak) = timed(bash(&format!(
-        "{select} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst.sbtest1\""
-    )));
-    let raw = rows as f64 / secs;
-    line("pipe: mariadb --quick | LOAD DATA LOCAL", rows, secs, peak, None);
+    // MariaDB → MariaDB, into a latin1 and into a utf8mb4 database (ferry sends UTF-8: the
+    // server converts for latin1 columns, not for utf8mb4 ones; the pipe the other way round).
     let target = format!("  type: mariadb\n  url: {}\n", url());
-    for (name, extra) in [("upsert, at-least-once", ""), ("upsert, exactly-once", "semantics: exactly-once\n")] {
-        sql("DROP TABLE IF EXISTS bench_dst.sbtest1");
-        sql(&format!("CREATE TABLE bench_dst.sbtest1 {MY_TABLE}"));
-        let route = "route:\n  database: bench_dst\n";
-        let (secs, peak) = ferry_run(&plan("bench_my", "sbtest1", &target, &format!("{extra}{route}")), 2);
-        line(&format!("ferry → MariaDB, 2 workers, {name}"), rows, secs, peak, Some(raw));
+    for (charset, db) in [("latin1", "bench_dst"), ("utf8mb4", "bench_dst8")] {
+        sql(&format!("CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET {charset}"));
+        sql(&format!("DROP TABLE IF EXISTS {db}.sbtest1"));
+        sql(&format!("CREATE TABLE {db}.sbtest1 {MY_TABLE}"));
+        let (secs, peak) =
+            timed(bash(&format!("{select} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {db}.sbtest1\"")));
+        let raw = rows as f64 / secs;
+        line(&format!("pipe: mariadb --quick | LOAD DATA LOCAL ({charset})"), rows, secs, peak, None);
+        for (name, extra) in [("at-least-once", ""), ("exactly-once", "semantics: exactly-once\n")] {
+            sql(&format!("DROP TABLE IF EXISTS {db}.sbtest1"));
+            sql(&format!("CREATE TABLE {db}.sbtest1 {MY_TABLE}"));
+            let route = format!("route:\n  database: {db}\n");
+            let (secs, peak) = ferry_run(&plan("bench_my", "sbtest1", &target, &format!("{extra}{route}")), 2);
+            line(&format!("ferry → MariaDB ({charset}), 2 workers, upsert, {name}"), rows, secs, peak, Some(raw));
+        }
     }
 
     // Change-stream catch-up into PostgreSQL.

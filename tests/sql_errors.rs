@@ -250,3 +250,33 @@ fn restart_policy_restarts_until_max_restarts_then_the_task_is_failed() {
     let dirty = dirty_rows(dir.path(), &p);
     assert!(dirty.is_empty(), "{dirty:?}");
 }
+
+#[test]
+fn postgres_bulk_batches_after_a_rejected_row_still_merge() {
+    // The first bulk batch holds a bad row: its COPY and merge roll back to a savepoint (which
+    // drops the session's staging table); later batches must recreate it.
+    let target = Target::Pg;
+    let (src, dst) = ("errsrc_bulk", "errdst_bulk");
+    mysql::fresh_db(src);
+    let rows: Vec<String> = (1..=400)
+        .map(|id| {
+            let name = if id == 10 { "n".repeat(20) } else { format!("p{id}") };
+            format!("({id}, '{name}', 'note')")
+        })
+        .collect();
+    mysql::exec(&[
+        &format!("CREATE TABLE `{src}`.people (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, note VARCHAR(50) NULL)"),
+        &format!("INSERT INTO `{src}`.people VALUES {}", rows.join(",")),
+    ]);
+    target.fresh_namespace(dst);
+    target.create_table(dst, "people", &people(10, true));
+    let dir = workdir();
+    let text = plan("err-bulk", src, dst, target, "ignore")
+        .replace("  chunk_rows: 16\n", "  chunk_rows: 1000\n")
+        .replace("  workers: 2\n  batch_rows: 25\n", "  workers: 1\n  batch_rows: 100\n");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let dirty = dirty_rows(dir.path(), &p);
+    assert_eq!(dirty.iter().map(|d| d.1).collect::<Vec<_>>(), vec![10], "{dirty:?}");
+    assert_eq!(target.rows(dst, "people", &people(10, true)).len(), 399);
+}

@@ -645,7 +645,8 @@ pub struct ReplaySummary {
 /// was fixed: rows refused by the transform go through the plan's transform again, rows
 /// refused by the target are written again, in archive order (per key, source order). Rows
 /// that fail again go to a new archive file with their new reason; the replayed files move
-/// to `<task>/dirty-replayed/`, and every `partial-stop` of the task is lifted. Run it while
+/// to `<task>/dirty-replayed/`, and every `partial-stop` of the task is lifted when no row
+/// failed again. Run it while
 /// the task is stopped: a stopped table's archived changes must land before its later ones.
 pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
     use ferry_operators::transform::Context;
@@ -724,8 +725,12 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
         let to = f.replacen("/dirty/", "/dirty-replayed/", 1);
         state.store().rename(f, &to)?;
     }
-    summary.unstopped = TableStops::clear(&state)?;
     summary.failed_again = metrics.dirty.load(Ordering::Relaxed);
+    // A stop stays while rows of the table failed again: its later changes must keep waiting
+    // behind them in the archive.
+    if summary.failed_again == 0 {
+        summary.unstopped = TableStops::clear(&state)?;
+    }
     summary.written = summary.rows as u64 - summary.failed_again.min(summary.rows as u64);
     Ok(summary)
 }

@@ -104,7 +104,7 @@ impl DbError {
             db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
         ));
         let code = db.code().code();
-        if code.starts_with("22") || code.starts_with("23") {
+        if code.starts_with("21") || code.starts_with("22") || code.starts_with("23") {
             DbError::Row(text)
         } else if code.starts_with("08")
             || code.starts_with("40")
@@ -181,7 +181,9 @@ impl SqlTarget {
             c.password(p.as_bytes());
         }
         c.application_name("ferry");
-        c.options("-c TimeZone=UTC -c client_encoding=UTF8");
+        // Workers write disjoint keys; a lock wait between them (a secondary unique key) must
+        // end in an error and a restart, not hold the epoch forever.
+        c.options("-c TimeZone=UTC -c client_encoding=UTF8 -c lock_timeout=20s");
         c.connect_timeout(Duration::from_secs(10));
         let host = match c.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -220,7 +222,7 @@ impl SqlTarget {
                 tracing::debug!(error = %crate::secrets::redact(&e.to_string()), "target connection ended");
             }
         });
-        Ok(Db::Pg(client, std::collections::HashSet::new()))
+        Ok(Db::Pg(client))
     }
 
     /// Creates the progress table if it is missing (called once per run, before the workers).
@@ -298,8 +300,8 @@ impl SqlTarget {
 pub enum Db {
     /// MySQL family.
     My(mysql_async::Conn),
-    /// PostgreSQL, and the staging tables made in this session.
-    Pg(tokio_postgres::Client, std::collections::HashSet<String>),
+    /// PostgreSQL.
+    Pg(tokio_postgres::Client),
 }
 
 impl Db {
@@ -311,7 +313,7 @@ impl Db {
                 c.query_drop(sql).await.map_err(DbError::mysql)?;
                 Ok(c.get_warnings())
             }
-            Db::Pg(c, _) => c.batch_execute(sql).await.map(|_| 0).map_err(DbError::pg),
+            Db::Pg(c) => c.batch_execute(sql).await.map(|_| 0).map_err(DbError::pg),
         }
     }
 
@@ -328,7 +330,7 @@ impl Db {
                 let v: Option<u64> = c.query_first(sql).await.map_err(DbError::mysql)?;
                 Ok(v)
             }
-            Db::Pg(c, _) => {
+            Db::Pg(c) => {
                 let rows = c.simple_query(sql).await.map_err(DbError::pg)?;
                 for r in rows {
                     if let tokio_postgres::SimpleQueryMessage::Row(row) = r {
@@ -344,14 +346,21 @@ impl Db {
     /// into `table (cols)`, replacing rows with the same key when `replace`. Any warning (the
     /// server turns rejected values into warnings under `LOCAL`) is reported as a row error,
     /// so the caller rolls back and writes the batch row by row.
-    pub async fn load_data(&mut self, table: &str, cols: &str, data: Vec<u8>, replace: bool) -> Result<(), DbError> {
+    pub async fn load_data(
+        &mut self,
+        table: &str,
+        cols: &str,
+        data: Vec<u8>,
+        replace: bool,
+        charset: &str,
+    ) -> Result<(), DbError> {
         let Db::My(c) = self else { unreachable!("LOAD DATA is the MySQL family's") };
         let data = Bytes::from(data);
         c.set_infile_handler(
             async move { Ok(futures::stream::once(async move { Ok::<_, std::io::Error>(data) }).boxed()) },
         );
         let sql = format!(
-            "LOAD DATA LOCAL INFILE 'ferry' {}INTO TABLE {table} CHARACTER SET utf8mb4 \
+            "LOAD DATA LOCAL INFILE 'ferry' {}INTO TABLE {table} CHARACTER SET {charset} \
              FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({cols})",
             if replace { "REPLACE " } else { "" }
         );
@@ -364,7 +373,7 @@ impl Db {
 
     /// PostgreSQL `COPY table (cols) FROM STDIN` of `data` (rows in COPY text format).
     pub async fn copy_in(&mut self, table: &str, cols: &str, data: Vec<u8>) -> Result<(), DbError> {
-        let Db::Pg(c, _) = self else { unreachable!("COPY is PostgreSQL's") };
+        let Db::Pg(c) = self else { unreachable!("COPY is PostgreSQL's") };
         let sink = c.copy_in::<_, Bytes>(&format!("COPY {table} ({cols}) FROM STDIN")).await.map_err(DbError::pg)?;
         futures::pin_mut!(sink);
         sink.send(Bytes::from(data)).await.map_err(DbError::pg)?;
@@ -372,20 +381,31 @@ impl Db {
         Ok(())
     }
 
+    /// The character set a `LOAD DATA` into `db.table` reads its (UTF-8) input in: `binary` when
+    /// every character column is utf8mb4 (the bytes go in as they are, no conversion), else
+    /// `utf8mb4` (the server converts into each column's character set).
+    pub async fn load_charset(&mut self, db: &str, table: &str) -> Result<&'static str, DbError> {
+        let Db::My(c) = self else { unreachable!("LOAD DATA is the MySQL family's") };
+        use mysql_async::prelude::Queryable;
+        let sets: Vec<String> = c
+            .exec(
+                "SELECT DISTINCT CHARACTER_SET_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CHARACTER_SET_NAME IS NOT NULL",
+                (db, table),
+            )
+            .await
+            .map_err(DbError::mysql)?;
+        Ok(if sets.iter().all(|s| s.eq_ignore_ascii_case("utf8mb4")) { "binary" } else { "utf8mb4" })
+    }
+
     /// Ensures a temporary staging table shaped like `table` exists in this session; returns
-    /// its quoted name.
+    /// its quoted name. It is created each time if missing: a rollback to a savepoint drops a
+    /// temporary table created after it.
     pub async fn staging(&mut self, table: &str) -> Result<String, DbError> {
-        let Db::Pg(_, made) = self else { unreachable!("staging is PostgreSQL's") };
         let mut h = ferry_operators::value::StableHasher::default();
         h.write_bytes(table.as_bytes());
-        let h = h.finish();
-        let name = format!("\"ferry_stage_{h:016x}\"");
-        if !made.contains(&name) {
-            let sql = format!("CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS)");
-            self.exec(&sql).await?;
-            let Db::Pg(_, made) = self else { unreachable!() };
-            made.insert(name.clone());
-        }
+        let name = format!("\"ferry_stage_{:016x}\"", h.finish());
+        self.exec(&format!("CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS)")).await?;
         Ok(name)
     }
 }

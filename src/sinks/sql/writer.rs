@@ -31,8 +31,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Statements grow up to about this many bytes before a new one starts.
-const MAX_STATEMENT: usize = 4 << 20;
+/// Statements grow up to about this many bytes before a new one starts (well under the 4 MiB
+/// `max_allowed_packet` of older MySQL servers).
+const MAX_STATEMENT: usize = 1 << 20;
 /// Batches with fewer rows than this take plain statements even when bulk loading is on.
 const BULK_MIN_ROWS: usize = 64;
 
@@ -57,6 +58,9 @@ pub struct TargetTable {
     id: TableId,
     /// `db.table` for messages.
     name: String,
+    /// Target database (PostgreSQL: schema) and table.
+    db: String,
+    table: String,
     /// Quoted, qualified name.
     qname: String,
     /// Quoted column list.
@@ -89,6 +93,8 @@ impl TargetTable {
         TargetTable {
             id,
             name: format!("{db}.{table}"),
+            db: db.to_string(),
+            table: table.to_string(),
             qname: d.qualified(db, table),
             cols,
             key: schema.row_key().to_vec(),
@@ -217,9 +223,6 @@ pub struct SqlWriter {
     committed: u64,
     /// Commits sent and not answered yet, oldest first.
     replies: std::collections::VecDeque<(u64, std::sync::mpsc::Receiver<Result<(), String>>)>,
-    stops: Arc<TableStops>,
-    dirty: DirtyArchive,
-    metrics: Arc<Metrics>,
 }
 
 impl SqlWriter {
@@ -252,6 +255,7 @@ impl SqlWriter {
             metrics: cx.metrics.clone(),
             stops: cx.stops.clone(),
             failed: failed.clone(),
+            charsets: HashMap::new(),
         };
         let task = rt.spawn(io.run(rx));
         Ok(SqlWriter {
@@ -267,9 +271,6 @@ impl SqlWriter {
             failed,
             committed,
             replies: std::collections::VecDeque::new(),
-            stops: cx.stops,
-            dirty: cx.dirty,
-            metrics: cx.metrics,
         })
     }
 
@@ -336,12 +337,8 @@ impl SinkWriter for SqlWriter {
         if let Some(msg) = self.failed.get() {
             return Err((SinkError::Restart(msg), change));
         }
-        if let Some(reason) = self.stops.reason(table) {
-            let name = self.plan.catalog.get(table).name.to_string();
-            self.metrics.dirty.fetch_add(1, Ordering::Relaxed);
-            self.dirty.record("sink", &name, &change, &format!("table stopped (write_error: partial-stop): {reason}"));
-            return Ok(());
-        }
+        // A stopped table's changes still go through the batch and the I/O task, which
+        // archives them: in order with the ones already on their way.
         let t = match self.target_for(table, &change) {
             Ok(t) => t,
             Err(e) => return Err((e, change)),
@@ -477,6 +474,8 @@ struct IoTask {
     metrics: Arc<Metrics>,
     stops: Arc<TableStops>,
     failed: Arc<Failed>,
+    /// `LOAD DATA` character set per target table (MySQL family).
+    charsets: HashMap<String, &'static str>,
 }
 
 impl IoTask {
@@ -603,6 +602,7 @@ impl IoTask {
                 Err(DbError::Row(e)) => {
                     tracing::debug!(table = %t.name, error = %e, "batch rejected, writing it row by row");
                     self.exec("ROLLBACK TO SAVEPOINT ferry_batch").await?;
+                    self.exec("RELEASE SAVEPOINT ferry_batch").await?;
                 }
                 Err(other) => return Err(other),
             }
@@ -660,12 +660,20 @@ impl IoTask {
     async fn run_stmts(&mut self, t: &TargetTable, stmts: Vec<Stmt>) -> Result<(), DbError> {
         let dialect = self.target.dialect;
         for s in stmts {
+            let known = self.charsets.get(&t.qname).copied();
             let db = self.db().await?;
             match s {
                 Stmt::Sql(sql) => db.exec(&sql).await.inspect_err(|e| {
                     tracing::debug!(error = %e, sql = %sql.chars().take(300).collect::<String>(), "statement failed")
                 })?,
-                Stmt::Load { data, replace } => db.load_data(&t.qname, &t.cols, data, replace).await?,
+                Stmt::Load { data, replace } => {
+                    let charset = match known {
+                        Some(c) => c,
+                        None => db.load_charset(&t.db, &t.table).await?,
+                    };
+                    db.load_data(&t.qname, &t.cols, data, replace, charset).await?;
+                    self.charsets.insert(t.qname.clone(), charset);
+                }
                 Stmt::Copy(data) => db.copy_in(&t.qname, &t.cols, data).await?,
                 Stmt::CopyOrMerge(data) => {
                     db.exec("SAVEPOINT ferry_copy").await?;
