@@ -280,3 +280,40 @@ fn postgres_bulk_batches_after_a_rejected_row_still_merge() {
     assert_eq!(dirty.iter().map(|d| d.1).collect::<Vec<_>>(), vec![10], "{dirty:?}");
     assert_eq!(target.rows(dst, "people", &people(10, true)).len(), 399);
 }
+
+#[test]
+fn a_latin1_target_gets_western_text_exactly_and_refuses_rows_latin1_cannot_hold() {
+    // Bulk batches into latin1 tables are transcoded by ferry; a batch with a character latin1
+    // has not goes as utf8mb4, and the server refuses just that row.
+    let target = Target::Maria;
+    let (src, dst) = ("l1src", "l1dst");
+    mysql::fresh_db(src);
+    let rows: Vec<String> = (1..=300)
+        .map(|id| if id == 77 { format!("({id}, 'smile 😀')") } else { format!("({id}, 'José Müller € {id}')") })
+        .collect();
+    mysql::exec(&[
+        &format!("CREATE TABLE `{src}`.t (id INT PRIMARY KEY, s VARCHAR(50) NOT NULL) CHARACTER SET utf8mb4"),
+        &format!("INSERT INTO `{src}`.t VALUES {}", rows.join(",")),
+        &format!("DROP DATABASE IF EXISTS `{dst}`"),
+        &format!("CREATE DATABASE `{dst}` CHARACTER SET latin1"),
+        &format!("CREATE TABLE `{dst}`.t (id INT PRIMARY KEY, s VARCHAR(50) NOT NULL) CHARACTER SET latin1"),
+    ]);
+    let dir = workdir();
+    let text = plan("latin1", src, dst, target, "ignore")
+        .replace("  chunk_rows: 16\n", "  chunk_rows: 1000\n")
+        .replace("  workers: 2\n  batch_rows: 25\n", "  workers: 1\n  batch_rows: 100\n");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let dirty = dirty_rows(dir.path(), &p);
+    assert_eq!(dirty.iter().map(|d| d.1).collect::<Vec<_>>(), vec![77], "{dirty:?}");
+    let schema = TableSchema {
+        name: TableName::new(dst, "t"),
+        columns: vec![col("id", int(), false), col("s", varchar(50), false)],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        version: 1,
+    };
+    let mut want = source_rows(src, "t", &schema);
+    want.retain(|r| !r.starts_with("77 |"));
+    assert_eq!(target.rows(dst, "t", &schema), want);
+}

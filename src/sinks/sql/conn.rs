@@ -381,9 +381,10 @@ impl Db {
         Ok(())
     }
 
-    /// The character set a `LOAD DATA` into `db.table` reads its (UTF-8) input in: `binary` when
-    /// every character column is utf8mb4 (the bytes go in as they are, no conversion), else
-    /// `utf8mb4` (the server converts into each column's character set).
+    /// The character set a `LOAD DATA` into `db.table` reads its input in: `binary` when every
+    /// character column is utf8mb4 (the UTF-8 bytes go in as they are), `latin1` when every one
+    /// is latin1 (the writer transcodes, see [`to_latin1`]), else `utf8mb4` (the server
+    /// converts into each column's character set).
     pub async fn load_charset(&mut self, db: &str, table: &str) -> Result<&'static str, DbError> {
         let Db::My(c) = self else { unreachable!("LOAD DATA is the MySQL family's") };
         use mysql_async::prelude::Queryable;
@@ -395,7 +396,13 @@ impl Db {
             )
             .await
             .map_err(DbError::mysql)?;
-        Ok(if sets.iter().all(|s| s.eq_ignore_ascii_case("utf8mb4")) { "binary" } else { "utf8mb4" })
+        Ok(if sets.iter().all(|s| s.eq_ignore_ascii_case("utf8mb4")) {
+            "binary"
+        } else if sets.iter().all(|s| s.eq_ignore_ascii_case("latin1")) {
+            "latin1"
+        } else {
+            "utf8mb4"
+        })
     }
 
     /// Ensures a temporary staging table shaped like `table` exists in this session; returns
@@ -407,5 +414,30 @@ impl Db {
         let name = format!("\"ferry_stage_{:016x}\"", h.finish());
         self.exec(&format!("CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS)")).await?;
         Ok(name)
+    }
+}
+
+/// The bulk text in MySQL's `latin1` (which is Windows-1252), when every character has a
+/// latin1 byte; `None` otherwise (the batch then goes as utf8mb4 and the server refuses what
+/// does not fit, row by row).
+pub fn to_latin1(utf8: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(utf8).ok()?;
+    if text.is_ascii() {
+        return Some(utf8.to_vec());
+    }
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
+    (!unmappable).then(|| bytes.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_latin1;
+
+    #[test]
+    fn latin1_transcoding_maps_western_letters_and_refuses_the_rest() {
+        assert_eq!(to_latin1("José\tMüller €".as_bytes()).unwrap(), b"Jos\xe9\tM\xfcller \x80");
+        assert_eq!(to_latin1(b"plain").unwrap(), b"plain");
+        assert!(to_latin1("emoji 😀".as_bytes()).is_none());
+        assert!(to_latin1("中文".as_bytes()).is_none());
     }
 }

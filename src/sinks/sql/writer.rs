@@ -671,7 +671,11 @@ impl IoTask {
                         Some(c) => c,
                         None => db.load_charset(&t.db, &t.table).await?,
                     };
-                    db.load_data(&t.qname, &t.cols, data, replace, charset).await?;
+                    match (charset, (charset == "latin1").then(|| super::conn::to_latin1(&data)).flatten()) {
+                        ("latin1", Some(latin1)) => db.load_data(&t.qname, &t.cols, latin1, replace, "latin1").await?,
+                        ("latin1", None) => db.load_data(&t.qname, &t.cols, data, replace, "utf8mb4").await?,
+                        _ => db.load_data(&t.qname, &t.cols, data, replace, charset).await?,
+                    }
                     self.charsets.insert(t.qname.clone(), charset);
                 }
                 Stmt::Copy(data) => db.copy_in(&t.qname, &t.cols, data).await?,
