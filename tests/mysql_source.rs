@@ -101,56 +101,14 @@ fn assert_target_equals_source(out: &Path, db: &str, tables: &[&str]) {
 fn snapshot_then_binlog_under_concurrent_writes_ends_equal_to_the_source() {
     let dir = workdir();
     let db = "e2e_concurrent";
-    fresh_db(db);
-    exec(&[
-        &format!("USE {db}"),
-        &format!("CREATE TABLE {db}.items (id BIGINT PRIMARY KEY, k INT NOT NULL, c VARCHAR(120), pad CHAR(60))"),
-        &format!("CREATE TABLE {db}.pairs (a INT, b VARCHAR(10), v INT, PRIMARY KEY (a, b))"),
-        &format!("INSERT INTO {db}.items SELECT seq, seq % 1000, CONCAT('item-', seq), 'pad' FROM seq_1_to_20000"),
-        &format!("INSERT INTO {db}.pairs SELECT seq % 100, CONCAT('b', seq), seq FROM seq_1_to_5000"),
-    ]);
+    items_and_pairs(db);
     let text = plan(db, &main_url(), "", "semantics: exactly-once\n");
     let p = write_plan(dir.path(), "plan.yaml", &text);
     // A writer changes rows while the snapshot and the stream run.
     let writer = std::thread::spawn({
         let db = db.to_string();
-        move || {
-            // A 100k-row transaction, then random single and multi-statement transactions.
-            exec(&[
-                &format!("USE {db}"),
-                &format!("INSERT INTO {db}.items SELECT 300000 + seq, seq % 7, 'bulk', 'b' FROM seq_1_to_100000"),
-            ]);
-            let mut x =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-            eprintln!("workload seed {x}");
-            let mut rnd = move || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            };
-            let mut stmts: Vec<String> = Vec::new();
-            for i in 0..300u64 {
-                let id = 1 + rnd() % 20000;
-                stmts.push(format!("UPDATE {db}.items SET k = k + 1, c = 'upd-{i}' WHERE id = {id}"));
-                stmts.push(format!("INSERT INTO {db}.items VALUES ({}, 1, 'new', 'x')", 100_000 + i));
-                if i % 3 == 0 {
-                    stmts.push(format!("DELETE FROM {db}.items WHERE id = {}", 1 + rnd() % 20000));
-                }
-                if i % 5 == 0 {
-                    // A primary-key change and a multi-statement transaction.
-                    stmts.push(format!(
-                        "BEGIN; UPDATE {db}.items SET id = {} WHERE id = {}; UPDATE {db}.pairs SET v = v + 1 WHERE a = {}; COMMIT",
-                        200_000 + i,
-                        2 + rnd() % 20000,
-                        rnd() % 100
-                    ));
-                }
-            }
-            for chunk in stmts.chunks(20) {
-                exec(&chunk.iter().map(String::as_str).collect::<Vec<_>>());
-            }
-        }
+        // A 100k-row transaction, then random single and multi-statement transactions.
+        move || items_workload(&db, 100_000, "'new'")
     });
     ok(&run_in(dir.path(), &["run", "-q", &p]));
     writer.join().unwrap();

@@ -36,10 +36,7 @@ fn with_pos(s: &ferry_operators::TableSchema) -> ferry_operators::TableSchema {
 }
 
 fn sigkills_leave_every_change_exactly_once(target: Target) {
-    let tag = match target {
-        Target::Maria | Target::Outage => "m",
-        Target::Pg => "p",
-    };
+    let tag = target.tag();
     let db = format!("crash_{tag}");
     target.fresh_namespace(&db);
     let cat = catalog(&config());

@@ -101,10 +101,7 @@ fn source_rows(db: &str, table: &str, schema: &TableSchema) -> Vec<String> {
 }
 
 fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(target: Target) {
-    let t = match target {
-        Target::Maria | Target::Outage => "m",
-        Target::Pg => "p",
-    };
+    let t = target.tag();
     let (src, dst) = (format!("errsrc_{t}"), format!("errdst_{t}"));
     source(&src);
     target.fresh_namespace(&dst);

@@ -43,15 +43,7 @@ fn plan(task: &str, target: Target, prefix: &str, semantics: &str, mode: &str) -
 
 /// Runs one combination and checks the target.
 fn check(target: Target, semantics: &str, mode: &str) {
-    let tag = format!(
-        "{}_{}_{}",
-        match target {
-            Target::Maria | Target::Outage => "m",
-            Target::Pg => "p",
-        },
-        if semantics == "exactly-once" { "eo" } else { "alo" },
-        mode
-    );
+    let tag = format!("{}_{}_{}", target.tag(), if semantics == "exactly-once" { "eo" } else { "alo" }, mode);
     let prefix = format!("sink_{tag}");
     let db = format!("{prefix}_shop_0");
     target.fresh_namespace(&db);

@@ -64,3 +64,54 @@ pub fn read_table(db: &str, table: &str) -> (TableSchema, Vec<Row>) {
         (schema, rows)
     })
 }
+
+/// A fresh `db` with `items` (20,000 rows, BIGINT key) and `pairs` (5,000 rows, composite key).
+pub fn items_and_pairs(db: &str) {
+    fresh_db(db);
+    exec(&[
+        &format!("USE {db}"),
+        &format!("CREATE TABLE {db}.items (id BIGINT PRIMARY KEY, k INT NOT NULL, c VARCHAR(120), pad CHAR(60))"),
+        &format!("CREATE TABLE {db}.pairs (a INT, b VARCHAR(10), v INT, PRIMARY KEY (a, b))"),
+        &format!("INSERT INTO {db}.items SELECT seq, seq % 1000, CONCAT('item-', seq), 'pad' FROM seq_1_to_20000"),
+        &format!("INSERT INTO {db}.pairs SELECT seq % 100, CONCAT('b', seq), seq FROM seq_1_to_5000"),
+    ]);
+}
+
+/// A workload on [`items_and_pairs`]: one `bulk_rows`-row insert transaction, then 300 rounds
+/// of random updates, inserts (their `c` is `new_c`, SQL-quoted), deletes, primary-key changes
+/// and multi-statement transactions; the random seed is printed.
+pub fn items_workload(db: &str, bulk_rows: u64, new_c: &str) {
+    exec(&[
+        &format!("USE {db}"),
+        &format!("INSERT INTO {db}.items SELECT 300000 + seq, seq % 7, 'bulk', 'b' FROM seq_1_to_{bulk_rows}"),
+    ]);
+    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("workload seed {x}");
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut stmts: Vec<String> = Vec::new();
+    for i in 0..300u64 {
+        let id = 1 + rnd() % 20000;
+        stmts.push(format!("UPDATE {db}.items SET k = k + 1, c = 'upd-{i}' WHERE id = {id}"));
+        stmts.push(format!("INSERT INTO {db}.items VALUES ({}, 1, {new_c}, 'x')", 100_000 + i));
+        if i % 3 == 0 {
+            stmts.push(format!("DELETE FROM {db}.items WHERE id = {}", 1 + rnd() % 20000));
+        }
+        if i % 5 == 0 {
+            // A primary-key change and a multi-statement transaction.
+            stmts.push(format!(
+                "BEGIN; UPDATE {db}.items SET id = {} WHERE id = {}; UPDATE {db}.pairs SET v = v + 1 WHERE a = {}; COMMIT",
+                200_000 + i,
+                2 + rnd() % 20000,
+                rnd() % 100
+            ));
+        }
+    }
+    for chunk in stmts.chunks(20) {
+        exec(&chunk.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}

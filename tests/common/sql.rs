@@ -36,6 +36,14 @@ impl Target {
         }
     }
 
+    /// A short tag for names of test databases and tasks.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Target::Maria | Target::Outage => "m",
+            Target::Pg => "p",
+        }
+    }
+
     /// The MySQL-protocol URL of a MariaDB target.
     pub fn mysql_url(self) -> String {
         match self {

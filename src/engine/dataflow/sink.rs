@@ -56,7 +56,7 @@ pub fn sink<'s>(
         // Per-table counts kept locally and published once per activation: the shared
         // counters sit on few cache lines, which workers must not fight over per row.
         let mut counts = vec![0u64; plan.tables.len()];
-        let dirty_flush = dirty.clone();
+        let flush = dirty.clone();
         let fail = move |msg: String| {
             let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
             f.get_or_insert(msg);
@@ -93,7 +93,6 @@ pub fn sink<'s>(
             }
             Ok(())
         };
-        let flush = dirty_flush;
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 let Some(&epoch) = cap.least() else { return };

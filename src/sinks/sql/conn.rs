@@ -225,6 +225,14 @@ impl SqlTarget {
         Ok(Db::Pg(client))
     }
 
+    /// `s` as a string literal of the dialect.
+    fn text(&self, s: &str) -> String {
+        let mut out = String::new();
+        // Text is never refused except a NUL for PostgreSQL, which then fails the statement.
+        let _ = self.dialect.literal(&ferry_operators::Value::Text(s.into()), &mut out);
+        out
+    }
+
     /// Creates the progress table if it is missing (called once per run, before the workers).
     pub async fn ensure_progress_table(&self, db: &mut Db) -> Result<(), DbError> {
         let mut ns = String::new();
@@ -254,8 +262,7 @@ impl SqlTarget {
 
     /// The statement that records `epoch` as committed by `worker` of `task`.
     pub fn progress_upsert(&self, task: &str, worker: usize, epoch: u64) -> String {
-        let mut t = String::new();
-        let _ = self.dialect.literal(&ferry_operators::Value::Text(task.into()), &mut t);
+        let t = self.text(task);
         match self.dialect {
             Dialect::Mysql => format!(
                 "INSERT INTO {} (task, worker, epoch) VALUES ({t}, {worker}, {epoch}) \
@@ -272,17 +279,14 @@ impl SqlTarget {
 
     /// The last epoch `worker` of `task` committed (0: none).
     pub async fn committed(&self, db: &mut Db, task: &str, worker: usize) -> Result<u64, DbError> {
-        let mut t = String::new();
-        let _ = self.dialect.literal(&ferry_operators::Value::Text(task.into()), &mut t);
+        let t = self.text(task);
         let sql = format!("SELECT epoch FROM {} WHERE task = {t} AND worker = {worker}", self.progress);
         db.query_u64(&sql).await.map(|v| v.unwrap_or(0))
     }
 
     /// Whether `db.table` exists (for PostgreSQL: `schema.table` in the connected database).
     pub async fn table_exists(&self, db: &mut Db, schema: &str, table: &str) -> Result<bool, DbError> {
-        let (mut s, mut t) = (String::new(), String::new());
-        let _ = self.dialect.literal(&ferry_operators::Value::Text(schema.into()), &mut s);
-        let _ = self.dialect.literal(&ferry_operators::Value::Text(table.into()), &mut t);
+        let (s, t) = (self.text(schema), self.text(table));
         let sql =
             format!("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {s} AND table_name = {t}");
         Ok(db.query_u64(&sql).await?.unwrap_or(0) > 0)
@@ -290,8 +294,7 @@ impl SqlTarget {
 
     /// Forgets the task's progress (a `--from-scratch` run).
     pub async fn forget(&self, db: &mut Db, task: &str) -> Result<(), DbError> {
-        let mut t = String::new();
-        let _ = self.dialect.literal(&ferry_operators::Value::Text(task.into()), &mut t);
+        let t = self.text(task);
         db.exec(&format!("DELETE FROM {} WHERE task = {t}", self.progress)).await
     }
 }

@@ -766,6 +766,34 @@ fn row_values(d: Dialect, row: &[Value], out: &mut String) -> Result<(), EncodeE
     Ok(())
 }
 
+/// Statements of the form `head item,item,… tail`, each cut once it reaches [`MAX_STATEMENT`].
+fn chunked<R>(
+    rows: &[R],
+    head: &str,
+    mut item: impl FnMut(&R, &mut String) -> Result<(), EncodeError>,
+    tail: impl Fn(&mut String),
+    out: &mut Vec<Stmt>,
+) -> Result<(), EncodeError> {
+    let mut sql = String::new();
+    for row in rows {
+        if sql.is_empty() {
+            sql.push_str(head);
+        } else {
+            sql.push(',');
+        }
+        item(row, &mut sql)?;
+        if sql.len() >= MAX_STATEMENT {
+            tail(&mut sql);
+            out.push(Stmt::Sql(std::mem::take(&mut sql)));
+        }
+    }
+    if !sql.is_empty() {
+        tail(&mut sql);
+        out.push(Stmt::Sql(sql));
+    }
+    Ok(())
+}
+
 /// `INSERT INTO t (cols) VALUES …` statements for `rows` (with the upsert clause when asked).
 fn inserts(
     d: Dialect,
@@ -775,28 +803,12 @@ fn inserts(
     out: &mut Vec<Stmt>,
 ) -> Result<(), EncodeError> {
     let head = format!("INSERT INTO {} ({}) VALUES ", t.qname, t.cols);
-    let mut sql = String::new();
-    for row in rows {
-        if sql.is_empty() {
-            sql.push_str(&head);
-        } else {
-            sql.push(',');
-        }
-        row_values(d, row, &mut sql)?;
-        if sql.len() >= MAX_STATEMENT {
-            if upsert {
-                on_conflict(d, t, &mut sql);
-            }
-            out.push(Stmt::Sql(std::mem::take(&mut sql)));
-        }
-    }
-    if !sql.is_empty() {
+    let tail = |sql: &mut String| {
         if upsert {
-            on_conflict(d, t, &mut sql);
+            on_conflict(d, t, sql)
         }
-        out.push(Stmt::Sql(sql));
-    }
-    Ok(())
+    };
+    chunked(rows, &head, |row, sql| row_values(d, row, sql), tail, out)
 }
 
 /// `DELETE … WHERE key IN (…)` statements for the keys of `rows`.
@@ -809,29 +821,15 @@ fn deletes(d: Dialect, t: &TargetTable, rows: &[&[Value]], out: &mut Vec<Stmt>) 
         d.ident(&t.schema.columns[k].name, &mut head);
     }
     head.push_str(") IN (");
-    let mut sql = String::new();
-    for row in rows {
-        if sql.is_empty() {
-            sql.push_str(&head);
+    let item = |row: &&[Value], sql: &mut String| {
+        if let [k] = t.key[..] {
+            d.literal(&row[k], sql)
         } else {
-            sql.push(',');
+            let key: Vec<Value> = t.key.iter().map(|&k| row[k].clone()).collect();
+            row_values(d, &key, sql)
         }
-        let key: Vec<Value> = t.key.iter().map(|&k| row[k].clone()).collect();
-        if t.key.len() == 1 {
-            d.literal(&key[0], &mut sql)?;
-        } else {
-            row_values(d, &key, &mut sql)?;
-        }
-        if sql.len() >= MAX_STATEMENT {
-            sql.push(')');
-            out.push(Stmt::Sql(std::mem::take(&mut sql)));
-        }
-    }
-    if !sql.is_empty() {
-        sql.push(')');
-        out.push(Stmt::Sql(sql));
-    }
-    Ok(())
+    };
+    chunked(rows, &head, item, |sql| sql.push(')'), out)
 }
 
 fn bulk_data(d: Dialect, rows: &[&[Value]]) -> Result<Vec<u8>, EncodeError> {
