@@ -340,6 +340,34 @@ fn columns_added_and_dropped_mid_stream_are_followed_and_rows_on_both_sides_deco
     assert_eq!((&five["b"], &five["c"]), (&Json::from("five"), &Json::from(9)), "{five}");
     let six = lines.iter().find(|l| l["id"] == 6).expect("row 6");
     assert_eq!((&six["b"], &six["c"]), (&Json::Null, &Json::from(6)), "{six}");
+    // Both schema changes reached the sink, in order with the rows: after the rows written
+    // before each statement, before the rows written after it.
+    let out = dir.path().join("out");
+    let events = schema_events(&out);
+    let kinds: Vec<(String, Json)> =
+        events.iter().map(|(_, e)| (e["table"].as_str().unwrap().to_string(), e["change"].clone())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (format!("{db}.t"), serde_json::json!({"kind": "add_column", "column": "c"})),
+            (format!("{db}.t"), serde_json::json!({"kind": "drop_column", "column": "b"})),
+        ]
+    );
+    assert!(events[0].1["statement"].as_str().unwrap().contains("ADD COLUMN c"), "{}", events[0].1);
+    let (add, drop) = (events[0].0, events[1].0);
+    let epoch_of = |id: i64| row_epoch(&out, db, "t", id);
+    assert!(
+        epoch_of(4) <= add && add < epoch_of(5),
+        "ADD COLUMN at epoch {add}, rows 4 and 5 at {} and {}",
+        epoch_of(4),
+        epoch_of(5)
+    );
+    assert!(
+        epoch_of(5) <= drop && drop < epoch_of(6),
+        "DROP COLUMN at epoch {drop}, rows 5 and 6 at {} and {}",
+        epoch_of(5),
+        epoch_of(6)
+    );
     // The final state, on the source's columns (a column missing from an older line is NULL).
     let (schema, rows) = read_table(db, "t");
     let mut want: Vec<String> = rows.iter().map(|r| row_json(&schema, r).to_string()).collect();
@@ -431,7 +459,7 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_a
 }
 
 #[test]
-fn a_renamed_source_column_keeps_flowing_into_its_target_column() {
+fn a_renamed_source_column_keeps_flowing_into_its_target_column_and_skipped_ddl_reaches_no_sink() {
     let dir = workdir();
     let db = "e2e_rename";
     fresh_db(db);
@@ -439,9 +467,14 @@ fn a_renamed_source_column_keeps_flowing_into_its_target_column() {
         &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, price INT)"),
         &format!("INSERT INTO {db}.t VALUES (1, 10)"),
     ]);
-    let text =
-        plan(db, &main_url(), "", "semantics: exactly-once\ntransforms:\n  - tables: '.*'\n    filter: 'price > 0'\n")
-            .replace("bounded: true", "bounded: false");
+    // Schema events are kept from the sink (`skip: [ddl]`); the rename is followed all the same.
+    let text = plan(
+        db,
+        &main_url(),
+        "",
+        "semantics: exactly-once\noperations:\n  skip: [ddl]\ntransforms:\n  - tables: '.*'\n    filter: 'price > 0'\n",
+    )
+    .replace("bounded: true", "bounded: false");
     let p = write_plan(dir.path(), "plan.yaml", &text);
     let mut child = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
     let out = dir.path().join("out");
@@ -461,4 +494,41 @@ fn a_renamed_source_column_keeps_flowing_into_its_target_column() {
     child.0.kill().unwrap();
     let rows = materialize_upsert(&table_lines(&out, db, "t"), &["id"]);
     assert_eq!(rows, vec![r#"{"id":1,"price":11}"#.to_string(), r#"{"id":2,"price":20}"#.to_string()]);
+    assert!(schema_events(&out).is_empty(), "a skipped DDL reached the sink: {:?}", schema_events(&out));
+}
+
+/// The schema change events a files target received, in file order, with their epochs.
+fn schema_events(out: &std::path::Path) -> Vec<(u64, Json)> {
+    let mut files: Vec<_> = std::fs::read_dir(out.join("_schema_changes"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut events = Vec::new();
+    for f in files {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        let epoch: u64 = name[1..11].parse().unwrap();
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            let e: Json = serde_json::from_str(line).unwrap();
+            assert_eq!(e["epoch"], epoch, "{name}: {line}");
+            events.push((epoch, e));
+        }
+    }
+    events
+}
+
+/// The epoch of the (exactly-once) part file that holds the last line of row `id`.
+fn row_epoch(out: &std::path::Path, db: &str, table: &str, id: i64) -> u64 {
+    let mut files: Vec<_> = std::fs::read_dir(out.join(db).join(table)).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut found = None;
+    for f in files {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            let l: Json = serde_json::from_str(line).unwrap();
+            if l["id"] == id {
+                found = Some(name[1..11].parse().unwrap());
+            }
+        }
+    }
+    found.unwrap_or_else(|| panic!("row {id} not written"))
 }

@@ -137,3 +137,55 @@ impl Change {
         (del, Some(ins))
     }
 }
+
+/// What one source schema change did to one table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SchemaChangeKind {
+    /// A new column.
+    AddColumn {
+        /// Its name.
+        column: String,
+    },
+    /// A removed column.
+    DropColumn {
+        /// Its name.
+        column: String,
+    },
+    /// A renamed column.
+    RenameColumn {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// A column with a new type.
+    ModifyColumn {
+        /// Its name.
+        column: String,
+        /// The new type, as the statement wrote it.
+        ty: String,
+    },
+    /// Every row removed (`TRUNCATE`).
+    Truncate,
+    /// Any other statement on the table (other `ALTER`s, `DROP`, `RENAME TABLE`, …): see the
+    /// event's statement.
+    Other,
+}
+
+/// A schema change of one source table, delivered to sinks beside its rows: a schema change
+/// always ends its epoch, so it follows every row change of that epoch and precedes every
+/// row change of later ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SchemaEvent {
+    /// The table (an index into the run's catalog).
+    pub table: TableId,
+    /// What changed.
+    pub change: SchemaChangeKind,
+    /// The whole statement as the source logged it.
+    pub statement: String,
+    /// Source position of the statement.
+    pub pos: Position,
+    /// When the source ran it, microseconds since the Unix epoch.
+    pub commit_micros: i64,
+}

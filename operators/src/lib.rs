@@ -11,7 +11,7 @@
 //!                                   metadata
 //! ```
 //!
-//! - [`value`], [`schema`], [`change`]: the record model.
+//! - [`value`], [`schema`], [`change`]: the record model (row changes and schema events).
 //! - [`json`]: the JSON encoding of values used by file sinks and the dirty archive.
 //! - [`template`]: `${variable}` name templates (F3.2).
 //! - [`expr`]: the expression language of row filters and function fields (F4.3).
@@ -25,6 +25,6 @@ pub mod template;
 pub mod transform;
 pub mod value;
 
-pub use change::{Change, Op, Position, Row};
+pub use change::{Change, Op, Position, Row, SchemaChangeKind, SchemaEvent};
 pub use schema::{Catalog, Column, ColumnType, TableId, TableName, TableSchema};
 pub use value::Value;

@@ -337,10 +337,11 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
                 let probe = ProbeHandle::new();
                 let failure_flag = failure.clone();
                 worker.dataflow::<u64, _, _>(|scope| {
-                    let changes = match &plan.plan.source {
-                        SourceSpec::Datagen(cfg) => {
-                            source::datagen(scope, plan.clone(), cfg.clone(), state.clone(), &restore, metrics.clone())
-                        }
+                    let (changes, schema) = match &plan.plan.source {
+                        SourceSpec::Datagen(cfg) => (
+                            source::datagen(scope, plan.clone(), cfg.clone(), state.clone(), &restore, metrics.clone()),
+                            timely::dataflow::operators::generic::operator::empty(scope),
+                        ),
                         SourceSpec::Mysql(_) => dataflow::mysql::mysql_source(
                             scope,
                             plan.clone(),
@@ -351,8 +352,17 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
                         ),
                     };
                     let transformed = transform::transform(changes, plan.clone(), dirty.clone(), metrics.clone());
-                    sink::sink(transformed, plan.clone(), writer, skip_upto, dirty, metrics.clone(), failure_flag)
-                        .probe_with(&probe);
+                    sink::sink(
+                        transformed,
+                        schema,
+                        plan.clone(),
+                        writer,
+                        skip_upto,
+                        dirty,
+                        metrics.clone(),
+                        failure_flag,
+                    )
+                    .probe_with(&probe);
                 });
                 let mut coordinator = (index == 0).then(|| Coordinator::new(state.clone(), &restore, peers, &plan));
                 while worker.step_or_park(Some(Duration::from_millis(20))) {

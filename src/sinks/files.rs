@@ -4,6 +4,7 @@
 //!  <path>/<database>/<table>/e<epoch>-w<worker>-p<part>.jsonl              exactly-once
 //!  <path>/<database>/<table>/g<run>-e<epoch>-w<worker>-p<part>.jsonl       at-least-once
 //!  <path>/.staging/...                                                     exactly-once parts not yet committed
+//!  <path>/_schema_changes/e<epoch>-<source database>.<source table>.jsonl  schema changes
 //! ```
 //!
 //! Applying the files of a table in name order replays its changes in an order that keeps
@@ -18,13 +19,19 @@
 //! uncommitted epochs with the same boundaries and rewrites the same names, and skips committed
 //! ones. At-least-once: parts are written in place as batches fill and at every epoch end; a
 //! restart writes a new run number `g<run>`, so replayed duplicates sort after the originals.
+//!
+//! Schema changes of source tables (from a binlog's DDL) are JSON lines in `_schema_changes/`,
+//! one file per epoch and source table, written when the epoch commits: the source table, its
+//! target, the change (`{"kind":"add_column","column":"c"}`, …), the statement, the position
+//! and the commit time. A schema change ends its epoch, so it applies after the row files of
+//! its epoch and before those of later epochs. A replayed epoch rewrites the same file.
 
 use super::{SinkError, SinkWriter};
 use crate::plan::config::{Semantics, WriteMode};
 use crate::plan::Compiled;
 use crate::state::TaskState;
 use crate::store::Store;
-use ferry_operators::{json, Change, Op, TableId};
+use ferry_operators::{json, Change, Op, SchemaEvent, TableId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -61,6 +68,8 @@ pub struct FilesWriter {
     open: BTreeMap<(u64, String), Part>,
     names: HashMap<TableId, String>,
     line: Vec<u8>,
+    /// Schema change lines by (epoch, source table), written at the epoch's commit.
+    schema: BTreeMap<(u64, String), Vec<u8>>,
 }
 
 impl FilesWriter {
@@ -84,6 +93,7 @@ impl FilesWriter {
             open: BTreeMap::new(),
             names: HashMap::new(),
             line: Vec::new(),
+            schema: BTreeMap::new(),
         })
     }
 
@@ -176,7 +186,31 @@ impl SinkWriter for FilesWriter {
         Ok(())
     }
 
+    fn schema_change(&mut self, epoch: u64, event: &SchemaEvent) -> Result<(), SinkError> {
+        let source = self.plan.catalog.get(event.table).name.to_string();
+        let target = self.plan.table(event.table).static_names.as_ref().map(|(d, t)| format!("{d}.{t}"));
+        let line = serde_json::json!({
+            "table": source,
+            "target": target,
+            "epoch": epoch,
+            "change": event.change,
+            "statement": event.statement,
+            "position": event.pos.to_string(),
+            "commit_time": ferry_operators::Value::Timestamp(event.commit_micros).to_string(),
+        });
+        let buf = self.schema.entry((epoch, source)).or_default();
+        serde_json::to_writer(&mut *buf, &line).map_err(|e| SinkError::Definite(e.to_string()))?;
+        buf.push(b'\n');
+        Ok(())
+    }
+
     fn commit(&mut self, epoch: u64) -> Result<(), SinkError> {
+        let due: Vec<(u64, String)> = self.schema.range(..(epoch + 1, String::new())).map(|(k, _)| k.clone()).collect();
+        for key in due {
+            let data = self.schema.remove(&key).expect("listed");
+            let path = format!("_schema_changes/e{:010}-{}.jsonl", key.0, key.1);
+            self.out.put(&path, data).map_err(|e| SinkError::Transient(e.to_string()))?;
+        }
         let keys: Vec<(u64, String)> =
             self.open.range((0, String::new())..(epoch + 1, String::new())).map(|(k, _)| k.clone()).collect();
         for (e, dir) in keys {

@@ -15,7 +15,7 @@ pub mod null;
 pub mod sql;
 
 use crate::state::TaskState;
-use ferry_operators::{Catalog, Change, TableId};
+use ferry_operators::{Catalog, Change, SchemaEvent, TableId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -46,6 +46,13 @@ pub trait SinkWriter {
     /// an error the change comes back.
     fn write_owned(&mut self, epoch: u64, change: Change) -> Result<(), (SinkError, Change)> {
         self.write(epoch, change.table, &change).map_err(|e| (e, change))
+    }
+    /// A schema change of a source table, after every change of `epoch` was written and
+    /// before the epoch commits (a schema change always ends its epoch). The default only
+    /// lets it pass: what a target does with a schema change is its DDL policy.
+    fn schema_change(&mut self, epoch: u64, event: &SchemaEvent) -> Result<(), SinkError> {
+        let _ = (epoch, event);
+        Ok(())
     }
     /// Everything of `epoch` has arrived: make it durable. Exactly-once sinks publish the epoch
     /// atomically with their progress here.

@@ -4,59 +4,26 @@
 //! Rows are always decoded from the binlog's own table maps, which carry every column's name
 //! (`binlog_row_metadata=FULL`); what a table map cannot say is that a column was *renamed*
 //! rather than dropped and added. The events here say it, so a renamed source column keeps
-//! flowing into the same target column.
+//! flowing into the same target column; the binlog operator also hands them to the sinks as
+//! `ferry_operators::SchemaEvent`s.
 
-use sqlparser::ast::{AlterTableOperation, ObjectName, ObjectNamePart, Statement};
+use ferry_operators::SchemaChangeKind;
+use sqlparser::ast::{AlterTableOperation, ObjectName, ObjectNamePart, ObjectType, Statement};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
-/// One schema change of one table.
+/// One schema change of one table, as parsed: which table (when the statement names one in a
+/// form the parser knows) and what changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SchemaChange {
-    /// `ADD COLUMN`.
-    AddColumn {
-        /// `(database, table)`.
-        table: (String, String),
-        /// The new column.
-        column: String,
-    },
-    /// `DROP COLUMN`.
-    DropColumn {
-        /// `(database, table)`.
-        table: (String, String),
-        /// The dropped column.
-        column: String,
-    },
-    /// `RENAME COLUMN a TO b`, or `CHANGE a b <type>` with a new name.
-    RenameColumn {
-        /// `(database, table)`.
-        table: (String, String),
-        /// Old name.
-        from: String,
-        /// New name.
-        to: String,
-    },
-    /// `MODIFY`, or `CHANGE` keeping the name: a new type.
-    ModifyColumn {
-        /// `(database, table)`.
-        table: (String, String),
-        /// The column.
-        column: String,
-        /// The new type, as written.
-        ty: String,
-    },
-    /// `TRUNCATE TABLE`.
-    Truncate {
-        /// `(database, table)`.
-        table: (String, String),
-    },
-    /// Any other statement on a table (`CREATE`, `DROP`, `RENAME TABLE`, other `ALTER`s).
-    Other {
-        /// `(database, table)`, when the statement names one.
-        table: Option<(String, String)>,
-        /// The statement.
-        sql: String,
-    },
+pub struct SchemaChange {
+    /// `(database, table)`.
+    pub table: Option<(String, String)>,
+    /// What changed.
+    pub kind: SchemaChangeKind,
+}
+
+fn on(table: &(String, String), kind: SchemaChangeKind) -> SchemaChange {
+    SchemaChange { table: Some(table.clone()), kind }
 }
 
 fn qualify(default_db: &str, name: &ObjectName) -> (String, String) {
@@ -79,8 +46,9 @@ fn qualify(default_db: &str, name: &ObjectName) -> (String, String) {
 /// Statements the parser does not know become [`SchemaChange::Other`] (never an error: the
 /// table maps stay the source of truth for decoding).
 pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
+    use SchemaChangeKind as K;
     let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else {
-        return vec![SchemaChange::Other { table: None, sql: sql.to_string() }];
+        return vec![SchemaChange { table: None, kind: K::Other }];
     };
     let mut out = Vec::new();
     for st in statements {
@@ -88,57 +56,50 @@ pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
             Statement::AlterTable(alter) => {
                 let table = qualify(default_db, &alter.name);
                 for op in alter.operations {
-                    let mut extra = Vec::new();
-                    let change = match op {
+                    match op {
                         AlterTableOperation::AddColumn { column_def, .. } => {
-                            SchemaChange::AddColumn { table: table.clone(), column: column_def.name.value }
+                            out.push(on(&table, K::AddColumn { column: column_def.name.value }))
                         }
                         AlterTableOperation::DropColumn { column_names, .. } => {
-                            for c in column_names.iter().skip(1) {
-                                extra.push(SchemaChange::DropColumn { table: table.clone(), column: c.value.clone() });
-                            }
-                            let first = column_names.into_iter().next().map(|c| c.value).unwrap_or_default();
-                            SchemaChange::DropColumn { table: table.clone(), column: first }
-                        }
-                        AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
-                            SchemaChange::RenameColumn {
-                                table: table.clone(),
-                                from: old_column_name.value,
-                                to: new_column_name.value,
+                            for c in column_names {
+                                out.push(on(&table, K::DropColumn { column: c.value }));
                             }
                         }
-                        AlterTableOperation::ChangeColumn { old_name, new_name, data_type, .. } => {
+                        AlterTableOperation::RenameColumn { old_column_name, new_column_name } => out.push(on(
+                            &table,
+                            K::RenameColumn { from: old_column_name.value, to: new_column_name.value },
+                        )),
+                        AlterTableOperation::ChangeColumn { old_name, new_name, data_type, .. } => out.push(on(
+                            &table,
                             if old_name.value.eq_ignore_ascii_case(&new_name.value) {
-                                SchemaChange::ModifyColumn {
-                                    table: table.clone(),
-                                    column: new_name.value,
-                                    ty: data_type.to_string(),
-                                }
+                                K::ModifyColumn { column: new_name.value, ty: data_type.to_string() }
                             } else {
-                                SchemaChange::RenameColumn {
-                                    table: table.clone(),
-                                    from: old_name.value,
-                                    to: new_name.value,
-                                }
-                            }
+                                K::RenameColumn { from: old_name.value, to: new_name.value }
+                            },
+                        )),
+                        AlterTableOperation::ModifyColumn { col_name, data_type, .. } => {
+                            out.push(on(&table, K::ModifyColumn { column: col_name.value, ty: data_type.to_string() }))
                         }
-                        AlterTableOperation::ModifyColumn { col_name, data_type, .. } => SchemaChange::ModifyColumn {
-                            table: table.clone(),
-                            column: col_name.value,
-                            ty: data_type.to_string(),
-                        },
-                        other => SchemaChange::Other { table: Some(table.clone()), sql: other.to_string() },
-                    };
-                    out.push(change);
-                    out.extend(extra);
+                        _ => out.push(on(&table, K::Other)),
+                    }
                 }
             }
             Statement::Truncate(t) => {
                 for target in t.table_names {
-                    out.push(SchemaChange::Truncate { table: qualify(default_db, &target.name) });
+                    out.push(on(&qualify(default_db, &target.name), K::Truncate));
                 }
             }
-            other => out.push(SchemaChange::Other { table: None, sql: other.to_string() }),
+            Statement::Drop { object_type: ObjectType::Table, names, .. } => {
+                for n in names {
+                    out.push(on(&qualify(default_db, &n), K::Other));
+                }
+            }
+            Statement::RenameTable(renames) => {
+                for r in renames {
+                    out.push(on(&qualify(default_db, &r.old_name), K::Other));
+                }
+            }
+            _ => out.push(SchemaChange { table: None, kind: K::Other }),
         }
     }
     out
@@ -148,8 +109,8 @@ pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
 mod tests {
     use super::*;
 
-    fn t(db: &str, name: &str) -> (String, String) {
-        (db.into(), name.into())
+    fn at(db: &str, name: &str, kind: SchemaChangeKind) -> SchemaChange {
+        SchemaChange { table: Some((db.into(), name.into())), kind }
     }
 
     #[test]
@@ -159,9 +120,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                SchemaChange::AddColumn { table: t("shop", "orders"), column: "c".into() },
-                SchemaChange::DropColumn { table: t("shop", "orders"), column: "note".into() },
-                SchemaChange::RenameColumn { table: t("shop", "orders"), from: "a".into(), to: "b".into() },
+                at("shop", "orders", SchemaChangeKind::AddColumn { column: "c".into() }),
+                at("shop", "orders", SchemaChangeKind::DropColumn { column: "note".into() }),
+                at("shop", "orders", SchemaChangeKind::RenameColumn { from: "a".into(), to: "b".into() }),
             ]
         );
     }
@@ -170,17 +131,25 @@ mod tests {
     fn change_with_a_new_name_is_a_rename_and_modify_is_a_type_change() {
         assert_eq!(
             parse("d", "ALTER TABLE `x`.`t` CHANGE old_c new_c BIGINT"),
-            vec![SchemaChange::RenameColumn { table: t("x", "t"), from: "old_c".into(), to: "new_c".into() }]
+            vec![at("x", "t", SchemaChangeKind::RenameColumn { from: "old_c".into(), to: "new_c".into() })]
         );
         assert_eq!(
             parse("d", "ALTER TABLE t MODIFY v VARCHAR(200)"),
-            vec![SchemaChange::ModifyColumn { table: t("d", "t"), column: "v".into(), ty: "VARCHAR(200)".into() }]
+            vec![at("d", "t", SchemaChangeKind::ModifyColumn { column: "v".into(), ty: "VARCHAR(200)".into() })]
         );
     }
 
     #[test]
-    fn truncate_and_unknown_statements_are_reported_not_refused() {
-        assert_eq!(parse("d", "TRUNCATE TABLE t"), vec![SchemaChange::Truncate { table: t("d", "t") }]);
-        assert!(matches!(parse("d", "FLUSH PRIVILEGES ON nonsense")[0], SchemaChange::Other { .. }));
+    fn truncate_drop_and_rename_name_their_tables_and_unknown_statements_are_reported_not_refused() {
+        assert_eq!(parse("d", "TRUNCATE TABLE t"), vec![at("d", "t", SchemaChangeKind::Truncate)]);
+        assert_eq!(
+            parse("d", "DROP TABLE IF EXISTS t, e.u"),
+            vec![at("d", "t", SchemaChangeKind::Other), at("e", "u", SchemaChangeKind::Other)]
+        );
+        assert_eq!(parse("d", "RENAME TABLE t TO t2"), vec![at("d", "t", SchemaChangeKind::Other)]);
+        assert_eq!(
+            parse("d", "FLUSH PRIVILEGES ON nonsense")[0],
+            SchemaChange { table: None, kind: SchemaChangeKind::Other }
+        );
     }
 }

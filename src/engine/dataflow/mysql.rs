@@ -11,6 +11,8 @@
 //!  └─────────────┬──────────────┘                └───────────────────┬──────────────────────┘
 //!                │ changes (Insert)                                  │ changes
 //!                └────────────────────────────► concat ◄─────────────┘
+//!                                                                    + schema events (DDL),
+//!                                                                      a second output
 //! ```
 //!
 //! - A chunk's rows never span two epochs: a snapshot worker closes its epoch only between
@@ -31,7 +33,7 @@ use crate::connectors::mysql::snapshot::{read_chunk, Chunk};
 use crate::engine::Restore;
 use crate::plan::Compiled;
 use crate::state::{Boundary, TaskState};
-use ferry_operators::{Change, Op, Position, Row, TableId, Value};
+use ferry_operators::{Change, Op, Position, Row, SchemaChangeKind, SchemaEvent, TableId, Value};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -42,7 +44,7 @@ use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::{Operator, OutputBuilder};
+use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{Scope, StreamVec};
 
@@ -111,6 +113,7 @@ fn pos_key(p: &BinlogPos) -> PosKey {
 }
 
 /// Builds the MySQL source for this worker: snapshot (all workers) then binlog (worker 0).
+/// Returns the row changes and the schema events of the binlog's DDL statements.
 pub fn mysql_source<'s>(
     scope: Scope<'s, u64>,
     plan: Arc<Compiled>,
@@ -118,10 +121,10 @@ pub fn mysql_source<'s>(
     state: TaskState,
     restore: &Restore,
     metrics: Arc<Metrics>,
-) -> StreamVec<'s, u64, Change> {
+) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, SchemaEvent>) {
     let (snap_changes, done) = snapshot(scope, plan.clone(), run.clone(), state.clone(), restore, metrics.clone());
-    let bin = binlog(scope, done, plan, run, state, restore, metrics);
-    snap_changes.concat(bin)
+    let (bin, schema) = binlog(scope, done, plan, run, state, restore, metrics);
+    (snap_changes.concat(bin), schema)
 }
 
 fn snapshot<'s>(
@@ -407,7 +410,7 @@ fn binlog<'s>(
     state: TaskState,
     restore: &Restore,
     metrics: Arc<Metrics>,
-) -> StreamVec<'s, u64, Change> {
+) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, SchemaEvent>) {
     let index = scope.index();
     let peers = scope.peers();
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
@@ -425,12 +428,22 @@ fn binlog<'s>(
         .enumerate()
         .map(|(i, t)| ((t.name.database.clone(), t.name.table.clone()), i as TableId))
         .collect();
-    done.unary_frontier::<CapacityContainerBuilder<Vec<Change>>, _, _, _>(
-        Exchange::new(|_| 0u64),
-        "MysqlBinlog",
-        move |cap, info| {
+    // `operations: {skip: [ddl]}` keeps schema events from the sinks (they still drive renames).
+    let deliver_ddl = !plan.plan.raw.operations.skip.contains(&crate::plan::config::OpKind::Ddl);
+    let mut builder = OperatorBuilder::new("MysqlBinlog".into(), scope);
+    let info = builder.operator_info();
+    let mut input = builder.new_input(done, Exchange::new(|_| 0u64));
+    let (out_rows, rows) = builder.new_output::<Vec<Change>>();
+    let (out_schema, schema_events) = builder.new_output::<Vec<SchemaEvent>>();
+    let mut out_rows: OutputBuilder<u64, CapacityContainerBuilder<Vec<Change>>> = OutputBuilder::from(out_rows);
+    let mut out_schema: OutputBuilder<u64, CapacityContainerBuilder<Vec<SchemaEvent>>> =
+        OutputBuilder::from(out_schema);
+    builder.build(
+        move |mut caps| {
             let activator = scope.worker().sync_activator_for(info.address.to_vec());
-            let mut cap = (index == 0).then_some(cap);
+            // The schema output's capability moves with the rows' one.
+            let mut cap_schema = caps.pop().filter(|_| index == 0);
+            let mut cap = caps.pop().filter(|_| index == 0);
             let mut last_snapshot_epoch = 0u64;
             let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
             let mut rx: Option<Receiver<Result<Event, String>>> = None;
@@ -441,25 +454,28 @@ fn binlog<'s>(
             let mut deadline = Instant::now() + interval;
             let mut txn_start: Option<BinlogPos> = None;
             let mut index_by_table: Vec<ChunkIndex> = Vec::new();
-            move |(input, frontier), output| {
+            move |frontiers| {
+                let frontier = &frontiers[0];
                 input.for_each(|_cap, data| {
                     for (e, ps) in data.drain(..) {
                         last_snapshot_epoch = last_snapshot_epoch.max(e);
                         chunk_positions.extend(ps);
                     }
                 });
-                let Some(c) = cap.as_mut() else { return };
+                let (Some(c), Some(cs)) = (cap.as_mut(), cap_schema.as_mut()) else { return };
                 if rx.is_none() {
                     // Follow the snapshot so checkpoints advance while it runs.
                     if let Some(f) = frontier.frontier().first() {
                         if f > c.time() {
                             c.downgrade(f);
+                            cs.downgrade(f);
                         }
                         return;
                     }
                     // Every snapshot worker is done: start in an epoch after all their epochs.
                     let next = (last_snapshot_epoch + 1).max(*c.time());
                     c.downgrade(&next);
+                    cs.downgrade(&next);
                     index_by_table = build_index(&plan, &run.chunks, &chunk_positions);
                     let from = match (&resume, chunk_positions.iter().min_by(|a, b| a.1.cmp(&b.1))) {
                         (Some(p), _) => StartFrom::Position(p.clone()),
@@ -469,6 +485,7 @@ fn binlog<'s>(
                             None => {
                                 // Nothing to stream from (a snapshot of no rows and no start): done.
                                 cap = None;
+                                cap_schema = None;
                                 return;
                             }
                         },
@@ -547,7 +564,9 @@ fn binlog<'s>(
                 let mut produced = 0u64;
                 let mut close_at: Option<BinlogPos> = None;
                 let mut finished = false;
+                let mut schema_out: Vec<SchemaEvent> = Vec::new();
                 {
+                    let mut output = out_rows.activate();
                     let mut session = output.session(&*c);
                     for _ in 0..4096 {
                         let (ev, event_time, ev_gtid, ev_names) = match rx.try_recv() {
@@ -633,23 +652,25 @@ fn binlog<'s>(
                                 // change never share one.
                                 let is_ddl = matches!(ev, BinlogEvent::Ddl { .. });
                                 if let BinlogEvent::Ddl { database, sql, .. } = &ev {
+                                    let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
                                     for change in crate::connectors::mysql::ddl::parse(database, sql) {
-                                        use crate::connectors::mysql::ddl::SchemaChange as S;
-                                        let table = match &change {
-                                            S::AddColumn { table, .. }
-                                            | S::DropColumn { table, .. }
-                                            | S::RenameColumn { table, .. }
-                                            | S::ModifyColumn { table, .. }
-                                            | S::Truncate { table } => Some(table.clone()),
-                                            S::Other { table, .. } => table.clone(),
-                                        };
-                                        let Some(&tid) = table.as_ref().and_then(|t| tables.get(t)) else { continue };
-                                        tracing::info!(table = %plan.catalog.get(tid).name, ?change, "schema change");
-                                        if let S::RenameColumn { from, to, .. } = change {
+                                        let Some(&tid) = change.table.as_ref().and_then(|t| tables.get(t)) else { continue };
+                                        tracing::info!(table = %plan.catalog.get(tid).name, change = ?change.kind, "schema change");
+                                        if let SchemaChangeKind::RenameColumn { from, to } = &change.kind {
                                             let a = aliases.entry(tid).or_default();
-                                            let orig = a.remove(&from).unwrap_or(from);
-                                            a.insert(to, orig);
+                                            let orig = a.remove(from).unwrap_or_else(|| from.clone());
+                                            a.insert(to.clone(), orig);
                                         }
+                                        if !deliver_ddl {
+                                            continue;
+                                        }
+                                        schema_out.push(SchemaEvent {
+                                            table: tid,
+                                            change: change.kind,
+                                            statement: sql.clone(),
+                                            pos: Position::Binlog { file: start.0, pos: start.1 },
+                                            commit_micros: event_time as i64 * 1_000_000,
+                                        });
                                     }
                                 }
                                 let next = match ev {
@@ -680,6 +701,10 @@ fn binlog<'s>(
                     }
                 }
                 metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
+                if !schema_out.is_empty() {
+                    // In the epoch the statement ends: after its rows, before later ones.
+                    out_schema.activate().session(&*cs).give_iterator(schema_out.drain(..));
+                }
                 if let Some(p) = &close_at {
                     let record = Boundary {
                         epoch,
@@ -694,9 +719,11 @@ fn binlog<'s>(
                     deadline = Instant::now() + interval;
                     if finished {
                         cap = None;
+                        cap_schema = None;
                         return;
                     }
                     c.downgrade(&(epoch + 1));
+                    cs.downgrade(&(epoch + 1));
                     metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
                 }
                 if produced > 0 || close_at.is_some() {
@@ -704,7 +731,8 @@ fn binlog<'s>(
                 }
             }
         },
-    )
+    );
+    (rows, schema_events)
 }
 
 /// The schema of rows whose table map names `names`: known columns keep their type and

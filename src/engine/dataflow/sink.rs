@@ -2,11 +2,14 @@
 //! [`SinkWriter`], and holds a capability for every epoch it has data for until the input
 //! frontier has passed that epoch and the writer has committed it. The probe after this
 //! operator therefore passes epoch `e` only when every worker has committed `e`.
+//!
+//! Schema events come on a second input, each to one worker (by table); a worker hands them to
+//! its writer once every change of their epoch was written, before the epoch commits.
 
 use super::{DirtyArchive, Metrics};
 use crate::plan::Compiled;
 use crate::sinks::{SinkError, SinkWriter};
-use ferry_operators::Change;
+use ferry_operators::{Change, SchemaEvent};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,8 +17,9 @@ use std::time::Duration;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::StreamVec;
+use timely::progress::frontier::MutableAntichain;
 
 /// Retries a transient sink error a few times with backoff before failing the run.
 fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Result<(), String> {
@@ -36,8 +40,10 @@ fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Resul
 }
 
 /// Builds the sink stage.
+#[allow(clippy::too_many_arguments)]
 pub fn sink<'s>(
     input: StreamVec<'s, u64, Change>,
+    schema: StreamVec<'s, u64, SchemaEvent>,
     plan: Arc<Compiled>,
     mut writer: Box<dyn SinkWriter>,
     skip_upto: u64,
@@ -48,7 +54,8 @@ pub fn sink<'s>(
     let route = plan.clone();
     let pact = Exchange::new(move |c: &Change| c.route_hash(&route.table(c.table).target_schema));
     let scope = input.scope();
-    input.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(pact, "Sink", move |_cap, info| {
+    let schema_pact = Exchange::new(|e: &SchemaEvent| e.table as u64);
+    input.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(schema, pact, schema_pact, "Sink", move |_cap, info| {
         let mut pending: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
         // Epochs whose commit has started but not finished (writers that commit later).
         let mut committing: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
@@ -64,6 +71,8 @@ pub fn sink<'s>(
         // Data of epochs after the oldest open one waits here: a sink applies epochs in order
         // (one key's snapshot row and binlog change may come from different workers).
         let mut stash: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
+        let mut schema_stash: BTreeMap<u64, Vec<SchemaEvent>> = BTreeMap::new();
+        let names = plan.clone();
         let mut write = move |epoch: u64, data: Vec<Change>, writer: &mut Box<dyn SinkWriter>| -> Result<(), String> {
             let mut written = 0u64;
             for c in data {
@@ -93,20 +102,20 @@ pub fn sink<'s>(
             }
             Ok(())
         };
-        move |(input, frontier), output| {
+        move |(input, rows_frontier), (schema_input, schema_frontier), output| {
+            let port = output.output_index();
+            schema_input.for_each(|cap, data| {
+                match hold(&mut pending, &cap, port, skip_upto) {
+                    Some(epoch) => schema_stash.entry(epoch).or_default().append(data),
+                    None => data.clear(),
+                }
+            });
+            let frontier = Frontiers(rows_frontier, schema_frontier);
             input.for_each(|cap, data| {
-                let Some(&epoch) = cap.least() else { return };
-                if epoch <= skip_upto {
-                    // Replay of an epoch this worker already committed (exactly-once).
-                    data.clear();
-                    return;
+                match hold(&mut pending, &cap, port, skip_upto) {
+                    Some(epoch) => stash.entry(epoch).or_default().append(data),
+                    None => data.clear(),
                 }
-                if let std::collections::btree_map::Entry::Vacant(v) = pending.entry(epoch) {
-                    if let Some(c) = cap.retain_least(output.output_index()) {
-                        v.insert(c);
-                    }
-                }
-                stash.entry(epoch).or_default().append(data);
             });
             // Oldest epoch first: write what has arrived; commit it once the frontier passed
             // it; stop at the first epoch still open (later ones wait in the stash).
@@ -122,6 +131,14 @@ pub fn sink<'s>(
                 }
                 if frontier.less_equal(&e) {
                     break;
+                }
+                for event in schema_stash.remove(&e).unwrap_or_default() {
+                    let table = names.catalog.get(event.table).name.to_string();
+                    tracing::info!(table, change = ?event.change, statement = %event.statement, epoch = e, "schema change reached the sink");
+                    if let Err(err) = with_retry("schema change", || writer.schema_change(e, &event)) {
+                        fail(err);
+                        return;
+                    }
                 }
                 if let Err(err) = flush.flush() {
                     fail(format!("dirty archive: {err}"));
@@ -162,4 +179,36 @@ pub fn sink<'s>(
             }
         }
     })
+}
+
+/// The epoch of data that arrived under `cap`, with a capability for it held in `pending`;
+/// `None` for a replay of an epoch this worker committed before the run (exactly-once), whose
+/// data is dropped.
+fn hold(
+    pending: &mut BTreeMap<u64, Capability<u64>>,
+    cap: &InputCapability<u64>,
+    port: usize,
+    skip_upto: u64,
+) -> Option<u64> {
+    let epoch = *cap.least()?;
+    if epoch <= skip_upto {
+        return None;
+    }
+    if let std::collections::btree_map::Entry::Vacant(v) = pending.entry(epoch) {
+        v.insert(cap.retain_least(port)?);
+    }
+    Some(epoch)
+}
+
+/// The frontiers of the sink's two inputs: an epoch is complete when both have passed it.
+struct Frontiers<'a>(&'a MutableAntichain<u64>, &'a MutableAntichain<u64>);
+
+impl Frontiers<'_> {
+    fn less_than(&self, e: &u64) -> bool {
+        self.0.less_than(e) || self.1.less_than(e)
+    }
+
+    fn less_equal(&self, e: &u64) -> bool {
+        self.0.less_equal(e) || self.1.less_equal(e)
+    }
 }
