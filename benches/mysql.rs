@@ -35,6 +35,9 @@ fn binlog_plan(from: &(String, u64)) -> String {
     )
 }
 
+/// Rounds per measurement (medians are printed).
+const ROUNDS: usize = 3;
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -42,20 +45,24 @@ fn main() {
     let rows = env_u64("FERRY_BENCH_ROWS", 2_000_000);
     let big = env_u64("FERRY_BENCH_BIG_ROWS", 10_000_000);
     println!(
-        "ferry MySQL source, MariaDB at 127.0.0.1:{}, sysbench-like rows (id, k, c CHAR(120), pad CHAR(60))",
+        "ferry MySQL source, MariaDB at 127.0.0.1:{}, sysbench-like rows (id, k, c CHAR(120), pad CHAR(60)); \
+         median of {ROUNDS} interleaved rounds",
         port()
     );
     ensure_table("sbtest1", rows);
 
     // Snapshot vs the raw read rate.
-    let mut raw = Command::new("mariadb");
-    raw.args(["--quick", "-h127.0.0.1", &format!("-P{}", port()), "-uroot", "-e", "SELECT * FROM bench.sbtest1"]);
-    let (secs, peak) = timed(raw);
-    let raw_rate = rows as f64 / secs;
-    line("raw: mariadb --quick SELECT * > /dev/null", rows, secs, peak, None);
-    for w in [1, 2] {
-        let (secs, peak) = ferry_run(&snapshot_plan("sbtest1"), w);
-        line(&format!("ferry snapshot → null, {w} worker(s)"), rows, secs, peak, Some(raw_rate));
+    let raw_select = || {
+        let mut raw = Command::new("mariadb");
+        raw.args(["--quick", "-h127.0.0.1", &format!("-P{}", port()), "-uroot", "-e", "SELECT * FROM bench.sbtest1"]);
+        timed(raw)
+    };
+    let plan = snapshot_plan("sbtest1");
+    let r = interleaved(ROUNDS, &mut [&mut { raw_select }, &mut || ferry_run(&plan, 1), &mut || ferry_run(&plan, 2)]);
+    let raw_rate = rows as f64 / r[0].0;
+    line("raw: mariadb --quick SELECT * > /dev/null", rows, r[0].0, r[0].1, None);
+    for (w, (secs, peak)) in [1, 2].into_iter().zip(&r[1..]) {
+        line(&format!("ferry snapshot → null, {w} worker(s)"), rows, *secs, *peak, Some(raw_rate));
     }
 
     // Binlog: load the rows again into a fresh table, then decode that binlog range.
@@ -66,21 +73,24 @@ fn main() {
         .map(|r| r.get::<String, _>(0).unwrap())
         .filter(|f| *f >= from.0 && *f <= to.0)
         .collect();
-    let mut raw = Command::new("mariadb-binlog");
-    raw.args([
-        "--read-from-remote-server",
-        "-h127.0.0.1",
-        &format!("-P{}", port()),
-        "-uroot",
-        "-v",
-        &format!("--start-position={}", from.1),
-    ]);
-    raw.args(&files);
-    let (secs, peak) = timed(raw);
-    let raw_rate = rows as f64 / secs;
-    line("raw: mariadb-binlog -v > /dev/null", rows, secs, peak, None);
-    let (secs, peak) = ferry_run(&binlog_plan(&from), 1);
-    line("ferry binlog catch-up → null", rows, secs, peak, Some(raw_rate));
+    let raw_binlog = || {
+        let mut raw = Command::new("mariadb-binlog");
+        raw.args([
+            "--read-from-remote-server",
+            "-h127.0.0.1",
+            &format!("-P{}", port()),
+            "-uroot",
+            "-v",
+            &format!("--start-position={}", from.1),
+        ]);
+        raw.args(&files);
+        timed(raw)
+    };
+    let plan = binlog_plan(&from);
+    let r = interleaved(ROUNDS, &mut [&mut { raw_binlog }, &mut || ferry_run(&plan, 1)]);
+    let raw_rate = rows as f64 / r[0].0;
+    line("raw: mariadb-binlog -v > /dev/null", rows, r[0].0, r[0].1, None);
+    line("ferry binlog catch-up → null", rows, r[1].0, r[1].1, Some(raw_rate));
 
     // Peak memory of a big snapshot.
     if big > 0 {

@@ -105,6 +105,25 @@ pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>) {
     println!("{name:<44} {rows:>10} rows {secs:>7.2}s {rate:>12.0} rows/s {ratio:>8} {peak:>8.1} MiB peak");
 }
 
+/// Runs every measurement `rounds` times, interleaved (a shared machine's speed drifts over a
+/// run, so a raw limit and ferry are measured side by side in each round), and returns per
+/// measurement the median seconds and the highest peak MiB.
+pub fn interleaved(rounds: usize, runs: &mut [&mut dyn FnMut() -> (f64, f64)]) -> Vec<(f64, f64)> {
+    let mut all: Vec<Vec<(f64, f64)>> = vec![Vec::new(); runs.len()];
+    for _ in 0..rounds {
+        for (i, run) in runs.iter_mut().enumerate() {
+            all[i].push(run());
+        }
+    }
+    all.into_iter()
+        .map(|mut v| {
+            let peak = v.iter().map(|r| r.1).fold(0.0, f64::max);
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (v[v.len() / 2].0, peak)
+        })
+        .collect()
+}
+
 /// Runs `ferry run -q -w <workers>` on `plan` in a fresh directory: wall seconds and peak MiB.
 pub fn ferry_run(plan: &str, workers: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();

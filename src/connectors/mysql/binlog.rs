@@ -52,7 +52,7 @@
 //! - Compressed events (`log_bin_compress=ON`, types 165-171) are refused with an error, never
 //!   skipped.
 
-use super::types::{self, charset_decoder, decode_with, Charset};
+use super::types::{self, charset_decoder, decode_slice, decode_with, Charset};
 use ferry_operators::change::{Op, Row};
 use ferry_operators::schema::{Column, ColumnType};
 use ferry_operators::value::{canonical_decimal, Value};
@@ -281,6 +281,8 @@ struct Col {
     ty: MyType,
     meta: [u8; 2],
     kind: Kind,
+    /// For string and blob columns, the width of a cell's length prefix.
+    prefix: Option<usize>,
 }
 
 /// A decoded TABLE_MAP event.
@@ -1008,7 +1010,8 @@ impl BinlogReader {
             if is_numeric(real) {
                 i_num += 1;
             }
-            out.push(Col { name, ty, meta, kind });
+            let prefix = string_prefix(ty, meta);
+            out.push(Col { name, ty, meta, kind, prefix });
         }
         Ok(TableInfo { raw: data.to_vec(), seq: 0, post: post_header_len, database, table, cols: out })
     }
@@ -1119,7 +1122,8 @@ fn decode_rows(info: &TableInfo, rows: &RowsEventData<'_>, op: Op) -> Result<Vec
     }
     let (has_before, has_after) = (before.is_some(), after.is_some());
     let mut data = rows.rows_data();
-    let mut out = Vec::new();
+    // Rows events usually hold many rows: start with room for some.
+    let mut out = Vec::with_capacity(16);
     while !data.is_empty() {
         let b = if has_before { Some(read_image(info, &mut data, &err)?) } else { None };
         let a = if has_after { Some(read_image(info, &mut data, &err)?) } else { None };
@@ -1216,6 +1220,65 @@ fn read_time2(data: &mut &[u8], dec: u8) -> Result<i64, String> {
     Ok(types::time_micros(neg, h, m, s, frac))
 }
 
+/// Reads a `DATETIME2` value (5 bytes big-endian, sign bit set, then the fraction).
+fn read_datetime2(data: &mut &[u8], dec: u8) -> Result<Value, String> {
+    let packed = be(take(data, 5)?) as i64 - 0x80_0000_0000;
+    let us = match dec {
+        1 | 2 => be(take(data, 1)?) as u32 * 10_000,
+        3 | 4 => be(take(data, 2)?) as u32 * 100,
+        5 | 6 => be(take(data, 3)?) as u32,
+        _ => 0,
+    };
+    let (ymd, hms) = (packed >> 17, packed % (1 << 17));
+    let ym = ymd >> 5;
+    Ok(types::civil_micros(
+        (ym / 13) as u16,
+        (ym % 13) as u8,
+        (ymd % (1 << 5)) as u8,
+        (hms >> 12) as u8,
+        (hms >> 6 & 63) as u8,
+        (hms & 63) as u8,
+        us,
+    ))
+}
+
+/// The width in bytes of a TINYINT, SMALLINT, INT or BIGINT cell.
+fn int_width(ty: MyType) -> Option<usize> {
+    match ty {
+        MyType::MYSQL_TYPE_TINY => Some(1),
+        MyType::MYSQL_TYPE_SHORT => Some(2),
+        MyType::MYSQL_TYPE_LONG => Some(4),
+        MyType::MYSQL_TYPE_LONGLONG => Some(8),
+        _ => None,
+    }
+}
+
+/// The width of the length prefix of a string or blob cell, when the column is one.
+fn string_prefix(ty: MyType, meta: [u8; 2]) -> Option<usize> {
+    match ty {
+        MyType::MYSQL_TYPE_VARCHAR | MyType::MYSQL_TYPE_VAR_STRING => {
+            Some(if u16::from_le_bytes(meta) < 256 { 1 } else { 2 })
+        }
+        MyType::MYSQL_TYPE_STRING if meta[0] >= 1 => Some(if string_len(meta) < 256 { 1 } else { 2 }),
+        MyType::MYSQL_TYPE_TINY_BLOB
+        | MyType::MYSQL_TYPE_MEDIUM_BLOB
+        | MyType::MYSQL_TYPE_LONG_BLOB
+        | MyType::MYSQL_TYPE_BLOB
+        | MyType::MYSQL_TYPE_GEOMETRY
+            if (1..=4).contains(&meta[0]) =>
+        {
+            Some(meta[0] as usize)
+        }
+        _ => None,
+    }
+}
+
+/// The bytes of a string or blob cell whose length prefix is `prefix` bytes wide.
+fn length_prefixed<'a>(prefix: usize, data: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let n = le(take(data, prefix)?) as usize;
+    take(data, n)
+}
+
 /// Reads a `TIMESTAMP2` value as UTC microseconds (0 is the zero timestamp).
 fn read_timestamp2(data: &mut &[u8], dec: u8) -> Result<i64, String> {
     let secs = be(take(data, 4)?) as i64;
@@ -1239,6 +1302,17 @@ fn decode_cell<'a>(col: &'a Col, data: &mut &'a [u8]) -> Result<Value, String> {
                 Value::Int(if raw & 0x80_0000 != 0 { raw as i64 - 0x100_0000 } else { raw as i64 })
             })
         }
+        Kind::Int { unsigned } if int_width(col.ty).is_some() => {
+            let n = int_width(col.ty).expect("checked");
+            let raw = le(take(data, n)?);
+            Ok(if *unsigned {
+                Value::UInt(raw)
+            } else {
+                // Sign-extend from n bytes.
+                let shift = 64 - 8 * n as u32;
+                Value::Int(((raw << shift) as i64) >> shift)
+            })
+        }
         Kind::Int { unsigned } => match plain(binlog_value(col, data, *unsigned)?)? {
             MyValue::Int(i) if *unsigned => Ok(Value::UInt(i as u64)),
             MyValue::Int(i) => Ok(Value::Int(i)),
@@ -1246,14 +1320,8 @@ fn decode_cell<'a>(col: &'a Col, data: &mut &'a [u8]) -> Result<Value, String> {
             MyValue::UInt(u) => Ok(Value::Int(u as i64)),
             other => Err(format!("unexpected integer {other:?}")),
         },
-        Kind::Float => match plain(binlog_value(col, data, false)?)? {
-            MyValue::Float(f) => Ok(Value::Float(f)),
-            other => Err(format!("unexpected float {other:?}")),
-        },
-        Kind::Double => match plain(binlog_value(col, data, false)?)? {
-            MyValue::Double(f) => Ok(Value::Double(f)),
-            other => Err(format!("unexpected double {other:?}")),
-        },
+        Kind::Float => Ok(Value::Float(f32::from_bits(le(take(data, 4)?) as u32))),
+        Kind::Double => Ok(Value::Double(f64::from_bits(le(take(data, 8)?)))),
         Kind::Decimal => match plain(binlog_value(col, data, false)?)? {
             MyValue::Bytes(b) => std::str::from_utf8(&b)
                 .ok()
@@ -1266,6 +1334,11 @@ fn decode_cell<'a>(col: &'a Col, data: &mut &'a [u8]) -> Result<Value, String> {
             let y = take(data, 1)?[0] as u16;
             Ok(Value::Year(if y == 0 { 0 } else { 1900 + y }))
         }
+        Kind::Date if col.ty == MyType::MYSQL_TYPE_NEWDATE => {
+            let v = le(take(data, 3)?);
+            Ok(types::civil_date((v >> 9) as u16, (v >> 5 & 15) as u8, (v & 31) as u8))
+        }
+        Kind::DateTime if col.ty == MyType::MYSQL_TYPE_DATETIME2 => read_datetime2(data, col.meta[0]),
         Kind::Date => match plain(binlog_value(col, data, false)?)? {
             MyValue::Date(y, m, d, ..) => Ok(types::civil_date(y, m, d)),
             other => Err(format!("unexpected date {other:?}")),
@@ -1309,6 +1382,20 @@ fn decode_cell<'a>(col: &'a Col, data: &mut &'a [u8]) -> Result<Value, String> {
                 }
             }
             Ok(Value::Set(s))
+        }
+        Kind::Text { charset, name, json } if col.prefix.is_some() => {
+            let b = length_prefixed(col.prefix.expect("checked"), data)?;
+            let s = decode_slice(b, *charset, name).map_err(|e| e.to_string())?;
+            Ok(if *json { Value::Json(s) } else { Value::Text(s) })
+        }
+        Kind::Binary { pad_to } if col.prefix.is_some() => {
+            let mut b = length_prefixed(col.prefix.expect("checked"), data)?.to_vec();
+            if let Some(n) = pad_to {
+                if b.len() < *n {
+                    b.resize(*n, 0);
+                }
+            }
+            Ok(Value::Bytes(b))
         }
         Kind::Text { charset, name, json } => match plain(binlog_value(col, data, false)?)? {
             MyValue::Bytes(b) => {

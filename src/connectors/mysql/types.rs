@@ -208,8 +208,10 @@ pub(crate) enum Charset {
 /// Looks up how to decode a MySQL/MariaDB character set name (case-insensitive).
 pub(crate) fn charset_decoder(charset: &str) -> Option<Charset> {
     use encoding_rs as e;
-    let c = charset.to_ascii_lowercase();
-    Some(match c.as_str() {
+    if charset.bytes().any(|b| b.is_ascii_uppercase()) {
+        return charset_decoder(&charset.to_ascii_lowercase());
+    }
+    Some(match charset {
         "utf8mb4" | "utf8mb3" | "utf8" => Charset::Utf8,
         "ascii" => Charset::Ascii,
         "binary" => Charset::Binary,
@@ -251,6 +253,21 @@ pub(crate) fn charset_decoder(charset: &str) -> Option<Charset> {
 pub fn decode_text(bytes: Vec<u8>, charset: &str) -> Result<String, DecodeError> {
     let cs = charset_decoder(charset).ok_or_else(|| DecodeError::UnknownCharset { charset: charset.to_string() })?;
     decode_with(bytes, cs, charset)
+}
+
+/// [`decode_with`] for borrowed bytes: UTF-8 and ASCII-only text is copied once, without an
+/// intermediate byte vector.
+pub(crate) fn decode_slice(bytes: &[u8], cs: Charset, name: &str) -> Result<String, DecodeError> {
+    let decoded = match cs {
+        Charset::Utf8 => std::str::from_utf8(bytes).ok().map(str::to_owned),
+        // Borrows ASCII-only input after one scan, so it is copied once.
+        Charset::Other(enc) => enc.decode_without_bom_handling_and_without_replacement(bytes).map(|s| s.into_owned()),
+        _ => None,
+    };
+    match decoded {
+        Some(s) => Ok(s),
+        None => decode_with(bytes.to_vec(), cs, name),
+    }
 }
 
 pub(crate) fn decode_with(bytes: Vec<u8>, cs: Charset, name: &str) -> Result<String, DecodeError> {

@@ -446,7 +446,9 @@ fn binlog<'s>(
             let mut cap = caps.pop().filter(|_| index == 0);
             let mut last_snapshot_epoch = 0u64;
             let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
-            let mut rx: Option<Receiver<Result<Event, String>>> = None;
+            let mut rx: Option<Receiver<Vec<Result<Event, String>>>> = None;
+            // Events received in a batch but not yet handled (a batch may span an epoch end).
+            let mut queued: std::vec::IntoIter<Result<Event, String>> = Vec::new().into_iter();
             let mut gtid: Option<String> = None;
             let mut evolved: HashMap<TableId, Arc<ferry_operators::TableSchema>> = HashMap::new();
             // Renamed columns per table: current name → the name the plan knows.
@@ -493,7 +495,7 @@ fn binlog<'s>(
                     if let StartFrom::Position(p) = &from {
                         txn_start = Some(p.clone());
                     }
-                    let (tx, r) = sync_channel(64);
+                    let (tx, r) = sync_channel(16);
                     rx = Some(r);
                     let opts = run.opts.clone();
                     let server_id = run.server_id;
@@ -517,12 +519,18 @@ fn binlog<'s>(
                                 r
                             }
                             Err(e) => {
-                                let _ = tx.send(Err(e.to_string()));
+                                let _ = tx.send(vec![Err(e.to_string())]);
                                 let _ = act.activate();
                                 return;
                             }
                         };
                         let mut last_names: HashMap<(String, String), Vec<String>> = HashMap::new();
+                        // Events go in batches, one activation each: a batch ends at every
+                        // event that is not a row change (a commit, DDL, heartbeat, rotation,
+                        // error), so nothing waits in it while the source is idle, or after
+                        // BATCH events inside a big transaction.
+                        const BATCH: usize = 64;
+                        let mut batch = Vec::with_capacity(BATCH);
                         loop {
                             let ev = reader.next().await;
                             let stop = !matches!(ev, Ok(Some(_)));
@@ -549,7 +557,12 @@ fn binlog<'s>(
                                 Ok(None) => Err("the binlog stream ended".to_string()),
                                 Err(e) => Err(e.to_string()),
                             };
-                            if tx.send(msg).is_err() {
+                            let boundary = !matches!(msg, Ok((BinlogEvent::Rows { .. } | BinlogEvent::Begin { .. }, ..)));
+                            batch.push(msg);
+                            if !boundary && batch.len() < BATCH {
+                                continue;
+                            }
+                            if tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
                                 return;
                             }
                             let _ = act.activate();
@@ -569,10 +582,16 @@ fn binlog<'s>(
                     let mut output = out_rows.activate();
                     let mut session = output.session(&*c);
                     for _ in 0..4096 {
-                        let (ev, event_time, ev_gtid, ev_names) = match rx.try_recv() {
-                            Ok(Ok(ev)) => ev,
-                            Ok(Err(e)) => panic!("binlog: {}", crate::secrets::redact(&e)),
-                            Err(_) => break,
+                        if queued.len() == 0 {
+                            match rx.try_recv() {
+                                Ok(batch) => queued = batch.into_iter(),
+                                Err(_) => break,
+                            }
+                        }
+                        let (ev, event_time, ev_gtid, ev_names) = match queued.next() {
+                            Some(Ok(ev)) => ev,
+                            Some(Err(e)) => panic!("binlog: {}", crate::secrets::redact(&e)),
+                            None => break,
                         };
                         if ev_gtid.is_some() {
                             gtid = ev_gtid;

@@ -70,12 +70,13 @@ pub fn sink<'s>(
         };
         // Data of epochs after the oldest open one waits here: a sink applies epochs in order
         // (one key's snapshot row and binlog change may come from different workers).
-        let mut stash: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
+        // Containers are kept whole (taken, not copied).
+        let mut stash: BTreeMap<u64, Vec<Vec<Change>>> = BTreeMap::new();
         let mut schema_stash: BTreeMap<u64, Vec<SchemaEvent>> = BTreeMap::new();
         let names = plan.clone();
-        let mut write = move |epoch: u64, data: Vec<Change>, writer: &mut Box<dyn SinkWriter>| -> Result<(), String> {
+        let mut write = move |epoch: u64, data: Vec<Vec<Change>>, writer: &mut Box<dyn SinkWriter>| -> Result<(), String> {
             let mut written = 0u64;
-            for c in data {
+            for c in data.into_iter().flatten() {
                 let table = c.table as usize;
                 match writer.write_owned(epoch, c) {
                     Ok(()) => {
@@ -113,7 +114,7 @@ pub fn sink<'s>(
             let frontier = Frontiers(rows_frontier, schema_frontier);
             input.for_each(|cap, data| {
                 match hold(&mut pending, &cap, port, skip_upto) {
-                    Some(epoch) => stash.entry(epoch).or_default().append(data),
+                    Some(epoch) => stash.entry(epoch).or_default().push(std::mem::take(data)),
                     None => data.clear(),
                 }
             });
