@@ -394,7 +394,8 @@ fn columns_added_and_dropped_mid_stream_are_followed_and_rows_on_both_sides_deco
 }
 
 #[test]
-fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_and_composite_keys() {
+fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_composite_decimal_and_binary_text_keys()
+{
     let dir = workdir();
     let db = "e2e_strict";
     fresh_db(db);
@@ -404,6 +405,14 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_a
         &format!("CREATE TABLE {db}.two (a INT, b INT, v INT, PRIMARY KEY (a, b))"),
         &format!("INSERT INTO {db}.one SELECT seq, seq FROM seq_1_to_30000"),
         &format!("INSERT INTO {db}.two SELECT seq % 50, seq, seq FROM seq_1_to_30000"),
+        // Text keys in a binary collation (mixed case and punctuation order bytewise) and
+        // negative and fractional decimal keys.
+        &format!("CREATE TABLE {db}.three (k VARCHAR(20) COLLATE utf8mb4_bin PRIMARY KEY, v INT)"),
+        &format!("CREATE TABLE {db}.four (d DECIMAL(12,3) PRIMARY KEY, v INT)"),
+        &format!("INSERT INTO {db}.three SELECT CONCAT(CHAR(65 + seq % 58), seq), seq FROM seq_1_to_30000"),
+        &format!(
+            "INSERT INTO {db}.four SELECT CAST(seq AS SIGNED) - 15000 + (seq % 7) * 0.125, seq FROM seq_1_to_30000"
+        ),
     ]);
     let text = plan(
         db,
@@ -420,6 +429,12 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_a
                 &format!("UPDATE {db}.one SET v = v + 1 WHERE id = {}", 2 + i * 89),
                 &format!("INSERT INTO {db}.two VALUES ({}, {}, 0)", i % 50, 100_000 + i),
                 &format!("DELETE FROM {db}.two WHERE b = {}", 1 + i * 113),
+                &format!("INSERT INTO {db}.three VALUES (CONCAT(CHAR(65 + {i} % 58), 'n', {i}), 0)"),
+                &format!("DELETE FROM {db}.three WHERE k = CONCAT(CHAR(65 + {x} % 58), {x})", x = 1 + i * 97),
+                &format!("UPDATE {db}.three SET v = v + 1 WHERE k = CONCAT(CHAR(65 + {x} % 58), {x})", x = 2 + i * 89),
+                &format!("INSERT INTO {db}.four VALUES ({}.5, 0)", 100_000 + i),
+                &format!("DELETE FROM {db}.four WHERE d = {x} - 15000 + ({x} % 7) * 0.125", x = 1 + i * 97),
+                &format!("UPDATE {db}.four SET v = v + 1 WHERE d = {x} - 15000 + ({x} % 7) * 0.125", x = 2 + i * 89),
             ]);
         }
     });
@@ -433,7 +448,7 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_a
     ok(&out);
     writer.join().unwrap();
     ok(&run_in(dir.path(), &["run", "-q", &p]));
-    for (t, key) in [("one", vec!["id"]), ("two", vec!["a", "b"])] {
+    for (t, key) in [("one", vec!["id"]), ("two", vec!["a", "b"]), ("three", vec!["k"]), ("four", vec!["d"])] {
         let lines = table_lines(&dir.path().join("out"), db, t);
         let mut state: BTreeMap<String, Json> = BTreeMap::new();
         for l in &lines {

@@ -475,8 +475,9 @@ fn prepare_mysql(
     let start_path = state.path("source/start.json");
     let full = plan.plan.raw.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
     let rt = io_runtime();
-    let (chunks, initial, stop_at) = rt.block_on(async {
+    let (chunks, initial, stop_at, collations) = rt.block_on(async {
         let mut conn = d::connect(&opts).await.map_err(src)?;
+        let collations = d::collations(&mut conn, &plan.catalog.tables).await.map_err(src)?;
         let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
         let mut chunks: Vec<snapshot::Chunk> = Vec::new();
         let read_chunks = |b: &[u8]| -> Result<Vec<snapshot::Chunk>, EngineError> {
@@ -553,13 +554,14 @@ fn prepare_mysql(
             }
         };
         let _ = conn.disconnect().await;
-        Ok::<_, EngineError>((chunks, initial, stop_at))
+        Ok::<_, EngineError>((chunks, initial, stop_at, collations))
     })?;
     Ok(MysqlRun {
         opts,
         server_id,
         chunks: Arc::new(chunks),
         charsets: Arc::new(plan.charsets.clone()),
+        collations: Arc::new(collations),
         initial,
         stop_at,
         heartbeat: Duration::from_millis(crate::plan::config::parse_duration_ms(&cfg.heartbeat).unwrap_or(1000)),

@@ -246,3 +246,26 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
     let charsets = by_table.keys().map(|k| charsets.remove(k).unwrap_or_default()).collect();
     Ok(Discovered { catalog: Catalog { tables: by_table.into_values().collect() }, charsets })
 }
+
+/// Per table of `tables` (in order), per column, the collation of text columns (`None` for
+/// other columns and for columns the server no longer has).
+pub async fn collations(conn: &mut Conn, tables: &[TableSchema]) -> Result<Vec<Vec<Option<String>>>, SourceError> {
+    let rows: Vec<(String, String, String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
+             WHERE COLLATION_NAME IS NOT NULL",
+        )
+        .await
+        .map_err(|e| SourceError::Server(e.to_string()))?;
+    let by_column: std::collections::HashMap<(String, String, String), String> =
+        rows.into_iter().map(|(d, t, c, coll)| ((d, t, c), coll)).collect();
+    Ok(tables
+        .iter()
+        .map(|t| {
+            t.columns
+                .iter()
+                .map(|c| by_column.get(&(t.name.database.clone(), t.name.table.clone(), c.name.clone())).cloned())
+                .collect()
+        })
+        .collect())
+}
