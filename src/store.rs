@@ -7,12 +7,20 @@
 //! sees half a file.
 
 use bytes::Bytes;
-use futures::executor::block_on;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::sync::Arc;
+
+/// Runs a store future to completion on this thread. Called inside a tokio runtime context
+/// (the engine's preparation runs in `block_on`), `object_store` moves file operations to
+/// tokio's blocking pool and polls the join handle, which obeys tokio's cooperative budget:
+/// once the enclosing task has spent it, the handle answers `Pending` and wakes itself at once,
+/// forever, under this non-tokio executor. `unconstrained` exempts the store call.
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(tokio::task::unconstrained(f))
+}
 
 /// Errors of the object store. All are transient from the engine's point of view (retry or
 /// restart), except a missing object, which callers check with [`Store::get`] returning `None`.
@@ -65,7 +73,7 @@ impl Store {
     /// Writes an object atomically.
     pub fn put(&self, path: &str, data: impl Into<Bytes>) -> Result<(), StoreError> {
         let p = Path::from(path);
-        block_on(self.inner.put(&p, PutPayload::from_bytes(data.into()))).map(|_| ()).map_err(|source| StoreError::Op {
+        run(self.inner.put(&p, PutPayload::from_bytes(data.into()))).map(|_| ()).map_err(|source| StoreError::Op {
             op: "put",
             path: path.into(),
             source,
@@ -75,7 +83,7 @@ impl Store {
     /// Reads an object; `None` if it does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let p = Path::from(path);
-        match block_on(async { self.inner.get(&p).await?.bytes().await }) {
+        match run(async { self.inner.get(&p).await?.bytes().await }) {
             Ok(b) => Ok(Some(b)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(StoreError::Op { op: "get", path: path.into(), source }),
@@ -88,7 +96,7 @@ impl Store {
         if !self.root.join(prefix).exists() {
             return Ok(Vec::new());
         }
-        let mut out: Vec<String> = block_on(self.inner.list(Some(&p)).collect::<Vec<_>>())
+        let mut out: Vec<String> = run(self.inner.list(Some(&p)).collect::<Vec<_>>())
             .into_iter()
             .map(|r| r.map(|m| m.location.to_string()))
             .collect::<Result<_, _>>()
@@ -99,7 +107,7 @@ impl Store {
 
     /// Renames an object (atomic on a local disk), replacing the destination.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
-        block_on(self.inner.rename(&Path::from(from), &Path::from(to))).map_err(|source| StoreError::Op {
+        run(self.inner.rename(&Path::from(from), &Path::from(to))).map_err(|source| StoreError::Op {
             op: "rename",
             path: from.into(),
             source,
@@ -108,7 +116,7 @@ impl Store {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub fn delete(&self, path: &str) -> Result<(), StoreError> {
-        match block_on(self.inner.delete(&Path::from(path))) {
+        match run(self.inner.delete(&Path::from(path))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(StoreError::Op { op: "delete", path: path.into(), source }),
         }
