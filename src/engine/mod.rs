@@ -475,7 +475,7 @@ fn prepare_mysql(
     let start_path = state.path("source/start.json");
     let full = plan.plan.raw.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
     let rt = io_runtime();
-    let (chunks, initial, stop_at, collations) = rt.block_on(async {
+    let (chunks, initial, stop_at, collations, weighed, bound_weights) = rt.block_on(async {
         let mut conn = d::connect(&opts).await.map_err(src)?;
         let collations = d::collations(&mut conn, &plan.catalog.tables).await.map_err(src)?;
         let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
@@ -553,8 +553,32 @@ fn prepare_mysql(
                 s
             }
         };
+        // Text keys in collations only the server can order: the sort keys of chunk bounds.
+        let mut weighed = weighed_columns(plan, &collations);
+        for wc in weighed.iter_mut().flatten() {
+            if !wc.collation.to_ascii_lowercase().contains("_nopad_") {
+                let space = ferry_operators::Value::Text(" ".into());
+                let w = snapshot::weights(&mut conn, &[(&space, &*wc)]).await;
+                wc.pad = w.map_err(|e| src(d::SourceError::Server(e.to_string())))?.pop().flatten();
+            }
+        }
+        let mut bound_weights = std::collections::HashMap::new();
+        for c in &chunks {
+            let (cols, Some(lower)) = (&weighed[c.table as usize], &c.lower) else { continue };
+            if cols.is_empty() {
+                continue;
+            }
+            let key = plan.catalog.tables[c.table as usize].row_key();
+            let values: Vec<_> = cols
+                .iter()
+                .filter_map(|wc| Some((lower.get(key.iter().position(|&k| k == wc.column)?)?, wc)))
+                .collect();
+            let w =
+                snapshot::weights(&mut conn, &values).await.map_err(|e| src(d::SourceError::Server(e.to_string())))?;
+            bound_weights.insert(c.id, w);
+        }
         let _ = conn.disconnect().await;
-        Ok::<_, EngineError>((chunks, initial, stop_at, collations))
+        Ok::<_, EngineError>((chunks, initial, stop_at, collations, weighed, bound_weights))
     })?;
     Ok(MysqlRun {
         opts,
@@ -562,10 +586,39 @@ fn prepare_mysql(
         chunks: Arc::new(chunks),
         charsets: Arc::new(plan.charsets.clone()),
         collations: Arc::new(collations),
+        weighed: Arc::new(weighed),
+        bound_weights: Arc::new(bound_weights),
         initial,
         stop_at,
         heartbeat: Duration::from_millis(crate::plan::config::parse_duration_ms(&cfg.heartbeat).unwrap_or(1000)),
     })
+}
+
+/// Per selected table, its key columns whose order only the server knows (text in a collation
+/// ferry does not reproduce), in key order.
+fn weighed_columns(
+    plan: &Compiled,
+    collations: &[Vec<Option<String>>],
+) -> Vec<Vec<crate::connectors::mysql::snapshot::WeighedColumn>> {
+    use dataflow::mysql::{key_order, KeyOrder};
+    plan.catalog
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(t, schema)| {
+            schema
+                .row_key()
+                .iter()
+                .filter_map(|&k| {
+                    let collation = collations.get(t)?.get(k)?.clone()?;
+                    let charset = plan.charsets.get(t)?.get(k)?.clone()?;
+                    (key_order(&schema.columns[k].ty, Some(&collation)) == Some(KeyOrder::Weight)).then_some(
+                        crate::connectors::mysql::snapshot::WeighedColumn { column: k, charset, collation, pad: None },
+                    )
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Worker 0's checkpoint coordinator.

@@ -209,3 +209,47 @@ pub async fn read_chunk(
     conn.query_drop("COMMIT").await.map_err(err)?;
     Ok(BinlogPos { file, pos })
 }
+
+/// A text key column whose order only the server knows (a case- or accent-insensitive
+/// collation): its index in the table, character set and collation.
+#[derive(Debug, Clone)]
+pub struct WeighedColumn {
+    /// Column index in the table.
+    pub column: usize,
+    /// Character set name.
+    pub charset: String,
+    /// Collation name.
+    pub collation: String,
+    /// The sort key of one space in a `PAD SPACE` collation (values compare as if the shorter
+    /// were padded with spaces); `None` for `NO PAD` collations.
+    pub pad: Option<Vec<u8>>,
+}
+
+/// The server's sort keys (`WEIGHT_STRING`) of `values`, each in its column's collation: their
+/// bytewise order is the collation's order. One query for all values; `None` values (NULL)
+/// have no key.
+pub async fn weights(
+    conn: &mut Conn,
+    values: &[(&Value, &WeighedColumn)],
+) -> Result<Vec<Option<Vec<u8>>>, mysql_async::Error> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let safe = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let mut sql = String::from("SELECT ");
+    let mut params = Vec::with_capacity(values.len());
+    for (i, (v, c)) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        if matches!(v, Value::Null) || !safe(&c.charset) || !safe(&c.collation) {
+            sql.push_str("NULL");
+            continue;
+        }
+        sql.push_str(&format!("WEIGHT_STRING(CONVERT(? USING {}) COLLATE {})", c.charset, c.collation));
+        params.push(param(v));
+    }
+    let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await?;
+    let mut row = row.expect("a SELECT without FROM returns one row");
+    Ok((0..values.len()).map(|i| row.take::<Option<Vec<u8>>, _>(i).flatten()).collect())
+}

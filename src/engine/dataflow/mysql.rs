@@ -19,10 +19,12 @@
 //!   chunks, recording `{chunk: {done, pos: P(c)}}` in its boundary record.
 //! - The handoff rule: a binlog transaction that began before `P(c)` is already in chunk `c`'s
 //!   rows and is skipped for keys in `c`; later ones are applied. Keys are placed in chunks by
-//!   exact comparison when ferry reproduces the key's order ([`KeyOrder`]: integers, temporal
-//!   types, decimals, binary strings, text in a binary UTF-8 collation); for other keys the
-//!   transactions between the lowest and the highest chunk position are applied to every key
-//!   (harmless in upsert mode, since row images are full; documented for append mode).
+//!   exact comparison in the key's order ([`KeyOrder`]: integers, temporal types, decimals,
+//!   binary strings, text in a binary UTF-8 collation bytewise, text in other collations by the
+//!   server's sort keys, fetched for chunk bounds at start and for rows in the snapshot window
+//!   by the reader task); for a key of unknown order the transactions between the lowest and
+//!   the highest chunk position are applied to every key (harmless in upsert mode, since row
+//!   images are full; documented for append mode).
 //! - A replayed epoch re-reads its chunks but keeps their recorded positions; the binlog replays
 //!   by recorded positions, so its epochs are identical.
 //! - I/O runs on the shared tokio runtime; rows reach the operator through bounded channels and
@@ -30,7 +32,7 @@
 
 use super::Metrics;
 use crate::connectors::mysql::binlog::{BinlogEvent, BinlogPos, BinlogReader, StartFrom};
-use crate::connectors::mysql::snapshot::{read_chunk, Chunk};
+use crate::connectors::mysql::snapshot::{read_chunk, weights, Chunk, WeighedColumn};
 use crate::engine::Restore;
 use crate::plan::Compiled;
 use crate::state::{Boundary, TaskState};
@@ -63,6 +65,11 @@ pub struct MysqlRun {
     /// Per selected table, per column, the collation (text columns): it decides whether a
     /// text key's order can be reproduced for the snapshot/binlog handoff.
     pub collations: Arc<Vec<Vec<Option<String>>>>,
+    /// Per selected table, its key columns ordered by the server's sort keys
+    /// ([`KeyOrder::Weight`]), in key order; empty for other tables.
+    pub weighed: Arc<Vec<Vec<WeighedColumn>>>,
+    /// Per chunk of such a table, the sort keys of its lower bound's weighed columns.
+    pub bound_weights: Arc<HashMap<u32, Vec<Option<Vec<u8>>>>>,
     /// Where the binlog starts when no checkpoint says otherwise and there is no snapshot.
     pub initial: Option<StartFrom>,
     /// Stop once the binlog reaches this position (bounded runs: tests, catch-up benchmarks).
@@ -73,7 +80,9 @@ pub struct MysqlRun {
 
 /// A decoded binlog event, its server time (seconds), after a commit the GTID position, and
 /// for rows of a table whose column names changed since the last rows sent, the new names.
-type Event = (BinlogEvent, u32, Option<String>, Option<Vec<String>>);
+/// Rows events of a table with [`KeyOrder::Weight`] key columns in the snapshot window also
+/// carry, per row change, the sort keys of its before and after images.
+type Event = (BinlogEvent, u32, Option<String>, Option<Vec<String>>, Option<Vec<[ImageWeights; 2]>>);
 
 /// What a finished snapshot worker tells the binlog reader.
 type Done = (u64, Vec<(u32, BinlogPos)>);
@@ -372,6 +381,8 @@ struct ChunkIndex {
     key: Vec<usize>,
     /// How each key column orders.
     orders: Vec<KeyOrder>,
+    /// The padding unit of each [`KeyOrder::Weight`] key column.
+    pads: Vec<Option<Vec<u8>>>,
     /// The position of a table read as one chunk: every row of it is in that chunk, whatever
     /// its key (or none).
     single: Option<PosKey>,
@@ -379,7 +390,7 @@ struct ChunkIndex {
 
 /// How a key column's values order on the server, when ferry can reproduce it exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyOrder {
+pub(crate) enum KeyOrder {
     /// Integers and temporal values: as integers.
     Int,
     /// Exact decimals: numerically.
@@ -389,12 +400,14 @@ enum KeyOrder {
     /// Text in a binary `PAD SPACE` collation (`utf8mb4_bin`, …): bytewise, as if the shorter
     /// value were padded with spaces.
     PadBytes,
+    /// Text in any other collation: the server's sort key (`WEIGHT_STRING`), bytewise. Chunk
+    /// bounds get theirs at start, binlog rows in the snapshot window from the reader task.
+    Weight,
 }
 
 /// The order of a key column of type `ty` in `collation`; `None` when ferry cannot reproduce
-/// it (text in a case- or accent-insensitive collation, or in a single-byte character set
-/// whose bytes order unlike their code points).
-fn key_order(ty: &ferry_operators::ColumnType, collation: Option<&str>) -> Option<KeyOrder> {
+/// it (text without a known collation, and types without an order here).
+pub(crate) fn key_order(ty: &ferry_operators::ColumnType, collation: Option<&str>) -> Option<KeyOrder> {
     use ferry_operators::ColumnType as T;
     match ty {
         T::Int { .. } | T::Year | T::Date | T::Time { .. } | T::DateTime { .. } | T::Timestamp { .. } => {
@@ -410,7 +423,7 @@ fn key_order(ty: &ferry_operators::ColumnType, collation: Option<&str>) -> Optio
             match rest {
                 "bin" if utf8 => Some(KeyOrder::PadBytes),
                 "nopad_bin" if utf8 => Some(KeyOrder::Bytes),
-                _ => None,
+                _ => Some(KeyOrder::Weight),
             }
         }
         _ => None,
@@ -483,22 +496,32 @@ impl PartialOrd for DecimalKey {
     }
 }
 
-/// Bytes compared as if the shorter were padded with spaces (a `PAD SPACE` collation).
+/// Bytes compared as if the shorter were padded with repeats of `unit` (a `PAD SPACE`
+/// collation: `unit` is a space, or the sort key of a space for server sort keys).
 #[derive(Debug, Clone)]
-struct PadKey(Vec<u8>);
+struct PadKey {
+    bytes: Vec<u8>,
+    unit: Vec<u8>,
+}
 
 impl Ord for PadKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let (a, b) = (&self.0, &other.0);
+        let (a, b) = (&self.bytes, &other.bytes);
         let n = a.len().min(b.len());
         a[..n].cmp(&b[..n]).then_with(|| {
-            // The longer one's rest against spaces: its first non-space byte decides.
-            let rest_vs_spaces =
-                |r: &[u8]| r.iter().find(|&&x| x != b' ').map_or(std::cmp::Ordering::Equal, |x| x.cmp(&b' '));
-            if a.len() >= b.len() {
-                rest_vs_spaces(&a[n..])
+            // The longer one's rest against the padding: its first byte that differs decides.
+            let rest_vs_pad = |r: &[u8]| {
+                r.iter()
+                    .zip(self.unit.iter().cycle())
+                    .find(|(x, p)| x != p)
+                    .map_or(std::cmp::Ordering::Equal, |(x, p)| x.cmp(p))
+            };
+            if self.unit.is_empty() {
+                a.len().cmp(&b.len())
+            } else if a.len() >= b.len() {
+                rest_vs_pad(&a[n..])
             } else {
-                rest_vs_spaces(&b[n..]).reverse()
+                rest_vs_pad(&b[n..]).reverse()
             }
         })
     }
@@ -537,23 +560,51 @@ fn key_part(v: &Value, order: KeyOrder) -> Option<KeyPart> {
         (KeyOrder::Decimal, Value::Decimal(d)) => DecimalKey::parse(d).map(KeyPart::Decimal),
         (KeyOrder::Bytes, Value::Bytes(b)) => Some(KeyPart::Bytes(b.clone())),
         (KeyOrder::Bytes, Value::Text(t)) => Some(KeyPart::Bytes(t.as_bytes().to_vec())),
-        (KeyOrder::PadBytes, Value::Text(t)) => Some(KeyPart::Pad(PadKey(t.as_bytes().to_vec()))),
+        (KeyOrder::PadBytes, Value::Text(t)) => {
+            Some(KeyPart::Pad(PadKey { bytes: t.as_bytes().to_vec(), unit: b" ".to_vec() }))
+        }
         _ => None,
     }
 }
 
-fn key_of(row: &[Value], key: &[usize], orders: &[KeyOrder]) -> Option<Vec<KeyPart>> {
-    key.iter().zip(orders).map(|(&k, &o)| row.get(k).and_then(|v| key_part(v, o))).collect()
+/// The key of `row`; `weights` are the server's sort keys of its [`KeyOrder::Weight`] columns,
+/// in key order (no key without them), `pads` those columns' padding units (the sort key of a
+/// space in a `PAD SPACE` collation, `None` for `NO PAD`).
+fn key_of(
+    row: &[Value],
+    key: &[usize],
+    orders: &[KeyOrder],
+    weights: Option<&[Option<Vec<u8>>]>,
+    pads: &[Option<Vec<u8>>],
+) -> Option<Vec<KeyPart>> {
+    let mut weights = weights.map(|w| w.iter().zip(pads));
+    key.iter()
+        .zip(orders)
+        .map(|(&k, &o)| match o {
+            KeyOrder::Weight => {
+                let (w, pad) = weights.as_mut()?.next()?;
+                let w = w.clone()?;
+                Some(match pad {
+                    Some(unit) => KeyPart::Pad(PadKey { bytes: w, unit: unit.clone() }),
+                    None => KeyPart::Bytes(w),
+                })
+            }
+            o => row.get(k).and_then(|v| key_part(v, o)),
+        })
+        .collect()
 }
+
+/// The server's sort keys of one row image's [`KeyOrder::Weight`] key columns.
+type ImageWeights = Option<Vec<Option<Vec<u8>>>>;
 
 impl ChunkIndex {
     /// Whether a transaction that began at `start` is already in the snapshot rows of `row`.
-    fn in_snapshot(&self, row: &[Value], start: PosKey) -> bool {
+    fn in_snapshot(&self, row: &[Value], weights: Option<&[Option<Vec<u8>>]>, start: PosKey) -> bool {
         if let Some(p) = self.single {
             return start < p;
         }
         let Some(ranges) = &self.ranges else { return false };
-        let Some(v) = key_of(row, &self.key, &self.orders) else { return false };
+        let Some(v) = key_of(row, &self.key, &self.orders, weights, &self.pads) else { return false };
         let i = ranges.partition_point(|(lo, _)| lo.as_ref().is_none_or(|lo| *lo <= v));
         start < ranges[i.saturating_sub(1)].1
     }
@@ -635,7 +686,8 @@ fn binlog<'s>(
                     let next = (last_snapshot_epoch + 1).max(*c.time());
                     c.downgrade(&next);
                     cs.downgrade(&next);
-                    index_by_table = build_index(&plan, &run.chunks, &chunk_positions, &run.collations);
+                    index_by_table =
+                        build_index(&plan, &run.chunks, &chunk_positions, &run.collations, &run.weighed, &run.bound_weights);
                     let from = match (&resume, chunk_positions.iter().min_by(|a, b| a.1.cmp(&b.1))) {
                         (Some(p), _) => StartFrom::Position(p.clone()),
                         (None, Some((_, p))) => StartFrom::Position(p.clone()),
@@ -665,7 +717,21 @@ fn binlog<'s>(
                         .map(|t| (t.name.database.clone(), t.name.table.clone(), t.columns.clone()))
                         .collect();
                     let selected: std::collections::HashSet<(String, String)> = tables.keys().cloned().collect();
+                    // Tables whose rows in the snapshot window need the server's sort keys,
+                    // and where that window ends.
+                    let weigh: HashMap<(String, String), Vec<WeighedColumn>> = plan
+                        .catalog
+                        .tables
+                        .iter()
+                        .enumerate()
+                        .filter(|(t, _)| !run.weighed[*t].is_empty() && index_by_table[*t].ranges.is_some())
+                        .map(|(t, s)| ((s.name.database.clone(), s.name.table.clone()), run.weighed[t].clone()))
+                        .collect();
+                    let window_end: PosKey = index_by_table.iter().map(|i| i.max_pos).max().unwrap_or((0, 0));
+                    let mut io_start: PosKey = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
+                    let weigh_opts = run.opts.clone();
                     io_runtime().spawn(async move {
+                        let mut weigh_conn: Option<mysql_async::Conn> = None;
                         let mut reader = match BinlogReader::connect_with_heartbeat(opts, server_id, from, heartbeat).await {
                             Ok(mut r) => {
                                 // Discovery knows what the binlog does not say (MariaDB JSON, INET).
@@ -691,6 +757,31 @@ fn binlog<'s>(
                         loop {
                             let ev = reader.next().await;
                             let stop = !matches!(ev, Ok(Some(_)));
+                            // Sort keys of rows in the snapshot window whose key order only the
+                            // server knows.
+                            let mut row_weights = None;
+                            if let Ok(Some(BinlogEvent::Rows { database, table, changes })) = &ev {
+                                let key = (database.clone(), table.clone());
+                                if let (Some(cols), true) = (weigh.get(&key), io_start < window_end) {
+                                    match weigh_rows(&mut weigh_conn, &weigh_opts, cols, changes).await {
+                                        Ok(w) => row_weights = Some(w),
+                                        Err(e) => {
+                                            let _ = tx.send(vec![Err(format!("sort keys of {database}.{table}: {e}"))]);
+                                            let _ = act.activate();
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                            if let Ok(Some(
+                                BinlogEvent::Commit { next, .. }
+                                | BinlogEvent::Ddl { next, .. }
+                                | BinlogEvent::Heartbeat { next }
+                                | BinlogEvent::Rotate { next },
+                            )) = &ev
+                            {
+                                io_start = pos_key(next);
+                            }
                             let msg = match ev {
                                 Ok(Some(e)) => {
                                     // The GTID position after a transaction, for the checkpoint.
@@ -709,7 +800,7 @@ fn binlog<'s>(
                                         }
                                         _ => None,
                                     };
-                                    Ok((e, reader.event_time(), g, names))
+                                    Ok((e, reader.event_time(), g, names, row_weights))
                                 }
                                 Ok(None) => Err("the binlog stream ended".to_string()),
                                 Err(e) => Err(e.to_string()),
@@ -745,7 +836,7 @@ fn binlog<'s>(
                                 Err(_) => break,
                             }
                         }
-                        let (ev, event_time, ev_gtid, ev_names) = match queued.next() {
+                        let (ev, event_time, ev_gtid, ev_names, ev_weights) = match queued.next() {
                             Some(Ok(ev)) => ev,
                             Some(Err(e)) => panic!("binlog: {}", crate::secrets::redact(&e)),
                             None => break,
@@ -787,7 +878,8 @@ fn binlog<'s>(
                                 let row_schema = evolved.get(&tid).cloned();
                                 let schema = row_schema.as_deref().unwrap_or(base);
                                 let width = schema.columns.len();
-                                for (op, before, after) in changes {
+                                for (i, (op, before, after)) in changes.into_iter().enumerate() {
+                                    let w = ev_weights.as_ref().map(|w| &w[i]);
                                     if before.as_ref().or(after.as_ref()).is_some_and(|r| r.len() != width) {
                                         // The table map and the row disagree: never write a row
                                         // under the wrong columns.
@@ -811,8 +903,12 @@ fn binlog<'s>(
                                     // A key-changing update touches two keys, possibly in two chunks:
                                     // each half is checked against its own chunk.
                                     let (first, second) = change.split_key_change(schema);
+                                    // The sort keys of each half's image (before for a delete).
+                                    let image_weights = |c: &Change| {
+                                        w.and_then(|w| w[usize::from(c.op != Op::Delete)].as_deref())
+                                    };
                                     for c in std::iter::once(first).chain(second) {
-                                        if start < idx.max_pos && idx.in_snapshot(c.image(), start) {
+                                        if start < idx.max_pos && idx.in_snapshot(c.image(), image_weights(&c), start) {
                                             continue;
                                         }
                                         session.give(c);
@@ -911,6 +1007,31 @@ fn binlog<'s>(
     (rows, schema_events)
 }
 
+/// The server's sort keys of the weighed key columns of every row image of one rows event,
+/// in one query on a connection of their own (opened on first use).
+async fn weigh_rows(
+    conn: &mut Option<mysql_async::Conn>,
+    opts: &mysql_async::Opts,
+    cols: &[WeighedColumn],
+    changes: &[crate::connectors::mysql::binlog::RowChange],
+) -> Result<Vec<[ImageWeights; 2]>, String> {
+    if conn.is_none() {
+        *conn = Some(crate::connectors::mysql::discover::connect(opts).await.map_err(|e| e.to_string())?);
+    }
+    let c = conn.as_mut().expect("connected");
+    let mut values = Vec::new();
+    for (_, before, after) in changes {
+        for row in [before, after].into_iter().flatten() {
+            for wc in cols {
+                values.push((row.get(wc.column).unwrap_or(&Value::Null), wc));
+            }
+        }
+    }
+    let mut got = weights(c, &values).await.map_err(|e| e.to_string())?.into_iter();
+    let mut take = |row: &Option<Row>| row.as_ref().map(|_| got.by_ref().take(cols.len()).collect::<Vec<_>>());
+    Ok(changes.iter().map(|(_, b, a)| [take(b), take(a)]).collect())
+}
+
 /// The schema of rows whose table map names `names`: known columns keep their type and
 /// nullability (from the latest schema, else the discovered one), new ones are nullable with
 /// an unknown type; keys are kept when all their columns remain.
@@ -947,6 +1068,8 @@ fn build_index(
     chunks: &[Chunk],
     positions: &[(u32, BinlogPos)],
     collations: &[Vec<Option<String>>],
+    weighed: &[Vec<WeighedColumn>],
+    bound_weights: &HashMap<u32, Vec<Option<Vec<u8>>>>,
 ) -> Vec<ChunkIndex> {
     let pos: BTreeMap<u32, PosKey> = positions.iter().map(|(c, p)| (*c, pos_key(p))).collect();
     plan.catalog
@@ -965,12 +1088,20 @@ fn build_index(
                 })
                 .collect();
             let orders = orders.unwrap_or_default();
+            let pads: Vec<Option<Vec<u8>>> =
+                weighed.get(t).map(|w| w.iter().map(|c| c.pad.clone()).collect()).unwrap_or_default();
             let bounds: Option<Vec<(Option<Vec<KeyPart>>, PosKey)>> = mine
                 .iter()
                 .map(|c| {
                     let lower = match &c.lower {
                         None => None,
-                        Some(l) => Some(key_of(l, &(0..l.len()).collect::<Vec<_>>(), &orders)?),
+                        Some(l) => Some(key_of(
+                            l,
+                            &(0..l.len()).collect::<Vec<_>>(),
+                            &orders,
+                            bound_weights.get(&c.id).map(Vec::as_slice),
+                            &pads,
+                        )?),
                     };
                     Some((lower, pos.get(&c.id).copied().unwrap_or((0, 0))))
                 })
@@ -980,7 +1111,7 @@ fn build_index(
                 r
             });
             let single = (mine.len() == 1).then(|| pos.get(&mine[0].id).copied().unwrap_or((0, 0)));
-            ChunkIndex { ranges, max_pos, key, orders, single }
+            ChunkIndex { ranges, max_pos, key, orders, pads, single }
         })
         .collect()
 }
@@ -1012,7 +1143,27 @@ mod tests {
         fn pad_keys_order_like_space_padded_bytes(a in "[ -~\t]{0,6}", b in "[ -~\t]{0,6}") {
             let n = a.len().max(b.len());
             let pad = |s: &str| format!("{s:<n$}");
-            prop_assert_eq!(PadKey(a.clone().into_bytes()).cmp(&PadKey(b.clone().into_bytes())), pad(&a).cmp(&pad(&b)));
+            let key = |s: &str| PadKey { bytes: s.as_bytes().to_vec(), unit: b" ".to_vec() };
+            prop_assert_eq!(key(&a).cmp(&key(&b)), pad(&a).cmp(&pad(&b)));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn pad_keys_with_two_byte_units_order_like_padded_sort_keys(
+            a in proptest::collection::vec(0u8..4, 0..5),
+            b in proptest::collection::vec(0u8..4, 0..5),
+        ) {
+            // Sort keys of two bytes per character, a space weighing 00 02.
+            let weigh = |s: &[u8]| s.iter().flat_map(|&c| [0u8, c]).collect::<Vec<u8>>();
+            let n = a.len().max(b.len());
+            let padded = |s: &[u8]| {
+                let mut v = s.to_vec();
+                v.resize(n, 2);
+                weigh(&v)
+            };
+            let key = |s: &[u8]| PadKey { bytes: weigh(s), unit: vec![0, 2] };
+            prop_assert_eq!(key(&a).cmp(&key(&b)), padded(&a).cmp(&padded(&b)));
         }
     }
 
@@ -1025,13 +1176,17 @@ mod tests {
     }
 
     #[test]
-    fn only_binary_utf8_collations_give_text_keys_an_order() {
+    fn binary_utf8_collations_order_text_keys_bytewise_and_the_others_by_server_sort_keys() {
         let text = ColumnType::String { max_chars: Some(10), fixed: false };
         assert_eq!(key_order(&text, Some("utf8mb4_bin")), Some(KeyOrder::PadBytes));
         assert_eq!(key_order(&text, Some("utf8mb4_nopad_bin")), Some(KeyOrder::Bytes));
         assert_eq!(key_order(&text, Some("ascii_bin")), Some(KeyOrder::PadBytes));
-        assert_eq!(key_order(&text, Some("utf8mb4_general_ci")), None);
-        assert_eq!(key_order(&text, Some("latin1_bin")), None, "latin1 bytes do not order like code points");
+        assert_eq!(key_order(&text, Some("utf8mb4_general_ci")), Some(KeyOrder::Weight));
+        assert_eq!(
+            key_order(&text, Some("latin1_bin")),
+            Some(KeyOrder::Weight),
+            "latin1 bytes do not order like code points"
+        );
         assert_eq!(key_order(&text, None), None);
         assert_eq!(key_order(&ColumnType::Decimal { precision: 10, scale: 2 }, None), Some(KeyOrder::Decimal));
     }
