@@ -390,7 +390,17 @@ impl BinlogReader {
             .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
             .await
             .map_err(conn_err)?;
-        let collations = collations.into_iter().filter_map(|(id, cs)| Some((u16::try_from(id).ok()?, cs))).collect();
+        // MariaDB 10.10+ lists the ids of its UCA 14 collations (e.g. 2307 for
+        // utf8mb4_uca1400_as_cs) only here; older servers and MySQL lack the ID column.
+        let applicable: Vec<(u64, String)> = conn
+            .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID IS NOT NULL")
+            .await
+            .unwrap_or_default();
+        let collations = collations
+            .into_iter()
+            .chain(applicable)
+            .filter_map(|(id, cs)| Some((u16::try_from(id).ok()?, cs)))
+            .collect();
         let mut gtid_state = BTreeMap::new();
         let requested = match &from {
             StartFrom::Position(p) => {
