@@ -207,15 +207,19 @@ impl SinkWriter for FilesWriter {
     fn commit(&mut self, epoch: u64) -> Result<(), SinkError> {
         let due: Vec<(u64, String)> = self.schema.range(..(epoch + 1, String::new())).map(|(k, _)| k.clone()).collect();
         for key in due {
-            let data = self.schema.remove(&key).expect("listed");
+            // Dropped only once written: a retried commit writes it again.
+            let data = self.schema.get(&key).expect("listed").clone();
             let path = format!("_schema_changes/e{:010}-{}.jsonl", key.0, key.1);
             self.out.put(&path, data).map_err(|e| SinkError::Transient(e.to_string()))?;
+            self.schema.remove(&key);
         }
         let keys: Vec<(u64, String)> =
             self.open.range((0, String::new())..(epoch + 1, String::new())).map(|(k, _)| k.clone()).collect();
         for (e, dir) in keys {
             self.flush_part(e, &dir)?;
-            let part = self.open.remove(&(e, dir.clone())).expect("open part");
+            // The part stays open until published: a retried commit (after a transient error)
+            // finds what is left to rename.
+            let next_part = self.open.get(&(e, dir.clone())).expect("open part").next_part;
             if self.exactly_once {
                 if e <= self.opts.replay_upto {
                     // A crashed run may have published more parts of this epoch: remove them.
@@ -226,15 +230,17 @@ impl SinkWriter for FilesWriter {
                             .strip_prefix(&prefix)
                             .and_then(|r| r.strip_suffix(".jsonl"))
                             .and_then(|n| n.parse().ok());
-                        if n.is_some_and(|n| n >= part.next_part) {
+                        if n.is_some_and(|n| n >= next_part) {
                             self.out.delete(&old).map_err(|x| SinkError::Transient(x.to_string()))?;
                         }
                     }
                 }
-                for (from, to) in &part.staged {
-                    self.out.rename(from, to).map_err(|x| SinkError::Transient(x.to_string()))?;
+                while let Some((from, to)) = self.open.get(&(e, dir.clone())).and_then(|p| p.staged.first().cloned()) {
+                    self.out.rename(&from, &to).map_err(|x| SinkError::Transient(x.to_string()))?;
+                    self.open.get_mut(&(e, dir.clone())).expect("open part").staged.remove(0);
                 }
             }
+            self.open.remove(&(e, dir));
         }
         if self.exactly_once && epoch > self.committed {
             self.state
