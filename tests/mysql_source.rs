@@ -415,6 +415,9 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_c
         // The same text keys in a case-insensitive collation, whose order only the server knows.
         &format!("CREATE TABLE {db}.five (k VARCHAR(20) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT)"),
         &format!("INSERT INTO {db}.five SELECT k, v FROM {db}.three"),
+        // A multi-level (accent- and case-sensitive) collation, with keys that end in spaces.
+        &format!("CREATE TABLE {db}.six (k VARCHAR(20) COLLATE utf8mb4_uca1400_as_cs PRIMARY KEY, v INT)"),
+        &format!("INSERT INTO {db}.six SELECT IF(seq % 3 = 0, CONCAT(k, ' '), k), v FROM {db}.three JOIN seq_1_to_30000 ON v = seq"),
     ]);
     let text = plan(
         db,
@@ -440,6 +443,9 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_c
                 &format!("INSERT INTO {db}.five VALUES (CONCAT(CHAR(65 + {i} % 58), 'n', {i}), 0)"),
                 &format!("DELETE FROM {db}.five WHERE k = CONCAT(CHAR(65 + {x} % 58), {x})", x = 1 + i * 97),
                 &format!("UPDATE {db}.five SET v = v + 1 WHERE k = CONCAT(CHAR(65 + {x} % 58), {x})", x = 2 + i * 89),
+                &format!("INSERT INTO {db}.six VALUES (CONCAT(CHAR(65 + {i} % 58), 'n', {i}, ' '), 0)"),
+                &format!("DELETE FROM {db}.six WHERE v = {x}", x = 1 + i * 97),
+                &format!("UPDATE {db}.six SET v = v + 100000 WHERE v = {x}", x = 2 + i * 89),
             ]);
         }
     });
@@ -453,9 +459,14 @@ fn exactly_once_append_log_of_snapshot_and_binlog_replays_strictly_for_integer_c
     ok(&out);
     writer.join().unwrap();
     ok(&run_in(dir.path(), &["run", "-q", &p]));
-    for (t, key) in
-        [("one", vec!["id"]), ("two", vec!["a", "b"]), ("three", vec!["k"]), ("four", vec!["d"]), ("five", vec!["k"])]
-    {
+    for (t, key) in [
+        ("one", vec!["id"]),
+        ("two", vec!["a", "b"]),
+        ("three", vec!["k"]),
+        ("four", vec!["d"]),
+        ("five", vec!["k"]),
+        ("six", vec!["k"]),
+    ] {
         let lines = table_lines(&dir.path().join("out"), db, t);
         let mut state: BTreeMap<String, Json> = BTreeMap::new();
         for l in &lines {

@@ -554,14 +554,7 @@ fn prepare_mysql(
             }
         };
         // Text keys in collations only the server can order: the sort keys of chunk bounds.
-        let mut weighed = weighed_columns(plan, &collations);
-        for wc in weighed.iter_mut().flatten() {
-            if !wc.collation.to_ascii_lowercase().contains("_nopad_") {
-                let space = ferry_operators::Value::Text(" ".into());
-                let w = snapshot::weights(&mut conn, &[(&space, &*wc)]).await;
-                wc.pad = w.map_err(|e| src(d::SourceError::Server(e.to_string())))?.pop().flatten();
-            }
-        }
+        let weighed = weighed_columns(plan, &collations);
         let mut bound_weights = std::collections::HashMap::new();
         for c in &chunks {
             let (cols, Some(lower)) = (&weighed[c.table as usize], &c.lower) else { continue };
@@ -595,28 +588,40 @@ fn prepare_mysql(
 }
 
 /// Per selected table, its key columns whose order only the server knows (text in a collation
-/// ferry does not reproduce), in key order.
+/// ferry does not reproduce), in key order. A table with such a column of unknown length in a
+/// `PAD SPACE` collation gets none (its key order stays unknown: the safe fallback).
 fn weighed_columns(
     plan: &Compiled,
     collations: &[Vec<Option<String>>],
 ) -> Vec<Vec<crate::connectors::mysql::snapshot::WeighedColumn>> {
+    use crate::connectors::mysql::snapshot::WeighedColumn;
     use dataflow::mysql::{key_order, KeyOrder};
+    let column = |t: usize, k: usize| -> Option<Option<WeighedColumn>> {
+        let schema = &plan.catalog.tables[t];
+        let collation = collations.get(t)?.get(k)?.clone()?;
+        if key_order(&schema.columns[k].ty, Some(&collation)) != Some(KeyOrder::Weight) {
+            return Some(None);
+        }
+        let charset = plan.charsets.get(t)?.get(k)?.clone()?;
+        // MariaDB's `*_nopad_*` and MySQL's `*_0900_*` collations do not pad.
+        let lower = collation.to_ascii_lowercase();
+        let width = if lower.contains("_nopad_") || lower.contains("_0900_") {
+            None
+        } else {
+            match schema.columns[k].ty {
+                ferry_operators::ColumnType::String { max_chars: Some(n), .. } => Some(n),
+                _ => return None,
+            }
+        };
+        Some(Some(WeighedColumn { column: k, charset, collation, width }))
+    };
     plan.catalog
         .tables
         .iter()
         .enumerate()
         .map(|(t, schema)| {
-            schema
-                .row_key()
-                .iter()
-                .filter_map(|&k| {
-                    let collation = collations.get(t)?.get(k)?.clone()?;
-                    let charset = plan.charsets.get(t)?.get(k)?.clone()?;
-                    (key_order(&schema.columns[k].ty, Some(&collation)) == Some(KeyOrder::Weight)).then_some(
-                        crate::connectors::mysql::snapshot::WeighedColumn { column: k, charset, collation, pad: None },
-                    )
-                })
-                .collect()
+            let cols: Option<Vec<Option<WeighedColumn>>> = schema.row_key().iter().map(|&k| column(t, k)).collect();
+            cols.map(|c| c.into_iter().flatten().collect()).unwrap_or_default()
         })
         .collect()
 }

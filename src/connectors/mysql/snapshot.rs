@@ -220,36 +220,40 @@ pub struct WeighedColumn {
     pub charset: String,
     /// Collation name.
     pub collation: String,
-    /// The sort key of one space in a `PAD SPACE` collation (values compare as if the shorter
-    /// were padded with spaces); `None` for `NO PAD` collations.
-    pub pad: Option<Vec<u8>>,
+    /// For a `PAD SPACE` collation, the column's length in characters: sort keys are taken of
+    /// the value padded with spaces to that length (`WEIGHT_STRING(… AS CHAR(n))`), so they
+    /// compare bytewise as the collation compares values, at every level; `None` for a
+    /// `NO PAD` collation (sort keys of the value as it is).
+    pub width: Option<u32>,
 }
 
 /// The server's sort keys (`WEIGHT_STRING`) of `values`, each in its column's collation: their
-/// bytewise order is the collation's order. One query for all values; `None` values (NULL)
-/// have no key.
+/// bytewise order is the collation's order. A query per 500 values; `None` values (NULL) have
+/// no key.
 pub async fn weights(
     conn: &mut Conn,
     values: &[(&Value, &WeighedColumn)],
 ) -> Result<Vec<Option<Vec<u8>>>, mysql_async::Error> {
-    if values.is_empty() {
-        return Ok(Vec::new());
-    }
     let safe = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let mut sql = String::from("SELECT ");
-    let mut params = Vec::with_capacity(values.len());
-    for (i, (v, c)) in values.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
+    let mut out = Vec::with_capacity(values.len());
+    for part in values.chunks(500) {
+        let mut sql = String::from("SELECT ");
+        let mut params = Vec::with_capacity(part.len());
+        for (i, (v, c)) in part.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            if matches!(v, Value::Null) || !safe(&c.charset) || !safe(&c.collation) {
+                sql.push_str("NULL");
+                continue;
+            }
+            let width = c.width.map(|n| format!(" AS CHAR({n})")).unwrap_or_default();
+            sql.push_str(&format!("WEIGHT_STRING(CONVERT(? USING {}) COLLATE {}{width})", c.charset, c.collation));
+            params.push(param(v));
         }
-        if matches!(v, Value::Null) || !safe(&c.charset) || !safe(&c.collation) {
-            sql.push_str("NULL");
-            continue;
-        }
-        sql.push_str(&format!("WEIGHT_STRING(CONVERT(? USING {}) COLLATE {})", c.charset, c.collation));
-        params.push(param(v));
+        let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await?;
+        let mut row = row.expect("a SELECT without FROM returns one row");
+        out.extend((0..part.len()).map(|i| row.take::<Option<Vec<u8>>, _>(i).flatten()));
     }
-    let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await?;
-    let mut row = row.expect("a SELECT without FROM returns one row");
-    Ok((0..values.len()).map(|i| row.take::<Option<Vec<u8>>, _>(i).flatten()).collect())
+    Ok(out)
 }

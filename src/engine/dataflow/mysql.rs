@@ -381,8 +381,6 @@ struct ChunkIndex {
     key: Vec<usize>,
     /// How each key column orders.
     orders: Vec<KeyOrder>,
-    /// The padding unit of each [`KeyOrder::Weight`] key column.
-    pads: Vec<Option<Vec<u8>>>,
     /// The position of a table read as one chunk: every row of it is in that chunk, whatever
     /// its key (or none).
     single: Option<PosKey>,
@@ -400,8 +398,9 @@ pub(crate) enum KeyOrder {
     /// Text in a binary `PAD SPACE` collation (`utf8mb4_bin`, …): bytewise, as if the shorter
     /// value were padded with spaces.
     PadBytes,
-    /// Text in any other collation: the server's sort key (`WEIGHT_STRING`), bytewise. Chunk
-    /// bounds get theirs at start, binlog rows in the snapshot window from the reader task.
+    /// Text in any other collation: the server's sort key (`WEIGHT_STRING`, of the value
+    /// padded to the column's length in a `PAD SPACE` collation), bytewise. Chunk bounds get
+    /// theirs at start, binlog rows in the snapshot window from the reader task.
     Weight,
 }
 
@@ -497,7 +496,7 @@ impl PartialOrd for DecimalKey {
 }
 
 /// Bytes compared as if the shorter were padded with repeats of `unit` (a `PAD SPACE`
-/// collation: `unit` is a space, or the sort key of a space for server sort keys).
+/// collation of UTF-8 text: `unit` is a space).
 #[derive(Debug, Clone)]
 struct PadKey {
     bytes: Vec<u8>,
@@ -568,27 +567,18 @@ fn key_part(v: &Value, order: KeyOrder) -> Option<KeyPart> {
 }
 
 /// The key of `row`; `weights` are the server's sort keys of its [`KeyOrder::Weight`] columns,
-/// in key order (no key without them), `pads` those columns' padding units (the sort key of a
-/// space in a `PAD SPACE` collation, `None` for `NO PAD`).
+/// in key order (no key without them).
 fn key_of(
     row: &[Value],
     key: &[usize],
     orders: &[KeyOrder],
     weights: Option<&[Option<Vec<u8>>]>,
-    pads: &[Option<Vec<u8>>],
 ) -> Option<Vec<KeyPart>> {
-    let mut weights = weights.map(|w| w.iter().zip(pads));
+    let mut weights = weights.map(|w| w.iter());
     key.iter()
         .zip(orders)
         .map(|(&k, &o)| match o {
-            KeyOrder::Weight => {
-                let (w, pad) = weights.as_mut()?.next()?;
-                let w = w.clone()?;
-                Some(match pad {
-                    Some(unit) => KeyPart::Pad(PadKey { bytes: w, unit: unit.clone() }),
-                    None => KeyPart::Bytes(w),
-                })
-            }
+            KeyOrder::Weight => weights.as_mut()?.next()?.clone().map(KeyPart::Bytes),
             o => row.get(k).and_then(|v| key_part(v, o)),
         })
         .collect()
@@ -604,7 +594,7 @@ impl ChunkIndex {
             return start < p;
         }
         let Some(ranges) = &self.ranges else { return false };
-        let Some(v) = key_of(row, &self.key, &self.orders, weights, &self.pads) else { return false };
+        let Some(v) = key_of(row, &self.key, &self.orders, weights) else { return false };
         let i = ranges.partition_point(|(lo, _)| lo.as_ref().is_none_or(|lo| *lo <= v));
         start < ranges[i.saturating_sub(1)].1
     }
@@ -687,7 +677,7 @@ fn binlog<'s>(
                     c.downgrade(&next);
                     cs.downgrade(&next);
                     index_by_table =
-                        build_index(&plan, &run.chunks, &chunk_positions, &run.collations, &run.weighed, &run.bound_weights);
+                        build_index(&plan, &run.chunks, &chunk_positions, &run.collations, &run.bound_weights);
                     let from = match (&resume, chunk_positions.iter().min_by(|a, b| a.1.cmp(&b.1))) {
                         (Some(p), _) => StartFrom::Position(p.clone()),
                         (None, Some((_, p))) => StartFrom::Position(p.clone()),
@@ -1068,7 +1058,6 @@ fn build_index(
     chunks: &[Chunk],
     positions: &[(u32, BinlogPos)],
     collations: &[Vec<Option<String>>],
-    weighed: &[Vec<WeighedColumn>],
     bound_weights: &HashMap<u32, Vec<Option<Vec<u8>>>>,
 ) -> Vec<ChunkIndex> {
     let pos: BTreeMap<u32, PosKey> = positions.iter().map(|(c, p)| (*c, pos_key(p))).collect();
@@ -1088,8 +1077,6 @@ fn build_index(
                 })
                 .collect();
             let orders = orders.unwrap_or_default();
-            let pads: Vec<Option<Vec<u8>>> =
-                weighed.get(t).map(|w| w.iter().map(|c| c.pad.clone()).collect()).unwrap_or_default();
             let bounds: Option<Vec<(Option<Vec<KeyPart>>, PosKey)>> = mine
                 .iter()
                 .map(|c| {
@@ -1100,7 +1087,6 @@ fn build_index(
                             &(0..l.len()).collect::<Vec<_>>(),
                             &orders,
                             bound_weights.get(&c.id).map(Vec::as_slice),
-                            &pads,
                         )?),
                     };
                     Some((lower, pos.get(&c.id).copied().unwrap_or((0, 0))))
@@ -1111,7 +1097,7 @@ fn build_index(
                 r
             });
             let single = (mine.len() == 1).then(|| pos.get(&mine[0].id).copied().unwrap_or((0, 0)));
-            ChunkIndex { ranges, max_pos, key, orders, pads, single }
+            ChunkIndex { ranges, max_pos, key, orders, single }
         })
         .collect()
 }
