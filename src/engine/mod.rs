@@ -475,9 +475,8 @@ fn prepare_mysql(
     let start_path = state.path("source/start.json");
     let full = plan.plan.raw.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
     let rt = io_runtime();
-    let (chunks, initial, stop_at, collations, weighed, bound_weights) = rt.block_on(async {
+    let (chunks, initial, stop_at, weighed, bound_weights) = rt.block_on(async {
         let mut conn = d::connect(&opts).await.map_err(src)?;
-        let collations = d::collations(&mut conn, &plan.catalog.tables).await.map_err(src)?;
         let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
         let mut chunks: Vec<snapshot::Chunk> = Vec::new();
         let read_chunks = |b: &[u8]| -> Result<Vec<snapshot::Chunk>, EngineError> {
@@ -554,7 +553,7 @@ fn prepare_mysql(
             }
         };
         // Text keys in collations only the server can order: the sort keys of chunk bounds.
-        let weighed = weighed_columns(plan, &collations);
+        let weighed = weighed_columns(plan);
         let mut bound_weights = std::collections::HashMap::new();
         for c in &chunks {
             let (cols, Some(lower)) = (&weighed[c.table as usize], &c.lower) else { continue };
@@ -571,14 +570,14 @@ fn prepare_mysql(
             bound_weights.insert(c.id, w);
         }
         let _ = conn.disconnect().await;
-        Ok::<_, EngineError>((chunks, initial, stop_at, collations, weighed, bound_weights))
+        Ok::<_, EngineError>((chunks, initial, stop_at, weighed, bound_weights))
     })?;
     Ok(MysqlRun {
         opts,
         server_id,
         chunks: Arc::new(chunks),
         charsets: Arc::new(plan.charsets.clone()),
-        collations: Arc::new(collations),
+        collations: Arc::new(plan.collations.clone()),
         weighed: Arc::new(weighed),
         bound_weights: Arc::new(bound_weights),
         initial,
@@ -590,15 +589,12 @@ fn prepare_mysql(
 /// Per selected table, its key columns whose order only the server knows (text in a collation
 /// ferry does not reproduce), in key order. A table with such a column of unknown length in a
 /// `PAD SPACE` collation gets none (its key order stays unknown: the safe fallback).
-fn weighed_columns(
-    plan: &Compiled,
-    collations: &[Vec<Option<String>>],
-) -> Vec<Vec<crate::connectors::mysql::snapshot::WeighedColumn>> {
+fn weighed_columns(plan: &Compiled) -> Vec<Vec<crate::connectors::mysql::snapshot::WeighedColumn>> {
     use crate::connectors::mysql::snapshot::WeighedColumn;
     use dataflow::mysql::{key_order, KeyOrder};
     let column = |t: usize, k: usize| -> Option<Option<WeighedColumn>> {
         let schema = &plan.catalog.tables[t];
-        let collation = collations.get(t)?.get(k)?.clone()?;
+        let collation = plan.collations.get(t)?.get(k)?.clone()?;
         if key_order(&schema.columns[k].ty, Some(&collation)) != Some(KeyOrder::Weight) {
             return Some(None);
         }

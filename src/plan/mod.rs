@@ -145,6 +145,9 @@ pub struct Compiled {
     pub tables: Vec<TablePlan>,
     /// Per selected table, per column, the source character set (MySQL-family sources).
     pub charsets: Vec<Vec<Option<String>>>,
+    /// Per selected table, per column, the source collation of text columns (MySQL-family
+    /// sources).
+    pub collations: Vec<Vec<Option<String>>>,
 }
 
 impl Compiled {
@@ -601,15 +604,19 @@ pub struct SourceCatalog {
     pub catalog: Catalog,
     /// Per table, per column, the character set.
     pub charsets: Vec<Vec<Option<String>>>,
+    /// Per table, per column, the collation of text columns.
+    pub collations: Vec<Vec<Option<String>>>,
 }
 
 /// Discovers the source's tables (every table, before selection). Contacts the source when it
 /// is a server: connectivity, credentials and the change-data preconditions are checked here.
 pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors::mysql::discover::SourceError> {
     match source {
-        SourceSpec::Datagen(c) => {
-            Ok(SourceCatalog { catalog: Catalog { tables: datagen::catalog(c) }, charsets: Vec::new() })
-        }
+        SourceSpec::Datagen(c) => Ok(SourceCatalog {
+            catalog: Catalog { tables: datagen::catalog(c) },
+            charsets: Vec::new(),
+            collations: Vec::new(),
+        }),
         SourceSpec::Mysql(c) => {
             use crate::connectors::mysql::discover as d;
             let opts = d::opts(c)?;
@@ -618,7 +625,7 @@ pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors:
                 d::check_preconditions(&mut conn, opts.user().unwrap_or("")).await?;
                 let found = d::discover(&mut conn).await?;
                 let _ = conn.disconnect().await;
-                Ok(SourceCatalog { catalog: found.catalog, charsets: found.charsets })
+                Ok(SourceCatalog { catalog: found.catalog, charsets: found.charsets, collations: found.collations })
             })
         }
     }
@@ -629,6 +636,7 @@ pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors:
 pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanErrors> {
     let full = &source.catalog;
     let mut charsets = Vec::new();
+    let mut collations = Vec::new();
     let doc = yaml::parse(&plan.text).expect("checked plan parses");
     let mut ctx = Ctx { file: &plan.file, doc: &doc, errors: Vec::new() };
     let raw = &plan.raw;
@@ -864,6 +872,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         catalog.tables.push(schema.clone());
         let ti = full.tables.iter().position(|t| t.name == schema.name).unwrap_or(0);
         charsets.push(source.charsets.get(ti).cloned().unwrap_or_default());
+        collations.push(source.collations.get(ti).cloned().unwrap_or_default());
         let transform = Transform::new(ops, filter, projection, schema.columns.len());
         debug_assert_eq!(transform.identity, identity);
         let filter_src = t.and_then(|t| t.filter.clone());
@@ -897,7 +906,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         }
     }
     if ctx.errors.is_empty() {
-        Ok(Compiled { plan, catalog, tables, charsets })
+        Ok(Compiled { plan, catalog, tables, charsets, collations })
     } else {
         Err(PlanErrors(dedupe(ctx.errors)))
     }

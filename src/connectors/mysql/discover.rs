@@ -158,7 +158,7 @@ pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), Sour
 
 /// One row of `information_schema.COLUMNS`: schema, table, column, data type, column type,
 /// nullable, character set.
-type ColumnRow = (String, String, String, String, String, String, Option<String>);
+type ColumnRow = (String, String, String, String, String, String, Option<String>, Option<String>);
 
 /// Databases never copied.
 const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -171,6 +171,8 @@ pub struct Discovered {
     pub catalog: Catalog,
     /// Per table (same order), per column, the character set.
     pub charsets: Vec<Vec<Option<String>>>,
+    /// Per table (same order), per column, the collation of text columns.
+    pub collations: Vec<Vec<Option<String>>>,
 }
 
 /// Reads every user table's schema, ordered by `db.table`. Selection is the plan's business.
@@ -182,7 +184,7 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
         .map_err(err)?;
     let cols: Vec<ColumnRow> = conn
         .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME \
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME \
              FROM information_schema.COLUMNS ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
         )
         .await
@@ -201,6 +203,7 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
         .unwrap_or_default();
     let mut by_table: BTreeMap<(String, String), TableSchema> = BTreeMap::new();
     let mut charsets: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
+    let mut collations: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
     for (db, t) in tables.into_iter().filter(|(db, _)| !SYSTEM.contains(&db.to_ascii_lowercase().as_str())) {
         by_table.insert(
             (db.clone(), t.clone()),
@@ -213,7 +216,7 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
             },
         );
     }
-    for (db, t, name, data_type, column_type, nullable, charset) in cols {
+    for (db, t, name, data_type, column_type, nullable, charset, collation) in cols {
         let Some(schema) = by_table.get_mut(&(db.clone(), t.clone())) else { continue };
         let is_json = json_checks.iter().any(|(cdb, ct, clause)| {
             cdb == &db
@@ -227,6 +230,7 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
                 .map_err(|e| SourceError::Server(format!("{db}.{t}.{name}: {e}")))?
         };
         schema.columns.push(Column::new(name, ty, nullable == "YES"));
+        collations.entry((db.clone(), t.clone())).or_default().push(collation);
         charsets.entry((db, t)).or_default().push(charset);
     }
     let mut current: Option<(String, String, String)> = None;
@@ -244,28 +248,6 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
         current = Some((db, t, index));
     }
     let charsets = by_table.keys().map(|k| charsets.remove(k).unwrap_or_default()).collect();
-    Ok(Discovered { catalog: Catalog { tables: by_table.into_values().collect() }, charsets })
-}
-
-/// Per table of `tables` (in order), per column, the collation of text columns (`None` for
-/// other columns and for columns the server no longer has).
-pub async fn collations(conn: &mut Conn, tables: &[TableSchema]) -> Result<Vec<Vec<Option<String>>>, SourceError> {
-    let rows: Vec<(String, String, String, String)> = conn
-        .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
-             WHERE COLLATION_NAME IS NOT NULL",
-        )
-        .await
-        .map_err(|e| SourceError::Server(e.to_string()))?;
-    let by_column: std::collections::HashMap<(String, String, String), String> =
-        rows.into_iter().map(|(d, t, c, coll)| ((d, t, c), coll)).collect();
-    Ok(tables
-        .iter()
-        .map(|t| {
-            t.columns
-                .iter()
-                .map(|c| by_column.get(&(t.name.database.clone(), t.name.table.clone(), c.name.clone())).cloned())
-                .collect()
-        })
-        .collect())
+    let collations = by_table.keys().map(|k| collations.remove(k).unwrap_or_default()).collect();
+    Ok(Discovered { catalog: Catalog { tables: by_table.into_values().collect() }, charsets, collations })
 }
