@@ -177,6 +177,20 @@ pub enum BinlogEvent {
     },
 }
 
+impl BinlogEvent {
+    /// Where a reader resumes after this event, for the events that end a transaction or
+    /// stand between transactions (commit, DDL, heartbeat, rotation); `None` inside one.
+    pub fn next_position(&self) -> Option<&BinlogPos> {
+        match self {
+            BinlogEvent::Commit { next, .. }
+            | BinlogEvent::Ddl { next, .. }
+            | BinlogEvent::Heartbeat { next }
+            | BinlogEvent::Rotate { next } => Some(next),
+            BinlogEvent::Begin { .. } | BinlogEvent::Rows { .. } => None,
+        }
+    }
+}
+
 /// Errors of the binlog stream.
 #[derive(Debug, thiserror::Error)]
 pub enum BinlogError {
