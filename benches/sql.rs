@@ -75,7 +75,7 @@ fn main() {
     psql(&format!("DROP TABLE IF EXISTS bench.sbtest1_raw; CREATE TABLE bench.sbtest1_raw {PG_TABLE}"));
     let (secs, peak) = timed(bash(&format!("{select} | {pg} -c '\\copy bench.sbtest1_raw from stdin'")));
     let raw = rows as f64 / secs;
-    line("pipe: mariadb --quick | psql \\copy", rows, secs, peak, None);
+    line("pipe: mariadb --quick | psql \\copy", rows, secs, peak, None, last_cpu());
     if Command::new("pgloader").arg("--version").output().is_ok_and(|o| o.status.success()) {
         let dir = tempfile::tempdir().unwrap();
         let load = dir.path().join("load.cmd");
@@ -93,7 +93,7 @@ fn main() {
         let mut c = Command::new("pgloader");
         c.arg(&load);
         let (secs, peak) = timed(c);
-        line("pgloader (2 workers)", rows, secs, peak, Some(raw));
+        line("pgloader (2 workers)", rows, secs, peak, Some(raw), last_cpu());
     } else {
         println!("pgloader: not installed (apt-get install pgloader) — skipped");
     }
@@ -101,7 +101,7 @@ fn main() {
     for (name, extra) in [("upsert, at-least-once", ""), ("upsert, exactly-once", "semantics: exactly-once\n")] {
         psql(&format!("DROP TABLE IF EXISTS bench.sbtest1; CREATE TABLE bench.sbtest1 {PG_TABLE}"));
         let (secs, peak) = ferry_run(&plan("bench_pg", "sbtest1", &target, extra), 2);
-        line(&format!("ferry → PostgreSQL, 2 workers, {name}"), rows, secs, peak, Some(raw));
+        line(&format!("ferry → PostgreSQL, 2 workers, {name}"), rows, secs, peak, Some(raw), last_cpu());
     }
 
     // MariaDB → MariaDB, into a latin1 and into a utf8mb4 database (ferry sends UTF-8: the
@@ -114,13 +114,20 @@ fn main() {
         let (secs, peak) =
             timed(bash(&format!("{select} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {db}.sbtest1\"")));
         let raw = rows as f64 / secs;
-        line(&format!("pipe: mariadb --quick | LOAD DATA LOCAL ({charset})"), rows, secs, peak, None);
+        line(&format!("pipe: mariadb --quick | LOAD DATA LOCAL ({charset})"), rows, secs, peak, None, last_cpu());
         for (name, extra) in [("at-least-once", ""), ("exactly-once", "semantics: exactly-once\n")] {
             sql(&format!("DROP TABLE IF EXISTS {db}.sbtest1"));
             sql(&format!("CREATE TABLE {db}.sbtest1 {MY_TABLE}"));
             let route = format!("route:\n  database: {db}\n");
             let (secs, peak) = ferry_run(&plan("bench_my", "sbtest1", &target, &format!("{extra}{route}")), 2);
-            line(&format!("ferry → MariaDB ({charset}), 2 workers, upsert, {name}"), rows, secs, peak, Some(raw));
+            line(
+                &format!("ferry → MariaDB ({charset}), 2 workers, upsert, {name}"),
+                rows,
+                secs,
+                peak,
+                Some(raw),
+                last_cpu(),
+            );
         }
     }
 
@@ -136,6 +143,6 @@ fn main() {
             &format!("  start:\n    from: position\n    file: {}\n    position: {}\n", from.0, from.1),
         );
         let (secs, peak) = ferry_run(&text, 2);
-        line("ferry binlog catch-up → PostgreSQL, 2 workers", cdc_rows, secs, peak, None);
+        line("ferry binlog catch-up → PostgreSQL, 2 workers", cdc_rows, secs, peak, None, last_cpu());
     }
 }

@@ -118,7 +118,7 @@ fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the
     assert!(dirty.iter().all(|d| d.0 == people_name), "{dirty:?}");
     let (long, null) = match target {
         Target::Maria | Target::Outage => ("Data too long", "cannot be null"),
-        Target::Pg => ("value too long", "null value"),
+        Target::Pg | Target::PgOutage => ("value too long", "null value"),
     };
     for d in &dirty {
         let want = if d.1 < 45 { long } else { null };
@@ -132,7 +132,7 @@ fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the
         Target::Maria | Target::Outage => {
             format!("ALTER TABLE `{dst}`.people MODIFY name VARCHAR(50) NOT NULL, MODIFY note VARCHAR(50) NULL")
         }
-        Target::Pg => {
+        Target::Pg | Target::PgOutage => {
             format!("ALTER TABLE \"{dst}\".people ALTER COLUMN name TYPE varchar(50), ALTER COLUMN note DROP NOT NULL")
         }
     }]);

@@ -2,8 +2,9 @@
 //! the task restarts by itself from its last checkpoint (within `max_restarts`) and ends equal
 //! to the source. With `max_restarts: 0` the same outage ends the task `failed`.
 //!
-//! The target is a MariaDB instance of its own (scripts/servers outage-stop|outage-start), so
-//! the other tests' servers stay up.
+//! Each target is a server instance of its own (a MariaDB: scripts/servers
+//! outage-stop|outage-start; a PostgreSQL: pg-outage-stop|pg-outage-start), so the other tests'
+//! servers stay up.
 
 mod common;
 
@@ -36,7 +37,7 @@ fn servers(cmd: &str) {
     assert!(st.success(), "scripts/servers {cmd}");
 }
 
-fn plan(task: &str, db: &str, max_restarts: i32) -> String {
+fn plan(target: Target, task: &str, db: &str, max_restarts: i32) -> String {
     let c = config();
     format!(
         "task: {task}\nsource:\n  type: datagen\n  seed: {}\n  databases: 1\n  tables_per_database: 5\n  changes: {}\n  \
@@ -47,33 +48,36 @@ fn plan(task: &str, db: &str, max_restarts: i32) -> String {
         c.changes.unwrap(),
         c.rate.unwrap(),
         c.initial_rows,
-        Target::Outage.plan_section()
+        target.plan_section()
     )
 }
 
-fn prepare(db: &str) {
-    let t = Target::Outage;
+fn prepare(t: Target, db: &str) {
     t.fresh_namespace(db);
     for s in catalog(&config()).iter().filter(|s| selected(&s.name.to_string())) {
         t.create_table(db, &s.name.table, s);
     }
 }
 
-/// Both cases share the one outage instance, so they run in one test, one after the other.
-#[test]
-fn a_20s_target_outage_is_survived_by_restarts_and_fails_the_task_without_them() {
+/// Both cases share the target's one outage instance, so they run one after the other.
+fn a_20s_outage_is_survived_by_restarts_and_fails_the_task_without_them(target: Target) {
+    let (stop, start) = match target {
+        Target::Outage => ("outage-stop", "outage-start"),
+        Target::PgOutage => ("pg-outage-stop", "pg-outage-start"),
+        other => unreachable!("{other:?} is not an outage target"),
+    };
     // Recovers within max_restarts.
     let db = "outage_ok";
-    prepare(db);
+    prepare(target, db);
     let dir = workdir();
-    let p = write_plan(dir.path(), "plan.yaml", &plan("outage-ok", db, 10));
+    let p = write_plan(dir.path(), "plan.yaml", &plan(target, "outage-ok", db, 10));
     let mut run = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
     std::thread::sleep(Duration::from_secs(3));
     assert!(run.0.try_wait().unwrap().is_none(), "the run should still be going when the target stops");
-    servers("outage-stop");
+    servers(stop);
     let stopped = Instant::now();
     std::thread::sleep(Duration::from_secs(20));
-    servers("outage-start");
+    servers(start);
     let status = run.0.wait().unwrap();
     assert!(status.success(), "the run did not recover: {status}");
     assert!(stopped.elapsed() > Duration::from_secs(20));
@@ -86,17 +90,17 @@ fn a_20s_target_outage_is_survived_by_restarts_and_fails_the_task_without_them()
         if !selected(&s.name.to_string()) {
             continue;
         }
-        let got = Target::Outage.rows(db, &s.name.table, &s);
+        let got = target.rows(db, &s.name.table, &s);
         assert!(got == expected(&s, &rows), "{} differs from the generator's state after the outage", s.name);
     }
 
     // max_restarts: 0 — the first failure ends the task.
     let db = "outage_fail";
-    prepare(db);
-    let p = write_plan(dir.path(), "fail.yaml", &plan("outage-fail", db, 0));
+    prepare(target, db);
+    let p = write_plan(dir.path(), "fail.yaml", &plan(target, "outage-fail", db, 0));
     let mut run = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
     std::thread::sleep(Duration::from_secs(2));
-    servers("outage-stop");
+    servers(stop);
     let started = Instant::now();
     let status = loop {
         if let Some(s) = run.0.try_wait().unwrap() {
@@ -105,10 +109,20 @@ fn a_20s_target_outage_is_survived_by_restarts_and_fails_the_task_without_them()
         assert!(started.elapsed() < Duration::from_secs(60), "the run did not fail without restarts");
         std::thread::sleep(Duration::from_millis(100));
     };
-    servers("outage-start");
+    servers(start);
     assert!(!status.success());
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("state/outage-fail/status.json")).unwrap()).unwrap();
     assert_eq!(st["state"], "failed", "{st}");
     assert_eq!(st["restarts"], 0, "{st}");
+}
+
+#[test]
+fn a_20s_mariadb_target_outage_is_survived_by_restarts_and_fails_the_task_without_them() {
+    a_20s_outage_is_survived_by_restarts_and_fails_the_task_without_them(Target::Outage);
+}
+
+#[test]
+fn a_20s_postgres_target_outage_is_survived_by_restarts_and_fails_the_task_without_them() {
+    a_20s_outage_is_survived_by_restarts_and_fails_the_task_without_them(Target::PgOutage);
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the benchmarks that use the private test servers: SQL on the MariaDB
-//! test server, the sysbench-like table, timing a child process with its peak memory, and
-//! the result line.
+//! test server, the sysbench-like table, timing a child process with its peak memory and the
+//! CPU seconds it, the MariaDB servers and everything else on the machine spent, and the result
+//! line.
 #![allow(dead_code)]
 
 use mysql_async::prelude::Queryable;
@@ -69,8 +70,65 @@ pub fn ensure_table(name: &str, rows: u64) -> Option<((String, u64), (String, u6
     Some((start, master()))
 }
 
-/// Runs a command, returning wall seconds and the peak resident memory (MiB) seen in /proc.
+/// CPU seconds spent on the machine: all of it (from /proc/stat), and by `mariadbd`
+/// processes (their own /proc entries; the servers outlive a measurement).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// Busy seconds of all CPUs.
+    pub total: f64,
+    /// Seconds of all `mariadbd` processes.
+    pub mariadbd: f64,
+}
+
+fn ticks() -> f64 {
+    // USER_HZ is 100 on every Linux this runs on.
+    100.0
+}
+
+/// The machine's CPU counters now.
+pub fn cpu_now() -> Cpu {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let total = stat
+        .lines()
+        .next()
+        .map(|l| {
+            // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+            l.split_whitespace()
+                .skip(1)
+                .enumerate()
+                .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+                .filter_map(|(_, v)| v.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .unwrap_or(0.0)
+        / ticks();
+    let mut mariadbd = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(st) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Some((name, rest)) = st.split_once(") ") else { continue };
+        if !name.ends_with("(mariadbd") {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the state field.
+        mariadbd += f.get(11..13).map_or(0.0, |v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()) / ticks();
+    }
+    Cpu { total, mariadbd }
+}
+
+thread_local! {
+    static LAST_CPU: std::cell::Cell<Cpu> = const { std::cell::Cell::new(Cpu { total: 0.0, mariadbd: 0.0 }) };
+}
+
+/// The CPU seconds of the last [`timed`] run.
+pub fn last_cpu() -> Cpu {
+    LAST_CPU.with(|c| c.get())
+}
+
+/// Runs a command, returning wall seconds and the peak resident memory (MiB) seen in /proc;
+/// the CPU seconds spent meanwhile are kept for [`last_cpu`].
 pub fn timed(mut cmd: Command) -> (f64, f64) {
+    let cpu0 = cpu_now();
     let start = Instant::now();
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut peak = 0.0f64;
@@ -90,6 +148,8 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let secs = start.elapsed().as_secs_f64();
+    let cpu1 = cpu_now();
+    LAST_CPU.with(|c| c.set(Cpu { total: cpu1.total - cpu0.total, mariadbd: cpu1.mariadbd - cpu0.mariadbd }));
     if !status.success() {
         let mut err = String::new();
         use std::io::Read;
@@ -99,27 +159,36 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
     (secs, peak)
 }
 
-pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>) {
+/// Prints a result line: rows/s, the ratio to `base` rows/s, peak memory and CPU seconds.
+pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>, cpu: Cpu) {
     let rate = rows as f64 / secs;
     let ratio = base.map(|b| format!("{:>6.2}×", rate / b)).unwrap_or_default();
-    println!("{name:<44} {rows:>10} rows {secs:>7.2}s {rate:>12.0} rows/s {ratio:>8} {peak:>8.1} MiB peak");
+    println!(
+        "{name:<44} {rows:>10} rows {secs:>7.2}s {rate:>12.0} rows/s {ratio:>8} {peak:>8.1} MiB peak \
+         cpu {:>5.1}s (mariadbd {:>5.1}s, rest {:>5.1}s)",
+        cpu.total,
+        cpu.mariadbd,
+        cpu.total - cpu.mariadbd
+    );
 }
 
 /// Runs every measurement `rounds` times, interleaved (a shared machine's speed drifts over a
 /// run, so a raw limit and ferry are measured side by side in each round), and returns per
-/// measurement the median seconds and the highest peak MiB.
-pub fn interleaved(rounds: usize, runs: &mut [&mut dyn FnMut() -> (f64, f64)]) -> Vec<(f64, f64)> {
-    let mut all: Vec<Vec<(f64, f64)>> = vec![Vec::new(); runs.len()];
+/// measurement the median seconds, the highest peak MiB and the CPU seconds of the median run.
+pub fn interleaved(rounds: usize, runs: &mut [&mut dyn FnMut() -> (f64, f64)]) -> Vec<(f64, f64, Cpu)> {
+    let mut all: Vec<Vec<(f64, f64, Cpu)>> = vec![Vec::new(); runs.len()];
     for _ in 0..rounds {
         for (i, run) in runs.iter_mut().enumerate() {
-            all[i].push(run());
+            let (secs, peak) = run();
+            all[i].push((secs, peak, last_cpu()));
         }
     }
     all.into_iter()
         .map(|mut v| {
             let peak = v.iter().map(|r| r.1).fold(0.0, f64::max);
             v.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (v[v.len() / 2].0, peak)
+            let mid = v[v.len() / 2];
+            (mid.0, peak, mid.2)
         })
         .collect()
 }

@@ -17,6 +17,8 @@ pub enum Target {
     Pg,
     /// The MariaDB instance the outage test stops and starts.
     Outage,
+    /// The PostgreSQL instance the outage test stops and starts.
+    PgOutage,
 }
 
 impl Target {
@@ -24,7 +26,7 @@ impl Target {
     pub fn dialect(self) -> Dialect {
         match self {
             Target::Maria | Target::Outage => Dialect::Mysql,
-            Target::Pg => Dialect::Postgres,
+            Target::Pg | Target::PgOutage => Dialect::Postgres,
         }
     }
 
@@ -32,7 +34,7 @@ impl Target {
     pub fn plan_section(self) -> String {
         match self {
             Target::Maria | Target::Outage => format!("  type: mariadb\n  url: {}\n", self.mysql_url()),
-            Target::Pg => format!("  type: postgres\n  url: {}\n", pg_url()),
+            Target::Pg | Target::PgOutage => format!("  type: postgres\n  url: {}\n", self.pg_url()),
         }
     }
 
@@ -40,7 +42,15 @@ impl Target {
     pub fn tag(self) -> &'static str {
         match self {
             Target::Maria | Target::Outage => "m",
-            Target::Pg => "p",
+            Target::Pg | Target::PgOutage => "p",
+        }
+    }
+
+    /// The URL of a PostgreSQL target.
+    pub fn pg_url(self) -> String {
+        match self {
+            Target::PgOutage => super::mysql::url("FERRY_TEST_PG_OUTAGE_URL"),
+            _ => pg_url(),
         }
     }
 
@@ -58,8 +68,8 @@ impl Target {
             Target::Maria | Target::Outage => {
                 super::mysql::exec_at(&self.mysql_url(), &sqls.iter().map(String::as_str).collect::<Vec<_>>())
             }
-            Target::Pg => ferry::engine::io_runtime().block_on(async {
-                let c = pg_client().await;
+            Target::Pg | Target::PgOutage => ferry::engine::io_runtime().block_on(async {
+                let c = pg_client_at(&self.pg_url()).await;
                 for s in sqls {
                     c.batch_execute(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
                 }
@@ -71,7 +81,7 @@ impl Target {
     pub fn fresh_namespace(self, db: &str) {
         let drop = match self {
             Target::Maria | Target::Outage => format!("DROP DATABASE IF EXISTS `{db}`"),
-            Target::Pg => format!("DROP SCHEMA IF EXISTS \"{db}\" CASCADE"),
+            Target::Pg | Target::PgOutage => format!("DROP SCHEMA IF EXISTS \"{db}\" CASCADE"),
         };
         self.exec(&[drop, ddl::create_namespace(self.dialect(), db)]);
     }
@@ -114,8 +124,8 @@ impl Target {
                         .collect()
                 })
             }
-            Target::Pg => ferry::engine::io_runtime().block_on(async {
-                let c = pg_client().await;
+            Target::Pg | Target::PgOutage => ferry::engine::io_runtime().block_on(async {
+                let c = pg_client_at(&self.pg_url()).await;
                 let mut out = Vec::new();
                 for m in c.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
                     if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
@@ -147,7 +157,12 @@ pub fn pg_url() -> String {
 
 /// A client of the private PostgreSQL (session time zone UTC).
 pub async fn pg_client() -> tokio_postgres::Client {
-    let mut cfg: tokio_postgres::Config = pg_url().parse().unwrap();
+    pg_client_at(&pg_url()).await
+}
+
+/// A client of a PostgreSQL server at `url` (session time zone UTC).
+pub async fn pg_client_at(url: &str) -> tokio_postgres::Client {
+    let mut cfg: tokio_postgres::Config = url.parse().unwrap();
     cfg.options("-c TimeZone=UTC");
     let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
