@@ -60,9 +60,9 @@ fn main() {
     let plan = snapshot_plan("sbtest1");
     let r = interleaved(ROUNDS, &mut [&mut { raw_select }, &mut || ferry_run(&plan, 1), &mut || ferry_run(&plan, 2)]);
     let raw_rate = rows as f64 / r[0].0;
-    line("raw: mariadb --quick SELECT * > /dev/null", rows, r[0].0, r[0].1, None, r[0].2);
+    line("raw: mariadb --quick SELECT * > /dev/null", rows, r[0].0, r[0].1, None, &r[0].2);
     for (w, (secs, peak, cpu)) in [1, 2].into_iter().zip(&r[1..]) {
-        line(&format!("ferry snapshot → null, {w} worker(s)"), rows, *secs, *peak, Some(raw_rate), *cpu);
+        line(&format!("ferry snapshot → null, {w} worker(s)"), rows, *secs, *peak, Some(raw_rate), cpu);
     }
 
     // Binlog: load the rows again into a fresh table, then decode that binlog range.
@@ -89,13 +89,13 @@ fn main() {
     let plan = binlog_plan(&from);
     let r = interleaved(ROUNDS, &mut [&mut { raw_binlog }, &mut || ferry_run(&plan, 1)]);
     let raw_rate = rows as f64 / r[0].0;
-    line("raw: mariadb-binlog -v > /dev/null", rows, r[0].0, r[0].1, None, r[0].2);
-    line("ferry binlog catch-up → null", rows, r[1].0, r[1].1, Some(raw_rate), r[1].2);
+    line("raw: mariadb-binlog -v > /dev/null", rows, r[0].0, r[0].1, None, &r[0].2);
+    line("ferry binlog catch-up → null", rows, r[1].0, r[1].1, Some(raw_rate), &r[1].2);
 
     // Peak memory of a big snapshot.
     if big > 0 {
         ensure_table("sbtest_big", big);
         let (secs, peak) = ferry_run(&snapshot_plan("sbtest_big"), 2);
-        line("ferry snapshot → null, 2 workers (big table)", big, secs, peak, None, last_cpu());
+        line("ferry snapshot → null, 2 workers (big table)", big, secs, peak, None, &last_cpu());
     }
 }

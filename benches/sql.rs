@@ -3,7 +3,7 @@
 //! (default 2,000,000) on the private test servers (`scripts/servers start`, then export what
 //! it prints):
 //!
-//! - full load MariaDB → PostgreSQL: ferry (2 workers, upsert, bulk COPY + merge) vs
+//! - full load MariaDB → PostgreSQL: ferry (1 and 2 workers, upsert, bulk COPY + merge) vs
 //!   `mariadb --quick -N -e 'SELECT …' | psql -c '\copy … from stdin'`, and vs `pgloader` when
 //!   it is installed (Debian package `pgloader`);
 //! - full load MariaDB → MariaDB into a latin1 and a utf8mb4 database: ferry (2 workers, upsert,
@@ -11,6 +11,9 @@
 //!   `mariadb --quick -N -e 'SELECT …' | mariadb -e "LOAD DATA LOCAL INFILE '/dev/stdin' …"`;
 //! - change-stream catch-up of `FERRY_BENCH_CDC_ROWS` binlog rows (default 1,000,000) into
 //!   PostgreSQL.
+//!
+//! `FERRY_BENCH_ONLY=pg,mariadb,cdc` (any of them) runs only those parts. The full loads are
+//! measured in `FERRY_BENCH_ROUNDS` (default 3) interleaved rounds, medians printed.
 
 mod common;
 
@@ -59,6 +62,7 @@ fn main() {
     }
     let rows = env_u64("FERRY_BENCH_ROWS", 2_000_000);
     let cdc_rows = env_u64("FERRY_BENCH_CDC_ROWS", 1_000_000);
+    let rounds = env_u64("FERRY_BENCH_ROUNDS", 3) as usize;
     println!(
         "ferry database targets: MariaDB 127.0.0.1:{} → PostgreSQL 127.0.0.1:{} / MariaDB, sysbench-like rows",
         port(),
@@ -70,69 +74,117 @@ fn main() {
     let pg = format!("psql -q -h 127.0.0.1 -p {} -U postgres", pg_port());
     let my = format!("mariadb --local-infile=1 -h127.0.0.1 -P{} -uroot", port());
 
+    let only = std::env::var("FERRY_BENCH_ONLY").unwrap_or_default();
+    let want = |part: &str| only.is_empty() || only.split(',').any(|o| o.trim() == part);
+
     // MariaDB → PostgreSQL.
-    psql("CREATE SCHEMA IF NOT EXISTS bench");
-    psql(&format!("DROP TABLE IF EXISTS bench.sbtest1_raw; CREATE TABLE bench.sbtest1_raw {PG_TABLE}"));
-    let (secs, peak) = timed(bash(&format!("{select} | {pg} -c '\\copy bench.sbtest1_raw from stdin'")));
-    let raw = rows as f64 / secs;
-    line("pipe: mariadb --quick | psql \\copy", rows, secs, peak, None, last_cpu());
-    if Command::new("pgloader").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        let dir = tempfile::tempdir().unwrap();
-        let load = dir.path().join("load.cmd");
-        std::fs::write(
-            &load,
-            format!(
+    if want("pg") {
+        psql("CREATE SCHEMA IF NOT EXISTS bench");
+        let target = format!("  type: postgres\n  url: {}\n", pg_url());
+        let fresh =
+            |table: &str| psql(&format!("DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} {PG_TABLE}"));
+        let pipe = format!("{select} | {pg} -c '\\copy bench.sbtest1_raw from stdin'");
+        let alo = plan("bench_pg", "sbtest1", &target, "");
+        let eo = plan("bench_pg", "sbtest1", &target, "semantics: exactly-once\n");
+        let r = interleaved(
+            rounds,
+            &mut [
+                &mut || {
+                    fresh("sbtest1_raw");
+                    timed(bash(&pipe))
+                },
+                &mut || {
+                    fresh("sbtest1");
+                    ferry_run(&alo, 1)
+                },
+                &mut || {
+                    fresh("sbtest1");
+                    ferry_run(&eo, 1)
+                },
+                &mut || {
+                    fresh("sbtest1");
+                    ferry_run(&alo, 2)
+                },
+                &mut || {
+                    fresh("sbtest1");
+                    ferry_run(&eo, 2)
+                },
+            ],
+        );
+        let raw = rows as f64 / r[0].0;
+        line("pipe: mariadb --quick | psql \\copy", rows, r[0].0, r[0].1, None, &r[0].2);
+        for (name, m) in [
+            ("1 worker, upsert, at-least-once", &r[1]),
+            ("1 worker, upsert, exactly-once", &r[2]),
+            ("2 workers, upsert, at-least-once", &r[3]),
+            ("2 workers, upsert, exactly-once", &r[4]),
+        ] {
+            line(&format!("ferry → PostgreSQL, {name}"), rows, m.0, m.1, Some(raw), &m.2);
+        }
+        if Command::new("pgloader").arg("--version").output().is_ok_and(|o| o.status.success()) {
+            let dir = tempfile::tempdir().unwrap();
+            let load = dir.path().join("load.cmd");
+            std::fs::write(
+                &load,
+                format!(
                 "LOAD DATABASE FROM mysql://root@127.0.0.1:{}/bench INTO postgresql://postgres@127.0.0.1:{}/postgres\n\
                  WITH include drop, create tables, create indexes, reset sequences, workers = 2, concurrency = 1\n\
                  INCLUDING ONLY TABLE NAMES MATCHING 'sbtest1'\nALTER SCHEMA 'bench' RENAME TO 'bench_pgloader';\n",
                 port(),
                 pg_port()
             ),
-        )
-        .unwrap();
-        let mut c = Command::new("pgloader");
-        c.arg(&load);
-        let (secs, peak) = timed(c);
-        line("pgloader (2 workers)", rows, secs, peak, Some(raw), last_cpu());
-    } else {
-        println!("pgloader: not installed (apt-get install pgloader) — skipped");
-    }
-    let target = format!("  type: postgres\n  url: {}\n", pg_url());
-    for (name, extra) in [("upsert, at-least-once", ""), ("upsert, exactly-once", "semantics: exactly-once\n")] {
-        psql(&format!("DROP TABLE IF EXISTS bench.sbtest1; CREATE TABLE bench.sbtest1 {PG_TABLE}"));
-        let (secs, peak) = ferry_run(&plan("bench_pg", "sbtest1", &target, extra), 2);
-        line(&format!("ferry → PostgreSQL, 2 workers, {name}"), rows, secs, peak, Some(raw), last_cpu());
+            )
+            .unwrap();
+            let mut c = Command::new("pgloader");
+            c.arg(&load);
+            let (secs, peak) = timed(c);
+            line("pgloader (2 workers)", rows, secs, peak, Some(raw), &last_cpu());
+        } else {
+            println!("pgloader: not installed (apt-get install pgloader) — skipped");
+        }
     }
 
     // MariaDB → MariaDB, into a latin1 and into a utf8mb4 database (ferry sends UTF-8: the
     // server converts for latin1 columns, not for utf8mb4 ones; the pipe the other way round).
     let target = format!("  type: mariadb\n  url: {}\n", url());
-    for (charset, db) in [("latin1", "bench_dst"), ("utf8mb4", "bench_dst8")] {
+    let parts: &[(&str, &str)] =
+        if want("mariadb") { &[("latin1", "bench_dst"), ("utf8mb4", "bench_dst8")] } else { &[] };
+    for &(charset, db) in parts {
         sql(&format!("CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET {charset}"));
-        sql(&format!("DROP TABLE IF EXISTS {db}.sbtest1"));
-        sql(&format!("CREATE TABLE {db}.sbtest1 {MY_TABLE}"));
-        let (secs, peak) =
-            timed(bash(&format!("{select} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {db}.sbtest1\"")));
-        let raw = rows as f64 / secs;
-        line(&format!("pipe: mariadb --quick | LOAD DATA LOCAL ({charset})"), rows, secs, peak, None, last_cpu());
-        for (name, extra) in [("at-least-once", ""), ("exactly-once", "semantics: exactly-once\n")] {
+        let fresh = || {
             sql(&format!("DROP TABLE IF EXISTS {db}.sbtest1"));
             sql(&format!("CREATE TABLE {db}.sbtest1 {MY_TABLE}"));
-            let route = format!("route:\n  database: {db}\n");
-            let (secs, peak) = ferry_run(&plan("bench_my", "sbtest1", &target, &format!("{extra}{route}")), 2);
-            line(
-                &format!("ferry → MariaDB ({charset}), 2 workers, upsert, {name}"),
-                rows,
-                secs,
-                peak,
-                Some(raw),
-                last_cpu(),
-            );
+        };
+        let pipe = format!("{select} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {db}.sbtest1\"");
+        let route = format!("route:\n  database: {db}\n");
+        let alo = plan("bench_my", "sbtest1", &target, &route);
+        let eo = plan("bench_my", "sbtest1", &target, &format!("semantics: exactly-once\n{route}"));
+        let r = interleaved(
+            rounds,
+            &mut [
+                &mut || {
+                    fresh();
+                    timed(bash(&pipe))
+                },
+                &mut || {
+                    fresh();
+                    ferry_run(&alo, 2)
+                },
+                &mut || {
+                    fresh();
+                    ferry_run(&eo, 2)
+                },
+            ],
+        );
+        let raw = rows as f64 / r[0].0;
+        line(&format!("pipe: mariadb --quick | LOAD DATA LOCAL ({charset})"), rows, r[0].0, r[0].1, None, &r[0].2);
+        for (name, m) in [("at-least-once", &r[1]), ("exactly-once", &r[2])] {
+            line(&format!("ferry → MariaDB ({charset}), 2 workers, upsert, {name}"), rows, m.0, m.1, Some(raw), &m.2);
         }
     }
 
     // Change-stream catch-up into PostgreSQL.
-    if cdc_rows > 0 {
+    if cdc_rows > 0 && want("cdc") {
         sql("DROP TABLE IF EXISTS bench.sbtest_cdc");
         let (from, _) = ensure_table("sbtest_cdc", cdc_rows).expect("a fresh table is loaded");
         psql(&format!("DROP TABLE IF EXISTS bench.sbtest_cdc; CREATE TABLE bench.sbtest_cdc {PG_TABLE}"));
@@ -143,6 +195,6 @@ fn main() {
             &format!("  start:\n    from: position\n    file: {}\n    position: {}\n", from.0, from.1),
         );
         let (secs, peak) = ferry_run(&text, 2);
-        line("ferry binlog catch-up → PostgreSQL, 2 workers", cdc_rows, secs, peak, None, last_cpu());
+        line("ferry binlog catch-up → PostgreSQL, 2 workers", cdc_rows, secs, peak, None, &last_cpu());
     }
 }

@@ -70,65 +70,107 @@ pub fn ensure_table(name: &str, rows: u64) -> Option<((String, u64), (String, u6
     Some((start, master()))
 }
 
-/// CPU seconds spent on the machine: all of it (from /proc/stat), and by `mariadbd`
-/// processes (their own /proc entries; the servers outlive a measurement).
-#[derive(Debug, Clone, Copy, Default)]
+/// CPU seconds spent on the machine during a measurement: all of it (from /proc/stat) and by
+/// process name (summed over every process seen while sampling /proc every 50 ms, so a process
+/// that ends loses at most its last 50 ms).
+#[derive(Debug, Clone, Default)]
 pub struct Cpu {
     /// Busy seconds of all CPUs.
     pub total: f64,
-    /// Seconds of all `mariadbd` processes.
-    pub mariadbd: f64,
+    /// Seconds by process name, largest first.
+    pub by_name: Vec<(String, f64)>,
 }
 
-fn ticks() -> f64 {
-    // USER_HZ is 100 on every Linux this runs on.
-    100.0
-}
-
-/// The machine's CPU counters now.
-pub fn cpu_now() -> Cpu {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let total = stat
-        .lines()
-        .next()
-        .map(|l| {
-            // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
-            l.split_whitespace()
-                .skip(1)
-                .enumerate()
-                .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
-                .filter_map(|(_, v)| v.parse::<f64>().ok())
-                .sum::<f64>()
-        })
-        .unwrap_or(0.0)
-        / ticks();
-    let mut mariadbd = 0.0;
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(st) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        let Some((name, rest)) = st.split_once(") ") else { continue };
-        if !name.ends_with("(mariadbd") {
-            continue;
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cpu {:>5.1}s", self.total)?;
+        for (i, (name, secs)) in self.by_name.iter().take(4).enumerate() {
+            write!(f, "{}{name} {secs:.1}", if i == 0 { " (" } else { ", " })?;
         }
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the state field.
-        mariadbd += f.get(11..13).map_or(0.0, |v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()) / ticks();
+        if !self.by_name.is_empty() {
+            write!(f, ")")?;
+        }
+        Ok(())
     }
-    Cpu { total, mariadbd }
+}
+
+/// USER_HZ, 100 on every Linux this runs on.
+const TICKS: f64 = 100.0;
+
+fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    stat.lines().next().map_or(0.0, |l| {
+        l.split_whitespace()
+            .skip(1)
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum::<f64>()
+    }) / TICKS
+}
+
+/// Every process's name and CPU seconds so far, by pid.
+fn processes() -> std::collections::HashMap<u32, (String, f64)> {
+    let mut out = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(st) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (st.find('('), st.rfind(") ")) else { continue };
+        let name = st[open + 1..close].to_string();
+        let f: Vec<&str> = st[close + 2..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat: 11 and 12 counted from the state field.
+        let cpu = f.get(11..13).map_or(0.0, |v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()) / TICKS;
+        out.insert(pid, (name, cpu));
+    }
+    out
+}
+
+/// Samples the machine's processes while a measurement runs.
+struct CpuMeter {
+    busy0: f64,
+    first: std::collections::HashMap<u32, (String, f64)>,
+    last: std::collections::HashMap<u32, (String, f64)>,
+}
+
+impl CpuMeter {
+    fn start() -> Self {
+        let first = processes();
+        CpuMeter { busy0: machine_busy(), last: first.clone(), first }
+    }
+
+    fn sample(&mut self) {
+        self.last.extend(processes());
+    }
+
+    fn finish(mut self) -> Cpu {
+        self.sample();
+        let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+        for (pid, (name, cpu)) in &self.last {
+            let before = self.first.get(pid).filter(|f| f.0 == *name).map_or(0.0, |f| f.1);
+            *by.entry(name.clone()).or_default() += cpu - before;
+        }
+        let mut by_name: Vec<(String, f64)> = by.into_iter().filter(|(_, s)| *s >= 0.05).collect();
+        by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Cpu { total: machine_busy() - self.busy0, by_name }
+    }
 }
 
 thread_local! {
-    static LAST_CPU: std::cell::Cell<Cpu> = const { std::cell::Cell::new(Cpu { total: 0.0, mariadbd: 0.0 }) };
+    static LAST_CPU: std::cell::RefCell<Cpu> = std::cell::RefCell::new(Cpu::default());
 }
 
 /// The CPU seconds of the last [`timed`] run.
 pub fn last_cpu() -> Cpu {
-    LAST_CPU.with(|c| c.get())
+    LAST_CPU.with(|c| c.borrow().clone())
 }
 
 /// Runs a command, returning wall seconds and the peak resident memory (MiB) seen in /proc;
 /// the CPU seconds spent meanwhile are kept for [`last_cpu`].
 pub fn timed(mut cmd: Command) -> (f64, f64) {
-    let cpu0 = cpu_now();
+    let mut meter = CpuMeter::start();
+    let mut polls = 0u32;
     let start = Instant::now();
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut peak = 0.0f64;
@@ -145,11 +187,15 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(25));
+        polls += 1;
+        if polls.is_multiple_of(2) {
+            meter.sample();
+        }
     };
     let secs = start.elapsed().as_secs_f64();
-    let cpu1 = cpu_now();
-    LAST_CPU.with(|c| c.set(Cpu { total: cpu1.total - cpu0.total, mariadbd: cpu1.mariadbd - cpu0.mariadbd }));
+    let cpu = meter.finish();
+    LAST_CPU.with(|c| *c.borrow_mut() = cpu);
     if !status.success() {
         let mut err = String::new();
         use std::io::Read;
@@ -160,15 +206,12 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
 }
 
 /// Prints a result line: rows/s, the ratio to `base` rows/s, peak memory and CPU seconds.
-pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>, cpu: Cpu) {
+pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>, cpu: &Cpu) {
     let rate = rows as f64 / secs;
     let ratio = base.map(|b| format!("{:>6.2}×", rate / b)).unwrap_or_default();
     println!(
         "{name:<44} {rows:>10} rows {secs:>7.2}s {rate:>12.0} rows/s {ratio:>8} {peak:>8.1} MiB peak \
-         cpu {:>5.1}s (mariadbd {:>5.1}s, rest {:>5.1}s)",
-        cpu.total,
-        cpu.mariadbd,
-        cpu.total - cpu.mariadbd
+         {cpu}"
     );
 }
 
@@ -187,7 +230,7 @@ pub fn interleaved(rounds: usize, runs: &mut [&mut dyn FnMut() -> (f64, f64)]) -
         .map(|mut v| {
             let peak = v.iter().map(|r| r.1).fold(0.0, f64::max);
             v.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mid = v[v.len() / 2];
+            let mid = v.swap_remove(v.len() / 2);
             (mid.0, peak, mid.2)
         })
         .collect()

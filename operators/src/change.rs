@@ -6,6 +6,11 @@ use crate::schema::{TableId, TableSchema};
 use crate::value::{StableHasher, Value};
 use serde::{Deserialize, Serialize};
 
+/// A single integer key is routed by blocks of `2^KEY_BLOCK_BITS` consecutive values (see
+/// [`Change::route_hash`]): long enough for ascending runs, short enough that a stream of
+/// new keys at a table's end moves between workers many times per epoch.
+pub const KEY_BLOCK_BITS: u32 = 10;
+
 /// A row: values in the column order of its table's schema.
 pub type Row = Vec<Value>;
 
@@ -103,10 +108,18 @@ impl Change {
         h.write_u64(self.table as u64);
         let row = self.image();
         let key = schema.row_key();
-        if key.is_empty() {
-            row.iter().for_each(|v| v.stable_hash(&mut h));
-        } else {
-            key.iter().for_each(|&i| row[i].stable_hash(&mut h));
+        match key {
+            [] => row.iter().for_each(|v| v.stable_hash(&mut h)),
+            // A single integer key goes by blocks of consecutive keys: a sink worker then
+            // writes long ascending runs, which B-tree indexes take far more cheaply than keys
+            // scattered one by one (a bulk load into PostgreSQL: 43 instead of 56 MB of primary
+            // key, and less server CPU). Still a function of the key alone.
+            [i] if matches!(row[*i], Value::Int(_) | Value::UInt(_)) => match row[*i] {
+                Value::Int(v) => h.write_u64((v >> KEY_BLOCK_BITS) as u64),
+                Value::UInt(v) => h.write_u64(v >> KEY_BLOCK_BITS),
+                _ => unreachable!("matched above"),
+            },
+            _ => key.iter().for_each(|&i| row[i].stable_hash(&mut h)),
         }
         h.finish()
     }
@@ -188,4 +201,55 @@ pub struct SchemaEvent {
     pub pos: Position,
     /// When the source ran it, microseconds since the Unix epoch.
     pub commit_micros: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Column, ColumnType, TableName};
+
+    fn table(key: ColumnType) -> TableSchema {
+        TableSchema {
+            name: TableName::new("d", "t"),
+            columns: vec![
+                Column::new("id", key, false),
+                Column::new("v", ColumnType::String { max_chars: None, fixed: false }, true),
+            ],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        }
+    }
+
+    fn insert(id: Value, v: &str) -> Change {
+        Change {
+            table: 3,
+            op: Op::Insert,
+            before: None,
+            after: Some(vec![id, Value::Text(v.into())]),
+            pos: Position::None,
+            commit_micros: 0,
+            schema: None,
+        }
+    }
+
+    #[test]
+    fn route_hash_depends_on_the_key_only_and_integer_keys_go_by_blocks() {
+        let s = table(ColumnType::Int { bits: 64, unsigned: false });
+        let h = |id: i64, v: &str| insert(Value::Int(id), v).route_hash(&s);
+        assert_eq!(h(5, "a"), h(5, "b"));
+        let block = 1i64 << KEY_BLOCK_BITS;
+        assert_eq!(h(3 * block, "a"), h(4 * block - 1, "a"));
+        let mut deletion = insert(Value::Int(7), "x");
+        (deletion.op, deletion.before, deletion.after) = (Op::Delete, deletion.after.take(), None);
+        assert_eq!(deletion.route_hash(&s), h(7, "y"));
+        // Over many blocks, two workers get about half each.
+        let to_first = (0..1000).filter(|b| h(b * block, "") % 2 == 0).count();
+        assert!((400..600).contains(&to_first), "{to_first} of 1000 blocks to worker 0");
+        // Other key types go key by key.
+        let t = table(ColumnType::String { max_chars: Some(20), fixed: false });
+        let text = |id: &str| insert(Value::Text(id.into()), "v").route_hash(&t);
+        let firsts = (0..1000).filter(|i| text(&i.to_string()) % 2 == 0).count();
+        assert!((400..600).contains(&firsts), "{firsts}");
+    }
 }
