@@ -189,6 +189,9 @@ fn snapshot<'s>(
     let mut out_changes: OutputBuilder<u64, CapacityContainerBuilder<Vec<Change>>> = OutputBuilder::from(out_changes);
     let mut out_done: OutputBuilder<u64, CapacityContainerBuilder<Vec<Done>>> = OutputBuilder::from(out_done);
     let activator = scope.worker().sync_activator_for(info.address.to_vec());
+    // Reschedules the operator itself when it closed an epoch with messages left in the channel:
+    // the reader's activations for them were spent by the activation that stopped reading.
+    let again = scope.activator_for(info.address.clone());
 
     builder.build(move |mut caps| {
         let mut cap_done = caps.pop();
@@ -336,6 +339,7 @@ fn snapshot<'s>(
                     finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
                     return;
                 }
+                again.activate();
                 c.downgrade(&(epoch + 1));
                 if let Some(d) = cap_done.as_mut() {
                     d.downgrade(&(epoch + 1));
