@@ -169,7 +169,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let store = ferry::store::Store::open_local(&plan.raw.runtime.state)?;
-            let state = ferry::state::TaskState::new(store, &plan.raw.task);
+            let state = ferry::engine::dirty_archive(&plan.raw, &ferry::state::TaskState::new(store, &plan.raw.task))?;
             let files = state.store().list(&state.path("dirty"))?;
             if files.is_empty() {
                 println!("no dirty rows for task {}", plan.raw.task);

@@ -1,29 +1,58 @@
-//! The object store behind the state store and the `files` target: a local directory today
-//! (object_store's `LocalFileSystem`), S3-compatible storage through the same trait later.
+//! The object store behind the state store, the `files` target and the dirty-data archive: a
+//! local directory (object_store's `LocalFileSystem`) or an S3-compatible bucket
+//! (`s3://bucket/prefix`, object_store's `AmazonS3`), behind one handle.
 //!
-//! Calls are made synchronously from worker threads: local-file operations of `object_store` run
-//! inline when no async runtime is present, so no runtime thread sits between a worker and its
-//! disk. Every write is atomic (temporary file + rename), so a reader or a restarted run never
-//! sees half a file.
+//! Calls are made synchronously from worker threads. Local-file operations of `object_store`
+//! run inline when no async runtime is present, so no runtime thread sits between a worker and
+//! its disk; every local write is atomic (temporary file + rename), so a reader or a restarted
+//! run never sees half a file. Remote calls run on a small runtime of their own (one thread,
+//! `ferry-store`), which the calling thread waits for, so a call from inside another runtime's
+//! task cannot stall that runtime. An S3 put is atomic too; a rename there is a copy and a
+//! delete (done again in full if interrupted).
 
+use crate::plan::config::S3Config;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::future::Future;
 use std::sync::Arc;
 
-/// Runs a store future to completion on this thread. Called inside a tokio runtime context
-/// (the engine's preparation runs in `block_on`), `object_store` moves file operations to
-/// tokio's blocking pool and polls the join handle, which obeys tokio's cooperative budget:
+/// Runs a local store future to completion on this thread. Called inside a tokio runtime
+/// context (the engine's preparation runs in `block_on`), `object_store` moves file operations
+/// to tokio's blocking pool and polls the join handle, which obeys tokio's cooperative budget:
 /// once the enclosing task has spent it, the handle answers `Pending` and wakes itself at once,
 /// forever, under this non-tokio executor. `unconstrained` exempts the store call.
-fn run<F: std::future::Future>(f: F) -> F::Output {
+fn run_local<F: Future>(f: F) -> F::Output {
     futures::executor::block_on(tokio::task::unconstrained(f))
 }
 
+/// The runtime remote store calls run on.
+fn store_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ferry-store")
+            .enable_all()
+            .build()
+            .expect("the store runtime starts")
+    })
+}
+
+/// Runs a remote store future on the store runtime and waits for it on this thread.
+fn run_remote<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    store_runtime().spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv().expect("a store call finishes")
+}
+
 /// Errors of the object store. All are transient from the engine's point of view (retry or
-/// restart), except a missing object, which callers check with [`Store::get`] returning `None`.
+/// restart), except a missing object, which callers check with [`Store::get`] returning `None`,
+/// and a location that cannot be opened at all.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The root directory cannot be created or opened.
@@ -33,6 +62,14 @@ pub enum StoreError {
         root: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// An S3 location cannot be used as given.
+    #[error("cannot open the store at {location}: {reason}")]
+    Location {
+        /// The location given.
+        location: String,
+        /// What is wrong and how to fix it.
+        reason: String,
     },
     /// An operation failed.
     #[error("store {op} {path}: {source}")]
@@ -49,8 +86,9 @@ pub enum StoreError {
 /// A handle to one store root; cheap to clone and shareable across threads.
 #[derive(Clone, Debug)]
 pub struct Store {
-    inner: Arc<LocalFileSystem>,
-    root: std::path::PathBuf,
+    inner: Arc<dyn ObjectStore>,
+    /// The local root directory; `None` for a remote store.
+    local: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -62,18 +100,58 @@ impl Store {
         let fs = LocalFileSystem::new_with_prefix(&abs)
             .map_err(|e| open_err(std::io::Error::other(e.to_string())))?
             .with_automatic_cleanup(true);
-        Ok(Store { inner: Arc::new(fs), root: abs })
+        Ok(Store { inner: Arc::new(fs), local: Some(abs) })
     }
 
-    /// The absolute root directory.
-    pub fn root(&self) -> &std::path::Path {
-        &self.root
+    /// Opens a location: `s3://bucket[/prefix]` as an S3-compatible store with `s3`'s settings
+    /// (the rest from the `AWS_*` environment variables), anything else as a local directory.
+    pub fn open(location: &str, s3: &S3Config) -> Result<Store, StoreError> {
+        let Some(rest) = location.strip_prefix("s3://") else {
+            return Self::open_local(location);
+        };
+        let bad = |reason: String| StoreError::Location { location: location.to_string(), reason };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("no bucket: write s3://<bucket>/<prefix>".into()));
+        }
+        use object_store::aws::AmazonS3Builder;
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &s3.endpoint {
+            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+        }
+        b = b.with_region(s3.region.as_deref().unwrap_or("us-east-1"));
+        if let Some(k) = &s3.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(k) = &s3.secret_access_key {
+            b = b.with_secret_access_key(k);
+        }
+        b = b.with_virtual_hosted_style_request(s3.virtual_hosted_style);
+        let s3store = b.build().map_err(|e| bad(crate::secrets::redact(&e.to_string())))?;
+        let inner: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+            "" => Arc::new(s3store),
+            p => Arc::new(object_store::prefix::PrefixStore::new(s3store, p)),
+        };
+        Ok(Store { inner, local: None })
+    }
+
+    /// Runs a store call: inline for a local directory, on the store runtime for a remote one.
+    fn call<T: Send + 'static, F: Future<Output = T> + Send + 'static>(
+        &self,
+        f: impl FnOnce(Arc<dyn ObjectStore>) -> F,
+    ) -> T {
+        let f = f(self.inner.clone());
+        if self.local.is_some() {
+            run_local(f)
+        } else {
+            run_remote(f)
+        }
     }
 
     /// Writes an object atomically.
     pub fn put(&self, path: &str, data: impl Into<Bytes>) -> Result<(), StoreError> {
-        let p = Path::from(path);
-        run(self.inner.put(&p, PutPayload::from_bytes(data.into()))).map(|_| ()).map_err(|source| StoreError::Op {
+        let (p, data) = (Path::from(path), PutPayload::from_bytes(data.into()));
+        self.call(|s| async move { s.put(&p, data).await.map(|_| ()) }).map_err(|source| StoreError::Op {
             op: "put",
             path: path.into(),
             source,
@@ -83,7 +161,7 @@ impl Store {
     /// Reads an object; `None` if it does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let p = Path::from(path);
-        match run(async { self.inner.get(&p).await?.bytes().await }) {
+        match self.call(|s| async move { s.get(&p).await?.bytes().await }) {
             Ok(b) => Ok(Some(b)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(StoreError::Op { op: "get", path: path.into(), source }),
@@ -92,11 +170,12 @@ impl Store {
 
     /// Lists object paths under a prefix (recursively), sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let p = Path::from(prefix);
-        if !self.root.join(prefix).exists() {
+        if self.local.as_ref().is_some_and(|root| !root.join(prefix).exists()) {
             return Ok(Vec::new());
         }
-        let mut out: Vec<String> = run(self.inner.list(Some(&p)).collect::<Vec<_>>())
+        let p = Path::from(prefix);
+        let mut out: Vec<String> = self
+            .call(|s| async move { s.list(Some(&p)).collect::<Vec<_>>().await })
             .into_iter()
             .map(|r| r.map(|m| m.location.to_string()))
             .collect::<Result<_, _>>()
@@ -105,9 +184,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Renames an object (atomic on a local disk), replacing the destination.
+    /// Renames an object (atomic on a local disk; a copy and a delete on S3), replacing the
+    /// destination.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
-        run(self.inner.rename(&Path::from(from), &Path::from(to))).map_err(|source| StoreError::Op {
+        let (f, t) = (Path::from(from), Path::from(to));
+        self.call(|s| async move { s.rename(&f, &t).await }).map_err(|source| StoreError::Op {
             op: "rename",
             path: from.into(),
             source,
@@ -116,7 +197,8 @@ impl Store {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub fn delete(&self, path: &str) -> Result<(), StoreError> {
-        match run(self.inner.delete(&Path::from(path))) {
+        let p = Path::from(path);
+        match self.call(|s| async move { s.delete(&p).await }) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(StoreError::Op { op: "delete", path: path.into(), source }),
         }
@@ -128,7 +210,9 @@ impl Store {
         for p in &all {
             self.delete(p)?;
         }
-        let _ = std::fs::remove_dir_all(self.root.join(prefix));
+        if let Some(root) = &self.local {
+            let _ = std::fs::remove_dir_all(root.join(prefix));
+        }
         Ok(all.len())
     }
 }
@@ -151,5 +235,18 @@ mod tests {
         assert_eq!(s.delete_prefix("a").unwrap(), 2);
         assert!(s.list("a").unwrap().is_empty());
         assert!(s.list("never").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_s3_location_needs_a_bucket_and_a_plain_path_is_a_local_directory() {
+        let none = S3Config::default();
+        let err = Store::open("s3://", &none).unwrap_err().to_string();
+        assert!(err.contains("no bucket") && err.contains("s3://<bucket>/<prefix>"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let local = Store::open(dir.path().join("a").to_str().unwrap(), &none).unwrap();
+        local.put("x/1", "v").unwrap();
+        assert!(dir.path().join("a/x/1").exists());
+        let remote = Store::open("s3://bucket/some/prefix", &S3Config { region: Some("eu-west-1".into()), ..none });
+        assert!(remote.is_ok(), "{:?}", remote.err());
     }
 }

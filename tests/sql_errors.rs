@@ -76,6 +76,48 @@ fn plan(task: &str, src: &str, dst: &str, target: Target, policy: &str) -> Strin
     )
 }
 
+/// Where a test's dirty archive goes: the state store, or a prefix in the private
+/// S3-compatible server's bucket.
+#[derive(Clone, Copy, PartialEq)]
+enum Archive {
+    State,
+    S3,
+}
+
+impl Archive {
+    /// `plan` (from [`plan`]) with this archive chosen: for S3, `errors.dirty_archive` and the
+    /// `s3` section, the secret key from the environment as a user would write it.
+    fn apply(self, plan: &str, prefix: &str) -> String {
+        match self {
+            Archive::State => plan.to_string(),
+            Archive::S3 => {
+                let bucket = mysql::url("FERRY_TEST_S3_BUCKET");
+                plan.replace("errors:\n", &format!("errors:\n  dirty_archive: s3://{bucket}/{prefix}\n"))
+                    + &format!(
+                        "s3:\n  endpoint: {}\n  region: us-east-1\n  access_key_id: {}\n  \
+                         secret_access_key: ${{env:FERRY_TEST_S3_SECRET}}\n",
+                        mysql::url("FERRY_TEST_S3_ENDPOINT"),
+                        mysql::url("FERRY_TEST_S3_KEY")
+                    )
+            }
+        }
+    }
+
+    /// The archive's files (paths under the task), as the S3 server keeps them on its disk.
+    fn s3_files(prefix: &str, task: &str, under: &str) -> Vec<String> {
+        let root = Path::new(&mysql::url("FERRY_TEST_S3_DIR"))
+            .join(mysql::url("FERRY_TEST_S3_BUCKET"))
+            .join(prefix)
+            .join(task)
+            .join(under);
+        let mut out: Vec<String> = std::fs::read_dir(&root)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
 /// The archived rows: (source table, id, reason).
 fn dirty_rows(dir: &Path, plan: &str) -> Vec<(String, i64, String)> {
     let out = ok(&run_in(dir, &["dirty", "show", "--limit", "1000", plan]));
@@ -100,7 +142,7 @@ fn source_rows(db: &str, table: &str, schema: &TableSchema) -> Vec<String> {
     common::sql::expected(schema, &rows)
 }
 
-fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(target: Target) {
+fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(target: Target, archive: Archive) {
     let t = target.tag();
     let (src, dst) = (format!("errsrc_{t}"), format!("errdst_{t}"));
     source(&src);
@@ -108,8 +150,17 @@ fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the
     target.create_table(&dst, "people", &people(10, false));
     target.create_table(&dst, "other", &other());
     let dir = workdir();
-    let p = write_plan(dir.path(), "plan.yaml", &plan(&format!("err-ignore-{t}"), &src, &dst, target, "ignore"));
+    let task = format!("err-ignore-{t}");
+    // A prefix of its own per run: the S3 server's files outlive a test's working directory.
+    let prefix = format!("archive-{}", std::process::id());
+    let text = archive.apply(&plan(&task, &src, &dst, target, "ignore"), &prefix);
+    let p = write_plan(dir.path(), "plan.yaml", &text);
     ok(&run_in(dir.path(), &["run", "-q", &p]));
+    if archive == Archive::S3 {
+        let files = Archive::s3_files(&prefix, &task, "dirty");
+        assert!(!files.is_empty() && files.iter().all(|f| f.ends_with(".jsonl")), "{files:?}");
+        assert!(!dir.path().join("state").join(&task).join("dirty").exists(), "the archive went to the state store");
+    }
 
     let dirty = dirty_rows(dir.path(), &p);
     let ids: Vec<i64> = dirty.iter().map(|d| d.1).collect();
@@ -142,16 +193,21 @@ fn rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the
     assert_eq!(target.rows(&dst, "people", &full), source_rows(&src, "people", &full));
     let after = ok(&run_in(dir.path(), &["dirty", "list", &p]));
     assert!(after.contains("no dirty rows"), "{after}");
+    if archive == Archive::S3 {
+        assert!(Archive::s3_files(&prefix, &task, "dirty").is_empty());
+        assert!(!Archive::s3_files(&prefix, &task, "dirty-replayed").is_empty());
+    }
 }
 
 #[test]
 fn mariadb_target_rejected_rows_are_archived_and_replayed() {
-    rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(Target::Maria);
+    rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(Target::Maria, Archive::State);
 }
 
+/// The archive in an S3-compatible store (F9.3): written, listed, shown and replayed there.
 #[test]
-fn postgres_target_rejected_rows_are_archived_and_replayed() {
-    rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(Target::Pg);
+fn postgres_target_rejected_rows_are_archived_in_s3_and_replayed() {
+    rejected_rows_are_archived_with_their_errors_and_replay_writes_them_after_the_fix(Target::Pg, Archive::S3);
 }
 
 #[test]
@@ -313,4 +369,33 @@ fn a_latin1_target_gets_western_text_exactly_and_refuses_rows_latin1_cannot_hold
     let mut want = source_rows(src, "t", &schema);
     want.retain(|r| !r.starts_with("77 |"));
     assert_eq!(target.rows(dst, "t", &schema), want);
+}
+
+/// A dirty archive that cannot be used (wrong secret key, missing bucket) stops the run before
+/// it starts, says which setting to check, and never shows the secret.
+#[test]
+fn an_unusable_s3_archive_fails_the_run_at_once_without_showing_the_secret() {
+    let dir = workdir();
+    for (bucket, secret) in [("ferry-test", "not-the-secret-key"), ("no-such-bucket", "ferry-test-secret")] {
+        let text = format!(
+            "task: s3-bad\nsource:\n  type: datagen\n  changes: 100\nwrite_mode: append\ntarget:\n  type: \"null\"\n\
+             errors:\n  dirty_archive: s3://{bucket}/x\ns3:\n  endpoint: {}\n  access_key_id: {}\n  \
+             secret_access_key: ${{env:FERRY_TEST_BAD_SECRET}}\nruntime:\n  state: ./state\n",
+            mysql::url("FERRY_TEST_S3_ENDPOINT"),
+            mysql::url("FERRY_TEST_S3_KEY")
+        );
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        let started = std::time::Instant::now();
+        let out = ferry()
+            .current_dir(dir.path())
+            .env("FERRY_TEST_BAD_SECRET", secret)
+            .args(["run", "-q", &p])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bucket}: {err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no restarts for a bad archive");
+        assert!(err.contains(&format!("s3://{bucket}/x")) && err.contains("errors.dirty_archive"), "{err}");
+        assert!(!err.contains(secret), "{err}");
+    }
 }

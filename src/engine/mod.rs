@@ -98,6 +98,15 @@ pub enum EngineError {
     /// The target cannot be written (at the start of a run).
     #[error("target: {0}")]
     Target(String),
+    /// The dirty-data archive's location cannot be read at the start of a run (no such bucket,
+    /// bad credentials, unreachable endpoint).
+    #[error("the dirty-data archive at {location} cannot be used ({reason}): check errors.dirty_archive and the plan's s3 section")]
+    Archive {
+        /// The location (`errors.dirty_archive`).
+        location: String,
+        /// The store's error.
+        reason: String,
+    },
     /// The run failed more often than `errors.max_restarts` allows.
     #[error("the task failed after {restarts} restarts (errors.max_restarts); last error: {last}")]
     Failed {
@@ -159,7 +168,7 @@ fn now_micros() -> i64 {
 
 /// Whether a restart may fix the error (not a bad restore point, not a bad cluster setup).
 fn restartable(e: &EngineError) -> bool {
-    !matches!(e, EngineError::Restore(_) | EngineError::Start(_) | EngineError::Target(_))
+    !matches!(e, EngineError::Restore(_) | EngineError::Start(_) | EngineError::Target(_) | EngineError::Archive { .. })
 }
 
 /// Runs a compiled plan to completion (bounded sources) or until killed, restarting it from
@@ -225,6 +234,24 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
             }
         }
     }
+}
+
+/// Where the task's dirty-data archive is kept (F9.3): `errors.dirty_archive` (a local
+/// directory or `s3://bucket/prefix`), by default the state store; the archive's objects are
+/// under `<task>/dirty/` there, replayed ones under `<task>/dirty-replayed/`. The location is
+/// listed once here, so a bad bucket or credentials stop the run before it starts.
+pub fn dirty_archive(raw: &crate::plan::config::PlanFile, state: &TaskState) -> Result<TaskState, EngineError> {
+    let Some(location) = &raw.errors.dirty_archive else {
+        return Ok(state.clone());
+    };
+    let bad = |e: crate::store::StoreError| EngineError::Archive {
+        location: location.clone(),
+        reason: crate::secrets::redact(&e.to_string()),
+    };
+    let archive = TaskState::new(Store::open(location, &raw.s3).map_err(bad)?, &raw.task);
+    // A bucket that does not exist or refuses the credentials fails the run here, at once.
+    archive.store().list(&archive.path("dirty")).map_err(bad)?;
+    Ok(archive)
 }
 
 /// Runs a compiled plan once: to completion (bounded sources), until killed, or until it fails.
@@ -296,13 +323,14 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
         let (plan, state, metrics, summary, failure) =
             (plan.clone(), state.clone(), metrics.clone(), summary.clone(), failure.clone());
         let keep_dirty = plan.plan.raw.errors.dirty == crate::plan::config::DirtyMode::Archive;
+        let dirty_state = dirty_archive(&plan.plan.raw, &state)?;
         timely::execute(config, move |worker| {
             let index = worker.index();
             let peers = worker.peers();
             let exactly_once = plan.plan.raw.semantics == Semantics::ExactlyOnce;
             let result = (|| -> Result<(), EngineError> {
                 let restore = Restore::load(&state, peers, exactly_once)?;
-                let dirty = DirtyArchive::new(state.clone(), index, run_id, keep_dirty);
+                let dirty = DirtyArchive::new(dirty_state.clone(), index, run_id, keep_dirty);
                 let writer: Box<dyn SinkWriter> = match (&plan.plan.target, &out_store) {
                     (TargetSpec::Sql(t), _) => Box::new(
                         SqlWriter::new(SqlContext {
@@ -724,14 +752,15 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
         ));
     };
     let state = TaskState::new(Store::open_local(&raw.runtime.state)?, &raw.task);
-    let files = state.store().list(&state.path("dirty"))?;
+    let archive = dirty_archive(raw, &state)?;
+    let files = archive.store().list(&archive.path("dirty"))?;
     let mut summary = ReplaySummary { files: files.len(), ..Default::default() };
     if files.is_empty() {
         return Ok(summary);
     }
     let run_id = now_micros() as u64 / 1000;
     let metrics = Arc::new(Metrics::new(compiled.tables.len()));
-    let dirty = DirtyArchive::new(state.clone(), 0, run_id, true);
+    let dirty = DirtyArchive::new(archive.clone(), 0, run_id, true);
     let plan = Arc::new(compiled.clone());
     let mut writer = SqlWriter::new(SqlContext {
         plan: plan.clone(),
@@ -756,7 +785,7 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
         Err(e) => Err(EngineError::Worker(e.to_string())),
     };
     for f in &files {
-        let data = state.store().get(f)?.unwrap_or_default();
+        let data = archive.store().get(f)?.unwrap_or_default();
         for (n, line) in String::from_utf8_lossy(&data).lines().enumerate() {
             let bad = |why: String| EngineError::Restore(format!("{f}:{}: {why}", n + 1));
             let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
@@ -789,7 +818,7 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
     dirty.flush()?;
     for f in &files {
         let to = f.replacen("/dirty/", "/dirty-replayed/", 1);
-        state.store().rename(f, &to)?;
+        archive.store().rename(f, &to)?;
     }
     summary.failed_again = metrics.dirty.load(Ordering::Relaxed);
     // A stop stays while rows of the table failed again: its later changes must keep waiting

@@ -53,6 +53,30 @@ pub struct PlanFile {
     /// What happens to rows the target rejects, restarts, the dirty-data archive (F9.2–F9.4).
     #[serde(default)]
     pub errors: ErrorsConfig,
+    /// Settings of the S3-compatible object storage that `s3://bucket/prefix` locations of
+    /// this plan use (today: `errors.dirty_archive`).
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+/// An S3-compatible object store (AWS S3, MinIO, Ceph RGW, OSS, COS, …). A field left out is
+/// taken from the standard environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), as AWS tools do.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The service's URL, e.g. `http://127.0.0.1:9000` for a MinIO; default: AWS S3 of the
+    /// region. An `http://` endpoint allows unencrypted HTTP.
+    pub endpoint: Option<String>,
+    /// The region; default `us-east-1`.
+    pub region: Option<String>,
+    /// The access key id.
+    pub access_key_id: Option<String>,
+    /// The secret access key; write `${env:NAME}` to keep it out of the plan file.
+    pub secret_access_key: Option<String>,
+    /// Address buckets as `<bucket>.<endpoint>` (virtual-hosted style) instead of
+    /// `<endpoint>/<bucket>` (path style, the default, which S3-compatible services accept).
+    pub virtual_hosted_style: bool,
 }
 
 /// Include and exclude patterns over `db.table` (F2.1).
@@ -278,14 +302,23 @@ pub struct ErrorsConfig {
     /// `-1` unlimited, `0` none, up to `100`; with backoff 1 s, 2 s, 4 s … 30 s. Past the limit
     /// the run ends `failed` with the last error. Default 10.
     pub max_restarts: i32,
-    /// Dirty data (F9.3): `archive` (default: JSON lines under `<state>/<task>/dirty/`, see
+    /// Dirty data (F9.3): `archive` (default: JSON lines under `<archive>/<task>/dirty/`, see
     /// `ferry dirty`) or `drop` (counted and logged, not kept).
     pub dirty: DirtyMode,
+    /// Where the dirty-data archive is kept: a local directory, or an S3-compatible location
+    /// `s3://bucket/prefix` (settings in the plan's `s3` section). Default: the state store
+    /// (`runtime.state`).
+    pub dirty_archive: Option<String>,
 }
 
 impl Default for ErrorsConfig {
     fn default() -> Self {
-        ErrorsConfig { write_error: WriteErrorPolicy::Ignore, max_restarts: 10, dirty: DirtyMode::Archive }
+        ErrorsConfig {
+            write_error: WriteErrorPolicy::Ignore,
+            max_restarts: 10,
+            dirty: DirtyMode::Archive,
+            dirty_archive: None,
+        }
     }
 }
 
