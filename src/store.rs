@@ -119,7 +119,10 @@ impl Store {
         if let Some(e) = &s3.endpoint {
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
-        b = b.with_region(s3.region.as_deref().unwrap_or("us-east-1"));
+        if let Some(r) = &s3.region {
+            // Left out: AWS_REGION, else object_store's default, us-east-1.
+            b = b.with_region(r);
+        }
         if let Some(k) = &s3.access_key_id {
             b = b.with_access_key_id(k);
         }

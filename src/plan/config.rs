@@ -68,7 +68,7 @@ pub struct S3Config {
     /// The service's URL, e.g. `http://127.0.0.1:9000` for a MinIO; default: AWS S3 of the
     /// region. An `http://` endpoint allows unencrypted HTTP.
     pub endpoint: Option<String>,
-    /// The region; default `us-east-1`.
+    /// The region; default `AWS_REGION`, else `us-east-1`.
     pub region: Option<String>,
     /// The access key id.
     pub access_key_id: Option<String>,
