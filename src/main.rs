@@ -170,7 +170,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let store = ferry::store::Store::open_local(&plan.raw.runtime.state)?;
             let state = ferry::engine::dirty_archive(&plan.raw, &ferry::state::TaskState::new(store, &plan.raw.task))?;
-            let files = state.store().list(&state.path("dirty"))?;
+            let files = ferry::engine::archive_files(&state)?;
             if files.is_empty() {
                 println!("no dirty rows for task {}", plan.raw.task);
                 return Ok(ExitCode::SUCCESS);

@@ -116,7 +116,9 @@ impl Store {
         }
         use object_store::aws::AmazonS3Builder;
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(e) = &s3.endpoint {
+        let env_endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"].iter().find_map(|k| std::env::var(k).ok());
+        if let Some(e) = s3.endpoint.as_ref().or(env_endpoint.as_ref()) {
+            // An http:// endpoint (a MinIO on the LAN, say) is plain HTTP by choice.
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
         if let Some(r) = &s3.region {

@@ -178,6 +178,7 @@ fn restartable(e: &EngineError) -> bool {
 pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineError> {
     let max = compiled.plan.raw.errors.max_restarts;
     let state = TaskState::new(Store::open_local(&compiled.plan.raw.runtime.state)?, &compiled.plan.raw.task);
+    probe_dirty_archive(&compiled.plan.raw, &state)?;
     let mut restarts: u32 = 0;
     let mut opts = opts;
     let mut status = RunStatus { state: "running".into(), ..Default::default() };
@@ -238,20 +239,40 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
 
 /// Where the task's dirty-data archive is kept (F9.3): `errors.dirty_archive` (a local
 /// directory or `s3://bucket/prefix`), by default the state store; the archive's objects are
-/// under `<task>/dirty/` there, replayed ones under `<task>/dirty-replayed/`. The location is
-/// listed once here, so a bad bucket or credentials stop the run before it starts.
+/// under `<task>/dirty/` there, replayed ones under `<task>/dirty-replayed/`.
 pub fn dirty_archive(raw: &crate::plan::config::PlanFile, state: &TaskState) -> Result<TaskState, EngineError> {
     let Some(location) = &raw.errors.dirty_archive else {
         return Ok(state.clone());
     };
-    let bad = |e: crate::store::StoreError| EngineError::Archive {
+    let store = Store::open(location, &raw.s3).map_err(|e| EngineError::Archive {
         location: location.clone(),
         reason: crate::secrets::redact(&e.to_string()),
+    })?;
+    Ok(TaskState::new(store, &raw.task))
+}
+
+/// The archive's files, oldest first: `<task>/dirty/*.jsonl` (other objects, such as the
+/// "folder" markers some S3 tools create, are not archive files).
+pub fn archive_files(archive: &TaskState) -> Result<Vec<String>, EngineError> {
+    let mut files = archive.store().list(&archive.path("dirty"))?;
+    files.retain(|f| f.ends_with(".jsonl"));
+    Ok(files)
+}
+
+/// Lists the dirty-data archive's location once before a task runs, so a bucket that does not
+/// exist or refuses the credentials stops the task at once (not after its restarts); nothing
+/// to check when the archive is the state store or dirty rows are dropped.
+fn probe_dirty_archive(raw: &crate::plan::config::PlanFile, state: &TaskState) -> Result<(), EngineError> {
+    let (Some(location), crate::plan::config::DirtyMode::Archive) = (&raw.errors.dirty_archive, raw.errors.dirty)
+    else {
+        return Ok(());
     };
-    let archive = TaskState::new(Store::open(location, &raw.s3).map_err(bad)?, &raw.task);
-    // A bucket that does not exist or refuses the credentials fails the run here, at once.
-    archive.store().list(&archive.path("dirty")).map_err(bad)?;
-    Ok(archive)
+    let archive = dirty_archive(raw, state)?;
+    archive.store().list(&archive.path("dirty")).map_err(|e| EngineError::Archive {
+        location: location.clone(),
+        reason: crate::secrets::redact(&e.to_string()),
+    })?;
+    Ok(())
 }
 
 /// Runs a compiled plan once: to completion (bounded sources), until killed, or until it fails.
@@ -261,6 +282,7 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
     let workers = opts.workers.unwrap_or(raw.runtime.workers).max(1);
     let store = Store::open_local(&raw.runtime.state)?;
     let state = TaskState::new(store, &raw.task);
+    let dirty_state = dirty_archive(raw, &state)?;
     let out_store = match &compiled.plan.target {
         TargetSpec::Files(f) => Some(Store::open_local(&f.path)?),
         TargetSpec::Null | TargetSpec::Sql(_) => None,
@@ -269,6 +291,12 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
         if opts.from_scratch {
             let n = state.discard()?;
             tracing::info!(objects = n, "discarded the task's state");
+            if raw.errors.dirty_archive.is_some() {
+                // An archive kept elsewhere goes too: its rows belong to the discarded run (a
+                // replay would land them on top of the new one's).
+                let n = dirty_state.store().delete_prefix(&dirty_state.path("dirty"))?;
+                tracing::info!(objects = n, "discarded the task's dirty-data archive");
+            }
             if let Some(out) = &out_store {
                 for t in &compiled.tables {
                     let dir = match &t.static_names {
@@ -323,7 +351,7 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
         let (plan, state, metrics, summary, failure) =
             (plan.clone(), state.clone(), metrics.clone(), summary.clone(), failure.clone());
         let keep_dirty = plan.plan.raw.errors.dirty == crate::plan::config::DirtyMode::Archive;
-        let dirty_state = dirty_archive(&plan.plan.raw, &state)?;
+        let dirty_state = dirty_state.clone();
         timely::execute(config, move |worker| {
             let index = worker.index();
             let peers = worker.peers();
@@ -753,7 +781,7 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
     };
     let state = TaskState::new(Store::open_local(&raw.runtime.state)?, &raw.task);
     let archive = dirty_archive(raw, &state)?;
-    let files = archive.store().list(&archive.path("dirty"))?;
+    let files = archive_files(&archive)?;
     let mut summary = ReplaySummary { files: files.len(), ..Default::default() };
     if files.is_empty() {
         return Ok(summary);
