@@ -16,6 +16,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod catalog;
 pub mod connectors;
 pub mod engine;
 pub mod plan;

@@ -1,7 +1,8 @@
-//! The `ferry` command line: `run`, `check`, `links`.
+//! The `ferry` command line: `run`, `check`, `preview`, `ddl`, `create-tables`, `links`, `dirty`.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use ferry::catalog::{self, DdlDialect};
 use ferry::engine::{self, RunOptions};
 use ferry::plan;
 use std::process::ExitCode;
@@ -62,6 +63,56 @@ enum Command {
     },
     /// List the source and target types this build has.
     Links,
+    /// Show how every selected table maps: one line per source table with its target, whether
+    /// the target exists, the key used (primary key or unique index), what `create-tables`
+    /// would do, and the primary-key verdict for the plan's semantics × write mode; below a
+    /// table, every column whose values cannot all survive the target's types (type loss).
+    ///
+    /// Exits 1 when a table breaks the primary-key rule for the plan (no primary key or unique
+    /// index with exactly-once or upsert), 0 otherwise.
+    Preview {
+        /// The plan file.
+        plan: String,
+        /// Print JSON (one object per table, with the verdicts of all four semantics × write
+        /// mode combinations) for tools.
+        #[arg(long)]
+        json: bool,
+        /// The dialect of the type-loss report when the target has none (files, null):
+        /// mysql, mariadb, postgres or doris.
+        #[arg(long)]
+        dialect: Option<String>,
+    },
+    /// Print the target DDL: `CREATE DATABASE`/`SCHEMA` and `CREATE TABLE` per target table, in
+    /// the target's dialect (or the table's `ddl_file` from the plan's `target_tables`).
+    ///
+    /// Save a table's DDL to a file, edit it, and name the file in the plan
+    /// (`target_tables: {tables: [{tables: 'db\.t', ddl_file: t.sql}]}`) to create that table
+    /// your way.
+    Ddl {
+        /// The plan file.
+        plan: String,
+        /// Only this source table (`db.table`).
+        #[arg(long)]
+        table: Option<String>,
+        /// Another dialect than the target's: mysql, mariadb, postgres or doris.
+        #[arg(long)]
+        dialect: Option<String>,
+    },
+    /// Create the target tables in one go, each by its strategy (`target_tables` in the plan):
+    /// missing → `create` (default) or `skip`; present → `use-existing` (default) or
+    /// `drop-and-recreate`. Prints per table created / recreated / exists / skipped / failed
+    /// with the target's error; exits 1 if any failed.
+    CreateTables {
+        /// The plan file.
+        plan: String,
+        /// Confirms dropping the present tables whose strategy is `drop-and-recreate`; without
+        /// it nothing is done when any would be dropped.
+        #[arg(long)]
+        yes: bool,
+        /// Only the tables that failed in the last `create-tables` of this task.
+        #[arg(long)]
+        retry_failed: bool,
+    },
     /// Inspect the dirty-data archive: rows that could not be transformed or written, kept
     /// under the state store with the table, row, position, commit time and reason.
     Dirty {
@@ -205,6 +256,101 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!("  {n:>8}  {t}: {reason}");
                     }
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview { plan: path, json, dialect } => {
+            let compiled = match plan::load_file_lenient(&path) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let dialect = match dialect {
+                Some(d) => Some(DdlDialect::parse(&d).map_err(anyhow::Error::msg)?),
+                None => DdlDialect::of_plan(&compiled),
+            };
+            let rows = catalog::preview::preview(&compiled, dialect).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", catalog::preview::render(&rows, &compiled, dialect));
+            }
+            Ok(if rows.iter().any(|r| r.verdict.is_some()) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Ddl { plan: path, table, dialect } => {
+            let compiled = match plan::load_file_lenient(&path) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let dialect = match dialect {
+                Some(d) => DdlDialect::parse(&d).map_err(anyhow::Error::msg)?,
+                None => DdlDialect::of_plan(&compiled).context(
+                    "this plan's target has no tables (files, null): name a dialect with --dialect mysql|mariadb|postgres|doris",
+                )?,
+            };
+            let mut shown = 0;
+            for (id, s) in compiled.catalog.tables.iter().enumerate() {
+                if table.as_ref().is_some_and(|t| *t != s.name.to_string()) {
+                    continue;
+                }
+                shown += 1;
+                match catalog::ddl::table_ddl(&compiled, id as u32, dialect) {
+                    Ok(d) => {
+                        let from = d.file.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default();
+                        println!("-- {} → {}.{}{from}", d.source, d.database, d.table);
+                        println!("{}", d.script());
+                    }
+                    Err(e) => println!("-- {e}\n"),
+                }
+            }
+            if shown == 0 {
+                bail!("no selected source table is named {}", table.unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CreateTables { plan: path, yes, retry_failed } => {
+            let compiled = match plan::load_file(&path) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let reports =
+                match catalog::create::create_tables(&compiled, catalog::create::CreateOptions { yes, retry_failed }) {
+                    Ok(r) => r,
+                    Err(e @ catalog::create::CreateError::NeedsYes(_)) => {
+                        eprintln!("{e}");
+                        return Ok(ExitCode::from(1));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            if reports.is_empty() {
+                println!("nothing to do{}", if retry_failed { ": no table failed last time" } else { "" });
+            }
+            let mut failed = 0;
+            for r in &reports {
+                use catalog::create::Outcome as O;
+                let what = match &r.outcome {
+                    O::Created => "created".to_string(),
+                    O::Recreated => "dropped and created anew".to_string(),
+                    O::Existing => "exists, used as it is".to_string(),
+                    O::Skipped => "missing, skipped".to_string(),
+                    O::Failed(e) => {
+                        failed += 1;
+                        format!("FAILED: {e}")
+                    }
+                };
+                println!("{} → {}: {what}", r.source, r.target);
+            }
+            if failed > 0 {
+                println!("{failed} failed; fix the cause and run `ferry create-tables {path} --retry-failed`");
+                return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
         }

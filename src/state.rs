@@ -134,6 +134,16 @@ impl TaskState {
         Ok(self.store.put(path, bytes)?)
     }
 
+    /// The source tables whose target table `ferry create-tables` failed to create last time.
+    pub fn create_failures(&self) -> Result<Vec<String>, StateError> {
+        Ok(self.read(&self.path("catalog/create-failed.json"))?.unwrap_or_default())
+    }
+
+    /// Records the source tables whose target table failed to be created (empty: none).
+    pub fn write_create_failures(&self, tables: &[String]) -> Result<(), StateError> {
+        self.write(&self.path("catalog/create-failed.json"), &tables)
+    }
+
     /// Deletes all of the task's state.
     pub fn discard(&self) -> Result<usize, StateError> {
         Ok(self.store.delete_prefix(&self.task)?)

@@ -474,7 +474,8 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
 }
 
 /// Checks a database target before the workers start: it is reachable, the progress table
-/// exists (created if missing), every table with a fixed target name exists; a `--from-scratch`
+/// exists (created if missing), every table with a fixed target name exists (created when
+/// missing, by the plan's `target_tables` strategy); a `--from-scratch`
 /// run (or a task with no state yet) forgets the task's progress rows.
 fn prepare_sql_target(
     t: &crate::sinks::sql::SqlTarget,
@@ -492,18 +493,13 @@ fn prepare_sql_target(
         if from_scratch {
             t.forget(&mut db, task).await.map_err(te)?;
         }
-        let mut missing = Vec::new();
-        for tp in &plan.tables {
-            if let Some((d, tb)) = &tp.static_names {
-                if !t.table_exists(&mut db, d, tb).await.map_err(te)? {
-                    missing.push(format!("{d}.{tb}"));
-                }
-            }
-        }
+        let missing = crate::catalog::create::ensure_on_run(plan, t, &mut db).await.map_err(te)?;
         if !missing.is_empty() {
             return Err(EngineError::Target(format!(
-                "the target has no table {}: create {} first (the target sink writes into tables that exist)",
+                "the target has no table {}: create {} first (`ferry create-tables PLAN`; the plan's \
+                 `target_tables` strategy for {} is not `create` on run)",
                 missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" },
                 if missing.len() == 1 { "it" } else { "them" }
             )));
         }

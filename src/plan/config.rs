@@ -57,6 +57,131 @@ pub struct PlanFile {
     /// this plan use (today: `errors.dirty_archive`).
     #[serde(default)]
     pub s3: S3Config,
+    /// Target tables (F5): created when missing, kept or recreated when present, by
+    /// `ferry create-tables` and (missing ones) by `ferry run`.
+    #[serde(default)]
+    pub target_tables: TargetTablesConfig,
+    /// What a source schema change does to the target (F8.1).
+    #[serde(default)]
+    pub schema_changes: SchemaChangesConfig,
+}
+
+/// Target table strategies (F5.2–F5.4). Defaults live in [`Default`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetTablesConfig {
+    /// A target table that does not exist: `create` (default) or `skip` (not now).
+    pub missing: MissingTable,
+    /// A target table that exists: `use-existing` (default) or `drop-and-recreate` (only
+    /// `ferry create-tables --yes` drops; `ferry run` never does).
+    pub existing: ExistingTable,
+    /// `ferry run` creates the missing target tables whose strategy is `create` before it
+    /// starts (default `true`); `false`: a missing table stops the run.
+    pub create_on_run: bool,
+    /// Doris/StarRocks tables: `DISTRIBUTED BY … BUCKETS n` (default: `AUTO`).
+    pub doris_buckets: Option<u32>,
+    /// Doris/StarRocks tables: `PROPERTIES (…)`, e.g. `{replication_num: "1"}` for a
+    /// one-backend cluster.
+    pub doris_properties: BTreeMap<String, String>,
+    /// Per-table strategies and DDL files; the first entry whose `tables` pattern matches the
+    /// source `db.table` applies.
+    pub tables: Vec<TargetTableOverride>,
+}
+
+impl Default for TargetTablesConfig {
+    fn default() -> Self {
+        TargetTablesConfig {
+            missing: MissingTable::Create,
+            existing: ExistingTable::UseExisting,
+            create_on_run: true,
+            doris_buckets: None,
+            doris_properties: BTreeMap::new(),
+            tables: Vec::new(),
+        }
+    }
+}
+
+/// A missing target table (F5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingTable {
+    /// Create it from the generated DDL (or the table's `ddl_file`).
+    #[default]
+    Create,
+    /// Leave it missing (not now).
+    Skip,
+}
+
+/// An existing target table (F5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExistingTable {
+    /// Write into it as it is.
+    #[default]
+    UseExisting,
+    /// Drop it and create it anew (`ferry create-tables --yes`).
+    DropAndRecreate,
+}
+
+/// Strategies and DDL of the tables a pattern matches.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetTableOverride {
+    /// Regular expression over the source `db.table`.
+    pub tables: String,
+    /// Overrides `target_tables.missing`.
+    #[serde(default)]
+    pub missing: Option<MissingTable>,
+    /// Overrides `target_tables.existing`.
+    #[serde(default)]
+    pub existing: Option<ExistingTable>,
+    /// A file with the DDL to create the target table with instead of the generated one
+    /// (statements separated by `;`), relative to the plan file. `ferry ddl` prints the
+    /// generated DDL to start from.
+    #[serde(default)]
+    pub ddl_file: Option<String>,
+}
+
+/// The policy for a source schema change (F8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DdlPolicy {
+    /// Follow the source: the target gets the same change.
+    #[default]
+    Auto,
+    /// Let it pass silently: the target keeps its shape.
+    Ignore,
+    /// Let it pass with a warning that shows the statement and the table.
+    Log,
+    /// Fail the task (and every restart) with the statement in the message.
+    Error,
+}
+
+/// Schema-change policies (F8.1): one for the task, overridden per change kind. Defaults live
+/// in [`Default`].
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemaChangesConfig {
+    /// The task's policy: `auto` (default), `ignore`, `log` or `error`.
+    pub policy: DdlPolicy,
+    /// `ADD COLUMN`.
+    pub add_column: Option<DdlPolicy>,
+    /// `DROP COLUMN`.
+    pub drop_column: Option<DdlPolicy>,
+    /// `RENAME COLUMN` / `CHANGE old new`.
+    pub rename_column: Option<DdlPolicy>,
+    /// `MODIFY` / `CHANGE` to another type.
+    pub modify_column: Option<DdlPolicy>,
+    /// `CREATE TABLE` of a table the selection matches.
+    pub create_table: Option<DdlPolicy>,
+    /// `TRUNCATE TABLE`.
+    pub truncate: Option<DdlPolicy>,
+    /// Any other statement on a selected table (indexes, options, `DROP TABLE`, `RENAME
+    /// TABLE`): `auto` means `log` for these.
+    pub other: Option<DdlPolicy>,
+    /// Under `auto`, a dropped source column is kept in the target (nullable, written as NULL
+    /// from then on) instead of dropped. Default `false`.
+    pub keep_dropped_columns: bool,
 }
 
 /// An S3-compatible object store (AWS S3, MinIO, Ceph RGW, OSS, COS, …). A field left out is

@@ -148,6 +148,9 @@ pub struct Compiled {
     /// Per selected table, per column, the source collation of text columns (MySQL-family
     /// sources).
     pub collations: Vec<Vec<Option<String>>>,
+    /// Per selected table, the source's table comment and column details (MySQL-family
+    /// sources; default for generated ones): what a target DDL needs beyond the types.
+    pub details: Vec<crate::catalog::TableDetail>,
 }
 
 impl Compiled {
@@ -538,6 +541,26 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     for (i, t) in raw.transforms.iter().enumerate() {
         compile_regex(&mut ctx, &t.tables, &format!("transforms[{i}].tables"));
     }
+    for (i, t) in raw.target_tables.tables.iter().enumerate() {
+        compile_regex(&mut ctx, &t.tables, &format!("target_tables.tables[{i}].tables"));
+        if let Some(f) = &t.ddl_file {
+            let path = relative_to(file, f);
+            if !std::path::Path::new(&path).is_file() {
+                ctx.err_at(
+                    &format!("target_tables.tables[{i}].ddl_file"),
+                    false,
+                    format!("no DDL file `{path}`: write one (`ferry ddl PLAN --table db.table` prints the generated DDL to start from) or remove the key"),
+                );
+            }
+        }
+    }
+    if raw.target_tables.doris_buckets == Some(0) {
+        ctx.err_at(
+            "target_tables.doris_buckets",
+            false,
+            "buckets must be at least 1 (leave the key out for AUTO)".to_string(),
+        );
+    }
     let mut seen = std::collections::HashSet::new();
     for (i, m) in raw.metadata.iter().enumerate() {
         if !seen.insert(m.column.clone()) {
@@ -576,6 +599,19 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     }
 }
 
+/// `path` as written in the plan file `plan`: relative paths are relative to the plan file's
+/// directory.
+pub fn relative_to(plan: &str, path: &str) -> String {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() {
+        return path.to_string();
+    }
+    match std::path::Path::new(plan).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(p).to_string_lossy().into_owned(),
+        _ => path.to_string(),
+    }
+}
+
 /// One error per place and key: the same mistake found for many tables is reported once, with
 /// a count.
 fn dedupe(errors: Vec<PlanError>) -> Vec<PlanError> {
@@ -606,6 +642,8 @@ pub struct SourceCatalog {
     pub charsets: Vec<Vec<Option<String>>>,
     /// Per table, per column, the collation of text columns.
     pub collations: Vec<Vec<Option<String>>>,
+    /// Per table, what a target DDL needs beyond the types (empty for generated sources).
+    pub details: Vec<crate::catalog::TableDetail>,
 }
 
 /// Discovers the source's tables (every table, before selection). Contacts the source when it
@@ -616,6 +654,7 @@ pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors:
             catalog: Catalog { tables: datagen::catalog(c) },
             charsets: Vec::new(),
             collations: Vec::new(),
+            details: Vec::new(),
         }),
         SourceSpec::Mysql(c) => {
             use crate::connectors::mysql::discover as d;
@@ -625,7 +664,12 @@ pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors:
                 d::check_preconditions(&mut conn, opts.user().unwrap_or("")).await?;
                 let found = d::discover(&mut conn).await?;
                 let _ = conn.disconnect().await;
-                Ok(SourceCatalog { catalog: found.catalog, charsets: found.charsets, collations: found.collations })
+                Ok(SourceCatalog {
+                    catalog: found.catalog,
+                    charsets: found.charsets,
+                    collations: found.collations,
+                    details: found.details,
+                })
             })
         }
     }
@@ -637,6 +681,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
     let full = &source.catalog;
     let mut charsets = Vec::new();
     let mut collations = Vec::new();
+    let mut details = Vec::new();
     let doc = yaml::parse(&plan.text).expect("checked plan parses");
     let mut ctx = Ctx { file: &plan.file, doc: &doc, errors: Vec::new() };
     let raw = &plan.raw;
@@ -873,6 +918,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         let ti = full.tables.iter().position(|t| t.name == schema.name).unwrap_or(0);
         charsets.push(source.charsets.get(ti).cloned().unwrap_or_default());
         collations.push(source.collations.get(ti).cloned().unwrap_or_default());
+        details.push(source.details.get(ti).cloned().unwrap_or_default());
         let transform = Transform::new(ops, filter, projection, schema.columns.len());
         debug_assert_eq!(transform.identity, identity);
         let filter_src = t.and_then(|t| t.filter.clone());
@@ -906,7 +952,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         }
     }
     if ctx.errors.is_empty() {
-        Ok(Compiled { plan, catalog, tables, charsets, collations })
+        Ok(Compiled { plan, catalog, tables, charsets, collations, details })
     } else {
         Err(PlanErrors(dedupe(ctx.errors)))
     }
@@ -919,6 +965,16 @@ fn unknown_column(name: &str, schema: &TableSchema) -> String {
 
 /// Loads, checks and compiles a plan file from disk.
 pub fn load_file(path: &str) -> Result<Compiled, PlanErrors> {
+    load_file_with(path, true)
+}
+
+/// Like [`load_file`], but tables that break the primary-key rule (F4.2) stay in the compiled
+/// plan: for `ferry preview`, which shows every table with its verdict.
+pub fn load_file_lenient(path: &str) -> Result<Compiled, PlanErrors> {
+    load_file_with(path, false)
+}
+
+fn load_file_with(path: &str, key_rule: bool) -> Result<Compiled, PlanErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         PlanErrors(vec![PlanError {
             file: path.into(),
@@ -944,5 +1000,15 @@ pub fn load_file(path: &str) -> Result<Compiled, PlanErrors> {
             message: e.to_string(),
         }])
     })?;
-    compile(plan, &catalog)
+    if key_rule {
+        return compile(plan, &catalog);
+    }
+    let (semantics, write_mode) = (plan.raw.semantics, plan.raw.write_mode);
+    let mut relaxed = plan;
+    relaxed.raw.semantics = Semantics::AtLeastOnce;
+    relaxed.raw.write_mode = WriteMode::Append;
+    let mut compiled = compile(relaxed, &catalog)?;
+    compiled.plan.raw.semantics = semantics;
+    compiled.plan.raw.write_mode = write_mode;
+    Ok(compiled)
 }

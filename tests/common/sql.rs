@@ -3,7 +3,7 @@
 //! expected rows the same way, so a target can be compared with what the source holds.
 #![allow(dead_code)]
 
-use ferry::sinks::sql::ddl;
+use ferry::catalog::{ddl, DdlDialect};
 use ferry::sinks::sql::encode::Dialect;
 use ferry_operators::{Column, ColumnType, TableSchema, Value};
 use mysql_async::prelude::Queryable;
@@ -83,12 +83,20 @@ impl Target {
             Target::Maria | Target::Outage => format!("DROP DATABASE IF EXISTS `{db}`"),
             Target::Pg | Target::PgOutage => format!("DROP SCHEMA IF EXISTS \"{db}\" CASCADE"),
         };
-        self.exec(&[drop, ddl::create_namespace(self.dialect(), db)]);
+        self.exec(&[drop, ddl::create_namespace(self.ddl_dialect(), db)]);
     }
 
     /// Creates `db.table` for `schema`.
     pub fn create_table(self, db: &str, table: &str, schema: &TableSchema) {
-        self.exec(&[ddl::create_table(self.dialect(), db, table, schema)]);
+        self.exec(&ddl::create_table(self.ddl_dialect(), db, table, schema));
+    }
+
+    /// The DDL dialect.
+    pub fn ddl_dialect(self) -> DdlDialect {
+        match self.dialect() {
+            Dialect::Mysql => DdlDialect::Mariadb,
+            Dialect::Postgres => DdlDialect::Postgres,
+        }
     }
 
     /// Every row of `db.table` as canonical texts (see [`canon`]), sorted.

@@ -13,6 +13,7 @@
 
 use super::config::MysqlSourceConfig;
 use super::types::parse_column_type;
+use crate::catalog::{ColumnDetail, TableDetail};
 use ferry_operators::schema::{Catalog, Column, ColumnType, TableName, TableSchema};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
@@ -157,8 +158,9 @@ pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), Sour
 }
 
 /// One row of `information_schema.COLUMNS`: schema, table, column, data type, column type,
-/// nullable, character set.
-type ColumnRow = (String, String, String, String, String, String, Option<String>, Option<String>);
+/// nullable, character set, collation, default, extra, comment.
+type ColumnRow =
+    (String, String, String, String, String, String, Option<String>, Option<String>, Option<String>, String, String);
 
 /// Databases never copied.
 const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -173,18 +175,24 @@ pub struct Discovered {
     pub charsets: Vec<Vec<Option<String>>>,
     /// Per table (same order), per column, the collation of text columns.
     pub collations: Vec<Vec<Option<String>>>,
+    /// Per table (same order): its comment and, per column, what a target DDL needs beyond
+    /// the type (the source's spelling of the type, default, auto-increment, comment).
+    pub details: Vec<TableDetail>,
 }
 
 /// Reads every user table's schema, ordered by `db.table`. Selection is the plan's business.
 pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
     let err = |e: mysql_async::Error| SourceError::Server(e.to_string());
-    let tables: Vec<(String, String)> = conn
-        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME")
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(err)?;
+    let mariadb = version.unwrap_or_default().to_ascii_lowercase().contains("mariadb");
+    let tables: Vec<(String, String, String)> = conn
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME")
         .await
         .map_err(err)?;
     let cols: Vec<ColumnRow> = conn
         .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME \
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, \
+             COLUMN_DEFAULT, EXTRA, COLUMN_COMMENT \
              FROM information_schema.COLUMNS ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
         )
         .await
@@ -204,7 +212,10 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
     let mut by_table: BTreeMap<(String, String), TableSchema> = BTreeMap::new();
     let mut charsets: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
     let mut collations: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
-    for (db, t) in tables.into_iter().filter(|(db, _)| !SYSTEM.contains(&db.to_ascii_lowercase().as_str())) {
+    let mut details: BTreeMap<(String, String), TableDetail> = BTreeMap::new();
+    for (db, t, comment) in tables.into_iter().filter(|(db, _, _)| !SYSTEM.contains(&db.to_ascii_lowercase().as_str()))
+    {
+        details.insert((db.clone(), t.clone()), TableDetail { comment, columns: Vec::new() });
         by_table.insert(
             (db.clone(), t.clone()),
             TableSchema {
@@ -216,7 +227,7 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
             },
         );
     }
-    for (db, t, name, data_type, column_type, nullable, charset, collation) in cols {
+    for (db, t, name, data_type, column_type, nullable, charset, collation, default, extra, comment) in cols {
         let Some(schema) = by_table.get_mut(&(db.clone(), t.clone())) else { continue };
         let is_json = json_checks.iter().any(|(cdb, ct, clause)| {
             cdb == &db
@@ -229,6 +240,15 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
             parse_column_type(&data_type, &column_type, charset.as_deref())
                 .map_err(|e| SourceError::Server(format!("{db}.{t}.{name}: {e}")))?
         };
+        let detail = ColumnDetail {
+            source_type: Some(column_type.to_ascii_lowercase()),
+            default: source_default(mariadb, default, &extra, &ty),
+            auto_increment: extra.to_ascii_lowercase().contains("auto_increment"),
+            comment,
+        };
+        if let Some(d) = details.get_mut(&(db.clone(), t.clone())) {
+            d.columns.push(detail);
+        }
         schema.columns.push(Column::new(name, ty, nullable == "YES"));
         collations.entry((db.clone(), t.clone())).or_default().push(collation);
         charsets.entry((db, t)).or_default().push(charset);
@@ -249,5 +269,24 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
     }
     let charsets = by_table.keys().map(|k| charsets.remove(k).unwrap_or_default()).collect();
     let collations = by_table.keys().map(|k| collations.remove(k).unwrap_or_default()).collect();
-    Ok(Discovered { catalog: Catalog { tables: by_table.into_values().collect() }, charsets, collations })
+    let details = by_table.keys().map(|k| details.remove(k).unwrap_or_default()).collect();
+    Ok(Discovered { catalog: Catalog { tables: by_table.into_values().collect() }, charsets, collations, details })
+}
+
+/// A column default as a SQL expression of the source's dialect (`None`: no default, or
+/// `DEFAULT NULL`). MariaDB (10.2.7+) reports defaults as expressions already (`'text'`, `5`,
+/// `current_timestamp()`, `NULL`); MySQL reports a literal's bare text and marks expressions
+/// `DEFAULT_GENERATED` in `EXTRA`.
+fn source_default(mariadb: bool, default: Option<String>, extra: &str, ty: &ColumnType) -> Option<String> {
+    let d = default?;
+    if mariadb {
+        return (!d.eq_ignore_ascii_case("NULL")).then_some(d);
+    }
+    let expression = extra.to_ascii_uppercase().contains("DEFAULT_GENERATED")
+        || d.to_ascii_uppercase().starts_with("CURRENT_TIMESTAMP");
+    let numeric = matches!(
+        ty,
+        ColumnType::Int { .. } | ColumnType::Float | ColumnType::Double | ColumnType::Decimal { .. } | ColumnType::Year
+    );
+    Some(if expression || numeric { d } else { format!("'{}'", d.replace('\'', "''")) })
 }

@@ -17,7 +17,6 @@
 //! in the progress table; a restart skips the epochs that row covers.
 
 pub mod conn;
-pub mod ddl;
 pub mod encode;
 pub mod writer;
 

@@ -1,0 +1,201 @@
+//! Creating target tables (F5.2, F5.4): per table a strategy — missing: `create` | `skip`;
+//! present: `use-existing` | `drop-and-recreate` — carried out table by table, each with its
+//! own outcome (one failure does not stop the others), the failures kept in the state store
+//! (`<task>/catalog/create-failed.json`) so `--retry-failed` runs only those.
+//!
+//! `ferry run` calls [`ensure_on_run`]: missing tables whose strategy is `create` are created
+//! before the workers start (unless `target_tables.create_on_run: false`); it never drops.
+
+use super::ddl::{self, TableDdl};
+use super::DdlDialect;
+use crate::plan::config::{ExistingTable, MissingTable, PlanFile};
+use crate::plan::Compiled;
+use crate::sinks::sql::conn::{Db, DbError};
+use crate::sinks::sql::SqlTarget;
+use serde::Serialize;
+
+/// What became of one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "error", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Created (it was missing).
+    Created,
+    /// Dropped and created anew.
+    Recreated,
+    /// It exists and is used as it is.
+    Existing,
+    /// Missing, left missing (`skip`).
+    Skipped,
+    /// The target refused a statement: its message.
+    Failed(String),
+}
+
+/// One table's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Source `db.table`.
+    pub source: String,
+    /// Target `db.table`.
+    pub target: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Errors that stop `create-tables` as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The target cannot be reached or the session fails.
+    #[error("target: {0}")]
+    Target(String),
+    /// Tables would be dropped and `--yes` was not given.
+    #[error("{} existing target tables would be dropped and created anew (strategy drop-and-recreate): {}. Run again with --yes to do it", .0.len(), .0.join(", "))]
+    NeedsYes(Vec<String>),
+    /// The state store cannot be used.
+    #[error("state store: {0}")]
+    State(String),
+    /// The plan's target has no tables.
+    #[error("{0}")]
+    NoTables(String),
+}
+
+/// The strategies of a source table.
+pub fn strategies(raw: &PlanFile, source: &str) -> (MissingTable, ExistingTable) {
+    let t = &raw.target_tables;
+    let o =
+        t.tables.iter().find(|o| regex::Regex::new(&format!("^(?:{})$", o.tables)).is_ok_and(|r| r.is_match(source)));
+    (o.and_then(|o| o.missing).unwrap_or(t.missing), o.and_then(|o| o.existing).unwrap_or(t.existing))
+}
+
+async fn run_ddl(db: &mut Db, ddl: &TableDdl) -> Result<(), DbError> {
+    for s in &ddl.statements {
+        db.exec(s).await?;
+    }
+    Ok(())
+}
+
+fn drop_table(d: DdlDialect, ddl: &TableDdl) -> String {
+    format!("DROP TABLE {}", d.qualified(&ddl.database, &ddl.table))
+}
+
+/// Options of `ferry create-tables`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateOptions {
+    /// Drop tables whose strategy is `drop-and-recreate`.
+    pub yes: bool,
+    /// Only the tables that failed last time.
+    pub retry_failed: bool,
+}
+
+/// `ferry create-tables`: every selected table by its strategy (or only last time's failures).
+pub fn create_tables(plan: &Compiled, opts: CreateOptions) -> Result<Vec<Report>, CreateError> {
+    let crate::plan::TargetSpec::Sql(target) = &plan.plan.target else {
+        return Err(CreateError::NoTables(
+            "this plan's target has no tables to create (files and null targets make their own output)".into(),
+        ));
+    };
+    let dialect = DdlDialect::of_plan(plan).expect("a database target has a dialect");
+    let raw = &plan.plan.raw;
+    let store = crate::store::Store::open_local(&raw.runtime.state).map_err(|e| CreateError::State(e.to_string()))?;
+    let state = crate::state::TaskState::new(store, &raw.task);
+    let only: Option<Vec<String>> = if opts.retry_failed {
+        Some(state.create_failures().map_err(|e| CreateError::State(e.to_string()))?)
+    } else {
+        None
+    };
+    let mut ddls = Vec::new();
+    let mut reports = Vec::new();
+    for (id, s) in plan.catalog.tables.iter().enumerate() {
+        let name = s.name.to_string();
+        if only.as_ref().is_some_and(|o| !o.contains(&name)) {
+            continue;
+        }
+        match ddl::table_ddl(plan, id as u32, dialect) {
+            Ok(d) => ddls.push(d),
+            Err(e) => {
+                reports.push(Report { source: name, target: "?".into(), outcome: Outcome::Failed(e.to_string()) })
+            }
+        }
+    }
+    let te = |e: DbError| CreateError::Target(e.to_string());
+    let result = crate::sinks::sql::writer::sink_runtime().block_on(async {
+        let mut db = target.connect().await.map_err(te)?;
+        let mut exists = Vec::new();
+        for d in &ddls {
+            exists.push(target.table_exists(&mut db, &d.database, &d.table).await.map_err(te)?);
+        }
+        let to_drop: Vec<String> = ddls
+            .iter()
+            .zip(&exists)
+            .filter(|(d, e)| **e && strategies(raw, &d.source).1 == ExistingTable::DropAndRecreate)
+            .map(|(d, _)| format!("{}.{}", d.database, d.table))
+            .collect();
+        if !to_drop.is_empty() && !opts.yes {
+            return Err(CreateError::NeedsYes(to_drop));
+        }
+        for (d, exists) in ddls.iter().zip(exists) {
+            let (missing, existing) = strategies(raw, &d.source);
+            let outcome = match (exists, missing, existing) {
+                (false, MissingTable::Skip, _) => Outcome::Skipped,
+                (false, MissingTable::Create, _) => match run_ddl(&mut db, d).await {
+                    Ok(()) => Outcome::Created,
+                    Err(e) => failed(e)?,
+                },
+                (true, _, ExistingTable::UseExisting) => Outcome::Existing,
+                (true, _, ExistingTable::DropAndRecreate) => {
+                    match async {
+                        db.exec(&drop_table(dialect, d)).await?;
+                        run_ddl(&mut db, d).await
+                    }
+                    .await
+                    {
+                        Ok(()) => Outcome::Recreated,
+                        Err(e) => failed(e)?,
+                    }
+                }
+            };
+            reports.push(Report { source: d.source.clone(), target: format!("{}.{}", d.database, d.table), outcome });
+        }
+        Ok(())
+    });
+    result?;
+    let failures: Vec<String> =
+        reports.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))).map(|r| r.source.clone()).collect();
+    state.write_create_failures(&failures).map_err(|e| CreateError::State(e.to_string()))?;
+    reports.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(reports)
+}
+
+/// A statement error is the table's outcome; a lost connection stops everything.
+fn failed(e: DbError) -> Result<Outcome, CreateError> {
+    match e {
+        DbError::Transient(m) => Err(CreateError::Target(m)),
+        DbError::Row(m) | DbError::Fatal(m) => Ok(Outcome::Failed(m)),
+    }
+}
+
+/// Before a run: creates the missing target tables whose strategy is `create` (when
+/// `target_tables.create_on_run`); returns the missing ones it did not create.
+pub async fn ensure_on_run(plan: &Compiled, target: &SqlTarget, db: &mut Db) -> Result<Vec<String>, DbError> {
+    let raw = &plan.plan.raw;
+    let dialect = DdlDialect::of_plan(plan);
+    let mut missing = Vec::new();
+    for (id, (s, tp)) in plan.catalog.tables.iter().zip(&plan.tables).enumerate() {
+        let Some((d, t)) = &tp.static_names else { continue };
+        if target.table_exists(db, d, t).await? {
+            continue;
+        }
+        let create = raw.target_tables.create_on_run && strategies(raw, &s.name.to_string()).0 == MissingTable::Create;
+        match (create, dialect) {
+            (true, Some(dialect)) => {
+                let ddl = ddl::table_ddl(plan, id as u32, dialect).map_err(|e| DbError::Fatal(e.to_string()))?;
+                run_ddl(db, &ddl).await.map_err(|e| match e {
+                    DbError::Transient(m) => DbError::Transient(m),
+                    other => DbError::Fatal(format!("creating target table {d}.{t}: {other}")),
+                })?;
+                tracing::info!(table = %format!("{d}.{t}"), "created the missing target table");
+            }
+            _ => missing.push(format!("{d}.{t}")),
+        }
+    }
+    Ok(missing)
+}
