@@ -5,6 +5,9 @@
 //! Needs the private test server: `scripts/servers start` and export the
 //! `FERRY_TEST_MYSQL_URL` it prints. Each test works in its own `dec_*` database.
 
+mod common;
+
+use common::mysql::{ALL_TYPES, MAX_ROW, MIN_ROW, NULL_ROW, ZERO_ROW};
 use ferry::connectors::mysql::binlog::{BinlogError, BinlogEvent, BinlogPos, BinlogReader, RowChange, StartFrom};
 use ferry::connectors::mysql::types::{parse_column_type, snapshot_value};
 use ferry_operators::change::{Op, Row};
@@ -182,63 +185,6 @@ fn all_rows(read: &Read, table: &str) -> Vec<RowChange> {
 fn col_index(cols: &[(Column, Option<String>)], name: &str) -> usize {
     cols.iter().position(|(c, _)| c.name == name).unwrap_or_else(|| panic!("column {name}"))
 }
-
-const ALL_TYPES: &str = "CREATE TABLE all_types (
-    id INT PRIMARY KEY,
-    ti TINYINT NULL, tiu TINYINT UNSIGNED NULL, si SMALLINT NULL, siu SMALLINT UNSIGNED NULL,
-    mi MEDIUMINT NULL, miu MEDIUMINT UNSIGNED NULL, i INT NULL, iu INT UNSIGNED NULL,
-    bi BIGINT NULL, biu BIGINT UNSIGNED NULL, b1 TINYINT(1) NULL,
-    yr YEAR NULL, after_year INT UNSIGNED NULL,
-    d DECIMAL(65,30) NULL, d2 DECIMAL(10,2) NULL, d0 DECIMAL(5,0) UNSIGNED NULL,
-    f FLOAT NULL, db DOUBLE NULL,
-    dt DATE NULL, tm TIME NULL, tm2 TIME(2) NULL, tm6 TIME(6) NULL,
-    dtm DATETIME NULL, dtm6 DATETIME(6) NULL,
-    ts TIMESTAMP(6) NULL DEFAULT NULL, ts0 TIMESTAMP NULL DEFAULT NULL,
-    bit1 BIT(1) NULL, bit64 BIT(64) NULL, bit10 BIT(10) NULL,
-    e ENUM('small','medium','large') NULL, st SET('a','b','c','d') NULL,
-    pt POINT NULL,
-    c CHAR(10) CHARACTER SET utf8mb4 NULL, vc VARCHAR(100) CHARACTER SET utf8mb4 NULL,
-    l1 VARCHAR(50) CHARACTER SET latin1 NULL, l1t TEXT CHARACTER SET latin1 NULL,
-    bin BINARY(8) NULL, vb VARBINARY(50) NULL, bl MEDIUMBLOB NULL, tx MEDIUMTEXT NULL, js JSON NULL,
-    el ENUM('é','€') CHARACTER SET latin1 NULL, sl SET('ä','€','z') CHARACTER SET latin1 NULL,
-    ip6 INET6 NULL, ip4 INET4 NULL
-) DEFAULT CHARSET = utf8mb4";
-
-const MIN_ROW: &str = "INSERT INTO all_types VALUES (1,
-    -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0, -128,
-    1901, 4294967295,
-    '-99999999999999999999999999999999999.999999999999999999999999999999', -12.5, 0,
-    -3.40282e38, -1.7976931348623157e308,
-    '1000-01-01', '-838:59:59', '-00:00:01.50', '-12:34:56.789012',
-    '1000-01-01 00:00:00', '1000-01-01 00:00:00.000000',
-    '1970-01-01 00:00:01.000000', '1970-01-01 00:00:01',
-    b'0', b'0', b'1',
-    'small', '',
-    ST_GeomFromText('POINT(1 2)'),
-    'x', '😀 four-byte', 'café €', '€uro é', x'00ff', x'ff00fe80', x'000102', 'plain', '{\"a\": [1, 2.5, \"x\"], \"b\": null}',
-    'é', '€,z',
-    '::ffff:1.2.3.4', '10.0.0.1')";
-
-const MAX_ROW: &str = "INSERT INTO all_types VALUES (2,
-    127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807, 18446744073709551615, 127,
-    2155, 0,
-    '99999999999999999999999999999999999.999999999999999999999999999999', 99999999.99, 99999,
-    3.40282e38, 1.7976931348623157e308,
-    '9999-12-31', '838:59:59', '838:59:58.99', '838:59:58.999999',
-    '9999-12-31 23:59:59', '9999-12-31 23:59:59.999999',
-    '2038-01-19 03:14:07.999999', '2038-01-19 03:14:07',
-    b'1', b'1111111111111111111111111111111111111111111111111111111111111111', b'1111111111',
-    'large', 'a,b,d',
-    NULL,
-    'fixed', 'ünïcödé ✓ 𝄞', 'ÀÉÎÕÜ', REPEAT('€', 1000), 'abc', x'c328ff', REPEAT(x'00ff', 50000), REPEAT('ж', 30000), '[]',
-    '€', 'ä,€,z',
-    '2001:db8::1', '255.255.255.255')";
-
-const NULL_ROW: &str = "INSERT INTO all_types (id) VALUES (3)";
-
-const ZERO_ROW: &str = "INSERT INTO all_types (id, yr, d, d2, dt, tm, dtm, dtm6, ts, ts0, e, f, db) VALUES (4,
-    0, 0, 0, '0000-00-00', '00:00:00', '2020-00-15 10:00:00', '0000-00-00 00:00:00.000000',
-    '0000-00-00 00:00:00', '0000-00-00 00:00:00', 'nope', 0, -0.0)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_types_decode_identically_through_snapshot_and_binlog() {

@@ -115,7 +115,16 @@ pub fn mysql(dialect: DdlDialect, c: ColumnIn<'_>) -> Mapped {
                 sql.push_str(&format!(" CHARACTER SET {cs} COLLATE {coll}"));
             }
         }
-        return Mapped::plain(sql);
+        let m = Mapped::plain(sql);
+        // ferry writes in strict mode: the server refuses the error value there.
+        return if matches!(ty, T::Enum { values } if !values.iter().any(String::is_empty)) {
+            m.with(
+                LossKind::Refused,
+                "the empty error value '' (an invalid member a non-strict server stored) is refused",
+            )
+        } else {
+            m
+        };
     }
     let m = Mapped::plain(match ty {
         T::Bool => "BOOLEAN".into(),

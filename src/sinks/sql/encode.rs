@@ -149,6 +149,9 @@ impl Dialect {
                 let _ = write!(out, "{dt}");
             }
             Value::Timestamp(t) => match self {
+                // MySQL's zero TIMESTAMP is stored as 0 seconds (1970-01-01 00:00:00 UTC is
+                // outside TIMESTAMP's range), so 0 can only be the zero timestamp.
+                Dialect::Mysql if *t == 0 => out.push_str("0000-00-00 00:00:00"),
                 // The session's time zone is UTC: a civil UTC time is the instant.
                 Dialect::Mysql => {
                     let dt = DateTime::from_epoch_micros(*t);
@@ -328,6 +331,7 @@ mod tests {
         assert_eq!(lit(Dialect::Mysql, &Value::Int(-5)), "-5");
         assert_eq!(lit(Dialect::Mysql, &Value::Null), "NULL");
         assert_eq!(lit(Dialect::Mysql, &Value::Timestamp(1_000_000)), "'1970-01-01 00:00:01'");
+        assert_eq!(lit(Dialect::Mysql, &Value::Timestamp(0)), "'0000-00-00 00:00:00'");
         assert!(Dialect::Mysql.literal(&Value::Double(f64::NAN), &mut String::new()).is_err());
         assert!(Dialect::Mysql.literal(&Value::Decimal("NaN".into()), &mut String::new()).is_err());
     }

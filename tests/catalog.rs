@@ -1,0 +1,406 @@
+//! The catalog against the private MariaDB and PostgreSQL: the mapping preview's verdicts
+//! (F4.1, F4.2), generated DDL against golden files (F5.1, F5.3), all-types data through the
+//! generated DDL of both databases (exact except what the type-loss report names), and
+//! `create-tables` with every strategy, a failing table and `--retry-failed` (F5.2, F5.4).
+//!
+//! `FERRY_BLESS=1` rewrites the golden files from the current output.
+
+mod common;
+
+use common::mysql::*;
+use common::sql::{canon, pg_client, Target};
+use common::*;
+use ferry_operators::value::DateTime;
+use ferry_operators::{ColumnType, TableSchema, Value};
+use serde_json::Value as Json;
+use std::path::Path;
+
+const RICH: &str = "CREATE TABLE rich (
+    id INT UNSIGNED NOT NULL AUTO_INCREMENT COMMENT 'row id',
+    code VARCHAR(20) CHARACTER SET latin1 NOT NULL DEFAULT 'n/a' COMMENT 'it''s a code',
+    qty INT NOT NULL DEFAULT 0,
+    price DECIMAL(12,2) DEFAULT 9.99,
+    made DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+    flags BIT(3) DEFAULT b'101',
+    note TEXT,
+    PRIMARY KEY (id), UNIQUE KEY uk_code (code, qty)
+) COMMENT 'a table with defaults' DEFAULT CHARSET = utf8mb4";
+
+fn plan(task: &str, source_db: &str, target: &str, extra: &str) -> String {
+    format!(
+        "task: {task}\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\ntarget:\n{target}tables:\n  include: ['{source_db}\\..*']\n\
+         runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\n{extra}",
+        main_url()
+    )
+}
+
+fn null_target() -> String {
+    "  type: 'null'\n".into()
+}
+
+fn preview_json(dir: &Path, plan: &str) -> (Vec<Json>, bool) {
+    let out = run_in(dir, &["preview", "--json", plan]);
+    let rows: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (rows.as_array().unwrap().clone(), out.status.success())
+}
+
+fn by_source<'a>(rows: &'a [Json], source: &str) -> &'a Json {
+    rows.iter().find(|r| r["source"] == source).unwrap_or_else(|| panic!("no {source} in {rows:?}"))
+}
+
+#[test]
+fn preview_shows_target_key_and_the_primary_key_verdict_for_all_four_combinations() {
+    let db = "cat_prev";
+    fresh_db(db);
+    exec(&[
+        &format!("CREATE TABLE {db}.keyed (id INT PRIMARY KEY, v TEXT)"),
+        &format!("CREATE TABLE {db}.uniq (code VARCHAR(10) NOT NULL, v INT, UNIQUE KEY uk (code))"),
+        &format!("CREATE TABLE {db}.nokey (a INT, b TEXT)"),
+    ]);
+    let target = Target::Pg;
+    target.fresh_namespace("cat_prev_t");
+    target.exec(&["CREATE TABLE cat_prev_t.keyed (id int PRIMARY KEY, v text)".to_string()]);
+    let dir = workdir();
+    for semantics in ["at-least-once", "exactly-once"] {
+        for mode in ["upsert", "append"] {
+            let text = plan(
+                "prev",
+                db,
+                &target.plan_section(),
+                &format!("semantics: {semantics}\nwrite_mode: {mode}\nroute:\n  database: cat_prev_t\n"),
+            );
+            let p = write_plan(dir.path(), "plan.yaml", &text);
+            let (rows, success) = preview_json(dir.path(), &p);
+            let strict = semantics == "exactly-once" || mode == "upsert";
+            assert_eq!(success, !strict, "{semantics}+{mode}: exit code");
+            assert_eq!(rows.len(), 3);
+            let keyed = by_source(&rows, "cat_prev.keyed");
+            assert_eq!(keyed["target"], "cat_prev_t.keyed");
+            assert_eq!(keyed["target_exists"], true);
+            assert_eq!(keyed["key"]["kind"], "primary");
+            assert_eq!(keyed["key"]["columns"], serde_json::json!(["id"]));
+            assert_eq!(keyed["verdict"], Json::Null);
+            assert_eq!(keyed["action"], "use-existing");
+            let uniq = by_source(&rows, "cat_prev.uniq");
+            assert_eq!((uniq["key"]["kind"].as_str(), uniq["target_exists"].as_bool()), (Some("unique"), Some(false)));
+            assert_eq!(uniq["verdict"], Json::Null);
+            assert_eq!(uniq["action"], "create");
+            let nokey = by_source(&rows, "cat_prev.nokey");
+            assert_eq!(nokey["key"]["kind"], "none");
+            if strict {
+                let v = nokey["verdict"].as_str().expect("a verdict");
+                assert!(v.starts_with("no primary key or unique index"), "{v}");
+                assert!(v.contains("at-least-once + append"), "{v}");
+            } else {
+                assert_eq!(nokey["verdict"], Json::Null);
+            }
+            // Every row carries all four verdicts; only the keyless table's strict ones refuse.
+            for r in &rows {
+                let all = r["verdicts"].as_object().unwrap();
+                assert_eq!(all.len(), 4);
+                for (combo, v) in all {
+                    let refused = r["source"] == "cat_prev.nokey" && combo != "at-least-once+append";
+                    assert_eq!(!v.is_null(), refused, "{} {combo}", r["source"]);
+                }
+            }
+            // The people's table says the same, naming the table.
+            let human = String::from_utf8_lossy(&run_in(dir.path(), &["preview", &p]).stdout).into_owned();
+            let line = human.lines().find(|l| l.starts_with("cat_prev.nokey")).unwrap();
+            assert_eq!(line.contains("no primary key or unique index"), strict, "{human}");
+        }
+    }
+}
+
+#[test]
+fn generated_ddl_matches_the_golden_files_for_every_dialect() {
+    let db = "cat_golden";
+    fresh_db(db);
+    exec(&[&format!("USE {db}"), ALL_TYPES, RICH]);
+    let dir = workdir();
+    let p = write_plan(dir.path(), "plan.yaml", &plan("golden", db, &null_target(), ""));
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for dialect in ["mariadb", "mysql", "postgres", "doris"] {
+        let got = ok(&run_in(dir.path(), &["ddl", "--dialect", dialect, &p]));
+        let file = golden.join(format!("ddl-{dialect}.sql"));
+        if std::env::var_os("FERRY_BLESS").is_some() {
+            std::fs::write(&file, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(got == want, "{dialect}: the DDL differs from {} (FERRY_BLESS=1 rewrites it):\n{got}", file.display());
+    }
+}
+
+/// The source's all-types rows: edge values (MIN, MAX), NULLs, zero dates, and a row of
+/// in-range values of every type (5).
+fn all_types_source(db: &str) {
+    fresh_db(db);
+    let in_range = MIN_ROW
+        .replace("VALUES (1,", "VALUES (5,")
+        .replace("'-838:59:59', '-00:00:01.50', '-12:34:56.789012'", "'12:00:00', '00:00:01.50', '23:59:59.999999'");
+    exec(&[
+        &format!("USE {db}"),
+        ALL_TYPES,
+        MIN_ROW,
+        MAX_ROW,
+        NULL_ROW,
+        "SET SESSION sql_mode = ''",
+        ZERO_ROW,
+        &in_range,
+        RICH,
+    ]);
+    exec(&[
+        &format!("USE {db}"),
+        "INSERT INTO rich (code, qty, note) VALUES ('a', 1, 'first'), ('b', 2, NULL)",
+        "INSERT INTO rich (code, qty, price, made, flags, note) VALUES ('c', 3, NULL, '2001-02-03 04:05:06.789', b'010', 'x')",
+    ]);
+}
+
+/// At most 80 characters of a value, for messages.
+fn short(v: &Option<String>) -> String {
+    match v {
+        Some(s) => s.chars().take(80).collect(),
+        None => "NULL".into(),
+    }
+}
+
+fn sorted(mut rows: Vec<ferry_operators::Row>) -> Vec<ferry_operators::Row> {
+    rows.sort_by(|a, b| a[0].to_string().cmp(&b[0].to_string()));
+    rows
+}
+
+#[test]
+fn all_types_copy_exactly_through_generated_mariadb_ddl() {
+    let (src, dst) = ("cat_rt_src_m", "cat_rt_m");
+    all_types_source(src);
+    let target = Target::Maria;
+    exec(&[&format!("DROP DATABASE IF EXISTS {dst}")]);
+    let dir = workdir();
+    let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\n");
+    let p = write_plan(dir.path(), "plan.yaml", &plan("rt-m", src, &target.plan_section(), &extra));
+    // The report names the ENUM columns: a strict MariaDB refuses their error value.
+    let (rows, _) = preview_json(dir.path(), &p);
+    let refused: Vec<&str> = by_source(&rows, "cat_rt_src_m.all_types")["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "refused")
+        .map(|l| l["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused, vec!["e", "el"]);
+    let created = ok(&run_in(dir.path(), &["create-tables", &p]));
+    assert!(created.contains("cat_rt_src_m.all_types → cat_rt_m.all_types: created"), "{created}");
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    for t in ["all_types", "rich"] {
+        let (s_schema, s_rows) = read_table(src, t);
+        let (d_schema, d_rows) = read_table(dst, t);
+        assert_eq!(s_schema.columns, d_schema.columns, "{t}: column names, types and nullability");
+        assert_eq!(s_schema.primary_key, d_schema.primary_key, "{t}: primary key");
+        assert_eq!(s_schema.unique_keys, d_schema.unique_keys, "{t}: unique keys");
+        // Row 4 holds the ENUM error value '' (written by a non-strict session): refused.
+        let lost = if t == "all_types" { vec![4] } else { vec![] };
+        assert_eq!(dirty_ids(dir.path(), &p, &format!("{src}.{t}")), lost, "{t}: dirty rows");
+        let s_rows: Vec<_> =
+            s_rows.into_iter().filter(|r| !lost.iter().any(|id| r[0].to_string() == id.to_string())).collect();
+        let (s_rows, d_rows) = (sorted(s_rows), sorted(d_rows));
+        let ids = |rows: &[ferry_operators::Row]| rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&s_rows), ids(&d_rows), "{t}: row ids");
+        for (s, d) in s_rows.iter().zip(&d_rows) {
+            for (i, (sv, dv)) in s.iter().zip(d).enumerate() {
+                assert!(
+                    sv == dv,
+                    "{t}.{} of row {}: source {}, target {}",
+                    s_schema.columns[i].name,
+                    s[0],
+                    short(&Some(format!("{sv:?}"))),
+                    short(&Some(format!("{dv:?}")))
+                );
+            }
+        }
+    }
+}
+
+/// The ids (first column) of the archived rows of source table `table`, sorted.
+fn dirty_ids(dir: &Path, plan: &str, table: &str) -> Vec<i64> {
+    let dirty = ok(&run_in(dir, &["dirty", "show", "--limit", "1000", plan]));
+    let mut ids: Vec<i64> = dirty
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<Json>(l).unwrap())
+        .filter(|v| v["table"] == table)
+        .map(|v| v["row"][0].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A PostgreSQL select expression whose text [`pg_text`] reproduces from the source value.
+fn pg_expr(name: &str, ty: &ColumnType) -> String {
+    let c = format!("\"{name}\"");
+    match ty {
+        ColumnType::Bytes { .. } => format!("encode({c}, 'hex')"),
+        ColumnType::Other { name: n } if n.starts_with("inet") => format!("host({c})"),
+        ColumnType::Timestamp { .. } => format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"),
+        _ => format!("{c}::text"),
+    }
+}
+
+fn pg_text(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Value::Timestamp(t) => DateTime::from_epoch_micros(*t).to_string(),
+        Value::Year(y) => y.to_string(),
+        other => other.to_string(),
+    })
+}
+
+fn pg_rows(db: &str, table: &str, schema: &TableSchema) -> Vec<Vec<Option<String>>> {
+    let cols: Vec<String> = schema.columns.iter().map(|c| pg_expr(&c.name, &c.ty)).collect();
+    let sql = format!("SELECT {} FROM \"{db}\".\"{table}\" ORDER BY 1", cols.join(", "));
+    ferry::engine::io_runtime().block_on(async {
+        let c = pg_client().await;
+        let mut out = Vec::new();
+        for m in c.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                out.push((0..r.len()).map(|i| r.get(i).map(|t| canon(&schema.columns[i].ty, t))).collect());
+            }
+        }
+        out
+    })
+}
+
+#[test]
+fn all_types_copy_into_generated_postgres_ddl_except_what_the_loss_report_names() {
+    let (src, dst) = ("cat_rt_src_p", "cat_rt_p");
+    all_types_source(src);
+    let target = Target::Pg;
+    target.exec(&[format!("DROP SCHEMA IF EXISTS {dst} CASCADE")]);
+    let dir = workdir();
+    let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\n");
+    let p = write_plan(dir.path(), "plan.yaml", &plan("rt-p", src, &target.plan_section(), &extra));
+    // The report names the columns whose values PostgreSQL refuses.
+    let (rows, _) = preview_json(dir.path(), &p);
+    let all = by_source(&rows, "cat_rt_src_p.all_types");
+    let refused: Vec<&str> = all["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "refused")
+        .map(|l| l["column"].as_str().unwrap())
+        .collect();
+    for c in ["dt", "tm", "tm2", "tm6", "dtm", "dtm6"] {
+        assert!(refused.contains(&c), "{c} is not reported: {refused:?}");
+    }
+    // `run` creates the missing tables itself (target_tables.create_on_run defaults to true).
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    for t in ["all_types", "rich"] {
+        let (schema, rows) = read_table(src, t);
+        let got = pg_rows(dst, t, &schema);
+        // Rows 1 and 2 hold TIME values beyond 24 h, row 4 zero dates: refused, archived.
+        let lost: Vec<i64> = if t == "all_types" { vec![1, 2, 4] } else { vec![] };
+        let mut want: Vec<Vec<Option<String>>> = sorted(rows)
+            .iter()
+            .filter(|r| !lost.iter().any(|id| r[0].to_string() == id.to_string()))
+            .map(|r| r.iter().zip(&schema.columns).map(|(v, c)| pg_text(v).map(|s| canon(&c.ty, &s))).collect())
+            .collect();
+        want.sort_by(|a, b| a[0].cmp(&b[0]));
+        assert_eq!(got.len(), want.len(), "{t}: rows");
+        for (g, w) in got.iter().zip(&want) {
+            for (i, (gv, wv)) in g.iter().zip(w).enumerate() {
+                let c = &schema.columns[i];
+                let same = match (&c.ty, gv, wv) {
+                    (ColumnType::Json, Some(a), Some(b)) => {
+                        serde_json::from_str::<Json>(a).ok() == serde_json::from_str::<Json>(b).ok()
+                    }
+                    _ => gv == wv,
+                };
+                assert!(same, "{t}.{} of row {:?}: target {}, source {}", c.name, w[0], short(gv), short(wv));
+            }
+        }
+        assert_eq!(dirty_ids(dir.path(), &p, &format!("{src}.{t}")), lost, "{t}: dirty rows");
+    }
+}
+
+#[test]
+fn create_tables_follows_each_strategy_and_retries_only_the_failures() {
+    let (src, dst) = ("cat_ct", "cat_ct_t");
+    fresh_db(src);
+    for t in ["a", "b", "c", "d", "e"] {
+        exec(&[&format!("CREATE TABLE {src}.{t} (id INT PRIMARY KEY, v VARCHAR(10))")]);
+    }
+    fresh_db(dst);
+    exec(&[
+        &format!("CREATE TABLE {dst}.c (id INT PRIMARY KEY, v VARCHAR(10))"),
+        &format!("INSERT INTO {dst}.c VALUES (1, 'kept')"),
+        &format!("CREATE TABLE {dst}.d (id INT PRIMARY KEY, old_column INT)"),
+        &format!("INSERT INTO {dst}.d VALUES (1, 1)"),
+    ]);
+    let dir = workdir();
+    std::fs::write(dir.path().join("e.sql"), "CREATE TABLE cat_ct_t.e (id INT PRIMARY KEY, v VARCHAR(10) NOT NUL);\n")
+        .unwrap();
+    let extra = format!(
+        "route:\n  database: {dst}\ntarget_tables:\n  tables:\n    - {{ tables: 'cat_ct\\.b', missing: skip }}\n    \
+         - {{ tables: 'cat_ct\\.d', existing: drop-and-recreate }}\n    - {{ tables: 'cat_ct\\.e', ddl_file: e.sql }}\n"
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &plan("ct", src, &Target::Maria.plan_section(), &extra));
+    // Without --yes nothing happens: d would be dropped.
+    let out = run_in(dir.path(), &["create-tables", &p]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cat_ct_t.d") && err.contains("--yes"), "{err}");
+    let tables = |db: &str| -> Vec<String> {
+        let (s, _) = (db, ());
+        let opts = mysql_async::Opts::from_url(&main_url()).unwrap();
+        ferry::engine::io_runtime().block_on(async {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let names: Vec<String> = c
+                .exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1", (s,))
+                .await
+                .unwrap();
+            c.disconnect().await.unwrap();
+            names
+        })
+    };
+    assert_eq!(tables(dst), vec!["c", "d"]);
+    // With --yes: every table by its strategy; e fails with the target's error.
+    let out = run_in(dir.path(), &["create-tables", "--yes", &p]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = |t: &str| text.lines().find(|l| l.starts_with(&format!("cat_ct.{t} "))).unwrap_or("").to_string();
+    assert!(line("a").ends_with("created"), "{text}");
+    assert!(line("b").ends_with("missing, skipped"), "{text}");
+    assert!(line("c").ends_with("exists, used as it is"), "{text}");
+    assert!(line("d").ends_with("dropped and created anew"), "{text}");
+    assert!(line("e").contains("FAILED") && line("e").contains("SQL syntax"), "{text}");
+    assert_eq!(tables(dst), vec!["a", "c", "d"]);
+    let (_, kept) = read_table(dst, "c");
+    assert_eq!(kept.len(), 1, "use-existing keeps the rows");
+    let (d_schema, d_rows) = read_table(dst, "d");
+    assert!(d_rows.is_empty() && d_schema.column_index("v").is_some(), "d is the source's shape now");
+    // Fix the file; --retry-failed tries e alone.
+    std::fs::write(dir.path().join("e.sql"), "CREATE TABLE cat_ct_t.e (id INT PRIMARY KEY, v VARCHAR(10) NOT NULL);\n")
+        .unwrap();
+    let text = ok(&run_in(dir.path(), &["create-tables", "--retry-failed", &p]));
+    assert_eq!(text.trim(), "cat_ct.e → cat_ct_t.e: created");
+    assert_eq!(tables(dst), vec!["a", "c", "d", "e"]);
+    let text = ok(&run_in(dir.path(), &["create-tables", "--retry-failed", &p]));
+    assert!(text.contains("nothing to do"), "{text}");
+    // A run with create_on_run: false stops on the table still missing (b), naming it.
+    let p = write_plan(
+        dir.path(),
+        "plan2.yaml",
+        &plan(
+            "ct2",
+            src,
+            &Target::Maria.plan_section(),
+            &extra.replace("target_tables:\n", "target_tables:\n  create_on_run: false\n"),
+        ),
+    );
+    let out = run_in(dir.path(), &["run", "-q", &p]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no table cat_ct_t.b"), "{err}");
+}

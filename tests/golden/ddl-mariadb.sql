@@ -1,0 +1,66 @@
+-- cat_golden.all_types → cat_golden.all_types
+CREATE DATABASE IF NOT EXISTS `cat_golden` DEFAULT CHARACTER SET utf8mb4;
+CREATE TABLE `cat_golden`.`all_types` (
+  `id` int(11) NOT NULL,
+  `ti` tinyint(4) NULL,
+  `tiu` tinyint(3) unsigned NULL,
+  `si` smallint(6) NULL,
+  `siu` smallint(5) unsigned NULL,
+  `mi` mediumint(9) NULL,
+  `miu` mediumint(8) unsigned NULL,
+  `i` int(11) NULL,
+  `iu` int(10) unsigned NULL,
+  `bi` bigint(20) NULL,
+  `biu` bigint(20) unsigned NULL,
+  `b1` tinyint(1) NULL,
+  `yr` year(4) NULL,
+  `after_year` int(10) unsigned NULL,
+  `d` decimal(65,30) NULL,
+  `d2` decimal(10,2) NULL,
+  `d0` decimal(5,0) unsigned NULL,
+  `f` float NULL,
+  `db` double NULL,
+  `dt` date NULL,
+  `tm` time NULL,
+  `tm2` time(2) NULL,
+  `tm6` time(6) NULL,
+  `dtm` datetime NULL,
+  `dtm6` datetime(6) NULL,
+  `ts` timestamp(6) NULL,
+  `ts0` timestamp NULL,
+  `bit1` bit(1) NULL,
+  `bit64` bit(64) NULL,
+  `bit10` bit(10) NULL,
+  `e` enum('small','medium','large') CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL,
+  `st` set('a','b','c','d') CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL,
+  `pt` point NULL,
+  `c` char(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL,
+  `vc` varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL,
+  `l1` varchar(50) CHARACTER SET latin1 COLLATE latin1_swedish_ci NULL,
+  `l1t` text CHARACTER SET latin1 COLLATE latin1_swedish_ci NULL,
+  `bin` binary(8) NULL,
+  `vb` varbinary(50) NULL,
+  `bl` mediumblob NULL,
+  `tx` mediumtext CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL,
+  `js` JSON NULL,
+  `el` enum('é','€') CHARACTER SET latin1 COLLATE latin1_swedish_ci NULL,
+  `sl` set('ä','€','z') CHARACTER SET latin1 COLLATE latin1_swedish_ci NULL,
+  `ip6` inet6 NULL,
+  `ip4` inet4 NULL,
+  PRIMARY KEY (`id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- cat_golden.rich → cat_golden.rich
+CREATE DATABASE IF NOT EXISTS `cat_golden` DEFAULT CHARACTER SET utf8mb4;
+CREATE TABLE `cat_golden`.`rich` (
+  `id` int(10) unsigned NOT NULL AUTO_INCREMENT COMMENT 'row id',
+  `code` varchar(20) CHARACTER SET latin1 COLLATE latin1_swedish_ci NOT NULL DEFAULT 'n/a' COMMENT 'it''s a code',
+  `qty` int(11) NOT NULL DEFAULT 0,
+  `price` decimal(12,2) NULL DEFAULT 9.99,
+  `made` datetime(3) NOT NULL DEFAULT current_timestamp(3),
+  `flags` bit(3) NULL DEFAULT b'101',
+  `note` text CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY (`code`, `qty`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='a table with defaults';
+
