@@ -404,3 +404,105 @@ fn create_tables_follows_each_strategy_and_retries_only_the_failures() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has no table cat_ct_t.b"), "{err}");
 }
+
+/// Polls `cond` every 100 ms for up to a minute.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn target_ids(db: &str) -> Vec<String> {
+    let exists = {
+        let opts = mysql_async::Opts::from_url(&main_url()).unwrap();
+        ferry::engine::io_runtime().block_on(async {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let n: Option<u64> = c
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't'",
+                    (db,),
+                )
+                .await
+                .unwrap();
+            c.disconnect().await.unwrap();
+            n.unwrap_or(0) > 0
+        })
+    };
+    if !exists {
+        return Vec::new();
+    }
+    let (_, rows) = read_table(db, "t");
+    sorted(rows).iter().map(|r| r[0].to_string()).collect()
+}
+
+#[test]
+fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
+    for policy in ["ignore", "log", "error"] {
+        let (src, dst) = (format!("cat_ddl_{policy}"), format!("cat_ddl_{policy}_t"));
+        fresh_db(&src);
+        exec(&[
+            &format!("DROP DATABASE IF EXISTS {dst}"),
+            &format!("CREATE TABLE {src}.t (id INT PRIMARY KEY, a INT)"),
+            &format!("INSERT INTO {src}.t VALUES (1, 1), (2, 2), (3, 3)"),
+        ]);
+        let dir = workdir();
+        let extra = format!(
+            "semantics: exactly-once\nroute:\n  database: {dst}\nschema_changes:\n  policy: {policy}\nerrors:\n  max_restarts: 0\n"
+        );
+        // Unbounded: the schema changes happen while the task runs.
+        let text = plan(&format!("ddl-{policy}"), &src, &Target::Maria.plan_section(), &extra)
+            .replace("  bounded: true\n", "");
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let mut child = ferry().current_dir(dir.path()).args(["run", "-q", &p]).stderr(log).spawn().unwrap();
+        wait_for("the snapshot in the target", || target_ids(&dst).len() == 3);
+        // DML right before and after each DDL, in one batch.
+        exec(&[
+            &format!("USE {src}"),
+            "INSERT INTO t VALUES (4, 4)",
+            "ALTER TABLE t ADD COLUMN c INT DEFAULT 7",
+            "INSERT INTO t VALUES (5, 5, 9)",
+            "ALTER TABLE t MODIFY a BIGINT",
+            "INSERT INTO t VALUES (6, 6, 6)",
+            "ALTER TABLE t RENAME COLUMN a TO a2",
+            "INSERT INTO t VALUES (7, 7, 7)",
+            "ALTER TABLE t DROP COLUMN c",
+            "INSERT INTO t VALUES (8, 8)",
+        ]);
+        if policy == "error" {
+            wait_for("the run to fail", || child.try_wait().unwrap().is_some());
+        } else {
+            wait_for("every row in the target", || target_ids(&dst).len() == 8);
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+        let (schema, rows) = read_table(&dst, "t");
+        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["id", "a"], "{policy}: the target keeps its shape");
+        let ids: Vec<String> = sorted(rows.clone()).iter().map(|r| r[0].to_string()).collect();
+        if policy == "error" {
+            assert!(!status.success(), "{policy}: the run must fail");
+            assert!(err.contains("refused by the schema_changes policy `error`"), "{err}");
+            assert!(err.contains("ADD COLUMN c"), "{err}");
+            assert!(!ids.contains(&"5".to_string()), "{policy}: no row after the DDL: {ids:?}");
+            // And again: the task keeps failing with the same statement.
+            let again = run_in(dir.path(), &["run", "-q", &p]);
+            assert!(!again.status.success());
+            assert!(String::from_utf8_lossy(&again.stderr).contains("ADD COLUMN c"));
+        } else {
+            assert_eq!(ids, (1..=8).map(|i| i.to_string()).collect::<Vec<_>>(), "{policy}: every row");
+            // The renamed column keeps flowing into `a`.
+            let a: Vec<String> = sorted(rows).iter().map(|r| r[1].to_string()).collect();
+            assert_eq!(a, (1..=8).map(|i| i.to_string()).collect::<Vec<_>>(), "{policy}: column a");
+            let warned = ["ADD COLUMN c", "MODIFY a BIGINT", "RENAME COLUMN a TO a2", "DROP COLUMN c"]
+                .iter()
+                .filter(|s| err.lines().any(|l| l.contains(*s) && l.contains("schema_changes policy: log")))
+                .count();
+            assert_eq!(warned, if policy == "log" { 4 } else { 0 }, "{policy}: warnings\n{err}");
+        }
+    }
+}

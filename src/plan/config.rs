@@ -204,6 +204,26 @@ pub struct S3Config {
     pub virtual_hosted_style: bool,
 }
 
+impl SchemaChangesConfig {
+    /// The policy for one kind of change: its override, else the task's (`auto` means `log`
+    /// for the kinds ferry does not follow: `other`).
+    pub fn policy_for(&self, kind: &ferry_operators::SchemaChangeKind) -> DdlPolicy {
+        use ferry_operators::SchemaChangeKind as K;
+        let own = match kind {
+            K::AddColumn { .. } => self.add_column,
+            K::DropColumn { .. } => self.drop_column,
+            K::RenameColumn { .. } => self.rename_column,
+            K::ModifyColumn { .. } => self.modify_column,
+            K::Truncate => self.truncate,
+            K::Other => self.other,
+        };
+        match (own.unwrap_or(self.policy), kind) {
+            (DdlPolicy::Auto, K::Other) => DdlPolicy::Log,
+            (p, _) => p,
+        }
+    }
+}
+
 /// Include and exclude patterns over `db.table` (F2.1).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -164,7 +164,8 @@ impl Compiled {
     /// The target only grows, so key positions never move: columns the plan writes keep their
     /// place (a source column that disappeared is written as NULL), expressions are compiled
     /// again against the new source schema, and source columns the plan has never seen are
-    /// appended at the end (unless the plan drops them by name).
+    /// appended at the end (unless the plan drops them by name, or its `schema_changes` policy
+    /// for added columns is not `auto`: then the target keeps its columns).
     pub fn evolve(&self, id: TableId, source: &TableSchema) -> Result<(Transform, TableSchema), String> {
         let tp = self.table(id);
         let compiled = self.catalog.get(id);
@@ -193,7 +194,10 @@ impl Compiled {
                 }
             }
         }
-        for (j, c) in source.columns.iter().enumerate() {
+        // A new source column reaches the target only when the plan follows added columns.
+        let add = ferry_operators::SchemaChangeKind::AddColumn { column: String::new() };
+        let follow_added = self.plan.raw.schema_changes.policy_for(&add) == DdlPolicy::Auto;
+        for (j, c) in source.columns.iter().enumerate().filter(|_| follow_added) {
             let known = compiled.column_index(&c.name).is_some();
             let dropped = tp.dropped.iter().any(|d| d.eq_ignore_ascii_case(&c.name));
             if !known && !dropped {

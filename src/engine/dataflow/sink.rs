@@ -7,6 +7,7 @@
 //! its writer once every change of their epoch was written, before the epoch commits.
 
 use super::{DirtyArchive, Metrics};
+use crate::plan::config::DdlPolicy;
 use crate::plan::Compiled;
 use crate::sinks::{SinkError, SinkWriter};
 use ferry_operators::{Change, SchemaEvent};
@@ -135,10 +136,25 @@ pub fn sink<'s>(
                 }
                 for event in schema_stash.remove(&e).unwrap_or_default() {
                     let table = names.catalog.get(event.table).name.to_string();
-                    tracing::info!(table, change = ?event.change, statement = %event.statement, epoch = e, "schema change reached the sink");
-                    if let Err(err) = with_retry("schema change", || writer.schema_change(e, &event)) {
-                        fail(err);
-                        return;
+                    match names.plan.raw.schema_changes.policy_for(&event.change) {
+                        DdlPolicy::Auto => {
+                            tracing::info!(table, change = ?event.change, statement = %event.statement, epoch = e, "schema change reached the sink");
+                            if let Err(err) = with_retry("schema change", || writer.schema_change(e, &event)) {
+                                fail(err);
+                                return;
+                            }
+                        }
+                        DdlPolicy::Ignore => {}
+                        DdlPolicy::Log => {
+                            tracing::warn!(table, statement = %event.statement, position = %event.pos, "schema change not applied to the target (schema_changes policy: log)");
+                        }
+                        DdlPolicy::Error => {
+                            fail(format!(
+                                "schema change of {table} at {} refused by the schema_changes policy `error`: {}",
+                                event.pos, event.statement
+                            ));
+                            return;
+                        }
                     }
                 }
                 if let Err(err) = flush.flush() {
