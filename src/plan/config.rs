@@ -158,7 +158,8 @@ pub enum DdlPolicy {
 }
 
 /// Schema-change policies (F8.1): one for the task, overridden per change kind. Defaults live
-/// in [`Default`].
+/// in [`Default`]. Under `auto`, database targets log the change (no `ALTER` yet) and the
+/// `files` target records it; a new table is picked up at the next start.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchemaChangesConfig {
@@ -172,16 +173,11 @@ pub struct SchemaChangesConfig {
     pub rename_column: Option<DdlPolicy>,
     /// `MODIFY` / `CHANGE` to another type.
     pub modify_column: Option<DdlPolicy>,
-    /// `CREATE TABLE` of a table the selection matches.
-    pub create_table: Option<DdlPolicy>,
     /// `TRUNCATE TABLE`.
     pub truncate: Option<DdlPolicy>,
     /// Any other statement on a selected table (indexes, options, `DROP TABLE`, `RENAME
     /// TABLE`): `auto` means `log` for these.
     pub other: Option<DdlPolicy>,
-    /// Under `auto`, a dropped source column is kept in the target (nullable, written as NULL
-    /// from then on) instead of dropped. Default `false`.
-    pub keep_dropped_columns: bool,
 }
 
 /// An S3-compatible object store (AWS S3, MinIO, Ceph RGW, OSS, COS, …). A field left out is
