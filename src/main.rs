@@ -180,15 +180,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The plan, or `None` after printing its errors.
+fn shown<T>(loaded: Result<T, plan::PlanErrors>) -> Option<T> {
+    loaded.map_err(|errors| eprintln!("{errors}")).ok()
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dirty { what: DirtyCommand::Replay { plan: path } } => {
-            let compiled = match plan::load_file(&path) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(ExitCode::from(1));
-                }
+            let Some(compiled) = shown(plan::load_file(&path)) else {
+                return Ok(ExitCode::from(1));
             };
             let s = ferry::engine::replay_dirty(compiled)?;
             if s.files == 0 {
@@ -260,12 +261,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Preview { plan: path, json, dialect } => {
-            let compiled = match plan::load_file_lenient(&path) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(ExitCode::from(1));
-                }
+            let Some(compiled) = shown(plan::load_file_lenient(&path)) else {
+                return Ok(ExitCode::from(1));
             };
             let dialect = match dialect {
                 Some(d) => Some(DdlDialect::parse(&d).map_err(anyhow::Error::msg)?),
@@ -280,12 +277,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if rows.iter().any(|r| r.verdict.is_some()) { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Ddl { plan: path, table, dialect } => {
-            let compiled = match plan::load_file_lenient(&path) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(ExitCode::from(1));
-                }
+            let Some(compiled) = shown(plan::load_file_lenient(&path)) else {
+                return Ok(ExitCode::from(1));
             };
             let dialect = match dialect {
                 Some(d) => DdlDialect::parse(&d).map_err(anyhow::Error::msg)?,
@@ -314,12 +307,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CreateTables { plan: path, yes, retry_failed } => {
-            let compiled = match plan::load_file(&path) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(ExitCode::from(1));
-                }
+            let Some(compiled) = shown(plan::load_file(&path)) else {
+                return Ok(ExitCode::from(1));
             };
             let reports =
                 match catalog::create::create_tables(&compiled, catalog::create::CreateOptions { yes, retry_failed }) {

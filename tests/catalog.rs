@@ -46,6 +46,18 @@ fn preview_json(dir: &Path, plan: &str) -> (Vec<Json>, bool) {
     (rows.as_array().unwrap().clone(), out.status.success())
 }
 
+/// The columns the preview's type-loss report says the target refuses values of.
+fn refused_columns(dir: &Path, plan: &str, source: &str) -> Vec<String> {
+    let (rows, _) = preview_json(dir, plan);
+    by_source(&rows, source)["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "refused")
+        .map(|l| l["column"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn by_source<'a>(rows: &'a [Json], source: &str) -> &'a Json {
     rows.iter().find(|r| r["source"] == source).unwrap_or_else(|| panic!("no {source} in {rows:?}"))
 }
@@ -180,14 +192,7 @@ fn all_types_copy_exactly_through_generated_mariadb_ddl() {
     let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\n");
     let p = write_plan(dir.path(), "plan.yaml", &plan("rt-m", src, &target.plan_section(), &extra));
     // The report names the ENUM columns: a strict MariaDB refuses their error value.
-    let (rows, _) = preview_json(dir.path(), &p);
-    let refused: Vec<&str> = by_source(&rows, "cat_rt_src_m.all_types")["losses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["kind"] == "refused")
-        .map(|l| l["column"].as_str().unwrap())
-        .collect();
+    let refused = refused_columns(dir.path(), &p, "cat_rt_src_m.all_types");
     assert_eq!(refused, vec!["e", "el"]);
     let created = ok(&run_in(dir.path(), &["create-tables", &p]));
     assert!(created.contains("cat_rt_src_m.all_types → cat_rt_m.all_types: created"), "{created}");
@@ -281,17 +286,9 @@ fn all_types_copy_into_generated_postgres_ddl_except_what_the_loss_report_names(
     let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\n");
     let p = write_plan(dir.path(), "plan.yaml", &plan("rt-p", src, &target.plan_section(), &extra));
     // The report names the columns whose values PostgreSQL refuses.
-    let (rows, _) = preview_json(dir.path(), &p);
-    let all = by_source(&rows, "cat_rt_src_p.all_types");
-    let refused: Vec<&str> = all["losses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["kind"] == "refused")
-        .map(|l| l["column"].as_str().unwrap())
-        .collect();
+    let refused = refused_columns(dir.path(), &p, "cat_rt_src_p.all_types");
     for c in ["dt", "tm", "tm2", "tm6", "dtm", "dtm6"] {
-        assert!(refused.contains(&c), "{c} is not reported: {refused:?}");
+        assert!(refused.iter().any(|r| r == c), "{c} is not reported: {refused:?}");
     }
     // `run` creates the missing tables itself (target_tables.create_on_run defaults to true).
     ok(&run_in(dir.path(), &["run", "-q", &p]));
