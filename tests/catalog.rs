@@ -348,13 +348,12 @@ fn create_tables_follows_each_strategy_and_retries_only_the_failures() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cat_ct_t.d") && err.contains("--yes"), "{err}");
     let tables = |db: &str| -> Vec<String> {
-        let (s, _) = (db, ());
         let opts = mysql_async::Opts::from_url(&main_url()).unwrap();
         ferry::engine::io_runtime().block_on(async {
             use mysql_async::prelude::Queryable;
             let mut c = mysql_async::Conn::new(opts).await.unwrap();
             let names: Vec<String> = c
-                .exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1", (s,))
+                .exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1", (db,))
                 .await
                 .unwrap();
             c.disconnect().await.unwrap();

@@ -61,8 +61,7 @@ pub enum CreateError {
 /// The strategies of a source table.
 pub fn strategies(raw: &PlanFile, source: &str) -> (MissingTable, ExistingTable) {
     let t = &raw.target_tables;
-    let o =
-        t.tables.iter().find(|o| regex::Regex::new(&format!("^(?:{})$", o.tables)).is_ok_and(|r| r.is_match(source)));
+    let o = t.table(source);
     (o.and_then(|o| o.missing).unwrap_or(t.missing), o.and_then(|o| o.existing).unwrap_or(t.existing))
 }
 

@@ -101,6 +101,13 @@ impl Default for TargetTablesConfig {
     }
 }
 
+impl TargetTablesConfig {
+    /// The first per-table entry whose pattern matches the source `db.table`.
+    pub fn table(&self, source: &str) -> Option<&TargetTableOverride> {
+        self.tables.iter().find(|o| regex::Regex::new(&format!("^(?:{})$", o.tables)).is_ok_and(|r| r.is_match(source)))
+    }
+}
+
 /// A missing target table (F5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
