@@ -144,6 +144,18 @@ impl TaskState {
         self.write(&self.path("catalog/create-failed.json"), &tables)
     }
 
+    /// The schema changes a database target has taken (`schema_changes` policy `auto`), in
+    /// order: a replayed epoch's change is not applied twice, and renames stay known after a
+    /// restart.
+    pub fn ddl_applied(&self) -> Result<AppliedDdl, StateError> {
+        Ok(self.read(&self.path("ddl/applied.json"))?.unwrap_or_default())
+    }
+
+    /// Records the schema changes a database target has taken.
+    pub fn write_ddl_applied(&self, applied: &AppliedDdl) -> Result<(), StateError> {
+        self.write(&self.path("ddl/applied.json"), applied)
+    }
+
     /// Deletes all of the task's state.
     pub fn discard(&self) -> Result<usize, StateError> {
         Ok(self.store.delete_prefix(&self.task)?)
@@ -257,5 +269,41 @@ mod tests {
         assert_eq!(st.sink_progress("files", 1).unwrap(), 0);
         st.write_sink_progress("files", 1, 9).unwrap();
         assert_eq!(st.sink_progress("files", 1).unwrap(), 9);
+    }
+}
+
+/// The schema changes a database target has taken, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppliedDdl {
+    /// The last epoch whose schema changes were all applied (0: none).
+    pub epoch: u64,
+    /// Every applied change.
+    pub changes: Vec<AppliedChange>,
+}
+
+/// One schema change a database target has taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppliedChange {
+    /// The epoch the change ended.
+    pub epoch: u64,
+    /// The source table, `db.table`.
+    pub table: String,
+    /// What changed.
+    pub change: ferry_operators::SchemaChangeKind,
+    /// The statements run on the target (none: it had the change already).
+    pub statements: Vec<String>,
+}
+
+impl AppliedDdl {
+    /// The column renames applied to `table` (`db.table`), in order: `(from, to)`.
+    pub fn renames(&self, table: &str) -> Vec<(String, String)> {
+        self.changes
+            .iter()
+            .filter(|c| c.table == table)
+            .filter_map(|c| match &c.change {
+                ferry_operators::SchemaChangeKind::RenameColumn { from, to } => Some((from.clone(), to.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }

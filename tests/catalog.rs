@@ -434,6 +434,123 @@ fn target_ids(db: &str) -> Vec<String> {
     sorted(rows).iter().map(|r| r[0].to_string()).collect()
 }
 
+/// Rows of `db.table` in the MariaDB target.
+fn count(db: &str, table: &str) -> usize {
+    read_table(db, table).1.len()
+}
+
+/// The column names of `db.table` in a target, in table order (empty: no such table).
+fn target_columns(target: Target, db: &str, table: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = '{db}' AND table_name = '{table}' \
+         ORDER BY ordinal_position"
+    );
+    ferry::engine::io_runtime().block_on(async {
+        match target {
+            Target::Pg => {
+                let c = common::sql::pg_client().await;
+                let rows = c.query(&sql, &[]).await.unwrap();
+                rows.iter().map(|r| r.get::<_, String>(0)).collect()
+            }
+            _ => {
+                use mysql_async::prelude::Queryable;
+                let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&main_url()).unwrap()).await.unwrap();
+                let names: Vec<String> = c.query(&sql).await.unwrap();
+                c.disconnect().await.unwrap();
+                names
+            }
+        }
+    })
+}
+
+/// Whether the target's `dst.table` has the source's `src.table` columns and rows, exactly.
+fn same_as_source(target: Target, src: &str, dst: &str, table: &str) -> bool {
+    let (schema, rows) = read_table(src, table);
+    let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    target_columns(target, dst, table) == names
+        && target.rows(dst, table, &schema) == common::sql::expected(&schema, &rows)
+}
+
+#[test]
+fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_same_rows() {
+    for (target, crash) in [(Target::Maria, false), (Target::Pg, false), (Target::Maria, true)] {
+        let tag = format!("{}{}", target.tag(), if crash { "_crash" } else { "" });
+        let (src, dst) = (format!("cat_auto_{tag}"), format!("cat_auto_{tag}_t"));
+        fresh_db(&src);
+        target.fresh_namespace(&dst);
+        exec(&[
+            &format!("CREATE TABLE {src}.t (id INT PRIMARY KEY, a INT, b VARCHAR(10))"),
+            &format!("INSERT INTO {src}.t VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 3, 'z')"),
+            &format!("CREATE TABLE {src}.u (id INT PRIMARY KEY)"),
+            &format!("INSERT INTO {src}.u VALUES (1), (2)"),
+        ]);
+        let dir = workdir();
+        let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\nerrors:\n  max_restarts: 0\n");
+        let text = plan(&format!("auto-{tag}"), &src, &target.plan_section(), &extra).replace("  bounded: true\n", "");
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        let start = |fault: bool| {
+            let log =
+                std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("stderr.log")).unwrap();
+            let mut cmd = ferry();
+            cmd.current_dir(dir.path()).args(["run", "-q", &p]).stderr(log);
+            if fault {
+                // Dies right after the target took the first DDL, before it was recorded.
+                cmd.env("FERRY_FAULT_DDL_CRASH", "1");
+            }
+            cmd.spawn().unwrap()
+        };
+        let mut child = start(crash);
+        wait_for("the snapshot in the target", || same_as_source(target, &src, &dst, "t"));
+        // DML right before and after each DDL: a row after a DDL needs it (a value only the
+        // wider type holds, the renamed and the added column), a row before it must not see it.
+        exec(&[
+            &format!("USE {src}"),
+            "INSERT INTO t VALUES (4, 4, 'w')",
+            "ALTER TABLE t ADD COLUMN c INT NOT NULL DEFAULT 7",
+            "INSERT INTO t VALUES (5, 5, 'v', 9)",
+            "ALTER TABLE t MODIFY a BIGINT",
+            "INSERT INTO t VALUES (6, 6000000000, 'u', 6)",
+            "ALTER TABLE t RENAME COLUMN a TO a2",
+            "INSERT INTO t VALUES (7, 7, 't', 7)",
+            "UPDATE t SET a2 = a2 + 10 WHERE id = 1",
+            "ALTER TABLE t DROP COLUMN b",
+            "INSERT INTO t VALUES (8, 8, 8)",
+            "UPDATE t SET c = 70 WHERE id = 2",
+            "INSERT INTO u VALUES (3)",
+            "TRUNCATE TABLE u",
+            "INSERT INTO u VALUES (4)",
+        ]);
+        if crash {
+            let status = child.wait().unwrap();
+            assert!(!status.success(), "{tag}: the fault must kill the run");
+            child = start(false);
+        }
+        wait_for("the target to follow the source", || {
+            same_as_source(target, &src, &dst, "t") && same_as_source(target, &src, &dst, "u")
+        });
+        let _ = child.kill();
+        child.wait().unwrap();
+        let dirty = dir.path().join(format!("state/auto-{tag}/dirty"));
+        let refused = std::fs::read_dir(&dirty).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(
+            refused,
+            0,
+            "{tag}: no row refused\n{}",
+            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap()
+        );
+        let ids: Vec<String> = target.rows(&dst, "u", &read_table(&src, "u").0);
+        assert_eq!(ids, vec!["4"], "{tag}: u holds only the row after the TRUNCATE");
+        // The record of what the target took.
+        let applied: Json = serde_json::from_slice(
+            &std::fs::read(dir.path().join(format!("state/auto-{tag}/ddl/applied.json"))).unwrap(),
+        )
+        .unwrap();
+        let kinds: Vec<&str> =
+            applied["changes"].as_array().unwrap().iter().map(|c| c["change"]["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["add_column", "modify_column", "rename_column", "drop_column", "truncate"], "{tag}");
+    }
+}
+
 #[test]
 fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
     for policy in ["ignore", "log", "error"] {
@@ -443,6 +560,8 @@ fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
             &format!("DROP DATABASE IF EXISTS {dst}"),
             &format!("CREATE TABLE {src}.t (id INT PRIMARY KEY, a INT)"),
             &format!("INSERT INTO {src}.t VALUES (1, 1), (2, 2), (3, 3)"),
+            &format!("CREATE TABLE {src}.u (id INT PRIMARY KEY)"),
+            &format!("INSERT INTO {src}.u VALUES (1), (2)"),
         ]);
         let dir = workdir();
         let extra = format!(
@@ -467,11 +586,14 @@ fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
             "INSERT INTO t VALUES (7, 7, 7)",
             "ALTER TABLE t DROP COLUMN c",
             "INSERT INTO t VALUES (8, 8)",
+            "INSERT INTO u VALUES (3)",
+            "TRUNCATE TABLE u",
+            "INSERT INTO u VALUES (4)",
         ]);
         if policy == "error" {
             wait_for("the run to fail", || child.try_wait().unwrap().is_some());
         } else {
-            wait_for("every row in the target", || target_ids(&dst).len() == 8);
+            wait_for("every row in the target", || target_ids(&dst).len() == 8 && count(&dst, "u") == 4);
             let _ = child.kill();
         }
         let status = child.wait().unwrap();
@@ -494,11 +616,14 @@ fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
             // The renamed column keeps flowing into `a`.
             let a: Vec<String> = sorted(rows).iter().map(|r| r[1].to_string()).collect();
             assert_eq!(a, (1..=8).map(|i| i.to_string()).collect::<Vec<_>>(), "{policy}: column a");
-            let warned = ["ADD COLUMN c", "MODIFY a BIGINT", "RENAME COLUMN a TO a2", "DROP COLUMN c"]
-                .iter()
-                .filter(|s| err.lines().any(|l| l.contains(*s) && l.contains("schema_changes policy: log")))
-                .count();
-            assert_eq!(warned, if policy == "log" { 4 } else { 0 }, "{policy}: warnings\n{err}");
+            let warned =
+                ["ADD COLUMN c", "MODIFY a BIGINT", "RENAME COLUMN a TO a2", "DROP COLUMN c", "TRUNCATE TABLE u"]
+                    .iter()
+                    .filter(|s| err.lines().any(|l| l.contains(*s) && l.contains("schema_changes policy: log")))
+                    .count();
+            assert_eq!(warned, if policy == "log" { 5 } else { 0 }, "{policy}: warnings\n{err}");
+            // Not truncated: every row of u, the ones before the TRUNCATE too.
+            assert_eq!(count(&dst, "u"), 4, "{policy}: u keeps its rows");
         }
     }
 }

@@ -151,6 +151,26 @@ impl Change {
     }
 }
 
+/// A column definition as a source DDL statement wrote it (MySQL dialect): what a target
+/// needs to add or change the column the same way.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnSpec {
+    /// The type, e.g. `VARCHAR(20)`, `INT UNSIGNED`, `ENUM('a','b')`.
+    pub ty: String,
+    /// `CHARACTER SET`, when the statement names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charset: Option<String>,
+    /// `COLLATE`, when the statement names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
+    /// `NOT NULL`.
+    #[serde(default)]
+    pub not_null: bool,
+    /// `DEFAULT`, as an expression of the source's dialect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
 /// What one source schema change did to one table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -159,6 +179,9 @@ pub enum SchemaChangeKind {
     AddColumn {
         /// Its name.
         column: String,
+        /// Its definition, as the statement wrote it.
+        #[serde(default)]
+        spec: ColumnSpec,
     },
     /// A removed column.
     DropColumn {
@@ -172,12 +195,13 @@ pub enum SchemaChangeKind {
         /// The new name.
         to: String,
     },
-    /// A column with a new type.
+    /// A column with a new definition (type, nullability, default).
     ModifyColumn {
         /// Its name.
         column: String,
-        /// The new type, as the statement wrote it.
-        ty: String,
+        /// The new definition, as the statement wrote it.
+        #[serde(default)]
+        spec: ColumnSpec,
     },
     /// Every row removed (`TRUNCATE`).
     Truncate,

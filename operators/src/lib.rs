@@ -25,6 +25,6 @@ pub mod template;
 pub mod transform;
 pub mod value;
 
-pub use change::{Change, Op, Position, Row, SchemaChangeKind, SchemaEvent};
+pub use change::{Change, ColumnSpec, Op, Position, Row, SchemaChangeKind, SchemaEvent};
 pub use schema::{Catalog, Column, ColumnType, TableId, TableName, TableSchema};
 pub use value::Value;

@@ -16,6 +16,7 @@
 //! The type mapping is one function per dialect in [`types`]; its table is in
 //! `ARCHITECTURE.md` ("Type mapping").
 
+pub mod alter;
 pub mod create;
 pub mod ddl;
 pub mod preview;

@@ -35,6 +35,7 @@ use dataflow::{sink, source, transform, DirtyArchive, Metrics};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
@@ -164,6 +165,18 @@ fn output_description(plan: &Compiled) -> String {
 
 fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The column renames the target took in earlier runs, per selected table.
+fn applied_renames(
+    state: &TaskState,
+    compiled: &Compiled,
+) -> Result<std::collections::HashMap<ferry_operators::TableId, Vec<(String, String)>>, EngineError> {
+    let applied = state.ddl_applied()?;
+    Ok((0..compiled.catalog.tables.len())
+        .map(|t| (t as ferry_operators::TableId, applied.renames(&compiled.catalog.get(t as _).name.to_string())))
+        .filter(|(_, r)| !r.is_empty())
+        .collect())
 }
 
 /// Whether a restart may fix the error (not a bad restore point, not a bad cluster setup).
@@ -318,6 +331,7 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
         }
     }
     let stops = Arc::new(TableStops::load(&state, &compiled.catalog)?);
+    let renames = applied_renames(&state, &compiled)?;
     let mysql = match &compiled.plan.source {
         SourceSpec::Mysql(cfg) => Some(prepare_mysql(cfg, &compiled, &state, opts.process)?),
         SourceSpec::Datagen(_) => None,
@@ -370,6 +384,7 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
                             stops: stops.clone(),
                             policy: plan.plan.raw.errors.write_error,
                             semantics: plan.plan.raw.semantics,
+                            renames: renames.clone(),
                         })
                         .map_err(|e| EngineError::Worker(e.to_string()))?,
                     ),
@@ -390,6 +405,13 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
                     _ => Box::new(NullWriter),
                 };
                 let skip_upto = writer.committed();
+                let applier = match &plan.plan.target {
+                    TargetSpec::Sql(t) if writer.takes_ddl() && index == 0 => Some(
+                        dataflow::ddl::DdlApplier::new(plan.clone(), t.clone(), state.clone(), stops.clone())
+                            .map_err(EngineError::Worker)?,
+                    ),
+                    _ => None,
+                };
                 let probe = ProbeHandle::new();
                 let failure_flag = failure.clone();
                 worker.dataflow::<u64, _, _>(|scope| {
@@ -408,17 +430,18 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
                         ),
                     };
                     let transformed = transform::transform(changes, plan.clone(), dirty.clone(), metrics.clone());
-                    sink::sink(
+                    let to_apply = sink::sink(
                         transformed,
-                        schema,
+                        schema.broadcast(),
                         plan.clone(),
                         writer,
                         skip_upto,
                         dirty,
                         metrics.clone(),
-                        failure_flag,
-                    )
-                    .probe_with(&probe);
+                        failure_flag.clone(),
+                        probe.clone(),
+                    );
+                    dataflow::ddl::ddl(to_apply, applier, failure_flag).probe_with(&probe);
                 });
                 let mut coordinator = (index == 0).then(|| Coordinator::new(state.clone(), &restore, peers, &plan));
                 while worker.step_or_park(Some(Duration::from_millis(20))) {
@@ -795,6 +818,7 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
         stops: Arc::new(TableStops::default()),
         policy: crate::plan::config::WriteErrorPolicy::Ignore,
         semantics: Semantics::AtLeastOnce,
+        renames: applied_renames(&state, &compiled)?,
     })
     .map_err(|e| EngineError::Worker(e.to_string()))?;
     let cx = Context { datasource: &plan.plan.source_name, now_micros: now_micros() };

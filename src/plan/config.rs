@@ -165,8 +165,9 @@ pub enum DdlPolicy {
 }
 
 /// Schema-change policies (F8.1): one for the task, overridden per change kind. Defaults live
-/// in [`Default`]. Under `auto`, database targets log the change (no `ALTER` yet) and the
-/// `files` target records it; a new table is picked up at the next start.
+/// in [`Default`]. Under `auto`, database targets take the same change (`ALTER TABLE`,
+/// `TRUNCATE`) exactly between the rows before and after it, and the `files` target records
+/// it; a new table is picked up at the next start.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchemaChangesConfig {
@@ -185,6 +186,9 @@ pub struct SchemaChangesConfig {
     /// Any other statement on a selected table (indexes, options, `DROP TABLE`, `RENAME
     /// TABLE`): `auto` means `log` for these.
     pub other: Option<DdlPolicy>,
+    /// Under `auto`, a dropped source column stays in the target, made nullable, and gets
+    /// NULL in rows written after the drop (instead of being dropped there too). Default false.
+    pub keep_dropped_columns: bool,
 }
 
 /// An S3-compatible object store (AWS S3, MinIO, Ceph RGW, OSS, COS, …). A field left out is
@@ -208,6 +212,13 @@ pub struct S3Config {
 }
 
 impl SchemaChangesConfig {
+    /// Whether columns dropped in the source leave the target's rows (`auto` drops that do
+    /// not keep the column): the target schema of later rows then has no such column.
+    pub fn follows_drops(&self) -> bool {
+        let drop = ferry_operators::SchemaChangeKind::DropColumn { column: String::new() };
+        self.policy_for(&drop) == DdlPolicy::Auto && !self.keep_dropped_columns
+    }
+
     /// The policy for one kind of change: its override, else the task's (`auto` means `log`
     /// for the kinds ferry does not follow: `other`).
     pub fn policy_for(&self, kind: &ferry_operators::SchemaChangeKind) -> DdlPolicy {

@@ -175,13 +175,20 @@ impl Compiled {
         let mut exprs = tp.exprs.iter();
         let mut projection = Vec::new();
         let mut columns = Vec::new();
-        for (p, target) in tp.transform.projection.iter().zip(&tp.target_schema.columns) {
+        let follow_drops = self.plan.raw.schema_changes.follows_drops();
+        // Positions (in the plan's target schema) of columns this version does not have.
+        let mut absent: Vec<usize> = Vec::new();
+        for (pos, (p, target)) in tp.transform.projection.iter().zip(&tp.target_schema.columns).enumerate() {
             match p {
                 Proj::Col(i) => match source.column_index(&compiled.columns[*i].name) {
                     Some(j) => {
                         projection.push(Proj::Col(j));
                         columns.push(target.clone());
                     }
+                    // Not in this version of the source table: when the plan follows drops,
+                    // the column leaves the target's rows (a restart may replay rows from before
+                    // an added column too: the target gets it only with the ALTER), else NULL.
+                    None if follow_drops => absent.push(pos),
                     None => {
                         projection.push(Proj::Expr(Box::new(Expr::compile("NULL", source).map_err(fail)?)));
                         columns.push(Column { nullable: true, ..target.clone() });
@@ -195,7 +202,7 @@ impl Compiled {
             }
         }
         // A new source column reaches the target only when the plan follows added columns.
-        let add = ferry_operators::SchemaChangeKind::AddColumn { column: String::new() };
+        let add = ferry_operators::SchemaChangeKind::AddColumn { column: String::new(), spec: Default::default() };
         let follow_added = self.plan.raw.schema_changes.policy_for(&add) == DdlPolicy::Auto;
         for (j, c) in source.columns.iter().enumerate().filter(|_| follow_added) {
             let known = compiled.column_index(&c.name).is_some();
@@ -206,7 +213,19 @@ impl Compiled {
             }
         }
         let filter = tp.filter_src.as_deref().map(|f| Expr::compile(f, source)).transpose().map_err(fail)?;
-        let target = TableSchema { columns, version: source.version, ..tp.target_schema.clone() };
+        // Keys keep pointing at their columns; a key that lost a column is no key any more.
+        let base = &tp.target_schema;
+        let moved = |i: usize| -> Option<usize> {
+            (!absent.contains(&i)).then(|| i - absent.iter().filter(|&&a| a < i).count())
+        };
+        let remap = |key: &[usize]| -> Option<Vec<usize>> { key.iter().map(|&i| moved(i)).collect() };
+        let target = TableSchema {
+            columns,
+            version: source.version,
+            primary_key: remap(&base.primary_key).unwrap_or_default(),
+            unique_keys: base.unique_keys.iter().filter_map(|k| remap(k)).collect(),
+            name: base.name.clone(),
+        };
         Ok((Transform::new(tp.transform.ops, filter, projection, source.columns.len()), target))
     }
 }

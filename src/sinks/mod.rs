@@ -54,6 +54,18 @@ pub trait SinkWriter {
         let _ = (epoch, event);
         Ok(())
     }
+    /// A schema change the plan follows (policy `auto`), given to every sink worker after
+    /// every change of `epoch` was written and before the epoch commits: a writer adjusts how
+    /// it writes the table's later rows (a database writer: the renamed column's new name).
+    fn follow_schema_change(&mut self, epoch: u64, event: &SchemaEvent) -> Result<(), SinkError> {
+        let _ = (epoch, event);
+        Ok(())
+    }
+    /// Whether the target takes followed schema changes as DDL of its own (database
+    /// targets): the sink stage then writes no row of a later epoch until the DDL ran.
+    fn takes_ddl(&self) -> bool {
+        false
+    }
     /// Everything of `epoch` has arrived: make it durable. Exactly-once sinks publish the epoch
     /// atomically with their progress here.
     fn commit(&mut self, epoch: u64) -> Result<(), SinkError>;

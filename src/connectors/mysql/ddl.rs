@@ -7,8 +7,8 @@
 //! flowing into the same target column; the binlog operator also hands them to the sinks as
 //! `ferry_operators::SchemaEvent`s.
 
-use ferry_operators::SchemaChangeKind;
-use sqlparser::ast::{AlterTableOperation, ObjectName, ObjectNamePart, ObjectType, Statement};
+use ferry_operators::{ColumnSpec, SchemaChangeKind};
+use sqlparser::ast::{AlterTableOperation, ColumnOption, DataType, ObjectName, ObjectNamePart, ObjectType, Statement};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
@@ -42,6 +42,34 @@ fn qualify(default_db: &str, name: &ObjectName) -> (String, String) {
     }
 }
 
+/// A column's definition from its type and options.
+fn spec<'a>(data_type: &DataType, options: impl IntoIterator<Item = &'a ColumnOption>) -> ColumnSpec {
+    let mut spec = ColumnSpec { ty: data_type.to_string(), ..ColumnSpec::default() };
+    for o in options {
+        match o {
+            ColumnOption::NotNull => spec.not_null = true,
+            ColumnOption::Null => spec.not_null = false,
+            ColumnOption::Default(e) => spec.default = Some(e.to_string()).filter(|d| !d.eq_ignore_ascii_case("null")),
+            ColumnOption::CharacterSet(n) => spec.charset = Some(unquoted(n)),
+            ColumnOption::Collation(n) => spec.collation = Some(unquoted(n)),
+            ColumnOption::PrimaryKey(_) => spec.not_null = true,
+            _ => {}
+        }
+    }
+    spec
+}
+
+fn unquoted(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// Parses one binlog QUERY event's statement; `default_db` is the database it ran in.
 /// Statements the parser does not know become [`SchemaChange::Other`] (never an error: the
 /// table maps stay the source of truth for decoding).
@@ -58,7 +86,8 @@ pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
                 for op in alter.operations {
                     match op {
                         AlterTableOperation::AddColumn { column_def, .. } => {
-                            out.push(on(&table, K::AddColumn { column: column_def.name.value }))
+                            let spec = spec(&column_def.data_type, column_def.options.iter().map(|o| &o.option));
+                            out.push(on(&table, K::AddColumn { column: column_def.name.value, spec }))
                         }
                         AlterTableOperation::DropColumn { column_names, .. } => {
                             for c in column_names {
@@ -69,16 +98,21 @@ pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
                             &table,
                             K::RenameColumn { from: old_column_name.value, to: new_column_name.value },
                         )),
-                        AlterTableOperation::ChangeColumn { old_name, new_name, data_type, .. } => out.push(on(
-                            &table,
-                            if old_name.value.eq_ignore_ascii_case(&new_name.value) {
-                                K::ModifyColumn { column: new_name.value, ty: data_type.to_string() }
-                            } else {
-                                K::RenameColumn { from: old_name.value, to: new_name.value }
-                            },
-                        )),
-                        AlterTableOperation::ModifyColumn { col_name, data_type, .. } => {
-                            out.push(on(&table, K::ModifyColumn { column: col_name.value, ty: data_type.to_string() }))
+                        // `CHANGE old new type`: a rename (when the name differs), then the
+                        // definition under the new name.
+                        AlterTableOperation::ChangeColumn { old_name, new_name, data_type, options, .. } => {
+                            if !old_name.value.eq_ignore_ascii_case(&new_name.value) {
+                                out.push(on(
+                                    &table,
+                                    K::RenameColumn { from: old_name.value, to: new_name.value.clone() },
+                                ));
+                            }
+                            let spec = spec(&data_type, &options);
+                            out.push(on(&table, K::ModifyColumn { column: new_name.value, spec }));
+                        }
+                        AlterTableOperation::ModifyColumn { col_name, data_type, options, .. } => {
+                            let spec = spec(&data_type, &options);
+                            out.push(on(&table, K::ModifyColumn { column: col_name.value, spec }))
                         }
                         _ => out.push(on(&table, K::Other)),
                     }
@@ -117,10 +151,11 @@ mod tests {
     fn alter_statements_become_one_event_per_operation() {
         let got =
             parse("shop", "ALTER TABLE orders ADD COLUMN c INT DEFAULT 7, DROP COLUMN note, RENAME COLUMN a TO b");
+        let c = ColumnSpec { ty: "INT".into(), default: Some("7".into()), ..ColumnSpec::default() };
         assert_eq!(
             got,
             vec![
-                at("shop", "orders", SchemaChangeKind::AddColumn { column: "c".into() }),
+                at("shop", "orders", SchemaChangeKind::AddColumn { column: "c".into(), spec: c }),
                 at("shop", "orders", SchemaChangeKind::DropColumn { column: "note".into() }),
                 at("shop", "orders", SchemaChangeKind::RenameColumn { from: "a".into(), to: "b".into() }),
             ]
@@ -128,14 +163,25 @@ mod tests {
     }
 
     #[test]
-    fn change_with_a_new_name_is_a_rename_and_modify_is_a_type_change() {
+    fn change_with_a_new_name_is_a_rename_then_a_new_definition_and_modify_is_a_new_definition() {
+        let big = ColumnSpec { ty: "BIGINT".into(), not_null: true, ..ColumnSpec::default() };
         assert_eq!(
-            parse("d", "ALTER TABLE `x`.`t` CHANGE old_c new_c BIGINT"),
-            vec![at("x", "t", SchemaChangeKind::RenameColumn { from: "old_c".into(), to: "new_c".into() })]
+            parse("d", "ALTER TABLE `x`.`t` CHANGE old_c new_c BIGINT NOT NULL"),
+            vec![
+                at("x", "t", SchemaChangeKind::RenameColumn { from: "old_c".into(), to: "new_c".into() }),
+                at("x", "t", SchemaChangeKind::ModifyColumn { column: "new_c".into(), spec: big }),
+            ]
         );
+        let text = ColumnSpec {
+            ty: "VARCHAR(200)".into(),
+            charset: Some("latin1".into()),
+            collation: Some("latin1_bin".into()),
+            default: Some("'x'".into()),
+            ..ColumnSpec::default()
+        };
         assert_eq!(
-            parse("d", "ALTER TABLE t MODIFY v VARCHAR(200)"),
-            vec![at("d", "t", SchemaChangeKind::ModifyColumn { column: "v".into(), ty: "VARCHAR(200)".into() })]
+            parse("d", "ALTER TABLE t MODIFY v VARCHAR(200) CHARACTER SET latin1 COLLATE latin1_bin NULL DEFAULT 'x'"),
+            vec![at("d", "t", SchemaChangeKind::ModifyColumn { column: "v".into(), spec: text })]
         );
     }
 

@@ -1,6 +1,7 @@
 //! The operators of a run's dataflow (connector side): the datagen source, the transform stage,
 //! the sink stage; plus the run's metrics, the dirty-data archive and the live status line.
 
+pub mod ddl;
 pub mod mysql;
 pub mod sink;
 pub mod source;

@@ -831,12 +831,15 @@ fn binlog<'s>(
                                 let base = plan.catalog.get(tid);
                                 if let Some(names) = ev_names {
                                     // A renamed column keeps its original name, so it keeps
-                                    // flowing into the same target column.
+                                    // flowing into the same target column (the one the run
+                                    // started with: after a restart the new name is the column).
                                     let names: Vec<String> = match aliases.get(&tid) {
                                         Some(a) => names
                                             .iter()
                                             .map(|n| match a.get(n) {
-                                                Some(orig) if !names.contains(orig) => orig.clone(),
+                                                Some(orig) if !names.contains(orig) && base.column_index(orig).is_some() => {
+                                                    orig.clone()
+                                                }
                                                 _ => n.clone(),
                                             })
                                             .collect(),

@@ -292,6 +292,57 @@ impl SqlTarget {
         Ok(db.query_u64(&sql).await?.unwrap_or(0) > 0)
     }
 
+    /// The columns of `schema.table` as the target reports them, in table order (empty: no
+    /// such table).
+    pub async fn columns(
+        &self,
+        db: &mut Db,
+        schema: &str,
+        table: &str,
+    ) -> Result<Vec<crate::catalog::alter::TargetColumn>, DbError> {
+        use crate::catalog::alter::TargetColumn;
+        match db {
+            Db::My(c) => {
+                use mysql_async::prelude::Queryable;
+                type Row = (String, String, String, Option<String>, Option<String>);
+                let rows: Vec<Row> = c
+                    .exec(
+                        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME \
+                         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                         ORDER BY ORDINAL_POSITION",
+                        (schema, table),
+                    )
+                    .await
+                    .map_err(DbError::mysql)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, ty, nullable, cs, coll)| TargetColumn {
+                        name,
+                        ty,
+                        nullable: nullable == "YES",
+                        charset: cs.zip(coll),
+                    })
+                    .collect())
+            }
+            Db::Pg(c) => {
+                let q = self.text(&self.dialect.qualified(schema, table));
+                let sql = format!(
+                    "SELECT attname, format_type(atttypid, atttypmod), CASE WHEN attnotnull THEN 'f' ELSE 't' END \
+                     FROM pg_attribute WHERE attrelid = to_regclass({q}) AND attnum > 0 AND NOT attisdropped \
+                     ORDER BY attnum"
+                );
+                let mut out = Vec::new();
+                for m in c.simple_query(&sql).await.map_err(DbError::pg)? {
+                    if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                        let get = |i: usize| r.get(i).unwrap_or_default().to_string();
+                        out.push(TargetColumn { name: get(0), ty: get(1), nullable: get(2) == "t", charset: None });
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// Forgets the task's progress (a `--from-scratch` run).
     pub async fn forget(&self, db: &mut Db, task: &str) -> Result<(), DbError> {
         let t = self.text(task);

@@ -26,7 +26,7 @@ use crate::plan::config::{Semantics, WriteErrorPolicy, WriteMode};
 use crate::plan::Compiled;
 use crate::sinks::{SinkError, SinkWriter, TableStops};
 use ferry_operators::value::StableHasher;
-use ferry_operators::{Change, Op, TableId, TableSchema, Value};
+use ferry_operators::{Change, Op, SchemaChangeKind, SchemaEvent, TableId, TableSchema, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -206,6 +206,8 @@ pub struct SqlContext {
     pub policy: WriteErrorPolicy,
     /// Semantics, overriding the plan's (replay writes at-least-once).
     pub semantics: Semantics,
+    /// Column renames the target has taken in earlier runs, per table, in order.
+    pub renames: HashMap<TableId, Vec<(String, String)>>,
 }
 
 /// A database sink worker's writer.
@@ -223,6 +225,9 @@ pub struct SqlWriter {
     committed: u64,
     /// Commits sent and not answered yet, oldest first.
     replies: std::collections::VecDeque<(u64, std::sync::mpsc::Receiver<Result<(), String>>)>,
+    /// Column renames the target took (`from`, `to`), per table, in order: a row's column
+    /// keeps its name from the start of the run, the target's has the new one.
+    renames: HashMap<TableId, Vec<(String, String)>>,
 }
 
 impl SqlWriter {
@@ -271,6 +276,7 @@ impl SqlWriter {
             failed,
             committed,
             replies: std::collections::VecDeque::new(),
+            renames: cx.renames,
         })
     }
 
@@ -282,7 +288,18 @@ impl SqlWriter {
                 return Ok(t.clone());
             }
         }
-        let schema = change.schema.clone().unwrap_or_else(|| Arc::new(tp.target_schema.clone()));
+        let mut schema = change.schema.clone().unwrap_or_else(|| Arc::new(tp.target_schema.clone()));
+        if let Some(renames) = self.renames.get(&table) {
+            let mut s = (*schema).clone();
+            for c in &mut s.columns {
+                for (from, to) in renames {
+                    if c.name.eq_ignore_ascii_case(from) {
+                        c.name.clone_from(to);
+                    }
+                }
+            }
+            schema = Arc::new(s);
+        }
         let (db, tb) = crate::sinks::target_names(&self.plan, table, &schema, change)?;
         let t = Arc::new(TargetTable::new(self.dialect, table, &db, &tb, schema));
         if tp.static_names.is_some() {
@@ -431,6 +448,19 @@ impl SinkWriter for SqlWriter {
     }
 
     fn commits_later(&self) -> bool {
+        true
+    }
+
+    fn follow_schema_change(&mut self, _epoch: u64, event: &SchemaEvent) -> Result<(), SinkError> {
+        if let SchemaChangeKind::RenameColumn { from, to } = &event.change {
+            self.renames.entry(event.table).or_default().push((from.clone(), to.clone()));
+        }
+        // Later rows get a fresh view of the table.
+        self.tables.retain(|(t, _), _| *t != event.table);
+        Ok(())
+    }
+
+    fn takes_ddl(&self) -> bool {
         true
     }
 
