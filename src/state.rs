@@ -156,6 +156,16 @@ impl TaskState {
         self.write(&self.path("ddl/applied.json"), applied)
     }
 
+    /// The new source tables a run ended for (policy `auto` for `CREATE TABLE`), if any.
+    pub fn new_tables(&self) -> Result<Option<NewTables>, StateError> {
+        self.read(&self.path("source/new-tables.json"))
+    }
+
+    /// Records the new source tables a run ends for.
+    pub fn write_new_tables(&self, rec: &NewTables) -> Result<(), StateError> {
+        self.write(&self.path("source/new-tables.json"), rec)
+    }
+
     /// Deletes all of the task's state.
     pub fn discard(&self) -> Result<usize, StateError> {
         Ok(self.store.delete_prefix(&self.task)?)
@@ -306,4 +316,14 @@ impl AppliedDdl {
             })
             .collect()
     }
+}
+
+/// The new source tables a run ended for: the run's last epoch ends at their `CREATE TABLE`,
+/// and the next one starts with them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewTables {
+    /// The epoch the statement ended.
+    pub epoch: u64,
+    /// The tables, `db.table`.
+    pub tables: Vec<String>,
 }

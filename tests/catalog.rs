@@ -434,8 +434,11 @@ fn target_ids(db: &str) -> Vec<String> {
     sorted(rows).iter().map(|r| r[0].to_string()).collect()
 }
 
-/// Rows of `db.table` in the MariaDB target.
+/// Rows of `db.table` in the MariaDB target (0: no such table).
 fn count(db: &str, table: &str) -> usize {
+    if target_columns(Target::Maria, db, table).is_empty() {
+        return 0;
+    }
     read_table(db, table).1.len()
 }
 
@@ -486,7 +489,9 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
         ]);
         let dir = workdir();
         let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\nerrors:\n  max_restarts: 0\n");
-        let text = plan(&format!("auto-{tag}"), &src, &target.plan_section(), &extra).replace("  bounded: true\n", "");
+        let text = plan(&format!("auto-{tag}"), &src, &target.plan_section(), &extra)
+            .replace("  bounded: true\n", "")
+            .replace("runtime:\n", &format!("  exclude: ['{src}\\.skip.*']\nruntime:\n"));
         let p = write_plan(dir.path(), "plan.yaml", &text);
         let start = |fault: bool| {
             let log =
@@ -519,6 +524,13 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
             "INSERT INTO u VALUES (3)",
             "TRUNCATE TABLE u",
             "INSERT INTO u VALUES (4)",
+            // A new table the selection takes, with rows right after it; one it does not take.
+            "CREATE TABLE n (id INT PRIMARY KEY, v VARCHAR(5))",
+            "INSERT INTO n VALUES (1, 'a'), (2, 'b')",
+            "UPDATE n SET v = 'bb' WHERE id = 2",
+            "CREATE TABLE skip_me (id INT PRIMARY KEY)",
+            "INSERT INTO skip_me VALUES (1)",
+            "INSERT INTO n VALUES (3, 'c')",
         ]);
         if crash {
             let status = child.wait().unwrap();
@@ -526,8 +538,11 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
             child = start(false);
         }
         wait_for("the target to follow the source", || {
-            same_as_source(target, &src, &dst, "t") && same_as_source(target, &src, &dst, "u")
+            same_as_source(target, &src, &dst, "t")
+                && same_as_source(target, &src, &dst, "u")
+                && same_as_source(target, &src, &dst, "n")
         });
+        assert!(target_columns(target, &dst, "skip_me").is_empty(), "{tag}: a table the selection does not take");
         let _ = child.kill();
         child.wait().unwrap();
         let dirty = dir.path().join(format!("state/auto-{tag}/dirty"));
@@ -552,8 +567,116 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
 }
 
 #[test]
-fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
-    for policy in ["ignore", "log", "error"] {
+fn auto_keeps_dropped_columns_when_asked_and_a_change_the_target_cannot_take_follows_the_write_error_policy() {
+    let (src, dst) = ("cat_keep", "cat_keep_t");
+    fresh_db(src);
+    exec(&[
+        &format!("DROP DATABASE IF EXISTS {dst}"),
+        &format!("CREATE TABLE {src}.k (id INT PRIMARY KEY, b VARCHAR(10) NOT NULL)"),
+        &format!("INSERT INTO {src}.k VALUES (1, 'one')"),
+        &format!("CREATE TABLE {src}.r (id INT PRIMARY KEY, a INT)"),
+        &format!("INSERT INTO {src}.r VALUES (1, 1)"),
+    ]);
+    let dir = workdir();
+    let extra = format!(
+        "semantics: exactly-once\nroute:\n  database: {dst}\nschema_changes:\n  keep_dropped_columns: true\n\
+         errors:\n  max_restarts: 0\n  write_error: partial-stop\n"
+    );
+    let text = plan("keep", src, &Target::Maria.plan_section(), &extra).replace("  bounded: true\n", "");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let mut child = ferry().current_dir(dir.path()).args(["run", "-q", &p]).stderr(log).spawn().unwrap();
+    wait_for("the snapshot in the target", || count(dst, "k") == 1 && count(dst, "r") == 1);
+    // Someone renamed the target's column: the source's rename cannot follow.
+    exec(&[&format!("ALTER TABLE {dst}.r RENAME COLUMN a TO theirs")]);
+    exec(&[
+        &format!("USE {src}"),
+        "ALTER TABLE k DROP COLUMN b",
+        "INSERT INTO k VALUES (2)",
+        "ALTER TABLE r RENAME COLUMN a TO a2",
+        "INSERT INTO r VALUES (2, 2)",
+    ]);
+    let stop = dir.path().join(format!("state/keep/stopped/{src}.r.json"));
+    wait_for("k's new row and r's stop", || count(dst, "k") == 2 && stop.exists());
+    assert!(child.try_wait().unwrap().is_none(), "the run goes on");
+    let _ = child.kill();
+    child.wait().unwrap();
+    // k keeps b, now nullable, NULL in the row after the drop.
+    let (schema, rows) = read_table(dst, "k");
+    assert_eq!(
+        schema.columns.iter().map(|c| (c.name.as_str(), c.nullable)).collect::<Vec<_>>(),
+        [("id", false), ("b", true)]
+    );
+    let rows: Vec<String> = sorted(rows).iter().map(|r| format!("{} {}", r[0], r[1])).collect();
+    assert_eq!(rows, ["1 one", "2 NULL"]);
+    // r: stopped with the reason; its row after the rename went to the dirty archive.
+    let reason = std::fs::read_to_string(&stop).unwrap();
+    assert!(reason.contains("has no column a"), "{reason}");
+    assert_eq!(count(dst, "r"), 1);
+    let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(err.contains("the target cannot take the schema change"), "{err}");
+    assert_eq!(dirty_ids(dir.path(), &p, &format!("{src}.r")), [2]);
+}
+
+#[test]
+fn schema_change_policy_error_fails_the_task_at_each_kind_and_every_restart() {
+    let kinds = [
+        ("add_column", "ALTER TABLE t ADD COLUMN c INT"),
+        ("drop_column", "ALTER TABLE t DROP COLUMN a"),
+        ("rename_column", "ALTER TABLE t RENAME COLUMN a TO a2"),
+        ("modify_column", "ALTER TABLE t MODIFY a BIGINT"),
+        ("truncate", "TRUNCATE TABLE t"),
+        ("create_table", "CREATE TABLE n (id INT PRIMARY KEY)"),
+    ];
+    for (kind, ddl) in kinds {
+        let (src, dst) = (format!("cat_err_{kind}"), format!("cat_err_{kind}_t"));
+        fresh_db(&src);
+        exec(&[
+            &format!("DROP DATABASE IF EXISTS {dst}"),
+            &format!("CREATE TABLE {src}.t (id INT PRIMARY KEY, a INT)"),
+            &format!("INSERT INTO {src}.t VALUES (1, 1), (2, 2), (3, 3)"),
+        ]);
+        let dir = workdir();
+        // Every other kind is ignored: only this one fails the task.
+        let extra = format!(
+            "semantics: exactly-once\nroute:\n  database: {dst}\nschema_changes:\n  policy: ignore\n  {kind}: error\n\
+             errors:\n  max_restarts: 0\n"
+        );
+        let text =
+            plan(&format!("err-{kind}"), &src, &Target::Maria.plan_section(), &extra).replace("  bounded: true\n", "");
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let mut child = ferry().current_dir(dir.path()).args(["run", "-q", &p]).stderr(log).spawn().unwrap();
+        wait_for("the snapshot in the target", || target_ids(&dst).len() == 3);
+        exec(&[
+            &format!("USE {src}"),
+            "ALTER TABLE t COMMENT 'ignored'",
+            "INSERT INTO t (id) VALUES (4)",
+            ddl,
+            "INSERT INTO t (id) VALUES (5)",
+        ]);
+        wait_for("the run to fail", || child.try_wait().unwrap().is_some());
+        let status = child.wait().unwrap();
+        let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+        assert!(!status.success(), "{kind}: the run must fail");
+        assert!(err.contains("refused by the schema_changes policy `error`"), "{kind}: {err}");
+        assert!(err.contains(ddl), "{kind}: the statement is named: {err}");
+        let ids = target_ids(&dst);
+        assert!(!ids.contains(&"5".to_string()), "{kind}: no row after the DDL: {ids:?}");
+        // And again: the task keeps failing with the same statement.
+        let again = run_in(dir.path(), &["run", "-q", &p]);
+        assert!(!again.status.success(), "{kind}: the restart must fail too");
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains(ddl),
+            "{kind}: {}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+    }
+}
+
+#[test]
+fn schema_change_policies_ignore_and_log_keep_the_target_as_it_is() {
+    for policy in ["ignore", "log"] {
         let (src, dst) = (format!("cat_ddl_{policy}"), format!("cat_ddl_{policy}_t"));
         fresh_db(&src);
         exec(&[
@@ -589,29 +712,19 @@ fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
             "INSERT INTO u VALUES (3)",
             "TRUNCATE TABLE u",
             "INSERT INTO u VALUES (4)",
+            "CREATE TABLE n (id INT PRIMARY KEY)",
+            "INSERT INTO n VALUES (1)",
+            "INSERT INTO u VALUES (5)",
         ]);
-        if policy == "error" {
-            wait_for("the run to fail", || child.try_wait().unwrap().is_some());
-        } else {
-            wait_for("every row in the target", || target_ids(&dst).len() == 8 && count(&dst, "u") == 4);
-            let _ = child.kill();
-        }
-        let status = child.wait().unwrap();
+        wait_for("every row in the target", || target_ids(&dst).len() == 8 && count(&dst, "u") == 5);
+        let _ = child.kill();
+        child.wait().unwrap();
         let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
         let (schema, rows) = read_table(&dst, "t");
         let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, vec!["id", "a"], "{policy}: the target keeps its shape");
         let ids: Vec<String> = sorted(rows.clone()).iter().map(|r| r[0].to_string()).collect();
-        if policy == "error" {
-            assert!(!status.success(), "{policy}: the run must fail");
-            assert!(err.contains("refused by the schema_changes policy `error`"), "{err}");
-            assert!(err.contains("ADD COLUMN c"), "{err}");
-            assert!(!ids.contains(&"5".to_string()), "{policy}: no row after the DDL: {ids:?}");
-            // And again: the task keeps failing with the same statement.
-            let again = run_in(dir.path(), &["run", "-q", &p]);
-            assert!(!again.status.success());
-            assert!(String::from_utf8_lossy(&again.stderr).contains("ADD COLUMN c"));
-        } else {
+        {
             assert_eq!(ids, (1..=8).map(|i| i.to_string()).collect::<Vec<_>>(), "{policy}: every row");
             // The renamed column keeps flowing into `a`.
             let a: Vec<String> = sorted(rows).iter().map(|r| r[1].to_string()).collect();
@@ -623,7 +736,12 @@ fn schema_change_policies_ignore_log_and_error_keep_the_target_as_they_say() {
                     .count();
             assert_eq!(warned, if policy == "log" { 5 } else { 0 }, "{policy}: warnings\n{err}");
             // Not truncated: every row of u, the ones before the TRUNCATE too.
-            assert_eq!(count(&dst, "u"), 4, "{policy}: u keeps its rows");
+            assert_eq!(count(&dst, "u"), 5, "{policy}: u keeps its rows");
+            // The new table is not copied.
+            assert!(target_columns(Target::Maria, &dst, "n").is_empty(), "{policy}: no table n");
+            let new_table =
+                err.lines().any(|l| l.contains("a new table matches the selection") && l.contains(&format!("{src}.n")));
+            assert_eq!(new_table, policy == "log", "{policy}: warning about the new table\n{err}");
         }
     }
 }

@@ -205,6 +205,8 @@ pub enum SchemaChangeKind {
     },
     /// Every row removed (`TRUNCATE`).
     Truncate,
+    /// A new table (`CREATE TABLE`); its event names no selected table yet.
+    CreateTable,
     /// Any other statement on the table (other `ALTER`s, `DROP`, `RENAME TABLE`, …): see the
     /// event's statement.
     Other,

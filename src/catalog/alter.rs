@@ -184,7 +184,7 @@ pub fn alter(
             Alter { statements, losses: m.losses }
         }
         K::Truncate => Alter { statements: vec![format!("TRUNCATE TABLE {q}")], losses: vec![] },
-        K::Other => none,
+        K::CreateTable | K::Other => none,
     })
 }
 

@@ -167,6 +167,21 @@ fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
+/// The plan compiled again, when the run that just finished ended for new tables (a
+/// `CREATE TABLE` the selection takes, policy `auto`): its last epoch is the one the
+/// statement ended.
+fn with_new_tables(compiled: &Compiled, state: &TaskState) -> Result<Option<Compiled>, EngineError> {
+    let (Some(rec), Some(m)) = (state.new_tables()?, state.latest_manifest()?) else { return Ok(None) };
+    if rec.epoch != m.epoch {
+        return Ok(None);
+    }
+    tracing::info!(tables = ?rec.tables, "starting again with the new tables");
+    let source = crate::plan::discover(&compiled.plan.source).map_err(|e| EngineError::Source(e.to_string()))?;
+    let next = crate::plan::compile(compiled.plan.clone(), &source)
+        .map_err(|e| EngineError::Source(format!("the plan with the new tables {}: {e}", rec.tables.join(", "))))?;
+    Ok(Some(next))
+}
+
 /// The column renames the target took in earlier runs, per selected table.
 fn applied_renames(
     state: &TaskState,
@@ -189,6 +204,7 @@ fn restartable(e: &EngineError) -> bool {
 /// with backoff 1 s, 2 s, 4 s … 30 s. The run's state (`running`, `restarting`, `finished`,
 /// `failed`) is kept in `<task>/status.json`.
 pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineError> {
+    let mut compiled = compiled;
     let max = compiled.plan.raw.errors.max_restarts;
     let state = TaskState::new(Store::open_local(&compiled.plan.raw.runtime.state)?, &compiled.plan.raw.task);
     probe_dirty_archive(&compiled.plan.raw, &state)?;
@@ -206,6 +222,18 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
             opts.from_scratch = false;
         }
         match result {
+            Ok(summary) if summary.finished => {
+                if let Some(next) = with_new_tables(&compiled, &state)? {
+                    compiled = next;
+                    continue;
+                }
+                status.state = "finished".into();
+                status.updated_micros = now_micros();
+                if opts.process == 0 {
+                    state.write_status(&status)?;
+                }
+                return Ok(summary);
+            }
             Ok(summary) => {
                 status.state = if summary.finished { "finished" } else { "stopped" }.into();
                 status.updated_micros = now_micros();
@@ -530,6 +558,15 @@ fn prepare_sql_target(
     })
 }
 
+/// The snapshot's chunk plan as stored: chunks name their table by its index in `tables`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChunkPlan {
+    /// The selected tables when the plan was made, `db.table`.
+    tables: Vec<String>,
+    /// The chunks.
+    chunks: Vec<crate::connectors::mysql::snapshot::Chunk>,
+}
+
 /// Prepares a MySQL run: connection options, the snapshot's chunk plan (made once by process 0
 /// and kept in the state store, so every process and every restart reads the same chunks),
 /// the initial binlog position for `incremental` mode, and the stop position of bounded runs.
@@ -554,8 +591,21 @@ fn prepare_mysql(
         let mut conn = d::connect(&opts).await.map_err(src)?;
         let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
         let mut chunks: Vec<snapshot::Chunk> = Vec::new();
+        // The plan names its tables: a later start may select more or fewer (a table created
+        // since), and chunks follow their table's place in the current catalog.
         let read_chunks = |b: &[u8]| -> Result<Vec<snapshot::Chunk>, EngineError> {
-            serde_json::from_slice(b).map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))
+            let saved: ChunkPlan =
+                serde_json::from_slice(b).map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))?;
+            let now: std::collections::HashMap<String, u32> =
+                plan.catalog.tables.iter().enumerate().map(|(i, t)| (t.name.to_string(), i as u32)).collect();
+            Ok(saved
+                .chunks
+                .into_iter()
+                .filter_map(|mut c| {
+                    c.table = *now.get(saved.tables.get(c.table as usize)?)?;
+                    Some(c)
+                })
+                .collect())
         };
         if full {
             match state.store().get(&chunks_path)? {
@@ -569,7 +619,11 @@ fn prepare_mysql(
                                 .map_err(src)?,
                         );
                     }
-                    state.store().put(&chunks_path, serde_json::to_vec(&chunks).expect("chunks serialize"))?;
+                    let saved = ChunkPlan {
+                        tables: plan.catalog.tables.iter().map(|t| t.name.to_string()).collect(),
+                        chunks: chunks.clone(),
+                    };
+                    state.store().put(&chunks_path, serde_json::to_vec(&saved).expect("chunks serialize"))?;
                 }
                 None => {
                     // Another process plans; wait for its plan.

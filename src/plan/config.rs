@@ -183,6 +183,10 @@ pub struct SchemaChangesConfig {
     pub modify_column: Option<DdlPolicy>,
     /// `TRUNCATE TABLE`.
     pub truncate: Option<DdlPolicy>,
+    /// `CREATE TABLE` of a table the selection (`tables`) matches: under `auto` the run ends
+    /// at the statement and starts again with the table (its rows all come from the binlog,
+    /// after the statement; a missing target table is created as at any start).
+    pub create_table: Option<DdlPolicy>,
     /// Any other statement on a selected table (indexes, options, `DROP TABLE`, `RENAME
     /// TABLE`): `auto` means `log` for these.
     pub other: Option<DdlPolicy>,
@@ -229,6 +233,7 @@ impl SchemaChangesConfig {
             K::RenameColumn { .. } => self.rename_column,
             K::ModifyColumn { .. } => self.modify_column,
             K::Truncate => self.truncate,
+            K::CreateTable => self.create_table,
             K::Other => self.other,
         };
         match (own.unwrap_or(self.policy), kind) {

@@ -154,6 +154,14 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// Whether the plan's selection (`tables.include` minus `tables.exclude`) takes the
+    /// source table `db.table`.
+    pub fn selects(&self, name: &str) -> bool {
+        let t = &self.plan.raw.tables;
+        let m = |p: &String| Regex::new(&format!("^(?:{p})$")).is_ok_and(|r| r.is_match(name));
+        t.include.iter().any(m) && !t.exclude.iter().any(m)
+    }
+
     /// The compiled plan of one table.
     pub fn table(&self, id: TableId) -> &TablePlan {
         &self.tables[id as usize]
@@ -161,11 +169,13 @@ impl Compiled {
 
     /// The transform and target schema of a table whose source schema changed while running.
     ///
-    /// The target only grows, so key positions never move: columns the plan writes keep their
-    /// place (a source column that disappeared is written as NULL), expressions are compiled
-    /// again against the new source schema, and source columns the plan has never seen are
-    /// appended at the end (unless the plan drops them by name, or its `schema_changes` policy
-    /// for added columns is not `auto`: then the target keeps its columns).
+    /// Columns the plan writes keep their order; a source column that disappeared leaves the
+    /// target schema when the plan follows drops (`schema_changes` `auto` without
+    /// `keep_dropped_columns`; keys are remapped, rows are routed by their own schema's key),
+    /// else it is written as NULL. Expressions are compiled again against the new source
+    /// schema, and source columns the plan has never seen are appended at the end (unless the
+    /// plan drops them by name, or its policy for added columns is not `auto`: then the target
+    /// keeps its columns).
     pub fn evolve(&self, id: TableId, source: &TableSchema) -> Result<(Transform, TableSchema), String> {
         let tp = self.table(id);
         let compiled = self.catalog.get(id);

@@ -118,6 +118,9 @@ pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
                     }
                 }
             }
+            Statement::CreateTable(ct) if !ct.temporary => {
+                out.push(on(&qualify(default_db, &ct.name), K::CreateTable));
+            }
             Statement::Truncate(t) => {
                 for target in t.table_names {
                     out.push(on(&qualify(default_db, &target.name), K::Truncate));
@@ -188,6 +191,14 @@ mod tests {
     #[test]
     fn truncate_drop_and_rename_name_their_tables_and_unknown_statements_are_reported_not_refused() {
         assert_eq!(parse("d", "TRUNCATE TABLE t"), vec![at("d", "t", SchemaChangeKind::Truncate)]);
+        assert_eq!(
+            parse("d", "CREATE TABLE IF NOT EXISTS e.n (id INT PRIMARY KEY)"),
+            vec![at("e", "n", SchemaChangeKind::CreateTable)]
+        );
+        assert_eq!(
+            parse("d", "CREATE TEMPORARY TABLE tmp (id INT)"),
+            vec![SchemaChange { table: None, kind: SchemaChangeKind::Other }]
+        );
         assert_eq!(
             parse("d", "DROP TABLE IF EXISTS t, e.u"),
             vec![at("d", "t", SchemaChangeKind::Other), at("e", "u", SchemaChangeKind::Other)]

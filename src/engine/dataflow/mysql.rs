@@ -906,6 +906,15 @@ fn binlog<'s>(
                                 if let BinlogEvent::Ddl { database, sql, .. } = &ev {
                                     let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
                                     for change in crate::connectors::mysql::ddl::parse(database, sql) {
+                                        if let (SchemaChangeKind::CreateTable, Some((db, t))) = (&change.kind, &change.table) {
+                                            if !tables.contains_key(&(db.clone(), t.clone())) && plan.selects(&format!("{db}.{t}")) {
+                                                let name = format!("{db}.{t}");
+                                                if new_table(&plan, &state, epoch, &name, sql) {
+                                                    // The run ends with this epoch and starts again with the table.
+                                                    finished = true;
+                                                }
+                                            }
+                                        }
                                         let Some(&tid) = change.table.as_ref().and_then(|t| tables.get(t)) else { continue };
                                         tracing::info!(table = %plan.catalog.get(tid).name, change = ?change.kind, "schema change");
                                         if let SchemaChangeKind::RenameColumn { from, to } = &change.kind {
@@ -1004,6 +1013,40 @@ async fn weigh_rows(
     let mut got = weights(c, &values).await.map_err(|e| e.to_string())?.into_iter();
     let mut take = |row: &Option<Row>| row.as_ref().map(|_| got.by_ref().take(cols.len()).collect::<Vec<_>>());
     Ok(changes.iter().map(|(_, b, a)| [take(b), take(a)]).collect())
+}
+
+/// A `CREATE TABLE` of a table the selection takes, at `epoch`, by the plan's policy: `true`
+/// when the run must end with this epoch to start again with the table (`auto`: recorded in
+/// the state store first, so every process sees why the run ended); `log` warns, `ignore`
+/// does nothing, `error` fails the run.
+fn new_table(plan: &Compiled, state: &TaskState, epoch: u64, name: &str, statement: &str) -> bool {
+    use crate::plan::config::DdlPolicy;
+    match plan.plan.raw.schema_changes.policy_for(&SchemaChangeKind::CreateTable) {
+        DdlPolicy::Auto => {
+            tracing::info!(
+                table = name,
+                epoch,
+                "a new table matches the selection: the run ends here and starts again with it"
+            );
+            let mut rec = state.new_tables().ok().flatten().filter(|r| r.epoch == epoch).unwrap_or_default();
+            rec.epoch = epoch;
+            rec.tables.push(name.to_string());
+            if let Err(e) = state.write_new_tables(&rec) {
+                panic!("cannot record the new table {name}: {e}");
+            }
+            true
+        }
+        DdlPolicy::Ignore => false,
+        DdlPolicy::Log => {
+            tracing::warn!(
+                table = name,
+                statement,
+                "a new table matches the selection and is not copied (schema_changes policy: log)"
+            );
+            false
+        }
+        DdlPolicy::Error => panic!("new table {name} refused by the schema_changes policy `error`: {statement}"),
+    }
 }
 
 /// The schema of rows whose table map names `names`: known columns keep their type and

@@ -269,7 +269,9 @@ fn on_event(
     match plan.plan.raw.schema_changes.policy_for(&event.change) {
         DdlPolicy::Auto => {
             writer.follow_schema_change(e, &event).map_err(|err| format!("schema change: {err}"))?;
-            let ddl = takes_ddl && event.change != ferry_operators::SchemaChangeKind::Other;
+            // A table's own CREATE (a restart replays it) and other statements need no DDL.
+            use ferry_operators::SchemaChangeKind as K;
+            let ddl = takes_ddl && !matches!(event.change, K::Other | K::CreateTable);
             if ddl {
                 // Every worker waits for it before writing later epochs.
                 barriers.insert(e);
