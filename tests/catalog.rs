@@ -434,6 +434,21 @@ fn target_ids(db: &str) -> Vec<String> {
     sorted(rows).iter().map(|r| r[0].to_string()).collect()
 }
 
+/// Writes an unbounded plan (the schema changes happen while it runs) of task `task` over the
+/// source database `src`; returns its path.
+fn streaming_plan(dir: &Path, task: &str, src: &str, target: Target, extra: &str) -> String {
+    let text = plan(task, src, &target.plan_section(), extra).replace("  bounded: true\n", "");
+    write_plan(dir, "plan.yaml", &text)
+}
+
+/// Starts `ferry run -q plan` in `dir` with `env`, its stderr appended to `dir/stderr.log`.
+fn spawn_run(dir: &Path, plan: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap();
+    let mut cmd = ferry();
+    cmd.current_dir(dir).args(["run", "-q", plan]).stderr(log).envs(env.iter().copied());
+    cmd.spawn().unwrap()
+}
+
 /// Rows of `db.table` in the MariaDB target (0: no such table).
 fn count(db: &str, table: &str) -> usize {
     if target_columns(Target::Maria, db, table).is_empty() {
@@ -489,22 +504,12 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
         ]);
         let dir = workdir();
         let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\nerrors:\n  max_restarts: 0\n");
-        let text = plan(&format!("auto-{tag}"), &src, &target.plan_section(), &extra)
-            .replace("  bounded: true\n", "")
-            .replace("runtime:\n", &format!("  exclude: ['{src}\\.skip.*']\nruntime:\n"));
-        let p = write_plan(dir.path(), "plan.yaml", &text);
-        let start = |fault: bool| {
-            let log =
-                std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("stderr.log")).unwrap();
-            let mut cmd = ferry();
-            cmd.current_dir(dir.path()).args(["run", "-q", &p]).stderr(log);
-            if fault {
-                // Dies right after the target took the first DDL, before it was recorded.
-                cmd.env("FERRY_FAULT_DDL_CRASH", "1");
-            }
-            cmd.spawn().unwrap()
-        };
-        let mut child = start(crash);
+        let p = streaming_plan(dir.path(), &format!("auto-{tag}"), &src, target, &extra);
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace("runtime:\n", &format!("  exclude: ['{src}\\.skip.*']\nruntime:\n"))).unwrap();
+        // The fault kills the run right after the target took the first DDL, before its record.
+        let fault: &[(&str, &str)] = if crash { &[("FERRY_FAULT_DDL_CRASH", "1")] } else { &[] };
+        let mut child = spawn_run(dir.path(), &p, fault);
         wait_for("the snapshot in the target", || same_as_source(target, &src, &dst, "t"));
         // DML right before and after each DDL: a row after a DDL needs it (a value only the
         // wider type holds, the renamed and the added column), a row before it must not see it.
@@ -535,7 +540,7 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
         if crash {
             let status = child.wait().unwrap();
             assert!(!status.success(), "{tag}: the fault must kill the run");
-            child = start(false);
+            child = spawn_run(dir.path(), &p, &[]);
         }
         wait_for("the target to follow the source", || {
             same_as_source(target, &src, &dst, "t")
@@ -582,10 +587,8 @@ fn auto_keeps_dropped_columns_when_asked_and_a_change_the_target_cannot_take_fol
         "semantics: exactly-once\nroute:\n  database: {dst}\nschema_changes:\n  keep_dropped_columns: true\n\
          errors:\n  max_restarts: 0\n  write_error: partial-stop\n"
     );
-    let text = plan("keep", src, &Target::Maria.plan_section(), &extra).replace("  bounded: true\n", "");
-    let p = write_plan(dir.path(), "plan.yaml", &text);
-    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let mut child = ferry().current_dir(dir.path()).args(["run", "-q", &p]).stderr(log).spawn().unwrap();
+    let p = streaming_plan(dir.path(), "keep", src, Target::Maria, &extra);
+    let mut child = spawn_run(dir.path(), &p, &[]);
     wait_for("the snapshot in the target", || count(dst, "k") == 1 && count(dst, "r") == 1);
     // Someone renamed the target's column: the source's rename cannot follow.
     exec(&[&format!("ALTER TABLE {dst}.r RENAME COLUMN a TO theirs")]);
@@ -642,11 +645,8 @@ fn schema_change_policy_error_fails_the_task_at_each_kind_and_every_restart() {
             "semantics: exactly-once\nroute:\n  database: {dst}\nschema_changes:\n  policy: ignore\n  {kind}: error\n\
              errors:\n  max_restarts: 0\n"
         );
-        let text =
-            plan(&format!("err-{kind}"), &src, &Target::Maria.plan_section(), &extra).replace("  bounded: true\n", "");
-        let p = write_plan(dir.path(), "plan.yaml", &text);
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut child = ferry().current_dir(dir.path()).args(["run", "-q", &p]).stderr(log).spawn().unwrap();
+        let p = streaming_plan(dir.path(), &format!("err-{kind}"), &src, Target::Maria, &extra);
+        let mut child = spawn_run(dir.path(), &p, &[]);
         wait_for("the snapshot in the target", || target_ids(&dst).len() == 3);
         exec(&[
             &format!("USE {src}"),
@@ -690,12 +690,8 @@ fn schema_change_policies_ignore_and_log_keep_the_target_as_it_is() {
         let extra = format!(
             "semantics: exactly-once\nroute:\n  database: {dst}\nschema_changes:\n  policy: {policy}\nerrors:\n  max_restarts: 0\n"
         );
-        // Unbounded: the schema changes happen while the task runs.
-        let text = plan(&format!("ddl-{policy}"), &src, &Target::Maria.plan_section(), &extra)
-            .replace("  bounded: true\n", "");
-        let p = write_plan(dir.path(), "plan.yaml", &text);
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut child = ferry().current_dir(dir.path()).args(["run", "-q", &p]).stderr(log).spawn().unwrap();
+        let p = streaming_plan(dir.path(), &format!("ddl-{policy}"), &src, Target::Maria, &extra);
+        let mut child = spawn_run(dir.path(), &p, &[]);
         wait_for("the snapshot in the target", || target_ids(&dst).len() == 3);
         // DML right before and after each DDL, in one batch.
         exec(&[
