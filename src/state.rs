@@ -9,6 +9,10 @@
 //! dirty/<run>-w<worker>-<n>.jsonl        rows that could not be transformed or written
 //! dirty-replayed/...                     archive files `ferry dirty replay` has re-applied
 //! stopped/<db.table>.json                tables stopped by `write_error: partial-stop`
+//! ddl/applied.json                       schema changes a database target took (policy auto)
+//! source/chunks.json, source/start.json  MySQL: the snapshot's chunk plan, the binlog start
+//! source/new-tables.json                 new tables a run ended for (CREATE TABLE, policy auto)
+//! catalog/create-failed.json             tables `ferry create-tables` failed to create
 //! status.json                            the run's state: running, restarting, finished, failed
 //! ```
 //!
