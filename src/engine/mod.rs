@@ -169,11 +169,20 @@ fn now_micros() -> i64 {
 
 /// The plan compiled again, when the run that just finished ended for new tables (a
 /// `CREATE TABLE` the selection takes, policy `auto`): its last epoch is the one the
-/// statement ended.
-fn with_new_tables(compiled: &Compiled, state: &TaskState) -> Result<Option<Compiled>, EngineError> {
-    let (Some(rec), Some(m)) = (state.new_tables()?, state.latest_manifest()?) else { return Ok(None) };
-    if rec.epoch != m.epoch {
-        return Ok(None);
+/// statement ended. `wait`: a process other than 0, which may end before process 0 has
+/// written the run's last manifest.
+fn with_new_tables(compiled: &Compiled, state: &TaskState, wait: bool) -> Result<Option<Compiled>, EngineError> {
+    let Some(rec) = state.new_tables()? else { return Ok(None) };
+    let deadline = Instant::now() + Duration::from_secs(if wait { 60 } else { 0 });
+    loop {
+        let last = state.latest_manifest()?.map_or(0, |m| m.epoch);
+        if last == rec.epoch {
+            break;
+        }
+        if last > rec.epoch || Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!(tables = ?rec.tables, "starting again with the new tables");
     let source = crate::plan::discover(&compiled.plan.source).map_err(|e| EngineError::Source(e.to_string()))?;
@@ -222,19 +231,14 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
             opts.from_scratch = false;
         }
         match result {
-            Ok(summary) if summary.finished => {
-                if let Some(next) = with_new_tables(&compiled, &state)? {
-                    compiled = next;
-                    continue;
-                }
-                status.state = "finished".into();
-                status.updated_micros = now_micros();
-                if opts.process == 0 {
-                    state.write_status(&status)?;
-                }
-                return Ok(summary);
-            }
             Ok(summary) => {
+                // Only process 0 knows the run finished: the others ask the state store.
+                if summary.finished || opts.process != 0 {
+                    if let Some(next) = with_new_tables(&compiled, &state, opts.process != 0)? {
+                        compiled = next;
+                        continue;
+                    }
+                }
                 status.state = if summary.finished { "finished" } else { "stopped" }.into();
                 status.updated_micros = now_micros();
                 if opts.process == 0 {
