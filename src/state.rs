@@ -309,6 +309,20 @@ pub struct AppliedChange {
 }
 
 impl AppliedDdl {
+    /// The columns of `table` (`db.table`) dropped and not added again, in order.
+    pub fn dropped(&self, table: &str) -> Vec<String> {
+        use ferry_operators::SchemaChangeKind as K;
+        let mut out: Vec<String> = Vec::new();
+        for c in self.changes.iter().filter(|c| c.table == table) {
+            match &c.change {
+                K::DropColumn { column } => out.push(column.clone()),
+                K::AddColumn { column, .. } => out.retain(|d| !d.eq_ignore_ascii_case(column)),
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// The column renames applied to `table` (`db.table`), in order: `(from, to)`.
     pub fn renames(&self, table: &str) -> Vec<(String, String)> {
         self.changes

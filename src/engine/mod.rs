@@ -169,10 +169,15 @@ fn now_micros() -> i64 {
 
 /// The plan compiled again, when the run that just finished ended for new tables (a
 /// `CREATE TABLE` the selection takes, policy `auto`): its last epoch is the one the
-/// statement ended. `wait`: a process other than 0, which may end before process 0 has
-/// written the run's last manifest.
-fn with_new_tables(compiled: &Compiled, state: &TaskState, wait: bool) -> Result<Option<Compiled>, EngineError> {
-    let Some(rec) = state.new_tables()? else { return Ok(None) };
+/// statement ended, after `started_at`, the epoch the run started from. `wait`: a process
+/// other than 0, which may end before process 0 has written the run's last manifest.
+fn with_new_tables(
+    compiled: &Compiled,
+    state: &TaskState,
+    started_at: u64,
+    wait: bool,
+) -> Result<Option<Compiled>, EngineError> {
+    let Some(rec) = state.new_tables()?.filter(|r| r.epoch > started_at) else { return Ok(None) };
     let deadline = Instant::now() + Duration::from_secs(if wait { 60 } else { 0 });
     loop {
         let last = state.latest_manifest()?.map_or(0, |m| m.epoch);
@@ -191,16 +196,29 @@ fn with_new_tables(compiled: &Compiled, state: &TaskState, wait: bool) -> Result
     Ok(Some(next))
 }
 
-/// The column renames the target took in earlier runs, per selected table.
-fn applied_renames(
-    state: &TaskState,
-    compiled: &Compiled,
-) -> Result<std::collections::HashMap<ferry_operators::TableId, Vec<(String, String)>>, EngineError> {
+/// Column renames per selected table, and per table the columns it still lacks after drops,
+/// from the schema changes the target took in earlier runs.
+type DdlHistory = (std::collections::HashMap<ferry_operators::TableId, Vec<(String, String)>>, Vec<Vec<String>>);
+
+/// The schema changes the target took in earlier runs, as the writers and the transform
+/// need them.
+fn ddl_history(state: &TaskState, compiled: &Compiled) -> Result<DdlHistory, EngineError> {
     let applied = state.ddl_applied()?;
-    Ok((0..compiled.catalog.tables.len())
-        .map(|t| (t as ferry_operators::TableId, applied.renames(&compiled.catalog.get(t as _).name.to_string())))
-        .filter(|(_, r)| !r.is_empty())
-        .collect())
+    let mut renames = std::collections::HashMap::new();
+    let mut dropped = Vec::new();
+    for t in 0..compiled.catalog.tables.len() {
+        let name = compiled.catalog.get(t as _).name.to_string();
+        let r = applied.renames(&name);
+        if !r.is_empty() {
+            renames.insert(t as ferry_operators::TableId, r);
+        }
+        // Only at-least-once rewrites rows of epochs before a DDL that ran (exactly-once
+        // skips them), so only there must replayed rows not bring a dropped column back.
+        let replays_rows = compiled.plan.raw.semantics == Semantics::AtLeastOnce;
+        let follows = compiled.plan.raw.schema_changes.follows_drops();
+        dropped.push(if replays_rows && follows { applied.dropped(&name) } else { Vec::new() });
+    }
+    Ok((renames, dropped))
 }
 
 /// Whether a restart may fix the error (not a bad restore point, not a bad cluster setup).
@@ -225,6 +243,8 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
             status.updated_micros = now_micros();
             state.write_status(&status)?;
         }
+        // The epoch this run starts from: a new-tables record at or before it is an old one.
+        let started_at = state.latest_manifest()?.map_or(0, |m| m.epoch);
         let result = run_once(compiled.clone(), opts.clone());
         if opts.from_scratch && opts.process == 0 {
             // The state was discarded by this attempt: a restart resumes, it does not discard again.
@@ -234,7 +254,7 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
             Ok(summary) => {
                 // Only process 0 knows the run finished: the others ask the state store.
                 if summary.finished || opts.process != 0 {
-                    if let Some(next) = with_new_tables(&compiled, &state, opts.process != 0)? {
+                    if let Some(next) = with_new_tables(&compiled, &state, started_at, opts.process != 0)? {
                         compiled = next;
                         continue;
                     }
@@ -363,7 +383,9 @@ fn run_once(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineEr
         }
     }
     let stops = Arc::new(TableStops::load(&state, &compiled.catalog)?);
-    let renames = applied_renames(&state, &compiled)?;
+    let (renames, dropped) = ddl_history(&state, &compiled)?;
+    let mut compiled = compiled;
+    compiled.ddl_dropped = dropped;
     let mysql = match &compiled.plan.source {
         SourceSpec::Mysql(cfg) => Some(prepare_mysql(cfg, &compiled, &state, opts.process)?),
         SourceSpec::Datagen(_) => None,
@@ -597,17 +619,27 @@ fn prepare_mysql(
         let mut chunks: Vec<snapshot::Chunk> = Vec::new();
         // The plan names its tables: a later start may select more or fewer (a table created
         // since), and chunks follow their table's place in the current catalog.
+        // Chunks are found by id, so every chunk keeps its place; one of a table the plan no
+        // longer selects is marked and never read. (A plan of an earlier version is a bare
+        // list, made for the same catalog.)
         let read_chunks = |b: &[u8]| -> Result<Vec<snapshot::Chunk>, EngineError> {
-            let saved: ChunkPlan =
-                serde_json::from_slice(b).map_err(|e| EngineError::Restore(format!("{chunks_path}: {e}")))?;
+            let bad = |e: serde_json::Error| EngineError::Restore(format!("{chunks_path}: {e}"));
+            let saved: ChunkPlan = match serde_json::from_slice::<ChunkPlan>(b) {
+                Ok(p) => p,
+                Err(_) => ChunkPlan {
+                    tables: plan.catalog.tables.iter().map(|t| t.name.to_string()).collect(),
+                    chunks: serde_json::from_slice(b).map_err(bad)?,
+                },
+            };
             let now: std::collections::HashMap<String, u32> =
                 plan.catalog.tables.iter().enumerate().map(|(i, t)| (t.name.to_string(), i as u32)).collect();
             Ok(saved
                 .chunks
                 .into_iter()
-                .filter_map(|mut c| {
-                    c.table = *now.get(saved.tables.get(c.table as usize)?)?;
-                    Some(c)
+                .map(|mut c| {
+                    let name = saved.tables.get(c.table as usize);
+                    c.table = name.and_then(|n| now.get(n)).copied().unwrap_or(snapshot::UNSELECTED);
+                    c
                 })
                 .collect())
         };
@@ -876,7 +908,7 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
         stops: Arc::new(TableStops::default()),
         policy: crate::plan::config::WriteErrorPolicy::Ignore,
         semantics: Semantics::AtLeastOnce,
-        renames: applied_renames(&state, &compiled)?,
+        renames: ddl_history(&state, &compiled)?.0,
     })
     .map_err(|e| EngineError::Worker(e.to_string()))?;
     let cx = Context { datasource: &plan.plan.source_name, now_micros: now_micros() };

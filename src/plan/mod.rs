@@ -151,6 +151,9 @@ pub struct Compiled {
     /// Per selected table, the source's table comment and column details (MySQL-family
     /// sources; default for generated ones): what a target DDL needs beyond the types.
     pub details: Vec<crate::catalog::TableDetail>,
+    /// Per selected table, the columns a database target dropped in earlier runs (policy
+    /// `auto`): rows replayed from before the drop do not bring them back.
+    pub ddl_dropped: Vec<Vec<String>>,
 }
 
 impl Compiled {
@@ -216,7 +219,8 @@ impl Compiled {
         let follow_added = self.plan.raw.schema_changes.policy_for(&add) == DdlPolicy::Auto;
         for (j, c) in source.columns.iter().enumerate().filter(|_| follow_added) {
             let known = compiled.column_index(&c.name).is_some();
-            let dropped = tp.dropped.iter().any(|d| d.eq_ignore_ascii_case(&c.name));
+            let ddl_dropped = self.ddl_dropped.get(id as usize).into_iter().flatten();
+            let dropped = tp.dropped.iter().chain(ddl_dropped).any(|d| d.eq_ignore_ascii_case(&c.name));
             if !known && !dropped {
                 projection.push(Proj::Col(j));
                 columns.push(Column { nullable: true, ..c.clone() });
@@ -985,7 +989,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         }
     }
     if ctx.errors.is_empty() {
-        Ok(Compiled { plan, catalog, tables, charsets, collations, details })
+        Ok(Compiled { plan, catalog, tables, charsets, collations, details, ddl_dropped: Vec::new() })
     } else {
         Err(PlanErrors(dedupe(ctx.errors)))
     }

@@ -38,6 +38,10 @@ pub struct Chunk {
     pub upper: Option<Vec<Value>>,
 }
 
+/// The table of a chunk whose table the plan no longer selects (a later start's catalog lacks
+/// it): the chunk keeps its place (chunks are found by id) and is never read.
+pub const UNSELECTED: TableId = TableId::MAX;
+
 /// Quotes an identifier for MySQL.
 pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))

@@ -13,10 +13,11 @@
 //!  <task>/ddl/applied.json (epoch e, the change, the statements) ─► release e
 //! ```
 //!
-//! Crash safety: a DDL recorded as applied is never run again (a replayed epoch's event is
-//! skipped); one that ran but was not recorded yields no statement the second time (the
-//! target has the change), except `TRUNCATE`, which runs again — harmless, because no row of
-//! a later epoch was written before the record. A change the target cannot take is handled
+//! Crash safety: exactly-once, a DDL recorded as applied is never run again (a replayed
+//! epoch's event is skipped, as its rows are); one that ran but was not recorded yields no
+//! statement the second time (the target has the change), except `TRUNCATE`, which runs again
+//! — harmless, because no row of a later epoch was written before the record. At-least-once
+//! rewrites a replayed epoch's rows, so its DDL runs again after them. A change the target cannot take is handled
 //! by the write-error policy: `ignore` warns and goes on, `partial-stop` stops the table,
 //! `restart` fails the run.
 
@@ -46,6 +47,10 @@ pub struct DdlApplier {
     stops: Arc<TableStops>,
     db: Option<Db>,
     applied: AppliedDdl,
+    /// Exactly-once: a recorded epoch's DDL is not run again (its rows and the rows after it
+    /// are not written again either). At-least-once rewrites a replayed epoch's rows, so its
+    /// DDL runs again after them (a no-op where the target has the change; `TRUNCATE` again).
+    exactly_once: bool,
 }
 
 /// Why a change did not reach the target.
@@ -66,7 +71,8 @@ impl DdlApplier {
     ) -> Result<DdlApplier, String> {
         let dialect = DdlDialect::of_plan(&plan).ok_or("the target has no DDL dialect")?;
         let applied = state.ddl_applied().map_err(|e| format!("schema changes applied so far: {e}"))?;
-        Ok(DdlApplier { plan, target, dialect, state, stops, db: None, applied })
+        let exactly_once = plan.plan.raw.semantics == crate::plan::config::Semantics::ExactlyOnce;
+        Ok(DdlApplier { plan, target, dialect, state, stops, db: None, applied, exactly_once })
     }
 
     async fn session(&mut self) -> Result<&mut Db, DbError> {
@@ -124,7 +130,7 @@ impl DdlApplier {
     /// Applies the events of `epoch` (skipped when an earlier run recorded them) and records
     /// them; an error fails the run.
     pub fn apply(&mut self, epoch: u64, events: &[SchemaEvent]) -> Result<(), String> {
-        if epoch <= self.applied.epoch {
+        if self.exactly_once && epoch <= self.applied.epoch {
             return Ok(());
         }
         for event in events {
@@ -144,12 +150,19 @@ impl DdlApplier {
                         // Tests: die as kill -9 would, after the DDL and before its record.
                         std::process::abort();
                     }
-                    self.applied.changes.push(AppliedChange {
-                        epoch,
-                        table: source,
-                        change: event.change.clone(),
-                        statements,
-                    });
+                    let known = self
+                        .applied
+                        .changes
+                        .iter()
+                        .any(|c| c.epoch == epoch && c.table == source && c.change == event.change);
+                    if !known {
+                        self.applied.changes.push(AppliedChange {
+                            epoch,
+                            table: source,
+                            change: event.change.clone(),
+                            statements,
+                        });
+                    }
                 }
                 Err(Refusal::Fail(e)) => return Err(format!("schema change of {source} ({}): {e}", event.statement)),
                 Err(Refusal::Cannot(reason)) => {
@@ -167,7 +180,7 @@ impl DdlApplier {
                 }
             }
         }
-        self.applied.epoch = epoch;
+        self.applied.epoch = self.applied.epoch.max(epoch);
         self.state.write_ddl_applied(&self.applied).map_err(|e| format!("recording a schema change: {e}"))
     }
 }
@@ -182,6 +195,7 @@ pub fn ddl<'s>(
     let pact = Exchange::new(|_: &SchemaEvent| 0u64);
     events.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(pact, "Ddl", move |_cap, _info| {
         let mut held: BTreeMap<u64, (Capability<u64>, Vec<SchemaEvent>)> = BTreeMap::new();
+        let mut failed = false;
         move |(input, frontier), output| {
             let port = output.output_index();
             input.for_each(|cap, data| {
@@ -192,13 +206,16 @@ pub fn ddl<'s>(
                 }
                 held.get_mut(&e).expect("held").1.append(data);
             });
-            while let Some(entry) = held.first_entry() {
+            while let Some(entry) = held.first_entry().filter(|_| !failed) {
                 if frontier.less_equal(entry.key()) {
                     break;
                 }
-                let (epoch, (_cap, events)) = entry.remove_entry();
+                let (epoch, (cap, events)) = entry.remove_entry();
                 let Some(a) = applier.as_mut() else { continue };
                 if let Err(e) = a.apply(epoch, &events) {
+                    // The epoch stays held: no sink writes a row after a DDL that did not run.
+                    held.insert(epoch, (cap, events));
+                    failed = true;
                     let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
                     f.get_or_insert(e);
                     return;

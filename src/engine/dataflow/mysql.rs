@@ -179,6 +179,7 @@ fn snapshot<'s>(
         run.chunks
             .iter()
             .filter(|c| c.id as usize % peers == index && !done_ids.contains(&c.id) && !replay_ids.contains(&c.id))
+            .filter(|c| c.table != crate::connectors::mysql::snapshot::UNSELECTED)
             .map(|c| c.id),
     );
 
@@ -230,6 +231,14 @@ fn snapshot<'s>(
                         tokio::time::sleep(d).await;
                     }
                     let chunk = &chunks[id as usize];
+                    if chunk.table == crate::connectors::mysql::snapshot::UNSELECTED {
+                        // A replayed epoch's chunk of a table no longer selected: nothing to
+                        // read (the epoch keeps the chunk's recorded position).
+                        if !send(SnapMsg::ChunkDone(id, BinlogPos::default())) {
+                            return;
+                        }
+                        continue;
+                    }
                     let schema = plan.catalog.get(chunk.table);
                     let cs = &charsets[chunk.table as usize];
                     let mut alive = true;
@@ -909,7 +918,7 @@ fn binlog<'s>(
                                         if let (SchemaChangeKind::CreateTable, Some((db, t))) = (&change.kind, &change.table) {
                                             if !tables.contains_key(&(db.clone(), t.clone())) && plan.selects(&format!("{db}.{t}")) {
                                                 let name = format!("{db}.{t}");
-                                                if new_table(&plan, &state, epoch, &name, sql) {
+                                                if new_table(&plan, &state, epoch, &name, &crate::secrets::redact(sql)) {
                                                     // The run ends with this epoch and starts again with the table.
                                                     finished = true;
                                                 }
@@ -928,7 +937,9 @@ fn binlog<'s>(
                                         schema_out.push(SchemaEvent {
                                             table: tid,
                                             change: change.kind,
-                                            statement: sql.clone(),
+                                            // Passwords in a statement (`CONNECTION='mysql://u:p@…'`)
+                                            // never reach logs, files or the state store.
+                                            statement: crate::secrets::redact(sql),
                                             pos: Position::Binlog { file: start.0, pos: start.1 },
                                             commit_micros: event_time as i64 * 1_000_000,
                                         });

@@ -269,7 +269,8 @@ fn on_event(
     match plan.plan.raw.schema_changes.policy_for(&event.change) {
         DdlPolicy::Auto => {
             writer.follow_schema_change(e, &event).map_err(|err| format!("schema change: {err}"))?;
-            // A table's own CREATE (a restart replays it) and other statements need no DDL.
+            // The CREATE of a table the run already has (a restart after the statement
+            // discovered it) needs no DDL; under `error` it fails again, as it should.
             use ferry_operators::SchemaChangeKind as K;
             let ddl = takes_ddl && !matches!(event.change, K::Other | K::CreateTable);
             if ddl {

@@ -291,11 +291,14 @@ impl SqlWriter {
         let mut schema = change.schema.clone().unwrap_or_else(|| Arc::new(tp.target_schema.clone()));
         if let Some(renames) = self.renames.get(&table) {
             let mut s = (*schema).clone();
-            for c in &mut s.columns {
-                for (from, to) in renames {
-                    if c.name.eq_ignore_ascii_case(from) {
-                        c.name.clone_from(to);
-                    }
+            for (from, to) in renames {
+                // A schema that has the new name already (the source's current one after a
+                // restart, or a column added again under the old name) keeps its names.
+                if s.column_index(to).is_some() {
+                    continue;
+                }
+                if let Some(i) = s.column_index(from) {
+                    s.columns[i].name.clone_from(to);
                 }
             }
             schema = Arc::new(s);
