@@ -35,18 +35,17 @@ fn binlog_plan(from: &(String, u64)) -> String {
     )
 }
 
-/// Rounds per measurement (medians are printed).
-const ROUNDS: usize = 3;
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let rows = env_u64("FERRY_BENCH_ROWS", 2_000_000);
     let big = env_u64("FERRY_BENCH_BIG_ROWS", 10_000_000);
+    // Rounds per measurement (medians are printed).
+    let rounds = env_u64("FERRY_BENCH_ROUNDS", 3) as usize;
     println!(
         "ferry MySQL source, MariaDB at 127.0.0.1:{}, sysbench-like rows (id, k, c CHAR(120), pad CHAR(60)); \
-         median of {ROUNDS} interleaved rounds",
+         median of {rounds} interleaved rounds",
         port()
     );
     ensure_table("sbtest1", rows);
@@ -58,7 +57,7 @@ fn main() {
         timed(raw)
     };
     let plan = snapshot_plan("sbtest1");
-    let r = interleaved(ROUNDS, &mut [&mut { raw_select }, &mut || ferry_run(&plan, 1), &mut || ferry_run(&plan, 2)]);
+    let r = interleaved(rounds, &mut [&mut { raw_select }, &mut || ferry_run(&plan, 1), &mut || ferry_run(&plan, 2)]);
     let raw_rate = rows as f64 / r[0].0;
     line("raw: mariadb --quick SELECT * > /dev/null", rows, r[0].0, r[0].1, None, &r[0].2);
     for (w, (secs, peak, cpu)) in [1, 2].into_iter().zip(&r[1..]) {
@@ -87,7 +86,7 @@ fn main() {
         timed(raw)
     };
     let plan = binlog_plan(&from);
-    let r = interleaved(ROUNDS, &mut [&mut { raw_binlog }, &mut || ferry_run(&plan, 1)]);
+    let r = interleaved(rounds, &mut [&mut { raw_binlog }, &mut || ferry_run(&plan, 1)]);
     let raw_rate = rows as f64 / r[0].0;
     line("raw: mariadb-binlog -v > /dev/null", rows, r[0].0, r[0].1, None, &r[0].2);
     line("ferry binlog catch-up → null", rows, r[1].0, r[1].1, Some(raw_rate), &r[1].2);

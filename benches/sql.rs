@@ -9,6 +9,8 @@
 //! - full load MariaDB → MariaDB into a latin1 and a utf8mb4 database: ferry (2 workers, upsert,
 //!   bulk LOAD DATA … REPLACE) vs
 //!   `mariadb --quick -N -e 'SELECT …' | mariadb -e "LOAD DATA LOCAL INFILE '/dev/stdin' …"`;
+//! - full load MariaDB → MariaDB by the peer `mydumper` + `myloader` (2 threads each) when it
+//!   is installed (Debian package `mydumper`), next to ferry's exactly-once run into utf8mb4;
 //! - change-stream catch-up of `FERRY_BENCH_CDC_ROWS` binlog rows (default 1,000,000) into
 //!   PostgreSQL.
 //!
@@ -149,6 +151,8 @@ fn main() {
     let target = format!("  type: mariadb\n  url: {}\n", url());
     let parts: &[(&str, &str)] =
         if want("mariadb") { &[("latin1", "bench_dst"), ("utf8mb4", "bench_dst8")] } else { &[] };
+    // ferry's rate into the utf8mb4 database (2 workers, exactly-once), for the peer's ratio.
+    let mut ferry_utf8 = None;
     for &(charset, db) in parts {
         sql(&format!("CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET {charset}"));
         let fresh = || {
@@ -180,6 +184,35 @@ fn main() {
         line(&format!("pipe: mariadb --quick | LOAD DATA LOCAL ({charset})"), rows, r[0].0, r[0].1, None, &r[0].2);
         for (name, m) in [("at-least-once", &r[1]), ("exactly-once", &r[2])] {
             line(&format!("ferry → MariaDB ({charset}), 2 workers, upsert, {name}"), rows, m.0, m.1, Some(raw), &m.2);
+        }
+        if charset == "utf8mb4" {
+            ferry_utf8 = Some((rows as f64 / r[2].0, raw));
+        }
+    }
+    if let Some((ferry_rate, raw)) = ferry_utf8 {
+        if Command::new("mydumper").arg("--version").output().is_ok_and(|o| o.status.success()) {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().display();
+            let mut peer = Vec::new();
+            for _ in 0..rounds {
+                sql("DROP DATABASE IF EXISTS bench_mydumper");
+                let script = format!(
+                    "rm -rf {d}/dump && mydumper -h 127.0.0.1 -P {p} -u root -B bench -T bench.sbtest1 -t 2 -o {d}/dump && \
+                     myloader -h 127.0.0.1 -P {p} -u root -d {d}/dump -s bench -B bench_mydumper -t 2 -o",
+                    p = port()
+                );
+                let (secs, peak) = timed(bash(&script));
+                peer.push((secs, peak, last_cpu()));
+            }
+            peer.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (secs, peak, cpu) = &peer[peer.len() / 2];
+            line("peer: mydumper + myloader (2 threads)", rows, *secs, *peak, Some(raw), cpu);
+            println!(
+                "ferry → MariaDB (utf8mb4, exactly-once) ÷ mydumper + myloader: {:.2}×",
+                ferry_rate * secs / rows as f64
+            );
+        } else {
+            println!("mydumper: not installed (apt-get install mydumper) — skipped");
         }
     }
 
