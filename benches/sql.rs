@@ -9,7 +9,8 @@
 //! - full load MariaDB → MariaDB into a latin1 and a utf8mb4 database: ferry (2 workers, upsert,
 //!   bulk LOAD DATA … REPLACE) vs
 //!   `mariadb --quick -N -e 'SELECT …' | mariadb -e "LOAD DATA LOCAL INFILE '/dev/stdin' …"`;
-//! - full load MariaDB → MariaDB by the peer `mydumper` + `myloader` (2 threads each) when it
+//! - full load MariaDB → MariaDB by the peer `mydumper` + `myloader` (2 threads each, 200k-row
+//!   chunks) when it
 //!   is installed (Debian package `mydumper`), next to ferry's exactly-once run into utf8mb4;
 //! - change-stream catch-up of `FERRY_BENCH_CDC_ROWS` binlog rows (default 1,000,000) into
 //!   PostgreSQL.
@@ -140,7 +141,12 @@ fn main() {
             let mut c = Command::new("pgloader");
             c.arg(&load);
             let (secs, peak) = timed(c);
-            line("pgloader (2 workers)", rows, secs, peak, Some(raw), &last_cpu());
+            line("peer: pgloader (2 workers)", rows, secs, peak, Some(raw), &last_cpu());
+            let ferry_rate = rows as f64 / r[4].0;
+            println!(
+                "ferry → PostgreSQL (2 workers, exactly-once) ÷ pgloader: {:.2}×",
+                ferry_rate * secs / rows as f64
+            );
         } else {
             println!("pgloader: not installed (apt-get install pgloader) — skipped");
         }
@@ -197,16 +203,23 @@ fn main() {
             for _ in 0..rounds {
                 sql("DROP DATABASE IF EXISTS bench_mydumper");
                 let script = format!(
-                    "rm -rf {d}/dump && mydumper -h 127.0.0.1 -P {p} -u root -B bench -T bench.sbtest1 -t 2 -o {d}/dump && \
+                    "rm -rf {d}/dump && mydumper -h 127.0.0.1 -P {p} -u root -B bench -T sbtest1 -r 200000 -t 2 -o {d}/dump && \
                      myloader -h 127.0.0.1 -P {p} -u root -d {d}/dump -s bench -B bench_mydumper -t 2 -o",
                     p = port()
                 );
                 let (secs, peak) = timed(bash(&script));
+                let loaded = sql(
+                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bench_mydumper' AND TABLE_NAME = 'sbtest1'",
+                )[0]
+                .get::<u64, _>(0)
+                    == Some(1)
+                    && sql("SELECT COUNT(*) FROM bench_mydumper.sbtest1")[0].get::<u64, _>(0) == Some(rows);
+                assert!(loaded, "mydumper + myloader did not copy the {rows} rows");
                 peer.push((secs, peak, last_cpu()));
             }
             peer.sort_by(|a, b| a.0.total_cmp(&b.0));
             let (secs, peak, cpu) = &peer[peer.len() / 2];
-            line("peer: mydumper + myloader (2 threads)", rows, *secs, *peak, Some(raw), cpu);
+            line("peer: mydumper + myloader (2 threads, 200k-row chunks)", rows, *secs, *peak, Some(raw), cpu);
             println!(
                 "ferry → MariaDB (utf8mb4, exactly-once) ÷ mydumper + myloader: {:.2}×",
                 ferry_rate * secs / rows as f64
