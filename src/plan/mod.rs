@@ -154,15 +154,35 @@ pub struct Compiled {
     /// Per selected table, the columns a database target dropped in earlier runs (policy
     /// `auto`): rows replayed from before the drop do not bring them back.
     pub ddl_dropped: Vec<Vec<String>>,
+    /// The plan's table selection, compiled.
+    selection: Selection,
+}
+
+/// `tables.include` minus `tables.exclude`, compiled once: which source tables a plan takes.
+#[derive(Debug, Clone)]
+struct Selection {
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+impl Selection {
+    /// From a checked plan (its patterns compile).
+    fn new(tables: &TableSelection) -> Selection {
+        let re = |p: &String| Regex::new(&format!("^(?:{p})$")).expect("checked regex");
+        Selection { include: tables.include.iter().map(re).collect(), exclude: tables.exclude.iter().map(re).collect() }
+    }
+
+    /// Whether `db.table` is taken.
+    fn takes(&self, name: &str) -> bool {
+        self.include.iter().any(|r| r.is_match(name)) && !self.exclude.iter().any(|r| r.is_match(name))
+    }
 }
 
 impl Compiled {
     /// Whether the plan's selection (`tables.include` minus `tables.exclude`) takes the
     /// source table `db.table`.
     pub fn selects(&self, name: &str) -> bool {
-        let t = &self.plan.raw.tables;
-        let m = |p: &String| Regex::new(&format!("^(?:{p})$")).is_ok_and(|r| r.is_match(name));
-        t.include.iter().any(m) && !t.exclude.iter().any(m)
+        self.selection.takes(name)
     }
 
     /// The compiled plan of one table.
@@ -723,8 +743,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
     let mut ctx = Ctx { file: &plan.file, doc: &doc, errors: Vec::new() };
     let raw = &plan.raw;
     let re = |p: &String| Regex::new(&format!("^(?:{p})$")).expect("checked regex");
-    let include: Vec<Regex> = raw.tables.include.iter().map(re).collect();
-    let exclude: Vec<Regex> = raw.tables.exclude.iter().map(re).collect();
+    let selection = Selection::new(&raw.tables);
     let transforms: Vec<Regex> = raw.transforms.iter().map(|t| re(&t.tables)).collect();
     let mut catalog = Catalog::default();
     let mut tables = Vec::new();
@@ -736,7 +755,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
     let strict = raw.semantics == Semantics::ExactlyOnce || raw.write_mode == WriteMode::Upsert;
     for schema in &full.tables {
         let name = schema.name.to_string();
-        if !include.iter().any(|r| r.is_match(&name)) || exclude.iter().any(|r| r.is_match(&name)) {
+        if !selection.takes(&name) {
             continue;
         }
         let tx = transforms.iter().position(|r| r.is_match(&name));
@@ -989,7 +1008,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
         }
     }
     if ctx.errors.is_empty() {
-        Ok(Compiled { plan, catalog, tables, charsets, collations, details, ddl_dropped: Vec::new() })
+        Ok(Compiled { plan, catalog, tables, charsets, collations, details, ddl_dropped: Vec::new(), selection })
     } else {
         Err(PlanErrors(dedupe(ctx.errors)))
     }
