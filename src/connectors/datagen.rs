@@ -417,6 +417,8 @@ pub struct ShardGen {
     emitted: u64,
     next_key: u64,
     live: Vec<LiveRow>,
+    /// Room left at the end of every rendered row (for columns a transform appends).
+    spare: usize,
 }
 
 impl ShardGen {
@@ -448,7 +450,15 @@ impl ShardGen {
             emitted: 0,
             next_key: 0,
             live: Vec::new(),
+            spare: 0,
         }
+    }
+
+    /// Leaves room for `n` more values at the end of every row this stream renders (the
+    /// columns the table's transform appends), so appending them does not move the row.
+    pub fn with_spare_columns(mut self, n: usize) -> Self {
+        self.spare = n;
+        self
     }
 
     /// The stream's partition number, `table * shards_per_table + shard` (used in
@@ -632,7 +642,9 @@ impl ShardGen {
 
     /// The full image of a live row.
     fn render(&self, r: &LiveRow) -> Row {
-        (0..self.width).map(|c| self.value(r, c)).collect()
+        let mut row = Vec::with_capacity(self.width + self.spare);
+        row.extend((0..self.width).map(|c| self.value(r, c)));
+        row
     }
 
     /// The after image of an update, from its before image: only the columns whose seed (or,
@@ -642,11 +654,15 @@ impl ShardGen {
             return self.render(after);
         }
         let seed = |r: &LiveRow, c: usize| if r.mask >> c & 1 == 1 { r.b } else { r.a };
-        before_image
-            .iter()
-            .enumerate()
-            .map(|(c, v)| if seed(before, c) == seed(after, c) { v.clone() } else { self.value(after, c) })
-            .collect()
+        let mut row = Vec::with_capacity(self.width + self.spare);
+        row.extend(before_image.iter().enumerate().map(|(c, v)| {
+            if seed(before, c) == seed(after, c) {
+                v.clone()
+            } else {
+                self.value(after, c)
+            }
+        }));
+        row
     }
 
     /// Column `c` of a live row. Key columns derive from the key number; every other column

@@ -314,7 +314,8 @@ struct TableInfo {
 
 /// Reads and decodes a MySQL/MariaDB binlog stream (see the module docs).
 pub struct BinlogReader {
-    stream: BinlogStream,
+    /// `None` for an offline reader ([`BinlogReader::offline`]), which decodes files only.
+    stream: Option<BinlogStream>,
     opts: Opts,
     pending: Option<Event>,
     pos: BinlogPos,
@@ -376,7 +377,87 @@ async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, BinlogError>
         .collect())
 }
 
+/// Character set by collation id, as the server knows them.
+async fn collations(conn: &mut Conn) -> Result<HashMap<u16, String>, BinlogError> {
+    let collations: Vec<(u64, String)> = conn
+        .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
+        .await
+        .map_err(conn_err)?;
+    // MariaDB 10.10+ lists the ids of its UCA 14 collations (e.g. 2307 for
+    // utf8mb4_uca1400_as_cs) only here; older servers and MySQL lack the ID column.
+    let applicable: Vec<(u64, String)> = conn
+        .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID IS NOT NULL")
+        .await
+        .unwrap_or_default();
+    Ok(collations.into_iter().chain(applicable).filter_map(|(id, cs)| Some((u16::try_from(id).ok()?, cs))).collect())
+}
+
 impl BinlogReader {
+    /// A reader at `pos` that has read nothing yet.
+    fn new(
+        stream: Option<BinlogStream>,
+        opts: Opts,
+        pos: BinlogPos,
+        requested: String,
+        known_files: Vec<String>,
+        collations: HashMap<u16, String>,
+        gtid_state: BTreeMap<u32, (u32, u64)>,
+    ) -> Self {
+        BinlogReader {
+            stream,
+            opts,
+            pending: None,
+            pos,
+            requested,
+            tables: HashMap::new(),
+            table_seq: 0,
+            known_files,
+            hints: HashMap::new(),
+            filter: None,
+            collations,
+            in_txn: false,
+            group_gtid: None,
+            group_maria: None,
+            gtid_state,
+            event_time: 0,
+        }
+    }
+
+    /// A reader without a stream, for decoding binlog files (as `mariadb-binlog --raw` saves
+    /// them) with [`BinlogReader::decode_file`]: the row decoder measured on its own by the
+    /// benchmarks. Connects once to learn the server's collations.
+    pub async fn offline(opts: Opts) -> Result<Self, BinlogError> {
+        let mut conn = Conn::new(opts.clone()).await.map_err(conn_err)?;
+        let collations = collations(&mut conn).await?;
+        let _ = conn.disconnect().await;
+        Ok(Self::new(
+            None,
+            opts,
+            BinlogPos::new(String::new(), 4),
+            String::new(),
+            Vec::new(),
+            collations,
+            BTreeMap::new(),
+        ))
+    }
+
+    /// Decodes every event of one binlog file's bytes (starting with the `\xfebin` magic) as
+    /// the stream would; returns the number of row changes decoded.
+    pub fn decode_file(&mut self, bytes: &[u8]) -> Result<u64, BinlogError> {
+        let mut input = bytes
+            .strip_prefix(&[0xfe, b'b', b'i', b'n'][..])
+            .ok_or_else(|| self.event_err("not a binlog file (no \\xfebin magic)"))?;
+        let mut events =
+            mysql_common::binlog::EventStreamReader::new(mysql_common::binlog::consts::BinlogVersion::Version4);
+        let mut rows = 0u64;
+        while let Some(ev) = events.read(&mut input).map_err(|e| self.event_err(format!("reading the file: {e}")))? {
+            if let Some(BinlogEvent::Rows { changes, .. }) = self.handle(&ev)? {
+                rows += changes.len() as u64;
+            }
+        }
+        Ok(rows)
+    }
+
     /// Connects, checks the start position against `SHOW BINARY LOGS`, and starts the stream
     /// with [`DEFAULT_HEARTBEAT`]. `server_id` must be unique among the server's replicas.
     pub async fn connect(opts: Opts, server_id: u32, from: StartFrom) -> Result<Self, BinlogError> {
@@ -400,21 +481,7 @@ impl BinlogReader {
             ));
         }
         let earliest = BinlogPos::new(logs[0].0.clone(), 4);
-        let collations: Vec<(u64, String)> = conn
-            .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
-            .await
-            .map_err(conn_err)?;
-        // MariaDB 10.10+ lists the ids of its UCA 14 collations (e.g. 2307 for
-        // utf8mb4_uca1400_as_cs) only here; older servers and MySQL lack the ID column.
-        let applicable: Vec<(u64, String)> = conn
-            .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID IS NOT NULL")
-            .await
-            .unwrap_or_default();
-        let collations = collations
-            .into_iter()
-            .chain(applicable)
-            .filter_map(|(id, cs)| Some((u16::try_from(id).ok()?, cs)))
-            .collect();
+        let collations = collations(&mut conn).await?;
         let mut gtid_state = BTreeMap::new();
         let requested = match &from {
             StartFrom::Position(p) => {
@@ -466,27 +533,12 @@ impl BinlogReader {
         };
         let request = BinlogStreamRequest::new(server_id).with_filename(file.as_bytes()).with_pos(pos);
         let stream = conn.get_binlog_stream(request).await.map_err(conn_err)?;
-        let mut reader = BinlogReader {
-            stream,
-            opts,
-            pending: None,
-            pos: BinlogPos::new(file, pos),
-            requested,
-            tables: HashMap::new(),
-            table_seq: 0,
-            known_files: logs.into_iter().map(|(n, _)| n).collect(),
-            hints: HashMap::new(),
-            filter: None,
-            collations,
-            in_txn: false,
-            group_gtid: None,
-            group_maria: None,
-            gtid_state,
-            event_time: 0,
-        };
+        let known = logs.into_iter().map(|(n, _)| n).collect();
+        let mut reader =
+            Self::new(Some(stream), opts, BinlogPos::new(file, pos), requested, known, collations, gtid_state);
         // The server answers a dump request with a fake ROTATE or an error: surface errors
         // (purged position, duplicate server id) here rather than on the first `next()`.
-        match reader.stream.next().await {
+        match reader.stream.as_mut().expect("connected").next().await {
             Some(Ok(ev)) => reader.pending = Some(ev),
             Some(Err(e)) => return Err(reader.stream_error(e).await),
             None => return Err(BinlogError::Server("the server closed the binlog stream at once".into())),
@@ -555,11 +607,14 @@ impl BinlogReader {
         loop {
             let ev = match self.pending.take() {
                 Some(ev) => ev,
-                None => match self.stream.next().await {
-                    None => return Ok(None),
-                    Some(Err(e)) => return Err(self.stream_error(e).await),
-                    Some(Ok(ev)) => ev,
-                },
+                None => {
+                    match self.stream.as_mut().expect("an offline reader decodes files, it has no stream").next().await
+                    {
+                        None => return Ok(None),
+                        Some(Err(e)) => return Err(self.stream_error(e).await),
+                        Some(Ok(ev)) => ev,
+                    }
+                }
             };
             if let Some(out) = self.handle(&ev)? {
                 return Ok(Some(out));

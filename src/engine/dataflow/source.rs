@@ -43,7 +43,8 @@ pub fn datagen<'s>(
         let full_id =
             full.iter().position(|t| t.name == schema.name).expect("selected table is in the generator's catalog");
         for shard in 0..shards {
-            let g = ShardGen::new(&cfg, &full, full_id as u32, shard);
+            let g = ShardGen::new(&cfg, &full, full_id as u32, shard)
+                .with_spare_columns(plan.tables[plan_id].transform.spare_columns());
             if g.partition() as usize % peers == index {
                 gens.push((g, plan_id as u32));
             }
@@ -119,6 +120,8 @@ pub fn datagen<'s>(
                     }
                     if buf.len() >= 1024 {
                         session.give_container(&mut buf);
+                        // The container left with its buffer: size the next one at once.
+                        buf.reserve(1024 + 64);
                     }
                 }
                 if !buf.is_empty() {

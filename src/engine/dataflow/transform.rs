@@ -48,6 +48,9 @@ pub fn transform<'s>(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as i64);
                 let cx = Context { datasource: &plan.plan.source_name, now_micros: now };
+                // Sized once: `out` leaves with its container, and regrowing it by doubling
+                // costs copies and fresh pages on every batch.
+                out.reserve(data.len());
                 for c in data.drain(..) {
                     let table = c.table;
                     let before = out.len();
