@@ -1,48 +1,30 @@
 //! Database-target benchmarks, side by side with the machine's pipe limits in the same run,
-//! on a sysbench-like table (id, k, c CHAR(120), pad CHAR(60)) of `FERRY_BENCH_ROWS` rows
-//! (default 2,000,000) on the private test servers (`scripts/servers start`, then export what
-//! it prints):
+//! on the private test servers (`scripts/servers start`, then export what it prints):
 //!
-//! - full load MariaDB → PostgreSQL: ferry (1 and 2 workers, upsert, bulk COPY + merge) vs
-//!   `mariadb --quick -N -e 'SELECT …' | psql -c '\copy … from stdin'`, and vs `pgloader` when
-//!   it is installed (Debian package `pgloader`);
-//! - full load MariaDB → MariaDB into a latin1 and a utf8mb4 database: ferry (2 workers, upsert,
-//!   bulk LOAD DATA … REPLACE) vs
-//!   `mariadb --quick -N -e 'SELECT …' | mariadb -e "LOAD DATA LOCAL INFILE '/dev/stdin' …"`;
-//! - full load MariaDB → MariaDB by the peer `mydumper` + `myloader` (2 threads each, 200k-row
-//!   chunks) when it
-//!   is installed (Debian package `mydumper`), next to ferry's exactly-once run into utf8mb4;
-//! - change-stream catch-up of `FERRY_BENCH_CDC_ROWS` binlog rows (default 1,000,000) into
-//!   PostgreSQL.
+//! - full load of a sysbench-like table (id, k, c CHAR(120), pad CHAR(60)) of `FERRY_BENCH_ROWS`
+//!   rows (default 2,000,000) MariaDB → PostgreSQL: ferry (1 and 2 workers, exactly-once,
+//!   upsert: bulk COPY + merge) vs `mariadb --quick -N -e 'SELECT …' | psql -c '\copy … from
+//!   stdin'`, and vs the peer `pgloader` (Debian package `pgloader`);
+//! - the same MariaDB → MariaDB (utf8mb4): ferry (1 and 2 workers, exactly-once, upsert: bulk
+//!   LOAD DATA … REPLACE) vs
+//!   `mariadb --quick -N -e 'SELECT …' | mariadb -e "LOAD DATA LOCAL INFILE '/dev/stdin' …"`,
+//!   and vs the peer `mydumper` + `myloader` (2 threads each, 200k-row chunks; Debian package
+//!   `mydumper`);
+//! - many small tables (`FERRY_BENCH_TABLES`, default 200, × 1,000 rows) → PostgreSQL, 2
+//!   workers, target tables created by ferry, vs reading them all with `mariadb`;
+//! - end-to-end latency, source commit to target visibility, at 1k and 5k rows/s (each row
+//!   carries its source commit time in microseconds; PostgreSQL stamps the time it wrote it):
+//!   p50, p99, max.
 //!
-//! `FERRY_BENCH_ONLY=pg,mariadb,cdc` (any of them) runs only those parts. The full loads are
+//! `FERRY_BENCH_ONLY=pg,mariadb,many,latency` (any of them) runs only those parts. Each case is
 //! measured in `FERRY_BENCH_ROUNDS` (default 3) interleaved rounds, medians printed.
 
 mod common;
 
 use common::*;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-fn pg_url() -> String {
-    std::env::var("FERRY_TEST_PG_URL").unwrap_or_else(|_| {
-        eprintln!("FERRY_TEST_PG_URL is not set: run `scripts/servers start` and export what it prints");
-        std::process::exit(1)
-    })
-}
-
-fn pg_port() -> String {
-    pg_url().rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("55432").to_string()
-}
-
-fn psql(q: &str) {
-    let st = Command::new("psql")
-        .args(["-q", "-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", q])
-        .status()
-        .unwrap();
-    assert!(st.success(), "psql: {q}");
-}
-
-const PG_TABLE: &str = "(id int PRIMARY KEY, k int NOT NULL, c char(120) NOT NULL, pad char(60) NOT NULL)";
 const MY_TABLE: &str = "(id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)";
 
 fn bash(script: &str) -> Command {
@@ -51,12 +33,101 @@ fn bash(script: &str) -> Command {
     c
 }
 
-fn plan(task: &str, table: &str, target: &str, extra: &str) -> String {
+fn plan(task: &str, include: &str, target: &str, extra: &str) -> String {
     format!(
         "task: {task}\n{extra}source:\n  type: mariadb\n  url: {}\n  bounded: true\n  heartbeat: 100ms\n  chunk_rows: 20000\n\
-         target:\n{target}tables:\n  include: ['bench\\.{table}']\nruntime:\n  checkpoint_interval: 1s\n  batch_rows: 10000\n",
+         target:\n{target}tables:\n  include: ['{include}']\nsemantics: exactly-once\n\
+         runtime:\n  checkpoint_interval: 1s\n  batch_rows: 10000\n",
         url()
     )
+}
+
+fn psql_value(q: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-At", "-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", q])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql: {q}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One latency round: ferry streams `bench.latency` into PostgreSQL while rows are inserted
+/// at `rate` rows/s for `secs` seconds (a multi-row INSERT every 10 ms); returns the source
+/// commit → target write delays in ms: p50, p99, max.
+fn latency_round(rate: u64, secs: u64) -> (f64, f64, f64) {
+    sql("DROP TABLE IF EXISTS bench.latency");
+    sql("CREATE TABLE bench.latency (id BIGINT PRIMARY KEY, ts_us BIGINT NOT NULL, pad CHAR(60) NOT NULL)");
+    psql(
+        "CREATE SCHEMA IF NOT EXISTS bench; DROP TABLE IF EXISTS bench.latency; \
+         CREATE TABLE bench.latency (id bigint PRIMARY KEY, ts_us bigint NOT NULL, pad char(60) NOT NULL, \
+         seen_us bigint DEFAULT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("plan.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "task: bench_latency\nmode: incremental\nsource:\n  type: mariadb\n  url: {}\n  heartbeat: 100ms\n\
+             target:\n  type: postgres\n  url: {}\ntables:\n  include: ['bench\\.latency']\nsemantics: exactly-once\n\
+             runtime:\n  checkpoint_interval: 100ms\n",
+            url(),
+            pg_url()
+        ),
+    )
+    .unwrap();
+    let mut ferry = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .current_dir(dir.path())
+        .args(["run", "-q", p.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = |q: &str| psql_value(q).parse::<u64>().unwrap_or(0);
+    let rows = rate * secs;
+    let per_batch = (rate / 100).max(1);
+    let opts = mysql_async::Opts::from_url(&url()).unwrap();
+    ferry::engine::io_runtime().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        // Streaming starts at the binlog's end when ferry starts: a probe row tells when.
+        let waited = Instant::now();
+        for probe in 1.. {
+            c.query_drop(format!("INSERT INTO bench.latency VALUES (-{probe}, 0, 'probe')")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if seen("SELECT count(*) FROM bench.latency WHERE id < 0") > 0 {
+                break;
+            }
+            assert!(waited.elapsed() < Duration::from_secs(60), "ferry did not start streaming");
+        }
+        let start = tokio::time::Instant::now();
+        let mut id = 1;
+        for k in 0.. {
+            if id > rows {
+                break;
+            }
+            tokio::time::sleep_until(start + Duration::from_millis(10 * k)).await;
+            let values: Vec<String> = (id..(id + per_batch).min(rows + 1))
+                .map(|i| format!("({i}, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED), 'heartbeat')"))
+                .collect();
+            id += values.len() as u64;
+            c.query_drop(format!("INSERT INTO bench.latency VALUES {}", values.join(","))).await.unwrap();
+        }
+        c.disconnect().await.unwrap();
+    });
+    let waited = Instant::now();
+    while seen("SELECT count(*) FROM bench.latency WHERE id > 0") < rows {
+        assert!(waited.elapsed() < Duration::from_secs(120), "not every row reached PostgreSQL");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = ferry.kill();
+    let _ = ferry.wait();
+    let stats = psql_value(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seen_us - ts_us) / 1000, \
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY seen_us - ts_us) / 1000, max(seen_us - ts_us) / 1000.0 \
+         FROM bench.latency WHERE id > 0",
+    );
+    let v: Vec<f64> = stats.split('|').map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1], v[2])
 }
 
 fn main() {
@@ -64,21 +135,22 @@ fn main() {
         return;
     }
     let rows = env_u64("FERRY_BENCH_ROWS", 2_000_000);
-    let cdc_rows = env_u64("FERRY_BENCH_CDC_ROWS", 1_000_000);
+    let tables = env_u64("FERRY_BENCH_TABLES", 200) as u32;
     let rounds = env_u64("FERRY_BENCH_ROUNDS", 3) as usize;
     println!(
-        "ferry database targets: MariaDB 127.0.0.1:{} → PostgreSQL 127.0.0.1:{} / MariaDB, sysbench-like rows",
+        "ferry database targets: MariaDB 127.0.0.1:{} → PostgreSQL 127.0.0.1:{} / MariaDB; median of {rounds} \
+         interleaved rounds; MB/s as the rows' SELECT * text",
         port(),
         pg_port()
     );
+    let only = std::env::var("FERRY_BENCH_ONLY").unwrap_or_default();
+    let want = |part: &str| only.is_empty() || only.split(',').any(|o| o.trim() == part);
     ensure_table("sbtest1", rows);
+    set_row_bytes(text_bytes("SELECT * FROM bench.sbtest1") as f64 / rows as f64);
     let select =
         format!("mariadb --quick -N -h127.0.0.1 -P{} -uroot -e 'SELECT id, k, c, pad FROM bench.sbtest1'", port());
     let pg = format!("psql -q -h 127.0.0.1 -p {} -U postgres", pg_port());
     let my = format!("mariadb --local-infile=1 -h127.0.0.1 -P{} -uroot", port());
-
-    let only = std::env::var("FERRY_BENCH_ONLY").unwrap_or_default();
-    let want = |part: &str| only.is_empty() || only.split(',').any(|o| o.trim() == part);
 
     // MariaDB → PostgreSQL.
     if want("pg") {
@@ -87,8 +159,7 @@ fn main() {
         let fresh =
             |table: &str| psql(&format!("DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} {PG_TABLE}"));
         let pipe = format!("{select} | {pg} -c '\\copy bench.sbtest1_raw from stdin'");
-        let alo = plan("bench_pg", "sbtest1", &target, "");
-        let eo = plan("bench_pg", "sbtest1", &target, "semantics: exactly-once\n");
+        let eo = plan("bench_pg", "bench\\.sbtest1", &target, "");
         let r = interleaved(
             rounds,
             &mut [
@@ -98,15 +169,7 @@ fn main() {
                 },
                 &mut || {
                     fresh("sbtest1");
-                    ferry_run(&alo, 1)
-                },
-                &mut || {
-                    fresh("sbtest1");
                     ferry_run(&eo, 1)
-                },
-                &mut || {
-                    fresh("sbtest1");
-                    ferry_run(&alo, 2)
                 },
                 &mut || {
                     fresh("sbtest1");
@@ -116,13 +179,8 @@ fn main() {
         );
         let raw = rows as f64 / r[0].0;
         line("pipe: mariadb --quick | psql \\copy", rows, r[0].0, r[0].1, None, &r[0].2);
-        for (name, m) in [
-            ("1 worker, upsert, at-least-once", &r[1]),
-            ("1 worker, upsert, exactly-once", &r[2]),
-            ("2 workers, upsert, at-least-once", &r[3]),
-            ("2 workers, upsert, exactly-once", &r[4]),
-        ] {
-            line(&format!("ferry → PostgreSQL, {name}"), rows, m.0, m.1, Some(raw), &m.2);
+        for (w, m) in [(1, &r[1]), (2, &r[2])] {
+            line(&format!("ferry → PostgreSQL, {w} worker(s), exactly-once"), rows, m.0, m.1, Some(raw), &m.2);
         }
         if Command::new("pgloader").arg("--version").output().is_ok_and(|o| o.status.success()) {
             let dir = tempfile::tempdir().unwrap();
@@ -138,37 +196,35 @@ fn main() {
             ),
             )
             .unwrap();
-            let mut c = Command::new("pgloader");
-            c.arg(&load);
-            let (secs, peak) = timed(c);
-            line("peer: pgloader (2 workers)", rows, secs, peak, Some(raw), &last_cpu());
-            let ferry_rate = rows as f64 / r[4].0;
-            println!(
-                "ferry → PostgreSQL (2 workers, exactly-once) ÷ pgloader: {:.2}×",
-                ferry_rate * secs / rows as f64
-            );
+            let mut peer = Vec::new();
+            for _ in 0..rounds {
+                let mut c = Command::new("pgloader");
+                c.arg(&load);
+                let (secs, peak) = timed(c);
+                let copied = psql_value("SELECT count(*) FROM bench_pgloader.sbtest1");
+                assert_eq!(copied, rows.to_string(), "pgloader did not copy the {rows} rows");
+                peer.push((secs, peak, last_cpu()));
+            }
+            peer.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (secs, peak, cpu) = &peer[peer.len() / 2];
+            line("peer: pgloader (2 workers)", rows, *secs, *peak, Some(raw), cpu);
+            peer_ratio("ferry → PostgreSQL (2 workers) ÷ pgloader", secs / r[2].0);
         } else {
             println!("pgloader: not installed (apt-get install pgloader) — skipped");
         }
     }
 
-    // MariaDB → MariaDB, into a latin1 and into a utf8mb4 database (ferry sends UTF-8: the
-    // server converts for latin1 columns, not for utf8mb4 ones; the pipe the other way round).
-    let target = format!("  type: mariadb\n  url: {}\n", url());
-    let parts: &[(&str, &str)] =
-        if want("mariadb") { &[("latin1", "bench_dst"), ("utf8mb4", "bench_dst8")] } else { &[] };
-    // ferry's rate into the utf8mb4 database (2 workers, exactly-once), for the peer's ratio.
-    let mut ferry_utf8 = None;
-    for &(charset, db) in parts {
-        sql(&format!("CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET {charset}"));
+    // MariaDB → MariaDB (utf8mb4).
+    if want("mariadb") {
+        let target = format!("  type: mariadb\n  url: {}\n", url());
+        let db = "bench_dst8";
+        sql(&format!("CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4"));
         let fresh = || {
             sql(&format!("DROP TABLE IF EXISTS {db}.sbtest1"));
             sql(&format!("CREATE TABLE {db}.sbtest1 {MY_TABLE}"));
         };
         let pipe = format!("{select} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {db}.sbtest1\"");
-        let route = format!("route:\n  database: {db}\n");
-        let alo = plan("bench_my", "sbtest1", &target, &route);
-        let eo = plan("bench_my", "sbtest1", &target, &format!("semantics: exactly-once\n{route}"));
+        let eo = plan("bench_my", "bench\\.sbtest1", &target, &format!("route:\n  database: {db}\n"));
         let r = interleaved(
             rounds,
             &mut [
@@ -178,7 +234,7 @@ fn main() {
                 },
                 &mut || {
                     fresh();
-                    ferry_run(&alo, 2)
+                    ferry_run(&eo, 1)
                 },
                 &mut || {
                     fresh();
@@ -187,15 +243,10 @@ fn main() {
             ],
         );
         let raw = rows as f64 / r[0].0;
-        line(&format!("pipe: mariadb --quick | LOAD DATA LOCAL ({charset})"), rows, r[0].0, r[0].1, None, &r[0].2);
-        for (name, m) in [("at-least-once", &r[1]), ("exactly-once", &r[2])] {
-            line(&format!("ferry → MariaDB ({charset}), 2 workers, upsert, {name}"), rows, m.0, m.1, Some(raw), &m.2);
+        line("pipe: mariadb --quick | LOAD DATA LOCAL", rows, r[0].0, r[0].1, None, &r[0].2);
+        for (w, m) in [(1, &r[1]), (2, &r[2])] {
+            line(&format!("ferry → MariaDB, {w} worker(s), exactly-once"), rows, m.0, m.1, Some(raw), &m.2);
         }
-        if charset == "utf8mb4" {
-            ferry_utf8 = Some((rows as f64 / r[2].0, raw));
-        }
-    }
-    if let Some((ferry_rate, raw)) = ferry_utf8 {
         if Command::new("mydumper").arg("--version").output().is_ok_and(|o| o.status.success()) {
             let dir = tempfile::tempdir().unwrap();
             let d = dir.path().display();
@@ -220,27 +271,78 @@ fn main() {
             peer.sort_by(|a, b| a.0.total_cmp(&b.0));
             let (secs, peak, cpu) = &peer[peer.len() / 2];
             line("peer: mydumper + myloader (2 threads, 200k-row chunks)", rows, *secs, *peak, Some(raw), cpu);
-            println!(
-                "ferry → MariaDB (utf8mb4, exactly-once) ÷ mydumper + myloader: {:.2}×",
-                ferry_rate * secs / rows as f64
-            );
+            peer_ratio("ferry → MariaDB (2 workers) ÷ mydumper + myloader", secs / r[2].0);
         } else {
             println!("mydumper: not installed (apt-get install mydumper) — skipped");
         }
     }
 
-    // Change-stream catch-up into PostgreSQL.
-    if cdc_rows > 0 && want("cdc") {
-        sql("DROP TABLE IF EXISTS bench.sbtest_cdc");
-        let (from, _) = ensure_table("sbtest_cdc", cdc_rows).expect("a fresh table is loaded");
-        psql(&format!("DROP TABLE IF EXISTS bench.sbtest_cdc; CREATE TABLE bench.sbtest_cdc {PG_TABLE}"));
-        let extra = "mode: incremental\n";
+    // Many small tables → PostgreSQL (ferry creates the target tables).
+    if tables > 0 && want("many") {
+        ensure_many(tables, 1000);
+        let n = tables as u64 * 1000;
+        let query: String = (0..tables).map(|t| format!("SELECT * FROM bench_many.t{t:03};")).collect();
+        set_row_bytes(text_bytes(&query) as f64 / n as f64);
         let target = format!("  type: postgres\n  url: {}\n", pg_url());
-        let text = plan("bench_cdc", "sbtest_cdc", &target, extra).replace(
-            "  chunk_rows: 20000\n",
-            &format!("  start:\n    from: position\n    file: {}\n    position: {}\n", from.0, from.1),
+        let eo = plan("bench_many", "bench_many\\..*", &target, "");
+        let q = query.clone();
+        let r = interleaved(
+            rounds,
+            &mut [
+                &mut || {
+                    let mut raw = Command::new("mariadb");
+                    raw.args(["--quick", "-h127.0.0.1", &format!("-P{}", port()), "-uroot", "-e", &q]);
+                    timed(raw)
+                },
+                &mut || {
+                    psql("DROP SCHEMA IF EXISTS bench_many CASCADE");
+                    ferry_run(&eo, 2)
+                },
+            ],
         );
-        let (secs, peak) = ferry_run(&text, 2);
-        line("ferry binlog catch-up → PostgreSQL, 2 workers", cdc_rows, secs, peak, None, &last_cpu());
+        let raw = n as f64 / r[0].0;
+        line(&format!("raw: mariadb --quick SELECT * ({tables} tables)"), n, r[0].0, r[0].1, None, &r[0].2);
+        line(
+            &format!("ferry → PostgreSQL, {tables} tables × 1k rows, 2 workers, creating them"),
+            n,
+            r[1].0,
+            r[1].1,
+            Some(raw),
+            &r[1].2,
+        );
+        let copied = psql_value("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bench_many'");
+        assert_eq!(copied, tables.to_string(), "ferry did not create every table");
+    }
+
+    // End-to-end latency.
+    if want("latency") {
+        let secs = env_u64("FERRY_BENCH_LATENCY_SECS", 5);
+        for rate in [1000, 5000] {
+            let mut runs: Vec<(f64, f64, f64)> = (0..rounds).map(|_| latency_round(rate, secs)).collect();
+            let median = |f: fn(&(f64, f64, f64)) -> f64, runs: &mut Vec<(f64, f64, f64)>| {
+                runs.sort_by(|a, b| f(a).total_cmp(&f(b)));
+                f(&runs[runs.len() / 2])
+            };
+            let p50 = median(|r| r.0, &mut runs);
+            let p99 = median(|r| r.1, &mut runs);
+            let max = median(|r| r.2, &mut runs);
+            let name = format!("latency: commit → PostgreSQL at {}k rows/s", rate / 1000);
+            println!(
+                "{name:<48} {:>9} rows   p50 {p50:>6.1} ms   p99 {p99:>6.1} ms   max {max:>6.1} ms   \
+                 (exactly-once, 100 ms checkpoints)",
+                rate * secs
+            );
+            summary([
+                &name,
+                &rate.to_string(),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                &format!("p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"),
+            ]);
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! MB/s written (files), and the case's peak resident memory. Every case runs in a child
 //! process of its own so its peak memory is its own. `FERRY_BENCH_CHANGES` scales the runs.
 
+mod common;
+
 use ferry::connectors::datagen::{catalog, DatagenConfig, ShardGen};
 use ferry::engine::{run, RunOptions};
 use std::process::Command;
@@ -71,20 +73,47 @@ fn child(case: &str) {
     .unwrap();
     let secs = start.elapsed().as_secs_f64();
     let bytes = dir_bytes(&dir.path().join("out"));
-    let rate = s.rows_in as f64 / secs;
-    println!(
-        "{case:<10} {:>10} changes {:>7.2}s {:>10.0} changes/s {:>10.0} /worker {:>8.1} MB/s {:>8.1} MiB peak",
-        s.rows_in,
-        secs,
-        rate,
-        rate / workers as f64,
-        bytes as f64 / secs / 1e6,
-        peak_rss_mib()
-    );
+    // One machine-readable line for the parent: rows, seconds, bytes, peak MiB, CPU seconds.
+    println!("{} {secs} {bytes} {} {}", s.rows_in, peak_rss_mib(), cpu_seconds());
 }
 
-/// The raw limit: the generator alone, one thread, rows dropped as they come.
-fn raw_limit() {
+/// User + system CPU seconds of this process so far (fields 14 and 15 of /proc/self/stat).
+fn cpu_seconds() -> f64 {
+    let st = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = st.rfind(") ").map_or("", |i| &st[i + 2..]);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11..13).map_or(0.0, |v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()) / 100.0
+}
+
+/// One case's result.
+struct Run {
+    rows: u64,
+    secs: f64,
+    bytes: u64,
+    peak: f64,
+    cpu: f64,
+}
+
+fn run_case(case: &str) -> Option<Run> {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(&exe).env("FERRY_BENCH_CASE", case).output().unwrap();
+    if !out.status.success() {
+        eprintln!("{case} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    Some(Run {
+        rows: f.first()?.parse().ok()?,
+        secs: f.get(1)?.parse().ok()?,
+        bytes: f.get(2)?.parse().ok()?,
+        peak: f.get(3)?.parse().ok()?,
+        cpu: f.get(4)?.parse().ok()?,
+    })
+}
+
+/// The raw limit: the generator alone, one thread, rows dropped as they come: changes, seconds.
+fn raw_limit() -> (u64, f64) {
     let cfg = DatagenConfig {
         seed: 3,
         databases: 2,
@@ -106,12 +135,7 @@ fn raw_limit() {
             }
         }
     }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{:<10} {n:>10} changes {secs:>7.2}s {:>10.0} changes/s   (generator only, 1 thread)",
-        "raw-gen",
-        n as f64 / secs
-    );
+    (n, start.elapsed().as_secs_f64())
 }
 
 fn main() {
@@ -122,17 +146,57 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let rounds = std::env::var("FERRY_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3usize).max(1);
     println!(
-        "ferry throughput (datagen, 2 databases × 3 keyed tables, filter + function field), {} changes",
+        "ferry throughput (datagen, 2 databases × 3 keyed tables, filter + function field), {} changes; \
+         median of {rounds} interleaved rounds; × = rate ÷ the generator alone",
         changes()
     );
-    raw_limit();
-    let exe = std::env::current_exe().unwrap();
-    for case in ["null-1", "null-2", "files-1", "files-2"] {
-        let out = Command::new(&exe).env("FERRY_BENCH_CASE", case).output().unwrap();
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            eprintln!("{case} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let cases = ["null-1", "null-2", "files-1", "files-2"];
+    let mut gen: Vec<(u64, f64)> = Vec::new();
+    let mut runs: Vec<Vec<Run>> = cases.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        gen.push(raw_limit());
+        for (case, r) in cases.iter().zip(runs.iter_mut()) {
+            r.extend(run_case(case));
         }
+    }
+    gen.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (gen_n, gen_secs) = gen[gen.len() / 2];
+    let gen_rate = gen_n as f64 / gen_secs;
+    println!(
+        "{:<10} {gen_n:>10} changes {gen_secs:>6.2}s {gen_rate:>10.0} changes/s   (the generator alone, 1 thread, no dataflow)",
+        "raw-gen",
+    );
+    for (case, mut r) in cases.iter().zip(runs) {
+        if r.is_empty() {
+            continue;
+        }
+        let peak = r.iter().map(|r| r.peak).fold(0.0, f64::max);
+        r.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+        let m = &r[r.len() / 2];
+        let workers: f64 = case[case.len() - 1..].parse().unwrap();
+        let rate = m.rows as f64 / m.secs;
+        println!(
+            "{case:<10} {:>10} changes {:>6.2}s {rate:>10.0} changes/s {:>10.0} /worker {:>5.2}× {:>7.1} MB/s \
+             {peak:>7.1} MiB peak {:>6.2} cpu s/M changes",
+            m.rows,
+            m.secs,
+            rate / workers,
+            rate / gen_rate,
+            m.bytes as f64 / m.secs / 1e6,
+            m.cpu / (m.rows as f64 / 1e6),
+        );
+        common::summary([
+            &format!("engine: datagen → {} (filter + function field)", case.replace('-', ", workers: ")),
+            &format!("{rate:.0}"),
+            &format!("{:.1}", m.bytes as f64 / m.secs / 1e6),
+            &format!("{:.2}", rate / gen_rate),
+            "the generator alone",
+            "",
+            &format!("{:.2}", m.cpu / (m.rows as f64 / 1e6)),
+            &format!("{peak:.0}"),
+            &format!("{:.0} per worker", rate / workers),
+        ]);
     }
 }

@@ -70,6 +70,141 @@ pub fn ensure_table(name: &str, rows: u64) -> Option<((String, u64), (String, u6
     Some((start, master()))
 }
 
+pub fn pg_url() -> String {
+    std::env::var("FERRY_TEST_PG_URL").unwrap_or_else(|_| {
+        eprintln!("FERRY_TEST_PG_URL is not set: run `scripts/servers start` and export what it prints");
+        std::process::exit(1)
+    })
+}
+
+pub fn pg_port() -> String {
+    pg_url().rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("55432").to_string()
+}
+
+pub fn psql(q: &str) {
+    let st = Command::new("psql")
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .args(["-q", "-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", q])
+        .status()
+        .unwrap();
+    assert!(st.success(), "psql: {q}");
+}
+
+pub const PG_TABLE: &str = "(id int PRIMARY KEY, k int NOT NULL, c char(120) NOT NULL, pad char(60) NOT NULL)";
+
+/// Runs several statements in one round trip.
+pub fn sql_batch(statements: &str) {
+    let opts = mysql_async::Opts::from_url(&url()).unwrap();
+    ferry::engine::io_runtime().block_on(async {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        c.query_drop(statements).await.unwrap_or_else(|e| panic!("{}…: {e}", &statements[..statements.len().min(200)]));
+        c.disconnect().await.unwrap();
+    })
+}
+
+fn table_rows(db: &str, table: &str) -> Option<u64> {
+    let have = sql(&format!(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' AND TABLE_NAME='{table}'"
+    ));
+    (have[0].get::<u64, _>(0) == Some(1)).then(|| sql(&format!("SELECT COUNT(*) FROM {db}.{table}"))[0].get(0).unwrap())
+}
+
+/// Fills `db.table` from the MariaDB sequence engine in 200k-row statements: `select` is the
+/// SELECT list over `seq`.
+fn fill(db: &str, table: &str, rows: u64, select: &str) {
+    let step = 200_000;
+    let mut lo = 1;
+    while lo <= rows {
+        let hi = (lo + step - 1).min(rows);
+        sql(&format!("INSERT INTO {db}.{table} SELECT {select} FROM bench.seq_{lo}_to_{hi}"));
+        lo = hi + 1;
+    }
+}
+
+/// The all-types table `bench.alltypes` (every MariaDB type family, some NULLs), `rows` rows.
+pub fn ensure_alltypes(rows: u64) {
+    sql("CREATE DATABASE IF NOT EXISTS bench");
+    if table_rows("bench", "alltypes") == Some(rows) {
+        return;
+    }
+    sql("DROP TABLE IF EXISTS bench.alltypes");
+    sql("CREATE TABLE bench.alltypes (id INT PRIMARY KEY, ti TINYINT, si SMALLINT UNSIGNED, mi MEDIUMINT, \
+         bi BIGINT, ubi BIGINT UNSIGNED, f FLOAT, d DOUBLE, dec1 DECIMAL(20,6), dec2 DECIMAL(65,30), c CHAR(10), \
+         vc VARCHAR(100), tx TEXT, bin BINARY(16), vb VARBINARY(64), bl BLOB, dt DATE, tm TIME(3), dtm DATETIME(6), \
+         ts TIMESTAMP(6) NULL, yr YEAR, js JSON, en ENUM('a','b','c'), st SET('x','y','z'), bt BIT(12), bo BOOLEAN)");
+    fill(
+        "bench",
+        "alltypes",
+        rows,
+        "seq, CAST(seq % 256 AS SIGNED) - 128, seq % 65536, CAST(seq % 8388608 AS SIGNED) - 4194304, \
+         CAST(seq AS SIGNED) * 1000003 - 5000000000, 18446744073709551615 - seq, seq / 7, seq * 1.000001e0 / 3, \
+         seq / 11, CONCAT(seq, '.', LPAD(seq % 1000000, 30, '0')), LPAD(seq, 10, 'x'), \
+         IF(seq % 10 = 0, NULL, CONCAT('name-', MD5(seq))), REPEAT(MD5(seq), 4), UNHEX(MD5(seq)), UNHEX(SHA1(seq)), \
+         UNHEX(REPEAT(MD5(seq), 2)), DATE_ADD('2000-01-01', INTERVAL seq % 10000 DAY), \
+         SEC_TO_TIME(CAST(seq % 300000 AS SIGNED) - 150000 + 0.125), \
+         TIMESTAMPADD(MICROSECOND, seq * 1234567, '2001-01-01 00:00:00'), FROM_UNIXTIME(1000000000 + seq + 0.25), \
+         1901 + seq % 255, JSON_OBJECT('id', seq, 'tag', MD5(seq)), ELT(1 + seq % 3, 'a', 'b', 'c'), \
+         ELT(1 + seq % 4, 'x', 'y,z', '', 'x,y,z'), seq % 4096, seq % 2",
+    );
+}
+
+/// `tables` sysbench-like tables of `rows` rows each in the database `bench_many`.
+pub fn ensure_many(tables: u32, rows: u64) {
+    sql("CREATE DATABASE IF NOT EXISTS bench");
+    let n: u64 =
+        sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='bench_many'")[0].get(0).unwrap();
+    if n == tables as u64 && table_rows("bench_many", &format!("t{:03}", tables - 1)) == Some(rows) {
+        return;
+    }
+    sql("DROP DATABASE IF EXISTS bench_many");
+    sql("CREATE DATABASE bench_many");
+    let mut batch = String::new();
+    for t in 0..tables {
+        batch.push_str(&format!(
+            "CREATE TABLE bench_many.t{t:03} (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL);\
+             INSERT INTO bench_many.t{t:03} SELECT seq, seq * 7919 % {rows}, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT(SUBSTR(MD5(seq + {t}), 1, 10), 10)), \
+             REPEAT(SUBSTR(MD5(seq), 1, 12), 4) FROM bench.seq_1_to_{rows};"
+        ));
+    }
+    sql_batch(&batch);
+}
+
+/// The binlog ranges of the change-stream dataset: `bench.sbtest_cdc` loaded afresh with `rows`
+/// inserts (in their own binlog files), then `on_inserts(range)` runs, then every row is
+/// updated (10k-row transactions, new binlog files) and `on_updates(range)` runs.
+pub fn with_cdc(
+    rows: u64,
+    on_inserts: impl FnOnce((String, u64), (String, u64)),
+    on_updates: impl FnOnce((String, u64), (String, u64)),
+) {
+    sql("DROP TABLE IF EXISTS bench.sbtest_cdc");
+    sql("FLUSH BINARY LOGS");
+    let (from, to) = ensure_table("sbtest_cdc", rows).expect("a fresh table is loaded");
+    on_inserts(from, to);
+    sql("FLUSH BINARY LOGS");
+    let from = master();
+    let step = 10_000;
+    let mut lo = 1;
+    while lo <= rows {
+        let hi = (lo + step - 1).min(rows);
+        sql(&format!(
+            "UPDATE bench.sbtest_cdc SET k = k + 1, c = CONCAT(LPAD(id, 11, '0'), '-', REPEAT(SUBSTR(MD5(id + 1), 1, 10), 10)) \
+             WHERE id BETWEEN {lo} AND {hi}"
+        ));
+        lo = hi + 1;
+    }
+    on_updates(from, master());
+}
+
+/// The binlog files from `from`'s to `to`'s.
+pub fn binlog_files(from: &(String, u64), to: &(String, u64)) -> Vec<String> {
+    sql("SHOW BINARY LOGS")
+        .iter()
+        .map(|r| r.get::<String, _>(0).unwrap())
+        .filter(|f| *f >= from.0 && *f <= to.0)
+        .collect()
+}
+
 /// CPU seconds spent on the machine during a measurement: all of it (from /proc/stat) and by
 /// process name (summed over every process seen while sampling /proc every 50 ms, so a process
 /// that ends loses at most its last 50 ms).
@@ -205,14 +340,78 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
     (secs, peak)
 }
 
-/// Prints a result line: rows/s, the ratio to `base` rows/s, peak memory and CPU seconds.
+thread_local! {
+    /// Bytes per row of the dataset being measured (its `SELECT *` text), for MB/s.
+    static ROW_BYTES: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+    /// The raw limit the next ratios divide by.
+    static LIMIT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Sets the dataset's bytes per row (as `SELECT *` text) for the MB/s of the next lines.
+pub fn set_row_bytes(bytes_per_row: f64) {
+    ROW_BYTES.with(|b| b.set(bytes_per_row));
+}
+
+/// Appends one row to the run's summary (`FERRY_BENCH_SUMMARY`, tab-separated: case, rows/s,
+/// MB/s, × limit, limit, ÷ peer, ferry CPU s per million rows, peak MiB, note), which
+/// `scripts/bench` turns into the results table.
+pub fn summary(fields: [&str; 9]) {
+    let Ok(path) = std::env::var("FERRY_BENCH_SUMMARY") else { return };
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    writeln!(f, "{}", fields.join("\t")).unwrap();
+}
+
+/// Prints a result line: rows/s, MB/s (as text), the ratio to `base` rows/s, peak memory and
+/// CPU seconds; a line without `base` whose name starts with `raw:` or `pipe:` becomes the
+/// limit of the following ratios. Also adds the line to the summary.
 pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>, cpu: &Cpu) {
     let rate = rows as f64 / secs;
+    let mb = rate * ROW_BYTES.with(|b| b.get()) / 1e6;
     let ratio = base.map(|b| format!("{:>6.2}×", rate / b)).unwrap_or_default();
     println!(
-        "{name:<44} {rows:>10} rows {secs:>7.2}s {rate:>12.0} rows/s {ratio:>8} {peak:>8.1} MiB peak \
+        "{name:<48} {rows:>9} rows {secs:>7.2}s {rate:>10.0} rows/s {mb:>7.1} MB/s {ratio:>8} {peak:>7.1} MiB peak \
          {cpu}"
     );
+    if base.is_none() && (name.starts_with("raw:") || name.starts_with("pipe:")) {
+        LIMIT.with(|l| *l.borrow_mut() = name.split_once(": ").map_or(name, |x| x.1).to_string());
+    }
+    let limit = if base.is_some() { LIMIT.with(|l| l.borrow().clone()) } else { String::new() };
+    let ferry_cpu = cpu.by_name.iter().filter(|(n, _)| n == "ferry").map(|(_, s)| s).sum::<f64>();
+    let per_m =
+        if name.starts_with("ferry") { format!("{:.2}", ferry_cpu / (rows as f64 / 1e6)) } else { String::new() };
+    summary([
+        name,
+        &format!("{rate:.0}"),
+        &format!("{mb:.1}"),
+        &base.map(|b| format!("{:.2}", rate / b)).unwrap_or_default(),
+        &limit,
+        "",
+        &per_m,
+        &format!("{peak:.0}"),
+        "",
+    ]);
+}
+
+/// Prints and records ferry's rate divided by a peer's.
+pub fn peer_ratio(what: &str, ratio: f64) {
+    println!("{what}: {ratio:.2}×");
+    summary([what, "", "", "", "", &format!("{ratio:.2}"), "", "", ""]);
+}
+
+/// Bytes of `SELECT <cols> FROM <from>` as the `mariadb` client prints it (tab-separated text).
+pub fn text_bytes(query: &str) -> u64 {
+    let out = Command::new("bash")
+        .args([
+            "-o",
+            "pipefail",
+            "-c",
+            &format!("mariadb --quick -N -h127.0.0.1 -P{} -uroot -e \"{query}\" | wc -c", port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{query}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 /// Runs every measurement `rounds` times, interleaved (a shared machine's speed drifts over a
