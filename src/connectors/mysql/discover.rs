@@ -165,6 +165,10 @@ type ColumnRow =
 /// Databases never copied.
 const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
 
+/// The same, as a condition for the `information_schema` queries: the server then does not
+/// open the system tables at all (on a small server most of the columns it lists are theirs).
+const NOT_SYSTEM: &str = "TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')";
+
 /// A discovered source: the schemas, and each column's character set (`None` for non-text
 /// columns), which decoding needs and the record model's types do not carry.
 #[derive(Debug, Clone, Default)]
@@ -186,22 +190,26 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
     let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(err)?;
     let mariadb = version.unwrap_or_default().to_ascii_lowercase().contains("mariadb");
     let tables: Vec<(String, String, String)> = conn
-        .query("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME")
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' AND {NOT_SYSTEM} ORDER BY TABLE_SCHEMA, TABLE_NAME"
+        ))
         .await
         .map_err(err)?;
     let cols: Vec<ColumnRow> = conn
-        .query(
+        .query(format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, \
              COLUMN_DEFAULT, EXTRA, COLUMN_COMMENT \
-             FROM information_schema.COLUMNS ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
-        )
+             FROM information_schema.COLUMNS WHERE {NOT_SYSTEM} ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
+        ))
         .await
         .map_err(err)?;
     let keys: Vec<(String, String, String, i64, String)> = conn
-        .query(
+        .query(format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE NON_UNIQUE = 0 ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
-        )
+             WHERE NON_UNIQUE = 0 AND {NOT_SYSTEM} \
+             ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX"
+        ))
         .await
         .map_err(err)?;
     // MariaDB stores JSON as LONGTEXT with a json_valid() check.
