@@ -71,8 +71,11 @@ fn snapshot_case(rounds: usize, label: &str, rows: u64, query: &str, include: &s
 }
 
 /// The binlog part of one range: `mariadb-binlog -v`, ferry into null and into PostgreSQL, and
-/// the decoder alone over the saved files.
+/// the decoder alone over the saved files. The PostgreSQL table starts empty for the inserts;
+/// for the updates it starts with the rows the inserts left (kept in `bench.sbtest_cdc_base`),
+/// so every update meets its row.
 fn binlog_case(rounds: usize, what: &str, rows: u64, from: (String, u64), to: (String, u64)) {
+    let updates = what == "updates";
     let files = binlog_files(&from, &to);
     let dir = tempfile::tempdir().unwrap();
     let raw_args = |raw: &mut Command| {
@@ -100,9 +103,18 @@ fn binlog_case(rounds: usize, what: &str, rows: u64, from: (String, u64), to: (S
         rounds,
         &mut [&mut { raw_binlog }, &mut || ferry_run(&null, 1), &mut || {
             psql(&format!("DROP TABLE IF EXISTS bench.sbtest_cdc; CREATE TABLE bench.sbtest_cdc {PG_TABLE}"));
+            if updates {
+                psql("INSERT INTO bench.sbtest_cdc SELECT * FROM bench.sbtest_cdc_base");
+            }
             ferry_run(&pg, 2)
         }],
     );
+    if !updates {
+        // The inserts' result, where the updates start from.
+        psql(
+            "DROP TABLE IF EXISTS bench.sbtest_cdc_base; CREATE TABLE bench.sbtest_cdc_base AS TABLE bench.sbtest_cdc",
+        );
+    }
     let raw_rate = rows as f64 / r[0].0;
     line(&format!("raw: mariadb-binlog -v > /dev/null ({what})"), rows, r[0].0, r[0].1, None, &r[0].2);
     line(&format!("ferry binlog catch-up → null, 1 worker ({what})"), rows, r[1].0, r[1].1, Some(raw_rate), &r[1].2);

@@ -13,9 +13,9 @@
 //!   default it turns the binlog off for its sessions, which no CDC source can afford);
 //! - many small tables (`FERRY_BENCH_TABLES`, default 200, × 1,000 rows) → PostgreSQL, 2
 //!   workers, target tables created by ferry, vs reading them all with `mariadb`;
-//! - end-to-end latency, source commit to target visibility, at 1k and 5k rows/s (each row
-//!   carries its source commit time in microseconds; PostgreSQL stamps the time it wrote it):
-//!   p50, p99, max.
+//! - end-to-end latency, source commit to target write, at 1k and 5k rows/s (each row carries
+//!   its source commit time in microseconds; PostgreSQL stamps the time ferry's transaction
+//!   wrote it, which commits right after — before a reader can see it): p50, p99, max.
 //!
 //! `FERRY_BENCH_ONLY=pg,mariadb,many,latency` (any of them) runs only those parts. Each case is
 //! measured in `FERRY_BENCH_ROUNDS` (default 3) interleaved rounds, medians printed.
@@ -334,7 +334,7 @@ fn main() {
             let p50 = median(|r| r.0, &mut runs);
             let p99 = median(|r| r.1, &mut runs);
             let max = median(|r| r.2, &mut runs);
-            let name = format!("latency: commit → PostgreSQL at {}k rows/s", rate / 1000);
+            let name = format!("latency: commit → PostgreSQL write at {}k rows/s", rate / 1000);
             println!(
                 "{name:<48} {:>9} rows   p50 {p50:>6.1} ms   p99 {p99:>6.1} ms   max {max:>6.1} ms   \
                  (exactly-once, 100 ms checkpoints)",

@@ -214,6 +214,9 @@ pub struct Cpu {
     pub total: f64,
     /// Seconds by process name, largest first.
     pub by_name: Vec<(String, f64)>,
+    /// Exact seconds of the measured command itself (its process and the children it waited
+    /// for), from this process's `cutime + cstime` across reaping it.
+    pub command: f64,
 }
 
 impl std::fmt::Display for Cpu {
@@ -288,7 +291,7 @@ impl CpuMeter {
         }
         let mut by_name: Vec<(String, f64)> = by.into_iter().filter(|(_, s)| *s >= 0.05).collect();
         by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Cpu { total: machine_busy() - self.busy0, by_name }
+        Cpu { total: machine_busy() - self.busy0, by_name, command: 0.0 }
     }
 }
 
@@ -301,24 +304,56 @@ pub fn last_cpu() -> Cpu {
     LAST_CPU.with(|c| c.borrow().clone())
 }
 
-/// Runs a command, returning wall seconds and the peak resident memory (MiB) seen in /proc;
-/// the CPU seconds spent meanwhile are kept for [`last_cpu`].
+/// CPU seconds of this process's children that it has waited for (`cutime + cstime`).
+fn reaped_children_cpu() -> f64 {
+    let st = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = st.rfind(") ").map_or("", |i| &st[i + 2..]).split_whitespace().collect();
+    // cutime and cstime are fields 16 and 17 of stat: 13 and 14 counted from the state field.
+    f.get(13..15).map_or(0.0, |v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()) / TICKS
+}
+
+/// Peak resident memory (MiB) of `root` and, with `below`, every process below it (a
+/// pipeline's `bash` and its commands), summed: each process's own peak, as /proc shows it now.
+fn tree_peak_mib(root: u32, below: bool) -> f64 {
+    let mut parent: Vec<(u32, u32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten().filter(|_| below) {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(st) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // ppid is the second field after the name.
+        if let Some(ppid) = st.rfind(") ").and_then(|i| st[i + 2..].split_whitespace().nth(1)?.parse().ok()) {
+            parent.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .sum::<f64>()
+        / 1024.0
+}
+
+/// Runs a command, returning wall seconds and the peak resident memory (MiB) of its process
+/// tree seen in /proc; the CPU seconds spent meanwhile are kept for [`last_cpu`].
 pub fn timed(mut cmd: Command) -> (f64, f64) {
     let mut meter = CpuMeter::start();
     let mut polls = 0u32;
+    let reaped = reaped_children_cpu();
     let start = Instant::now();
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut peak = 0.0f64;
     let status = loop {
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
-            if let Some(kb) = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            {
-                peak = peak.max(kb / 1024.0);
-            }
-        }
+        // The whole tree every 100 ms (it reads all of /proc), the command itself every 25 ms.
+        peak = peak.max(tree_peak_mib(child.id(), polls.is_multiple_of(4)));
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
@@ -329,7 +364,8 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
         }
     };
     let secs = start.elapsed().as_secs_f64();
-    let cpu = meter.finish();
+    let mut cpu = meter.finish();
+    cpu.command = reaped_children_cpu() - reaped;
     LAST_CPU.with(|c| *c.borrow_mut() = cpu);
     if !status.success() {
         let mut err = String::new();
@@ -377,9 +413,9 @@ pub fn line(name: &str, rows: u64, secs: f64, peak: f64, base: Option<f64>, cpu:
         LIMIT.with(|l| *l.borrow_mut() = name.split_once(": ").map_or(name, |x| x.1).to_string());
     }
     let limit = if base.is_some() { LIMIT.with(|l| l.borrow().clone()) } else { String::new() };
-    let ferry_cpu = cpu.by_name.iter().filter(|(n, _)| n == "ferry").map(|(_, s)| s).sum::<f64>();
+    // A ferry line's command is the `ferry` binary itself (see `ferry_run`).
     let per_m =
-        if name.starts_with("ferry") { format!("{:.2}", ferry_cpu / (rows as f64 / 1e6)) } else { String::new() };
+        if name.starts_with("ferry") { format!("{:.2}", cpu.command / (rows as f64 / 1e6)) } else { String::new() };
     summary([
         name,
         &format!("{rate:.0}"),
