@@ -56,17 +56,15 @@ pub fn ensure_table(name: &str, rows: u64) -> Option<((String, u64), (String, u6
         "CREATE TABLE bench.{name} (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)"
     ));
     let start = master();
-    let step = 200_000;
-    let mut lo = 1;
-    while lo <= rows {
-        let hi = (lo + step - 1).min(rows);
-        sql(&format!(
-            "INSERT INTO bench.{name} SELECT seq, seq * 7919 % {rows}, \
-             CONCAT(LPAD(seq, 11, '0'), '-', REPEAT(SUBSTR(MD5(seq), 1, 10), 10)), REPEAT(SUBSTR(MD5(seq), 1, 12), 4) \
-             FROM bench.seq_{lo}_to_{hi}"
-        ));
-        lo = hi + 1;
-    }
+    fill(
+        "bench",
+        name,
+        rows,
+        &format!(
+            "seq, seq * 7919 % {rows}, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT(SUBSTR(MD5(seq), 1, 10), 10)), \
+             REPEAT(SUBSTR(MD5(seq), 1, 12), 4)"
+        ),
+    );
     Some((start, master()))
 }
 
@@ -112,13 +110,14 @@ fn table_rows(db: &str, table: &str) -> Option<u64> {
 /// Fills `db.table` from the MariaDB sequence engine in 200k-row statements: `select` is the
 /// SELECT list over `seq`.
 fn fill(db: &str, table: &str, rows: u64, select: &str) {
-    let step = 200_000;
-    let mut lo = 1;
-    while lo <= rows {
-        let hi = (lo + step - 1).min(rows);
+    for (lo, hi) in ranges(rows, 200_000) {
         sql(&format!("INSERT INTO {db}.{table} SELECT {select} FROM bench.seq_{lo}_to_{hi}"));
-        lo = hi + 1;
     }
+}
+
+/// `1..=rows` in consecutive inclusive ranges of at most `step`.
+fn ranges(rows: u64, step: u64) -> impl Iterator<Item = (u64, u64)> {
+    (1..=rows).step_by(step as usize).map(move |lo| (lo, (lo + step - 1).min(rows)))
 }
 
 /// The all-types table `bench.alltypes` (every MariaDB type family, some NULLs), `rows` rows.
@@ -183,15 +182,11 @@ pub fn with_cdc(
     on_inserts(from, to);
     sql("FLUSH BINARY LOGS");
     let from = master();
-    let step = 10_000;
-    let mut lo = 1;
-    while lo <= rows {
-        let hi = (lo + step - 1).min(rows);
+    for (lo, hi) in ranges(rows, 10_000) {
         sql(&format!(
             "UPDATE bench.sbtest_cdc SET k = k + 1, c = CONCAT(LPAD(id, 11, '0'), '-', REPEAT(SUBSTR(MD5(id + 1), 1, 10), 10)) \
              WHERE id BETWEEN {lo} AND {hi}"
         ));
-        lo = hi + 1;
     }
     on_updates(from, master());
 }
@@ -249,8 +244,17 @@ fn machine_busy() -> f64 {
     }) / TICKS
 }
 
-/// Every process's name and CPU seconds so far, by pid.
-fn processes() -> std::collections::HashMap<u32, (String, f64)> {
+/// One process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone)]
+struct Proc {
+    name: String,
+    ppid: u32,
+    /// CPU seconds so far (utime + stime).
+    cpu: f64,
+}
+
+/// Every process, by pid.
+fn processes() -> std::collections::HashMap<u32, Proc> {
     let mut out = std::collections::HashMap::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
@@ -258,9 +262,10 @@ fn processes() -> std::collections::HashMap<u32, (String, f64)> {
         let (Some(open), Some(close)) = (st.find('('), st.rfind(") ")) else { continue };
         let name = st[open + 1..close].to_string();
         let f: Vec<&str> = st[close + 2..].split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of stat: 11 and 12 counted from the state field.
+        // Counted from the state field: ppid is 1; utime and stime (fields 14 and 15) are 11, 12.
+        let Some(ppid) = f.get(1).and_then(|p| p.parse().ok()) else { continue };
         let cpu = f.get(11..13).map_or(0.0, |v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()) / TICKS;
-        out.insert(pid, (name, cpu));
+        out.insert(pid, Proc { name, ppid, cpu });
     }
     out
 }
@@ -268,8 +273,8 @@ fn processes() -> std::collections::HashMap<u32, (String, f64)> {
 /// Samples the machine's processes while a measurement runs.
 struct CpuMeter {
     busy0: f64,
-    first: std::collections::HashMap<u32, (String, f64)>,
-    last: std::collections::HashMap<u32, (String, f64)>,
+    first: std::collections::HashMap<u32, Proc>,
+    last: std::collections::HashMap<u32, Proc>,
 }
 
 impl CpuMeter {
@@ -278,16 +283,17 @@ impl CpuMeter {
         CpuMeter { busy0: machine_busy(), last: first.clone(), first }
     }
 
-    fn sample(&mut self) {
-        self.last.extend(processes());
+    /// Takes a sample of [`processes`].
+    fn sample(&mut self, procs: &std::collections::HashMap<u32, Proc>) {
+        self.last.extend(procs.iter().map(|(pid, p)| (*pid, p.clone())));
     }
 
     fn finish(mut self) -> Cpu {
-        self.sample();
+        self.sample(&processes());
         let mut by: std::collections::BTreeMap<String, f64> = Default::default();
-        for (pid, (name, cpu)) in &self.last {
-            let before = self.first.get(pid).filter(|f| f.0 == *name).map_or(0.0, |f| f.1);
-            *by.entry(name.clone()).or_default() += cpu - before;
+        for (pid, p) in &self.last {
+            let before = self.first.get(pid).filter(|f| f.name == p.name).map_or(0.0, |f| f.cpu);
+            *by.entry(p.name.clone()).or_default() += p.cpu - before;
         }
         let mut by_name: Vec<(String, f64)> = by.into_iter().filter(|(_, s)| *s >= 0.05).collect();
         by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -312,23 +318,14 @@ fn reaped_children_cpu() -> f64 {
     f.get(13..15).map_or(0.0, |v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()) / TICKS
 }
 
-/// Peak resident memory (MiB) of `root` and, with `below`, every process below it (a
-/// pipeline's `bash` and its commands), summed: each process's own peak, as /proc shows it now.
-fn tree_peak_mib(root: u32, below: bool) -> f64 {
-    let mut parent: Vec<(u32, u32)> = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten().filter(|_| below) {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(st) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        // ppid is the second field after the name.
-        if let Some(ppid) = st.rfind(") ").and_then(|i| st[i + 2..].split_whitespace().nth(1)?.parse().ok()) {
-            parent.push((pid, ppid));
-        }
-    }
+/// Peak resident memory (MiB) of `root` and every process below it in `procs` (a pipeline's
+/// `bash` and its commands), summed: each process's own peak, as /proc shows it now.
+fn tree_peak_mib(root: u32, procs: &std::collections::HashMap<u32, Proc>) -> f64 {
     let mut tree = vec![root];
     let mut i = 0;
     while i < tree.len() {
         let p = tree[i];
-        tree.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        tree.extend(procs.iter().filter(|(_, c)| c.ppid == p).map(|(pid, _)| *pid));
         i += 1;
     }
     tree.iter()
@@ -352,16 +349,20 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut peak = 0.0f64;
     let status = loop {
-        // The whole tree every 100 ms (it reads all of /proc), the command itself every 25 ms.
-        peak = peak.max(tree_peak_mib(child.id(), polls.is_multiple_of(4)));
+        // Every 50 ms one read of all of /proc serves the CPU meter and the whole tree's
+        // memory; in between, the command itself.
+        if polls.is_multiple_of(2) {
+            let procs = processes();
+            meter.sample(&procs);
+            peak = peak.max(tree_peak_mib(child.id(), &procs));
+        } else {
+            peak = peak.max(tree_peak_mib(child.id(), &Default::default()));
+        }
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         std::thread::sleep(Duration::from_millis(25));
         polls += 1;
-        if polls.is_multiple_of(2) {
-            meter.sample();
-        }
     };
     let secs = start.elapsed().as_secs_f64();
     let mut cpu = meter.finish();

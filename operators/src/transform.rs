@@ -54,6 +54,8 @@ pub struct Transform {
     /// Whether the projection is every source column in order followed by expressions only, so
     /// a row is extended in place instead of rebuilt.
     pub append_only: bool,
+    /// The number of source columns the projection was compiled for.
+    source_width: usize,
 }
 
 /// Source-side names and time for one batch of changes.
@@ -85,6 +87,17 @@ fn eval_context<'a>(
     }
 }
 
+/// Gives the change the op the row filter decided, dropping the image that op does not have.
+fn set_op(c: &mut Change, op: Op) {
+    if op != c.op {
+        match op {
+            Op::Delete => c.after = None,
+            _ => c.before = None,
+        }
+        c.op = op;
+    }
+}
+
 impl Transform {
     /// A transform; `source_width` is the number of source columns.
     pub fn new(ops: OpFilter, filter: Option<Expr>, projection: Vec<Proj>, source_width: usize) -> Self {
@@ -92,7 +105,7 @@ impl Transform {
             && projection[..source_width].iter().enumerate().all(|(i, p)| matches!(p, Proj::Col(c) if *c == i));
         let identity = prefix && projection.len() == source_width;
         let append_only = prefix && projection[source_width..].iter().all(|p| matches!(p, Proj::Expr(_)));
-        Transform { ops, filter, projection, identity, append_only }
+        Transform { ops, filter, projection, identity, append_only, source_width }
     }
 
     /// Applies the transform to one change of `schema`'s table, pushing 0, 1 or 2 target changes
@@ -157,13 +170,7 @@ impl Transform {
             }
         };
         let mut c = c;
-        if op != c.op {
-            match op {
-                Op::Delete => c.after = None,
-                _ => c.before = None,
-            }
-            c.op = op;
-        }
+        set_op(&mut c, op);
         if let Some((b, a)) = computed {
             c.before = c.before.map(|r| self.assemble(r, b));
             c.after = c.after.map(|r| self.assemble(r, a));
@@ -216,13 +223,7 @@ impl Transform {
             }
             return Err(Box::new((err, c)));
         }
-        if op != c.op {
-            match op {
-                Op::Delete => c.after = None,
-                _ => c.before = None,
-            }
-            c.op = op;
-        }
+        set_op(&mut c, op);
         out.push(c);
         Ok(())
     }
@@ -231,20 +232,15 @@ impl Transform {
     /// expressions an `append_only` projection pushes), so the row is not reallocated.
     pub fn spare_columns(&self) -> usize {
         if self.append_only {
-            self.projection.len() - self.source_width()
+            self.projection.len() - self.source_width
         } else {
             0
         }
     }
 
-    /// The leading source columns of the projection (all of them for `append_only`).
-    fn source_width(&self) -> usize {
-        self.projection.iter().take_while(|p| matches!(p, Proj::Col(_))).count()
-    }
-
     /// Whether the change's images have the source width the projection was compiled for.
     fn fits(&self, c: &Change) -> bool {
-        let w = self.source_width();
+        let w = self.source_width;
         c.before.as_ref().is_none_or(|r| r.len() == w) && c.after.as_ref().is_none_or(|r| r.len() == w)
     }
 
