@@ -132,7 +132,7 @@ fn binlog_case(rounds: usize, what: &str, rows: u64, from: (String, u64), to: (S
     let mut times = Vec::new();
     let mut decoded = 0;
     for _ in 0..rounds.max(3) {
-        let mut reader = ferry::engine::io_runtime()
+        let mut reader = ferry::runtime::io_runtime()
             .block_on(ferry::connectors::mysql::binlog::BinlogReader::offline(opts.clone()))
             .unwrap();
         let start = Instant::now();

@@ -87,7 +87,7 @@ fn latency_round(rate: u64, secs: u64) -> (f64, f64, f64) {
     let rows = rate * secs;
     let per_batch = (rate / 100).max(1);
     let opts = mysql_async::Opts::from_url(&url()).unwrap();
-    ferry::engine::io_runtime().block_on(async {
+    ferry::runtime::io_runtime().block_on(async {
         use mysql_async::prelude::Queryable;
         let mut c = mysql_async::Conn::new(opts).await.unwrap();
         // Streaming starts at the binlog's end when ferry starts: a probe row tells when.

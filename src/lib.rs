@@ -17,9 +17,11 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod connectors;
 pub mod engine;
 pub mod plan;
+pub mod runtime;
 pub mod secrets;
 pub mod sinks;
 pub mod state;

@@ -13,7 +13,8 @@
 //! source/chunks.json, source/start.json  MySQL: the snapshot's chunk plan, the binlog start
 //! source/new-tables.json                 new tables a run ended for (CREATE TABLE, policy auto)
 //! catalog/create-failed.json             tables `ferry create-tables` failed to create
-//! status.json                            the run's state: running, restarting, finished, failed
+//! status.json                            the run's state (running, restarting, stopping, stopped,
+//!                                        finished, failed), its committed epoch and position
 //! ```
 //!
 //! Protocol (see ARCHITECTURE.md): a source writes its boundary record *before* it lets the
@@ -59,21 +60,63 @@ pub struct Manifest {
     pub schema_versions: BTreeMap<String, u32>,
     /// All sources were exhausted (bounded run finished).
     pub finished: bool,
+    /// The run ended here on a savepoint stop: the next run resumes from this manifest.
+    #[serde(default)]
+    pub savepoint: bool,
     /// Wall-clock time the manifest was written, microseconds since the epoch.
     pub written_micros: i64,
 }
 
-/// The state of a task's run, as `ferry` last wrote it.
+/// Where a task's run is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Reading and writing.
+    #[default]
+    Running,
+    /// Failed; starts again from its last checkpoint after a backoff.
+    Restarting,
+    /// A stop was asked: closing at the next epoch boundary.
+    Stopping,
+    /// Stopped on request; the next run resumes from `epoch`.
+    Stopped,
+    /// A bounded source was read to its end and everything committed.
+    Finished,
+    /// Ended by an error a restart cannot fix, or past `errors.max_restarts`.
+    Failed,
+}
+
+impl RunState {
+    /// The state's name as `status.json` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Restarting => "restarting",
+            RunState::Stopping => "stopping",
+            RunState::Stopped => "stopped",
+            RunState::Finished => "finished",
+            RunState::Failed => "failed",
+        }
+    }
+}
+
+/// The state of a task's run, as `ferry` last wrote it (`<task>/status.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStatus {
-    /// `running`, `restarting`, `finished` (a bounded run ended), `stopped` or `failed`.
-    pub state: String,
+    /// Where the run is.
+    pub state: RunState,
     /// Restarts in this run so far.
     pub restarts: u32,
     /// The error that caused the last restart or the failure (secrets masked).
     pub last_error: Option<String>,
     /// When this was written, microseconds since the Unix epoch.
     pub updated_micros: i64,
+    /// The newest committed epoch (the checkpoint a next run resumes after).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The source position at that epoch: every partition's offset, as in its manifest.
+    #[serde(default)]
+    pub position: Offsets,
 }
 
 /// Errors of the state store.

@@ -10,12 +10,12 @@
 //! task cannot stall that runtime. An S3 put is atomic too; a rename there is a copy and a
 //! delete (done again in full if interrupted).
 
-use crate::plan::config::S3Config;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -220,6 +220,26 @@ impl Store {
         }
         Ok(all.len())
     }
+}
+
+/// An S3-compatible object store (AWS S3, MinIO, Ceph RGW, OSS, COS, …). A field left out is
+/// taken from the standard environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), as AWS tools do.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The service's URL, e.g. `http://127.0.0.1:9000` for a MinIO; default: AWS S3 of the
+    /// region. An `http://` endpoint allows unencrypted HTTP.
+    pub endpoint: Option<String>,
+    /// The region; default `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// The access key id.
+    pub access_key_id: Option<String>,
+    /// The secret access key; write `${env:NAME}` to keep it out of the plan file.
+    pub secret_access_key: Option<String>,
+    /// Address buckets as `<bucket>.<endpoint>` (virtual-hosted style) instead of
+    /// `<endpoint>/<bucket>` (path style, the default, which S3-compatible services accept).
+    pub virtual_hosted_style: bool,
 }
 
 #[cfg(test)]

@@ -264,7 +264,7 @@ fn pg_text(v: &Value) -> Option<String> {
 fn pg_rows(db: &str, table: &str, schema: &TableSchema) -> Vec<Vec<Option<String>>> {
     let cols: Vec<String> = schema.columns.iter().map(|c| pg_expr(&c.name, &c.ty)).collect();
     let sql = format!("SELECT {} FROM \"{db}\".\"{table}\" ORDER BY 1", cols.join(", "));
-    ferry::engine::io_runtime().block_on(async {
+    ferry::runtime::io_runtime().block_on(async {
         let c = pg_client().await;
         let mut out = Vec::new();
         for m in c.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
@@ -349,7 +349,7 @@ fn create_tables_follows_each_strategy_and_retries_only_the_failures() {
     assert!(err.contains("cat_ct_t.d") && err.contains("--yes"), "{err}");
     let tables = |db: &str| -> Vec<String> {
         let opts = mysql_async::Opts::from_url(&main_url()).unwrap();
-        ferry::engine::io_runtime().block_on(async {
+        ferry::runtime::io_runtime().block_on(async {
             use mysql_async::prelude::Queryable;
             let mut c = mysql_async::Conn::new(opts).await.unwrap();
             let names: Vec<String> = c
@@ -447,7 +447,7 @@ fn target_columns(target: Target, db: &str, table: &str) -> Vec<String> {
         "SELECT column_name FROM information_schema.columns WHERE table_schema = '{db}' AND table_name = '{table}' \
          ORDER BY ordinal_position"
     );
-    ferry::engine::io_runtime().block_on(async {
+    ferry::runtime::io_runtime().block_on(async {
         match target {
             Target::Pg => {
                 let c = common::sql::pg_client().await;

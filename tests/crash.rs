@@ -8,6 +8,7 @@ use common::*;
 use ferry::connectors::datagen::DatagenConfig;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 const CHANGES: u64 = 240_000;
 
@@ -116,5 +117,63 @@ fn at_least_once_upsert_after_five_sigkills_has_only_duplicates_an_upsert_remove
         let want = &expected_rows(&config(), |n| n == name)[name];
         assert_eq!(got.len(), want.len(), "{name}: row count");
         assert!(&got == want, "{name}: final state differs");
+    }
+}
+
+#[test]
+fn sigterm_stops_at_a_savepoint_and_the_next_run_resumes_without_gap_or_duplicate() {
+    let dir = workdir();
+    // Slower than the crash runs: the first run is stopped well before its end.
+    let text = plan("exactly-once", "append").replace("rate: 60000", "rate: 20000");
+    let plan_path = write_plan(dir.path(), "plan.yaml", &text);
+    let mut guard = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &plan_path]).spawn().unwrap());
+    // Wait for the first committed checkpoint, then ask for a stop.
+    let start = Instant::now();
+    while !dir.path().join(".ferry/crash/checkpoints").exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no checkpoint after 30 s");
+        assert!(guard.0.try_wait().unwrap().is_none(), "the run ended before the stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (took, status) = sigterm_and_wait(&mut guard.0);
+    assert!(status.success(), "a savepoint stop exits 0, got {status}");
+    // One checkpoint interval (150 ms) plus the time to commit what is in flight.
+    assert!(took < Duration::from_secs(5), "the stop took {took:?}");
+    let st = status_json(&dir.path().join(".ferry"), "crash");
+    assert_eq!(st["state"], "stopped", "{st}");
+    let epoch = st["epoch"].as_u64().unwrap();
+    assert!(epoch > 0 && !st["position"].as_object().unwrap().is_empty(), "{st}");
+    // The savepoint's manifest is the newest, marked as such; no epoch is in flight.
+    let manifest: Json = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!(".ferry/crash/checkpoints/{epoch:020}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((manifest["savepoint"].as_bool(), manifest["finished"].as_bool()), (Some(true), Some(false)));
+    assert!(
+        !dir.path().join(".ferry/crash/epochs").exists() || {
+            std::fs::read_dir(dir.path().join(".ferry/crash/epochs")).unwrap().next().is_none()
+        }
+    );
+    let written: usize = all_changes(&config(), selected)
+        .keys()
+        .map(|n| {
+            let (db, t) = n.split_once('.').unwrap();
+            table_lines(&dir.path().join("out"), db, t).len()
+        })
+        .sum();
+    assert!(written > 0 && (written as u64) < CHANGES, "the stop came mid-run: {written} lines");
+    // The next run resumes from the savepoint and ends with every change exactly once.
+    let stdout = ok(&run_in(dir.path(), &["run", "-q", &plan_path]));
+    assert!(stdout.starts_with("done:"), "{stdout}");
+    assert_eq!(status_json(&dir.path().join(".ferry"), "crash")["state"], "finished");
+    for (name, (schema, changes)) in &all_changes(&config(), selected) {
+        let (db, table) = name.split_once('.').unwrap();
+        let mut want: Vec<String> = changes.iter().map(|c| change_line(schema, c)).collect();
+        let mut got: Vec<String> =
+            table_lines(&dir.path().join("out"), db, table).iter().map(|l| l.to_string()).collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), want.len(), "{name}: line count");
+        assert!(got == want, "{name}: output differs from the generator's changes");
     }
 }

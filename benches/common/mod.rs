@@ -25,7 +25,7 @@ pub fn port() -> String {
 
 pub fn sql(q: &str) -> Vec<mysql_async::Row> {
     let opts = mysql_async::Opts::from_url(&url()).unwrap();
-    ferry::engine::io_runtime().block_on(async {
+    ferry::runtime::io_runtime().block_on(async {
         let mut c = mysql_async::Conn::new(opts).await.unwrap();
         let r = c.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
         c.disconnect().await.unwrap();
@@ -93,7 +93,7 @@ pub const PG_TABLE: &str = "(id int PRIMARY KEY, k int NOT NULL, c char(120) NOT
 /// Runs several statements in one round trip.
 pub fn sql_batch(statements: &str) {
     let opts = mysql_async::Opts::from_url(&url()).unwrap();
-    ferry::engine::io_runtime().block_on(async {
+    ferry::runtime::io_runtime().block_on(async {
         let mut c = mysql_async::Conn::new(opts).await.unwrap();
         c.query_drop(statements).await.unwrap_or_else(|e| panic!("{}…: {e}", &statements[..statements.len().min(200)]));
         c.disconnect().await.unwrap();

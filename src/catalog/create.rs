@@ -116,7 +116,7 @@ pub fn create_tables(plan: &Compiled, opts: CreateOptions) -> Result<Vec<Report>
         }
     }
     let te = |e: DbError| CreateError::Target(e.to_string());
-    let result = crate::sinks::sql::writer::sink_runtime().block_on(async {
+    let result = crate::runtime::sink_runtime().block_on(async {
         let mut db = target.connect().await.map_err(te)?;
         let mut exists = Vec::new();
         for d in &ddls {

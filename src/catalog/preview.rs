@@ -156,7 +156,7 @@ pub fn combo(s: Semantics, m: WriteMode) -> String {
 /// Per selected table, whether its target exists (`None` where it cannot be known).
 fn target_exists(plan: &Compiled) -> Result<Vec<Option<bool>>, String> {
     match &plan.plan.target {
-        TargetSpec::Sql(t) => crate::sinks::sql::writer::sink_runtime().block_on(async {
+        TargetSpec::Sql(t) => crate::runtime::sink_runtime().block_on(async {
             let mut db = t.connect().await.map_err(|e| format!("target: {e}"))?;
             let mut out = Vec::new();
             for tp in &plan.tables {

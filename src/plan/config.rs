@@ -2,6 +2,7 @@
 //! one place ([`Default`] impls) and a doc comment on every field. Nothing here runs anything;
 //! [`super::compile`] turns a checked [`PlanFile`] into the runtime [`super::Plan`].
 
+pub use crate::store::S3Config;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -193,26 +194,6 @@ pub struct SchemaChangesConfig {
     /// Under `auto`, a dropped source column stays in the target, made nullable, and gets
     /// NULL in rows written after the drop (instead of being dropped there too). Default false.
     pub keep_dropped_columns: bool,
-}
-
-/// An S3-compatible object store (AWS S3, MinIO, Ceph RGW, OSS, COS, …). A field left out is
-/// taken from the standard environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
-/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), as AWS tools do.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Config {
-    /// The service's URL, e.g. `http://127.0.0.1:9000` for a MinIO; default: AWS S3 of the
-    /// region. An `http://` endpoint allows unencrypted HTTP.
-    pub endpoint: Option<String>,
-    /// The region; default `AWS_REGION`, else `us-east-1`.
-    pub region: Option<String>,
-    /// The access key id.
-    pub access_key_id: Option<String>,
-    /// The secret access key; write `${env:NAME}` to keep it out of the plan file.
-    pub secret_access_key: Option<String>,
-    /// Address buckets as `<bucket>.<endpoint>` (virtual-hosted style) instead of
-    /// `<endpoint>/<bucket>` (path style, the default, which S3-compatible services accept).
-    pub virtual_hosted_style: bool,
 }
 
 impl SchemaChangesConfig {

@@ -716,7 +716,7 @@ pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors:
         SourceSpec::Mysql(c) => {
             use crate::connectors::mysql::discover as d;
             let opts = d::opts(c)?;
-            crate::engine::io_runtime().block_on(async {
+            crate::runtime::io_runtime().block_on(async {
                 let mut conn = d::connect(&opts).await?;
                 d::check_preconditions(&mut conn, opts.user().unwrap_or("")).await?;
                 let found = d::discover(&mut conn).await?;

@@ -206,3 +206,19 @@ pub fn run_with_kills(dir: &Path, plan_path: &str, env: &[(&str, &str)]) -> usiz
     assert!(stdout.starts_with("done:"), "{stdout}");
     kills
 }
+
+/// The task's `status.json` under `state`.
+pub fn status_json(state: &Path, task: &str) -> Json {
+    let path = state.join(task).join("status.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Sends SIGTERM to a running `ferry run` and waits for it to exit; returns how long that took
+/// and its exit status.
+pub fn sigterm_and_wait(child: &mut std::process::Child) -> (Duration, std::process::ExitStatus) {
+    let sent = Instant::now();
+    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(st.success(), "kill -TERM failed");
+    let status = child.wait().expect("ferry exits");
+    (sent.elapsed(), status)
+}

@@ -29,7 +29,7 @@ pub fn exec(sqls: &[&str]) {
 /// Runs statements on the server at `url`, in order.
 pub fn exec_at(url: &str, sqls: &[&str]) {
     let opts = mysql_async::Opts::from_url(url).unwrap();
-    ferry::engine::io_runtime().block_on(async {
+    ferry::runtime::io_runtime().block_on(async {
         let mut conn = mysql_async::Conn::new(opts).await.unwrap();
         for s in sqls {
             conn.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -47,7 +47,7 @@ pub fn fresh_db(name: &str) {
 pub fn read_table(db: &str, table: &str) -> (TableSchema, Vec<Row>) {
     let cfg = MysqlSourceConfig { url: main_url(), ..Default::default() };
     let opts = discover::opts(&cfg).unwrap();
-    ferry::engine::io_runtime().block_on(async {
+    ferry::runtime::io_runtime().block_on(async {
         let mut conn = discover::connect(&opts).await.unwrap();
         let found = discover::discover(&mut conn).await.unwrap();
         let i = found

@@ -68,7 +68,7 @@ impl Target {
             Target::Maria | Target::Outage => {
                 super::mysql::exec_at(&self.mysql_url(), &sqls.iter().map(String::as_str).collect::<Vec<_>>())
             }
-            Target::Pg | Target::PgOutage => ferry::engine::io_runtime().block_on(async {
+            Target::Pg | Target::PgOutage => ferry::runtime::io_runtime().block_on(async {
                 let c = pg_client_at(&self.pg_url()).await;
                 for s in sqls {
                     c.batch_execute(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
@@ -114,7 +114,7 @@ impl Target {
         let raw: Vec<Vec<Option<String>>> = match self {
             Target::Maria | Target::Outage => {
                 let opts = mysql_async::Opts::from_url(&self.mysql_url()).unwrap();
-                ferry::engine::io_runtime().block_on(async {
+                ferry::runtime::io_runtime().block_on(async {
                     let mut conn = mysql_async::Conn::new(opts).await.unwrap();
                     conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
                     let rows: Vec<mysql_async::Row> = conn.query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -132,7 +132,7 @@ impl Target {
                         .collect()
                 })
             }
-            Target::Pg | Target::PgOutage => ferry::engine::io_runtime().block_on(async {
+            Target::Pg | Target::PgOutage => ferry::runtime::io_runtime().block_on(async {
                 let c = pg_client_at(&self.pg_url()).await;
                 let mut out = Vec::new();
                 for m in c.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {

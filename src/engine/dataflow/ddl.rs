@@ -24,13 +24,14 @@
 use crate::catalog::{alter, DdlDialect};
 use crate::plan::config::WriteErrorPolicy;
 use crate::plan::Compiled;
+use crate::runtime::fault::Fault;
+use crate::runtime::{sink_runtime, Failure, TaskError};
 use crate::sinks::sql::conn::{Db, DbError, SqlTarget};
-use crate::sinks::sql::writer::sink_runtime;
 use crate::sinks::TableStops;
 use crate::state::{AppliedChange, AppliedDdl, TaskState};
 use ferry_operators::SchemaEvent;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -146,7 +147,7 @@ impl DdlApplier {
             };
             match self.run(&db, &table, event) {
                 Ok(statements) => {
-                    if !statements.is_empty() && std::env::var_os("FERRY_FAULT_DDL_CRASH").is_some() {
+                    if !statements.is_empty() && Fault::DdlCrash.armed() {
                         // Tests: die as kill -9 would, after the DDL and before its record.
                         std::process::abort();
                     }
@@ -190,7 +191,7 @@ impl DdlApplier {
 pub fn ddl<'s>(
     events: StreamVec<'s, u64, SchemaEvent>,
     mut applier: Option<DdlApplier>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Failure,
 ) -> StreamVec<'s, u64, ()> {
     let pact = Exchange::new(|_: &SchemaEvent| 0u64);
     events.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(pact, "Ddl", move |_cap, _info| {
@@ -216,8 +217,7 @@ pub fn ddl<'s>(
                     // The epoch stays held: no sink writes a row after a DDL that did not run.
                     held.insert(epoch, (cap, events));
                     failed = true;
-                    let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
-                    f.get_or_insert(e);
+                    failure.report(TaskError::transient(e));
                     return;
                 }
             }

@@ -30,12 +30,14 @@
 //! - I/O runs on the shared tokio runtime; rows reach the operator through bounded channels and
 //!   wake it with an activator, so memory stays bounded whatever the table size.
 
-use super::Metrics;
+use super::SourceCtx;
+use crate::checkpoint::Next;
 use crate::connectors::mysql::binlog::{BinlogEvent, BinlogPos, BinlogReader, StartFrom};
 use crate::connectors::mysql::snapshot::{read_chunk, weights, Chunk, WeighedColumn};
-use crate::engine::Restore;
 use crate::plan::Compiled;
-use crate::state::{Boundary, TaskState};
+use crate::runtime::fault::Fault;
+use crate::runtime::{io_runtime, TaskError};
+use crate::state::TaskState;
 use ferry_operators::{Change, Op, Position, Row, SchemaChangeKind, SchemaEvent, TableId, Value};
 use serde::Deserialize;
 use serde_json::json;
@@ -84,26 +86,26 @@ pub struct MysqlRun {
 /// carry, per row change, the sort keys of its before and after images.
 type Event = (BinlogEvent, u32, Option<String>, Option<Vec<String>>, Option<Vec<[ImageWeights; 2]>>);
 
+/// A binlog reader task's message: an event, or why the stream stopped.
+type EventMsg = Result<Event, TaskError>;
+
 /// What a finished snapshot worker tells the binlog reader.
 type Done = (u64, Vec<(u32, BinlogPos)>);
 
 enum SnapMsg {
     Rows(u32, Vec<Row>),
     ChunkDone(u32, BinlogPos),
-    Failed(String),
+    Failed(TaskError),
 }
 
-/// The shared I/O runtime.
-pub fn io_runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ferry-io")
-            .enable_all()
-            .build()
-            .expect("the I/O runtime starts")
-    })
+/// A source error as the run's failure: connection problems restart the task, settings and
+/// grants stop it.
+fn source_failure(e: crate::connectors::mysql::discover::SourceError) -> TaskError {
+    if e.is_transient() {
+        TaskError::transient(format!("snapshot: {e}"))
+    } else {
+        TaskError::definite(format!("snapshot: {e}"))
+    }
 }
 
 fn chunk_offset(pos: &BinlogPos) -> serde_json::Value {
@@ -125,33 +127,40 @@ fn pos_key(p: &BinlogPos) -> PosKey {
     (p.file_index().unwrap_or(0) as u32, p.pos)
 }
 
+/// A binlog error as the run's failure: a lost connection or a server going away restarts the
+/// task from its checkpoint; a purged position, a refusal or an undecodable event stops it.
+fn binlog_failure(e: crate::connectors::mysql::binlog::BinlogError) -> TaskError {
+    if e.is_transient() {
+        TaskError::transient(format!("binlog: {e}"))
+    } else {
+        TaskError::definite(format!("binlog: {e}"))
+    }
+}
+
 /// Builds the MySQL source for this worker: snapshot (all workers) then binlog (worker 0).
 /// Returns the row changes and the schema events of the binlog's DDL statements.
 pub fn mysql_source<'s>(
     scope: Scope<'s, u64>,
-    plan: Arc<Compiled>,
+    cx: &SourceCtx,
     run: MysqlRun,
-    state: TaskState,
-    restore: &Restore,
-    metrics: Arc<Metrics>,
 ) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, SchemaEvent>) {
-    let (snap_changes, done) = snapshot(scope, plan.clone(), run.clone(), state.clone(), restore, metrics.clone());
-    let (bin, schema) = binlog(scope, done, plan, run, state, restore, metrics);
+    let (snap_changes, done) = snapshot(scope, cx, run.clone());
+    let (bin, schema) = binlog(scope, done, cx, run);
     (snap_changes.concat(bin), schema)
 }
 
 fn snapshot<'s>(
     scope: Scope<'s, u64>,
-    plan: Arc<Compiled>,
+    cx: &SourceCtx,
     run: MysqlRun,
-    state: TaskState,
-    restore: &Restore,
-    metrics: Arc<Metrics>,
 ) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, Done>) {
     let index = scope.index();
     let peers = scope.peers();
+    let (plan, restore, metrics, failure) = (cx.plan.clone(), &cx.restore, cx.metrics.clone(), cx.failure.clone());
+    // Snapshot chunks are partitions 1.. (chunk id + 1); the binlog is partition 0.
+    let mut epochs = cx.epochs(index, peers).for_partitions(|p| p > 0);
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
-    let start_epoch = restore.manifest.epoch + 1;
+    let start_epoch = restore.start_epoch();
     // Chunks already done before the restore point, with their positions.
     let mut positions: Vec<(u32, BinlogPos)> = Vec::new();
     for c in run.chunks.iter() {
@@ -161,7 +170,7 @@ fn snapshot<'s>(
     }
     // Epochs to replay: the chunks each recorded, in order, with their recorded positions.
     let mut replay: VecDeque<(u64, Vec<(u32, BinlogPos)>)> = VecDeque::new();
-    for b in restore.boundaries.iter().filter(|b| b.worker == index) {
+    for b in epochs.to_replay() {
         let chunks: Vec<(u32, BinlogPos)> = b
             .offsets
             .iter()
@@ -217,15 +226,12 @@ fn snapshot<'s>(
                 let mut conn = match crate::connectors::mysql::discover::connect(&opts).await {
                     Ok(c) => c,
                     Err(e) => {
-                        send(SnapMsg::Failed(e.to_string()));
+                        send(SnapMsg::Failed(source_failure(e)));
                         return;
                     }
                 };
                 // Fault injection for crash tests: slow each chunk down so a kill lands mid-snapshot.
-                let delay = std::env::var("FERRY_FAULT_CHUNK_DELAY_MS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .map(Duration::from_millis);
+                let delay = Fault::ChunkDelay.delay();
                 for id in order {
                     if let Some(d) = delay {
                         tokio::time::sleep(d).await;
@@ -255,7 +261,7 @@ fn snapshot<'s>(
                         }
                         Ok(_) => return,
                         Err(e) => {
-                            send(SnapMsg::Failed(e.to_string()));
+                            send(SnapMsg::Failed(source_failure(e)));
                             return;
                         }
                     }
@@ -313,7 +319,7 @@ fn snapshot<'s>(
                                 Some((e, cs)) if *e == epoch => {
                                     cs.iter().all(|(c, _)| in_epoch.iter().any(|(d, _)| d == c))
                                 }
-                                _ => remaining == 0 || Instant::now() >= deadline,
+                                _ => remaining == 0 || Instant::now() >= deadline || epochs.stop_due(),
                             };
                             if close {
                                 break;
@@ -321,7 +327,8 @@ fn snapshot<'s>(
                         }
                         Ok(SnapMsg::Failed(e)) => {
                             failed = true;
-                            panic!("snapshot failed: {}", crate::secrets::redact(&e));
+                            failure.report(e);
+                            break;
                         }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => break,
@@ -329,31 +336,41 @@ fn snapshot<'s>(
                 }
             }
             metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
+            if failed {
+                // The capabilities stay: no epoch passes without its record.
+                return;
+            }
             if close {
-                let record = Boundary {
-                    epoch,
-                    worker: index,
-                    peers,
-                    offsets: in_epoch.iter().map(|(id, p)| (id + 1, chunk_offset(p))).collect(),
-                    done: remaining == 0,
-                };
+                let offsets = in_epoch.iter().map(|(id, p)| (id + 1, chunk_offset(p))).collect();
                 if replay.front().is_some_and(|(e, _)| *e == epoch) {
                     replay.pop_front();
-                } else if let Err(e) = state.write_boundary(&record) {
-                    panic!("cannot record the end of epoch {epoch}: {e}");
                 }
+                let next = match epochs.close(epoch, offsets, remaining == 0) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        failed = true;
+                        failure.report(e);
+                        return;
+                    }
+                };
                 positions.append(&mut in_epoch);
                 deadline = Instant::now() + interval;
-                if remaining == 0 {
-                    finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
+                let Next::Open(next) = next else {
+                    if remaining == 0 {
+                        finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
+                    } else {
+                        // Stopped at a savepoint: the binlog does not start either.
+                        cap = None;
+                        cap_done = None;
+                    }
                     return;
-                }
+                };
                 again.activate();
-                c.downgrade(&(epoch + 1));
+                c.downgrade(&next);
                 if let Some(d) = cap_done.as_mut() {
-                    d.downgrade(&(epoch + 1));
+                    d.downgrade(&next);
                 }
-                metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
+                metrics.epoch.fetch_max(next, Ordering::Relaxed);
             }
             if remaining == 0 && order.is_empty() {
                 finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
@@ -605,22 +622,16 @@ impl ChunkIndex {
 fn binlog<'s>(
     scope: Scope<'s, u64>,
     done: StreamVec<'s, u64, Done>,
-    plan: Arc<Compiled>,
+    cx: &SourceCtx,
     run: MysqlRun,
-    state: TaskState,
-    restore: &Restore,
-    metrics: Arc<Metrics>,
 ) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, SchemaEvent>) {
     let index = scope.index();
     let peers = scope.peers();
+    let (plan, state, metrics, failure) = (cx.plan.clone(), cx.state.clone(), cx.metrics.clone(), cx.failure.clone());
+    // The binlog is partition 0, read by worker 0.
+    let mut epochs = cx.epochs(0, peers).for_partitions(|p| p == 0);
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
-    let resume: Option<BinlogPos> = restore.manifest.offsets.get(&0).and_then(offset_pos);
-    let mut replay: VecDeque<(u64, BinlogPos)> = restore
-        .boundaries
-        .iter()
-        .filter(|b| b.worker == 0)
-        .filter_map(|b| Some((b.epoch, offset_pos(b.offsets.get(&0)?)?)))
-        .collect();
+    let resume: Option<BinlogPos> = cx.restore.manifest.offsets.get(&0).and_then(offset_pos);
     let tables: HashMap<(String, String), TableId> = plan
         .catalog
         .tables
@@ -646,9 +657,10 @@ fn binlog<'s>(
             let mut cap = caps.pop().filter(|_| index == 0);
             let mut last_snapshot_epoch = 0u64;
             let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
-            let mut rx: Option<Receiver<Vec<Result<Event, String>>>> = None;
+            let mut rx: Option<Receiver<Vec<EventMsg>>> = None;
             // Events received in a batch but not yet handled (a batch may span an epoch end).
-            let mut queued: std::vec::IntoIter<Result<Event, String>> = Vec::new().into_iter();
+            let mut queued: std::vec::IntoIter<EventMsg> = Vec::new().into_iter();
+            let mut failed = false;
             let mut gtid: Option<String> = None;
             let mut evolved: HashMap<TableId, Arc<ferry_operators::TableSchema>> = HashMap::new();
             // Renamed columns per table: current name → the name the plan knows.
@@ -665,6 +677,9 @@ fn binlog<'s>(
                     }
                 });
                 let (Some(c), Some(cs)) = (cap.as_mut(), cap_schema.as_mut()) else { return };
+                if failed {
+                    return;
+                }
                 if rx.is_none() {
                     // Follow the snapshot so checkpoints advance while it runs.
                     if let Some(f) = frontier.frontier().first() {
@@ -672,6 +687,14 @@ fn binlog<'s>(
                             c.downgrade(f);
                             cs.downgrade(f);
                         }
+                        return;
+                    }
+                    if epochs.stop_due() {
+                        // Stopped at a savepoint before the binlog started: the next run starts
+                        // it (or finishes the snapshot first).
+                        epochs.end_unstarted();
+                        cap = None;
+                        cap_schema = None;
                         return;
                     }
                     // Every snapshot worker is done: start in an epoch after all their epochs.
@@ -734,7 +757,7 @@ fn binlog<'s>(
                                 r
                             }
                             Err(e) => {
-                                let _ = tx.send(vec![Err(e.to_string())]);
+                                let _ = tx.send(vec![Err(binlog_failure(e))]);
                                 let _ = act.activate();
                                 return;
                             }
@@ -758,7 +781,8 @@ fn binlog<'s>(
                                     match weigh_rows(&mut weigh_conn, &weigh_opts, cols, changes).await {
                                         Ok(w) => row_weights = Some(w),
                                         Err(e) => {
-                                            let _ = tx.send(vec![Err(format!("sort keys of {database}.{table}: {e}"))]);
+                                            let why = format!("binlog: sort keys of {database}.{table}: {e}");
+                                            let _ = tx.send(vec![Err(TaskError::transient(why))]);
                                             let _ = act.activate();
                                             return;
                                         }
@@ -788,8 +812,10 @@ fn binlog<'s>(
                                     };
                                     Ok((e, reader.event_time(), g, names, row_weights))
                                 }
-                                Ok(None) => Err("the binlog stream ended".to_string()),
-                                Err(e) => Err(e.to_string()),
+                                // The server closed the stream (shut down, or the
+                                // connection was killed): start again from the checkpoint.
+                                Ok(None) => Err(TaskError::transient("binlog: the server ended the binlog stream")),
+                                Err(e) => Err(binlog_failure(e)),
                             };
                             let boundary = msg.as_ref().map_or(true, |m| m.0.next_position().is_some());
                             batch.push(msg);
@@ -812,10 +838,11 @@ fn binlog<'s>(
                 let mut close_at: Option<BinlogPos> = None;
                 let mut finished = false;
                 let mut schema_out: Vec<SchemaEvent> = Vec::new();
+                let mut fatal: Option<TaskError> = None;
                 {
                     let mut output = out_rows.activate();
                     let mut session = output.session(&*c);
-                    for _ in 0..4096 {
+                    'events: for _ in 0..4096 {
                         if queued.len() == 0 {
                             match rx.try_recv() {
                                 Ok(batch) => queued = batch.into_iter(),
@@ -824,7 +851,10 @@ fn binlog<'s>(
                         }
                         let (ev, event_time, ev_gtid, ev_names, ev_weights) = match queued.next() {
                             Some(Ok(ev)) => ev,
-                            Some(Err(e)) => panic!("binlog: {}", crate::secrets::redact(&e)),
+                            Some(Err(e)) => {
+                                fatal = Some(e);
+                                break;
+                            }
                             None => break,
                         };
                         if ev_gtid.is_some() {
@@ -872,13 +902,14 @@ fn binlog<'s>(
                                     if before.as_ref().or(after.as_ref()).is_some_and(|r| r.len() != width) {
                                         // The table map and the row disagree: never write a row
                                         // under the wrong columns.
-                                        panic!(
-                                            "table {} at binlog {}: {} values in a row, {} columns in its table map",
+                                        fatal = Some(TaskError::definite(format!(
+                                            "binlog: table {} at {}: {} values in a row, {} columns in its table map",
                                             schema.name,
                                             txn_start.as_ref().map(|p| p.to_string()).unwrap_or_default(),
                                             before.as_ref().or(after.as_ref()).map_or(0, |r| r.len()),
                                             width
-                                        );
+                                        )));
+                                        break 'events;
                                     }
                                     let change = Change {
                                         table: tid,
@@ -918,9 +949,13 @@ fn binlog<'s>(
                                         if let (SchemaChangeKind::CreateTable, Some((db, t))) = (&change.kind, &change.table) {
                                             if !tables.contains_key(&(db.clone(), t.clone())) && plan.selects(&format!("{db}.{t}")) {
                                                 let name = format!("{db}.{t}");
-                                                if new_table(&plan, &state, epoch, &name, &crate::secrets::redact(sql)) {
+                                                match new_table(&plan, &state, epoch, &name, &crate::secrets::redact(sql)) {
                                                     // The run ends with this epoch and starts again with the table.
-                                                    finished = true;
+                                                    Ok(end) => finished |= end,
+                                                    Err(e) => {
+                                                        fatal = Some(e);
+                                                        break 'events;
+                                                    }
                                                 }
                                             }
                                         }
@@ -947,19 +982,17 @@ fn binlog<'s>(
                                 }
                                 let next = ev.next_position().expect("matched above").clone();
                                 txn_start = Some(next.clone());
-                                let replaying = replay.front().is_some_and(|(e, _)| *e == epoch);
-                                let due = match replay.front() {
-                                    Some((e, p)) if *e == epoch => next >= *p,
-                                    _ => is_ddl || Instant::now() >= deadline,
+                                let recorded =
+                                    epochs.replaying(epoch).and_then(|b| offset_pos(b.offsets.get(&0)?));
+                                let due = match recorded {
+                                    Some(p) => next >= p,
+                                    None => is_ddl || Instant::now() >= deadline || epochs.stop_due(),
                                 };
                                 if run.stop_at.as_ref().is_some_and(|s| next >= *s) {
                                     finished = true;
                                 }
                                 if due || finished {
                                     close_at = Some(next);
-                                    if replaying {
-                                        replay.pop_front();
-                                    }
                                     break;
                                 }
                             }
@@ -967,30 +1000,36 @@ fn binlog<'s>(
                     }
                 }
                 metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
+                if let Some(e) = fatal {
+                    // The capabilities stay: the epoch is never committed; the run ends.
+                    failed = true;
+                    failure.report(e);
+                    return;
+                }
                 if !schema_out.is_empty() {
                     // In the epoch the statement ends: after its rows, before later ones.
                     out_schema.activate().session(&*cs).give_iterator(schema_out.drain(..));
                 }
                 if let Some(p) = &close_at {
-                    let record = Boundary {
-                        epoch,
-                        worker: 0,
-                        peers,
-                        offsets: [(0, json!({ "file": p.file, "pos": p.pos, "gtid": gtid }))].into(),
-                        done: finished,
-                    };
-                    if let Err(e) = state.write_boundary(&record) {
-                        panic!("cannot record the end of epoch {epoch}: {e}");
-                    }
+                    let offsets = [(0, json!({ "file": p.file, "pos": p.pos, "gtid": gtid }))].into();
                     deadline = Instant::now() + interval;
-                    if finished {
-                        cap = None;
-                        cap_schema = None;
-                        return;
+                    match epochs.close(epoch, offsets, finished) {
+                        Ok(Next::Open(next)) => {
+                            c.downgrade(&next);
+                            cs.downgrade(&next);
+                            metrics.epoch.fetch_max(next, Ordering::Relaxed);
+                        }
+                        Ok(Next::End) => {
+                            cap = None;
+                            cap_schema = None;
+                            return;
+                        }
+                        Err(e) => {
+                            failed = true;
+                            failure.report(e);
+                            return;
+                        }
                     }
-                    c.downgrade(&(epoch + 1));
-                    cs.downgrade(&(epoch + 1));
-                    metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
                 }
                 if produced > 0 || close_at.is_some() {
                     let _ = activator.activate();
@@ -1030,7 +1069,7 @@ async fn weigh_rows(
 /// when the run must end with this epoch to start again with the table (`auto`: recorded in
 /// the state store first, so every process sees why the run ended); `log` warns, `ignore`
 /// does nothing, `error` fails the run.
-fn new_table(plan: &Compiled, state: &TaskState, epoch: u64, name: &str, statement: &str) -> bool {
+fn new_table(plan: &Compiled, state: &TaskState, epoch: u64, name: &str, statement: &str) -> Result<bool, TaskError> {
     use crate::plan::config::DdlPolicy;
     match plan.plan.raw.schema_changes.policy_for(&SchemaChangeKind::CreateTable) {
         DdlPolicy::Auto => {
@@ -1042,21 +1081,23 @@ fn new_table(plan: &Compiled, state: &TaskState, epoch: u64, name: &str, stateme
             let mut rec = state.new_tables().ok().flatten().filter(|r| r.epoch == epoch).unwrap_or_default();
             rec.epoch = epoch;
             rec.tables.push(name.to_string());
-            if let Err(e) = state.write_new_tables(&rec) {
-                panic!("cannot record the new table {name}: {e}");
-            }
-            true
+            state
+                .write_new_tables(&rec)
+                .map_err(|e| TaskError::transient(format!("cannot record the new table {name}: {e}")))?;
+            Ok(true)
         }
-        DdlPolicy::Ignore => false,
+        DdlPolicy::Ignore => Ok(false),
         DdlPolicy::Log => {
             tracing::warn!(
                 table = name,
                 statement,
                 "a new table matches the selection and is not copied (schema_changes policy: log)"
             );
-            false
+            Ok(false)
         }
-        DdlPolicy::Error => panic!("new table {name} refused by the schema_changes policy `error`: {statement}"),
+        DdlPolicy::Error => Err(TaskError::definite(format!(
+            "new table {name} refused by the schema_changes policy `error`: {statement}"
+        ))),
     }
 }
 

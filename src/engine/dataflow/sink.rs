@@ -24,14 +24,14 @@
 //! committed the rows of its epoch when it runs, and none writes a row of a later epoch before
 //! it has run.
 
-use super::{DirtyArchive, Metrics};
 use crate::plan::config::DdlPolicy;
 use crate::plan::Compiled;
+use crate::runtime::{DirtyArchive, Failure, Metrics, TaskError};
 use crate::sinks::{SinkError, SinkWriter};
 use ferry_operators::{Change, SchemaEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -41,19 +41,20 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
-/// Retries a transient sink error a few times with backoff before failing the run.
-fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Result<(), String> {
+/// Retries a transient sink error a few times with backoff before failing the run (a failure
+/// the task restarts from).
+fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Result<(), TaskError> {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
         match f() {
             Ok(()) => return Ok(()),
-            Err(SinkError::Restart(e)) => return Err(format!("{what}: {e}")),
+            Err(SinkError::Restart(e)) => return Err(TaskError::transient(format!("{what}: {e}"))),
             Err(SinkError::Transient(e)) if attempt < 5 => {
                 tracing::warn!(attempt, error = %crate::secrets::redact(&e), "{what} failed, retrying");
                 std::thread::sleep(delay);
                 delay *= 2;
             }
-            Err(e) => return Err(format!("{what}: {e}")),
+            Err(e) => return Err(TaskError::transient(format!("{what}: {e}"))),
         }
     }
     unreachable!("the last attempt returns")
@@ -71,7 +72,7 @@ pub fn sink<'s>(
     skip_upto: u64,
     dirty: DirtyArchive,
     metrics: Arc<Metrics>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Failure,
     applied: ProbeHandle<u64>,
 ) -> StreamVec<'s, u64, SchemaEvent> {
     let route = plan.clone();
@@ -92,10 +93,7 @@ pub fn sink<'s>(
             // counters sit on few cache lines, which workers must not fight over per row.
             let mut counts = vec![0u64; plan.tables.len()];
             let flush = dirty.clone();
-            let fail = move |msg: String| {
-                let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
-                f.get_or_insert(msg);
-            };
+            let fail = move |e: TaskError| failure.report(e);
             // Data of epochs after the oldest open one waits here: a sink applies epochs in order
             // (one key's snapshot row and binlog change may come from different workers).
             // Containers are kept whole (taken, not copied).
@@ -107,7 +105,7 @@ pub fn sink<'s>(
             let takes_ddl = writer.takes_ddl();
             let names = plan.clone();
             let mut write =
-                move |epoch: u64, data: Vec<Vec<Change>>, writer: &mut Box<dyn SinkWriter>| -> Result<(), String> {
+                move |epoch: u64, data: Vec<Vec<Change>>, writer: &mut Box<dyn SinkWriter>| -> Result<(), TaskError> {
                     let mut written = 0u64;
                     for c in data.into_iter().flatten() {
                         let table = c.table as usize;
@@ -127,7 +125,7 @@ pub fn sink<'s>(
                                     Err(e) => return Err(e),
                                 }
                             }
-                            Err((SinkError::Restart(e), _)) => return Err(e),
+                            Err((SinkError::Restart(e), _)) => return Err(TaskError::transient(e)),
                         }
                     }
                     metrics.rows_out.fetch_add(written, Ordering::Relaxed);
@@ -210,12 +208,12 @@ pub fn sink<'s>(
                         output.session(cap).give_iterator(to_apply.drain(..));
                     }
                     if let Err(err) = flush.flush() {
-                        fail(format!("dirty archive: {err}"));
+                        fail(TaskError::transient(format!("dirty archive: {err}")));
                         return;
                     }
                     if writer.commits_later() {
                         if let Err(err) = writer.start_commit(e) {
-                            fail(format!("commit: {err}"));
+                            fail(TaskError::transient(format!("commit: {err}")));
                             return;
                         }
                         let cap = pending.remove(&e).expect("pending");
@@ -227,7 +225,7 @@ pub fn sink<'s>(
                         return;
                     }
                     if let Err(err) = flush.flush() {
-                        fail(format!("dirty archive: {err}"));
+                        fail(TaskError::transient(format!("dirty archive: {err}")));
                         return;
                     }
                     pending.remove(&e);
@@ -237,7 +235,7 @@ pub fn sink<'s>(
                         Ok(Some(done)) => committing.retain(|&e, _| e > done),
                         Ok(None) => {}
                         Err(err) => {
-                            fail(format!("commit: {err}"));
+                            fail(TaskError::transient(format!("commit: {err}")));
                             return;
                         }
                     }
@@ -264,11 +262,13 @@ fn on_event(
     takes_ddl: bool,
     barriers: &mut BTreeSet<u64>,
     replayed: bool,
-) -> Result<Option<SchemaEvent>, String> {
+) -> Result<Option<SchemaEvent>, TaskError> {
     let table = plan.catalog.get(event.table).name.to_string();
     match plan.plan.raw.schema_changes.policy_for(&event.change) {
         DdlPolicy::Auto => {
-            writer.follow_schema_change(e, &event).map_err(|err| format!("schema change: {err}"))?;
+            writer
+                .follow_schema_change(e, &event)
+                .map_err(|err| TaskError::transient(format!("schema change: {err}")))?;
             // The CREATE of a table the run already has (a restart after the statement
             // discovered it) needs no DDL; under `error` it fails again, as it should.
             use ferry_operators::SchemaChangeKind as K;
@@ -292,10 +292,10 @@ fn on_event(
             tracing::warn!(table, statement = %event.statement, position = %event.pos, "schema change not applied to the target (schema_changes policy: log)");
             Ok(None)
         }
-        DdlPolicy::Error => Err(format!(
+        DdlPolicy::Error => Err(TaskError::definite(format!(
             "schema change of {table} at {} refused by the schema_changes policy `error`: {}",
             event.pos, event.statement
-        )),
+        ))),
     }
 }
 

@@ -3,19 +3,15 @@
 //! Partition `p` (one generator stream per table shard) is read by worker `p mod peers`. The
 //! operator emits whole transactions stamped with its open epoch; when the checkpoint interval
 //! has passed (or, when replaying after a restart, when the recorded boundary is reached) it
-//! writes its boundary record and only then downgrades its capability to the next epoch. An
-//! exhausted bounded source writes a final record and drops its capability, which lets the
-//! run end once everything is committed.
+//! closes the epoch through [`crate::checkpoint::Epochs`]. An exhausted bounded source closes
+//! its last epoch and drops its capability, which lets the run end once everything is
+//! committed; a savepoint stop does the same at the next epoch end.
 
-use super::Metrics;
+use super::SourceCtx;
+use crate::checkpoint::Next;
 use crate::connectors::datagen::{DatagenConfig, ShardGen};
-use crate::engine::Restore;
-use crate::plan::Compiled;
-use crate::state::{Boundary, TaskState};
 use ferry_operators::Change;
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
@@ -24,16 +20,11 @@ use timely::dataflow::{Scope, StreamVec};
 const BATCH: usize = 4096;
 
 /// Builds the datagen source for this worker.
-pub fn datagen<'s>(
-    scope: Scope<'s, u64>,
-    plan: Arc<Compiled>,
-    cfg: DatagenConfig,
-    state: TaskState,
-    restore: &Restore,
-    metrics: Arc<Metrics>,
-) -> StreamVec<'s, u64, Change> {
+pub fn datagen<'s>(scope: Scope<'s, u64>, cx: &SourceCtx, cfg: DatagenConfig) -> StreamVec<'s, u64, Change> {
     let index = scope.index();
     let peers = scope.peers();
+    let (plan, restore, metrics, failure) = (cx.plan.clone(), &cx.restore, cx.metrics.clone(), cx.failure.clone());
+    let mut epochs = cx.epochs(index, peers);
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
     // The generator's catalog (every table), and the selected tables' ids in the plan.
     let full = crate::connectors::datagen::catalog(&cfg);
@@ -55,8 +46,7 @@ pub fn datagen<'s>(
             g.skip_to(off);
         }
     }
-    let mut replay: VecDeque<Boundary> = restore.boundaries.iter().filter(|b| b.worker == index).cloned().collect();
-    let start_epoch = restore.manifest.epoch + 1;
+    let start_epoch = restore.start_epoch();
     let total_partitions = (plan.catalog.tables.len() as u64 * shards as u64).max(1);
     let rate = cfg.rate.map(|r| r as f64 * gens.len() as f64 / total_partitions as f64);
 
@@ -78,9 +68,8 @@ pub fn datagen<'s>(
         move |output| {
             let Some(c) = cap.as_mut() else { return };
             let epoch = *c.time();
-            let target: Option<std::collections::BTreeMap<u32, u64>> = replay
-                .front()
-                .filter(|b| b.epoch == epoch)
+            let target: Option<std::collections::BTreeMap<u32, u64>> = epochs
+                .replaying(epoch)
                 .map(|b| b.offsets.iter().filter_map(|(k, v)| Some((*k, v.as_u64()?))).collect());
             let mut produced = 0usize;
             let mut wait: Option<Duration> = None;
@@ -134,31 +123,27 @@ pub fn datagen<'s>(
                 Some(t) => gens.iter().all(|(g, _)| t.get(&g.partition()).is_none_or(|&o| g.emitted() >= o)),
                 None => false,
             };
-            let close = if target.is_some() { reached } else { exhausted || Instant::now() >= deadline };
+            let close =
+                if target.is_some() { reached } else { exhausted || Instant::now() >= deadline || epochs.stop_due() };
             if close {
-                let done = exhausted && replay.len() <= 1;
-                let record = Boundary {
-                    epoch,
-                    worker: index,
-                    peers,
-                    offsets: gens.iter().map(|(g, _)| (g.partition(), g.emitted().into())).collect(),
-                    done,
-                };
-                if target.is_none() {
-                    // A replayed epoch's record is already stored, identical.
-                    if let Err(e) = state.write_boundary(&record) {
-                        panic!("cannot record the end of epoch {epoch}: {e}");
+                let done = exhausted && !epochs.replays_after_this();
+                let offsets = gens.iter().map(|(g, _)| (g.partition(), g.emitted().into())).collect();
+                match epochs.close(epoch, offsets, done) {
+                    Ok(Next::Open(next)) => {
+                        c.downgrade(&next);
+                        metrics.epoch.fetch_max(next, Ordering::Relaxed);
+                        deadline = Instant::now() + interval;
                     }
-                } else {
-                    replay.pop_front();
+                    Ok(Next::End) => {
+                        cap = None;
+                        return;
+                    }
+                    Err(e) => {
+                        // The capability stays: no epoch passes without its record.
+                        failure.report(e);
+                        return;
+                    }
                 }
-                if done {
-                    cap = None;
-                    return;
-                }
-                c.downgrade(&(epoch + 1));
-                metrics.epoch.fetch_max(epoch + 1, Ordering::Relaxed);
-                deadline = Instant::now() + interval;
             }
             match wait {
                 Some(w) => activator.activate_after(

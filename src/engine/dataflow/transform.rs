@@ -2,8 +2,8 @@
 //! on the worker that read the change (no exchange), so filters drop rows before they cross
 //! the network. Rows whose functions fail go to the dirty archive with the reason.
 
-use super::{DirtyArchive, Metrics};
 use crate::plan::Compiled;
+use crate::runtime::{DirtyArchive, Failure, Metrics, TaskError};
 use ferry_operators::transform::Context;
 use ferry_operators::transform::Transform;
 use ferry_operators::{Change, TableId, TableSchema};
@@ -20,6 +20,7 @@ pub fn transform<'s>(
     plan: Arc<Compiled>,
     dirty: DirtyArchive,
     metrics: Arc<Metrics>,
+    failure: Failure,
 ) -> StreamVec<'s, u64, Change> {
     let identity = plan
         .tables
@@ -30,8 +31,14 @@ pub fn transform<'s>(
         let mut failed = Vec::new();
         // Transforms compiled for changed source schemas, by (table, version).
         let mut evolved: HashMap<(TableId, u32), (Transform, Arc<TableSchema>)> = HashMap::new();
+        // After a failure, the epoch it happened in is held here, so it is never committed.
+        let mut held = None;
         move |input, output| {
             input.for_each(|cap, data| {
+                if held.is_some() {
+                    data.clear();
+                    return;
+                }
                 // The fast path passes changes through untouched, so it must not see an update
                 // that changes the row key: that one is split into a delete and an insert.
                 let key_change = |c: &Change| {
@@ -60,12 +67,19 @@ pub fn transform<'s>(
                         }
                         Some(source) => {
                             let key = (table, source.version);
-                            let (t, target) = evolved.entry(key).or_insert_with(|| match plan.evolve(table, &source) {
-                                Ok((t, target)) => (t, Arc::new(target)),
-                                // A filter or function that no longer compiles cannot go on.
-                                Err(e) => panic!("{e}"),
-                            });
-
+                            let (t, target) = match evolved.entry(key) {
+                                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                                std::collections::hash_map::Entry::Vacant(v) => match plan.evolve(table, &source) {
+                                    Ok((t, target)) => v.insert((t, Arc::new(target))),
+                                    // A filter or function that no longer compiles cannot go on.
+                                    Err(e) => {
+                                        failure.report(TaskError::definite(e));
+                                        held = cap.retain_least(output.output_index());
+                                        out.clear();
+                                        break;
+                                    }
+                                },
+                            };
                             t.apply(c, &source, &cx, &mut out, &mut failed);
                             for o in &mut out[before..] {
                                 o.schema = Some(target.clone());

@@ -21,9 +21,9 @@
 
 use super::conn::{Db, DbError, SqlTarget};
 use super::encode::{Dialect, EncodeError};
-use crate::engine::dataflow::{DirtyArchive, Metrics};
 use crate::plan::config::{Semantics, WriteErrorPolicy, WriteMode};
 use crate::plan::Compiled;
+use crate::runtime::{sink_runtime, DirtyArchive, Metrics};
 use crate::sinks::{SinkError, SinkWriter, TableStops};
 use ferry_operators::value::StableHasher;
 use ferry_operators::{Change, Op, SchemaChangeKind, SchemaEvent, TableId, TableSchema, Value};
@@ -36,21 +36,6 @@ use std::sync::{Arc, Mutex};
 const MAX_STATEMENT: usize = 1 << 20;
 /// Batches with fewer rows than this take plain statements even when bulk loading is on.
 const BULK_MIN_ROWS: usize = 64;
-
-/// The runtime of the database writers' I/O tasks. It is their own: the source readers send
-/// into bounded channels from the shared I/O runtime and may block its threads while the
-/// workers wait for a commit, which must still make progress.
-pub fn sink_runtime() -> &'static tokio::runtime::Runtime {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ferry-sink")
-            .enable_all()
-            .build()
-            .expect("the sink runtime starts")
-    })
-}
 
 /// One target table as the writer sees it.
 #[derive(Debug)]

@@ -1,0 +1,54 @@
+//! The bottom layer every other part of a run may use, and which uses nothing above the state
+//! store: the shared I/O runtimes, the run's metrics, the dirty-data archive, the typed failure
+//! of a run ([`failure`]), the stop request ([`control`]), fault injection points for tests
+//! ([`fault`]) and the live status line.
+//!
+//! ```text
+//!  connectors, engine, catalog ──► runtime (this) ──► state ──► store ──► secrets
+//! ```
+
+pub mod control;
+pub mod dirty;
+pub mod failure;
+pub mod fault;
+pub mod metrics;
+pub mod status_line;
+
+pub use control::{RunControl, StopMode};
+pub use dirty::DirtyArchive;
+pub use failure::{Failure, TaskError};
+pub use metrics::Metrics;
+
+/// The shared I/O runtime of the source readers (two threads): rows reach the operators through
+/// bounded channels, so a slow dataflow blocks these threads, never the other way round.
+pub fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-io")
+            .enable_all()
+            .build()
+            .expect("the I/O runtime starts")
+    })
+}
+
+/// The runtime of the database writers' I/O tasks. It is their own: the source readers send
+/// into bounded channels from the shared I/O runtime and may block its threads while the
+/// workers wait for a commit, which must still make progress.
+pub fn sink_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-sink")
+            .enable_all()
+            .build()
+            .expect("the sink runtime starts")
+    })
+}
+
+/// Microseconds since the Unix epoch, by the wall clock.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
