@@ -1,6 +1,6 @@
 //! Source outage (F9.4): while a MariaDB → MariaDB task streams under writes, the source server
-//! is shut down cleanly for ~10 s and started again, and (separately) killed with SIGKILL and
-//! started again. The task says `restarting` and why in `status.json`, restarts with backoff
+//! is shut down cleanly for ~10 s and started again, (separately) killed with SIGKILL and
+//! started again, and (separately) its binlog connection is killed (a lost connection). The task says `restarting` and why in `status.json`, restarts with backoff
 //! within `max_restarts`, resumes from its checkpoint once the server is back, and the target
 //! ends equal to the source (exactly-once).
 //!
@@ -26,12 +26,12 @@ fn source_url() -> String {
     url("FERRY_TEST_MYSQL_SOURCE_URL")
 }
 
-/// `(id, v, s)` of every row, by id.
+/// `(id, v, s)` of every row, by id (none while the table does not exist yet).
 fn rows(url: &str, db: &str) -> Vec<(i64, i64, String)> {
     let opts = mysql_async::Opts::from_url(url).unwrap();
     ferry::runtime::io_runtime().block_on(async {
         let mut conn = mysql_async::Conn::new(opts).await.unwrap();
-        let r = conn.query(format!("SELECT id, v, s FROM `{db}`.items ORDER BY id")).await.unwrap();
+        let r = conn.query(format!("SELECT id, v, s FROM `{db}`.items ORDER BY id")).await.unwrap_or_default();
         conn.disconnect().await.unwrap();
         r
     })
@@ -93,6 +93,7 @@ fn outage_is_survived(db: &str, down: &str) {
         &[
             &format!("DROP DATABASE IF EXISTS `{db}`"),
             &format!("CREATE DATABASE `{db}`"),
+            &format!("USE `{db}`"),
             &format!("CREATE TABLE `{db}`.items (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, s VARCHAR(40))"),
             &format!("INSERT INTO `{db}`.items SELECT seq, seq, CONCAT('row-', seq) FROM seq_1_to_3000"),
         ],
@@ -118,8 +119,12 @@ fn outage_is_survived(db: &str, down: &str) {
     });
     std::thread::sleep(Duration::from_secs(1));
     assert!(run.0.try_wait().unwrap().is_none(), "the run should still be going when the source goes down");
-    servers(down);
     let went_down = Instant::now();
+    if down == "connection" {
+        kill_binlog_connections();
+    } else {
+        servers(down);
+    }
     wait_for("status.json says restarting", Duration::from_secs(20), || {
         std::fs::read(dir.path().join(format!("state/{task}/status.json")))
             .ok()
@@ -130,9 +135,11 @@ fn outage_is_survived(db: &str, down: &str) {
     let why = st["last_error"].as_str().unwrap_or_default().to_string();
     assert!(!why.is_empty(), "restarting without a reason: {st}");
     assert!(st["restarts"].as_u64().unwrap() >= 1, "{st}");
-    std::thread::sleep(Duration::from_secs(10).saturating_sub(went_down.elapsed()));
-    assert!(run.0.try_wait().unwrap().is_none(), "the run ended while the source was down");
-    servers("source-start");
+    if down != "connection" {
+        std::thread::sleep(Duration::from_secs(10).saturating_sub(went_down.elapsed()));
+        assert!(run.0.try_wait().unwrap().is_none(), "the run ended while the source was down");
+        servers("source-start");
+    }
     // Writes go on for a while after the server is back, then stop.
     let before = committed.load(Ordering::SeqCst);
     wait_for("writes resume on the source", Duration::from_secs(30), || {
@@ -153,9 +160,27 @@ fn outage_is_survived(db: &str, down: &str) {
     eprintln!("{db}: the source went down with `{down}`; restart cause: {why}");
 }
 
-/// Both outages share the one source instance, so they run one after the other.
+/// A lost network connection, as the server sees it: the binlog dump connections are killed.
+fn kill_binlog_connections() {
+    let opts = mysql_async::Opts::from_url(&source_url()).unwrap();
+    ferry::runtime::io_runtime().block_on(async {
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        let ids: Vec<u64> = conn
+            .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+            .await
+            .unwrap();
+        assert!(!ids.is_empty(), "no binlog dump connection to kill");
+        for id in ids {
+            conn.query_drop(format!("KILL CONNECTION {id}")).await.unwrap();
+        }
+        conn.disconnect().await.unwrap();
+    })
+}
+
+/// The outages share the one source instance, so they run one after the other.
 #[test]
-fn the_task_restarts_through_a_clean_shutdown_and_a_sigkill_of_the_source_and_ends_equal() {
+fn the_task_restarts_through_a_clean_shutdown_a_sigkill_and_a_lost_connection_and_ends_equal() {
     outage_is_survived("src_outage_clean", "source-stop");
     outage_is_survived("src_outage_kill", "source-kill");
+    outage_is_survived("src_outage_conn", "connection");
 }

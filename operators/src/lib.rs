@@ -1,14 +1,13 @@
 //! # ferry-operators
 //!
-//! The connector-free half of ferry: the record model and the dataflow operators that sit between
-//! sources and sinks. Nothing here does network I/O; sources and sinks plug in through small
-//! traits, so every operator can be tested with in-memory inputs.
+//! The connector-free core of ferry: the record model and the per-row logic between sources and
+//! sinks. Nothing here does I/O or knows a dataflow: the engine (`ferry`'s `engine` and
+//! `connectors`) builds the timely operators around these pieces, so each is tested with
+//! plain values.
 //!
 //! ```text
-//!  sources ──► route (table, key) ──► transform ──► sinks ──► probe ──► checkpoint manifest
-//!             template names        filter, map,    commit
-//!                                   functions,      per epoch
-//!                                   metadata
+//!  source rows ──► Change (value, schema) ──► transform (op filter, row filter, projection,
+//!                                              functions, metadata) ──► route (template names)
 //! ```
 //!
 //! - [`value`], [`schema`], [`change`]: the record model (row changes and schema events).
