@@ -10,7 +10,7 @@
 //! median of 5 runs. Binlog row decoding is measured end to end by `cargo bench --bench mysql`
 //! (its cell decoder is private to the binlog reader).
 
-use ferry::sinks::sql::encode::Dialect;
+use ferry::connectors::sql::encode::Dialect;
 use ferry_operators::expr::{EvalContext, Expr};
 use ferry_operators::{json, Change, Column, ColumnType, Op, Position, TableName, TableSchema, Value};
 use std::hint::black_box;

@@ -62,7 +62,7 @@ fn child(case: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::env::set_current_dir(dir.path()).unwrap();
     let text = plan(target, n);
-    let p = ferry::plan::load("bench.yaml", &text).unwrap();
+    let p = ferry::connectors::load("bench.yaml", &text).unwrap();
     let cat = ferry::plan::discover(&p.source).unwrap();
     let compiled = ferry::plan::compile(p, &cat).unwrap();
     let start = Instant::now();

@@ -6,9 +6,24 @@
 //! checkpoints (see `ARCHITECTURE.md`).
 //!
 //! ```text
-//!  plan.yaml ─► plan::load (check) ─► plan::compile (catalog) ─► engine::run ─► sinks
-//!                                                                   │
-//!                                                   state store ◄───┘ manifests, boundaries
+//!  plan.yaml ─► plan::load (check; sections parsed by connectors) ─► plan::compile (catalog)
+//!                                                                        │
+//!        engine::Task ◄──────────────────────────────────────────────────┘
+//!          └─ run: connector sources → transform → sinks (connector writers) → checkpoints
+//! ```
+//!
+//! Layers, each importing only those below it:
+//!
+//! ```text
+//!  main.rs (CLI)
+//!  engine      task lifecycle, runs, the engine's operators (transform, sink, DDL stages)
+//!  connectors  one folder per connector + the registry
+//!  connector   the seam: SourceConnector, SinkConnector, SinkWriter, contexts
+//!  catalog     target types, DDL, preview, table creation (through a TableAdmin)
+//!  checkpoint  epochs, manifests, restore
+//!  plan        plan files: check, discovery types, compile
+//!  runtime     I/O runtimes, metrics, dirty archive, failures, stop requests, faults
+//!  state, store, secrets
 //! ```
 
 /// mimalloc: rows are allocated on the worker that reads them and freed on the worker that
@@ -18,11 +33,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod catalog;
 pub mod checkpoint;
+pub mod connector;
 pub mod connectors;
 pub mod engine;
 pub mod plan;
 pub mod runtime;
 pub mod secrets;
-pub mod sinks;
 pub mod state;
 pub mod store;

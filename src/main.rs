@@ -212,6 +212,13 @@ fn stop_on_signals(task: &engine::TaskHandle) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sink connector of a compiled plan.
+fn sink_of(compiled: &plan::Compiled) -> &'static dyn ferry::connector::SinkConnector {
+    ferry::connectors::registry()
+        .sink(&compiled.plan.target.kind)
+        .expect("the plan's target was parsed by its connector")
+}
+
 /// The plan, or `None` after printing its errors.
 fn shown<T>(loaded: Result<T, plan::PlanErrors>) -> Option<T> {
     loaded.map_err(|errors| eprintln!("{errors}")).ok()
@@ -220,7 +227,7 @@ fn shown<T>(loaded: Result<T, plan::PlanErrors>) -> Option<T> {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dirty { what: DirtyCommand::Replay { plan: path } } => {
-            let Some(compiled) = shown(plan::load_file(&path)) else {
+            let Some(compiled) = shown(ferry::connectors::load_file(&path)) else {
                 return Ok(ExitCode::from(1));
             };
             let s = ferry::engine::replay_dirty(compiled)?;
@@ -245,7 +252,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 DirtyCommand::Replay { .. } => unreachable!("handled above"),
             };
             let text = std::fs::read_to_string(plan_path).with_context(|| format!("reading {plan_path}"))?;
-            let plan = match plan::load(plan_path, &text) {
+            let plan = match ferry::connectors::load(plan_path, &text) {
                 Ok(p) => p,
                 Err(errors) => {
                     eprintln!("{errors}");
@@ -293,14 +300,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Preview { plan: path, json, dialect } => {
-            let Some(compiled) = shown(plan::load_file_lenient(&path)) else {
+            let Some(compiled) = shown(ferry::connectors::load_file_lenient(&path)) else {
                 return Ok(ExitCode::from(1));
             };
             let dialect = match dialect {
                 Some(d) => Some(DdlDialect::parse(&d).map_err(anyhow::Error::msg)?),
                 None => DdlDialect::of_plan(&compiled),
             };
-            let rows = catalog::preview::preview(&compiled, dialect).map_err(anyhow::Error::msg)?;
+            let mut admin = sink_of(&compiled).admin(&compiled).map_err(anyhow::Error::msg)?;
+            let rows = catalog::preview::preview(
+                &compiled,
+                dialect,
+                admin.as_deref_mut().map(|a| a as &mut dyn catalog::create::TableAdmin),
+            )
+            .map_err(anyhow::Error::msg)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -309,7 +322,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if rows.iter().any(|r| r.verdict.is_some()) { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Ddl { plan: path, table, dialect } => {
-            let Some(compiled) = shown(plan::load_file_lenient(&path)) else {
+            let Some(compiled) = shown(ferry::connectors::load_file_lenient(&path)) else {
                 return Ok(ExitCode::from(1));
             };
             let dialect = match dialect {
@@ -339,18 +352,26 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CreateTables { plan: path, yes, retry_failed } => {
-            let Some(compiled) = shown(plan::load_file(&path)) else {
+            let Some(compiled) = shown(ferry::connectors::load_file(&path)) else {
                 return Ok(ExitCode::from(1));
             };
-            let reports =
-                match catalog::create::create_tables(&compiled, catalog::create::CreateOptions { yes, retry_failed }) {
-                    Ok(r) => r,
-                    Err(e @ catalog::create::CreateError::NeedsYes(_)) => {
-                        eprintln!("{e}");
-                        return Ok(ExitCode::from(1));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+            let mut admin = match DdlDialect::of_plan(&compiled) {
+                Some(_) => sink_of(&compiled).admin(&compiled).map_err(anyhow::Error::msg)?,
+                None => None,
+            };
+            let opts = catalog::create::CreateOptions { yes, retry_failed };
+            let reports = match catalog::create::create_tables(
+                &compiled,
+                admin.as_deref_mut().map(|a| a as &mut dyn catalog::create::TableAdmin),
+                opts,
+            ) {
+                Ok(r) => r,
+                Err(e @ catalog::create::CreateError::NeedsYes(_)) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            };
             if reports.is_empty() {
                 println!("nothing to do{}", if retry_failed { ": no table failed last time" } else { "" });
             }
@@ -376,12 +397,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Links => {
-            println!("sources: {}", plan::SOURCE_TYPES.join(", "));
-            println!("targets: {}", plan::TARGET_TYPES.join(", "));
+            use ferry::plan::Connectors;
+            let registry = ferry::connectors::registry();
+            println!("sources: {}", registry.source_types().join(", "));
+            println!("targets: {}", registry.target_types().join(", "));
             println!("links:   every source × every target");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { plan: path } => match plan::load_file(&path) {
+        Command::Check { plan: path } => match ferry::connectors::load_file(&path) {
             Ok(c) => {
                 println!("{path}: ok — {} tables", c.tables.len());
                 for (s, t) in c.catalog.tables.iter().zip(&c.tables) {
@@ -396,7 +419,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Run { plan: path, workers, hostfile, process, from_scratch, quiet } => {
-            let compiled = match plan::load_file(&path) {
+            let compiled = match ferry::connectors::load_file(&path) {
                 Ok(c) => c,
                 Err(errors) => {
                     eprintln!("{errors}");

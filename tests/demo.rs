@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ferry::plan::SourceSpec;
+use ferry::connectors::datagen::DatagenConfig;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,10 +58,9 @@ fn demo_transforms_filter_rename_add_and_metadata_hold_on_the_final_state() {
     ok(&run_in(dir.path(), &["run", "-q", &demo_plan()]));
     let out = dir.path().join("out/demo");
     let text = std::fs::read_to_string(demo_plan()).unwrap();
-    let SourceSpec::Datagen(cfg) = ferry::plan::load("demo.yaml", &text).unwrap().source else {
-        panic!("the demo uses datagen")
-    };
-    let expected = ferry::connectors::datagen::expected_state(&cfg);
+    let plan = ferry::connectors::load("demo.yaml", &text).unwrap();
+    let cfg = plan.source.config_as::<DatagenConfig>().expect("the demo uses datagen");
+    let expected = ferry::connectors::datagen::expected_state(cfg);
     for db in ["shop_0", "shop_1"] {
         // orders: the filter is applied as a view: the final state holds exactly the source rows
         // that pass it, whatever updates moved them in or out.

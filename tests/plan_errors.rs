@@ -12,7 +12,7 @@ fn plan_text(extra: &str) -> String {
 
 /// Loads and compiles; returns the rendered errors (empty when the plan is fine).
 fn errors(text: &str) -> Vec<String> {
-    match plan::load("p.yaml", text) {
+    match ferry::connectors::load("p.yaml", text) {
         Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         Ok(p) => {
             let cat = plan::discover(&p.source).unwrap();

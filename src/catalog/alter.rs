@@ -13,9 +13,9 @@
 //! statement, so a replayed epoch never applies a change twice. Types of added and modified
 //! columns go through the same mapping as `ferry ddl` ([`super::types`]).
 
+use super::spelling::parse_column_type;
 use super::types::{self, ColumnIn};
 use super::{ColumnDetail, DdlDialect};
-use crate::connectors::mysql::types::parse_column_type;
 use ferry_operators::{Column, ColumnSpec, SchemaChangeKind};
 
 /// A column of the target table as the target reports it.

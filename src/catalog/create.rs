@@ -5,14 +5,34 @@
 //!
 //! `ferry run` calls [`ensure_on_run`]: missing tables whose strategy is `create` are created
 //! before the workers start (unless `target_tables.create_on_run: false`); it never drops.
+//!
+//! The target is reached through a [`TableAdmin`], which its connector gives
+//! (`crate::connector::SinkConnector::admin`): the catalog knows no connector.
 
 use super::ddl::{self, TableDdl};
 use super::DdlDialect;
 use crate::plan::config::{ExistingTable, MissingTable, PlanFile};
 use crate::plan::Compiled;
-use crate::sinks::sql::conn::{Db, DbError};
-use crate::sinks::sql::SqlTarget;
 use serde::Serialize;
+
+/// Why a target statement failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdminError {
+    /// The connection failed or was lost: nothing more can be done now.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The target refused the statement (a table's own outcome).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A connection to a target that has tables: what the catalog asks of it.
+pub trait TableAdmin {
+    /// Whether `database.table` exists (for PostgreSQL the database is the schema).
+    fn table_exists(&mut self, database: &str, table: &str) -> Result<bool, AdminError>;
+    /// Runs one DDL statement.
+    fn execute(&mut self, statement: &str) -> Result<(), AdminError>;
+}
 
 /// What became of one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,9 +85,9 @@ pub fn strategies(raw: &PlanFile, source: &str) -> (MissingTable, ExistingTable)
     (o.and_then(|o| o.missing).unwrap_or(t.missing), o.and_then(|o| o.existing).unwrap_or(t.existing))
 }
 
-async fn run_ddl(db: &mut Db, ddl: &TableDdl) -> Result<(), DbError> {
+fn run_ddl(db: &mut dyn TableAdmin, ddl: &TableDdl) -> Result<(), AdminError> {
     for s in &ddl.statements {
-        db.exec(s).await?;
+        db.execute(s)?;
     }
     Ok(())
 }
@@ -85,14 +105,18 @@ pub struct CreateOptions {
     pub retry_failed: bool,
 }
 
-/// `ferry create-tables`: every selected table by its strategy (or only last time's failures).
-pub fn create_tables(plan: &Compiled, opts: CreateOptions) -> Result<Vec<Report>, CreateError> {
-    let crate::plan::TargetSpec::Sql(target) = &plan.plan.target else {
+/// `ferry create-tables`: every selected table by its strategy (or only last time's failures),
+/// through the target's `admin` connection (`None`: a target without tables).
+pub fn create_tables(
+    plan: &Compiled,
+    admin: Option<&mut dyn TableAdmin>,
+    opts: CreateOptions,
+) -> Result<Vec<Report>, CreateError> {
+    let (Some(db), Some(dialect)) = (admin, DdlDialect::of_plan(plan)) else {
         return Err(CreateError::NoTables(
             "this plan's target has no tables to create (files and null targets make their own output)".into(),
         ));
     };
-    let dialect = DdlDialect::of_plan(plan).expect("a database target has a dialect");
     let raw = &plan.plan.raw;
     let store = crate::store::Store::open_local(&raw.runtime.state).map_err(|e| CreateError::State(e.to_string()))?;
     let state = crate::state::TaskState::new(store, &raw.task);
@@ -115,12 +139,11 @@ pub fn create_tables(plan: &Compiled, opts: CreateOptions) -> Result<Vec<Report>
             }
         }
     }
-    let te = |e: DbError| CreateError::Target(e.to_string());
-    let result = crate::runtime::sink_runtime().block_on(async {
-        let mut db = target.connect().await.map_err(te)?;
+    let te = |e: AdminError| CreateError::Target(e.to_string());
+    let result = (|| {
         let mut exists = Vec::new();
         for d in &ddls {
-            exists.push(target.table_exists(&mut db, &d.database, &d.table).await.map_err(te)?);
+            exists.push(db.table_exists(&d.database, &d.table).map_err(te)?);
         }
         let to_drop: Vec<String> = ddls
             .iter()
@@ -135,18 +158,13 @@ pub fn create_tables(plan: &Compiled, opts: CreateOptions) -> Result<Vec<Report>
             let (missing, existing) = strategies(raw, &d.source);
             let outcome = match (exists, missing, existing) {
                 (false, MissingTable::Skip, _) => Outcome::Skipped,
-                (false, MissingTable::Create, _) => match run_ddl(&mut db, d).await {
+                (false, MissingTable::Create, _) => match run_ddl(db, d) {
                     Ok(()) => Outcome::Created,
                     Err(e) => failed(e)?,
                 },
                 (true, _, ExistingTable::UseExisting) => Outcome::Existing,
                 (true, _, ExistingTable::DropAndRecreate) => {
-                    match async {
-                        db.exec(&drop_table(dialect, d)).await?;
-                        run_ddl(&mut db, d).await
-                    }
-                    .await
-                    {
+                    match db.execute(&drop_table(dialect, d)).and_then(|()| run_ddl(db, d)) {
                         Ok(()) => Outcome::Recreated,
                         Err(e) => failed(e)?,
                     }
@@ -155,7 +173,7 @@ pub fn create_tables(plan: &Compiled, opts: CreateOptions) -> Result<Vec<Report>
             reports.push(Report { source: d.source.clone(), target: format!("{}.{}", d.database, d.table), outcome });
         }
         Ok(())
-    });
+    })();
     result?;
     let failures: Vec<String> =
         reports.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))).map(|r| r.source.clone()).collect();
@@ -165,31 +183,31 @@ pub fn create_tables(plan: &Compiled, opts: CreateOptions) -> Result<Vec<Report>
 }
 
 /// A statement error is the table's outcome; a lost connection stops everything.
-fn failed(e: DbError) -> Result<Outcome, CreateError> {
+fn failed(e: AdminError) -> Result<Outcome, CreateError> {
     match e {
-        DbError::Transient(m) => Err(CreateError::Target(m)),
-        DbError::Row(m) | DbError::Fatal(m) => Ok(Outcome::Failed(m)),
+        AdminError::Unreachable(m) => Err(CreateError::Target(m)),
+        AdminError::Refused(m) => Ok(Outcome::Failed(m)),
     }
 }
 
 /// Before a run: creates the missing target tables whose strategy is `create` (when
 /// `target_tables.create_on_run`); returns the missing ones it did not create.
-pub async fn ensure_on_run(plan: &Compiled, target: &SqlTarget, db: &mut Db) -> Result<Vec<String>, DbError> {
+pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<String>, AdminError> {
     let raw = &plan.plan.raw;
     let dialect = DdlDialect::of_plan(plan);
     let mut missing = Vec::new();
     for (id, (s, tp)) in plan.catalog.tables.iter().zip(&plan.tables).enumerate() {
         let Some((d, t)) = &tp.static_names else { continue };
-        if target.table_exists(db, d, t).await? {
+        if db.table_exists(d, t)? {
             continue;
         }
         let create = raw.target_tables.create_on_run && strategies(raw, &s.name.to_string()).0 == MissingTable::Create;
         match (create, dialect) {
             (true, Some(dialect)) => {
-                let ddl = ddl::table_ddl(plan, id as u32, dialect).map_err(|e| DbError::Fatal(e.to_string()))?;
-                run_ddl(db, &ddl).await.map_err(|e| match e {
-                    DbError::Transient(m) => DbError::Transient(m),
-                    other => DbError::Fatal(format!("creating target table {d}.{t}: {other}")),
+                let ddl = ddl::table_ddl(plan, id as u32, dialect).map_err(|e| AdminError::Refused(e.to_string()))?;
+                run_ddl(db, &ddl).map_err(|e| match e {
+                    AdminError::Refused(m) => AdminError::Refused(format!("creating target table {d}.{t}: {m}")),
+                    other => other,
                 })?;
                 tracing::info!(table = %format!("{d}.{t}"), "created the missing target table");
             }

@@ -20,35 +20,13 @@ pub mod alter;
 pub mod create;
 pub mod ddl;
 pub mod preview;
+pub mod spelling;
 pub mod types;
 
 use crate::plan::Compiled;
 use serde::{Deserialize, Serialize};
 
-/// What a source knows of a column beyond its [`ferry_operators::ColumnType`]: what a target
-/// DDL needs to be faithful.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ColumnDetail {
-    /// The source's own spelling of the type (MySQL `COLUMN_TYPE`, lower case), e.g.
-    /// `int(10) unsigned`, `enum('a','b')`; `None` for generated sources.
-    pub source_type: Option<String>,
-    /// The default as a SQL expression of the source's dialect (`'text'`, `5`,
-    /// `current_timestamp()`); `None`: no default or `DEFAULT NULL`.
-    pub default: Option<String>,
-    /// `AUTO_INCREMENT`.
-    pub auto_increment: bool,
-    /// The column comment (empty: none).
-    pub comment: String,
-}
-
-/// A source table's comment and column details (columns in table order).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableDetail {
-    /// The table comment (empty: none).
-    pub comment: String,
-    /// Per source column.
-    pub columns: Vec<ColumnDetail>,
-}
+pub use crate::plan::discovery::{ColumnDetail, TableDetail};
 
 /// The DDL dialect of a target: the SQL it takes and the types it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,11 +2,12 @@
 //! resolved target, whether the target exists, the key used, the primary-key verdict for the
 //! plan's semantics × write mode, what `create-tables` would do, and the type-loss report.
 
+use super::create::TableAdmin;
 use super::ddl;
 use super::types::{Loss, LossKind};
 use super::DdlDialect;
 use crate::plan::config::{ExistingTable, MissingTable, Semantics, WriteMode};
-use crate::plan::{Compiled, TargetSpec};
+use crate::plan::Compiled;
 use ferry_operators::TableSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -77,9 +78,13 @@ pub struct Row {
 }
 
 /// The preview of a compiled (lenient) plan; `exists` checks target tables.
-pub fn preview(plan: &Compiled, dialect: Option<DdlDialect>) -> Result<Vec<Row>, String> {
+pub fn preview(
+    plan: &Compiled,
+    dialect: Option<DdlDialect>,
+    admin: Option<&mut dyn TableAdmin>,
+) -> Result<Vec<Row>, String> {
     let raw = &plan.plan.raw;
-    let exists = target_exists(plan)?;
+    let exists = target_exists(plan, admin)?;
     let mut rows = Vec::new();
     for (i, (source, tp)) in plan.catalog.tables.iter().zip(&plan.tables).enumerate() {
         let target = &tp.target_schema;
@@ -153,27 +158,18 @@ pub fn combo(s: Semantics, m: WriteMode) -> String {
     format!("{s}+{m}")
 }
 
-/// Per selected table, whether its target exists (`None` where it cannot be known).
-fn target_exists(plan: &Compiled) -> Result<Vec<Option<bool>>, String> {
-    match &plan.plan.target {
-        TargetSpec::Sql(t) => crate::runtime::sink_runtime().block_on(async {
-            let mut db = t.connect().await.map_err(|e| format!("target: {e}"))?;
-            let mut out = Vec::new();
-            for tp in &plan.tables {
-                out.push(match &tp.static_names {
-                    Some((d, tb)) => Some(t.table_exists(&mut db, d, tb).await.map_err(|e| format!("target: {e}"))?),
-                    None => None,
-                });
-            }
-            Ok(out)
-        }),
-        TargetSpec::Files(f) => Ok(plan
-            .tables
-            .iter()
-            .map(|tp| tp.static_names.as_ref().map(|(d, t)| std::path::Path::new(&f.path).join(d).join(t).is_dir()))
-            .collect()),
-        TargetSpec::Null => Ok(vec![None; plan.tables.len()]),
+/// Per selected table, whether its target exists (`None` where it cannot be known: no admin
+/// connection, or a name from a template).
+fn target_exists(plan: &Compiled, admin: Option<&mut dyn TableAdmin>) -> Result<Vec<Option<bool>>, String> {
+    let Some(db) = admin else { return Ok(vec![None; plan.tables.len()]) };
+    let mut out = Vec::new();
+    for tp in &plan.tables {
+        out.push(match &tp.static_names {
+            Some((d, tb)) => Some(db.table_exists(d, tb).map_err(|e| format!("target: {e}"))?),
+            None => None,
+        });
     }
+    Ok(out)
 }
 
 /// The preview as a table for people.

@@ -1,11 +1,10 @@
 //! `ferry dirty replay`: the dirty-data archive re-applied to a database target.
 
 use super::{archive_files, ddl_history, dirty_archive, EngineError};
+use crate::connector::{SinkError, SinkWriter, TableStops, WriterCtx};
 use crate::plan::config::Semantics;
-use crate::plan::{Compiled, TargetSpec};
+use crate::plan::Compiled;
 use crate::runtime::{now_micros, DirtyArchive, Metrics, TaskError};
-use crate::sinks::sql::{SqlContext, SqlWriter};
-use crate::sinks::{SinkWriter, TableStops};
 use crate::state::TaskState;
 use crate::store::Store;
 use std::sync::atomic::Ordering;
@@ -36,7 +35,10 @@ pub struct ReplaySummary {
 pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
     use ferry_operators::transform::Context;
     let raw = &compiled.plan.raw;
-    let TargetSpec::Sql(target) = &compiled.plan.target else {
+    let sink = crate::connectors::registry()
+        .sink(&compiled.plan.target.kind)
+        .expect("the plan's target was parsed by its connector");
+    if !sink.replays_dirty() {
         return Err(EngineError::Target(
             "replay writes to database targets; a files or null target's archive is read with `ferry dirty show`"
                 .into(),
@@ -53,23 +55,24 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
     let metrics = Arc::new(Metrics::new(compiled.tables.len()));
     let dirty = DirtyArchive::new(archive.clone(), 0, run_id, true);
     let plan = Arc::new(compiled.clone());
-    let mut writer = SqlWriter::new(SqlContext {
+    let mut writer = sink.writer(&WriterCtx {
         plan: plan.clone(),
-        target: target.clone(),
         worker: 0,
+        run: run_id,
+        state: state.clone(),
         dirty: dirty.clone(),
         metrics: metrics.clone(),
         stops: Arc::new(TableStops::default()),
         policy: crate::plan::config::WriteErrorPolicy::Ignore,
         semantics: Semantics::AtLeastOnce,
         renames: ddl_history(&state, &compiled)?.0,
-    })
-    .map_err(TaskError::transient)?;
+        replay_upto: 0,
+    })?;
     let cx = Context { datasource: &plan.plan.source_name, now_micros: now_micros() };
     let (mut out, mut failed) = (Vec::new(), Vec::new());
-    let write = |writer: &mut SqlWriter, c: ferry_operators::Change| match writer.write(1, c.table, &c) {
+    let write = |writer: &mut Box<dyn SinkWriter>, c: ferry_operators::Change| match writer.write(1, c.table, &c) {
         Ok(()) => Ok(()),
-        Err(crate::sinks::SinkError::Definite(reason)) => {
+        Err(SinkError::Definite(reason)) => {
             metrics.dirty.fetch_add(1, Ordering::Relaxed);
             dirty.record("sink", &plan.catalog.get(c.table).name.to_string(), &c, &reason);
             Ok(())

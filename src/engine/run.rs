@@ -2,17 +2,14 @@
 //! (source → transform → exchange → sink → DDL stage → probe), steps it until the sources end,
 //! a stop is asked or an operator reports a failure, and says how it ended.
 
-use super::dataflow::{self, sink, source, transform, SourceCtx};
-use super::{ddl_history, dirty_archive, output_description, prepare_mysql, EngineError, RunOptions, RunSummary};
+use super::dataflow::{self, sink, transform};
+use super::{ddl_history, dirty_archive, EngineError, RunOptions, RunSummary};
 use crate::checkpoint::{Coordinator, Restore, RestoreError};
+use crate::connector::{SourceCtx, SourcePrepare, TableStops, WriterCtx};
 use crate::plan::config::Semantics;
-use crate::plan::{Compiled, SourceSpec, TargetSpec};
+use crate::plan::Compiled;
 use crate::runtime::status_line::spawn_status_line;
 use crate::runtime::{DirtyArchive, Failure, Metrics, RunControl, TaskError};
-use crate::sinks::files::{FilesOptions, FilesWriter};
-use crate::sinks::null::NullWriter;
-use crate::sinks::sql::{SqlContext, SqlWriter};
-use crate::sinks::{SinkWriter, TableStops};
 use crate::state::TaskState;
 use crate::store::Store;
 use std::sync::atomic::Ordering;
@@ -35,10 +32,9 @@ pub(super) fn run_once(
     let store = Store::open_local(&raw.runtime.state)?;
     let state = TaskState::new(store, &raw.task);
     let dirty_state = dirty_archive(raw, &state)?;
-    let out_store = match &compiled.plan.target {
-        TargetSpec::Files(f) => Some(Store::open_local(&f.path)?),
-        TargetSpec::Null | TargetSpec::Sql(_) => None,
-    };
+    let connectors = crate::connectors::registry();
+    let source = connectors.source(&compiled.plan.source.kind).expect("the plan's source was parsed by its connector");
+    let sink = connectors.sink(&compiled.plan.target.kind).expect("the plan's target was parsed by its connector");
     if opts.process == 0 {
         if opts.from_scratch {
             let n = state.discard()?;
@@ -49,34 +45,19 @@ pub(super) fn run_once(
                 let n = dirty_state.store().delete_prefix(&dirty_state.path("dirty"))?;
                 tracing::info!(objects = n, "discarded the task's dirty-data archive");
             }
-            if let Some(out) = &out_store {
-                for t in &compiled.tables {
-                    let dir = match &t.static_names {
-                        Some((d, tb)) => format!("{d}/{tb}"),
-                        None => continue,
-                    };
-                    out.delete_prefix(&dir)?;
-                }
-                out.delete_prefix(".staging")?;
-            }
         }
         state.save_plan(&compiled.plan.text)?;
-        if let TargetSpec::Sql(t) = &compiled.plan.target {
-            // A task with no checkpoint and no epoch boundary has committed nothing: progress
-            // rows of an earlier task of the same name (whose state is gone) must not skip
-            // this one's epochs.
-            let fresh = state.latest_manifest()?.is_none() && state.boundaries_after(0)?.is_empty();
-            prepare_sql_target(t, &compiled, opts.from_scratch || fresh)?;
-        }
+        // A task with no checkpoint and no epoch boundary has committed nothing: what an
+        // earlier task of the same name left on the target (whose state is gone) must not
+        // skip this one's epochs.
+        let fresh = state.latest_manifest()?.is_none() && state.boundaries_after(0)?.is_empty();
+        sink.prepare(&compiled, opts.from_scratch, fresh)?;
     }
     let stops = Arc::new(TableStops::load(&state, &compiled.catalog)?);
     let (renames, dropped) = ddl_history(&state, &compiled)?;
     let mut compiled = compiled;
     compiled.ddl_dropped = dropped;
-    let mysql = match &compiled.plan.source {
-        SourceSpec::Mysql(cfg) => Some(prepare_mysql(cfg, &compiled, &state, opts.process)?),
-        SourceSpec::Datagen(_) => None,
-    };
+    let prepared = source.prepare(&SourcePrepare { plan: &compiled, state: &state, process: opts.process })?;
     let config = if opts.hosts.len() > 1 {
         timely::Config {
             communication: timely::CommunicationConfig::Cluster {
@@ -96,7 +77,7 @@ pub(super) fn run_once(
     let table_names: Vec<String> = compiled.tables.iter().map(|t| t.target_schema.name.to_string()).collect();
     let plan = Arc::new(compiled);
     let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let summary = Arc::new(Mutex::new(RunSummary { output: output_description(&plan), ..Default::default() }));
+    let summary = Arc::new(Mutex::new(RunSummary { output: plan.plan.target.config.describe(), ..Default::default() }));
     let failure = Failure::default();
     let status = (opts.progress && opts.process == 0).then(|| spawn_status_line(metrics.clone(), table_names.clone()));
 
@@ -115,45 +96,22 @@ pub(super) fn run_once(
                     peers @ RestoreError::Peers(_) => EngineError::Restore(peers.to_string()),
                 })?;
                 let dirty = DirtyArchive::new(dirty_state.clone(), index, run_id, keep_dirty);
-                let writer: Box<dyn SinkWriter> = match (&plan.plan.target, &out_store) {
-                    (TargetSpec::Sql(t), _) => Box::new(
-                        SqlWriter::new(SqlContext {
-                            plan: plan.clone(),
-                            target: t.clone(),
-                            worker: index,
-                            dirty: dirty.clone(),
-                            metrics: metrics.clone(),
-                            stops: stops.clone(),
-                            policy: plan.plan.raw.errors.write_error,
-                            semantics: plan.plan.raw.semantics,
-                            renames: renames.clone(),
-                        })
-                        .map_err(TaskError::transient)?,
-                    ),
-                    (TargetSpec::Files(_), Some(out)) => Box::new(
-                        FilesWriter::new(
-                            plan.clone(),
-                            out.clone(),
-                            state.clone(),
-                            FilesOptions {
-                                worker: index,
-                                run: run_id,
-                                batch_rows: plan.plan.raw.runtime.batch_rows,
-                                replay_upto: restore.replay_upto(),
-                            },
-                        )
-                        .map_err(TaskError::transient)?,
-                    ),
-                    _ => Box::new(NullWriter),
+                let wcx = WriterCtx {
+                    plan: plan.clone(),
+                    worker: index,
+                    run: run_id,
+                    state: state.clone(),
+                    dirty: dirty.clone(),
+                    metrics: metrics.clone(),
+                    stops: stops.clone(),
+                    policy: plan.plan.raw.errors.write_error,
+                    semantics: plan.plan.raw.semantics,
+                    renames: renames.clone(),
+                    replay_upto: restore.replay_upto(),
                 };
+                let writer = sink.writer(&wcx)?;
                 let skip_upto = writer.committed();
-                let applier = match &plan.plan.target {
-                    TargetSpec::Sql(t) if writer.takes_ddl() && index == 0 => Some(
-                        dataflow::ddl::DdlApplier::new(plan.clone(), t.clone(), state.clone(), stops.clone())
-                            .map_err(TaskError::transient)?,
-                    ),
-                    _ => None,
-                };
+                let applier = if writer.takes_ddl() && index == 0 { sink.schema_applier(&wcx)? } else { None };
                 let probe = ProbeHandle::new();
                 let cx = SourceCtx {
                     plan: plan.clone(),
@@ -164,15 +122,7 @@ pub(super) fn run_once(
                     failure: failure.clone(),
                 };
                 worker.dataflow::<u64, _, _>(|scope| {
-                    let (changes, schema) = match &plan.plan.source {
-                        SourceSpec::Datagen(cfg) => (
-                            source::datagen(scope, &cx, cfg.clone()),
-                            timely::dataflow::operators::generic::operator::empty(scope),
-                        ),
-                        SourceSpec::Mysql(_) => {
-                            dataflow::mysql::mysql_source(scope, &cx, mysql.clone().expect("prepared"))
-                        }
-                    };
+                    let (changes, schema) = prepared.build(scope, &cx);
                     let transformed =
                         transform::transform(changes, plan.clone(), dirty.clone(), metrics.clone(), failure.clone());
                     let to_apply = sink::sink(
@@ -246,40 +196,4 @@ pub(super) fn run_once(
     s.elapsed = started.elapsed();
     s.tables = table_names.into_iter().zip(metrics.per_table.iter().map(|c| c.load(Ordering::Relaxed))).collect();
     Ok(s)
-}
-
-/// Checks a database target before the workers start: it is reachable, the progress table
-/// exists (created if missing), every table with a fixed target name exists (created when
-/// missing, by the plan's `target_tables` strategy); a `--from-scratch`
-/// run (or a task with no state yet) forgets the task's progress rows.
-fn prepare_sql_target(
-    t: &crate::sinks::sql::SqlTarget,
-    plan: &Compiled,
-    from_scratch: bool,
-) -> Result<(), EngineError> {
-    let task = &plan.plan.raw.task;
-    crate::runtime::sink_runtime().block_on(async {
-        let te = |e: crate::sinks::sql::conn::DbError| match e {
-            crate::sinks::sql::conn::DbError::Transient(m) => {
-                EngineError::Run(TaskError::transient(format!("target: {m}")))
-            }
-            other => EngineError::Target(other.to_string()),
-        };
-        let mut db = t.connect().await.map_err(te)?;
-        t.ensure_progress_table(&mut db).await.map_err(te)?;
-        if from_scratch {
-            t.forget(&mut db, task).await.map_err(te)?;
-        }
-        let missing = crate::catalog::create::ensure_on_run(plan, t, &mut db).await.map_err(te)?;
-        if !missing.is_empty() {
-            return Err(EngineError::Target(format!(
-                "the target has no table {}: create {} first (`ferry create-tables PLAN`; the plan's \
-                 `target_tables` strategy for {} is not `create` on run)",
-                missing.join(", "),
-                if missing.len() == 1 { "it" } else { "them" },
-                if missing.len() == 1 { "it" } else { "them" }
-            )));
-        }
-        Ok(())
-    })
 }

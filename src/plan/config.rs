@@ -491,31 +491,6 @@ pub enum DirtyMode {
     Drop,
 }
 
-/// The `files` target (object storage files; a local directory today).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilesTarget {
-    /// Output root directory; each table is written under `<path>/<database>/<table>/`.
-    pub path: String,
-    /// File format: `jsonl` (JSON lines; the only one today).
-    #[serde(default)]
-    pub format: FileFormat,
-}
-
-/// Output file formats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    /// One JSON object per line.
-    #[default]
-    Jsonl,
-}
-
-/// The `null` target: discards rows (benchmarks).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NullTarget {}
-
 /// Parses `500ms`, `2s`, `1m`, `1h` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();

@@ -8,14 +8,19 @@
 //!                        source discovery (catalog) ──► compile ──► Compiled { plan, catalog, tables }
 //! ```
 //!
-//! [`check`] collects *all* errors of a plan at once; [`Compiled`] is the runtime form the
-//! engine builds its dataflow from (config kept apart from what it builds).
+//! [`load`] collects *all* errors of a plan at once; [`Compiled`] is the runtime form the
+//! engine builds its dataflow from (config kept apart from what it builds). The `source:` and
+//! `target:` sections are parsed by their connectors, which the caller passes in as
+//! [`connect::Connectors`] (the plan knows no connector; see [`connect`]).
 
 pub mod config;
+pub mod connect;
+pub mod discovery;
 pub mod yaml;
 
-use crate::connectors::datagen::{self, DatagenConfig};
-use crate::connectors::mysql::config::MysqlSourceConfig;
+pub use connect::{Connectors, DiscoverError, Section, SourceConfig, TargetConfig};
+pub use discovery::SourceCatalog;
+
 use crate::secrets;
 use config::*;
 use ferry_operators::expr::Expr;
@@ -66,33 +71,37 @@ impl fmt::Display for PlanErrors {
     }
 }
 
-/// The source connector and its settings.
+/// The source connector's type and its parsed section.
 #[derive(Debug, Clone)]
-pub enum SourceSpec {
-    /// The built-in data generator.
-    Datagen(DatagenConfig),
-    /// A MySQL/MariaDB server.
-    Mysql(MysqlSourceConfig),
+pub struct SourceSpec {
+    /// The `type` as written (`mysql`, `mariadb`, `datagen`, …).
+    pub kind: String,
+    /// The section as its connector parsed it.
+    pub config: std::sync::Arc<dyn SourceConfig>,
 }
 
-/// The target connector and its settings.
-#[derive(Debug, Clone)]
-pub enum TargetSpec {
-    /// Files under a directory.
-    Files(FilesTarget),
-    /// Discard everything.
-    Null,
-    /// A database: the MySQL family or PostgreSQL.
-    Sql(std::sync::Arc<crate::sinks::sql::SqlTarget>),
+impl SourceSpec {
+    /// The connector's own config type, when it is `T`.
+    pub fn config_as<T: 'static>(&self) -> Option<&T> {
+        connect::config_as(self.config.as_any())
+    }
 }
 
-/// Source types this build has (F1.2), and those the product plans.
-pub const SOURCE_TYPES: &[&str] = &["datagen", "mysql", "mariadb"];
-/// Target types this build has.
-pub const TARGET_TYPES: &[&str] =
-    &["files", "null", "mysql", "mariadb", "tidb", "tdsql", "doris", "starrocks", "postgres", "postgresql"];
-const PLANNED_SOURCES: &[&str] = &["postgres", "kafka"];
-const PLANNED_TARGETS: &[&str] = &["kafka", "s3"];
+/// The target connector's type and its parsed section.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// The `type` as written (`files`, `postgres`, `mariadb`, …).
+    pub kind: String,
+    /// The section as its connector parsed it.
+    pub config: std::sync::Arc<dyn TargetConfig>,
+}
+
+impl TargetSpec {
+    /// The connector's own config type, when it is `T`.
+    pub fn config_as<T: 'static>(&self) -> Option<&T> {
+        connect::config_as(self.config.as_any())
+    }
+}
 
 /// A checked plan (before source discovery).
 #[derive(Debug, Clone)]
@@ -150,7 +159,7 @@ pub struct Compiled {
     pub collations: Vec<Vec<Option<String>>>,
     /// Per selected table, the source's table comment and column details (MySQL-family
     /// sources; default for generated ones): what a target DDL needs beyond the types.
-    pub details: Vec<crate::catalog::TableDetail>,
+    pub details: Vec<discovery::TableDetail>,
     /// Per selected table, the columns a database target dropped in earlier runs (policy
     /// `auto`): rows replayed from before the drop do not bring them back.
     pub ddl_dropped: Vec<Vec<String>>,
@@ -401,7 +410,7 @@ fn connector_section(
     ctx: &mut Ctx<'_>,
     value: &Json,
     path: &str,
-    known: &[&str],
+    known: &[&'static str],
     planned: &[&str],
 ) -> Option<(String, Option<String>, Json)> {
     let Some(obj) = value.as_object() else {
@@ -460,7 +469,7 @@ fn compile_regex(ctx: &mut Ctx<'_>, pattern: &str, path: &str) -> Option<Regex> 
 }
 
 /// Loads and checks a plan file's text, without contacting the source. Returns every error.
-pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
+pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan, PlanErrors> {
     let doc = match yaml::parse(text) {
         Ok(d) => d,
         Err(e) => {
@@ -501,64 +510,19 @@ pub fn load(file: &str, text: &str) -> Result<Plan, PlanErrors> {
     if raw.task.is_empty() || !raw.task.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         ctx.err_at("task", false, format!("task name `{}` must be letters, digits, `_` or `-`", raw.task));
     }
-    let source = connector_section(&mut ctx, &raw.source, "source", SOURCE_TYPES, PLANNED_SOURCES).and_then(
-        |(kind, name, rest)| match kind.as_str() {
-            "datagen" => ctx.de::<DatagenConfig>(&rest, "source").and_then(|c| match c.validate() {
-                Ok(()) => Some((SourceSpec::Datagen(c), name.unwrap_or(kind))),
-                Err(e) => {
-                    ctx.err_at("source", true, e);
-                    None
-                }
-            }),
-            "mysql" | "mariadb" => ctx.de::<MysqlSourceConfig>(&rest, "source").and_then(|c| match c.validate() {
-                Ok(()) => Some((SourceSpec::Mysql(c), name.unwrap_or(kind))),
-                Err(e) => {
-                    ctx.err_at("source", true, e);
-                    None
-                }
-            }),
-            _ => None,
+    let (sources, targets) = (connectors.source_types(), connectors.target_types());
+    let source = connector_section(&mut ctx, &raw.source, "source", &sources, connectors.planned_sources()).and_then(
+        |(kind, name, rest)| {
+            let mut at = Section { ctx: &mut ctx, path: "source" };
+            let config = connectors.parse_source(&kind, &rest, &mut at)?;
+            Some((SourceSpec { kind: kind.clone(), config }, name.unwrap_or(kind)))
         },
     );
-    let target = connector_section(&mut ctx, &raw.target, "target", TARGET_TYPES, PLANNED_TARGETS).and_then(
-        |(kind, _name, rest)| match kind.as_str() {
-            "files" => ctx.de::<FilesTarget>(&rest, "target").map(TargetSpec::Files),
-            "null" => ctx.de::<NullTarget>(&rest, "target").map(|_| TargetSpec::Null),
-            "mysql" | "mariadb" | "tidb" | "tdsql" | "doris" | "starrocks" => {
-                ctx.de::<crate::sinks::sql::MysqlTargetConfig>(&rest, "target").and_then(|c| {
-                    if c.url.is_empty() {
-                        ctx.err_at("target", true, "missing required key `url`: mysql://user@host:port".to_string());
-                        return None;
-                    }
-                    match crate::sinks::sql::SqlTarget::mysql(&c) {
-                        Ok(t) => Some(TargetSpec::Sql(std::sync::Arc::new(t))),
-                        Err(e) => {
-                            ctx.err_at("target.url", false, e);
-                            None
-                        }
-                    }
-                })
-            }
-            "postgres" | "postgresql" => {
-                ctx.de::<crate::sinks::sql::PostgresTargetConfig>(&rest, "target").and_then(|c| {
-                    if c.url.is_empty() {
-                        ctx.err_at(
-                            "target",
-                            true,
-                            "missing required key `url`: postgres://user@host:port/database".to_string(),
-                        );
-                        return None;
-                    }
-                    match crate::sinks::sql::SqlTarget::postgres(&c) {
-                        Ok(t) => Some(TargetSpec::Sql(std::sync::Arc::new(t))),
-                        Err(e) => {
-                            ctx.err_at("target.url", false, e);
-                            None
-                        }
-                    }
-                })
-            }
-            _ => None,
+    let target = connector_section(&mut ctx, &raw.target, "target", &targets, connectors.planned_targets()).and_then(
+        |(kind, _name, rest)| {
+            let mut at = Section { ctx: &mut ctx, path: "target" };
+            let config = connectors.parse_target(&kind, &rest, &mut at)?;
+            Some(TargetSpec { kind, config })
         },
     );
     let checkpoint_ms = match parse_duration_ms(&raw.runtime.checkpoint_interval) {
@@ -689,47 +653,10 @@ fn dedupe(errors: Vec<PlanError>) -> Vec<PlanError> {
         .collect()
 }
 
-/// What discovery found: every table of the source (before selection), and per table per
-/// column the character set (MySQL-family sources; empty for others).
-#[derive(Debug, Clone, Default)]
-pub struct SourceCatalog {
-    /// Every table.
-    pub catalog: Catalog,
-    /// Per table, per column, the character set.
-    pub charsets: Vec<Vec<Option<String>>>,
-    /// Per table, per column, the collation of text columns.
-    pub collations: Vec<Vec<Option<String>>>,
-    /// Per table, what a target DDL needs beyond the types (empty for generated sources).
-    pub details: Vec<crate::catalog::TableDetail>,
-}
-
 /// Discovers the source's tables (every table, before selection). Contacts the source when it
 /// is a server: connectivity, credentials and the change-data preconditions are checked here.
-pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, crate::connectors::mysql::discover::SourceError> {
-    match source {
-        SourceSpec::Datagen(c) => Ok(SourceCatalog {
-            catalog: Catalog { tables: datagen::catalog(c) },
-            charsets: Vec::new(),
-            collations: Vec::new(),
-            details: Vec::new(),
-        }),
-        SourceSpec::Mysql(c) => {
-            use crate::connectors::mysql::discover as d;
-            let opts = d::opts(c)?;
-            crate::runtime::io_runtime().block_on(async {
-                let mut conn = d::connect(&opts).await?;
-                d::check_preconditions(&mut conn, opts.user().unwrap_or("")).await?;
-                let found = d::discover(&mut conn).await?;
-                let _ = conn.disconnect().await;
-                Ok(SourceCatalog {
-                    catalog: found.catalog,
-                    charsets: found.charsets,
-                    collations: found.collations,
-                    details: found.details,
-                })
-            })
-        }
-    }
+pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, DiscoverError> {
+    source.config.discover()
 }
 
 /// Compiles a checked plan against the source's full catalog: table selection, routes,
@@ -1020,17 +947,17 @@ fn unknown_column(name: &str, schema: &TableSchema) -> String {
 }
 
 /// Loads, checks and compiles a plan file from disk.
-pub fn load_file(path: &str) -> Result<Compiled, PlanErrors> {
-    load_file_with(path, true)
+pub fn load_file(connectors: &dyn Connectors, path: &str) -> Result<Compiled, PlanErrors> {
+    load_file_with(connectors, path, true)
 }
 
 /// Like [`load_file`], but tables that break the primary-key rule (F4.2) stay in the compiled
 /// plan: for `ferry preview`, which shows every table with its verdict.
-pub fn load_file_lenient(path: &str) -> Result<Compiled, PlanErrors> {
-    load_file_with(path, false)
+pub fn load_file_lenient(connectors: &dyn Connectors, path: &str) -> Result<Compiled, PlanErrors> {
+    load_file_with(connectors, path, false)
 }
 
-fn load_file_with(path: &str, key_rule: bool) -> Result<Compiled, PlanErrors> {
+fn load_file_with(connectors: &dyn Connectors, path: &str, key_rule: bool) -> Result<Compiled, PlanErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         PlanErrors(vec![PlanError {
             file: path.into(),
@@ -1040,13 +967,9 @@ fn load_file_with(path: &str, key_rule: bool) -> Result<Compiled, PlanErrors> {
             message: format!("cannot read the plan: {e}"),
         }])
     })?;
-    let plan = load(path, &text)?;
+    let plan = load(connectors, path, &text)?;
     let catalog = discover(&plan.source).map_err(|e| {
-        let key = if matches!(e, crate::connectors::mysql::discover::SourceError::Auth { .. }) {
-            "source.password"
-        } else {
-            "source.url"
-        };
+        let key = e.key;
         let pos = yaml::parse(&plan.text).map(|d| d.pos(key, false)).unwrap_or_default();
         PlanErrors(vec![PlanError {
             file: path.into(),

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use ferry::catalog::{ddl, DdlDialect};
-use ferry::sinks::sql::encode::Dialect;
+use ferry::connectors::sql::encode::Dialect;
 use ferry_operators::{Column, ColumnType, TableSchema, Value};
 use mysql_async::prelude::Queryable;
 

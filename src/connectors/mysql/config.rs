@@ -103,7 +103,7 @@ impl MysqlSourceConfig {
         match s.from {
             StartFrom::Timestamp => match &s.timestamp {
                 None => Err("`start.from: timestamp` needs `start.timestamp: 'YYYY-MM-DD HH:MM:SS'`".into()),
-                Some(t) => super::start::parse_local_time(t, 0).map(|_| ()),
+                Some(t) => parse_local_time(t, 0).map(|_| ()),
             },
             StartFrom::Position if s.file.is_none() || s.position.is_none() => {
                 Err("`start.from: position` needs `start.file` and `start.position`".into())
@@ -141,4 +141,22 @@ pub fn parse_offset(tz: &str) -> Result<i32, String> {
         return Err(bad());
     }
     Ok(sign * (h * 3600 + m * 60))
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS` in a UTC offset (seconds east) into seconds since the epoch.
+pub fn parse_local_time(text: &str, offset_secs: i32) -> Result<i64, String> {
+    let bad = || format!("`{text}` is not a time: write `YYYY-MM-DD HH:MM:SS`");
+    let (d, t) = text.trim().split_once([' ', 'T']).unwrap_or((text.trim(), "00:00:00"));
+    let mut dp = d.split('-').map(|x| x.parse::<i64>());
+    let (y, m, dd) = match (dp.next(), dp.next(), dp.next()) {
+        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) if (1..=12).contains(&m) && (1..=31).contains(&d) => (y, m, d),
+        _ => return Err(bad()),
+    };
+    let mut tp = t.split(':').map(|x| x.parse::<i64>());
+    let (h, mi, s) = match (tp.next(), tp.next(), tp.next().unwrap_or(Ok(0))) {
+        (Some(Ok(h)), Some(Ok(mi)), Ok(s)) if h < 24 && mi < 60 && s < 60 => (h, mi, s),
+        _ => return Err(bad()),
+    };
+    let days = ferry_operators::value::days_from_civil(y, m, dd);
+    Ok(days * 86_400 + h * 3600 + mi * 60 + s - offset_secs as i64)
 }

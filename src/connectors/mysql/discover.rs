@@ -13,7 +13,7 @@
 
 use super::config::MysqlSourceConfig;
 use super::types::parse_column_type;
-use crate::catalog::{ColumnDetail, TableDetail};
+use crate::plan::discovery::{ColumnDetail, TableDetail};
 use ferry_operators::schema::{Catalog, Column, ColumnType, TableName, TableSchema};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};

@@ -7,11 +7,94 @@
 //! - [`binlog`]: the replication stream, decoded into the record model.
 //! - [`ddl`]: DDL statements parsed into schema-change events.
 //! - [`start`]: finding the start position for a point in time.
+//! - [`prepare`]: before the workers: the chunk plan, the start position, chunk bound sort keys.
+//! - `run`: what the operators share (the prepared run, messages, offsets, failures);
+//!   `source`: the operators: the snapshot on every worker and the entry point; `stream`: the
+//!   binlog operator on worker 0; `handoff`: placing binlog rows among the snapshot's chunks.
 
 pub mod binlog;
 pub mod config;
 pub mod ddl;
 pub mod discover;
+mod handoff;
+pub mod prepare;
+mod run;
 pub mod snapshot;
+mod source;
 pub mod start;
+mod stream;
 pub mod types;
+
+pub use run::MysqlRun;
+
+use crate::connector::{PreparedSource, SourceConnector, SourceCtx, SourcePrepare};
+use crate::plan::{DiscoverError, Section, SourceCatalog, SourceConfig};
+use crate::runtime::TaskError;
+use config::MysqlSourceConfig;
+use ferry_operators::{Change, SchemaEvent};
+use serde_json::Value as Json;
+use std::sync::Arc;
+use timely::dataflow::{Scope, StreamVec};
+
+/// The MySQL/MariaDB source connector.
+#[derive(Debug)]
+pub struct Mysql;
+
+impl SourceConfig for MysqlSourceConfig {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn discover(&self) -> Result<SourceCatalog, DiscoverError> {
+        let fail = |e: discover::SourceError| DiscoverError {
+            key: if matches!(e, discover::SourceError::Auth { .. }) { "source.password" } else { "source.url" },
+            transient: e.is_transient(),
+            message: e.to_string(),
+        };
+        let opts = discover::opts(self).map_err(fail)?;
+        crate::runtime::io_runtime().block_on(async {
+            let mut conn = discover::connect(&opts).await.map_err(fail)?;
+            discover::check_preconditions(&mut conn, opts.user().unwrap_or("")).await.map_err(fail)?;
+            let found = discover::discover(&mut conn).await.map_err(fail)?;
+            let _ = conn.disconnect().await;
+            Ok(SourceCatalog {
+                catalog: found.catalog,
+                charsets: found.charsets,
+                collations: found.collations,
+                details: found.details,
+            })
+        })
+    }
+}
+
+impl SourceConnector for Mysql {
+    fn types(&self) -> &'static [&'static str] {
+        &["mysql", "mariadb"]
+    }
+
+    fn parse(&self, _kind: &str, section: &Json, at: &mut Section<'_, '_>) -> Option<Arc<dyn SourceConfig>> {
+        let c: MysqlSourceConfig = at.parse(section)?;
+        match c.validate() {
+            Ok(()) => Some(Arc::new(c)),
+            Err(e) => {
+                at.error("", e);
+                None
+            }
+        }
+    }
+
+    fn prepare(&self, cx: &SourcePrepare<'_>) -> Result<Arc<dyn PreparedSource>, TaskError> {
+        let cfg = cx.plan.plan.source.config_as::<MysqlSourceConfig>().expect("a MySQL source's config");
+        Ok(Arc::new(prepare::prepare(cfg, cx.plan, cx.state, cx.process)?))
+    }
+}
+
+impl PreparedSource for MysqlRun {
+    fn build<'s>(
+        &self,
+        scope: Scope<'s, u64>,
+        cx: &SourceCtx,
+    ) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, SchemaEvent>) {
+        source::mysql_source(scope, cx, self.clone())
+    }
+}

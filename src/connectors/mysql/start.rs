@@ -10,6 +10,7 @@
 //! The binlog keeps whole seconds, so the time is matched to the second.
 
 use super::binlog::{BinlogEvent, BinlogPos, BinlogReader, StartFrom};
+pub use super::config::parse_local_time;
 use super::discover::{connect, SourceError};
 use mysql_async::prelude::Queryable;
 use mysql_async::Opts;
@@ -69,24 +70,6 @@ pub async fn position_at(opts: &Opts, server_id: u32, at: i64) -> Result<BinlogP
             _ => {}
         }
     }
-}
-
-/// Parses `YYYY-MM-DD HH:MM:SS` in a UTC offset (seconds east) into seconds since the epoch.
-pub fn parse_local_time(text: &str, offset_secs: i32) -> Result<i64, String> {
-    let bad = || format!("`{text}` is not a time: write `YYYY-MM-DD HH:MM:SS`");
-    let (d, t) = text.trim().split_once([' ', 'T']).unwrap_or((text.trim(), "00:00:00"));
-    let mut dp = d.split('-').map(|x| x.parse::<i64>());
-    let (y, m, dd) = match (dp.next(), dp.next(), dp.next()) {
-        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) if (1..=12).contains(&m) && (1..=31).contains(&d) => (y, m, d),
-        _ => return Err(bad()),
-    };
-    let mut tp = t.split(':').map(|x| x.parse::<i64>());
-    let (h, mi, s) = match (tp.next(), tp.next(), tp.next().unwrap_or(Ok(0))) {
-        (Some(Ok(h)), Some(Ok(mi)), Ok(s)) if h < 24 && mi < 60 && s < 60 => (h, mi, s),
-        _ => return Err(bad()),
-    };
-    let days = ferry_operators::value::days_from_civil(y, m, dd);
-    Ok(days * 86_400 + h * 3600 + mi * 60 + s - offset_secs as i64)
 }
 
 #[cfg(test)]

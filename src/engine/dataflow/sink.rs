@@ -24,10 +24,10 @@
 //! committed the rows of its epoch when it runs, and none writes a row of a later epoch before
 //! it has run.
 
+use crate::connector::{SinkError, SinkWriter};
 use crate::plan::config::DdlPolicy;
 use crate::plan::Compiled;
 use crate::runtime::{DirtyArchive, Failure, Metrics, TaskError};
-use crate::sinks::{SinkError, SinkWriter};
 use ferry_operators::{Change, SchemaEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;

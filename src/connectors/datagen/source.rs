@@ -7,9 +7,9 @@
 //! its last epoch and drops its capability, which lets the run end once everything is
 //! committed; a savepoint stop does the same at the next epoch end.
 
-use super::SourceCtx;
+use super::{DatagenConfig, ShardGen};
 use crate::checkpoint::Next;
-use crate::connectors::datagen::{DatagenConfig, ShardGen};
+use crate::connector::SourceCtx;
 use ferry_operators::Change;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ pub fn datagen<'s>(scope: Scope<'s, u64>, cx: &SourceCtx, cfg: DatagenConfig) ->
     let mut epochs = cx.epochs(index, peers);
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
     // The generator's catalog (every table), and the selected tables' ids in the plan.
-    let full = crate::connectors::datagen::catalog(&cfg);
+    let full = super::catalog(&cfg);
     let shards = cfg.shards_per_table;
     let mut gens: Vec<(ShardGen, u32)> = Vec::new();
     for (plan_id, schema) in plan.catalog.tables.iter().enumerate() {

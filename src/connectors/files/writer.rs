@@ -26,7 +26,7 @@
 //! and the commit time. A schema change ends its epoch, so it applies after the row files of
 //! its epoch and before those of later epochs. A replayed epoch rewrites the same file.
 
-use super::{SinkError, SinkWriter};
+use crate::connector::{SinkError, SinkWriter};
 use crate::plan::config::{Semantics, WriteMode};
 use crate::plan::Compiled;
 use crate::state::TaskState;
@@ -103,7 +103,7 @@ impl FilesWriter {
         }
         let tp = self.plan.table(table);
         let schema = change.schema.as_deref().unwrap_or(&tp.target_schema);
-        let (db, tb) = super::target_names(&self.plan, table, schema, change)?;
+        let (db, tb) = crate::connector::target_names(&self.plan, table, schema, change)?;
         if tp.static_names.is_none() {
             return Ok(format!("{db}/{tb}"));
         }

@@ -1,6 +1,7 @@
-//! Sinks: where transformed changes are written. The engine's sink operator calls a
-//! [`SinkWriter`] for every change and commits each epoch once the input frontier has passed
-//! it; how a commit becomes durable is the sink's business (see each module).
+//! The writer side of a sink connector: the engine's sink operator calls a [`SinkWriter`] for
+//! every change and commits each epoch once the input frontier has passed it; how a commit
+//! becomes durable is the connector's business. Also here: target names from templates and
+//! the tables a `partial-stop` stopped.
 //!
 //! ```text
 //!  exchange by (table, key) ─► SinkOperator ─┬─ write(epoch, change)   at-least-once: flush as batches fill
@@ -9,10 +10,6 @@
 //!                                            └─ start_commit(epoch) +  the same, answered later (database
 //!                                               committed_upto()       writers): the worker goes on meanwhile
 //! ```
-
-pub mod files;
-pub mod null;
-pub mod sql;
 
 use crate::state::TaskState;
 use ferry_operators::{Catalog, Change, SchemaEvent, TableId};

@@ -21,10 +21,10 @@
 
 use super::conn::{Db, DbError, SqlTarget};
 use super::encode::{Dialect, EncodeError};
+use crate::connector::{SinkError, SinkWriter, TableStops};
 use crate::plan::config::{Semantics, WriteErrorPolicy, WriteMode};
 use crate::plan::Compiled;
 use crate::runtime::{sink_runtime, DirtyArchive, Metrics};
-use crate::sinks::{SinkError, SinkWriter, TableStops};
 use ferry_operators::value::StableHasher;
 use ferry_operators::{Change, Op, SchemaChangeKind, SchemaEvent, TableId, TableSchema, Value};
 use std::collections::HashMap;
@@ -288,7 +288,7 @@ impl SqlWriter {
             }
             schema = Arc::new(s);
         }
-        let (db, tb) = crate::sinks::target_names(&self.plan, table, &schema, change)?;
+        let (db, tb) = crate::connector::target_names(&self.plan, table, &schema, change)?;
         let t = Arc::new(TargetTable::new(self.dialect, table, &db, &tb, schema));
         if tp.static_names.is_some() {
             self.tables.insert((table, version), t.clone());

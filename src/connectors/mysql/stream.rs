@@ -1,0 +1,538 @@
+//! The binlog operator (worker 0): follows the snapshot's frontier while it runs, then reads
+//! the binlog from the lowest chunk position, applies the handoff rule, follows schema changes
+//! from the table maps and DDL statements, and closes its epochs at commits, heartbeats and DDL.
+
+use super::binlog::{BinlogEvent, BinlogPos, BinlogReader, StartFrom};
+use super::handoff::{build_index, pos_key, ChunkIndex, ImageWeights, PosKey};
+use super::run::{binlog_failure, offset_pos, Done, EventMsg, MysqlRun};
+use super::snapshot::{weights, WeighedColumn};
+use crate::checkpoint::Next;
+use crate::connector::SourceCtx;
+use crate::plan::Compiled;
+use crate::runtime::{io_runtime, TaskError};
+use crate::state::TaskState;
+use ferry_operators::{Change, Op, Position, Row, SchemaChangeKind, SchemaEvent, TableId, Value};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::{Scope, StreamVec};
+
+pub(super) fn binlog<'s>(
+    scope: Scope<'s, u64>,
+    done: StreamVec<'s, u64, Done>,
+    cx: &SourceCtx,
+    run: MysqlRun,
+) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, SchemaEvent>) {
+    let index = scope.index();
+    let peers = scope.peers();
+    let (plan, state, metrics, failure) = (cx.plan.clone(), cx.state.clone(), cx.metrics.clone(), cx.failure.clone());
+    // The binlog is partition 0, read by worker 0.
+    let mut epochs = cx.epochs(0, peers).for_partitions(|p| p == 0);
+    let interval = Duration::from_millis(plan.plan.checkpoint_ms);
+    let resume: Option<BinlogPos> = cx.restore.manifest.offsets.get(&0).and_then(offset_pos);
+    let tables: HashMap<(String, String), TableId> = plan
+        .catalog
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((t.name.database.clone(), t.name.table.clone()), i as TableId))
+        .collect();
+    // `operations: {skip: [ddl]}` keeps schema events from the sinks (they still drive renames).
+    let deliver_ddl = !plan.plan.raw.operations.skip.contains(&crate::plan::config::OpKind::Ddl);
+    let mut builder = OperatorBuilder::new("MysqlBinlog".into(), scope);
+    let info = builder.operator_info();
+    let mut input = builder.new_input(done, Exchange::new(|_| 0u64));
+    let (out_rows, rows) = builder.new_output::<Vec<Change>>();
+    let (out_schema, schema_events) = builder.new_output::<Vec<SchemaEvent>>();
+    let mut out_rows: OutputBuilder<u64, CapacityContainerBuilder<Vec<Change>>> = OutputBuilder::from(out_rows);
+    let mut out_schema: OutputBuilder<u64, CapacityContainerBuilder<Vec<SchemaEvent>>> =
+        OutputBuilder::from(out_schema);
+    builder.build(
+        move |mut caps| {
+            let activator = scope.worker().sync_activator_for(info.address.to_vec());
+            // The schema output's capability moves with the rows' one.
+            let mut cap_schema = caps.pop().filter(|_| index == 0);
+            let mut cap = caps.pop().filter(|_| index == 0);
+            let mut last_snapshot_epoch = 0u64;
+            let mut chunk_positions: Vec<(u32, BinlogPos)> = Vec::new();
+            let mut rx: Option<Receiver<Vec<EventMsg>>> = None;
+            // Events received in a batch but not yet handled (a batch may span an epoch end).
+            let mut queued: std::vec::IntoIter<EventMsg> = Vec::new().into_iter();
+            let mut failed = false;
+            let mut gtid: Option<String> = None;
+            let mut evolved: HashMap<TableId, Arc<ferry_operators::TableSchema>> = HashMap::new();
+            // Renamed columns per table: current name → the name the plan knows.
+            let mut aliases: HashMap<TableId, HashMap<String, String>> = HashMap::new();
+            let mut deadline = Instant::now() + interval;
+            let mut txn_start: Option<BinlogPos> = None;
+            let mut index_by_table: Vec<ChunkIndex> = Vec::new();
+            move |frontiers| {
+                let frontier = &frontiers[0];
+                input.for_each(|_cap, data| {
+                    for (e, ps) in data.drain(..) {
+                        last_snapshot_epoch = last_snapshot_epoch.max(e);
+                        chunk_positions.extend(ps);
+                    }
+                });
+                let (Some(c), Some(cs)) = (cap.as_mut(), cap_schema.as_mut()) else { return };
+                if failed {
+                    return;
+                }
+                if rx.is_none() {
+                    // Follow the snapshot so checkpoints advance while it runs.
+                    if let Some(f) = frontier.frontier().first() {
+                        if f > c.time() {
+                            c.downgrade(f);
+                            cs.downgrade(f);
+                        }
+                        return;
+                    }
+                    if epochs.stop_due() {
+                        // Stopped at a savepoint before the binlog started: the next run starts
+                        // it (or finishes the snapshot first).
+                        epochs.end_unstarted();
+                        cap = None;
+                        cap_schema = None;
+                        return;
+                    }
+                    // Every snapshot worker is done: start in an epoch after all their epochs.
+                    let next = (last_snapshot_epoch + 1).max(*c.time());
+                    c.downgrade(&next);
+                    cs.downgrade(&next);
+                    index_by_table =
+                        build_index(&plan, &run.chunks, &chunk_positions, &run.collations, &run.bound_weights);
+                    let from = match (&resume, chunk_positions.iter().min_by(|a, b| a.1.cmp(&b.1))) {
+                        (Some(p), _) => StartFrom::Position(p.clone()),
+                        (None, Some((_, p))) => StartFrom::Position(p.clone()),
+                        (None, None) => match &run.initial {
+                            Some(s) => s.clone(),
+                            None => {
+                                // Nothing to stream from (a snapshot of no rows and no start): done.
+                                cap = None;
+                                cap_schema = None;
+                                return;
+                            }
+                        },
+                    };
+                    if let StartFrom::Position(p) = &from {
+                        txn_start = Some(p.clone());
+                    }
+                    let (tx, r) = sync_channel(16);
+                    rx = Some(r);
+                    let opts = run.opts.clone();
+                    let server_id = run.server_id;
+                let heartbeat = run.heartbeat;
+                    let act = activator.clone();
+                    let hints: Vec<(String, String, Vec<ferry_operators::Column>)> = plan
+                        .catalog
+                        .tables
+                        .iter()
+                        .map(|t| (t.name.database.clone(), t.name.table.clone(), t.columns.clone()))
+                        .collect();
+                    let selected: std::collections::HashSet<(String, String)> = tables.keys().cloned().collect();
+                    // Tables whose rows in the snapshot window need the server's sort keys,
+                    // and where that window ends.
+                    let weigh: HashMap<(String, String), Vec<WeighedColumn>> = plan
+                        .catalog
+                        .tables
+                        .iter()
+                        .enumerate()
+                        .filter(|(t, _)| !run.weighed[*t].is_empty() && index_by_table[*t].ranges.is_some())
+                        .map(|(t, s)| ((s.name.database.clone(), s.name.table.clone()), run.weighed[t].clone()))
+                        .collect();
+                    let window_end: PosKey = index_by_table.iter().map(|i| i.max_pos).max().unwrap_or((0, 0));
+                    let mut io_start: PosKey = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
+                    let weigh_opts = run.opts.clone();
+                    io_runtime().spawn(async move {
+                        let mut weigh_conn: Option<mysql_async::Conn> = None;
+                        let mut reader = match BinlogReader::connect_with_heartbeat(opts, server_id, from, heartbeat).await {
+                            Ok(mut r) => {
+                                // Discovery knows what the binlog does not say (MariaDB JSON, INET).
+                                for (db, t, cols) in hints {
+                                    r.set_schema(&db, &t, cols);
+                                }
+                                r.set_table_filter(move |db, t| selected.contains(&(db.to_string(), t.to_string())));
+                                r
+                            }
+                            Err(e) => {
+                                let _ = tx.send(vec![Err(binlog_failure(e))]);
+                                let _ = act.activate();
+                                return;
+                            }
+                        };
+                        let mut last_names: HashMap<(String, String), Vec<String>> = HashMap::new();
+                        // Events go in batches, one activation each: a batch ends at every
+                        // event that is not a row change (a commit, DDL, heartbeat, rotation,
+                        // error), so nothing waits in it while the source is idle, or after
+                        // BATCH events inside a big transaction.
+                        const BATCH: usize = 64;
+                        let mut batch = Vec::with_capacity(BATCH);
+                        loop {
+                            let ev = reader.next().await;
+                            let stop = !matches!(ev, Ok(Some(_)));
+                            // Sort keys of rows in the snapshot window whose key order only the
+                            // server knows.
+                            let mut row_weights = None;
+                            if let Ok(Some(BinlogEvent::Rows { database, table, changes })) = &ev {
+                                let key = (database.clone(), table.clone());
+                                if let (Some(cols), true) = (weigh.get(&key), io_start < window_end) {
+                                    match weigh_rows(&mut weigh_conn, &weigh_opts, cols, changes).await {
+                                        Ok(w) => row_weights = Some(w),
+                                        Err(e) => {
+                                            let why = format!("binlog: sort keys of {database}.{table}: {e}");
+                                            let _ = tx.send(vec![Err(TaskError::transient(why))]);
+                                            let _ = act.activate();
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                            if let Ok(Some(next)) = ev.as_ref().map(|e| e.as_ref().and_then(BinlogEvent::next_position)) {
+                                io_start = pos_key(next);
+                            }
+                            let msg = match ev {
+                                Ok(Some(e)) => {
+                                    // The GTID position after a transaction, for the checkpoint.
+                                    let g = matches!(e, BinlogEvent::Commit { .. }).then(|| reader.gtid_position()).flatten();
+                                    // Column names from the table map, sent when they change.
+                                    let names = match &e {
+                                        BinlogEvent::Rows { database, table, .. } => {
+                                            let key = (database.clone(), table.clone());
+                                            match reader.columns(database, table) {
+                                                Some(n) if last_names.get(&key) != Some(&n) => {
+                                                    last_names.insert(key, n.clone());
+                                                    Some(n)
+                                                }
+                                                _ => None,
+                                            }
+                                        }
+                                        _ => None,
+                                    };
+                                    Ok((e, reader.event_time(), g, names, row_weights))
+                                }
+                                // The server closed the stream (shut down, or the
+                                // connection was killed): start again from the checkpoint.
+                                Ok(None) => Err(TaskError::transient("binlog: the server ended the binlog stream")),
+                                Err(e) => Err(binlog_failure(e)),
+                            };
+                            let boundary = msg.as_ref().map_or(true, |m| m.0.next_position().is_some());
+                            batch.push(msg);
+                            if !boundary && batch.len() < BATCH {
+                                continue;
+                            }
+                            if tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                                return;
+                            }
+                            let _ = act.activate();
+                            if stop {
+                                return;
+                            }
+                        }
+                    });
+                }
+                let epoch = *c.time();
+                let rx = rx.as_ref().expect("started");
+                let mut produced = 0u64;
+                let mut close_at: Option<BinlogPos> = None;
+                let mut finished = false;
+                let mut schema_out: Vec<SchemaEvent> = Vec::new();
+                let mut fatal: Option<TaskError> = None;
+                {
+                    let mut output = out_rows.activate();
+                    let mut session = output.session(&*c);
+                    'events: for _ in 0..4096 {
+                        if queued.len() == 0 {
+                            match rx.try_recv() {
+                                Ok(batch) => queued = batch.into_iter(),
+                                Err(_) => break,
+                            }
+                        }
+                        let (ev, event_time, ev_gtid, ev_names, ev_weights) = match queued.next() {
+                            Some(Ok(ev)) => ev,
+                            Some(Err(e)) => {
+                                fatal = Some(e);
+                                break;
+                            }
+                            None => break,
+                        };
+                        if ev_gtid.is_some() {
+                            gtid = ev_gtid;
+                        }
+                        match ev {
+                            BinlogEvent::Begin { .. } => {}
+                            BinlogEvent::Rows { database, table, changes } => {
+                                let Some(&tid) = tables.get(&(database, table)) else { continue };
+                                let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
+                                let position = Position::Binlog { file: start.0, pos: start.1 };
+                                let idx = &index_by_table[tid as usize];
+                                let base = plan.catalog.get(tid);
+                                if let Some(names) = ev_names {
+                                    // A renamed column keeps its original name, so it keeps
+                                    // flowing into the same target column (the one the run
+                                    // started with: after a restart the new name is the column).
+                                    let names: Vec<String> = match aliases.get(&tid) {
+                                        Some(a) => names
+                                            .iter()
+                                            .map(|n| match a.get(n) {
+                                                Some(orig) if !names.contains(orig) && base.column_index(orig).is_some() => {
+                                                    orig.clone()
+                                                }
+                                                _ => n.clone(),
+                                            })
+                                            .collect(),
+                                        None => names,
+                                    };
+                                    let current = evolved.get(&tid).map(|s| s.as_ref()).unwrap_or(base);
+                                    let same = |s: &ferry_operators::TableSchema| s.columns.iter().map(|c| &c.name).eq(names.iter());
+                                    if same(base) {
+                                        evolved.remove(&tid);
+                                    } else if !same(current) {
+                                        let next = evolve_schema(base, current, &names);
+                                        tracing::info!(table = %base.name, version = next.version, "the table's columns changed");
+                                        evolved.insert(tid, Arc::new(next));
+                                    }
+                                }
+                                let row_schema = evolved.get(&tid).cloned();
+                                let schema = row_schema.as_deref().unwrap_or(base);
+                                let width = schema.columns.len();
+                                for (i, (op, before, after)) in changes.into_iter().enumerate() {
+                                    let w = ev_weights.as_ref().map(|w| &w[i]);
+                                    if before.as_ref().or(after.as_ref()).is_some_and(|r| r.len() != width) {
+                                        // The table map and the row disagree: never write a row
+                                        // under the wrong columns.
+                                        fatal = Some(TaskError::definite(format!(
+                                            "binlog: table {} at {}: {} values in a row, {} columns in its table map",
+                                            schema.name,
+                                            txn_start.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                                            before.as_ref().or(after.as_ref()).map_or(0, |r| r.len()),
+                                            width
+                                        )));
+                                        break 'events;
+                                    }
+                                    let change = Change {
+                                        table: tid,
+                                        op,
+                                        before,
+                                        after,
+                                        pos: position.clone(),
+                                        commit_micros: event_time as i64 * 1_000_000,
+                                        schema: row_schema.clone(),
+                                    };
+                                    // A key-changing update touches two keys, possibly in two chunks:
+                                    // each half is checked against its own chunk.
+                                    let (first, second) = change.split_key_change(schema);
+                                    // The sort keys of each half's image (before for a delete).
+                                    let image_weights = |c: &Change| {
+                                        w.and_then(|w| w[usize::from(c.op != Op::Delete)].as_deref())
+                                    };
+                                    for c in std::iter::once(first).chain(second) {
+                                        if start < idx.max_pos && idx.in_snapshot(c.image(), image_weights(&c), start) {
+                                            continue;
+                                        }
+                                        session.give(c);
+                                        produced += 1;
+                                    }
+                                }
+                            }
+                            ev @ (BinlogEvent::Commit { .. }
+                            | BinlogEvent::Ddl { .. }
+                            | BinlogEvent::Heartbeat { .. }
+                            | BinlogEvent::Rotate { .. }) => {
+                                // A DDL always ends the epoch: rows before and after a schema
+                                // change never share one.
+                                let is_ddl = matches!(ev, BinlogEvent::Ddl { .. });
+                                if let BinlogEvent::Ddl { database, sql, .. } = &ev {
+                                    let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
+                                    for change in crate::connectors::mysql::ddl::parse(database, sql) {
+                                        if let (SchemaChangeKind::CreateTable, Some((db, t))) = (&change.kind, &change.table) {
+                                            if !tables.contains_key(&(db.clone(), t.clone())) && plan.selects(&format!("{db}.{t}")) {
+                                                let name = format!("{db}.{t}");
+                                                match new_table(&plan, &state, epoch, &name, &crate::secrets::redact(sql)) {
+                                                    // The run ends with this epoch and starts again with the table.
+                                                    Ok(end) => finished |= end,
+                                                    Err(e) => {
+                                                        fatal = Some(e);
+                                                        break 'events;
+                                                    }
+                                                }
+                                            }
+                                        }
+                                        let Some(&tid) = change.table.as_ref().and_then(|t| tables.get(t)) else { continue };
+                                        tracing::info!(table = %plan.catalog.get(tid).name, change = ?change.kind, "schema change");
+                                        if let SchemaChangeKind::RenameColumn { from, to } = &change.kind {
+                                            let a = aliases.entry(tid).or_default();
+                                            let orig = a.remove(from).unwrap_or_else(|| from.clone());
+                                            a.insert(to.clone(), orig);
+                                        }
+                                        if !deliver_ddl {
+                                            continue;
+                                        }
+                                        schema_out.push(SchemaEvent {
+                                            table: tid,
+                                            change: change.kind,
+                                            // Passwords in a statement (`CONNECTION='mysql://u:p@…'`)
+                                            // never reach logs, files or the state store.
+                                            statement: crate::secrets::redact(sql),
+                                            pos: Position::Binlog { file: start.0, pos: start.1 },
+                                            commit_micros: event_time as i64 * 1_000_000,
+                                        });
+                                    }
+                                }
+                                let next = ev.next_position().expect("matched above").clone();
+                                txn_start = Some(next.clone());
+                                let recorded =
+                                    epochs.replaying(epoch).and_then(|b| offset_pos(b.offsets.get(&0)?));
+                                let due = match recorded {
+                                    Some(p) => next >= p,
+                                    None => is_ddl || Instant::now() >= deadline || epochs.stop_due(),
+                                };
+                                if run.stop_at.as_ref().is_some_and(|s| next >= *s) {
+                                    finished = true;
+                                }
+                                if due || finished {
+                                    close_at = Some(next);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
+                if let Some(e) = fatal {
+                    // The capabilities stay: the epoch is never committed; the run ends.
+                    failed = true;
+                    failure.report(e);
+                    return;
+                }
+                if !schema_out.is_empty() {
+                    // In the epoch the statement ends: after its rows, before later ones.
+                    out_schema.activate().session(&*cs).give_iterator(schema_out.drain(..));
+                }
+                if let Some(p) = &close_at {
+                    let offsets = [(0, json!({ "file": p.file, "pos": p.pos, "gtid": gtid }))].into();
+                    deadline = Instant::now() + interval;
+                    match epochs.close(epoch, offsets, finished) {
+                        Ok(Next::Open(next)) => {
+                            c.downgrade(&next);
+                            cs.downgrade(&next);
+                            metrics.epoch.fetch_max(next, Ordering::Relaxed);
+                        }
+                        Ok(Next::End) => {
+                            cap = None;
+                            cap_schema = None;
+                            return;
+                        }
+                        Err(e) => {
+                            failed = true;
+                            failure.report(e);
+                            return;
+                        }
+                    }
+                }
+                if produced > 0 || close_at.is_some() {
+                    let _ = activator.activate();
+                }
+            }
+        },
+    );
+    (rows, schema_events)
+}
+
+/// The server's sort keys of the weighed key columns of every row image of one rows event,
+/// in one query on a connection of their own (opened on first use).
+async fn weigh_rows(
+    conn: &mut Option<mysql_async::Conn>,
+    opts: &mysql_async::Opts,
+    cols: &[WeighedColumn],
+    changes: &[crate::connectors::mysql::binlog::RowChange],
+) -> Result<Vec<[ImageWeights; 2]>, String> {
+    if conn.is_none() {
+        *conn = Some(crate::connectors::mysql::discover::connect(opts).await.map_err(|e| e.to_string())?);
+    }
+    let c = conn.as_mut().expect("connected");
+    let mut values = Vec::new();
+    for (_, before, after) in changes {
+        for row in [before, after].into_iter().flatten() {
+            for wc in cols {
+                values.push((row.get(wc.column).unwrap_or(&Value::Null), wc));
+            }
+        }
+    }
+    let mut got = weights(c, &values).await.map_err(|e| e.to_string())?.into_iter();
+    let mut take = |row: &Option<Row>| row.as_ref().map(|_| got.by_ref().take(cols.len()).collect::<Vec<_>>());
+    Ok(changes.iter().map(|(_, b, a)| [take(b), take(a)]).collect())
+}
+
+/// A `CREATE TABLE` of a table the selection takes, at `epoch`, by the plan's policy: `true`
+/// when the run must end with this epoch to start again with the table (`auto`: recorded in
+/// the state store first, so every process sees why the run ended); `log` warns, `ignore`
+/// does nothing, `error` fails the run.
+fn new_table(plan: &Compiled, state: &TaskState, epoch: u64, name: &str, statement: &str) -> Result<bool, TaskError> {
+    use crate::plan::config::DdlPolicy;
+    match plan.plan.raw.schema_changes.policy_for(&SchemaChangeKind::CreateTable) {
+        DdlPolicy::Auto => {
+            tracing::info!(
+                table = name,
+                epoch,
+                "a new table matches the selection: the run ends here and starts again with it"
+            );
+            let mut rec = state.new_tables().ok().flatten().filter(|r| r.epoch == epoch).unwrap_or_default();
+            rec.epoch = epoch;
+            rec.tables.push(name.to_string());
+            state
+                .write_new_tables(&rec)
+                .map_err(|e| TaskError::transient(format!("cannot record the new table {name}: {e}")))?;
+            Ok(true)
+        }
+        DdlPolicy::Ignore => Ok(false),
+        DdlPolicy::Log => {
+            tracing::warn!(
+                table = name,
+                statement,
+                "a new table matches the selection and is not copied (schema_changes policy: log)"
+            );
+            Ok(false)
+        }
+        DdlPolicy::Error => Err(TaskError::definite(format!(
+            "new table {name} refused by the schema_changes policy `error`: {statement}"
+        ))),
+    }
+}
+
+/// The schema of rows whose table map names `names`: known columns keep their type and
+/// nullability (from the latest schema, else the discovered one), new ones are nullable with
+/// an unknown type; keys are kept when all their columns remain.
+fn evolve_schema(
+    base: &ferry_operators::TableSchema,
+    current: &ferry_operators::TableSchema,
+    names: &[String],
+) -> ferry_operators::TableSchema {
+    use ferry_operators::{Column, ColumnType};
+    let columns: Vec<Column> = names
+        .iter()
+        .map(|n| {
+            current
+                .column_index(n)
+                .map(|i| current.columns[i].clone())
+                .or_else(|| base.column_index(n).map(|i| base.columns[i].clone()))
+                .unwrap_or_else(|| Column::new(n.clone(), ColumnType::Other { name: "unknown".into() }, true))
+        })
+        .collect();
+    let map = |key: &[usize]| -> Option<Vec<usize>> {
+        key.iter().map(|&i| names.iter().position(|n| n.eq_ignore_ascii_case(&base.columns[i].name))).collect()
+    };
+    ferry_operators::TableSchema {
+        name: base.name.clone(),
+        primary_key: map(&base.primary_key).unwrap_or_default(),
+        unique_keys: base.unique_keys.iter().filter_map(|k| map(k)).collect(),
+        columns,
+        version: current.version + 1,
+    }
+}

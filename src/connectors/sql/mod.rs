@@ -1,0 +1,181 @@
+//! Database targets: the MySQL family (MySQL, MariaDB, TiDB, TDSQL; Doris and StarRocks speak
+//! the same protocol) and PostgreSQL.
+//!
+//! ```text
+//!  plan target section ─► conn::SqlTarget ─► one writer::SqlWriter per sink worker
+//!                                               │ batches (netted by key in upsert mode)
+//!                                               ▼
+//!                                            I/O task on the shared runtime, own session:
+//!                                            statements from encode (literals, bulk rows)
+//! ```
+//!
+//! Upsert mode writes multi-row `INSERT … ON DUPLICATE KEY UPDATE` / `INSERT … ON CONFLICT …
+//! DO UPDATE` and deletes by key in batches; batches of 64 rows or more take the bulk path
+//! (`LOAD DATA LOCAL INFILE … REPLACE`, or `COPY` into a staging table and one merge). Append
+//! mode inserts every change as a new row (`LOAD DATA` / `COPY` for large batches).
+//! Exactly-once: one target transaction per worker and epoch, committed with the worker's row
+//! in the progress table; a restart skips the epochs that row covers.
+
+pub mod conn;
+pub mod encode;
+pub mod writer;
+
+pub use conn::{MysqlTargetConfig, PostgresTargetConfig, SqlTarget};
+pub use writer::{SqlContext, SqlWriter};
+
+pub mod ddl;
+
+use crate::catalog::create::{ensure_on_run, AdminError, TableAdmin};
+use crate::connector::{SchemaApplier, SinkConnector, SinkWriter, WriterCtx};
+use crate::plan::{Compiled, Section, TargetConfig};
+use crate::runtime::{sink_runtime, TaskError};
+use conn::{Db, DbError};
+use serde_json::Value as Json;
+use std::sync::Arc;
+
+impl TargetConfig for SqlTarget {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn describe(&self) -> String {
+        let family = match self.dialect {
+            encode::Dialect::Mysql => "MySQL-family database",
+            encode::Dialect::Postgres => "PostgreSQL database",
+        };
+        format!("{family} at {}", self.addr)
+    }
+}
+
+/// The database sink connector: the MySQL family and PostgreSQL.
+#[derive(Debug)]
+pub struct Sql;
+
+fn target(plan: &Compiled) -> Arc<SqlTarget> {
+    let t = plan.plan.target.config_as::<SqlTarget>().expect("a database target's config");
+    Arc::new(t.clone())
+}
+
+/// A target error at the start of a run: a connection problem restarts the task, anything
+/// else (a missing privilege, a refused statement) stops it.
+fn start_failure(e: DbError) -> TaskError {
+    match e {
+        DbError::Transient(m) => TaskError::transient(format!("target: {m}")),
+        other => TaskError::definite(format!("target: {other}")),
+    }
+}
+
+impl SinkConnector for Sql {
+    fn types(&self) -> &'static [&'static str] {
+        &["mysql", "mariadb", "tidb", "tdsql", "doris", "starrocks", "postgres", "postgresql"]
+    }
+
+    fn parse(&self, kind: &str, section: &Json, at: &mut Section<'_, '_>) -> Option<Arc<dyn TargetConfig>> {
+        let (url, built) = if matches!(kind, "postgres" | "postgresql") {
+            let c: PostgresTargetConfig = at.parse(section)?;
+            (c.url.clone(), (!c.url.is_empty()).then(|| SqlTarget::postgres(&c)))
+        } else {
+            let c: MysqlTargetConfig = at.parse(section)?;
+            (c.url.clone(), (!c.url.is_empty()).then(|| SqlTarget::mysql(&c)))
+        };
+        match built {
+            None => {
+                let example = if url.is_empty() && matches!(kind, "postgres" | "postgresql") {
+                    "postgres://user@host:port/database"
+                } else {
+                    "mysql://user@host:port"
+                };
+                at.error("", format!("missing required key `url`: {example}"));
+                None
+            }
+            Some(Ok(t)) => Some(Arc::new(t)),
+            Some(Err(e)) => {
+                at.error("url", e);
+                None
+            }
+        }
+    }
+
+    /// Checks the target before the workers start: it is reachable, the progress table exists
+    /// (created if missing), every table with a fixed target name exists (created when missing,
+    /// by the plan's `target_tables` strategy); a `--from-scratch` run (or a task with no state
+    /// yet) forgets the task's progress rows.
+    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<(), TaskError> {
+        let t = target(plan);
+        let rt = sink_runtime();
+        let mut db = rt.block_on(t.connect()).map_err(start_failure)?;
+        rt.block_on(t.ensure_progress_table(&mut db)).map_err(start_failure)?;
+        if from_scratch || fresh {
+            rt.block_on(t.forget(&mut db, &plan.plan.raw.task)).map_err(start_failure)?;
+        }
+        let mut admin = SqlAdmin { target: t, db };
+        let missing = ensure_on_run(plan, &mut admin).map_err(|e| match e {
+            AdminError::Unreachable(m) => TaskError::transient(format!("target: {m}")),
+            AdminError::Refused(m) => TaskError::definite(format!("target: {m}")),
+        })?;
+        if !missing.is_empty() {
+            let them = if missing.len() == 1 { "it" } else { "them" };
+            return Err(TaskError::definite(format!(
+                "target: the target has no table {}: create {them} first (`ferry create-tables PLAN`; the plan's \
+                 `target_tables` strategy for {them} is not `create` on run)",
+                missing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {
+        let w = SqlWriter::new(SqlContext {
+            plan: cx.plan.clone(),
+            target: target(&cx.plan),
+            worker: cx.worker,
+            dirty: cx.dirty.clone(),
+            metrics: cx.metrics.clone(),
+            stops: cx.stops.clone(),
+            policy: cx.policy,
+            semantics: cx.semantics,
+            renames: cx.renames.clone(),
+        })
+        .map_err(TaskError::transient)?;
+        Ok(Box::new(w))
+    }
+
+    fn schema_applier(&self, cx: &WriterCtx) -> Result<Option<Box<dyn SchemaApplier>>, TaskError> {
+        let a = ddl::DdlApplier::new(cx.plan.clone(), target(&cx.plan), cx.state.clone(), cx.stops.clone())
+            .map_err(TaskError::transient)?;
+        Ok(Some(Box::new(a)))
+    }
+
+    fn admin(&self, plan: &Compiled) -> Result<Option<Box<dyn TableAdmin>>, String> {
+        let t = target(plan);
+        let db = sink_runtime().block_on(t.connect()).map_err(|e| format!("target: {e}"))?;
+        Ok(Some(Box::new(SqlAdmin { target: t, db })))
+    }
+
+    fn replays_dirty(&self) -> bool {
+        true
+    }
+}
+
+/// A session on a database target for the catalog.
+struct SqlAdmin {
+    target: Arc<SqlTarget>,
+    db: Db,
+}
+
+fn admin_error(e: DbError) -> AdminError {
+    match e {
+        DbError::Transient(m) => AdminError::Unreachable(m),
+        DbError::Row(m) | DbError::Fatal(m) => AdminError::Refused(m),
+    }
+}
+
+impl TableAdmin for SqlAdmin {
+    fn table_exists(&mut self, database: &str, table: &str) -> Result<bool, AdminError> {
+        sink_runtime().block_on(self.target.table_exists(&mut self.db, database, table)).map_err(admin_error)
+    }
+
+    fn execute(&mut self, statement: &str) -> Result<(), AdminError> {
+        sink_runtime().block_on(self.db.exec(statement)).map_err(admin_error)
+    }
+}

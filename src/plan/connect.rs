@@ -1,0 +1,103 @@
+//! What a plan needs of the connectors, without knowing any of them: the plan's `source:` and
+//! `target:` sections are parsed by the connector their `type` names, found through
+//! [`Connectors`] (the registry in `crate::connectors` implements it and is passed in by the
+//! caller), into a [`SourceConfig`] or [`TargetConfig`] the plan keeps as it is.
+//!
+//! ```text
+//!  plan::load(connectors, file, text)
+//!     source: {type: mysql, …} ──connectors.parse_source("mysql", section, &mut Section)──► Arc<dyn SourceConfig>
+//!     target: {type: postgres, …} ──connectors.parse_target(…)────────────────────────────► Arc<dyn TargetConfig>
+//!                                    errors: Section::error(key, message) → file:line:column
+//! ```
+
+use super::discovery::SourceCatalog;
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+use std::any::Any;
+use std::fmt::Debug;
+
+/// A source section, parsed and validated by its connector.
+pub trait SourceConfig: Any + Debug + Send + Sync {
+    /// The config as `Any`, for its connector to take back its own type.
+    fn as_any(&self) -> &dyn Any;
+    /// Discovers the source's tables (every table, before selection); a server source checks
+    /// its connectivity, credentials and change-data preconditions here.
+    fn discover(&self) -> Result<SourceCatalog, DiscoverError>;
+}
+
+/// A target section, parsed and validated by its connector.
+pub trait TargetConfig: Any + Debug + Send + Sync {
+    /// The config as `Any`, for its connector to take back its own type.
+    fn as_any(&self) -> &dyn Any;
+    /// Where the output goes, for people: `files under ./out`, `PostgreSQL database at …`.
+    fn describe(&self) -> String;
+}
+
+/// Why discovery failed, with the plan key to point at.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DiscoverError {
+    /// The plan key the error is about (`source.url`, `source.password`).
+    pub key: &'static str,
+    /// What is wrong and how to fix it (secrets masked).
+    pub message: String,
+    /// Whether a retry later may succeed (the server is down), as opposed to a setting to fix.
+    pub transient: bool,
+}
+
+/// The connectors a plan can name: implemented by the registry (`crate::connectors`).
+pub trait Connectors: Sync {
+    /// Source types this build has.
+    fn source_types(&self) -> Vec<&'static str>;
+    /// Target types this build has.
+    fn target_types(&self) -> Vec<&'static str>;
+    /// Source types the product plans but this build lacks (a clearer error than "unknown").
+    fn planned_sources(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Target types the product plans but this build lacks.
+    fn planned_targets(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Parses a `source:` section of type `kind` (one of [`Connectors::source_types`]); errors go
+    /// to `section`, `None` when there were any.
+    fn parse_source(
+        &self,
+        kind: &str,
+        section: &Json,
+        at: &mut Section<'_, '_>,
+    ) -> Option<std::sync::Arc<dyn SourceConfig>>;
+    /// Parses a `target:` section of type `kind`.
+    fn parse_target(
+        &self,
+        kind: &str,
+        section: &Json,
+        at: &mut Section<'_, '_>,
+    ) -> Option<std::sync::Arc<dyn TargetConfig>>;
+}
+
+/// One connector section of a plan being checked: deserializes it with every error located.
+pub struct Section<'c, 'd> {
+    pub(super) ctx: &'c mut super::Ctx<'d>,
+    pub(super) path: &'static str,
+}
+
+impl Section<'_, '_> {
+    /// Deserializes the section (without `type` and `name`) into `T`; errors are recorded with
+    /// their place.
+    pub fn parse<T: DeserializeOwned>(&mut self, section: &Json) -> Option<T> {
+        self.ctx.de::<T>(section, self.path)
+    }
+
+    /// Records an error at `key` inside the section (`""`: the section itself; `"url"`:
+    /// `target.url`).
+    pub fn error(&mut self, key: &str, message: impl Into<String>) {
+        let path = if key.is_empty() { self.path.to_string() } else { format!("{}.{key}", self.path) };
+        self.ctx.err_at(&path, key.is_empty(), message.into());
+    }
+}
+
+/// A connector's own config from the plan's (`None` when another connector's).
+pub fn config_as<T: 'static>(any: &dyn Any) -> Option<&T> {
+    any.downcast_ref::<T>()
+}
