@@ -78,7 +78,7 @@ pub trait Connectors: Sync {
 
 /// One connector section of a plan being checked: deserializes it with every error located.
 pub struct Section<'c, 'd> {
-    pub(super) ctx: &'c mut super::Ctx<'d>,
+    pub(super) ctx: &'c mut super::check::Ctx<'d>,
     pub(super) path: &'static str,
 }
 
@@ -87,6 +87,23 @@ impl Section<'_, '_> {
     /// their place.
     pub fn parse<T: DeserializeOwned>(&mut self, section: &Json) -> Option<T> {
         self.ctx.de::<T>(section, self.path)
+    }
+
+    /// Like [`Section::parse`], then `check` (the config's cross-field rules): its error is
+    /// recorded at the section.
+    pub fn parse_checked<T: DeserializeOwned>(
+        &mut self,
+        section: &Json,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) -> Option<T> {
+        let value = self.parse(section)?;
+        match check(&value) {
+            Ok(()) => Some(value),
+            Err(e) => {
+                self.error("", e);
+                None
+            }
+        }
     }
 
     /// Records an error at `key` inside the section (`""`: the section itself; `"url"`:

@@ -23,14 +23,7 @@ pub use metrics::Metrics;
 /// bounded channels, so a slow dataflow blocks these threads, never the other way round.
 pub fn io_runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ferry-io")
-            .enable_all()
-            .build()
-            .expect("the I/O runtime starts")
-    })
+    RT.get_or_init(|| two_threads("ferry-io"))
 }
 
 /// The runtime of the database writers' I/O tasks. It is their own: the source readers send
@@ -38,14 +31,16 @@ pub fn io_runtime() -> &'static tokio::runtime::Runtime {
 /// workers wait for a commit, which must still make progress.
 pub fn sink_runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ferry-sink")
-            .enable_all()
-            .build()
-            .expect("the sink runtime starts")
-    })
+    RT.get_or_init(|| two_threads("ferry-sink"))
+}
+
+fn two_threads(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("the {name} runtime cannot start: {e}"))
 }
 
 /// Microseconds since the Unix epoch, by the wall clock.

@@ -209,14 +209,8 @@ impl SourceConnector for Datagen {
     }
 
     fn parse(&self, _kind: &str, section: &Json, at: &mut Section<'_, '_>) -> Option<Arc<dyn SourceConfig>> {
-        let c: DatagenConfig = at.parse(section)?;
-        match c.validate() {
-            Ok(()) => Some(Arc::new(c)),
-            Err(e) => {
-                at.error("", e);
-                None
-            }
-        }
+        let c = at.parse_checked(section, DatagenConfig::validate)?;
+        Some(Arc::new(c))
     }
 
     fn prepare(&self, cx: &SourcePrepare<'_>) -> Result<Arc<dyn PreparedSource>, TaskError> {

@@ -13,7 +13,7 @@
 
 use super::config::MysqlSourceConfig;
 use super::types::parse_column_type;
-use crate::plan::discovery::{ColumnDetail, TableDetail};
+use crate::plan::discovery::{ColumnDetail, SourceCatalog, TableDetail};
 use ferry_operators::schema::{Catalog, Column, ColumnType, TableName, TableSchema};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
@@ -169,23 +169,10 @@ const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", 
 /// open the system tables at all (on a small server most of the columns it lists are theirs).
 const NOT_SYSTEM: &str = "TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')";
 
-/// A discovered source: the schemas, and each column's character set (`None` for non-text
-/// columns), which decoding needs and the record model's types do not carry.
-#[derive(Debug, Clone, Default)]
-pub struct Discovered {
-    /// Every user table, ordered by `db.table`.
-    pub catalog: Catalog,
-    /// Per table (same order), per column, the character set.
-    pub charsets: Vec<Vec<Option<String>>>,
-    /// Per table (same order), per column, the collation of text columns.
-    pub collations: Vec<Vec<Option<String>>>,
-    /// Per table (same order): its comment and, per column, what a target DDL needs beyond
-    /// the type (the source's spelling of the type, default, auto-increment, comment).
-    pub details: Vec<TableDetail>,
-}
-
-/// Reads every user table's schema, ordered by `db.table`. Selection is the plan's business.
-pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
+/// Reads every user table's schema, ordered by `db.table`, with each column's character set
+/// and collation (which decoding and the handoff need) and what a target DDL needs beyond the
+/// type. Selection is the plan's business.
+pub async fn discover(conn: &mut Conn) -> Result<SourceCatalog, SourceError> {
     let err = |e: mysql_async::Error| SourceError::Server(e.to_string());
     let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(err)?;
     let mariadb = version.unwrap_or_default().to_ascii_lowercase().contains("mariadb");
@@ -278,7 +265,7 @@ pub async fn discover(conn: &mut Conn) -> Result<Discovered, SourceError> {
     let charsets = by_table.keys().map(|k| charsets.remove(k).unwrap_or_default()).collect();
     let collations = by_table.keys().map(|k| collations.remove(k).unwrap_or_default()).collect();
     let details = by_table.keys().map(|k| details.remove(k).unwrap_or_default()).collect();
-    Ok(Discovered { catalog: Catalog { tables: by_table.into_values().collect() }, charsets, collations, details })
+    Ok(SourceCatalog { catalog: Catalog { tables: by_table.into_values().collect() }, charsets, collations, details })
 }
 
 /// A column default as a SQL expression of the source's dialect (`None`: no default, or

@@ -57,12 +57,7 @@ impl SourceConfig for MysqlSourceConfig {
             discover::check_preconditions(&mut conn, opts.user().unwrap_or("")).await.map_err(fail)?;
             let found = discover::discover(&mut conn).await.map_err(fail)?;
             let _ = conn.disconnect().await;
-            Ok(SourceCatalog {
-                catalog: found.catalog,
-                charsets: found.charsets,
-                collations: found.collations,
-                details: found.details,
-            })
+            Ok(found)
         })
     }
 }
@@ -73,14 +68,8 @@ impl SourceConnector for Mysql {
     }
 
     fn parse(&self, _kind: &str, section: &Json, at: &mut Section<'_, '_>) -> Option<Arc<dyn SourceConfig>> {
-        let c: MysqlSourceConfig = at.parse(section)?;
-        match c.validate() {
-            Ok(()) => Some(Arc::new(c)),
-            Err(e) => {
-                at.error("", e);
-                None
-            }
-        }
+        let c = at.parse_checked(section, MysqlSourceConfig::validate)?;
+        Some(Arc::new(c))
     }
 
     fn prepare(&self, cx: &SourcePrepare<'_>) -> Result<Arc<dyn PreparedSource>, TaskError> {

@@ -21,7 +21,7 @@ pub mod encode;
 pub mod writer;
 
 pub use conn::{MysqlTargetConfig, PostgresTargetConfig, SqlTarget};
-pub use writer::{SqlContext, SqlWriter};
+pub use writer::SqlWriter;
 
 pub mod ddl;
 
@@ -125,19 +125,7 @@ impl SinkConnector for Sql {
     }
 
     fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {
-        let w = SqlWriter::new(SqlContext {
-            plan: cx.plan.clone(),
-            target: target(&cx.plan),
-            worker: cx.worker,
-            dirty: cx.dirty.clone(),
-            metrics: cx.metrics.clone(),
-            stops: cx.stops.clone(),
-            policy: cx.policy,
-            semantics: cx.semantics,
-            renames: cx.renames.clone(),
-        })
-        .map_err(TaskError::transient)?;
-        Ok(Box::new(w))
+        Ok(Box::new(SqlWriter::new(cx, target(&cx.plan)).map_err(TaskError::transient)?))
     }
 
     fn schema_applier(&self, cx: &WriterCtx) -> Result<Option<Box<dyn SchemaApplier>>, TaskError> {

@@ -21,7 +21,7 @@
 
 use super::conn::{Db, DbError, SqlTarget};
 use super::encode::{Dialect, EncodeError};
-use crate::connector::{SinkError, SinkWriter, TableStops};
+use crate::connector::{SinkError, SinkWriter, TableStops, WriterCtx};
 use crate::plan::config::{Semantics, WriteErrorPolicy, WriteMode};
 use crate::plan::Compiled;
 use crate::runtime::{sink_runtime, DirtyArchive, Metrics};
@@ -36,6 +36,11 @@ use std::sync::{Arc, Mutex};
 const MAX_STATEMENT: usize = 1 << 20;
 /// Batches with fewer rows than this take plain statements even when bulk loading is on.
 const BULK_MIN_ROWS: usize = 64;
+
+mod io;
+mod statements;
+
+use io::IoTask;
 
 /// One target table as the writer sees it.
 #[derive(Debug)]
@@ -173,28 +178,6 @@ impl Batch {
     }
 }
 
-/// Everything the I/O task and the worker share.
-pub struct SqlContext {
-    /// The compiled plan.
-    pub plan: Arc<Compiled>,
-    /// The target.
-    pub target: Arc<SqlTarget>,
-    /// This worker's index.
-    pub worker: usize,
-    /// The dirty-data archive.
-    pub dirty: DirtyArchive,
-    /// The run's counters.
-    pub metrics: Arc<Metrics>,
-    /// Stopped tables (write-error policy `partial-stop`).
-    pub stops: Arc<TableStops>,
-    /// The write-error policy.
-    pub policy: WriteErrorPolicy,
-    /// Semantics, overriding the plan's (replay writes at-least-once).
-    pub semantics: Semantics,
-    /// Column renames the target has taken in earlier runs, per table, in order.
-    pub renames: HashMap<TableId, Vec<(String, String)>>,
-}
-
 /// A database sink worker's writer.
 pub struct SqlWriter {
     plan: Arc<Compiled>,
@@ -216,16 +199,16 @@ pub struct SqlWriter {
 }
 
 impl SqlWriter {
-    /// Connects (and, exactly-once, reads this worker's committed epoch) and starts the I/O task.
-    pub fn new(cx: SqlContext) -> Result<SqlWriter, SinkError> {
+    /// Connects to `target` (and, exactly-once, reads this worker's committed epoch) and
+    /// starts the I/O task; the semantics and policy are `cx`'s (a replay writes at-least-once).
+    pub fn new(cx: &WriterCtx, target: Arc<SqlTarget>) -> Result<SqlWriter, SinkError> {
         let rt = sink_runtime();
         let exactly_once = cx.semantics == Semantics::ExactlyOnce;
         let task_name = cx.plan.plan.raw.task.clone();
         let (db, committed) = rt
             .block_on(async {
-                let mut db = cx.target.connect().await?;
-                let committed =
-                    if exactly_once { cx.target.committed(&mut db, &task_name, cx.worker).await? } else { 0 };
+                let mut db = target.connect().await?;
+                let committed = if exactly_once { target.committed(&mut db, &task_name, cx.worker).await? } else { 0 };
                 Ok::<_, DbError>((db, committed))
             })
             .map_err(|e| SinkError::Restart(e.to_string()))?;
@@ -233,7 +216,7 @@ impl SqlWriter {
         let failed = Arc::new(Failed::default());
         let io = IoTask {
             db: Some(db),
-            target: cx.target.clone(),
+            target: target.clone(),
             in_txn: false,
             exactly_once,
             upsert: cx.plan.plan.raw.write_mode == WriteMode::Upsert,
@@ -249,10 +232,10 @@ impl SqlWriter {
         };
         let task = rt.spawn(io.run(rx));
         Ok(SqlWriter {
-            dialect: cx.target.dialect,
+            dialect: target.dialect,
             upsert: cx.plan.plan.raw.write_mode == WriteMode::Upsert,
             batch_rows: cx.plan.plan.raw.runtime.batch_rows,
-            plan: cx.plan,
+            plan: cx.plan.clone(),
             exactly_once,
             tables: HashMap::new(),
             batches: HashMap::new(),
@@ -261,7 +244,7 @@ impl SqlWriter {
             failed,
             committed,
             replies: std::collections::VecDeque::new(),
-            renames: cx.renames,
+            renames: cx.renames.clone(),
         })
     }
 
@@ -461,455 +444,9 @@ impl SinkWriter for SqlWriter {
     }
 }
 
-/// A statement the task runs.
-enum Stmt {
-    Sql(String),
-    /// MySQL family: `LOAD DATA LOCAL INFILE` (replace rows with equal keys when set).
-    Load {
-        data: Vec<u8>,
-        replace: bool,
-    },
-    /// PostgreSQL: `COPY` straight into the table.
-    Copy(Vec<u8>),
-    /// PostgreSQL: `COPY` into a staging table, then one `INSERT … SELECT … ON CONFLICT`.
-    Merge(Vec<u8>),
-    /// PostgreSQL, insert-only upserts (the snapshot): a plain `COPY` into the table; if a key
-    /// exists already, rolled back and done as [`Stmt::Merge`].
-    CopyOrMerge(Vec<u8>),
-}
-
-struct IoTask {
-    db: Option<Db>,
-    target: Arc<SqlTarget>,
-    in_txn: bool,
-    exactly_once: bool,
-    upsert: bool,
-    policy: WriteErrorPolicy,
-    task: String,
-    worker: usize,
-    plan: Arc<Compiled>,
-    dirty: DirtyArchive,
-    metrics: Arc<Metrics>,
-    stops: Arc<TableStops>,
-    failed: Arc<Failed>,
-    /// `LOAD DATA` character set per target table (MySQL family).
-    charsets: HashMap<String, &'static str>,
-}
-
-impl IoTask {
-    async fn run(mut self, mut rx: tokio::sync::mpsc::Receiver<Cmd>) {
-        while let Some(cmd) = rx.recv().await {
-            match cmd {
-                Cmd::Batch { table, rows } => {
-                    if self.failed.get().is_some() {
-                        continue;
-                    }
-                    if let Err(e) = self.batch(&table, rows).await {
-                        self.fail(e);
-                    }
-                }
-                Cmd::Commit { epoch, reply } => {
-                    let r = match self.failed.get() {
-                        Some(f) => Err(f),
-                        None => match self.commit(epoch).await {
-                            Ok(()) => Ok(()),
-                            Err(e) => {
-                                self.fail(e);
-                                Err(self.failed.get().unwrap_or_default())
-                            }
-                        },
-                    };
-                    let _ = reply.send(r);
-                }
-            }
-        }
-        if let Some(Db::My(c)) = self.db.take() {
-            let _ = c.disconnect().await;
-        }
-    }
-
-    fn fail(&mut self, e: DbError) {
-        let what = match &e {
-            DbError::Transient(_) => "the target failed (a restart may fix it)",
-            DbError::Fatal(_) => "the target refused the work",
-            DbError::Row(_) => "the target rejected a row",
-        };
-        tracing::debug!(worker = self.worker, error = %e, "target writer failed");
-        self.failed.set(format!("{what}: {e}"));
-        self.db = None;
-    }
-
-    async fn db(&mut self) -> Result<&mut Db, DbError> {
-        if self.db.is_none() {
-            self.db = Some(self.target.connect().await?);
-            self.in_txn = false;
-        }
-        Ok(self.db.as_mut().expect("just set"))
-    }
-
-    async fn exec(&mut self, sql: &str) -> Result<(), DbError> {
-        self.db().await?.exec(sql).await
-    }
-
-    async fn batch(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
-        if self.exactly_once {
-            if !self.in_txn {
-                self.exec("BEGIN").await?;
-                self.in_txn = true;
-            }
-        } else {
-            self.exec("BEGIN").await?;
-        }
-        self.apply(t, rows).await?;
-        if !self.exactly_once {
-            self.exec("COMMIT").await?;
-        }
-        Ok(())
-    }
-
-    async fn commit(&mut self, epoch: u64) -> Result<(), DbError> {
-        tracing::debug!(worker = self.worker, epoch, "committing");
-        if self.exactly_once {
-            if !self.in_txn {
-                self.exec("BEGIN").await?;
-            }
-            let sql = self.target.progress_upsert(&self.task, self.worker, epoch);
-            self.exec(&sql).await?;
-            self.flush_dirty()?;
-            self.exec("COMMIT").await?;
-            self.in_txn = false;
-        } else {
-            self.flush_dirty()?;
-        }
-        Ok(())
-    }
-
-    fn flush_dirty(&self) -> Result<(), DbError> {
-        self.dirty.flush().map_err(|e| DbError::Transient(format!("dirty archive: {e}")))
-    }
-
-    /// Orders a batch for writing: upsert with a key: deletes, then upserts (keys are unique
-    /// after netting); otherwise: as they came.
-    fn order(&self, t: &TargetTable, rows: Vec<Change>) -> Vec<Change> {
-        if self.upsert && !t.key.is_empty() {
-            let (mut dels, ups): (Vec<Change>, Vec<Change>) = rows.into_iter().partition(|c| c.op == Op::Delete);
-            dels.extend(ups);
-            dels
-        } else {
-            rows
-        }
-    }
-
-    async fn apply(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
-        if let Some(reason) = self.stops.reason(t.id) {
-            for c in &rows {
-                self.reject(t, c, &format!("table stopped (write_error: partial-stop): {reason}"), false)?;
-            }
-            return Ok(());
-        }
-        let rows = self.order(t, rows);
-        // A value the target cannot hold fails the build: the row-by-row pass finds it.
-        let stmts = build(self.target.dialect, self.upsert, self.target.bulk, t, &rows).ok();
-        if let Some(stmts) = stmts {
-            self.exec("SAVEPOINT ferry_batch").await?;
-            match self.run_stmts(t, stmts).await {
-                Ok(()) => {
-                    self.exec("RELEASE SAVEPOINT ferry_batch").await?;
-                    return Ok(());
-                }
-                Err(DbError::Row(e)) => {
-                    tracing::debug!(table = %t.name, error = %e, "batch rejected, writing it row by row");
-                    self.exec("ROLLBACK TO SAVEPOINT ferry_batch").await?;
-                    self.exec("RELEASE SAVEPOINT ferry_batch").await?;
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        for c in &rows {
-            if self.stops.reason(t.id).is_some() {
-                let reason = self.stops.reason(t.id).unwrap_or_default();
-                self.reject(t, c, &format!("table stopped (write_error: partial-stop): {reason}"), false)?;
-                continue;
-            }
-            let stmts = match build(self.target.dialect, self.upsert, false, t, std::slice::from_ref(c)) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.reject(t, c, &e.0, true)?;
-                    continue;
-                }
-            };
-            self.exec("SAVEPOINT ferry_row").await?;
-            match self.run_stmts(t, stmts).await {
-                Ok(()) => self.exec("RELEASE SAVEPOINT ferry_row").await?,
-                Err(DbError::Row(e)) => {
-                    self.exec("ROLLBACK TO SAVEPOINT ferry_row").await?;
-                    self.reject(t, c, &e, true)?;
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        Ok(())
-    }
-
-    /// A row the target rejected (or that follows a stop): per the write-error policy.
-    fn reject(&mut self, t: &TargetTable, c: &Change, reason: &str, first: bool) -> Result<(), DbError> {
-        let source = self.plan.catalog.get(t.id).name.to_string();
-        if first {
-            match self.policy {
-                WriteErrorPolicy::Restart => {
-                    return Err(DbError::Row(format!(
-                        "{} rejected a row of {source} at {} (write_error: restart): {reason}",
-                        t.name, c.pos
-                    )));
-                }
-                WriteErrorPolicy::PartialStop => {
-                    self.stops.stop(t.id, &source, &format!("{} rejected a row at {}: {reason}", t.name, c.pos));
-                }
-                WriteErrorPolicy::Ignore => {}
-            }
-        }
-        self.metrics.dirty.fetch_add(1, Ordering::Relaxed);
-        self.metrics.rows_out.fetch_sub(1, Ordering::Relaxed);
-        let reason = if first { format!("{}: {reason}", t.name) } else { reason.to_string() };
-        self.dirty.record("sink", &source, c, &reason);
-        Ok(())
-    }
-
-    async fn run_stmts(&mut self, t: &TargetTable, stmts: Vec<Stmt>) -> Result<(), DbError> {
-        let dialect = self.target.dialect;
-        for s in stmts {
-            let known = self.charsets.get(&t.qname).copied();
-            let db = self.db().await?;
-            match s {
-                Stmt::Sql(sql) => db.exec(&sql).await.inspect_err(|e| {
-                    tracing::debug!(error = %e, sql = %sql.chars().take(300).collect::<String>(), "statement failed")
-                })?,
-                Stmt::Load { data, replace } => {
-                    let charset = match known {
-                        Some(c) => c,
-                        None => db.load_charset(&t.db, &t.table).await?,
-                    };
-                    match (charset, (charset == "latin1").then(|| super::conn::to_latin1(&data)).flatten()) {
-                        ("latin1", Some(latin1)) => db.load_data(&t.qname, &t.cols, latin1, replace, "latin1").await?,
-                        ("latin1", None) => db.load_data(&t.qname, &t.cols, data, replace, "utf8mb4").await?,
-                        _ => db.load_data(&t.qname, &t.cols, data, replace, charset).await?,
-                    }
-                    self.charsets.insert(t.qname.clone(), charset);
-                }
-                Stmt::Copy(data) => db.copy_in(&t.qname, &t.cols, data).await?,
-                Stmt::CopyOrMerge(data) => {
-                    db.exec("SAVEPOINT ferry_copy").await?;
-                    match db.copy_in(&t.qname, &t.cols, data.clone()).await {
-                        Ok(()) => db.exec("RELEASE SAVEPOINT ferry_copy").await?,
-                        Err(DbError::Row(e)) => {
-                            tracing::debug!(table = %t.name, error = %e, "plain COPY refused; merging from now on");
-                            db.exec("ROLLBACK TO SAVEPOINT ferry_copy").await?;
-                            t.merge_only.store(true, Ordering::Relaxed);
-                            merge(db, dialect, t, data).await?;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Stmt::Merge(data) => merge(db, dialect, t, data).await?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// PostgreSQL upsert of bulk rows: `COPY` into the session's staging table, one
-/// `INSERT … SELECT … ON CONFLICT`, then empty the staging table.
-async fn merge(db: &mut Db, d: Dialect, t: &TargetTable, data: Vec<u8>) -> Result<(), DbError> {
-    let stage = db.staging(&t.qname).await?;
-    db.copy_in(&stage, &t.cols, data).await?;
-    let mut sql = format!("INSERT INTO {} ({}) SELECT {} FROM {stage} ", t.qname, t.cols, t.cols);
-    on_conflict(d, t, &mut sql);
-    db.exec(&sql).await?;
-    db.exec(&format!("TRUNCATE {stage}")).await
-}
-
-/// `ON CONFLICT (key) DO UPDATE SET …` (PostgreSQL) or `ON DUPLICATE KEY UPDATE …` (MySQL).
-fn on_conflict(d: Dialect, t: &TargetTable, sql: &mut String) {
-    let non_key: Vec<&str> =
-        t.schema.columns.iter().enumerate().filter(|(i, _)| !t.key.contains(i)).map(|(_, c)| c.name.as_str()).collect();
-    match d {
-        Dialect::Mysql => {
-            sql.push_str(" ON DUPLICATE KEY UPDATE ");
-            let cols: Vec<&str> =
-                if non_key.is_empty() { vec![t.schema.columns[t.key[0]].name.as_str()] } else { non_key };
-            for (i, c) in cols.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                d.ident(c, sql);
-                sql.push_str("=VALUES(");
-                d.ident(c, sql);
-                sql.push(')');
-            }
-        }
-        Dialect::Postgres => {
-            sql.push_str(" ON CONFLICT (");
-            for (i, &k) in t.key.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                d.ident(&t.schema.columns[k].name, sql);
-            }
-            if non_key.is_empty() {
-                sql.push_str(") DO NOTHING");
-                return;
-            }
-            sql.push_str(") DO UPDATE SET ");
-            for (i, c) in non_key.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                d.ident(c, sql);
-                sql.push_str("=EXCLUDED.");
-                d.ident(c, sql);
-            }
-        }
-    }
-}
-
-fn row_values(d: Dialect, row: &[Value], out: &mut String) -> Result<(), EncodeError> {
-    out.push('(');
-    for (i, v) in row.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        d.literal(v, out)?;
-    }
-    out.push(')');
-    Ok(())
-}
-
-/// Statements of the form `head item,item,… tail`, each cut once it reaches [`MAX_STATEMENT`].
-fn chunked<R>(
-    rows: &[R],
-    head: &str,
-    mut item: impl FnMut(&R, &mut String) -> Result<(), EncodeError>,
-    tail: impl Fn(&mut String),
-    out: &mut Vec<Stmt>,
-) -> Result<(), EncodeError> {
-    let mut sql = String::new();
-    for row in rows {
-        if sql.is_empty() {
-            sql.push_str(head);
-        } else {
-            sql.push(',');
-        }
-        item(row, &mut sql)?;
-        if sql.len() >= MAX_STATEMENT {
-            tail(&mut sql);
-            out.push(Stmt::Sql(std::mem::take(&mut sql)));
-        }
-    }
-    if !sql.is_empty() {
-        tail(&mut sql);
-        out.push(Stmt::Sql(sql));
-    }
-    Ok(())
-}
-
-/// `INSERT INTO t (cols) VALUES …` statements for `rows` (with the upsert clause when asked).
-fn inserts(
-    d: Dialect,
-    t: &TargetTable,
-    rows: &[&[Value]],
-    upsert: bool,
-    out: &mut Vec<Stmt>,
-) -> Result<(), EncodeError> {
-    let head = format!("INSERT INTO {} ({}) VALUES ", t.qname, t.cols);
-    let tail = |sql: &mut String| {
-        if upsert {
-            on_conflict(d, t, sql)
-        }
-    };
-    chunked(rows, &head, |row, sql| row_values(d, row, sql), tail, out)
-}
-
-/// `DELETE … WHERE key IN (…)` statements for the keys of `rows`.
-fn deletes(d: Dialect, t: &TargetTable, rows: &[&[Value]], out: &mut Vec<Stmt>) -> Result<(), EncodeError> {
-    let mut head = format!("DELETE FROM {} WHERE (", t.qname);
-    for (i, &k) in t.key.iter().enumerate() {
-        if i > 0 {
-            head.push(',');
-        }
-        d.ident(&t.schema.columns[k].name, &mut head);
-    }
-    head.push_str(") IN (");
-    let item = |row: &&[Value], sql: &mut String| {
-        if let [k] = t.key[..] {
-            d.literal(&row[k], sql)
-        } else {
-            let key: Vec<Value> = t.key.iter().map(|&k| row[k].clone()).collect();
-            row_values(d, &key, sql)
-        }
-    };
-    chunked(rows, &head, item, |sql| sql.push(')'), out)
-}
-
-fn bulk_data(d: Dialect, rows: &[&[Value]]) -> Result<Vec<u8>, EncodeError> {
-    let mut data = Vec::with_capacity(rows.len() * 64);
-    for row in rows {
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                data.push(b'\t');
-            }
-            d.bulk_field(v, &mut data)?;
-        }
-        data.push(b'\n');
-    }
-    Ok(data)
-}
-
-/// Statements that write whole rows: the bulk path for large batches, else multi-row INSERTs
-/// (with the upsert clause when `upsert`).
-#[allow(clippy::too_many_arguments)]
-fn rows_out(
-    d: Dialect,
-    t: &TargetTable,
-    rows: &[&[Value]],
-    upsert: bool,
-    inserts_only: bool,
-    bulk: bool,
-    out: &mut Vec<Stmt>,
-) -> Result<(), EncodeError> {
-    if !bulk || rows.len() < BULK_MIN_ROWS {
-        return inserts(d, t, rows, upsert, out);
-    }
-    let data = bulk_data(d, rows)?;
-    out.push(match (d, upsert) {
-        (Dialect::Mysql, replace) => Stmt::Load { data, replace },
-        (Dialect::Postgres, false) => Stmt::Copy(data),
-        (Dialect::Postgres, true) if inserts_only && !t.merge_only.load(Ordering::Relaxed) => Stmt::CopyOrMerge(data),
-        (Dialect::Postgres, true) => Stmt::Merge(data),
-    });
-    Ok(())
-}
-
-/// The statements that write `rows` (already ordered) to `t`.
-fn build(d: Dialect, upsert: bool, bulk: bool, t: &TargetTable, rows: &[Change]) -> Result<Vec<Stmt>, EncodeError> {
-    let mut out = Vec::new();
-    let bulk = bulk && t.bulk;
-    if !upsert || t.key.is_empty() {
-        // Append: every change is a new row. (The plan check refuses upsert for keyless tables.)
-        let images: Vec<&[Value]> = rows.iter().map(|c| c.image().as_slice()).collect();
-        rows_out(d, t, &images, false, true, bulk, &mut out)?;
-        return Ok(out);
-    }
-    let split = rows.iter().position(|c| c.op != Op::Delete).unwrap_or(rows.len());
-    let dels: Vec<&[Value]> = rows[..split].iter().map(|c| c.image().as_slice()).collect();
-    let ups: Vec<&[Value]> = rows[split..].iter().map(|c| c.image().as_slice()).collect();
-    deletes(d, t, &dels, &mut out)?;
-    let inserts_only = rows[split..].iter().all(|c| c.op == Op::Insert);
-    rows_out(d, t, &ups, true, inserts_only, bulk, &mut out)?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::statements::{build, Stmt};
     use super::*;
     use ferry_operators::{Column, ColumnType, Position, TableName};
 

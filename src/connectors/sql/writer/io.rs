@@ -1,0 +1,245 @@
+//! The writer's I/O task: one session per worker on the sink runtime, turning batches into
+//! statements and running them (a savepoint per batch; a rejected row found row by row and
+//! handled by the write-error policy), committing epochs with the worker's progress row.
+
+use super::statements::{build, merge, Stmt};
+use super::*;
+
+pub(super) struct IoTask {
+    pub(super) db: Option<Db>,
+    pub(super) target: Arc<SqlTarget>,
+    pub(super) in_txn: bool,
+    pub(super) exactly_once: bool,
+    pub(super) upsert: bool,
+    pub(super) policy: WriteErrorPolicy,
+    pub(super) task: String,
+    pub(super) worker: usize,
+    pub(super) plan: Arc<Compiled>,
+    pub(super) dirty: DirtyArchive,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) stops: Arc<TableStops>,
+    pub(super) failed: Arc<Failed>,
+    /// `LOAD DATA` character set per target table (MySQL family).
+    pub(super) charsets: HashMap<String, &'static str>,
+}
+
+impl IoTask {
+    pub(super) async fn run(mut self, mut rx: tokio::sync::mpsc::Receiver<Cmd>) {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Cmd::Batch { table, rows } => {
+                    if self.failed.get().is_some() {
+                        continue;
+                    }
+                    if let Err(e) = self.batch(&table, rows).await {
+                        self.fail(e);
+                    }
+                }
+                Cmd::Commit { epoch, reply } => {
+                    let r = match self.failed.get() {
+                        Some(f) => Err(f),
+                        None => match self.commit(epoch).await {
+                            Ok(()) => Ok(()),
+                            Err(e) => {
+                                self.fail(e);
+                                Err(self.failed.get().unwrap_or_default())
+                            }
+                        },
+                    };
+                    let _ = reply.send(r);
+                }
+            }
+        }
+        if let Some(Db::My(c)) = self.db.take() {
+            let _ = c.disconnect().await;
+        }
+    }
+
+    fn fail(&mut self, e: DbError) {
+        let what = match &e {
+            DbError::Transient(_) => "the target failed (a restart may fix it)",
+            DbError::Fatal(_) => "the target refused the work",
+            DbError::Row(_) => "the target rejected a row",
+        };
+        tracing::debug!(worker = self.worker, error = %e, "target writer failed");
+        self.failed.set(format!("{what}: {e}"));
+        self.db = None;
+    }
+
+    async fn db(&mut self) -> Result<&mut Db, DbError> {
+        if self.db.is_none() {
+            self.db = Some(self.target.connect().await?);
+            self.in_txn = false;
+        }
+        Ok(self.db.as_mut().expect("just set"))
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<(), DbError> {
+        self.db().await?.exec(sql).await
+    }
+
+    async fn batch(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
+        if self.exactly_once {
+            if !self.in_txn {
+                self.exec("BEGIN").await?;
+                self.in_txn = true;
+            }
+        } else {
+            self.exec("BEGIN").await?;
+        }
+        self.apply(t, rows).await?;
+        if !self.exactly_once {
+            self.exec("COMMIT").await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, epoch: u64) -> Result<(), DbError> {
+        tracing::debug!(worker = self.worker, epoch, "committing");
+        if self.exactly_once {
+            if !self.in_txn {
+                self.exec("BEGIN").await?;
+            }
+            let sql = self.target.progress_upsert(&self.task, self.worker, epoch);
+            self.exec(&sql).await?;
+            self.flush_dirty()?;
+            self.exec("COMMIT").await?;
+            self.in_txn = false;
+        } else {
+            self.flush_dirty()?;
+        }
+        Ok(())
+    }
+
+    fn flush_dirty(&self) -> Result<(), DbError> {
+        self.dirty.flush().map_err(|e| DbError::Transient(format!("dirty archive: {e}")))
+    }
+
+    /// Orders a batch for writing: upsert with a key: deletes, then upserts (keys are unique
+    /// after netting); otherwise: as they came.
+    fn order(&self, t: &TargetTable, rows: Vec<Change>) -> Vec<Change> {
+        if self.upsert && !t.key.is_empty() {
+            let (mut dels, ups): (Vec<Change>, Vec<Change>) = rows.into_iter().partition(|c| c.op == Op::Delete);
+            dels.extend(ups);
+            dels
+        } else {
+            rows
+        }
+    }
+
+    async fn apply(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
+        if let Some(reason) = self.stops.reason(t.id) {
+            for c in &rows {
+                self.reject(t, c, &format!("table stopped (write_error: partial-stop): {reason}"), false)?;
+            }
+            return Ok(());
+        }
+        let rows = self.order(t, rows);
+        // A value the target cannot hold fails the build: the row-by-row pass finds it.
+        let stmts = build(self.target.dialect, self.upsert, self.target.bulk, t, &rows).ok();
+        if let Some(stmts) = stmts {
+            self.exec("SAVEPOINT ferry_batch").await?;
+            match self.run_stmts(t, stmts).await {
+                Ok(()) => {
+                    self.exec("RELEASE SAVEPOINT ferry_batch").await?;
+                    return Ok(());
+                }
+                Err(DbError::Row(e)) => {
+                    tracing::debug!(table = %t.name, error = %e, "batch rejected, writing it row by row");
+                    self.exec("ROLLBACK TO SAVEPOINT ferry_batch").await?;
+                    self.exec("RELEASE SAVEPOINT ferry_batch").await?;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        for c in &rows {
+            if self.stops.reason(t.id).is_some() {
+                let reason = self.stops.reason(t.id).unwrap_or_default();
+                self.reject(t, c, &format!("table stopped (write_error: partial-stop): {reason}"), false)?;
+                continue;
+            }
+            let stmts = match build(self.target.dialect, self.upsert, false, t, std::slice::from_ref(c)) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.reject(t, c, &e.0, true)?;
+                    continue;
+                }
+            };
+            self.exec("SAVEPOINT ferry_row").await?;
+            match self.run_stmts(t, stmts).await {
+                Ok(()) => self.exec("RELEASE SAVEPOINT ferry_row").await?,
+                Err(DbError::Row(e)) => {
+                    self.exec("ROLLBACK TO SAVEPOINT ferry_row").await?;
+                    self.reject(t, c, &e, true)?;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
+    /// A row the target rejected (or that follows a stop): per the write-error policy.
+    fn reject(&mut self, t: &TargetTable, c: &Change, reason: &str, first: bool) -> Result<(), DbError> {
+        let source = self.plan.catalog.get(t.id).name.to_string();
+        if first {
+            match self.policy {
+                WriteErrorPolicy::Restart => {
+                    return Err(DbError::Row(format!(
+                        "{} rejected a row of {source} at {} (write_error: restart): {reason}",
+                        t.name, c.pos
+                    )));
+                }
+                WriteErrorPolicy::PartialStop => {
+                    self.stops.stop(t.id, &source, &format!("{} rejected a row at {}: {reason}", t.name, c.pos));
+                }
+                WriteErrorPolicy::Ignore => {}
+            }
+        }
+        self.metrics.dirty.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rows_out.fetch_sub(1, Ordering::Relaxed);
+        let reason = if first { format!("{}: {reason}", t.name) } else { reason.to_string() };
+        self.dirty.record("sink", &source, c, &reason);
+        Ok(())
+    }
+
+    async fn run_stmts(&mut self, t: &TargetTable, stmts: Vec<Stmt>) -> Result<(), DbError> {
+        let dialect = self.target.dialect;
+        for s in stmts {
+            let known = self.charsets.get(&t.qname).copied();
+            let db = self.db().await?;
+            match s {
+                Stmt::Sql(sql) => db.exec(&sql).await.inspect_err(|e| {
+                    tracing::debug!(error = %e, sql = %sql.chars().take(300).collect::<String>(), "statement failed")
+                })?,
+                Stmt::Load { data, replace } => {
+                    let charset = match known {
+                        Some(c) => c,
+                        None => db.load_charset(&t.db, &t.table).await?,
+                    };
+                    match (charset, (charset == "latin1").then(|| crate::connectors::sql::conn::to_latin1(&data)).flatten()) {
+                        ("latin1", Some(latin1)) => db.load_data(&t.qname, &t.cols, latin1, replace, "latin1").await?,
+                        ("latin1", None) => db.load_data(&t.qname, &t.cols, data, replace, "utf8mb4").await?,
+                        _ => db.load_data(&t.qname, &t.cols, data, replace, charset).await?,
+                    }
+                    self.charsets.insert(t.qname.clone(), charset);
+                }
+                Stmt::Copy(data) => db.copy_in(&t.qname, &t.cols, data).await?,
+                Stmt::CopyOrMerge(data) => {
+                    db.exec("SAVEPOINT ferry_copy").await?;
+                    match db.copy_in(&t.qname, &t.cols, data.clone()).await {
+                        Ok(()) => db.exec("RELEASE SAVEPOINT ferry_copy").await?,
+                        Err(DbError::Row(e)) => {
+                            tracing::debug!(table = %t.name, error = %e, "plain COPY refused; merging from now on");
+                            db.exec("ROLLBACK TO SAVEPOINT ferry_copy").await?;
+                            t.merge_only.store(true, Ordering::Relaxed);
+                            merge(db, dialect, t, data).await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Stmt::Merge(data) => merge(db, dialect, t, data).await?,
+            }
+        }
+        Ok(())
+    }
+}
