@@ -47,6 +47,9 @@ pub fn transform<'s>(
                         plan.catalog.get(c.table).row_key().iter().any(|&i| b.get(i) != a.get(i))
                     }
                 };
+                if let Some(t) = data.iter().map(|c| c.commit_micros).max() {
+                    metrics.note_source_time(t);
+                }
                 if identity && data.iter().all(|c| c.schema.is_none() && !key_change(c)) {
                     output.session(&cap).give_container(data);
                     return;
