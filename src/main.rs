@@ -259,11 +259,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let store = ferry::store::Store::open_local(&plan.raw.runtime.state)?;
-            let state = ferry::engine::dirty_archive(&plan.raw, &ferry::state::TaskState::new(store, &plan.raw.task))?;
+            let store = ferry::store::Store::open_local(&plan.settings.runtime.state)?;
+            let state = ferry::engine::dirty_archive(
+                &plan.settings,
+                &ferry::state::TaskState::new(store, &plan.settings.task),
+            )?;
             let files = ferry::engine::archive_files(&state)?;
             if files.is_empty() {
-                println!("no dirty rows for task {}", plan.raw.task);
+                println!("no dirty rows for task {}", plan.settings.task);
                 return Ok(ExitCode::SUCCESS);
             }
             let mut shown = 0usize;

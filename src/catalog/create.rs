@@ -11,8 +11,9 @@
 
 use super::ddl::{self, TableDdl};
 use super::DdlDialect;
-use crate::plan::config::{ExistingTable, MissingTable, PlanFile};
+use crate::plan::config::{ExistingTable, MissingTable};
 use crate::plan::Compiled;
+use crate::plan::Settings;
 use serde::Serialize;
 
 /// Why a target statement failed.
@@ -79,8 +80,8 @@ pub enum CreateError {
 }
 
 /// The strategies of a source table.
-pub fn strategies(raw: &PlanFile, source: &str) -> (MissingTable, ExistingTable) {
-    let t = &raw.target_tables;
+pub fn strategies(settings: &Settings, source: &str) -> (MissingTable, ExistingTable) {
+    let t = &settings.target_tables;
     let o = t.table(source);
     (o.and_then(|o| o.missing).unwrap_or(t.missing), o.and_then(|o| o.existing).unwrap_or(t.existing))
 }
@@ -117,9 +118,10 @@ pub fn create_tables(
             "this plan's target has no tables to create (files and null targets make their own output)".into(),
         ));
     };
-    let raw = &plan.plan.raw;
-    let store = crate::store::Store::open_local(&raw.runtime.state).map_err(|e| CreateError::State(e.to_string()))?;
-    let state = crate::state::TaskState::new(store, &raw.task);
+    let settings = &plan.plan.settings;
+    let store =
+        crate::store::Store::open_local(&settings.runtime.state).map_err(|e| CreateError::State(e.to_string()))?;
+    let state = crate::state::TaskState::new(store, &settings.task);
     let only: Option<Vec<String>> = if opts.retry_failed {
         Some(state.create_failures().map_err(|e| CreateError::State(e.to_string()))?)
     } else {
@@ -148,14 +150,14 @@ pub fn create_tables(
         let to_drop: Vec<String> = ddls
             .iter()
             .zip(&exists)
-            .filter(|(d, e)| **e && strategies(raw, &d.source).1 == ExistingTable::DropAndRecreate)
+            .filter(|(d, e)| **e && strategies(settings, &d.source).1 == ExistingTable::DropAndRecreate)
             .map(|(d, _)| format!("{}.{}", d.database, d.table))
             .collect();
         if !to_drop.is_empty() && !opts.yes {
             return Err(CreateError::NeedsYes(to_drop));
         }
         for (d, exists) in ddls.iter().zip(exists) {
-            let (missing, existing) = strategies(raw, &d.source);
+            let (missing, existing) = strategies(settings, &d.source);
             let outcome = match (exists, missing, existing) {
                 (false, MissingTable::Skip, _) => Outcome::Skipped,
                 (false, MissingTable::Create, _) => match run_ddl(db, d) {
@@ -193,7 +195,7 @@ fn failed(e: AdminError) -> Result<Outcome, CreateError> {
 /// Before a run: creates the missing target tables whose strategy is `create` (when
 /// `target_tables.create_on_run`); returns the missing ones it did not create.
 pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<String>, AdminError> {
-    let raw = &plan.plan.raw;
+    let settings = &plan.plan.settings;
     let dialect = DdlDialect::of_plan(plan);
     let mut missing = Vec::new();
     for (id, (s, tp)) in plan.catalog.tables.iter().zip(&plan.tables).enumerate() {
@@ -201,7 +203,8 @@ pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<Str
         if db.table_exists(d, t)? {
             continue;
         }
-        let create = raw.target_tables.create_on_run && strategies(raw, &s.name.to_string()).0 == MissingTable::Create;
+        let create =
+            settings.target_tables.create_on_run && strategies(settings, &s.name.to_string()).0 == MissingTable::Create;
         match (create, dialect) {
             (true, Some(dialect)) => {
                 let ddl = ddl::table_ddl(plan, id as u32, dialect).map_err(|e| AdminError::Refused(e.to_string()))?;

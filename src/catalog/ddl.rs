@@ -18,8 +18,9 @@
 
 use super::types::{self, ColumnIn, Loss, LossKind};
 use super::DdlDialect;
-use crate::plan::config::{PlanFile, WriteMode};
+use crate::plan::config::WriteMode;
 use crate::plan::Compiled;
+use crate::plan::Settings;
 use ferry_operators::{ColumnType, TableId, TableName, TableSchema};
 use serde::Serialize;
 
@@ -79,8 +80,9 @@ pub enum DdlError {
 }
 
 /// The user's DDL file for a source table, if the plan names one (path relative to the plan).
-pub fn ddl_file(plan_file: &str, raw: &PlanFile, source: &TableName) -> Option<String> {
-    raw.target_tables
+pub fn ddl_file(plan_file: &str, settings: &Settings, source: &TableName) -> Option<String> {
+    settings
+        .target_tables
         .table(&source.to_string())
         .and_then(|t| t.ddl_file.as_ref())
         .map(|f| crate::plan::relative_to(plan_file, f))
@@ -93,8 +95,8 @@ pub fn table_ddl(plan: &Compiled, id: TableId, dialect: DdlDialect) -> Result<Ta
     let Some((db, table)) = tp.static_names.clone() else {
         return Err(DdlError::Dynamic(source.name.to_string()));
     };
-    let raw = &plan.plan.raw;
-    let upsert = raw.write_mode == WriteMode::Upsert;
+    let settings = &plan.plan.settings;
+    let upsert = settings.write_mode == WriteMode::Upsert;
     let sources = super::source_columns(plan, id);
     let detail = plan.details.get(id as usize);
     let charsets = plan.charsets.get(id as usize);
@@ -128,10 +130,10 @@ pub fn table_ddl(plan: &Compiled, id: TableId, dialect: DdlDialect) -> Result<Ta
         key: &key,
         upsert,
         comment: table_comment,
-        raw,
+        settings,
     };
     let (generated, reports) = gen.statements();
-    let file = ddl_file(&plan.plan.file, raw, &source.name);
+    let file = ddl_file(&plan.plan.file, settings, &source.name);
     let statements = match &file {
         Some(f) => split_statements(&std::fs::read_to_string(f).map_err(|e| DdlError::File {
             table: source.name.to_string(),
@@ -158,7 +160,7 @@ struct Gen<'a> {
     key: &'a [usize],
     upsert: bool,
     comment: &'a str,
-    raw: &'a PlanFile,
+    settings: &'a Settings,
 }
 
 impl Gen<'_> {
@@ -238,20 +240,22 @@ impl Gen<'_> {
                     sql.push_str(&format!("COMMENT {}\n", d.string(self.comment)));
                 }
                 let buckets =
-                    self.raw.target_tables.doris_buckets.map(|n| n.to_string()).unwrap_or_else(|| "AUTO".into());
+                    self.settings.target_tables.doris_buckets.map(|n| n.to_string()).unwrap_or_else(|| "AUTO".into());
                 if !self.target.row_key().is_empty() {
                     sql.push_str(&format!("DISTRIBUTED BY HASH({}) BUCKETS {buckets}", names(&doris_key)));
                 } else {
                     sql.push_str(&format!("DISTRIBUTED BY RANDOM BUCKETS {buckets}"));
                 }
                 let mut props: Vec<String> = self
-                    .raw
+                    .settings
                     .target_tables
                     .doris_properties
                     .iter()
                     .map(|(k, v)| format!("{} = {}", d.string(k).replace('\'', "\""), d.string(v).replace('\'', "\"")))
                     .collect();
-                if keyed && !self.raw.target_tables.doris_properties.contains_key("enable_unique_key_merge_on_write") {
+                if keyed
+                    && !self.settings.target_tables.doris_properties.contains_key("enable_unique_key_merge_on_write")
+                {
                     props.insert(0, "\"enable_unique_key_merge_on_write\" = \"true\"".into());
                 }
                 if !props.is_empty() {
@@ -399,8 +403,9 @@ pub fn create_table(dialect: DdlDialect, db: &str, table: &str, schema: &TableSc
             },
         })
         .collect();
-    let raw: PlanFile =
+    let file: crate::plan::config::PlanFile =
         serde_json::from_value(serde_json::json!({"task": "t", "source": {}, "target": {}})).expect("a minimal plan");
+    let settings = Settings::of(&file);
     let gen = Gen {
         dialect,
         db,
@@ -411,7 +416,7 @@ pub fn create_table(dialect: DdlDialect, db: &str, table: &str, schema: &TableSc
         key: schema.row_key(),
         upsert: true,
         comment: "",
-        raw: &raw,
+        settings: &settings,
     };
     gen.statements().0
 }

@@ -57,7 +57,7 @@ impl DdlDialect {
 
     /// The dialect of the plan's target.
     pub fn of_plan(plan: &Compiled) -> Option<DdlDialect> {
-        plan.plan.raw.target.get("type").and_then(|t| t.as_str()).and_then(DdlDialect::of_target_type)
+        DdlDialect::of_target_type(&plan.plan.target.kind)
     }
 
     /// The name a user writes (`--dialect`).

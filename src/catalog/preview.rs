@@ -83,7 +83,7 @@ pub fn preview(
     dialect: Option<DdlDialect>,
     admin: Option<&mut dyn TableAdmin>,
 ) -> Result<Vec<Row>, String> {
-    let raw = &plan.plan.raw;
+    let settings = &plan.plan.settings;
     let exists = target_exists(plan, admin)?;
     let mut rows = Vec::new();
     for (i, (source, tp)) in plan.catalog.tables.iter().zip(&plan.tables).enumerate() {
@@ -103,7 +103,7 @@ pub fn preview(
             }
         }
         let exists_here = exists.get(i).copied().flatten();
-        let (missing, existing) = super::create::strategies(raw, &source.name.to_string());
+        let (missing, existing) = super::create::strategies(settings, &source.name.to_string());
         let action = exists_here.map(|e| match (e, missing, existing) {
             (false, MissingTable::Create, _) => "create",
             (false, MissingTable::Skip, _) => "skip",
@@ -135,7 +135,7 @@ pub fn preview(
             },
             target_exists: exists_here,
             key,
-            verdict: verdict(source, target, raw.semantics, raw.write_mode),
+            verdict: verdict(source, target, settings.semantics, settings.write_mode),
             verdicts,
             action,
             ddl_file,
@@ -174,9 +174,15 @@ fn target_exists(plan: &Compiled, admin: Option<&mut dyn TableAdmin>) -> Result<
 
 /// The preview as a table for people.
 pub fn render(rows: &[Row], plan: &Compiled, dialect: Option<DdlDialect>) -> String {
-    let raw = &plan.plan.raw;
-    let head =
-        ["source", "target", "exists", "key", "action", &format!("verdict ({})", combo(raw.semantics, raw.write_mode))];
+    let settings = &plan.plan.settings;
+    let head = [
+        "source",
+        "target",
+        "exists",
+        "key",
+        "action",
+        &format!("verdict ({})", combo(settings.semantics, settings.write_mode)),
+    ];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {

@@ -133,8 +133,8 @@ pub(crate) fn ddl_history(state: &TaskState, compiled: &Compiled) -> Result<DdlH
         }
         // Only at-least-once rewrites rows of epochs before a DDL that ran (exactly-once
         // skips them), so only there must replayed rows not bring a dropped column back.
-        let replays_rows = compiled.plan.raw.semantics == Semantics::AtLeastOnce;
-        let follows = compiled.plan.raw.schema_changes.follows_drops();
+        let replays_rows = compiled.plan.settings.semantics == Semantics::AtLeastOnce;
+        let follows = compiled.plan.settings.schema_changes.follows_drops();
         dropped.push(if replays_rows && follows { applied.dropped(&name) } else { Vec::new() });
     }
     Ok((renames, dropped))
@@ -143,15 +143,15 @@ pub(crate) fn ddl_history(state: &TaskState, compiled: &Compiled) -> Result<DdlH
 /// Where the task's dirty-data archive is kept (F9.3): `errors.dirty_archive` (a local
 /// directory or `s3://bucket/prefix`), by default the state store; the archive's objects are
 /// under `<task>/dirty/` there, replayed ones under `<task>/dirty-replayed/`.
-pub fn dirty_archive(raw: &crate::plan::config::PlanFile, state: &TaskState) -> Result<TaskState, EngineError> {
-    let Some(location) = &raw.errors.dirty_archive else {
+pub fn dirty_archive(settings: &crate::plan::Settings, state: &TaskState) -> Result<TaskState, EngineError> {
+    let Some(location) = &settings.errors.dirty_archive else {
         return Ok(state.clone());
     };
-    let store = Store::open(location, &raw.s3).map_err(|e| EngineError::Archive {
+    let store = Store::open(location, &settings.s3).map_err(|e| EngineError::Archive {
         location: location.clone(),
         reason: crate::secrets::redact(&e.to_string()),
     })?;
-    Ok(TaskState::new(store, &raw.task))
+    Ok(TaskState::new(store, &settings.task))
 }
 
 /// The archive's files, oldest first: `<task>/dirty/*.jsonl` (other objects, such as the
@@ -165,12 +165,13 @@ pub fn archive_files(archive: &TaskState) -> Result<Vec<String>, EngineError> {
 /// Lists the dirty-data archive's location once before a task runs, so a bucket that does not
 /// exist or refuses the credentials stops the task at once (not after its restarts); nothing
 /// to check when the archive is the state store or dirty rows are dropped.
-pub(crate) fn probe_dirty_archive(raw: &crate::plan::config::PlanFile, state: &TaskState) -> Result<(), EngineError> {
-    let (Some(location), crate::plan::config::DirtyMode::Archive) = (&raw.errors.dirty_archive, raw.errors.dirty)
+pub(crate) fn probe_dirty_archive(settings: &crate::plan::Settings, state: &TaskState) -> Result<(), EngineError> {
+    let (Some(location), crate::plan::config::DirtyMode::Archive) =
+        (&settings.errors.dirty_archive, settings.errors.dirty)
     else {
         return Ok(());
     };
-    let archive = dirty_archive(raw, state)?;
+    let archive = dirty_archive(settings, state)?;
     archive.store().list(&archive.path("dirty")).map_err(|e| EngineError::Archive {
         location: location.clone(),
         reason: crate::secrets::redact(&e.to_string()),

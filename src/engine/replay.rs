@@ -34,7 +34,7 @@ pub struct ReplaySummary {
 /// the task is stopped: a stopped table's archived changes must land before its later ones.
 pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
     use ferry_operators::transform::Context;
-    let raw = &compiled.plan.raw;
+    let settings = &compiled.plan.settings;
     let sink = crate::connectors::registry()
         .sink(&compiled.plan.target.kind)
         .expect("the plan's target was parsed by its connector");
@@ -44,8 +44,8 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
                 .into(),
         ));
     };
-    let state = TaskState::new(Store::open_local(&raw.runtime.state)?, &raw.task);
-    let archive = dirty_archive(raw, &state)?;
+    let state = TaskState::new(Store::open_local(&settings.runtime.state)?, &settings.task);
+    let archive = dirty_archive(settings, &state)?;
     let files = archive_files(&archive)?;
     let mut summary = ReplaySummary { files: files.len(), ..Default::default() };
     if files.is_empty() {

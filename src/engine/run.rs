@@ -27,11 +27,11 @@ pub(super) fn run_once(
     metrics: Arc<Metrics>,
 ) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
-    let raw = &compiled.plan.raw;
-    let workers = opts.workers.unwrap_or(raw.runtime.workers).max(1);
-    let store = Store::open_local(&raw.runtime.state)?;
-    let state = TaskState::new(store, &raw.task);
-    let dirty_state = dirty_archive(raw, &state)?;
+    let settings = &compiled.plan.settings;
+    let workers = opts.workers.unwrap_or(settings.runtime.workers).max(1);
+    let store = Store::open_local(&settings.runtime.state)?;
+    let state = TaskState::new(store, &settings.task);
+    let dirty_state = dirty_archive(settings, &state)?;
     let connectors = crate::connectors::registry();
     let source = connectors.source(&compiled.plan.source.kind).expect("the plan's source was parsed by its connector");
     let sink = connectors.sink(&compiled.plan.target.kind).expect("the plan's target was parsed by its connector");
@@ -39,7 +39,7 @@ pub(super) fn run_once(
         if opts.from_scratch {
             let n = state.discard()?;
             tracing::info!(objects = n, "discarded the task's state");
-            if raw.errors.dirty_archive.is_some() {
+            if settings.errors.dirty_archive.is_some() {
                 // An archive kept elsewhere goes too: its rows belong to the discarded run (a
                 // replay would land them on top of the new one's).
                 let n = dirty_state.store().delete_prefix(&dirty_state.path("dirty"))?;
@@ -84,12 +84,12 @@ pub(super) fn run_once(
     let guards = {
         let (plan, state, metrics, summary, failure) =
             (plan.clone(), state.clone(), metrics.clone(), summary.clone(), failure.clone());
-        let keep_dirty = plan.plan.raw.errors.dirty == crate::plan::config::DirtyMode::Archive;
+        let keep_dirty = plan.plan.settings.errors.dirty == crate::plan::config::DirtyMode::Archive;
         let dirty_state = dirty_state.clone();
         timely::execute(config, move |worker| {
             let index = worker.index();
             let peers = worker.peers();
-            let exactly_once = plan.plan.raw.semantics == Semantics::ExactlyOnce;
+            let exactly_once = plan.plan.settings.semantics == Semantics::ExactlyOnce;
             let result = (|| -> Result<(), EngineError> {
                 let restore = Restore::load(&state, peers, exactly_once).map_err(|e| match e {
                     RestoreError::State(e) => EngineError::State(e),
@@ -104,8 +104,8 @@ pub(super) fn run_once(
                     dirty: dirty.clone(),
                     metrics: metrics.clone(),
                     stops: stops.clone(),
-                    policy: plan.plan.raw.errors.write_error,
-                    semantics: plan.plan.raw.semantics,
+                    policy: plan.plan.settings.errors.write_error,
+                    semantics: plan.plan.settings.semantics,
                     renames: renames.clone(),
                     replay_upto: restore.replay_upto(),
                 };

@@ -120,9 +120,9 @@ fn supervise(
     shared: Arc<Shared>,
 ) -> Result<RunSummary, EngineError> {
     let mut compiled = compiled;
-    let max = compiled.plan.raw.errors.max_restarts;
-    let state = TaskState::new(Store::open_local(&compiled.plan.raw.runtime.state)?, &compiled.plan.raw.task);
-    super::probe_dirty_archive(&compiled.plan.raw, &state)?;
+    let max = compiled.plan.settings.errors.max_restarts;
+    let state = TaskState::new(Store::open_local(&compiled.plan.settings.runtime.state)?, &compiled.plan.settings.task);
+    super::probe_dirty_archive(&compiled.plan.settings, &state)?;
     let mut restarts: u32 = 0;
     let mut opts = opts;
     let primary = opts.process == 0;

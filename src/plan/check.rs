@@ -4,7 +4,7 @@
 
 use super::config::*;
 use super::yaml::{self, Doc, Pos};
-use super::{relative_to, Connectors, Plan, PlanError, PlanErrors, Section, SourceSpec, TargetSpec};
+use super::{relative_to, Connectors, Plan, PlanError, PlanErrors, Section, Settings, SourceSpec, TargetSpec};
 use crate::secrets;
 use ferry_operators::template::Template;
 use regex::Regex;
@@ -352,7 +352,8 @@ pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan,
     }
     match (source, target, ctx.errors.is_empty()) {
         (Some((source, source_name)), Some(target), true) => {
-            Ok(Plan { file: file.into(), text: text.into(), raw, source, source_name, target, checkpoint_ms })
+            let settings = Settings::of(&raw);
+            Ok(Plan { file: file.into(), text: text.into(), raw, settings, source, source_name, target, checkpoint_ms })
         }
         _ => Err(PlanErrors(dedupe(ctx.errors))),
     }

@@ -106,8 +106,11 @@ pub struct Plan {
     pub file: String,
     /// The plan text as written (secrets still as `${env:NAME}`).
     pub text: String,
-    /// The parsed plan.
-    pub raw: PlanFile,
+    /// The parsed plan file (read inside `plan` only; the rest of the program reads
+    /// [`Plan::settings`] and the compiled tables).
+    raw: PlanFile,
+    /// What a run needs of the plan file besides its tables.
+    pub settings: Settings,
     /// Source connector.
     pub source: SourceSpec,
     /// Source data source name.
@@ -116,6 +119,57 @@ pub struct Plan {
     pub target: TargetSpec,
     /// Checkpoint interval in milliseconds.
     pub checkpoint_ms: u64,
+}
+
+/// What a run needs of a plan file besides its tables, taken from the checked file once:
+/// the connector sections and the table-level parts (selection, routes, transforms, metadata)
+/// are compiled elsewhere ([`SourceSpec`], [`TargetSpec`], [`Compiled::tables`]). Nothing
+/// outside `plan` reads the plan file's own structs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The task's name (its state is `<runtime.state>/<task>/`).
+    pub task: String,
+    /// Read mode (F2.2).
+    pub mode: ReadMode,
+    /// Consistency semantics (F2.3).
+    pub semantics: Semantics,
+    /// Write mode (F3.1).
+    pub write_mode: WriteMode,
+    /// Change kinds to skip (F2.4).
+    pub operations: OperationFilter,
+    /// Workers, state store, batch size.
+    pub runtime: RuntimeConfig,
+    /// Rejected rows, restarts, the dirty-data archive.
+    pub errors: ErrorsConfig,
+    /// Settings of `s3://` locations.
+    pub s3: S3Config,
+    /// Target table strategies.
+    pub target_tables: TargetTablesConfig,
+    /// Schema-change policies.
+    pub schema_changes: SchemaChangesConfig,
+}
+
+impl Settings {
+    /// The settings of a checked plan file.
+    pub fn of(raw: &PlanFile) -> Settings {
+        Settings {
+            task: raw.task.clone(),
+            mode: raw.mode,
+            semantics: raw.semantics,
+            write_mode: raw.write_mode,
+            operations: raw.operations.clone(),
+            runtime: raw.runtime.clone(),
+            errors: raw.errors.clone(),
+            s3: raw.s3.clone(),
+            target_tables: raw.target_tables.clone(),
+            schema_changes: raw.schema_changes.clone(),
+        }
+    }
+
+    /// Whether schema events reach the sinks (`operations.skip` does not name `ddl`).
+    pub fn delivers_ddl(&self) -> bool {
+        !self.operations.skip.contains(&OpKind::Ddl)
+    }
 }
 
 /// `path` as written in the plan file `plan`: relative paths are relative to the plan file's
@@ -180,5 +234,6 @@ fn load_file_with(connectors: &dyn Connectors, path: &str, key_rule: bool) -> Re
     let mut compiled = compile(relaxed, &catalog)?;
     compiled.plan.raw.semantics = semantics;
     compiled.plan.raw.write_mode = write_mode;
+    compiled.plan.settings = Settings::of(&compiled.plan.raw);
     Ok(compiled)
 }

@@ -80,7 +80,7 @@ impl SinkConnector for Files {
         let opts = FilesOptions {
             worker: cx.worker,
             run: cx.run,
-            batch_rows: cx.plan.plan.raw.runtime.batch_rows,
+            batch_rows: cx.plan.plan.settings.runtime.batch_rows,
             replay_upto: cx.replay_upto,
         };
         Ok(Box::new(FilesWriter::new(cx.plan.clone(), out, cx.state.clone(), opts).map_err(TaskError::transient)?))

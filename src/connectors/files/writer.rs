@@ -75,8 +75,8 @@ pub struct FilesWriter {
 impl FilesWriter {
     /// A writer into `out` (the target's root directory).
     pub fn new(plan: Arc<Compiled>, out: Store, state: TaskState, opts: FilesOptions) -> Result<Self, SinkError> {
-        let exactly_once = plan.plan.raw.semantics == Semantics::ExactlyOnce;
-        let upsert = plan.plan.raw.write_mode == WriteMode::Upsert;
+        let exactly_once = plan.plan.settings.semantics == Semantics::ExactlyOnce;
+        let upsert = plan.plan.settings.write_mode == WriteMode::Upsert;
         let committed = if exactly_once {
             state.sink_progress("files", opts.worker).map_err(|e| SinkError::Transient(e.to_string()))?
         } else {

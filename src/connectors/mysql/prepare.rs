@@ -43,10 +43,10 @@ pub fn prepare(
     };
     let sto = |e: crate::store::StoreError| TaskError::transient(format!("state store: {e}"));
     let opts = d::opts(cfg).map_err(src)?;
-    let server_id = cfg.server_id_for(&plan.plan.raw.task);
+    let server_id = cfg.server_id_for(&plan.plan.settings.task);
     let chunks_path = state.path("source/chunks.json");
     let start_path = state.path("source/start.json");
-    let full = plan.plan.raw.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
+    let full = plan.plan.settings.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
     let rt = io_runtime();
     let (chunks, initial, stop_at, weighed, bound_weights) = rt.block_on(async {
         let mut conn = d::connect(&opts).await.map_err(src)?;

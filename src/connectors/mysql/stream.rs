@@ -45,7 +45,7 @@ pub(super) fn binlog<'s>(
         .map(|(i, t)| ((t.name.database.clone(), t.name.table.clone()), i as TableId))
         .collect();
     // `operations: {skip: [ddl]}` keeps schema events from the sinks (they still drive renames).
-    let deliver_ddl = !plan.plan.raw.operations.skip.contains(&crate::plan::config::OpKind::Ddl);
+    let deliver_ddl = plan.plan.settings.delivers_ddl();
     let mut builder = OperatorBuilder::new("MysqlBinlog".into(), scope);
     let info = builder.operator_info();
     let mut input = builder.new_input(done, Exchange::new(|_| 0u64));
@@ -476,7 +476,7 @@ async fn weigh_rows(
 /// does nothing, `error` fails the run.
 fn new_table(plan: &Compiled, state: &TaskState, epoch: u64, name: &str, statement: &str) -> Result<bool, TaskError> {
     use crate::plan::config::DdlPolicy;
-    match plan.plan.raw.schema_changes.policy_for(&SchemaChangeKind::CreateTable) {
+    match plan.plan.settings.schema_changes.policy_for(&SchemaChangeKind::CreateTable) {
         DdlPolicy::Auto => {
             tracing::info!(
                 table = name,

@@ -66,7 +66,7 @@ impl DdlApplier {
     ) -> Result<DdlApplier, String> {
         let dialect = DdlDialect::of_plan(&plan).ok_or("the target has no DDL dialect")?;
         let applied = state.ddl_applied().map_err(|e| format!("schema changes applied so far: {e}"))?;
-        let exactly_once = plan.plan.raw.semantics == crate::plan::config::Semantics::ExactlyOnce;
+        let exactly_once = plan.plan.settings.semantics == crate::plan::config::Semantics::ExactlyOnce;
         Ok(DdlApplier { plan, target, dialect, state, stops, db: None, applied, exactly_once })
     }
 
@@ -83,7 +83,7 @@ impl DdlApplier {
         let target = self.target.clone();
         let key: Vec<String> =
             tp.target_schema.row_key().iter().map(|&i| tp.target_schema.columns[i].name.clone()).collect();
-        let keep = self.plan.plan.raw.schema_changes.keep_dropped_columns;
+        let keep = self.plan.plan.settings.schema_changes.keep_dropped_columns;
         let dialect = self.dialect;
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {
@@ -165,7 +165,7 @@ impl DdlApplier {
                         "the target cannot take the schema change of {source} at {} ({}): {reason}",
                         event.pos, event.statement
                     );
-                    match self.plan.plan.raw.errors.write_error {
+                    match self.plan.plan.settings.errors.write_error {
                         WriteErrorPolicy::Ignore => {
                             tracing::warn!("{} (write_error: ignore; rows go on)", crate::secrets::redact(&msg))
                         }

@@ -106,7 +106,7 @@ impl SinkConnector for Sql {
         let mut db = rt.block_on(t.connect()).map_err(start_failure)?;
         rt.block_on(t.ensure_progress_table(&mut db)).map_err(start_failure)?;
         if from_scratch || fresh {
-            rt.block_on(t.forget(&mut db, &plan.plan.raw.task)).map_err(start_failure)?;
+            rt.block_on(t.forget(&mut db, &plan.plan.settings.task)).map_err(start_failure)?;
         }
         let mut admin = SqlAdmin { target: t, db };
         let missing = ensure_on_run(plan, &mut admin).map_err(|e| match e {

@@ -264,7 +264,7 @@ fn on_event(
     replayed: bool,
 ) -> Result<Option<SchemaEvent>, TaskError> {
     let table = plan.catalog.get(event.table).name.to_string();
-    match plan.plan.raw.schema_changes.policy_for(&event.change) {
+    match plan.plan.settings.schema_changes.policy_for(&event.change) {
         DdlPolicy::Auto => {
             writer
                 .follow_schema_change(e, &event)

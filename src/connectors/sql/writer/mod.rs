@@ -204,7 +204,7 @@ impl SqlWriter {
     pub fn new(cx: &WriterCtx, target: Arc<SqlTarget>) -> Result<SqlWriter, SinkError> {
         let rt = sink_runtime();
         let exactly_once = cx.semantics == Semantics::ExactlyOnce;
-        let task_name = cx.plan.plan.raw.task.clone();
+        let task_name = cx.plan.plan.settings.task.clone();
         let (db, committed) = rt
             .block_on(async {
                 let mut db = target.connect().await?;
@@ -219,7 +219,7 @@ impl SqlWriter {
             target: target.clone(),
             in_txn: false,
             exactly_once,
-            upsert: cx.plan.plan.raw.write_mode == WriteMode::Upsert,
+            upsert: cx.plan.plan.settings.write_mode == WriteMode::Upsert,
             policy: cx.policy,
             task: task_name,
             worker: cx.worker,
@@ -233,8 +233,8 @@ impl SqlWriter {
         let task = rt.spawn(io.run(rx));
         Ok(SqlWriter {
             dialect: target.dialect,
-            upsert: cx.plan.plan.raw.write_mode == WriteMode::Upsert,
-            batch_rows: cx.plan.plan.raw.runtime.batch_rows,
+            upsert: cx.plan.plan.settings.write_mode == WriteMode::Upsert,
+            batch_rows: cx.plan.plan.settings.runtime.batch_rows,
             plan: cx.plan.clone(),
             exactly_once,
             tables: HashMap::new(),
