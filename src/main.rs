@@ -180,36 +180,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Maps SIGTERM and the first Ctrl-C (SIGINT) to a savepoint stop, a second one to a cancel,
-/// until the task ends.
-fn stop_on_signals(task: &engine::TaskHandle) -> anyhow::Result<()> {
+/// Maps SIGTERM and the first Ctrl-C (SIGINT) to a savepoint stop of the task, a second one to
+/// a cancel; the returned handle ends the signal thread once the task has ended.
+fn stop_on_signals(stopper: engine::Stopper) -> anyhow::Result<signal_hook::iterator::Handle> {
     use ferry::runtime::StopMode;
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let handle = signals.handle();
-    let stops = std::sync::Arc::new(std::sync::Mutex::new(Vec::<StopMode>::new()));
-    let seen = stops.clone();
     std::thread::spawn(move || {
         for (n, _) in signals.forever().enumerate() {
-            let mode = if n == 0 { StopMode::Savepoint } else { StopMode::Cancel };
-            seen.lock().unwrap_or_else(|p| p.into_inner()).push(mode);
+            if n == 0 {
+                eprintln!(
+                    "stopping at the next checkpoint… (Ctrl-C again to stop now; the next run resumes from the last checkpoint)"
+                );
+                stopper.stop(StopMode::Savepoint);
+            } else {
+                eprintln!("stopping now…");
+                stopper.stop(StopMode::Cancel);
+            }
         }
     });
-    // The task is polled here (the handle is not shared with the signal thread).
-    while !task.is_finished() {
-        for mode in std::mem::take(&mut *stops.lock().unwrap_or_else(|p| p.into_inner())) {
-            match mode {
-                StopMode::Savepoint => eprintln!(
-                    "stopping at the next checkpoint… (Ctrl-C again to stop now; the next run resumes from the last checkpoint)"
-                ),
-                StopMode::Cancel => eprintln!("stopping now…"),
-            }
-            task.stop(mode);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    handle.close();
-    Ok(())
+    Ok(handle)
 }
 
 /// The sink connector of a compiled plan.
@@ -445,8 +436,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let task =
                 engine::Task::start(compiled, RunOptions { workers, hosts, process, from_scratch, progress: !quiet });
-            stop_on_signals(&task)?;
-            let summary = task.wait()?;
+            let signals = stop_on_signals(task.stopper())?;
+            let summary = task.wait();
+            signals.close();
+            let summary = summary?;
             if process == 0 {
                 println!(
                     "{} {} changes in, {} rows out, {} dirty, in {:.2}s; committed epoch {} → {}",

@@ -27,7 +27,7 @@ mod run;
 mod task;
 
 pub use replay::{replay_dirty, ReplaySummary};
-pub use task::{run, Task, TaskHandle};
+pub use task::{run, Stopper, Task, TaskHandle};
 
 use crate::plan::config::Semantics;
 use crate::plan::Compiled;

@@ -58,14 +58,33 @@ impl Task {
     }
 }
 
-impl TaskHandle {
-    /// Asks the task to stop (see [`StopMode`]); returns at once, [`TaskHandle::wait`] waits.
+/// Asks a running task to stop, from any thread (a signal handler's, a service's).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    control: RunControl,
+    shared: Arc<Shared>,
+}
+
+impl Stopper {
+    /// Asks the task to stop (see [`StopMode`]); returns at once.
     pub fn stop(&self, mode: StopMode) {
         self.control.request(mode);
         let mut s = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(s.state, RunState::Running | RunState::Restarting) {
             s.state = RunState::Stopping;
         }
+    }
+}
+
+impl TaskHandle {
+    /// Asks the task to stop (see [`StopMode`]); returns at once, [`TaskHandle::wait`] waits.
+    pub fn stop(&self, mode: StopMode) {
+        self.stopper().stop(mode)
+    }
+
+    /// A stopper for another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper { control: self.control.clone(), shared: self.shared.clone() }
     }
 
     /// The task's state as of now.
