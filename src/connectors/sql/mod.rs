@@ -71,20 +71,16 @@ impl SinkConnector for Sql {
     }
 
     fn parse(&self, kind: &str, section: &Json, at: &mut Section<'_, '_>) -> Option<Arc<dyn TargetConfig>> {
-        let (url, built) = if matches!(kind, "postgres" | "postgresql") {
+        // `None`: no url; the error shows one of the kind's form.
+        let (built, example) = if matches!(kind, "postgres" | "postgresql") {
             let c: PostgresTargetConfig = at.parse(section)?;
-            (c.url.clone(), (!c.url.is_empty()).then(|| SqlTarget::postgres(&c)))
+            ((!c.url.is_empty()).then(|| SqlTarget::postgres(&c)), "postgres://user@host:port/database")
         } else {
             let c: MysqlTargetConfig = at.parse(section)?;
-            (c.url.clone(), (!c.url.is_empty()).then(|| SqlTarget::mysql(&c)))
+            ((!c.url.is_empty()).then(|| SqlTarget::mysql(&c)), "mysql://user@host:port")
         };
         match built {
             None => {
-                let example = if url.is_empty() && matches!(kind, "postgres" | "postgresql") {
-                    "postgres://user@host:port/database"
-                } else {
-                    "mysql://user@host:port"
-                };
                 at.error("", format!("missing required key `url`: {example}"));
                 None
             }

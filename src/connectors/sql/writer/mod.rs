@@ -131,6 +131,10 @@ struct Batch {
 }
 
 impl Batch {
+    fn new(table: Arc<TargetTable>, netting: bool) -> Batch {
+        Batch { table, rows: Vec::new(), slots: HashMap::new(), overflow: Vec::new(), live: 0, netting }
+    }
+
     fn same_key(&self, i: usize, row: &[Value]) -> bool {
         self.rows[i].as_ref().is_some_and(|old| self.table.key.iter().all(|&k| old.image()[k] == row[k]))
     }
@@ -342,23 +346,9 @@ impl SinkWriter for SqlWriter {
                 if let Err(e) = self.send(cmd) {
                     return Err((e, change));
                 }
-                self.batches.entry(t.qname.clone()).or_insert_with(|| Batch {
-                    table: t.clone(),
-                    rows: Vec::new(),
-                    slots: HashMap::new(),
-                    overflow: Vec::new(),
-                    live: 0,
-                    netting,
-                })
+                self.batches.entry(t.qname.clone()).or_insert_with(|| Batch::new(t.clone(), netting))
             }
-            None => self.batches.entry(t.qname.clone()).or_insert_with(|| Batch {
-                table: t.clone(),
-                rows: Vec::new(),
-                slots: HashMap::new(),
-                overflow: Vec::new(),
-                live: 0,
-                netting,
-            }),
+            None => self.batches.entry(t.qname.clone()).or_insert_with(|| Batch::new(t.clone(), netting)),
         };
         b.push(change);
         if b.live >= batch_rows {
@@ -507,8 +497,7 @@ mod tests {
     #[test]
     fn netting_keeps_the_last_change_of_a_key_in_its_last_place() {
         let t = Arc::new(table(Dialect::Mysql, vec![0]));
-        let mut b =
-            Batch { table: t, rows: Vec::new(), slots: HashMap::new(), overflow: Vec::new(), live: 0, netting: true };
+        let mut b = Batch::new(t, true);
         b.push(change(Op::Insert, 1, "a"));
         b.push(change(Op::Insert, 2, "b"));
         b.push(change(Op::Update, 1, "a2"));
@@ -537,8 +526,7 @@ mod netting_tests {
     #[test]
     fn netting_leaves_one_change_per_key_over_many_similar_keys() {
         let t = Arc::new(text_key_table());
-        let mut b =
-            Batch { table: t, rows: Vec::new(), slots: HashMap::new(), overflow: Vec::new(), live: 0, netting: true };
+        let mut b = Batch::new(t, true);
         for round in 0..3 {
             for n in 0..20_000 {
                 b.push(text_change(if round == 0 { Op::Insert } else { Op::Update }, &format!("acct_{n}")));
