@@ -107,7 +107,7 @@ fn sigterm_stops_a_mariadb_to_postgres_run_at_a_savepoint_and_the_next_run_ends_
     assert!(writes > 20, "only {writes} write rounds");
     assert_eq!(target_log().len(), at_stop, "rows were written after the stop");
     // The next run resumes from the savepoint and ends at the source's current position.
-    std::fs::write(&p, text.replace("bounded: false", "bounded: true")).unwrap();
+    std::fs::write(&p, with_handoff(&text.replace("bounded: false", "bounded: true"))).unwrap();
     let stdout = ok(&run_in(dir.path(), &["run", "-q", &p]));
     assert!(stdout.starts_with("done:"), "{stdout}");
     // Replay the append log strictly.

@@ -144,8 +144,22 @@ pub fn workdir() -> tempfile::TempDir {
 /// Writes a plan file into `dir` and returns its path as a string.
 pub fn write_plan(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
+    std::fs::write(&p, with_handoff(text)).unwrap();
     p.to_str().unwrap().to_string()
+}
+
+/// `text` with the MariaDB source's `handoff:` set to `$FERRY_TEST_HANDOFF` when that is set
+/// (scripts/test runs the source suite once per handoff), after the source's `url:` line so
+/// the lines above keep their numbers; `text` as it is otherwise.
+pub fn with_handoff(text: &str) -> String {
+    let h = match std::env::var("FERRY_TEST_HANDOFF") {
+        Ok(h) if !h.is_empty() && !text.contains("\n  handoff:") => h,
+        _ => return text.to_string(),
+    };
+    let Some(src) = text.find("source:\n  type: mariadb\n  url: ") else { return text.to_string() };
+    let end = src + text[src..].find("  url: ").expect("found above");
+    let end = end + text[end..].find('\n').map_or(text.len() - end, |n| n + 1);
+    format!("{}  handoff: {h}\n{}", &text[..end], &text[end..])
 }
 
 /// A child process that is killed if the test panics first (so no engine outlives its test).

@@ -30,6 +30,26 @@ pub struct MysqlSourceConfig {
     /// Stop once the change stream reaches the binlog position the server had when the run
     /// started (a one-off copy, a catch-up benchmark, a test). Default `false`: run until stopped.
     pub bounded: bool,
+    /// How each snapshot chunk is joined to the binlog: `auto` (MariaDB: `server-snapshot`;
+    /// MySQL: `watermark`), `server-snapshot` (MariaDB's consistent-snapshot binlog position)
+    /// or `watermark` (binlog positions before and after the chunk's read, the changes between
+    /// them merged into the chunk's rows; any server). Default `auto`.
+    pub handoff: Handoff,
+}
+
+/// How snapshot chunks are joined to the binlog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handoff {
+    /// `server-snapshot` on MariaDB, `watermark` on other servers.
+    #[default]
+    Auto,
+    /// Each chunk in a consistent-snapshot transaction whose binlog position MariaDB reports
+    /// (`binlog_snapshot_file/position`).
+    ServerSnapshot,
+    /// Low and high binlog watermarks around each chunk's read; the chunk's keys changed
+    /// between them take their newest image (DBLog-style; no lock, no server feature).
+    Watermark,
 }
 
 impl Default for MysqlSourceConfig {
@@ -43,6 +63,7 @@ impl Default for MysqlSourceConfig {
             start: StartConfig::default(),
             heartbeat: "1s".into(),
             bounded: false,
+            handoff: Handoff::Auto,
         }
     }
 }

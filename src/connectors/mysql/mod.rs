@@ -10,7 +10,9 @@
 //! - [`prepare`]: before the workers: the chunk plan, the start position, chunk bound sort keys.
 //! - `run`: what the operators share (the prepared run, messages, offsets, failures);
 //!   `source`: the operators: the snapshot on every worker and the entry point; `stream`: the
-//!   binlog operator on worker 0; `handoff`: placing binlog rows among the snapshot's chunks.
+//!   binlog operator on worker 0; `handoff`: placing binlog rows among the snapshot's chunks;
+//!   `watermark`: the watermark handoff's chunk read (low/high binlog positions, the window's
+//!   changes merged into the chunk).
 
 pub mod binlog;
 pub mod config;
@@ -24,6 +26,7 @@ mod source;
 pub mod start;
 mod stream;
 pub mod types;
+mod watermark;
 
 pub use run::MysqlRun;
 

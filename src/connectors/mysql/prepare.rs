@@ -5,7 +5,7 @@
 //! chunk bounds whose key order only the server knows.
 
 use super::binlog::{BinlogPos, StartFrom};
-use super::config::{MysqlSourceConfig, StartFrom as From};
+use super::config::{Handoff, MysqlSourceConfig, StartFrom as From};
 use super::run::MysqlRun;
 use super::snapshot::WeighedColumn;
 use super::{discover as d, snapshot};
@@ -23,6 +23,10 @@ struct ChunkPlan {
     tables: Vec<String>,
     /// The chunks.
     chunks: Vec<snapshot::Chunk>,
+    /// The handoff the chunks were planned for (absent in plans made before there was a
+    /// choice: the server snapshot). A snapshot finishes with the handoff it started with.
+    #[serde(default)]
+    handoff: Option<Handoff>,
 }
 
 /// Prepares a MySQL run: connection options, the snapshot's chunk plan (made once by process 0
@@ -48,8 +52,17 @@ pub fn prepare(
     let start_path = state.path("source/start.json");
     let full = plan.plan.settings.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
     let rt = io_runtime();
-    let (chunks, initial, stop_at, weighed, bound_weights) = rt.block_on(async {
+    let weighed = weighed_columns(plan);
+    let (chunks, initial, stop_at, bound_weights, handoff) = rt.block_on(async {
         let mut conn = d::connect(&opts).await.map_err(src)?;
+        let version: Option<String> =
+            mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT VERSION()").await.unwrap_or_default();
+        let mariadb = version.unwrap_or_default().to_ascii_lowercase().contains("mariadb");
+        let mut handoff = match cfg.handoff {
+            Handoff::Auto if mariadb => Handoff::ServerSnapshot,
+            Handoff::Auto => Handoff::Watermark,
+            h => h,
+        };
         let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
         let mut chunks: Vec<snapshot::Chunk> = Vec::new();
         // The plan names its tables: a later start may select more or fewer (a table created
@@ -57,18 +70,20 @@ pub fn prepare(
         // Chunks are found by id, so every chunk keeps its place; one of a table the plan no
         // longer selects is marked and never read. (A plan of an earlier version is a bare
         // list, made for the same catalog.)
-        let read_chunks = |b: &[u8]| -> Result<Vec<snapshot::Chunk>, TaskError> {
+        let read_chunks = |b: &[u8]| -> Result<(Vec<snapshot::Chunk>, Handoff), TaskError> {
             let bad = |e: serde_json::Error| TaskError::definite(format!("{chunks_path}: {e}"));
             let saved: ChunkPlan = match serde_json::from_slice::<ChunkPlan>(b) {
                 Ok(p) => p,
                 Err(_) => ChunkPlan {
                     tables: plan.catalog.tables.iter().map(|t| t.name.to_string()).collect(),
                     chunks: serde_json::from_slice(b).map_err(bad)?,
+                    handoff: None,
                 },
             };
+            let planned = saved.handoff.unwrap_or(Handoff::ServerSnapshot);
             let now: std::collections::HashMap<String, u32> =
                 plan.catalog.tables.iter().enumerate().map(|(i, t)| (t.name.to_string(), i as u32)).collect();
-            Ok(saved
+            let chunks = saved
                 .chunks
                 .into_iter()
                 .map(|mut c| {
@@ -76,14 +91,35 @@ pub fn prepare(
                     c.table = name.and_then(|n| now.get(n)).copied().unwrap_or(snapshot::UNSELECTED);
                     c
                 })
-                .collect())
+                .collect();
+            Ok((chunks, planned))
+        };
+        let planned_with = |planned: Handoff| {
+            if planned != handoff {
+                tracing::info!(
+                    planned = ?planned,
+                    configured = ?handoff,
+                    "the snapshot continues with the handoff it started with"
+                );
+            }
+            planned
         };
         if full {
             match state.store().get(&chunks_path).map_err(sto)? {
-                Some(b) => chunks = read_chunks(&b)?,
+                Some(b) => {
+                    let (c, h) = read_chunks(&b)?;
+                    chunks = c;
+                    handoff = planned_with(h);
+                }
                 None if process == 0 => {
                     for (t, schema) in plan.catalog.tables.iter().enumerate() {
                         let first = chunks.len() as u32;
+                        if handoff == Handoff::Watermark && !key_order_known(plan, t, &weighed[t]) {
+                            // The watermark merge places keys in chunks by their order: a key
+                            // whose order ferry cannot reproduce is read as one chunk.
+                            chunks.push(snapshot::Chunk { id: first, table: t as u32, lower: None, upper: None });
+                            continue;
+                        }
                         chunks.extend(
                             snapshot::plan_table(&mut conn, t as u32, schema, &plan.charsets[t], cfg.chunk_rows, first)
                                 .await
@@ -93,6 +129,7 @@ pub fn prepare(
                     let saved = ChunkPlan {
                         tables: plan.catalog.tables.iter().map(|t| t.name.to_string()).collect(),
                         chunks: chunks.clone(),
+                        handoff: Some(handoff),
                     };
                     state
                         .store()
@@ -104,7 +141,9 @@ pub fn prepare(
                     let started = Instant::now();
                     loop {
                         if let Some(b) = state.store().get(&chunks_path).map_err(sto)? {
-                            chunks = read_chunks(&b)?;
+                            let (c, h) = read_chunks(&b)?;
+                            chunks = c;
+                            handoff = planned_with(h);
                             break;
                         }
                         if started.elapsed() > Duration::from_secs(600) {
@@ -151,8 +190,13 @@ pub fn prepare(
                 s
             }
         };
+        if handoff == Handoff::ServerSnapshot && !mariadb && !chunks.is_empty() {
+            return Err(TaskError::definite(
+                "source.handoff: server-snapshot needs a MariaDB server (binlog_snapshot_file/position); \
+                 this server is MySQL: use `handoff: watermark` (or `auto`)",
+            ));
+        }
         // Text keys in collations only the server can order: the sort keys of chunk bounds.
-        let weighed = weighed_columns(plan);
         let mut bound_weights = std::collections::HashMap::new();
         for c in &chunks {
             let (cols, Some(lower)) = (&weighed[c.table as usize], &c.lower) else { continue };
@@ -169,7 +213,7 @@ pub fn prepare(
             bound_weights.insert(c.id, w);
         }
         let _ = conn.disconnect().await;
-        Ok::<_, TaskError>((chunks, initial, stop_at, weighed, bound_weights))
+        Ok::<_, TaskError>((chunks, initial, stop_at, bound_weights, handoff))
     })?;
     Ok(MysqlRun {
         opts,
@@ -181,8 +225,25 @@ pub fn prepare(
         bound_weights: Arc::new(bound_weights),
         initial,
         stop_at,
+        handoff,
         heartbeat: Duration::from_millis(crate::plan::config::parse_duration_ms(&cfg.heartbeat).unwrap_or(1000)),
     })
+}
+
+/// Whether every key column of table `t` orders in a way the handoff reproduces (a text key in
+/// a collation only the server orders needs its sort keys, `weighed`).
+fn key_order_known(plan: &Compiled, t: usize, weighed: &[WeighedColumn]) -> bool {
+    use super::handoff::{key_order, KeyOrder};
+    let schema = &plan.catalog.tables[t];
+    let key = schema.row_key();
+    !key.is_empty()
+        && key.iter().all(|&k| {
+            let collation = plan.collations.get(t).and_then(|c| c.get(k)).and_then(|c| c.as_deref());
+            match key_order(&schema.columns[k].ty, collation) {
+                Some(KeyOrder::Weight) => weighed.iter().any(|w| w.column == k),
+                o => o.is_some(),
+            }
+        })
 }
 
 /// Per selected table, its key columns whose order only the server knows (text in a collation

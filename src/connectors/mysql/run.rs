@@ -36,6 +36,8 @@ pub struct MysqlRun {
     pub initial: Option<StartFrom>,
     /// Stop once the binlog reaches this position (bounded runs: tests, catch-up benchmarks).
     pub stop_at: Option<BinlogPos>,
+    /// How chunks join the binlog (resolved: never `auto`).
+    pub handoff: super::config::Handoff,
     /// Heartbeat period of the replication connection.
     pub heartbeat: Duration,
 }

@@ -1,7 +1,9 @@
 //! The snapshot (full) phase: each selected table is split into key-range chunks once, at the
 //! task's first start (the chunk plan is kept in the state store, so a restart reads the same
-//! chunks); workers read chunks in parallel, each in its own short consistent-snapshot
-//! transaction that records the binlog position the chunk's rows are consistent with.
+//! chunks); workers read chunks in parallel. With `handoff: server-snapshot` (MariaDB) each
+//! chunk is read in its own short consistent-snapshot transaction that records the binlog
+//! position the chunk's rows are consistent with (below); with `handoff: watermark` the read is
+//! one `SELECT` between two binlog positions, see `watermark`.
 //!
 //! ```text
 //!  plan_chunks (process 0, once):   SELECT key FROM t WHERE key > last ORDER BY key LIMIT 1 OFFSET n-1
@@ -10,6 +12,7 @@
 //!                                   SHOW STATUS LIKE 'binlog_snapshot_%'   → position P(chunk)
 //!                                   SELECT cols FROM t WHERE key >= lo AND key < hi ORDER BY key   (streamed)
 //!                                   COMMIT
+//!  select_chunk:                    the SELECT alone (the watermark handoff's read)
 //! ```
 //!
 //! No table lock is taken; InnoDB's consistent read holds no locks. A change in the binlog at
@@ -125,10 +128,17 @@ pub async fn plan_table(
     Ok(chunks)
 }
 
-/// Where the binlog stands: `SHOW MASTER STATUS`.
+/// Where the binlog stands: `SHOW MASTER STATUS` (`SHOW BINARY LOG STATUS` on MySQL 8.4 and
+/// later, which removed the older statement).
 pub async fn current_position(conn: &mut Conn) -> Result<BinlogPos, SourceError> {
-    let row: Option<mysql_async::Row> =
-        conn.query_first("SHOW MASTER STATUS").await.map_err(|e| SourceError::Server(e.to_string()))?;
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        // 1064: a syntax error, the statement is gone from this server.
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
+            conn.query_first("SHOW BINARY LOG STATUS").await.map_err(|e| SourceError::Server(e.to_string()))?
+        }
+        Err(e) => return Err(SourceError::Server(e.to_string())),
+    };
     let row =
         row.ok_or_else(|| SourceError::Precondition("SHOW MASTER STATUS is empty: binary logging is off".into()))?;
     let file: String = row.get(0).unwrap_or_default();
@@ -143,7 +153,7 @@ pub async fn read_chunk(
     chunk: &Chunk,
     schema: &TableSchema,
     charsets: &[Option<String>],
-    mut emit: impl FnMut(Vec<Row>),
+    emit: impl FnMut(Vec<Row>),
 ) -> Result<BinlogPos, SourceError> {
     let err = |e: mysql_async::Error| SourceError::Server(format!("reading {} chunk {}: {e}", schema.name, chunk.id));
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(err)?;
@@ -154,10 +164,28 @@ pub async fn read_chunk(
         .find(|(k, _)| k.eq_ignore_ascii_case("binlog_snapshot_position"))
         .and_then(|(_, v)| v.parse().ok());
     let (Some(file), Some(pos)) = (file, pos) else {
+        let _ = conn.query_drop("ROLLBACK").await;
         return Err(SourceError::Precondition(
-            "the server does not report binlog_snapshot_file/position (a MariaDB feature): MySQL servers are not supported yet".into(),
+            "the server does not report binlog_snapshot_file/position (a MariaDB feature): use `handoff: watermark` \
+             (the default on MySQL)"
+                .into(),
         ));
     };
+    select_chunk(conn, chunk, schema, charsets, emit).await?;
+    conn.query_drop("COMMIT").await.map_err(err)?;
+    Ok(BinlogPos { file, pos })
+}
+
+/// Reads one chunk's rows with one `SELECT` (a single consistent read, in the session's
+/// transaction if one is open), in key order; calls `emit` with batches of rows.
+pub async fn select_chunk(
+    conn: &mut Conn,
+    chunk: &Chunk,
+    schema: &TableSchema,
+    charsets: &[Option<String>],
+    mut emit: impl FnMut(Vec<Row>),
+) -> Result<(), SourceError> {
+    let err = |e: mysql_async::Error| SourceError::Server(format!("reading {} chunk {}: {e}", schema.name, chunk.id));
     let cols = schema.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ");
     let from = format!("{}.{}", ident(&schema.name.database), ident(&schema.name.table));
     let mut conds = Vec::new();
@@ -210,8 +238,7 @@ pub async fn read_chunk(
     if !batch.is_empty() {
         emit(batch);
     }
-    conn.query_drop("COMMIT").await.map_err(err)?;
-    Ok(BinlogPos { file, pos })
+    Ok(())
 }
 
 /// A text key column whose order only the server knows (a case- or accent-insensitive

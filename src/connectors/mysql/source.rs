@@ -31,8 +31,11 @@
 //!   wake it with an activator, so memory stays bounded whatever the table size.
 
 use super::binlog::BinlogPos;
+use super::config::Handoff;
+use super::discover::SourceError;
 use super::run::{chunk_offset, parse_chunk_offset, source_failure, Done, MysqlRun, SnapMsg};
 use super::snapshot::read_chunk;
+use super::watermark::{self, ChunkKeys, Watermarks};
 use crate::checkpoint::Next;
 use crate::connector::SourceCtx;
 use crate::runtime::fault::Fault;
@@ -128,6 +131,11 @@ fn snapshot<'s>(
             let opts = run.opts.clone();
             let charsets = run.charsets.clone();
             let order = order.clone();
+            let (collations, weighed, bound_weights) =
+                (run.collations.clone(), run.weighed.clone(), run.bound_weights.clone());
+            // The watermark handoff's window readers: a replication server id per worker.
+            let mut marks = (run.handoff == Handoff::Watermark)
+                .then(|| Watermarks::new(run.opts.clone(), run.server_id.wrapping_add(1 + index as u32)));
             io_runtime().spawn(async move {
                 let send = |m: SnapMsg| {
                     let ok = tx.send(m).is_ok();
@@ -159,11 +167,38 @@ fn snapshot<'s>(
                     let schema = plan.catalog.get(chunk.table);
                     let cs = &charsets[chunk.table as usize];
                     let mut alive = true;
-                    let r = read_chunk(&mut conn, chunk, schema, cs, |rows| {
-                        // Blocks this I/O thread when the operator lags: memory stays bounded.
-                        alive &= send(SnapMsg::Rows(id, rows));
-                    })
-                    .await;
+                    let r = match marks.as_mut() {
+                        None => {
+                            read_chunk(&mut conn, chunk, schema, cs, |rows| {
+                                // Blocks this I/O thread when the operator lags: memory stays bounded.
+                                alive &= send(SnapMsg::Rows(id, rows));
+                            })
+                            .await
+                        }
+                        Some(marks) => {
+                            let t = chunk.table as usize;
+                            let upper_weights = chunk.upper.as_ref().and_then(|_| bound_weights.get(&(id + 1)));
+                            let keys = ChunkKeys::new(
+                                chunk,
+                                schema,
+                                &collations[t],
+                                &weighed[t],
+                                bound_weights.get(&id).map(Vec::as_slice),
+                                upper_weights.map(Vec::as_slice),
+                            );
+                            match keys {
+                                Err(e) => Err(SourceError::Server(e)),
+                                Ok(keys) => watermark::read_chunk(&mut conn, marks, chunk, schema, cs, &keys)
+                                    .await
+                                    .map(|(rows, high)| {
+                                        for part in rows.chunks(1024) {
+                                            alive &= alive && send(SnapMsg::Rows(id, part.to_vec()));
+                                        }
+                                        high
+                                    }),
+                            }
+                        }
+                    };
                     match r {
                         Ok(pos) if alive => {
                             if !send(SnapMsg::ChunkDone(id, pos)) {
