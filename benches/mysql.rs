@@ -3,7 +3,8 @@
 //! prints):
 //!
 //! - snapshot into `null` of three datasets, vs `mariadb --quick -e 'SELECT * …' > /dev/null`:
-//!   a sysbench-like table (id, k, c CHAR(120), pad CHAR(60)), 1 and 2 workers; an all-types
+//!   a sysbench-like table (id, k, c CHAR(120), pad CHAR(60)), 1 and 2 workers, with the
+//!   server-snapshot handoff and with the watermark one; an all-types
 //!   table (every MariaDB type family); 200 small tables (many tables, 1k rows each);
 //! - binlog catch-up of `FERRY_BENCH_CDC_ROWS` inserts, then as many updates (full before and
 //!   after images), into `null` and into PostgreSQL, vs
@@ -23,10 +24,10 @@ use common::*;
 use std::process::Command;
 use std::time::Instant;
 
-fn snapshot_plan(include: &str) -> String {
+fn snapshot_plan(include: &str, handoff: &str) -> String {
     format!(
         "task: bench_snap\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\n  heartbeat: 100ms\n  chunk_rows: 20000\n\
-         target:\n  type: null\ntables:\n  include: ['{include}']\nruntime:\n  checkpoint_interval: 1s\n",
+         \x20 handoff: {handoff}\ntarget:\n  type: null\ntables:\n  include: ['{include}']\nruntime:\n  checkpoint_interval: 1s\n",
         url()
     )
 }
@@ -51,22 +52,22 @@ fn raw_select(query: &str) -> impl FnMut() -> (f64, f64) + '_ {
 }
 
 /// A snapshot case: the raw read of `query` next to ferry reading `include` with each of
-/// `workers`.
-fn snapshot_case(rounds: usize, label: &str, rows: u64, query: &str, include: &str, workers: &[usize]) {
+/// `workers` (a number of workers and the handoff).
+fn snapshot_case(rounds: usize, label: &str, rows: u64, query: &str, include: &str, workers: &[(usize, &str)]) {
     set_row_bytes(text_bytes(query) as f64 / rows as f64);
-    let plan = snapshot_plan(include);
     let mut raw = raw_select(query);
     let mut runs: Vec<Box<dyn FnMut() -> (f64, f64)>> = vec![Box::new(&mut raw)];
-    for &w in workers {
-        let plan = plan.clone();
+    for &(w, handoff) in workers {
+        let plan = snapshot_plan(include, handoff);
         runs.push(Box::new(move || ferry_run(&plan, w)));
     }
     let mut refs: Vec<&mut dyn FnMut() -> (f64, f64)> = runs.iter_mut().map(|r| r.as_mut() as _).collect();
     let r = interleaved(rounds, &mut refs);
     let raw_rate = rows as f64 / r[0].0;
     line(&format!("raw: mariadb --quick SELECT * ({label})"), rows, r[0].0, r[0].1, None, &r[0].2);
-    for (w, (secs, peak, cpu)) in workers.iter().zip(&r[1..]) {
-        line(&format!("ferry snapshot → null, {w} worker(s) ({label})"), rows, *secs, *peak, Some(raw_rate), cpu);
+    for ((w, handoff), (secs, peak, cpu)) in workers.iter().zip(&r[1..]) {
+        let how = if *handoff == "watermark" { ", watermark" } else { "" };
+        line(&format!("ferry snapshot → null, {w} worker(s){how} ({label})"), rows, *secs, *peak, Some(raw_rate), cpu);
     }
 }
 
@@ -182,18 +183,33 @@ fn main() {
     );
 
     ensure_table("sbtest1", rows);
-    snapshot_case(rounds, "sysbench-like", rows, "SELECT * FROM bench.sbtest1", "bench\\.sbtest1", &[1, 2]);
+    // The server-snapshot handoff (MariaDB's default) and the watermark one (MySQL's), same data.
+    snapshot_case(
+        rounds,
+        "sysbench-like",
+        rows,
+        "SELECT * FROM bench.sbtest1",
+        "bench\\.sbtest1",
+        &[(1, "server-snapshot"), (2, "server-snapshot"), (1, "watermark"), (2, "watermark")],
+    );
 
     if alltypes > 0 {
         ensure_alltypes(alltypes);
-        snapshot_case(rounds, "all types", alltypes, "SELECT * FROM bench.alltypes", "bench\\.alltypes", &[2]);
+        snapshot_case(
+            rounds,
+            "all types",
+            alltypes,
+            "SELECT * FROM bench.alltypes",
+            "bench\\.alltypes",
+            &[(2, "server-snapshot")],
+        );
     }
 
     if tables > 0 {
         ensure_many(tables, 1000);
         let query: String = (0..tables).map(|t| format!("SELECT * FROM bench_many.t{t:03};")).collect();
         let label = format!("{tables} tables × 1k rows");
-        snapshot_case(rounds, &label, tables as u64 * 1000, &query, "bench_many\\..*", &[2]);
+        snapshot_case(rounds, &label, tables as u64 * 1000, &query, "bench_many\\..*", &[(2, "server-snapshot")]);
     }
 
     if cdc_rows > 0 {
@@ -207,7 +223,7 @@ fn main() {
     // Peak memory of a big snapshot.
     if big > 0 {
         ensure_table("sbtest_big", big);
-        let (secs, peak) = ferry_run(&snapshot_plan("bench\\.sbtest_big"), 2);
+        let (secs, peak) = ferry_run(&snapshot_plan("bench\\.sbtest_big", "auto"), 2);
         line("ferry snapshot → null, 2 workers (big table)", big, secs, peak, None, &last_cpu());
     }
 }

@@ -101,8 +101,11 @@ async fn var(conn: &mut Conn, name: &str) -> Result<Option<String>, SourceError>
 }
 
 /// Checks what a change-data source needs: binary logging on, `binlog_format=ROW`,
-/// `binlog_row_image=FULL`, `binlog_row_metadata=FULL` (where the server has it), and the grants `SELECT`, `REPLICATION SLAVE`, `REPLICATION CLIENT`
-/// (MariaDB ≥ 10.5: `BINLOG MONITOR` or `SLAVE MONITOR` serve as the latter).
+/// `binlog_row_image=FULL`, `binlog_row_metadata=FULL` (where the server has it), on MySQL no
+/// `PARTIAL_JSON` in `binlog_row_value_options` and `gtid_mode` ON or OFF (not a migration
+/// state), and the grants `SELECT`, `REPLICATION SLAVE` (the stream, and the watermark
+/// handoff's window reads), `REPLICATION CLIENT` (binlog positions: `SHOW MASTER STATUS`,
+/// `SHOW BINARY LOGS`; MariaDB ≥ 10.5: `BINLOG MONITOR` or `SLAVE MONITOR` serve as well).
 pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), SourceError> {
     let fix = "in the server's configuration ([mysqld] section) and restart it";
     match var(conn, "LOG_BIN").await?.as_deref() {
@@ -133,6 +136,12 @@ pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), Sour
             )));
         }
     }
+    mysql_settings(
+        var(conn, "BINLOG_ROW_VALUE_OPTIONS").await?.as_deref(),
+        var(conn, "GTID_MODE").await?.as_deref(),
+        fix,
+    )
+    .map_err(SourceError::Precondition)?;
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(|e| SourceError::Server(e.to_string()))?;
     let all = grants.join("\n").to_ascii_uppercase();
     let global: Vec<&str> = all.lines().filter(|l| l.contains(" ON *.* ")).collect();
@@ -153,6 +162,28 @@ pub async fn check_preconditions(conn: &mut Conn, user: &str) -> Result<(), Sour
             missing.join(", "),
             missing.join(", ")
         )));
+    }
+    Ok(())
+}
+
+/// MySQL's settings (absent on MariaDB): JSON updates logged as diffs
+/// (`binlog_row_value_options=PARTIAL_JSON`) have no full after image; the stream resumes by
+/// GTID set with `gtid_mode=ON` and by file/position with `OFF`, and the two migration states
+/// in between mix both kinds of transaction.
+fn mysql_settings(row_value_options: Option<&str>, gtid_mode: Option<&str>, fix: &str) -> Result<(), String> {
+    if let Some(opts) = row_value_options.filter(|o| o.to_ascii_uppercase().contains("PARTIAL_JSON")) {
+        return Err(format!(
+            "binlog_row_value_options is {opts}: partial JSON updates carry no full row image; set \
+             binlog_row_value_options='' {fix} (or SET GLOBAL binlog_row_value_options='')"
+        ));
+    }
+    if let Some(mode) =
+        gtid_mode.filter(|m| m.eq_ignore_ascii_case("ON_PERMISSIVE") || m.eq_ignore_ascii_case("OFF_PERMISSIVE"))
+    {
+        return Err(format!(
+            "gtid_mode is {mode}, a migration state in which transactions with and without GTIDs mix: finish the \
+             migration (SET GLOBAL gtid_mode=ON) or go back to OFF"
+        ));
     }
     Ok(())
 }
@@ -284,4 +315,21 @@ fn source_default(mariadb: bool, default: Option<String>, extra: &str, ty: &Colu
         ColumnType::Int { .. } | ColumnType::Float | ColumnType::Double | ColumnType::Decimal { .. } | ColumnType::Year
     );
     Some(if expression || numeric { d } else { format!("'{}'", d.replace('\'', "''")) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mysql_settings;
+
+    #[test]
+    fn mysql_partial_json_and_gtid_migration_states_are_refused_with_the_setting_to_change() {
+        assert!(mysql_settings(Some(""), Some("ON"), "").is_ok());
+        assert!(mysql_settings(Some(""), Some("OFF"), "").is_ok());
+        assert!(mysql_settings(None, None, "").is_ok(), "MariaDB has neither setting");
+        let e = mysql_settings(Some("PARTIAL_JSON"), Some("ON"), "").unwrap_err();
+        assert!(e.contains("binlog_row_value_options=''"), "{e}");
+        let e = mysql_settings(Some(""), Some("ON_PERMISSIVE"), "").unwrap_err();
+        assert!(e.contains("gtid_mode is ON_PERMISSIVE") && e.contains("gtid_mode=ON"), "{e}");
+        assert!(mysql_settings(Some(""), Some("off_permissive"), "").is_err());
+    }
 }

@@ -167,7 +167,11 @@ pub fn prepare(
                         file: cfg.start.file.clone().unwrap_or_default(),
                         pos: cfg.start.position.unwrap_or(4),
                     })),
-                    From::Gtid => Some(StartFrom::MariaGtid(cfg.start.gtid.clone().unwrap_or_default())),
+                    From::Gtid => {
+                        // MySQL GTID sets name UUIDs (`uuid:1-5`); MariaDB positions are `d-s-n`.
+                        let g = cfg.start.gtid.clone().unwrap_or_default();
+                        Some(if g.contains(':') { StartFrom::MysqlGtid(g) } else { StartFrom::MariaGtid(g) })
+                    }
                     From::Timestamp => {
                         let offset = super::config::parse_offset(&cfg.time_zone).map_err(TaskError::definite)?;
                         let at = super::start::parse_local_time(cfg.start.timestamp.as_deref().unwrap_or(""), offset)

@@ -123,6 +123,9 @@ pub enum StartFrom {
     /// A MariaDB GTID position: `domain-server-seq[,domain-server-seq...]`; the stream starts
     /// after the last transaction named for each domain.
     MariaGtid(String),
+    /// A MySQL GTID set `uuid:1-5[,uuid2:1-9]` (`COM_BINLOG_DUMP_GTID`): the stream starts with
+    /// the first transaction not in the set.
+    MysqlGtid(String),
 }
 
 /// One row change of a [`BinlogEvent::Rows`]: `(op, before image, after image)`.
@@ -241,8 +244,12 @@ impl BinlogError {
     }
 }
 
+mod gtid;
+#[cfg(test)]
+mod mysql8_tests;
 mod rows;
 
+pub use gtid::GtidSet;
 use rows::{decode_rows, string_prefix};
 
 /// The heartbeat period [`BinlogReader::connect`] asks for.
@@ -334,6 +341,15 @@ pub struct BinlogReader {
     group_gtid: Option<String>,
     group_maria: Option<(u32, u32, u64)>,
     gtid_state: BTreeMap<u32, (u32, u64)>,
+    /// MySQL: the GTID set executed up to the last completed transaction, once known (from
+    /// a GTID-set start, the start position's `Executed_Gtid_Set`, or a file's PREVIOUS_GTIDS).
+    mysql_gtids: Option<GtidSet>,
+    /// MySQL: the open transaction's `(uuid, number)`.
+    group_mysql: Option<(String, u64)>,
+    /// Events decoded but not yet returned (a compressed transaction holds many).
+    queued: std::collections::VecDeque<BinlogEvent>,
+    /// Inside a TRANSACTION_PAYLOAD: positions stay at the payload event's end.
+    in_payload: bool,
     /// Header timestamp (seconds since the epoch) of the last event read.
     event_time: u32,
 }
@@ -423,8 +439,41 @@ impl BinlogReader {
             group_gtid: None,
             group_maria: None,
             gtid_state,
+            mysql_gtids: None,
+            group_mysql: None,
+            queued: std::collections::VecDeque::new(),
+            in_payload: false,
             event_time: 0,
         }
+    }
+
+    /// A reader without a server, decoding with the built-in collation table (unit tests of
+    /// event bytes).
+    #[cfg(test)]
+    fn detached() -> Self {
+        Self::new(
+            None,
+            mysql_async::OptsBuilder::default().into(),
+            BinlogPos::new("binlog.000001", 4),
+            String::new(),
+            Vec::new(),
+            HashMap::new(),
+            BTreeMap::new(),
+        )
+    }
+
+    /// Every event of one binlog file's bytes, decoded (unit tests).
+    #[cfg(test)]
+    fn decode_all(&mut self, bytes: &[u8]) -> Result<Vec<BinlogEvent>, BinlogError> {
+        let mut input = bytes.strip_prefix(&[0xfe, b'b', b'i', b'n'][..]).expect("binlog magic");
+        let mut events =
+            mysql_common::binlog::EventStreamReader::new(mysql_common::binlog::consts::BinlogVersion::Version4);
+        let mut out = Vec::new();
+        while let Some(ev) = events.read(&mut input).map_err(|e| self.event_err(format!("reading: {e}")))? {
+            out.extend(self.handle(&ev)?);
+            out.extend(self.queued.drain(..));
+        }
+        Ok(out)
     }
 
     /// A reader without a stream, for decoding binlog files (as `mariadb-binlog --raw` saves
@@ -520,6 +569,32 @@ impl BinlogReader {
                 gtid_state = parse_maria_gtid(g).map_err(BinlogError::Server)?;
                 format!("GTID {g}")
             }
+            StartFrom::MysqlGtid(g) => {
+                if is_mariadb {
+                    return Err(BinlogError::Server(
+                        "a MySQL GTID set start needs a MySQL server; MariaDB takes domain-server-sequence".into(),
+                    ));
+                }
+                format!("GTID set {g}")
+            }
+        };
+        // MySQL: the executed GTID set at the start, when the start is where the server is now
+        // (`SHOW MASTER STATUS` gives both at once); otherwise it is known from the next file's
+        // PREVIOUS_GTIDS event on.
+        let mut mysql_gtids = match &from {
+            StartFrom::MysqlGtid(g) => Some(GtidSet::parse(g).map_err(BinlogError::Server)?),
+            StartFrom::Position(p) if !is_mariadb => {
+                let status = match conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
+                    Ok(r) => r,
+                    Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.unwrap_or(None),
+                };
+                status.and_then(|mut r| {
+                    let here = BinlogPos::new(r.take::<String, _>(0)?, r.take::<u64, _>(1)?);
+                    let set: String = r.take::<Option<String>, _>(4).flatten()?;
+                    (here == *p).then(|| GtidSet::parse(&set).ok()).flatten()
+                })
+            }
+            _ => None,
         };
         conn.query_drop(format!("SET @master_heartbeat_period = {}", heartbeat.as_nanos().max(1_000_000)))
             .await
@@ -527,6 +602,7 @@ impl BinlogReader {
         conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(conn_err)?;
         let (file, pos) = match &from {
             StartFrom::Position(p) => (p.file.clone(), p.pos),
+            StartFrom::MysqlGtid(_) => (String::new(), 4),
             StartFrom::MariaGtid(_) => {
                 // Re-printed from the parsed form, so nothing but digits, `-` and `,` reaches SQL.
                 conn.query_drop(format!("SET @slave_connect_state = '{}'", format_maria_gtid(&gtid_state)))
@@ -535,11 +611,15 @@ impl BinlogReader {
                 (String::new(), 4)
             }
         };
-        let request = BinlogStreamRequest::new(server_id).with_filename(file.as_bytes()).with_pos(pos);
+        let mut request = BinlogStreamRequest::new(server_id).with_filename(file.as_bytes()).with_pos(pos);
+        if let (StartFrom::MysqlGtid(_), Some(set)) = (&from, &mysql_gtids) {
+            request = request.with_gtid().with_gtid_set(set.sids().map_err(BinlogError::Server)?);
+        }
         let stream = conn.get_binlog_stream(request).await.map_err(conn_err)?;
         let known = logs.into_iter().map(|(n, _)| n).collect();
         let mut reader =
             Self::new(Some(stream), opts, BinlogPos::new(file, pos), requested, known, collations, gtid_state);
+        reader.mysql_gtids = mysql_gtids.take();
         // The server answers a dump request with a fake ROTATE or an error: surface errors
         // (purged position, duplicate server id) here rather than on the first `next()`.
         match reader.stream.as_mut().expect("connected").next().await {
@@ -562,10 +642,14 @@ impl BinlogReader {
         &self.pos
     }
 
-    /// MariaDB's GTID position after the last completed event group (`domain-server-seq,...`), to
-    /// resume with [`StartFrom::MariaGtid`]; `None` when unknown (MySQL, or no GTIDs yet).
+    /// The GTID position after the last completed event group: MariaDB's
+    /// `domain-server-seq,...` (resume with [`StartFrom::MariaGtid`]) or MySQL's executed GTID
+    /// set (resume with [`StartFrom::MysqlGtid`]); `None` when unknown or there are no GTIDs.
     pub fn gtid_position(&self) -> Option<String> {
-        (!self.gtid_state.is_empty()).then(|| format_maria_gtid(&self.gtid_state))
+        if !self.gtid_state.is_empty() {
+            return Some(format_maria_gtid(&self.gtid_state));
+        }
+        self.mysql_gtids.as_ref().filter(|s| !s.is_empty()).map(GtidSet::to_string)
     }
 
     /// Schema hints from discovery for one table, matched to the binlog's columns by name (or by
@@ -609,6 +693,9 @@ impl BinlogReader {
     /// The next decoded event; `Ok(None)` when the server ends the stream.
     pub async fn next(&mut self) -> Result<Option<BinlogEvent>, BinlogError> {
         loop {
+            if let Some(e) = self.queued.pop_front() {
+                return Ok(Some(e));
+            }
             let ev = match self.pending.take() {
                 Some(ev) => ev,
                 None => {
@@ -656,7 +743,7 @@ impl BinlogReader {
     }
 
     fn advance(&mut self, log_pos: u64) {
-        if log_pos > self.pos.pos {
+        if log_pos > self.pos.pos && !self.in_payload {
             self.pos.pos = log_pos;
         }
     }
@@ -665,6 +752,9 @@ impl BinlogReader {
         self.in_txn = false;
         if let Some((d, s, n)) = self.group_maria.take() {
             self.gtid_state.insert(d, (s, n));
+        }
+        if let (Some((uuid, gno)), Some(set)) = (self.group_mysql.take(), self.mysql_gtids.as_mut()) {
+            set.add(&uuid, gno);
         }
         self.group_gtid.take()
     }
@@ -679,6 +769,9 @@ impl BinlogReader {
         const MYSQL_GTID: u8 = EventType::GTID_EVENT as u8;
         const MYSQL_GTID_TAGGED: u8 = EventType::GTID_TAGGED_LOG_EVENT as u8;
         const PARTIAL_UPDATE: u8 = EventType::PARTIAL_UPDATE_ROWS_EVENT as u8;
+        const ANONYMOUS_GTID: u8 = EventType::ANONYMOUS_GTID_EVENT as u8;
+        const PREVIOUS_GTIDS: u8 = EventType::PREVIOUS_GTIDS_EVENT as u8;
+        const TRANSACTION_PAYLOAD: u8 = EventType::TRANSACTION_PAYLOAD_EVENT as u8;
         const MARIA_CHECKPOINT: u8 = 161;
         const MARIA_GTID: u8 = 162;
         const MARIA_GTID_LIST: u8 = 163;
@@ -713,17 +806,16 @@ impl BinlogReader {
                 self.advance(log_pos);
                 Ok(None)
             }
-            23..=25 | 30..=32 | PARTIAL_UPDATE => {
+            PARTIAL_UPDATE => Err(self.event_err(
+                "partial JSON updates (PARTIAL_UPDATE_ROWS) carry no full after image: set binlog_row_value_options='' \
+                 on the source (ferry check refuses PARTIAL_JSON)",
+            )),
+            23..=25 | 30..=32 => {
                 self.advance(log_pos);
                 let data = ev.read_data().map_err(|e| self.event_err(format!("rows event: {e}")))?;
                 let Some(EventData::RowsEvent(rows)) = data else {
                     return Err(self.event_err("rows event did not parse"));
                 };
-                if ty == PARTIAL_UPDATE {
-                    return Err(self.event_err(
-                        "partial JSON updates are not supported: set binlog_row_value_options='' on the source",
-                    ));
-                }
                 let info = self.tables.get(&rows.table_id()).cloned().ok_or_else(|| {
                     self.event_err(format!("rows event for table id {} without a TABLE_MAP", rows.table_id()))
                 })?;
@@ -797,14 +889,47 @@ impl BinlogReader {
             }
             MYSQL_GTID | MYSQL_GTID_TAGGED => {
                 self.advance(log_pos);
-                if let Ok(Some(EventData::GtidEvent(g))) = ev.read_data() {
-                    let sid = g.sid();
-                    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-                    let uuid =
-                        format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
-                    self.group_gtid = Some(format!("{uuid}:{}", g.gno()));
+                let g = match ev.read_data() {
+                    Ok(Some(EventData::GtidEvent(g))) => g,
+                    other => return Err(self.event_err(format!("GTID event did not parse: {other:?}"))),
+                };
+                let uuid = gtid::uuid_text(&g.sid());
+                self.group_gtid = Some(format!("{uuid}:{}", g.gno()));
+                // Tagged GTIDs (MySQL 8.4) are reported, not tracked in the set.
+                self.group_mysql = (ty == MYSQL_GTID).then_some((uuid, g.gno()));
+                Ok(None)
+            }
+            ANONYMOUS_GTID => {
+                // A transaction without a GTID (gtid_mode=OFF).
+                self.advance(log_pos);
+                self.group_gtid = None;
+                self.group_mysql = None;
+                Ok(None)
+            }
+            PREVIOUS_GTIDS => {
+                self.advance(log_pos);
+                if self.mysql_gtids.is_none() {
+                    if let Ok(Some(EventData::PreviousGtidsEvent(p))) = ev.read_data() {
+                        let mut set = GtidSet::default();
+                        for sid in p.sids() {
+                            let uuid = gtid::uuid_text(&sid.uuid());
+                            for iv in sid.intervals() {
+                                for gno in iv.start()..iv.end() {
+                                    set.add(&uuid, gno);
+                                }
+                            }
+                        }
+                        self.mysql_gtids = Some(set);
+                    }
                 }
                 Ok(None)
+            }
+            TRANSACTION_PAYLOAD => {
+                // binlog_transaction_compression=ON: one event holds a whole transaction's
+                // events (BEGIN, table maps, rows, XID), zstd-compressed, without checksums.
+                self.advance(log_pos);
+                self.read_payload(ev)?;
+                Ok(self.queued.pop_front())
             }
             HEARTBEAT => {
                 if self.in_txn {
@@ -842,6 +967,46 @@ impl BinlogReader {
                 Ok(None)
             }
         }
+    }
+
+    /// Decodes the events of a TRANSACTION_PAYLOAD into `queued`; their positions are the
+    /// payload event's end (the only resume point it has).
+    fn read_payload(&mut self, ev: &Event) -> Result<(), BinlogError> {
+        use mysql_common::binlog::events::TransactionPayloadEvent;
+        use std::io::Read;
+        let payload: TransactionPayloadEvent<'_> =
+            ev.read_event().map_err(|e| self.event_err(format!("TRANSACTION_PAYLOAD: {e}")))?;
+        let mut bytes = Vec::with_capacity(payload.uncompressed_size() as usize);
+        payload
+            .decompressed()
+            .and_then(|mut r| r.read_to_end(&mut bytes))
+            .map_err(|e| self.event_err(format!("TRANSACTION_PAYLOAD: cannot decompress: {e}")))?;
+        let mut footer = ev.fde().footer();
+        footer.set_checksum_enabled(false);
+        let fde = ev.fde().clone().with_footer(footer);
+        let mut rest = &bytes[..];
+        self.in_payload = true;
+        let result = (|| {
+            while !rest.is_empty() {
+                // The header's size field, checked before the event is read.
+                let size = rest.get(9..13).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+                let Some(size) = size.filter(|&n| n >= 19 && n <= rest.len()) else {
+                    return Err(self.event_err("TRANSACTION_PAYLOAD: a truncated event inside"));
+                };
+                let (one, tail) = rest.split_at(size);
+                rest = tail;
+                let inner = Event::read(&fde, one).map_err(|e| self.event_err(format!("TRANSACTION_PAYLOAD: {e}")))?;
+                if inner.header().event_type_raw() == TRANSACTION_PAYLOAD_TYPE {
+                    return Err(self.event_err("TRANSACTION_PAYLOAD inside a TRANSACTION_PAYLOAD"));
+                }
+                if let Some(out) = self.handle(&inner)? {
+                    self.queued.push_back(out);
+                }
+            }
+            Ok(())
+        })();
+        self.in_payload = false;
+        result
     }
 
     fn charset_of(&self, collation: u16) -> String {
@@ -1157,6 +1322,8 @@ fn parse_maria_gtid_list(data: &[u8]) -> Option<Vec<(u32, u32, u64)>> {
         })
         .collect()
 }
+
+const TRANSACTION_PAYLOAD_TYPE: u8 = EventType::TRANSACTION_PAYLOAD_EVENT as u8;
 
 /// A little cursor over event bytes.
 struct Cur<'a>(&'a [u8]);
