@@ -168,6 +168,23 @@ fn write_row(id: i32, name: &str) -> Vec<u8> {
     d
 }
 
+/// TRANSACTION_PAYLOAD_EVENT (40) data holding `inner` zstd-compressed: type-length-value
+/// fields (compression type 0 = zstd, uncompressed size, payload size), the end mark 0, then
+/// the payload.
+fn payload(inner: &[u8]) -> Vec<u8> {
+    let compressed = zstd::bulk::compress(inner, 3).unwrap();
+    let mut data = Vec::new();
+    for (field, value) in [(2u64, 0u64), (3, inner.len() as u64), (1, compressed.len() as u64)] {
+        let v = lenenc(value);
+        data.extend(lenenc(field));
+        data.extend(lenenc(v.len() as u64));
+        data.extend(v);
+    }
+    data.push(0);
+    data.extend(&compressed);
+    data
+}
+
 fn xid() -> Vec<u8> {
     42u64.to_le_bytes().to_vec()
 }
@@ -231,21 +248,9 @@ fn a_compressed_transaction_payload_decodes_to_its_events_and_resumes_after_the_
     inner.extend(event(30, 0, &write_row(3, "zstd")));
     inner.extend(event(30, 0, &write_row(4, "twice")));
     inner.extend(event(16, 0, &xid()));
-    let compressed = zstd::bulk::compress(&inner, 3).unwrap();
-    // TRANSACTION_PAYLOAD_EVENT (40): type-length-value fields (compression type 0 = zstd,
-    // uncompressed size, payload size), the end mark 0, then the payload.
-    let mut data = Vec::new();
-    for (field, value) in [(2u64, 0u64), (3, inner.len() as u64), (1, compressed.len() as u64)] {
-        let v = lenenc(value);
-        data.extend(lenenc(field));
-        data.extend(lenenc(v.len() as u64));
-        data.extend(v);
-    }
-    data.push(0);
-    data.extend(&compressed);
     let mut f = File::new();
     f.push(33, &gtid(UUID, 9));
-    let end = f.push(40, &data);
+    let end = f.push(40, &payload(&inner));
     let mut r = BinlogReader::detached();
     let got = r.decode_all(&f.bytes).unwrap();
     let g = Some(format!("{UUID_TEXT}:9"));
@@ -264,18 +269,8 @@ fn a_compressed_transaction_payload_decodes_to_its_events_and_resumes_after_the_
 fn a_truncated_payload_is_an_error_not_a_panic_or_a_skip() {
     let inner = event(2, 0, &query("shop", "BEGIN"));
     let cut = &inner[..inner.len() - 3];
-    let compressed = zstd::bulk::compress(cut, 3).unwrap();
-    let mut data = Vec::new();
-    for (field, value) in [(2u64, 0u64), (3, cut.len() as u64), (1, compressed.len() as u64)] {
-        let v = lenenc(value);
-        data.extend(lenenc(field));
-        data.extend(lenenc(v.len() as u64));
-        data.extend(v);
-    }
-    data.push(0);
-    data.extend(&compressed);
     let mut f = File::new();
-    f.push(40, &data);
+    f.push(40, &payload(cut));
     let err = BinlogReader::detached().decode_all(&f.bytes).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
 }
