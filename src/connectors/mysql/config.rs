@@ -35,6 +35,11 @@ pub struct MysqlSourceConfig {
     /// or `watermark` (binlog positions before and after the chunk's read, the changes between
     /// them merged into the chunk's rows; any server). Default `auto`.
     pub handoff: Handoff,
+    /// With `handoff: watermark`: a chunk's binlog window starts at the newest low watermark
+    /// measured at least this long before its read, so a transaction already in the binlog but
+    /// not yet committed when the read began (an fsync, a semi-synchronous replica's
+    /// acknowledgement) is in the window. Default `1s`.
+    pub watermark_lookback: String,
 }
 
 /// How snapshot chunks are joined to the binlog.
@@ -64,6 +69,7 @@ impl Default for MysqlSourceConfig {
             heartbeat: "1s".into(),
             bounded: false,
             handoff: Handoff::Auto,
+            watermark_lookback: "1s".into(),
         }
     }
 }
@@ -119,6 +125,8 @@ impl MysqlSourceConfig {
             return Err("`chunk_rows` must be at least 1".into());
         }
         crate::plan::config::parse_duration_ms(&self.heartbeat)?;
+        crate::plan::config::parse_duration_ms(&self.watermark_lookback)
+            .map_err(|e| format!("`watermark_lookback`: {e}"))?;
         parse_offset(&self.time_zone)?;
         let s = &self.start;
         match s.from {

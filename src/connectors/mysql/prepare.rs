@@ -53,7 +53,7 @@ pub fn prepare(
     let full = plan.plan.settings.mode == ReadMode::FullIncremental && cfg.start.from == From::Default;
     let rt = io_runtime();
     let weighed = weighed_columns(plan);
-    let (chunks, initial, stop_at, bound_weights, handoff) = rt.block_on(async {
+    let (chunks, initial, stop_at, bound_weights, handoff, watermark_start) = rt.block_on(async {
         let mut conn = d::connect(&opts).await.map_err(src)?;
         let version: Option<String> =
             mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT VERSION()").await.unwrap_or_default();
@@ -63,7 +63,10 @@ pub fn prepare(
             Handoff::Auto => Handoff::Watermark,
             h => h,
         };
-        let stop_at = if cfg.bounded { Some(snapshot::current_position(&mut conn).await.map_err(src)?) } else { None };
+        // Where the binlog stands before the chunk plan: the watermark handoff's first windows
+        // start here.
+        let prepared_at = (Instant::now(), snapshot::current_position(&mut conn).await.map_err(src)?);
+        let stop_at = cfg.bounded.then(|| prepared_at.1.clone());
         let mut chunks: Vec<snapshot::Chunk> = Vec::new();
         // The plan names its tables: a later start may select more or fewer (a table created
         // since), and chunks follow their table's place in the current catalog.
@@ -203,7 +206,7 @@ pub fn prepare(
         // Text keys in collations only the server can order: the sort keys of chunk bounds.
         let mut bound_weights = std::collections::HashMap::new();
         for c in &chunks {
-            let (cols, Some(lower)) = (&weighed[c.table as usize], &c.lower) else { continue };
+            let (Some(cols), Some(lower)) = (weighed.get(c.table as usize), &c.lower) else { continue };
             if cols.is_empty() {
                 continue;
             }
@@ -217,7 +220,8 @@ pub fn prepare(
             bound_weights.insert(c.id, w);
         }
         let _ = conn.disconnect().await;
-        Ok::<_, TaskError>((chunks, initial, stop_at, bound_weights, handoff))
+        let watermark_start = (handoff == Handoff::Watermark).then_some(prepared_at);
+        Ok::<_, TaskError>((chunks, initial, stop_at, bound_weights, handoff, watermark_start))
     })?;
     Ok(MysqlRun {
         opts,
@@ -230,6 +234,10 @@ pub fn prepare(
         initial,
         stop_at,
         handoff,
+        watermark_start,
+        watermark_lookback: Duration::from_millis(
+            crate::plan::config::parse_duration_ms(&cfg.watermark_lookback).unwrap_or(1000),
+        ),
         heartbeat: Duration::from_millis(crate::plan::config::parse_duration_ms(&cfg.heartbeat).unwrap_or(1000)),
     })
 }

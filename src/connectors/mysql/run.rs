@@ -38,6 +38,11 @@ pub struct MysqlRun {
     pub stop_at: Option<BinlogPos>,
     /// How chunks join the binlog (resolved: never `auto`).
     pub handoff: super::config::Handoff,
+    /// With the watermark handoff: when and where the binlog stood as the run was prepared
+    /// (the first chunks' window start).
+    pub watermark_start: Option<(std::time::Instant, BinlogPos)>,
+    /// With the watermark handoff: how far back a chunk's window starts.
+    pub watermark_lookback: Duration,
     /// Heartbeat period of the replication connection.
     pub heartbeat: Duration,
 }

@@ -31,7 +31,6 @@
 //!   wake it with an activator, so memory stays bounded whatever the table size.
 
 use super::binlog::BinlogPos;
-use super::config::Handoff;
 use super::discover::SourceError;
 use super::run::{chunk_offset, parse_chunk_offset, source_failure, Done, MysqlRun, SnapMsg};
 use super::snapshot::read_chunk;
@@ -134,8 +133,12 @@ fn snapshot<'s>(
             let (collations, weighed, bound_weights) =
                 (run.collations.clone(), run.weighed.clone(), run.bound_weights.clone());
             // The watermark handoff's window readers: a replication server id per worker.
-            let mut marks = (run.handoff == Handoff::Watermark)
-                .then(|| Watermarks::new(run.opts.clone(), run.server_id.wrapping_add(1 + index as u32)));
+            // (`server_id × 64 + 1 + worker`: apart from every task's stream id, 5400..=6399 by
+            // default, and from other tasks' window readers.)
+            let mut marks = run.watermark_start.clone().map(|start| {
+                let id = run.server_id.wrapping_mul(64).wrapping_add(1 + index as u32);
+                Watermarks::new(run.opts.clone(), id, run.watermark_lookback, start)
+            });
             io_runtime().spawn(async move {
                 let send = |m: SnapMsg| {
                     let ok = tx.send(m).is_ok();
@@ -187,7 +190,7 @@ fn snapshot<'s>(
                                 upper_weights.map(Vec::as_slice),
                             );
                             match keys {
-                                Err(e) => Err(SourceError::Server(e)),
+                                Err(e) => Err(SourceError::Precondition(e)),
                                 Ok(keys) => watermark::read_chunk(&mut conn, marks, chunk, schema, cs, &keys)
                                     .await
                                     .map(|(rows, high)| {

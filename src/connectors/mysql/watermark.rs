@@ -3,12 +3,12 @@
 //!
 //! ```text
 //!  per chunk, on the snapshot worker's connection:
-//!   L  = SHOW MASTER STATUS                 (low watermark; the window starts at the previous
-//!                                            chunk's L, see below)
+//!   L  = SHOW MASTER STATUS                 (low watermark; the window starts at an older L,
+//!                                            see below)
 //!   rows = SELECT cols FROM t WHERE lo <= key < hi ORDER BY key     (one statement: one
 //!                                            consistent read, at some binlog point S, L <= S <= H)
 //!   H  = SHOW MASTER STATUS                 (high watermark)
-//!   H > L:  a binlog reader of its own (server id + 1 + worker) reads (L, H] for this table;
+//!   H > L:  a binlog reader of its own (server id × 64 + 1 + worker) reads (L', H] for this table;
 //!           every change to a key inside [lo, hi) replaces that key's row by its newest image
 //!           or removes it (a delete, or an update that moved the key out)
 //!   emit the merged rows; the chunk's position is H
@@ -22,8 +22,10 @@
 //!
 //! - The read must see every transaction written to the binlog before the window's start. A
 //!   transaction is in the binlog a moment before its commit is visible (between the binlog
-//!   write and the engine commit), so the window starts at the low watermark measured before the
-//!   reader's *previous* chunk: a whole chunk read of slack. Replaying more is harmless.
+//!   write and the engine commit: an fsync, or a semi-synchronous replica's acknowledgement),
+//!   so the window starts at the newest low watermark measured at least `watermark_lookback`
+//!   (default 1 s) before the read, and the first chunks' at the position the run was prepared
+//!   at (before its chunk plan). Replaying more is harmless.
 //! - Keys are compared in the server's order ([`super::handoff::KeyOrder`]); a table whose key
 //!   order ferry cannot reproduce is read as one chunk in this handoff, its keys matched by
 //!   exact value. Text keys in other collations are matched by the server's sort keys.
@@ -40,7 +42,7 @@ use ferry_operators::schema::TableSchema;
 use ferry_operators::{Op, Row, Value};
 use mysql_async::Conn;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Reads of one chunk before a table without a key that keeps changing (or a schema that keeps
 /// changing) fails the run (transient: it starts again from its checkpoint).
@@ -56,14 +58,32 @@ pub(super) struct Watermarks {
     pub opts: mysql_async::Opts,
     /// The window readers' replication server id (distinct per worker).
     pub server_id: u32,
-    /// The low watermark measured before the previous chunk's read.
-    previous_low: Option<BinlogPos>,
+    /// How far back a window starts: at the newest low watermark measured at least this long
+    /// before the read.
+    lookback: Duration,
+    /// Low watermarks measured so far (the oldest kept is the newest one at least `lookback`
+    /// old), starting with the run's start position.
+    lows: std::collections::VecDeque<(Instant, BinlogPos)>,
 }
 
 impl Watermarks {
-    /// A worker's state; `server_id` must be its own.
-    pub fn new(opts: mysql_async::Opts, server_id: u32) -> Self {
-        Watermarks { opts, server_id, previous_low: None }
+    /// A worker's state; `server_id` must be its own; `start` is the binlog position measured
+    /// when the run was prepared (before the chunk plan), the first chunks' window start.
+    pub fn new(opts: mysql_async::Opts, server_id: u32, lookback: Duration, start: (Instant, BinlogPos)) -> Self {
+        Watermarks { opts, server_id, lookback, lows: [start].into() }
+    }
+
+    /// Records the low watermark measured now and returns where this chunk's window starts:
+    /// the newest low watermark at least `lookback` old, else the oldest known (the run's
+    /// start), never after `now`.
+    fn window_start(&mut self, now: BinlogPos) -> BinlogPos {
+        let t = Instant::now();
+        while self.lows.len() > 1 && t.duration_since(self.lows[1].0) >= self.lookback {
+            self.lows.pop_front();
+        }
+        let start = self.lows.front().map(|(_, p)| p.clone()).filter(|p| *p < now).unwrap_or_else(|| now.clone());
+        self.lows.push_back((t, now));
+        start
     }
 }
 
@@ -206,11 +226,7 @@ pub(super) async fn read_chunk(
 ) -> Result<(Vec<Row>, BinlogPos), SourceError> {
     let mut why = String::new();
     for _ in 0..MAX_READS {
-        let low_now = current_position(conn).await?;
-        let low = match marks.previous_low.replace(low_now.clone()) {
-            Some(p) if p < low_now => p,
-            _ => low_now,
-        };
+        let low = marks.window_start(current_position(conn).await?);
         let mut rows = Vec::new();
         select_chunk(conn, chunk, schema, charsets, |b| rows.extend(b)).await?;
         let high = current_position(conn).await?;
@@ -272,8 +288,13 @@ async fn window(
     reader.set_table_filter(move |d, t| d == fdb && t == ft);
     let width = schema.columns.len();
     let mut changes = Vec::new();
-    let mut txn: Vec<RowChange> = Vec::new();
     let outcome = loop {
+        // Every transaction up to `high` is complete, and none after it is read: the reader's
+        // position is checked after each event, whichever event ended the transaction (an
+        // `XA COMMIT` reports no commit of its own).
+        if reader.position() >= high {
+            break Ok(Ok(std::mem::take(&mut changes)));
+        }
         let Some(ev) = reader.next().await.map_err(fail)? else {
             break Err(SourceError::Server(format!("the server ended the binlog window {low}..{high}")));
         };
@@ -282,9 +303,8 @@ async fn window(
                 if rows.iter().any(|(_, b, a)| b.as_ref().or(a.as_ref()).is_some_and(|r| r.len() != width)) {
                     break Ok(Err(Reread("a row in the window has another width than the table's schema".into())));
                 }
-                txn.extend(rows.iter().cloned());
+                changes.extend(rows.iter().cloned());
             }
-            BinlogEvent::Commit { .. } => changes.append(&mut txn),
             BinlogEvent::Ddl { database, sql, .. } => {
                 let ours = super::ddl::parse(database, sql)
                     .iter()
@@ -293,11 +313,10 @@ async fn window(
                     break Ok(Err(Reread("the table's schema changed while its chunk was read".into())));
                 }
             }
-            BinlogEvent::Begin { .. } => txn.clear(),
-            BinlogEvent::Heartbeat { .. } | BinlogEvent::Rotate { .. } => {}
-        }
-        if ev.next_position().is_some_and(|p| p >= high) {
-            break Ok(Ok(std::mem::take(&mut changes)));
+            BinlogEvent::Begin { .. }
+            | BinlogEvent::Commit { .. }
+            | BinlogEvent::Heartbeat { .. }
+            | BinlogEvent::Rotate { .. } => {}
         }
     };
     drop(reader);
@@ -360,6 +379,23 @@ mod tests {
             upper: upper.map(|u| vec![Value::Int(u)]),
         };
         ChunkKeys::new(&chunk, &table(), &[None, None], &[], None, None).unwrap()
+    }
+
+    #[test]
+    fn a_window_starts_at_the_newest_low_watermark_older_than_the_lookback_else_at_the_run_start() {
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::default().into();
+        let p = |n: u64| BinlogPos::new("b.000001", n);
+        let run_start = (Instant::now(), p(100));
+        // A long look-back: every window starts at the run's start.
+        let mut m = Watermarks::new(opts.clone(), 1, Duration::from_secs(3600), run_start.clone());
+        assert_eq!(m.window_start(p(200)), p(100));
+        assert_eq!(m.window_start(p(300)), p(100));
+        // None: the previous low watermark is old enough at once.
+        let mut m = Watermarks::new(opts, 1, Duration::ZERO, run_start);
+        assert_eq!(m.window_start(p(200)), p(100), "the first window starts at the run's start");
+        assert_eq!(m.window_start(p(300)), p(200), "then at the previous low watermark");
+        // Never after the position measured now.
+        assert_eq!(m.window_start(p(250)), p(250));
     }
 
     #[test]

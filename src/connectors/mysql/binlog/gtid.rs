@@ -54,8 +54,9 @@ impl GtidSet {
         self.add_range(&uuid.to_ascii_lowercase(), gno, gno);
     }
 
-    fn add_range(&mut self, uuid: &str, a: u64, b: u64) {
-        let ranges = self.0.entry(uuid.to_string()).or_default();
+    /// Adds transactions `a..=b` of `uuid`.
+    pub fn add_range(&mut self, uuid: &str, a: u64, b: u64) {
+        let ranges = self.0.entry(uuid.to_ascii_lowercase()).or_default();
         ranges.push((a, b));
         ranges.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());

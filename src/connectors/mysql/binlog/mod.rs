@@ -342,7 +342,7 @@ pub struct BinlogReader {
     group_maria: Option<(u32, u32, u64)>,
     gtid_state: BTreeMap<u32, (u32, u64)>,
     /// MySQL: the GTID set executed up to the last completed transaction, once known (from
-    /// a GTID-set start, the start position's `Executed_Gtid_Set`, or a file's PREVIOUS_GTIDS).
+    /// a GTID-set start or a file's PREVIOUS_GTIDS).
     mysql_gtids: Option<GtidSet>,
     /// MySQL: the open transaction's `(uuid, number)`.
     group_mysql: Option<(String, u64)>,
@@ -578,22 +578,11 @@ impl BinlogReader {
                 format!("GTID set {g}")
             }
         };
-        // MySQL: the executed GTID set at the start, when the start is where the server is now
-        // (`SHOW MASTER STATUS` gives both at once); otherwise it is known from the next file's
-        // PREVIOUS_GTIDS event on.
+        // MySQL: the executed GTID set is known from a GTID-set start, else from the next
+        // file's PREVIOUS_GTIDS event on (`Executed_Gtid_Set` is not used: a transaction joins
+        // it only at its commit, after its binlog write, so it may lag the position).
         let mut mysql_gtids = match &from {
             StartFrom::MysqlGtid(g) => Some(GtidSet::parse(g).map_err(BinlogError::Server)?),
-            StartFrom::Position(p) if !is_mariadb => {
-                let status = match conn.query_first::<mysql_async::Row, _>("SHOW MASTER STATUS").await {
-                    Ok(r) => r,
-                    Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.unwrap_or(None),
-                };
-                status.and_then(|mut r| {
-                    let here = BinlogPos::new(r.take::<String, _>(0)?, r.take::<u64, _>(1)?);
-                    let set: String = r.take::<Option<String>, _>(4).flatten()?;
-                    (here == *p).then(|| GtidSet::parse(&set).ok()).flatten()
-                })
-            }
             _ => None,
         };
         conn.query_drop(format!("SET @master_heartbeat_period = {}", heartbeat.as_nanos().max(1_000_000)))
@@ -913,10 +902,8 @@ impl BinlogReader {
                         let mut set = GtidSet::default();
                         for sid in p.sids() {
                             let uuid = gtid::uuid_text(&sid.uuid());
-                            for iv in sid.intervals() {
-                                for gno in iv.start()..iv.end() {
-                                    set.add(&uuid, gno);
-                                }
+                            for iv in sid.intervals().iter().filter(|iv| iv.end() > iv.start()) {
+                                set.add_range(&uuid, iv.start(), iv.end() - 1);
                             }
                         }
                         self.mysql_gtids = Some(set);
@@ -976,7 +963,8 @@ impl BinlogReader {
         use std::io::Read;
         let payload: TransactionPayloadEvent<'_> =
             ev.read_event().map_err(|e| self.event_err(format!("TRANSACTION_PAYLOAD: {e}")))?;
-        let mut bytes = Vec::with_capacity(payload.uncompressed_size() as usize);
+        // The announced size is a hint, never trusted for more than 64 MiB up front.
+        let mut bytes = Vec::with_capacity((payload.uncompressed_size() as usize).min(64 << 20));
         payload
             .decompressed()
             .and_then(|mut r| r.read_to_end(&mut bytes))
