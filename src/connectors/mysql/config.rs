@@ -19,7 +19,7 @@ pub struct MysqlSourceConfig {
     /// Time zone of the source (F2.5), `+08:00` or `UTC`: the zone start timestamps are read in.
     /// TIMESTAMP values are always read as instants (the session uses `+00:00`). Default `+00:00`.
     pub time_zone: String,
-    /// Rows per snapshot chunk; a chunk is read in one consistent-snapshot transaction and never
+    /// Rows per snapshot chunk; a chunk is read in one statement (see `handoff`) and never
     /// split across epochs. Default 8192.
     pub chunk_rows: u64,
     /// Where the change stream starts (F2.2, F10.4).

@@ -3,7 +3,8 @@
 //! - [`config`]: the plan's `source:` section for `type: mysql`/`mariadb`.
 //! - [`discover`]: connecting, preconditions (binlog, format, row image, grants), discovery.
 //! - [`types`]: MySQL types → record model, snapshot value decoding.
-//! - [`snapshot`]: chunk planning and consistent-snapshot chunk reads.
+//! - [`snapshot`]: chunk planning and chunk reads (consistent-snapshot transactions, or the
+//!   bare `SELECT` the watermark handoff wraps).
 //! - [`binlog`]: the replication stream, decoded into the record model.
 //! - [`ddl`]: DDL statements parsed into schema-change events.
 //! - [`start`]: finding the start position for a point in time.

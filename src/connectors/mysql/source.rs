@@ -5,9 +5,9 @@
 //!  every worker                                   worker 0
 //!  ┌────────────────────────────┐   done(epoch,  ┌──────────────────────────────────────────┐
 //!  │ Snapshot: chunks id≡w mod N│── positions) ─►│ Binlog: capability follows the snapshot's │
-//!  │  I/O task reads a chunk in │   (exchange    │  frontier; once every snapshot worker is  │
-//!  │  one consistent-snapshot   │    to 0)       │  done, starts at the lowest chunk position│
-//!  │  transaction → rows + P(c) │                │  in an epoch after every snapshot epoch   │
+//!  │  I/O task reads a chunk    │   (exchange    │  frontier; once every snapshot worker is  │
+//!  │  (server snapshot, or      │    to 0)       │  done, starts at the lowest chunk position│
+//!  │  watermarks) → rows + P(c) │                │  in an epoch after every snapshot epoch   │
 //!  └─────────────┬──────────────┘                └───────────────────┬──────────────────────┘
 //!                │ changes (Insert)                                  │ changes
 //!                └────────────────────────────► concat ◄─────────────┘
