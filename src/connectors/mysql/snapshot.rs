@@ -288,3 +288,20 @@ pub async fn weights(
     }
     Ok(out)
 }
+
+/// The server's sort keys of the weighed key columns `cols` of each change's before and after
+/// image (`None` for an absent image), in as few queries as [`weights`] makes.
+pub async fn image_weights(
+    conn: &mut Conn,
+    cols: &[WeighedColumn],
+    changes: &[super::binlog::RowChange],
+) -> Result<Vec<[super::handoff::ImageWeights; 2]>, mysql_async::Error> {
+    let values: Vec<(&Value, &WeighedColumn)> = changes
+        .iter()
+        .flat_map(|(_, b, a)| [b, a].into_iter().flatten())
+        .flat_map(|row| cols.iter().map(move |wc| (row.get(wc.column).unwrap_or(&Value::Null), wc)))
+        .collect();
+    let mut got = weights(conn, &values).await?.into_iter();
+    let mut take = |row: &Option<Row>| row.as_ref().map(|_| got.by_ref().take(cols.len()).collect::<Vec<_>>());
+    Ok(changes.iter().map(|(_, b, a)| [take(b), take(a)]).collect())
+}

@@ -5,13 +5,13 @@
 use super::binlog::{BinlogEvent, BinlogPos, BinlogReader, StartFrom};
 use super::handoff::{build_index, pos_key, ChunkIndex, ImageWeights, PosKey};
 use super::run::{binlog_failure, offset_pos, Done, EventMsg, MysqlRun};
-use super::snapshot::{weights, WeighedColumn};
+use super::snapshot::{image_weights, WeighedColumn};
 use crate::checkpoint::Next;
 use crate::connector::SourceCtx;
 use crate::plan::Compiled;
 use crate::runtime::{io_runtime, TaskError};
 use crate::state::TaskState;
-use ferry_operators::{Change, Op, Position, Row, SchemaChangeKind, SchemaEvent, TableId, Value};
+use ferry_operators::{Change, Op, Position, SchemaChangeKind, SchemaEvent, TableId};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -457,17 +457,7 @@ async fn weigh_rows(
         *conn = Some(crate::connectors::mysql::discover::connect(opts).await.map_err(|e| e.to_string())?);
     }
     let c = conn.as_mut().expect("connected");
-    let mut values = Vec::new();
-    for (_, before, after) in changes {
-        for row in [before, after].into_iter().flatten() {
-            for wc in cols {
-                values.push((row.get(wc.column).unwrap_or(&Value::Null), wc));
-            }
-        }
-    }
-    let mut got = weights(c, &values).await.map_err(|e| e.to_string())?.into_iter();
-    let mut take = |row: &Option<Row>| row.as_ref().map(|_| got.by_ref().take(cols.len()).collect::<Vec<_>>());
-    Ok(changes.iter().map(|(_, b, a)| [take(b), take(a)]).collect())
+    image_weights(c, cols, changes).await.map_err(|e| e.to_string())
 }
 
 /// A `CREATE TABLE` of a table the selection takes, at `epoch`, by the plan's policy: `true`

@@ -37,7 +37,7 @@
 use super::binlog::{BinlogEvent, BinlogPos, BinlogReader, RowChange, StartFrom};
 use super::discover::SourceError;
 use super::handoff::{key_of, key_order, ImageWeights, KeyOrder, KeyPart};
-use super::snapshot::{current_position, select_chunk, weights, Chunk, WeighedColumn};
+use super::snapshot::{current_position, image_weights, select_chunk, weights, Chunk, WeighedColumn};
 use ferry_operators::schema::TableSchema;
 use ferry_operators::{Op, Row, Value};
 use mysql_async::Conn;
@@ -327,7 +327,7 @@ async fn window(
 type SortKeys = (Option<Vec<Vec<Option<Vec<u8>>>>>, Option<Vec<[ImageWeights; 2]>>);
 
 /// The server's sort keys of the weighed key columns of the chunk's rows and of the window's
-/// row images.
+/// row images ([`image_weights`], as the binlog operator takes them).
 async fn sort_keys(
     conn: &mut Conn,
     cols: &[WeighedColumn],
@@ -342,10 +342,7 @@ async fn sort_keys(
     let values: Vec<_> = rows.iter().flat_map(of).collect();
     let flat = weights(conn, &values).await.map_err(err)?;
     let row_weights: Vec<Vec<Option<Vec<u8>>>> = flat.chunks(cols.len().max(1)).map(<[_]>::to_vec).collect();
-    let images: Vec<_> = changes.iter().flat_map(|(_, b, a)| [b, a].into_iter().flatten().flat_map(of)).collect();
-    let mut flat = weights(conn, &images).await.map_err(err)?.into_iter();
-    let mut take = |row: &Option<Row>| row.as_ref().map(|_| flat.by_ref().take(cols.len()).collect::<Vec<_>>());
-    let change_weights = changes.iter().map(|(_, b, a)| [take(b), take(a)]).collect();
+    let change_weights = image_weights(conn, cols, changes).await.map_err(err)?;
     Ok((Some(row_weights), Some(change_weights)))
 }
 
