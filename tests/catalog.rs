@@ -410,6 +410,19 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// [`wait_for`] on a spawned run: a timeout or the run's early end shows its stderr.
+fn wait_for_run(what: &str, dir: &Path, child: &mut std::process::Child, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        let log = || std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {what}:\n{}", log());
+        }
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}; the run's stderr:\n{}", log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn target_ids(db: &str) -> Vec<String> {
     if target_columns(Target::Maria, db, "t").is_empty() {
         return Vec::new();
@@ -502,7 +515,7 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
         // The fault kills the run right after the target took the first DDL, before its record.
         let fault: &[(&str, &str)] = if crash { &[("FERRY_FAULT_DDL_CRASH", "1")] } else { &[] };
         let mut child = spawn_run(dir.path(), &p, fault);
-        wait_for("the snapshot in the target", || same_as_source(target, &src, &dst, "t"));
+        wait_for_run("the snapshot in the target", dir.path(), &mut child, || same_as_source(target, &src, &dst, "t"));
         // DML right before and after each DDL: a row after a DDL needs it (a value only the
         // wider type holds, the renamed and the added column), a row before it must not see it.
         exec(&[
@@ -534,7 +547,7 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
             assert!(!status.success(), "{tag}: the fault must kill the run");
             child = spawn_run(dir.path(), &p, &[]);
         }
-        wait_for("the target to follow the source", || {
+        wait_for_run("the target to follow the source", dir.path(), &mut child, || {
             same_as_source(target, &src, &dst, "t")
                 && same_as_source(target, &src, &dst, "u")
                 && same_as_source(target, &src, &dst, "n")
@@ -581,7 +594,7 @@ fn auto_keeps_dropped_columns_when_asked_and_a_change_the_target_cannot_take_fol
     );
     let p = streaming_plan(dir.path(), "keep", src, Target::Maria, &extra);
     let mut child = spawn_run(dir.path(), &p, &[]);
-    wait_for("the snapshot in the target", || count(dst, "k") == 1 && count(dst, "r") == 1);
+    wait_for_run("the snapshot in the target", dir.path(), &mut child, || count(dst, "k") == 1 && count(dst, "r") == 1);
     // Someone renamed the target's column: the source's rename cannot follow.
     exec(&[&format!("ALTER TABLE {dst}.r RENAME COLUMN a TO theirs")]);
     exec(&[
@@ -594,7 +607,9 @@ fn auto_keeps_dropped_columns_when_asked_and_a_change_the_target_cannot_take_fol
     let stop = dir.path().join(format!("state/keep/stopped/{src}.r.json"));
     let archived = || std::fs::read_dir(dir.path().join("state/keep/dirty")).is_ok_and(|mut d| d.next().is_some());
     // The stop comes first, r's next row reaches the dirty archive an epoch later.
-    wait_for("k's new row, r's stop and its archived row", || count(dst, "k") == 2 && stop.exists() && archived());
+    wait_for_run("k's new row, r's stop and its archived row", dir.path(), &mut child, || {
+        count(dst, "k") == 2 && stop.exists() && archived()
+    });
     assert!(child.try_wait().unwrap().is_none(), "the run goes on");
     let _ = child.kill();
     child.wait().unwrap();
@@ -641,7 +656,7 @@ fn schema_change_policy_error_fails_the_task_at_each_kind_and_every_restart() {
         );
         let p = streaming_plan(dir.path(), &format!("err-{kind}"), &src, Target::Maria, &extra);
         let mut child = spawn_run(dir.path(), &p, &[]);
-        wait_for("the snapshot in the target", || target_ids(&dst).len() == 3);
+        wait_for_run("the snapshot in the target", dir.path(), &mut child, || target_ids(&dst).len() == 3);
         exec(&[
             &format!("USE {src}"),
             "ALTER TABLE t COMMENT 'ignored'",
@@ -695,7 +710,7 @@ fn schema_change_policies_ignore_and_log_keep_the_target_as_it_is() {
         );
         let p = streaming_plan(dir.path(), &format!("ddl-{policy}"), &src, Target::Maria, &extra);
         let mut child = spawn_run(dir.path(), &p, &[]);
-        wait_for("the snapshot in the target", || target_ids(&dst).len() == 3);
+        wait_for_run("the snapshot in the target", dir.path(), &mut child, || target_ids(&dst).len() == 3);
         // DML right before and after each DDL, in one batch.
         exec(&[
             &format!("USE {src}"),
@@ -715,7 +730,9 @@ fn schema_change_policies_ignore_and_log_keep_the_target_as_it_is() {
             "INSERT INTO n VALUES (1)",
             "INSERT INTO u VALUES (5)",
         ]);
-        wait_for("every row in the target", || target_ids(&dst).len() == 8 && count(&dst, "u") == 5);
+        wait_for_run("every row in the target", dir.path(), &mut child, || {
+            target_ids(&dst).len() == 8 && count(&dst, "u") == 5
+        });
         let _ = child.kill();
         child.wait().unwrap();
         let err = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();

@@ -257,8 +257,9 @@ pub(super) async fn read_chunk(
         }
     }
     Err(SourceError::Server(format!(
-        "{} chunk {}: {why}, in each of {MAX_READS} reads (watermark handoff); a table without a key needs writes to pause \
-         for one chunk read, or `handoff: server-snapshot` on MariaDB",
+        "{} chunk {}: {why}, in each of {MAX_READS} reads (watermark handoff); one read without it is needed: pause schema \
+         changes (and, for a table without a key, writes) to the table for a moment, or use `handoff: server-snapshot` \
+         on MariaDB",
         schema.name, chunk.id
     )))
 }
@@ -306,9 +307,10 @@ async fn window(
                 changes.extend(rows.iter().cloned());
             }
             BinlogEvent::Ddl { database, sql, .. } => {
-                let ours = super::ddl::parse(database, sql)
-                    .iter()
-                    .any(|c| c.table.as_ref().is_none_or(|(d, t)| *d == db && *t == table));
+                let ours = super::ddl::parse(database, sql).iter().any(|c| match &c.table {
+                    Some((d, t)) => *d == db && *t == table,
+                    None => mentions(sql, &db, &table),
+                });
                 if ours {
                     break Ok(Err(Reread("the table's schema changed while its chunk was read".into())));
                 }
@@ -321,6 +323,14 @@ async fn window(
     };
     drop(reader);
     outcome
+}
+
+/// Whether a statement the DDL parser could not place on a table (`DROP DATABASE`, `GRANT`,
+/// syntax it does not know) names `db` or `table` as a word: only those can touch the
+/// table; statements of other databases on a busy server must not make every chunk read again.
+fn mentions(sql: &str, db: &str, table: &str) -> bool {
+    sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .any(|w| w.eq_ignore_ascii_case(db) || w.eq_ignore_ascii_case(table))
 }
 
 /// Per-row and per-change sort keys of the weighed key columns (see [`merge`]).
@@ -376,6 +386,15 @@ mod tests {
             upper: upper.map(|u| vec![Value::Int(u)]),
         };
         ChunkKeys::new(&chunk, &table(), &[None, None], &[], None, None).unwrap()
+    }
+
+    #[test]
+    fn only_statements_naming_the_database_or_the_table_make_a_chunk_read_again() {
+        assert!(mentions("DROP DATABASE `shop`", "shop", "t"));
+        assert!(mentions("alter table SHOP.T lock=none", "shop", "t"));
+        assert!(!mentions("DROP DATABASE IF EXISTS shop_2", "shop", "t"));
+        assert!(!mentions("CREATE DATABASE test_tmp", "shop", "t"));
+        assert!(!mentions("GRANT SELECT ON other.* TO 'u'@'%'", "shop", "orders"));
     }
 
     #[test]
