@@ -79,9 +79,15 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
         ),
         (
             "planned source type",
-            "task: t\nsource:\n  type: postgres\ntarget:\n  type: null\n".into(),
+            "task: t\nsource:\n  type: kafka\ntarget:\n  type: null\n".into(),
             "p.yaml:3:9: `source.type`: ",
             "not in this build yet",
+        ),
+        (
+            "postgres source without its url",
+            "task: t\nsource:\n  type: postgres\ntarget:\n  type: null\n".into(),
+            "p.yaml:2:1: `source`: ",
+            "missing `url`: e.g. `url: postgres://",
         ),
         (
             "unknown target type",

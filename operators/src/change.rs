@@ -57,6 +57,12 @@ pub enum Position {
         /// Offset in the file.
         pos: u64,
     },
+    /// A PostgreSQL WAL position: the LSN of the transaction's commit record (logical
+    /// decoding delivers transactions in commit order).
+    Lsn {
+        /// The LSN.
+        lsn: u64,
+    },
 }
 
 impl std::fmt::Display for Position {
@@ -65,6 +71,7 @@ impl std::fmt::Display for Position {
             Position::None => Ok(()),
             Position::Seq { partition, seq } => write!(f, "{partition}:{seq}"),
             Position::Binlog { file, pos } => write!(f, "{file:06}:{pos}"),
+            Position::Lsn { lsn } => write!(f, "{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff),
         }
     }
 }
@@ -151,8 +158,9 @@ impl Change {
     }
 }
 
-/// A column definition as a source DDL statement wrote it (MySQL dialect): what a target
-/// needs to add or change the column the same way.
+/// A column definition as a source DDL statement wrote it (MySQL dialect, or a source's own
+/// spelling with [`ColumnSpec::column_type`]): what a target needs to add or change the
+/// column the same way.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnSpec {
     /// The type, e.g. `VARCHAR(20)`, `INT UNSIGNED`, `ENUM('a','b')`.
@@ -169,6 +177,10 @@ pub struct ColumnSpec {
     /// `DEFAULT`, as an expression of the source's dialect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// The record-model type, from sources whose `ty` is not a MySQL-dialect spelling
+    /// (PostgreSQL: `ty` is its `format_type`): targets map this type instead of parsing `ty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column_type: Option<crate::schema::ColumnType>,
 }
 
 /// What one source schema change did to one table.

@@ -47,12 +47,19 @@ fn find<'a>(current: &'a [TargetColumn], name: &str) -> Option<&'a TargetColumn>
 /// The record-model column and its mapped type for a column definition of a source statement.
 fn mapped(dialect: DdlDialect, name: &str, spec: &ColumnSpec) -> Result<(Column, types::Mapped), String> {
     let lower = spec.ty.to_ascii_lowercase();
-    let data_type = lower.split(|c: char| c == '(' || c.is_whitespace()).next().unwrap_or("");
-    let ty =
-        parse_column_type(data_type, &lower, spec.charset.as_deref()).map_err(|e| format!("column {name}: {e}"))?;
+    let (ty, source_type) = match &spec.column_type {
+        // A source of another dialect gave the record-model type: mapped like `ferry ddl`.
+        Some(t) => (t.clone(), None),
+        None => {
+            let data_type = lower.split(|c: char| c == '(' || c.is_whitespace()).next().unwrap_or("");
+            let ty = parse_column_type(data_type, &lower, spec.charset.as_deref())
+                .map_err(|e| format!("column {name}: {e}"))?;
+            (ty, Some(lower.clone()))
+        }
+    };
     let column = Column::new(name, ty, !spec.not_null);
-    // The MySQL family takes the statement's own spelling; the others map the type.
-    let detail = ColumnDetail { source_type: Some(lower.clone()), ..ColumnDetail::default() };
+    // The MySQL family takes a MySQL statement's own spelling; the others map the type.
+    let detail = ColumnDetail { source_type, ..ColumnDetail::default() };
     let input = ColumnIn { column: &column, detail: Some(&detail), charset: None, collation: None, key: false };
     let mut m = types::map(dialect, input);
     if matches!(dialect, DdlDialect::Mysql | DdlDialect::Mariadb) {

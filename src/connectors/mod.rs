@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`datagen`] | source | `datagen` |
 //! | [`mysql`] | source | `mysql`, `mariadb` |
+//! | [`postgres`] | source | `postgres`, `postgresql` |
 //! | [`files`] | sink | `files` |
 //! | [`null`] | sink | `null` |
 //! | [`sql`] | sink | `mysql`, `mariadb`, `tidb`, `tdsql`, `doris`, `starrocks`, `postgres`, `postgresql` |
@@ -16,6 +17,7 @@ pub mod datagen;
 pub mod files;
 pub mod mysql;
 pub mod null;
+pub mod postgres;
 pub mod sql;
 
 use crate::connector::{SinkConnector, SourceConnector};
@@ -30,8 +32,10 @@ pub struct Registry {
 }
 
 /// The registry: one line per connector.
-pub static REGISTRY: Registry =
-    Registry { sources: &[&datagen::Datagen, &mysql::Mysql], sinks: &[&files::Files, &null::Null, &sql::Sql] };
+pub static REGISTRY: Registry = Registry {
+    sources: &[&datagen::Datagen, &mysql::Mysql, &postgres::Postgres],
+    sinks: &[&files::Files, &null::Null, &sql::Sql],
+};
 
 /// The registry of this build.
 pub fn registry() -> &'static Registry {
@@ -60,7 +64,7 @@ impl plan::Connectors for Registry {
     }
 
     fn planned_sources(&self) -> &'static [&'static str] {
-        &["postgres", "kafka"]
+        &["kafka"]
     }
 
     fn planned_targets(&self) -> &'static [&'static str] {

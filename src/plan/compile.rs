@@ -76,6 +76,13 @@ impl Selection {
     fn takes(&self, name: &str) -> bool {
         self.include.iter().any(|r| r.is_match(name)) && !self.exclude.iter().any(|r| r.is_match(name))
     }
+
+    /// Whether a table known by any of `names` is taken (a PostgreSQL table is
+    /// `db.schema.table` and `schema.table`): some name included, none excluded.
+    fn takes_any(&self, names: &[String]) -> bool {
+        let any = |rs: &[Regex]| names.iter().any(|n| rs.iter().any(|r| r.is_match(n)));
+        any(&self.include) && !any(&self.exclude)
+    }
 }
 
 impl Compiled {
@@ -187,10 +194,14 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
     let strict = raw.semantics == Semantics::ExactlyOnce || raw.write_mode == WriteMode::Upsert;
     for schema in &full.tables {
         let name = schema.name.to_string();
-        if !selection.takes(&name) {
+        // Sources with schemas also match as `schema.table`.
+        let names: Vec<String> = std::iter::once(name.clone())
+            .chain(schema.name.schema.as_ref().map(|s| format!("{s}.{}", schema.name.table)))
+            .collect();
+        if !selection.takes_any(&names) {
             continue;
         }
-        let tx = transforms.iter().position(|r| r.is_match(&name));
+        let tx = transforms.iter().position(|r| names.iter().any(|n| r.is_match(n)));
         let tx_path = tx.map(|i| format!("transforms[{i}]"));
         let t = tx.map(|i| &raw.transforms[i]);
         if strict && !schema.has_key() {
@@ -220,8 +231,11 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
                 (None, None) => (default.to_string(), format!("route.{k}")),
             }
         };
+        // A source with schemas (PostgreSQL) routes each schema to a database (MySQL family)
+        // or schema (PostgreSQL) of its name by default, so `a.t` and `b.t` stay apart.
+        let db_default = if schema.name.schema.is_some() { "${schema_name_di_src}" } else { "${db_name_di_src}" };
         let (db_src, db_path) =
-            pick("database", route.and_then(|r| r.database.as_ref()), &raw.route.database, "${db_name_di_src}");
+            pick("database", route.and_then(|r| r.database.as_ref()), &raw.route.database, db_default);
         let (tb_src, tb_path) =
             pick("table", route.and_then(|r| r.table.as_ref()), &raw.route.table, "${table_name_di_src}");
         let db_t = Template::parse(&db_src).expect("checked template");

@@ -23,6 +23,12 @@ pub trait SourceConfig: Any + Debug + Send + Sync {
     /// Discovers the source's tables (every table, before selection); a server source checks
     /// its connectivity, credentials and change-data preconditions here.
     fn discover(&self) -> Result<SourceCatalog, DiscoverError>;
+    /// Checks what the selected tables need on the source (grants, replica identity, a
+    /// publication), after selection: `check` and `run` report it before anything starts.
+    fn check_selected(&self, tables: &[ferry_operators::TableSchema]) -> Result<(), DiscoverError> {
+        let _ = tables;
+        Ok(())
+    }
 }
 
 /// A target section, parsed and validated by its connector.

@@ -224,8 +224,22 @@ fn load_file_with(connectors: &dyn Connectors, path: &str, key_rule: bool) -> Re
             message: e.to_string(),
         }])
     })?;
+    // What the selected tables need on the source, located at the source's key.
+    let selected = |compiled: Compiled| -> Result<Compiled, PlanErrors> {
+        compiled.plan.source.config.check_selected(&compiled.catalog.tables).map_err(|e| {
+            let pos = yaml::parse(&compiled.plan.text).map(|d| d.pos(e.key, false)).unwrap_or_default();
+            PlanErrors(vec![PlanError {
+                file: path.into(),
+                line: pos.line,
+                col: pos.col,
+                key: e.key.into(),
+                message: e.to_string(),
+            }])
+        })?;
+        Ok(compiled)
+    };
     if key_rule {
-        return compile(plan, &catalog);
+        return selected(compile(plan, &catalog)?);
     }
     let (semantics, write_mode) = (plan.raw.semantics, plan.raw.write_mode);
     let mut relaxed = plan;
@@ -235,5 +249,5 @@ fn load_file_with(connectors: &dyn Connectors, path: &str, key_rule: bool) -> Re
     compiled.plan.raw.semantics = semantics;
     compiled.plan.raw.write_mode = write_mode;
     compiled.plan.settings = Settings::of(&compiled.plan.raw);
-    Ok(compiled)
+    selected(compiled)
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mysql;
+pub mod pg;
 pub mod sql;
 
 use ferry::connectors::datagen::{catalog, DatagenConfig, ShardGen};

@@ -24,6 +24,9 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::{Scope, StreamVec};
 
+/// Events one activation of the stream operator handles at most.
+const BUDGET: usize = 4096;
+
 pub(super) fn binlog<'s>(
     scope: Scope<'s, u64>,
     done: StreamVec<'s, u64, Done>,
@@ -243,11 +246,15 @@ pub(super) fn binlog<'s>(
                 let mut close_at: Option<BinlogPos> = None;
                 let mut finished = false;
                 let mut schema_out: Vec<SchemaEvent> = Vec::new();
+                // Events handled in this activation: at the budget, the operator schedules itself
+                // again (skipped rows produce nothing, and the reader's wake-up was spent).
+                let mut handled = 0usize;
                 let mut fatal: Option<TaskError> = None;
                 {
                     let mut output = out_rows.activate();
                     let mut session = output.session(&*c);
-                    'events: for _ in 0..4096 {
+                    'events: for _ in 0..BUDGET {
+                        handled += 1;
                         if queued.len() == 0 {
                             match rx.try_recv() {
                                 Ok(batch) => queued = batch.into_iter(),
@@ -436,7 +443,7 @@ pub(super) fn binlog<'s>(
                         }
                     }
                 }
-                if produced > 0 || close_at.is_some() {
+                if produced > 0 || close_at.is_some() || handled >= BUDGET {
                     let _ = activator.activate();
                 }
             }

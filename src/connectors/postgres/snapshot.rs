@@ -1,0 +1,311 @@
+//! The snapshot's chunks: planning (key ranges of a leading integer key column, else the
+//! whole table) and reading one chunk under an exported snapshot with `COPY … TO STDOUT`
+//! (text), decoded by [`super::types::decode`] like the stream's values.
+
+use super::discover::PgSourceError;
+use super::types::decode;
+use ferry_operators::{ColumnType, Row, TableSchema, Value};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+/// One chunk: a key range of a table (`lower` inclusive, `upper` exclusive, `None`: open), or
+/// the whole table when both are `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The chunk's id: its place in the plan.
+    pub id: u32,
+    /// The table's index in the catalog ([`UNSELECTED`]: a table the plan no longer selects).
+    pub table: u32,
+    /// Lower bound of the range column.
+    pub lower: Option<i64>,
+    /// Upper bound of the range column.
+    pub upper: Option<i64>,
+}
+
+/// The table index of a chunk whose table the current plan does not select.
+pub const UNSELECTED: u32 = u32::MAX;
+
+/// The column a table's chunks are ranges of: the first key column, when it is an integer.
+pub fn range_column(schema: &TableSchema) -> Option<usize> {
+    let first = *schema.row_key().first()?;
+    matches!(schema.columns[first].ty, ColumnType::Int { .. }).then_some(first)
+}
+
+/// A double-quoted identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."table"`.
+pub fn qualified(schema: &TableSchema) -> String {
+    format!("{}.{}", ident(schema.name.schema.as_deref().unwrap_or("public")), ident(&schema.name.table))
+}
+
+/// Plans the chunks of table `t`, ids from `first`: about `chunk_rows` rows each by the
+/// server's row estimate, evenly over the range column's span.
+pub async fn plan_table(
+    c: &Client,
+    t: u32,
+    schema: &TableSchema,
+    chunk_rows: u64,
+    first: u32,
+) -> Result<Vec<Chunk>, PgSourceError> {
+    let whole = vec![Chunk { id: first, table: t, lower: None, upper: None }];
+    let Some(k) = range_column(schema) else { return Ok(whole) };
+    let col = ident(&schema.columns[k].name);
+    let q = qualified(schema);
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT min({col})::int8, max({col})::int8, \
+                 (SELECT reltuples FROM pg_class WHERE oid = '{}'::regclass)::int8 FROM {q}",
+                q.replace('\'', "''")
+            ),
+            &[],
+        )
+        .await
+        .map_err(PgSourceError::from_pg)?;
+    let (Some(lo), Some(hi), mut estimate) =
+        (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1), row.get::<_, i64>(2))
+    else {
+        return Ok(whole);
+    };
+    if estimate <= 0 {
+        // Never analyzed (`reltuples` is -1): count once.
+        let n = c.query_one(&format!("SELECT count(*) FROM {q}"), &[]).await.map_err(PgSourceError::from_pg)?;
+        estimate = n.get(0);
+    }
+    let n = (estimate.max(0) as u64).div_ceil(chunk_rows.max(1)).clamp(1, 100_000);
+    if n <= 1 || hi <= lo {
+        return Ok(whole);
+    }
+    let span = (hi as i128 - lo as i128 + 1) as u128;
+    let step = span.div_ceil(n as u128).max(1);
+    let mut bounds: Vec<i64> = Vec::new();
+    let mut b = lo as i128 + step as i128;
+    while b <= hi as i128 {
+        bounds.push(b as i64);
+        b += step as i128;
+    }
+    let mut chunks = Vec::with_capacity(bounds.len() + 1);
+    let mut lower = None;
+    for (i, &u) in bounds.iter().enumerate() {
+        chunks.push(Chunk { id: first + i as u32, table: t, lower, upper: Some(u) });
+        lower = Some(u);
+    }
+    chunks.push(Chunk { id: first + bounds.len() as u32, table: t, lower, upper: None });
+    Ok(chunks)
+}
+
+/// The chunk's `SELECT`.
+pub fn chunk_query(chunk: &Chunk, schema: &TableSchema) -> String {
+    let cols: Vec<String> = schema.columns.iter().map(|c| select_expr(&c.name, &c.ty)).collect();
+    let mut q = format!("SELECT {} FROM {}", cols.join(", "), qualified(schema));
+    if let Some(k) = range_column(schema) {
+        let col = ident(&schema.columns[k].name);
+        let mut conds = Vec::new();
+        if let Some(l) = chunk.lower {
+            conds.push(format!("{col} >= {l}"));
+        }
+        if let Some(u) = chunk.upper {
+            conds.push(format!("{col} < {u}"));
+        }
+        if !conds.is_empty() {
+            q.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+        }
+    }
+    q
+}
+
+/// A column as the snapshot selects it: its own text form, as pgoutput sends it.
+fn select_expr(name: &str, _ty: &ColumnType) -> String {
+    ident(name)
+}
+
+/// Reads one chunk under the exported snapshot `snapshot`, handing rows to `emit` in batches
+/// (memory stays bounded whatever the chunk's size).
+pub async fn read_chunk(
+    c: &mut Client,
+    snapshot: &str,
+    chunk: &Chunk,
+    schema: &TableSchema,
+    mut emit: impl FnMut(Vec<Row>) -> bool,
+) -> Result<(), PgSourceError> {
+    let err = PgSourceError::from_pg;
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(err)?;
+    tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await.map_err(err)?;
+    let query = chunk_query(chunk, schema);
+    let stream = tx.copy_out(&format!("COPY ({query}) TO STDOUT")).await.map_err(err)?;
+    futures::pin_mut!(stream);
+    let mut rows: Vec<Row> = Vec::with_capacity(1024);
+    let mut partial: Vec<u8> = Vec::new();
+    while let Some(buf) = stream.next().await {
+        let buf = buf.map_err(err)?;
+        let mut data: &[u8] = &buf;
+        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+            let line = if partial.is_empty() {
+                &data[..nl]
+            } else {
+                partial.extend_from_slice(&data[..nl]);
+                partial.as_slice()
+            };
+            rows.push(parse_row(line, schema).map_err(|e| {
+                PgSourceError::Precondition(format!("{}: a row of chunk {}: {e}", schema.name, chunk.id))
+            })?);
+            partial.clear();
+            data = &data[nl + 1..];
+            if rows.len() >= 1024 && !emit(std::mem::replace(&mut rows, Vec::with_capacity(1024))) {
+                return Ok(());
+            }
+        }
+        partial.extend_from_slice(data);
+    }
+    if !rows.is_empty() {
+        emit(rows);
+    }
+    tx.commit().await.map_err(err)?;
+    Ok(())
+}
+
+/// One `COPY` text line as a row of `schema`.
+pub fn parse_row(line: &[u8], schema: &TableSchema) -> Result<Row, String> {
+    let fields = copy_fields(line)?;
+    if fields.len() != schema.columns.len() {
+        return Err(format!("{} fields, {} columns", fields.len(), schema.columns.len()));
+    }
+    fields
+        .into_iter()
+        .zip(&schema.columns)
+        .map(|(f, col)| match f {
+            None => Ok(Value::Null),
+            Some(s) => decode(&col.ty, &s).map_err(|e| format!("column {}: {e}", col.name)),
+        })
+        .collect()
+}
+
+/// Splits a `COPY` text line into fields: tab-separated, `\N` for NULL, backslash escapes.
+pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
+    let mut out = Vec::new();
+    for raw in line.split(|&b| b == b'\t') {
+        if raw == b"\\N" {
+            out.push(None);
+            continue;
+        }
+        let mut v = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            let b = raw[i];
+            if b != b'\\' {
+                v.push(b);
+                i += 1;
+                continue;
+            }
+            let e = *raw.get(i + 1).ok_or("a field ends in a lone backslash")?;
+            i += 2;
+            v.push(match e {
+                b'b' => 8,
+                b'f' => 12,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'v' => 11,
+                b'0'..=b'7' => {
+                    let mut n = u32::from(e - b'0');
+                    for _ in 0..2 {
+                        match raw.get(i) {
+                            Some(d @ b'0'..=b'7') => {
+                                n = n * 8 + u32::from(d - b'0');
+                                i += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    n as u8
+                }
+                b'x' => {
+                    let mut n = 0u32;
+                    let mut digits = 0;
+                    while digits < 2 {
+                        match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                            Some(d) => {
+                                n = n * 16 + d;
+                                i += 1;
+                                digits += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    n as u8
+                }
+                other => other,
+            });
+        }
+        out.push(Some(String::from_utf8(v).map_err(|_| "a field that is not UTF-8".to_string())?));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_operators::schema::{Column, TableName};
+    use proptest::prelude::*;
+
+    /// `COPY … TO` text escaping, as the server writes it.
+    fn escape(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                '\\' => "\\\\".to_string(),
+                '\t' => "\\t".to_string(),
+                '\n' => "\\n".to_string(),
+                '\r' => "\\r".to_string(),
+                '\u{8}' => "\\b".to_string(),
+                '\u{c}' => "\\f".to_string(),
+                '\u{b}' => "\\v".to_string(),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn copy_fields_read_back_what_the_server_escaped(fields in proptest::collection::vec(proptest::option::of("\\PC{0,10}|[\\\\\t\n\r]{0,4}"), 1..6)) {
+            let line: Vec<String> = fields.iter().map(|f| f.as_deref().map_or("\\N".to_string(), escape)).collect();
+            prop_assert_eq!(copy_fields(line.join("\t").as_bytes()), Ok(fields));
+        }
+    }
+
+    #[test]
+    fn octal_and_hex_escapes_decode() {
+        assert_eq!(copy_fields(b"a\\101\\x42"), Ok(vec![Some("aAB".to_string())]));
+        assert!(copy_fields(b"a\\").is_err());
+    }
+
+    #[test]
+    fn chunk_queries_cover_their_range_and_nothing_else() {
+        let schema = TableSchema {
+            name: TableName { database: "d".into(), schema: Some("s".into()), table: "t".into() },
+            columns: vec![
+                Column::new("id", ColumnType::Int { bits: 64, unsigned: false }, false),
+                Column::new("v", ColumnType::String { max_chars: None, fixed: false }, true),
+            ],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        };
+        let c = Chunk { id: 0, table: 0, lower: Some(10), upper: Some(20) };
+        assert_eq!(
+            chunk_query(&c, &schema),
+            "SELECT \"id\", \"v\" FROM \"s\".\"t\" WHERE \"id\" >= 10 AND \"id\" < 20"
+        );
+        let open = Chunk { lower: None, upper: None, ..c };
+        assert_eq!(chunk_query(&open, &schema), "SELECT \"id\", \"v\" FROM \"s\".\"t\"");
+    }
+}
