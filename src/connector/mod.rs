@@ -20,6 +20,7 @@
 //! ```
 
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 
 pub use sink::{target_names, SinkError, SinkWriter, StopRecord, TableStops};

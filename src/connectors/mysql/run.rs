@@ -6,7 +6,6 @@ use super::binlog::{BinlogEvent, BinlogPos, StartFrom};
 use super::handoff::ImageWeights;
 use super::snapshot::{Chunk, WeighedColumn};
 use crate::runtime::TaskError;
-use ferry_operators::Row;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -57,13 +56,7 @@ pub(super) type Event = (BinlogEvent, u32, Option<String>, Option<Vec<String>>, 
 pub(super) type EventMsg = Result<Event, TaskError>;
 
 /// What a finished snapshot worker tells the binlog reader.
-pub(super) type Done = (u64, Vec<(u32, BinlogPos)>);
-
-pub(super) enum SnapMsg {
-    Rows(u32, Vec<Row>),
-    ChunkDone(u32, BinlogPos),
-    Failed(TaskError),
-}
+pub(super) type Done = crate::connector::snapshot::Done<BinlogPos>;
 
 /// A source error as the run's failure: connection problems restart the task, settings and
 /// grants stop it.
@@ -75,17 +68,20 @@ pub(super) fn source_failure(e: super::discover::SourceError) -> TaskError {
     }
 }
 
-pub(super) fn chunk_offset(pos: &BinlogPos) -> serde_json::Value {
-    json!({ "done": true, "file": pos.file, "pos": pos.pos })
+/// A chunk's offset: done, at the binlog position its rows are exact at.
+impl crate::connector::snapshot::ChunkPosition for BinlogPos {
+    fn to_offset(&self) -> serde_json::Value {
+        json!({ "done": true, "file": self.file, "pos": self.pos })
+    }
+
+    fn from_offset(v: &serde_json::Value) -> Option<Self> {
+        v.get("done")?.as_bool()?.then(|| offset_pos(v)).flatten()
+    }
 }
 
 /// The binlog position in a stored offset (`{"file", "pos", ...}`).
 pub(super) fn offset_pos(v: &serde_json::Value) -> Option<BinlogPos> {
     BinlogPos::deserialize(v).ok()
-}
-
-pub(super) fn parse_chunk_offset(v: &serde_json::Value) -> Option<BinlogPos> {
-    v.get("done")?.as_bool()?.then(|| offset_pos(v)).flatten()
 }
 
 /// A binlog error as the run's failure: a lost connection or a server going away restarts the

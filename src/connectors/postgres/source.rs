@@ -26,22 +26,28 @@
 
 use super::prepare::PgRun;
 use super::snapshot::{read_chunk, UNSELECTED};
-use super::stream::{self, Done};
-use crate::checkpoint::Next;
+use super::stream;
+use crate::connector::snapshot::{chunked_snapshot, pause_before_chunk, ChunkMsg, ChunkPosition, ChunkSender};
 use crate::connector::SourceCtx;
-use crate::runtime::fault::Fault;
 use crate::runtime::{io_runtime, TaskError};
-use ferry_operators::{Change, Op, Position, Row, SchemaEvent};
+use ferry_operators::{Change, SchemaEvent};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
-use std::time::{Duration, Instant};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{Scope, StreamVec};
+
+/// A chunk's point: the consistent point of the snapshot it was read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Point(pub u64);
+
+impl ChunkPosition for Point {
+    fn to_offset(&self) -> serde_json::Value {
+        json!({ "done": true, "lsn": self.0 })
+    }
+
+    fn from_offset(v: &serde_json::Value) -> Option<Self> {
+        v.get("done")?.as_bool()?.then(|| v.get("lsn")?.as_u64().map(Point)).flatten()
+    }
+}
 
 /// Builds the PostgreSQL source for this worker: snapshot (all workers) then the stream
 /// (worker 0).
@@ -50,25 +56,15 @@ pub fn postgres_source<'s>(
     cx: &SourceCtx,
     run: PgRun,
 ) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, SchemaEvent>) {
-    let (snap, done) = snapshot(scope, cx, run.clone());
+    let index = scope.index();
+    let chunks = run.chunks.iter().map(|c| (c.id, (c.table != UNSELECTED).then_some(c.table))).collect();
+    let reader_run = run.clone();
+    let plan = cx.plan.clone();
+    let (snap, done) = chunked_snapshot(scope, cx, "PostgresSnapshot", chunks, move |order, tx| {
+        io_runtime().spawn(read_chunks(reader_run, plan, index, order, tx));
+    });
     let (rows, schema) = stream::stream(scope, done, cx, run);
     (snap.concat(rows), schema)
-}
-
-enum SnapMsg {
-    Rows(u32, Vec<Row>),
-    ChunkDone(u32, u64),
-    Failed(TaskError),
-}
-
-/// A chunk's offset: done, at the reader's snapshot point.
-pub(super) fn chunk_offset(lsn: u64) -> serde_json::Value {
-    json!({ "done": true, "lsn": lsn })
-}
-
-/// The point of a done chunk in a stored offset.
-pub(super) fn parse_chunk_offset(v: &serde_json::Value) -> Option<u64> {
-    v.get("done")?.as_bool()?.then(|| v.get("lsn")?.as_u64()).flatten()
 }
 
 fn failure(e: super::discover::PgSourceError) -> TaskError {
@@ -79,229 +75,52 @@ fn failure(e: super::discover::PgSourceError) -> TaskError {
     }
 }
 
-fn snapshot<'s>(
-    scope: Scope<'s, u64>,
-    cx: &SourceCtx,
+/// A worker's reader task: exports a snapshot through a temporary slot (held while reading),
+/// then reads its chunks under it with `COPY`.
+async fn read_chunks(
     run: PgRun,
-) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, Done>) {
-    let index = scope.index();
-    let peers = scope.peers();
-    let (plan, restore, metrics, failure_slot) = (cx.plan.clone(), &cx.restore, cx.metrics.clone(), cx.failure.clone());
-    // Snapshot chunks are partitions 1.. (chunk id + 1); the stream is partition 0.
-    let mut epochs = cx.epochs(index, peers).for_partitions(|p| p > 0);
-    let interval = Duration::from_millis(plan.plan.checkpoint_ms);
-    let start_epoch = restore.start_epoch();
-    let mut positions: Vec<(u32, u64)> = Vec::new();
-    for c in run.chunks.iter() {
-        if let Some(p) = restore.manifest.offsets.get(&(c.id + 1)).and_then(parse_chunk_offset) {
-            positions.push((c.id, p));
+    plan: std::sync::Arc<crate::plan::Compiled>,
+    worker: usize,
+    order: Vec<u32>,
+    tx: ChunkSender<Point>,
+) {
+    let exported = match super::slot::export(&run.endpoint, &temp_slot_name(&run.slot, worker)).await {
+        Ok(e) => e,
+        Err(e) => {
+            tx.send(ChunkMsg::Failed(failure(e)));
+            return;
         }
-    }
-    let mut replay: VecDeque<(u64, Vec<(u32, u64)>)> = VecDeque::new();
-    for b in epochs.to_replay() {
-        let chunks: Vec<(u32, u64)> = b
-            .offsets
-            .iter()
-            .filter(|(k, _)| **k > 0)
-            .filter_map(|(k, v)| parse_chunk_offset(v).map(|p| (k - 1, p)))
-            .collect();
-        if !chunks.is_empty() {
-            replay.push_back((b.epoch, chunks));
+    };
+    tracing::debug!(worker, point = %super::config::format_lsn(exported.lsn), "snapshot exported");
+    let mut conn = match super::discover::connect(&run.endpoint).await {
+        Ok(c) => c,
+        Err(e) => {
+            tx.send(ChunkMsg::Failed(failure(e)));
+            return;
         }
-    }
-    let done_ids: std::collections::HashSet<u32> = positions.iter().map(|(c, _)| *c).collect();
-    let replay_ids: Vec<u32> = replay.iter().flat_map(|(_, cs)| cs.iter().map(|(c, _)| *c)).collect();
-    let mut order: Vec<u32> = replay_ids.clone();
-    order.extend(
-        run.chunks
-            .iter()
-            .filter(|c| c.id as usize % peers == index && !done_ids.contains(&c.id) && !replay_ids.contains(&c.id))
-            .filter(|c| c.table != UNSELECTED)
-            .map(|c| c.id),
-    );
-
-    let mut builder = OperatorBuilder::new("PostgresSnapshot".into(), scope);
-    let info = builder.operator_info();
-    let (out_changes, changes) = builder.new_output::<Vec<Change>>();
-    let (out_done, done) = builder.new_output::<Vec<Done>>();
-    let mut out_changes: OutputBuilder<u64, CapacityContainerBuilder<Vec<Change>>> = OutputBuilder::from(out_changes);
-    let mut out_done: OutputBuilder<u64, CapacityContainerBuilder<Vec<Done>>> = OutputBuilder::from(out_done);
-    let activator = scope.worker().sync_activator_for(info.address.to_vec());
-    let again = scope.activator_for(info.address.clone());
-
-    builder.build(move |mut caps| {
-        let mut cap_done = caps.pop();
-        let mut cap = caps.pop();
-        for c in cap.iter_mut().chain(cap_done.iter_mut()) {
-            c.downgrade(&start_epoch);
-        }
-        let (tx, rx): (_, Receiver<SnapMsg>) = sync_channel(8);
-        if !order.is_empty() {
-            let chunks = run.chunks.clone();
-            let plan = plan.clone();
-            let ep = run.endpoint.clone();
-            let order = order.clone();
-            // A temporary slot per reader, unique on the server.
-            let temp = temp_slot_name(&run.slot, index);
-            io_runtime().spawn(async move {
-                let send = |m: SnapMsg| {
-                    let ok = tx.send(m).is_ok();
-                    let _ = activator.activate();
-                    ok
-                };
-                let exported = match super::slot::export(&ep, &temp).await {
-                    Ok(e) => e,
-                    Err(e) => {
-                        send(SnapMsg::Failed(failure(e)));
-                        return;
-                    }
-                };
-                tracing::debug!(worker = index, point = %super::config::format_lsn(exported.lsn), "snapshot exported");
-                let mut conn = match super::discover::connect(&ep).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        send(SnapMsg::Failed(failure(e)));
-                        return;
-                    }
-                };
-                let delay = Fault::ChunkDelay.delay();
-                for id in order {
-                    if let Some(d) = delay {
-                        tokio::time::sleep(d).await;
-                    }
-                    let chunk = &chunks[id as usize];
-                    if chunk.table == UNSELECTED {
-                        if !send(SnapMsg::ChunkDone(id, 0)) {
-                            return;
-                        }
-                        continue;
-                    }
-                    let schema = plan.catalog.get(chunk.table);
-                    let mut alive = true;
-                    let r = read_chunk(&mut conn, &exported.name, chunk, schema, |rows| {
-                        alive &= send(SnapMsg::Rows(id, rows));
-                        alive
-                    })
-                    .await;
-                    match r {
-                        Ok(()) if alive => {
-                            if !send(SnapMsg::ChunkDone(id, exported.lsn)) {
-                                return;
-                            }
-                        }
-                        Ok(()) => return,
-                        Err(e) => {
-                            send(SnapMsg::Failed(failure(e)));
-                            return;
-                        }
-                    }
-                }
-                drop(exported);
-            });
-        }
-        let mut remaining: usize = order.len();
-        let mut in_epoch: Vec<(u32, u64)> = Vec::new();
-        let mut deadline = Instant::now() + interval;
-        let mut seqs: HashMap<u32, u64> = HashMap::new();
-        let mut failed = false;
-        move |_frontiers| {
-            let Some(c) = cap.as_mut() else { return };
-            if failed {
+    };
+    for id in order {
+        pause_before_chunk().await;
+        let chunk = &run.chunks[id as usize];
+        if chunk.table == UNSELECTED {
+            // A replayed epoch's chunk of a table no longer selected: nothing to read.
+            if !tx.send(ChunkMsg::Done(id, Point(0))) {
                 return;
             }
-            let epoch = *c.time();
-            let mut produced = 0u64;
-            let mut close = false;
-            {
-                let mut out = out_changes.activate();
-                let mut session = out.session(&*c);
-                let now = crate::runtime::now_micros();
-                loop {
-                    match rx.try_recv() {
-                        Ok(SnapMsg::Rows(id, rows)) => {
-                            let table = run.chunks[id as usize].table;
-                            let seq = seqs.entry(id).or_insert(0);
-                            for row in rows {
-                                session.give(Change {
-                                    table,
-                                    op: Op::Insert,
-                                    before: None,
-                                    after: Some(row),
-                                    pos: Position::Seq { partition: id + 1, seq: *seq },
-                                    commit_micros: now,
-                                    schema: None,
-                                });
-                                *seq += 1;
-                                produced += 1;
-                            }
-                        }
-                        Ok(SnapMsg::ChunkDone(id, pos)) => {
-                            remaining -= 1;
-                            let recorded = replay
-                                .front()
-                                .filter(|(e, _)| *e == epoch)
-                                .and_then(|(_, cs)| cs.iter().find(|(c, _)| *c == id).map(|(_, p)| *p));
-                            in_epoch.push((id, recorded.unwrap_or(pos)));
-                            close = match replay.front() {
-                                Some((e, cs)) if *e == epoch => {
-                                    cs.iter().all(|(c, _)| in_epoch.iter().any(|(d, _)| d == c))
-                                }
-                                _ => remaining == 0 || Instant::now() >= deadline || epochs.stop_due(),
-                            };
-                            if close {
-                                break;
-                            }
-                        }
-                        Ok(SnapMsg::Failed(e)) => {
-                            failed = true;
-                            failure_slot.report(e);
-                            break;
-                        }
-                        Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-                    }
-                }
-            }
-            metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
-            if failed {
-                return;
-            }
-            if close {
-                let offsets = in_epoch.iter().map(|(id, p)| (id + 1, chunk_offset(*p))).collect();
-                if replay.front().is_some_and(|(e, _)| *e == epoch) {
-                    replay.pop_front();
-                }
-                let next = match epochs.close(epoch, offsets, remaining == 0) {
-                    Ok(next) => next,
-                    Err(e) => {
-                        failed = true;
-                        failure_slot.report(e);
-                        return;
-                    }
-                };
-                positions.append(&mut in_epoch);
-                deadline = Instant::now() + interval;
-                let Next::Open(next) = next else {
-                    if remaining == 0 {
-                        finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
-                    } else {
-                        cap = None;
-                        cap_done = None;
-                    }
-                    return;
-                };
-                again.activate();
-                c.downgrade(&next);
-                if let Some(d) = cap_done.as_mut() {
-                    d.downgrade(&next);
-                }
-                metrics.epoch.fetch_max(next, Ordering::Relaxed);
-            }
-            if remaining == 0 && order.is_empty() {
-                finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
-            }
+            continue;
         }
-    });
-    (changes, done)
+        let schema = plan.catalog.get(chunk.table);
+        let mut alive = true;
+        let r = read_chunk(&mut conn, &exported.name, chunk, schema, |rows| {
+            alive &= tx.send(ChunkMsg::Rows(id, rows));
+            alive
+        })
+        .await;
+        if !tx.chunk_read(id, r.map(|()| Point(exported.lsn)), alive, failure) {
+            return;
+        }
+    }
+    drop(exported);
 }
 
 /// `<slot>_r<pid>_<worker>`, at most 63 bytes: a reader's temporary slot.
@@ -309,19 +128,4 @@ fn temp_slot_name(slot: &str, worker: usize) -> String {
     let suffix = format!("_r{}_{worker}", std::process::id());
     let keep = 63usize.saturating_sub(suffix.len()).min(slot.len());
     format!("{}{suffix}", &slot[..keep])
-}
-
-fn finish(
-    cap: &mut Option<timely::dataflow::operators::Capability<u64>>,
-    cap_done: &mut Option<timely::dataflow::operators::Capability<u64>>,
-    out_done: &mut OutputBuilder<u64, CapacityContainerBuilder<Vec<Done>>>,
-    epoch: u64,
-    positions: &mut Vec<(u32, u64)>,
-) {
-    if let Some(d) = cap_done.as_ref() {
-        let mut out = out_done.activate();
-        out.session(d).give((epoch, std::mem::take(positions)));
-    }
-    *cap = None;
-    *cap_done = None;
 }

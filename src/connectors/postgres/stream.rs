@@ -41,7 +41,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::{Scope, StreamVec};
 
 /// What a finished snapshot worker tells the stream: its last epoch, every chunk's point.
-pub(super) type Done = (u64, Vec<(u32, u64)>);
+type Done = crate::connector::snapshot::Done<super::source::Point>;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -163,7 +163,7 @@ pub(super) fn stream<'s>(
             input.for_each(|_cap, data| {
                 for (e, ps) in data.drain(..) {
                     last_snapshot_epoch = last_snapshot_epoch.max(e);
-                    chunk_positions.extend(ps);
+                    chunk_positions.extend(ps.into_iter().map(|(c, p)| (c, p.0)));
                 }
             });
             let (Some(c), Some(cs)) = (cap.as_mut(), cap_schema.as_mut()) else { return };

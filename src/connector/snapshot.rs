@@ -1,0 +1,284 @@
+//! The chunked snapshot operator that database sources share: every worker reads its share of
+//! the chunks (id ≡ worker mod peers) on an I/O task of the connector's, emits their rows as
+//! inserts, closes epochs only between chunks (each chunk recorded with the position its rows
+//! are exact at), replays recorded epochs with their recorded positions, and once done tells
+//! the stream operator (worker 0) every chunk's position.
+//!
+//! ```text
+//!  connector's reader task ──Rows(chunk, rows) / Done(chunk, P) / Failed──► ChunkedSnapshot
+//!   (bounded channel + activator:                                          │ changes (Insert)
+//!    memory stays bounded)                                                 │ done(epoch, [(chunk, P)])
+//!                                                                          ▼   → the stream operator
+//! ```
+//!
+//! Partitions: chunk `c` is partition `c + 1` of the checkpoint (partition 0 is the stream).
+
+use super::SourceCtx;
+use crate::checkpoint::Next;
+use crate::runtime::TaskError;
+use ferry_operators::{Change, Op, Position, Row};
+use serde_json::Value as Json;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{Scope, StreamVec};
+use timely::scheduling::SyncActivator;
+
+/// A chunk's position: where its rows are exact, as the checkpoint stores it.
+pub trait ChunkPosition: Clone + Send + 'static {
+    /// The offset of a done chunk (`{"done": true, …}`).
+    fn to_offset(&self) -> Json;
+    /// The position of a done chunk's offset (`None`: not a done chunk's).
+    fn from_offset(v: &Json) -> Option<Self>;
+}
+
+/// What a reader task sends the operator.
+pub enum ChunkMsg<P> {
+    /// Rows of a chunk, in order.
+    Rows(u32, Vec<Row>),
+    /// The chunk is read; its rows are exact at this position.
+    Done(u32, P),
+    /// Reading failed: the run's failure.
+    Failed(TaskError),
+}
+
+/// What a finished snapshot worker tells the stream: its last epoch and every chunk position
+/// it knows.
+pub type Done<P> = (u64, Vec<(u32, P)>);
+
+/// The reader's side: sends a message and wakes the operator; `false` once the operator is
+/// gone (the reader then stops).
+#[derive(Clone)]
+pub struct ChunkSender<P> {
+    tx: SyncSender<ChunkMsg<P>>,
+    activator: SyncActivator,
+}
+
+impl<P> ChunkSender<P> {
+    /// Sends `m`, blocking while the operator lags (memory stays bounded).
+    pub fn send(&self, m: ChunkMsg<P>) -> bool {
+        let ok = self.tx.send(m).is_ok();
+        let _ = self.activator.activate();
+        ok
+    }
+
+    /// After chunk `id`'s read: its position, or its failure (`fail` classifies it). `alive`:
+    /// every batch of its rows was taken. Returns whether to read on.
+    pub fn chunk_read<E>(&self, id: u32, read: Result<P, E>, alive: bool, fail: impl FnOnce(E) -> TaskError) -> bool {
+        match read {
+            Ok(pos) if alive => self.send(ChunkMsg::Done(id, pos)),
+            Ok(_) => false,
+            Err(e) => {
+                self.send(ChunkMsg::Failed(fail(e)));
+                false
+            }
+        }
+    }
+}
+
+/// Waits before a chunk's read when the crash tests ask for it (`FERRY_FAULT_CHUNK_DELAY_MS`:
+/// a kill then lands mid-snapshot).
+pub async fn pause_before_chunk() {
+    if let Some(d) = crate::runtime::fault::Fault::ChunkDelay.delay() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// Builds the snapshot of this worker. `chunks`: `(chunk id, table)` of every chunk, in id
+/// order; chunks whose table is `None` are not selected any more (a replayed epoch's such
+/// chunk is done at once with `unselected`'s position). `start` spawns the reader task for the
+/// chunk ids it is given, in that order (called once, only when there is one).
+pub fn chunked_snapshot<'s, P: ChunkPosition>(
+    scope: Scope<'s, u64>,
+    cx: &SourceCtx,
+    name: &str,
+    chunks: Vec<(u32, Option<u32>)>,
+    start: impl FnOnce(Vec<u32>, ChunkSender<P>) + 'static,
+) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, Done<P>>) {
+    let index = scope.index();
+    let peers = scope.peers();
+    let (restore, metrics, failure) = (&cx.restore, cx.metrics.clone(), cx.failure.clone());
+    let mut epochs = cx.epochs(index, peers).for_partitions(|p| p > 0);
+    let interval = Duration::from_millis(cx.plan.plan.checkpoint_ms);
+    let start_epoch = restore.start_epoch();
+    let tables: HashMap<u32, Option<u32>> = chunks.iter().copied().collect();
+    // Chunks done before the restore point, with their positions.
+    let mut positions: Vec<(u32, P)> = chunks
+        .iter()
+        .filter_map(|(id, _)| restore.manifest.offsets.get(&(id + 1)).and_then(P::from_offset).map(|p| (*id, p)))
+        .collect();
+    // Epochs to replay: the chunks each recorded, in order, with their recorded positions.
+    let mut replay: VecDeque<(u64, Vec<(u32, P)>)> = VecDeque::new();
+    for b in epochs.to_replay() {
+        let done: Vec<(u32, P)> = b
+            .offsets
+            .iter()
+            .filter(|(k, _)| **k > 0)
+            .filter_map(|(k, v)| P::from_offset(v).map(|p| (k - 1, p)))
+            .collect();
+        if !done.is_empty() {
+            replay.push_back((b.epoch, done));
+        }
+    }
+    let done_ids: HashSet<u32> = positions.iter().map(|(c, _)| *c).collect();
+    let mut order: Vec<u32> = replay.iter().flat_map(|(_, cs)| cs.iter().map(|(c, _)| *c)).collect();
+    let replayed: HashSet<u32> = order.iter().copied().collect();
+    order.extend(
+        chunks
+            .iter()
+            .filter(|(id, t)| *id as usize % peers == index && t.is_some())
+            .filter(|(id, _)| !done_ids.contains(id) && !replayed.contains(id))
+            .map(|(id, _)| *id),
+    );
+
+    let mut builder = OperatorBuilder::new(name.into(), scope);
+    let info = builder.operator_info();
+    let (out_changes, changes) = builder.new_output::<Vec<Change>>();
+    let (out_done, done) = builder.new_output::<Vec<Done<P>>>();
+    let mut out_changes: OutputBuilder<u64, CapacityContainerBuilder<Vec<Change>>> = OutputBuilder::from(out_changes);
+    let mut out_done: OutputBuilder<u64, CapacityContainerBuilder<Vec<Done<P>>>> = OutputBuilder::from(out_done);
+    let activator = scope.worker().sync_activator_for(info.address.to_vec());
+    // Reschedules the operator itself when it closed an epoch with messages left in the
+    // channel: the reader's activations for them were spent by the activation that stopped.
+    let again = scope.activator_for(info.address.clone());
+
+    builder.build(move |mut caps| {
+        let mut cap_done = caps.pop();
+        let mut cap = caps.pop();
+        for c in cap.iter_mut().chain(cap_done.iter_mut()) {
+            c.downgrade(&start_epoch);
+        }
+        let (tx, rx): (_, Receiver<ChunkMsg<P>>) = sync_channel(8);
+        if !order.is_empty() {
+            start(order.clone(), ChunkSender { tx, activator });
+        }
+        let mut remaining: usize = order.len();
+        let mut in_epoch: Vec<(u32, P)> = Vec::new();
+        let mut deadline = Instant::now() + interval;
+        let mut seqs: HashMap<u32, u64> = HashMap::new();
+        let mut failed = false;
+        move |_frontiers| {
+            let Some(c) = cap.as_mut() else { return };
+            if failed {
+                return;
+            }
+            let epoch = *c.time();
+            let mut produced = 0u64;
+            let mut close = false;
+            {
+                let mut out = out_changes.activate();
+                let mut session = out.session(&*c);
+                // Snapshot rows carry the time they were read as their event time.
+                let now = crate::runtime::now_micros();
+                loop {
+                    match rx.try_recv() {
+                        Ok(ChunkMsg::Rows(id, rows)) => {
+                            let Some(Some(table)) = tables.get(&id).copied() else { continue };
+                            let seq = seqs.entry(id).or_insert(0);
+                            for row in rows {
+                                session.give(Change {
+                                    table,
+                                    op: Op::Insert,
+                                    before: None,
+                                    after: Some(row),
+                                    pos: Position::Seq { partition: id + 1, seq: *seq },
+                                    commit_micros: now,
+                                    schema: None,
+                                });
+                                *seq += 1;
+                                produced += 1;
+                            }
+                        }
+                        Ok(ChunkMsg::Done(id, pos)) => {
+                            remaining -= 1;
+                            // A replayed chunk keeps the position it was first recorded with.
+                            let recorded = replay
+                                .front()
+                                .filter(|(e, _)| *e == epoch)
+                                .and_then(|(_, cs)| cs.iter().find(|(c, _)| *c == id).map(|(_, p)| p.clone()));
+                            in_epoch.push((id, recorded.unwrap_or(pos)));
+                            close = match replay.front() {
+                                Some((e, cs)) if *e == epoch => {
+                                    cs.iter().all(|(c, _)| in_epoch.iter().any(|(d, _)| d == c))
+                                }
+                                _ => remaining == 0 || Instant::now() >= deadline || epochs.stop_due(),
+                            };
+                            if close {
+                                break;
+                            }
+                        }
+                        Ok(ChunkMsg::Failed(e)) => {
+                            failed = true;
+                            failure.report(e);
+                            break;
+                        }
+                        Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                    }
+                }
+            }
+            metrics.rows_in.fetch_add(produced, Ordering::Relaxed);
+            if failed {
+                // The capabilities stay: no epoch passes without its record.
+                return;
+            }
+            if close {
+                let offsets = in_epoch.iter().map(|(id, p)| (id + 1, p.to_offset())).collect();
+                if replay.front().is_some_and(|(e, _)| *e == epoch) {
+                    replay.pop_front();
+                }
+                let next = match epochs.close(epoch, offsets, remaining == 0) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        failed = true;
+                        failure.report(e);
+                        return;
+                    }
+                };
+                positions.append(&mut in_epoch);
+                deadline = Instant::now() + interval;
+                let Next::Open(next) = next else {
+                    if remaining == 0 {
+                        finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
+                    } else {
+                        // Stopped at a savepoint: the stream does not start either.
+                        cap = None;
+                        cap_done = None;
+                    }
+                    return;
+                };
+                again.activate();
+                c.downgrade(&next);
+                if let Some(d) = cap_done.as_mut() {
+                    d.downgrade(&next);
+                }
+                metrics.epoch.fetch_max(next, Ordering::Relaxed);
+            }
+            if remaining == 0 && order.is_empty() {
+                finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);
+            }
+        }
+    });
+    (changes, done)
+}
+
+/// A snapshot worker is done: tell worker 0 its last epoch and every chunk position it knows,
+/// then release its capabilities.
+fn finish<P: Clone + 'static>(
+    cap: &mut Option<Capability<u64>>,
+    cap_done: &mut Option<Capability<u64>>,
+    out_done: &mut OutputBuilder<u64, CapacityContainerBuilder<Vec<Done<P>>>>,
+    epoch: u64,
+    positions: &mut Vec<(u32, P)>,
+) {
+    if let Some(d) = cap_done.as_ref() {
+        let mut out = out_done.activate();
+        out.session(d).give((epoch, std::mem::take(positions)));
+    }
+    *cap = None;
+    *cap_done = None;
+}
