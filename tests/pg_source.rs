@@ -327,3 +327,334 @@ fn a_lost_slot_and_a_slot_ahead_of_the_checkpoint_fail_with_the_way_out() {
     // Starting over works.
     ok(&run_in(dir.path(), &["run", "-q", "--from-scratch", &p]));
 }
+
+/// The column names of `ns.table` in a target, in order (empty: no such table).
+fn target_columns(target: Target, ns: &str, table: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = '{ns}' AND table_name = '{table}' \
+         ORDER BY ordinal_position"
+    );
+    ferry::runtime::io_runtime().block_on(async {
+        match target {
+            Target::Pg => {
+                let c = common::sql::pg_client().await;
+                c.query(&sql, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+            }
+            _ => {
+                use mysql_async::prelude::Queryable;
+                let url = common::mysql::main_url();
+                let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
+                let names: Vec<String> = c.query(&sql).await.unwrap();
+                c.disconnect().await.unwrap();
+                names
+            }
+        }
+    })
+}
+
+#[test]
+fn add_drop_rename_and_retype_mid_stream_make_each_target_follow_the_source() {
+    for target in [Target::Maria, Target::Pg] {
+        let tag = target.tag();
+        let (ns, dst, task) = (format!("pgddl_{tag}"), format!("pgddl_{tag}_t"), format!("pg-ddl-{tag}"));
+        forget_slot(&task);
+        fresh_src_schema(&ns);
+        src_exec(&[
+            &format!("CREATE TABLE {ns}.t (id int PRIMARY KEY, a int, b varchar(10))"),
+            &format!("INSERT INTO {ns}.t VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 3, 'z')"),
+        ]);
+        target.fresh_namespace(&dst);
+        let dir = workdir();
+        let text = format!(
+            "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n{}\
+             tables:\n  include: ['{ns}\\..*']\nsemantics: exactly-once\nroute:\n  database: {dst}\n\
+             schema_changes:\n  policy: auto\nerrors:\n  max_restarts: 0\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
+            src_url(),
+            target.plan_section()
+        );
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        let mut run = spawn(dir.path(), &p, &[]);
+        let wait = |run: &mut KillOnDrop, what: &str, cond: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !cond() {
+                if let Some(s) = run.0.try_wait().unwrap() {
+                    panic!("{tag}: the run ended ({s}) before {what}");
+                }
+                assert!(Instant::now() < deadline, "{tag}: timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        let start = TableSchema {
+            name: TableName::new(&dst, "t"),
+            columns: vec![col("id", int(32)), col("a", int(32)), col("b", text_ty())],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        };
+        wait(&mut run, "the snapshot", &|| {
+            !target_columns(target, &dst, "t").is_empty()
+                && target.rows(&dst, "t", &start) == src_rows(&ns, "t", &start)
+        });
+        src_exec(&[
+            &format!("SET search_path = {ns}"),
+            "INSERT INTO t VALUES (4, 4, 'w')",
+            "ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 7",
+            "INSERT INTO t VALUES (5, 5, 'v', 9)",
+            "ALTER TABLE t ALTER COLUMN a TYPE bigint",
+            "INSERT INTO t VALUES (6, 6000000000, 'u', 6)",
+            "ALTER TABLE t RENAME COLUMN a TO a2",
+            "INSERT INTO t VALUES (7, 7, 't', 7)",
+            "UPDATE t SET a2 = a2 + 10 WHERE id = 1",
+            "ALTER TABLE t DROP COLUMN b",
+            "INSERT INTO t VALUES (8, 8, 8)",
+            "UPDATE t SET c = 70 WHERE id = 2",
+        ]);
+        let end = TableSchema {
+            name: TableName::new(&dst, "t"),
+            columns: vec![col("id", int(32)), col("a2", int(64)), col("c", int(32))],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        };
+        wait(&mut run, "the target to follow the source", &|| {
+            target_columns(target, &dst, "t") == ["id", "a2", "c"]
+                && target.rows(&dst, "t", &end) == src_rows(&ns, "t", &end)
+        });
+    }
+}
+
+/// Every column of the all-types table as the test compares it: an expression over the
+/// column whose text is the same on the source and on a PostgreSQL target.
+const ALL_TYPES: &[(&str, &str, &str)] = &[
+    // (column, source type, comparison expression)
+    ("i2", "smallint", "i2::text"),
+    ("i8", "bigint", "i8::text"),
+    ("n", "numeric", "n::text"),
+    ("n2", "numeric(10,2)", "n2::text"),
+    ("f4", "real", "f4::text"),
+    ("f8", "double precision", "f8::text"),
+    ("m", "money", "m::numeric::text"),
+    ("t", "text", "t"),
+    ("vc", "varchar(20)", "vc"),
+    ("ch", "char(5)", "ch::text"),
+    ("by", "bytea", "encode(by, 'hex')"),
+    ("b", "boolean", "b::text"),
+    ("d", "date", "d::text"),
+    ("ts", "timestamp", "ts::text"),
+    ("tz", "timestamptz", "tz::text"),
+    ("ti", "time", "ti::text"),
+    ("tt", "timetz", "tt::text"),
+    ("iv", "interval", "iv::text"),
+    ("u", "uuid", "u::text"),
+    ("j", "json", "j::text"),
+    ("jb", "jsonb", "jb::text"),
+    ("ai", "int[]", "ai::text"),
+    ("at", "text[]", "at::text"),
+    ("bt", "bit(8)", "bt::text"),
+    ("vb", "varbit(20)", "vb::text"),
+    ("e", "mood", "e::text"),
+    ("ip", "inet", "ip::text"),
+    ("dm", "posint", "dm::text"),
+];
+
+/// Rows of the all-types table, one `VALUES` tuple each, ids from `first`: edge values.
+fn all_types_rows(first: i32) -> Vec<String> {
+    let big = "9".repeat(1000);
+    let nulls = |n: usize| vec!["NULL"; n].join(", ");
+    [
+        "32767, 9223372036854775807, 'NaN', 12345678.91, 'Infinity', '-Infinity', '-92233720368547758.08', \
+         E'tab\\tnew\\nline ''q'' \\\\ back', 'ünï©ødé 🚀', 'abc', '\\x00ff00'::bytea, true, 'infinity', \
+         '2024-02-29 23:59:59.999999', '2024-01-01 10:00:00', '24:00:00', '10:00:00+05:30', \
+         '1 year 2 mons 3 days 04:05:06.789', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"k\": [1, 2.50, \"ü\"]}', \
+         '{\"z\": 1, \"a\": \"ü\\u00e9\"}', '{{1,2},{3,NULL}}', '{\"a b\",NULL,\"c,d\",\"\\\\\"}', B'10100101', B'1', \
+         'happy', '192.168.0.1/24', 7"
+            .to_string(),
+        format!(
+            "-32768, -9223372036854775808, '{big}', -0.01, 'NaN', 1.7976931348623157e308, 0, '', '', '', ''::bytea, \
+             false, '0044-03-15 BC', '4713-01-01 00:00:00 BC', '1999-12-31 23:59:59.5+03', '00:00:00', '00:00:00-12', \
+             '-1 days +00:00:01', '00000000-0000-0000-0000-000000000000', 'null', '[]', '{{}}', '{{}}', B'00000000', B'', \
+             'sad', '::1', 1"
+        ),
+        format!("0, {}, '-infinity', 'infinity', '-infinity', {}", nulls(11), nulls(13)),
+        format!(
+            "1, 1, '-0.000000000000000000000000000001', NULL, '1.17549435e-38', '5e-324', 0.5, 'x', 'y', 'z', NULL, NULL, \
+             '5874897-12-31', '294276-12-31 23:59:59.999999', '294246-12-31 23:59:59.999999+00', NULL, NULL, \
+             '178000000 years', NULL, NULL, NULL, '{{1}}', {}",
+            nulls(6)
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, r)| format!("({}, {r})", first + i as i32))
+    .collect()
+}
+
+#[test]
+fn every_type_arrives_identical_through_snapshot_and_stream() {
+    let (ns, dst, task) = ("pgtypes", "pgtypes_t", "pg-types");
+    forget_slot(task);
+    fresh_src_schema(ns);
+    let cols: Vec<String> = ALL_TYPES.iter().map(|(c, t, _)| format!("{c} {t}")).collect();
+    src_exec(&[
+        &format!("DROP TYPE IF EXISTS {ns}.mood; CREATE TYPE {ns}.mood AS ENUM ('sad', 'happy')"),
+        &format!("CREATE DOMAIN {ns}.posint AS int CHECK (VALUE > 0)"),
+        &format!("SET search_path = {ns}, public; CREATE TABLE {ns}.a (id int PRIMARY KEY, {})", cols.join(", ")),
+    ]);
+    let insert = |rows: Vec<String>| {
+        // Timestamps with a zone are written under a session zone that is not UTC.
+        src_exec(&[&format!(
+            "SET TimeZone = 'Asia/Kolkata'; SET search_path = {ns}, public; INSERT INTO {ns}.a VALUES {}",
+            rows.join(", ")
+        )]);
+    };
+    insert(all_types_rows(1));
+    Target::Pg.fresh_namespace(dst);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n{}\
+         tables:\n  include: ['{ns}\\..*']\nroute:\n  database: {dst}\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        src_url(),
+        Target::Pg.plan_section()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let mut run = spawn(dir.path(), &p, &[]);
+    let exprs: Vec<&str> = ALL_TYPES.iter().map(|(_, _, e)| *e).collect();
+    let read = |url: &str, ns: &str| -> Vec<Vec<Option<String>>> {
+        ferry::runtime::io_runtime().block_on(async {
+            let c = common::sql::pg_client_at(url).await;
+            let sql = format!("SELECT id::text, {} FROM \"{ns}\".a ORDER BY id", exprs.join(", "));
+            let mut out = Vec::new();
+            let Ok(msgs) = c.simple_query(&sql).await else { return out };
+            for m in msgs {
+                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                    out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+                }
+            }
+            out
+        })
+    };
+    // The snapshot's rows first, then the same rows again through the stream, under other ids.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read(&common::sql::pg_url(), dst).len() < 4 {
+        assert!(run.0.try_wait().unwrap().is_none(), "the run ended");
+        assert!(Instant::now() < deadline, "the snapshot's rows never arrived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    insert(all_types_rows(100));
+    let want = read(&src_url(), ns);
+    assert_eq!(want.len(), 8);
+    loop {
+        let got = read(&common::sql::pg_url(), dst);
+        if got == want {
+            break;
+        }
+        assert!(run.0.try_wait().unwrap().is_none(), "the run ended");
+        if Instant::now() > deadline {
+            let first = got.iter().zip(&want).find(|(g, w)| g != w).map(|(g, w)| {
+                let at = g.iter().zip(w).position(|(a, b)| a != b).unwrap_or(0);
+                let name = if at == 0 { "id" } else { ALL_TYPES[at - 1].0 };
+                format!("row {:?} column {name}: {:?} vs the source's {:?}", w[0], g.get(at), w.get(at))
+            });
+            panic!("{} rows of {}; first difference: {first:?}", got.len(), want.len());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn idle_watched_tables_next_to_a_busy_unwatched_one_keep_the_slots_wal_bounded() {
+    let (ns, task) = ("pgidle", "pg-idle");
+    forget_slot(task);
+    fresh_src_schema(ns);
+    src_exec(&[
+        &format!("CREATE TABLE {ns}.watched (id int PRIMARY KEY)"),
+        &format!("INSERT INTO {ns}.watched VALUES (1)"),
+        &format!("CREATE TABLE {ns}.busy (id bigserial PRIMARY KEY, pad text)"),
+    ]);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n  type: null\n\
+         tables:\n  include: ['{ns}\\.watched']\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        src_url()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let run = spawn(dir.path(), &p, &[]);
+    let retained = || -> i64 {
+        src_query_one(&format!(
+            "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots \
+             WHERE slot_name = 'ferry_{}'",
+            task.replace('-', "_")
+        ))
+        .map_or(i64::MAX, |v| v.parse().unwrap())
+    };
+    let lsn = || -> i64 { src_query_one("SELECT (pg_current_wal_lsn() - '0/0')::bigint").unwrap().parse().unwrap() };
+    let start = lsn();
+    let mut worst = 0;
+    let began = Instant::now();
+    let secs = 12;
+    while began.elapsed() < Duration::from_secs(secs) {
+        src_exec(&[&format!("INSERT INTO {ns}.busy (pad) SELECT repeat('x', 200) FROM generate_series(1, 2000)")]);
+        if began.elapsed() > Duration::from_secs(4) {
+            worst = worst.max(retained());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let written = lsn() - start;
+    drop(run);
+    eprintln!("WAL written {written} bytes, the slot retained at most {worst}");
+    assert!(written > 20_000_000, "the busy table wrote only {written} bytes of WAL");
+    // A few heartbeat intervals (1s) of WAL at the average rate; a slot never acknowledged
+    // would retain all of it.
+    let bound = written / secs as i64 * 5;
+    assert!(worst < bound, "the slot retained {worst} bytes of WAL, more than 5 s of it ({bound}) of {written}");
+}
+
+#[test]
+fn check_names_what_the_source_lacks_with_the_statement_that_fixes_it() {
+    let ns = "pgcheck";
+    fresh_src_schema(ns);
+    src_exec(&[
+        &format!("CREATE TABLE {ns}.keyed (id int PRIMARY KEY, v text)"),
+        &format!("CREATE TABLE {ns}.full_id (id int PRIMARY KEY)"),
+        &format!("ALTER TABLE {ns}.full_id REPLICA IDENTITY FULL"),
+        "DROP ROLE IF EXISTS ferry_norepl",
+        "CREATE ROLE ferry_norepl LOGIN",
+        &format!("GRANT USAGE ON SCHEMA {ns} TO ferry_repl, ferry_norepl"),
+    ]);
+    let dir = workdir();
+    let check = |url: &str, extra: &str| -> String {
+        let text = format!(
+            "task: pg-check\nsource:\n  type: postgres\n  url: {url}\n{extra}target:\n  type: null\n\
+             tables:\n  include: ['{ns}\\..*']\nruntime:\n  state: ./state\n"
+        );
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        let out = run_in(dir.path(), &["check", &p]);
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let norepl = repl_url().replace("ferry_repl", "ferry_norepl");
+    let out = check(&norepl, "");
+    assert!(out.contains("ALTER ROLE \"ferry_norepl\" REPLICATION"), "{out}");
+    let out = check(&repl_url(), "");
+    assert!(out.contains(&format!("GRANT SELECT ON \"{ns}\".\"keyed\" TO \"ferry_repl\"")), "{out}");
+    src_exec(&[&format!("GRANT SELECT ON ALL TABLES IN SCHEMA {ns} TO ferry_repl")]);
+    let out = check(&repl_url(), "");
+    assert!(out.contains("ok — 2 tables"), "{out}");
+    let out = check(&repl_url(), "  replica_identity: require-full\n");
+    assert!(out.contains(&format!("ALTER TABLE \"{ns}\".\"keyed\" REPLICA IDENTITY FULL")), "{out}");
+    assert!(!out.contains("full_id"), "{out}");
+    // Least privilege: the replication role cannot create the publication; it says who can.
+    let text = format!(
+        "task: pg-check\nsource:\n  type: postgres\n  url: {}\ntarget:\n  type: null\n\
+         tables:\n  include: ['{ns}\\..*']\nruntime:\n  state: ./state\n",
+        repl_url()
+    );
+    forget_slot("pg-check");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let out = run_in(dir.path(), &["run", "-q", &p]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("publication_mode: existing"), "{err}");
+    src_exec(&[&format!("CREATE PUBLICATION ferry_pg_check FOR TABLE {ns}.keyed, {ns}.full_id")]);
+    let existing = text.replace("  url:", "  publication_mode: existing\n  bounded: true\n  url:");
+    let p = write_plan(dir.path(), "plan.yaml", &existing);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+}

@@ -171,6 +171,8 @@ pub fn mysql(dialect: DdlDialect, c: ColumnIn<'_>) -> Mapped {
 pub fn postgres(c: ColumnIn<'_>) -> Mapped {
     use ColumnType as T;
     let ty = &c.column.ty;
+    // A MySQL-family source column (it has its MySQL spelling): its own types' rules apply.
+    let mysql_source = c.detail.is_some_and(|d| d.source_type.is_some());
     match ty {
         T::Bool => Mapped::plain("boolean"),
         T::Int { bits, unsigned } => Mapped::plain(match (bits, unsigned) {
@@ -196,7 +198,7 @@ pub fn postgres(c: ColumnIn<'_>) -> Mapped {
         T::DateTime { fsp } => Mapped::plain(format!("timestamp({fsp})")).with(LossKind::Refused, ZERO_DATES),
         T::Timestamp { fsp } => {
             let m = Mapped::plain(format!("timestamptz({fsp})"));
-            if c.detail.is_some() {
+            if mysql_source {
                 m.with(LossKind::Changed, "the zero TIMESTAMP (0000-00-00 00:00:00) arrives as 1970-01-01 00:00:00+00")
             } else {
                 m
@@ -214,7 +216,7 @@ pub fn postgres(c: ColumnIn<'_>) -> Mapped {
         }
         T::Other { name } => {
             let base = name.split('(').next().unwrap_or("").to_ascii_lowercase();
-            match (base.as_str(), c.detail.is_some()) {
+            match (base.as_str(), mysql_source) {
                 ("uuid", true) => Mapped::plain("uuid"),
                 ("inet4" | "inet6", true) => Mapped::plain("inet"),
                 (_, true) => Mapped::plain("text").with(LossKind::Changed, format!("`{name}` values arrive as text")),

@@ -70,7 +70,8 @@ pub fn column_type(t: &PgType) -> ColumnType {
         "json" | "jsonb" => ColumnType::Json,
         "uuid" => ColumnType::Uuid,
         "bit" => ColumnType::Bit { width: args.first().copied().unwrap_or(1) as u32 },
-        "varbit" => ColumnType::Bit { width: args.first().copied().unwrap_or(83_886_080) as u32 },
+        // Varying bit strings keep their type by name (the model's `Bit` is fixed-width).
+        "varbit" => ColumnType::Other { name: t.formatted.clone() },
         _ => ColumnType::Other { name: t.formatted.clone() },
     }
 }

@@ -3,7 +3,7 @@
 //! PostgreSQL). A value a dialect cannot hold (NaN in MySQL, a NUL character in PostgreSQL
 //! text) is an [`EncodeError`]: the row's own problem, so it becomes dirty data.
 
-use ferry_operators::value::{format_time, format_timestamp, DateTime};
+use ferry_operators::value::{format_time, format_timestamp, Date, DateTime};
 use ferry_operators::Value;
 use std::fmt::Write;
 
@@ -137,7 +137,14 @@ impl Dialect {
                 if self == Dialect::Mysql && d.is_infinite() {
                     return Err(EncodeError(format!("the MySQL family has no date `{d}`")));
                 }
-                let _ = write!(out, "{d}");
+                match bc(self, d) {
+                    Some(year) => {
+                        let _ = write!(out, "{} BC", Date { year, ..*d });
+                    }
+                    None => {
+                        let _ = write!(out, "{d}");
+                    }
+                }
             }
             Value::Time(t) => {
                 let _ = format_time(*t, out);
@@ -146,7 +153,14 @@ impl Dialect {
                 if self == Dialect::Mysql && dt.date.is_infinite() {
                     return Err(EncodeError(format!("the MySQL family has no datetime `{dt}`")));
                 }
-                let _ = write!(out, "{dt}");
+                match bc(self, &dt.date) {
+                    Some(year) => {
+                        let _ = write!(out, "{} BC", DateTime { date: Date { year, ..dt.date }, ..*dt });
+                    }
+                    None => {
+                        let _ = write!(out, "{dt}");
+                    }
+                }
             }
             Value::Timestamp(t) => match self {
                 // MySQL's zero TIMESTAMP is stored as 0 seconds (1970-01-01 00:00:00 UTC is
@@ -161,7 +175,16 @@ impl Dialect {
                     let _ = write!(out, "{dt}");
                 }
                 Dialect::Postgres => {
-                    let _ = format_timestamp(*t, out);
+                    let dt = DateTime::from_epoch_micros(*t);
+                    match bc(self, &dt.date) {
+                        // PostgreSQL reads years before 1 AD as `… BC`, not as negative years.
+                        Some(year) => {
+                            let _ = write!(out, "{}+00 BC", DateTime { date: Date { year, ..dt.date }, ..dt });
+                        }
+                        None => {
+                            let _ = format_timestamp(*t, out);
+                        }
+                    }
                 }
             },
             Value::Int(_)
@@ -176,6 +199,11 @@ impl Dialect {
         }
         Ok(())
     }
+}
+
+/// For PostgreSQL, a finite date before 1 AD as its BC year (astronomical year 0 is 1 BC).
+fn bc(d: Dialect, date: &Date) -> Option<i32> {
+    (d == Dialect::Postgres && date.year <= 0 && !date.is_infinite()).then(|| 1 - date.year)
 }
 
 fn float(d: Dialect, f: f64, repr: &str, out: &mut String) -> Result<(), EncodeError> {
@@ -334,6 +362,21 @@ mod tests {
         assert_eq!(lit(Dialect::Mysql, &Value::Timestamp(0)), "'0000-00-00 00:00:00'");
         assert!(Dialect::Mysql.literal(&Value::Double(f64::NAN), &mut String::new()).is_err());
         assert!(Dialect::Mysql.literal(&Value::Decimal("NaN".into()), &mut String::new()).is_err());
+    }
+
+    #[test]
+    fn postgres_reads_years_before_1_ad_as_bc() {
+        use ferry_operators::value::{Date, DateTime};
+        let d = Date::new(-43, 3, 15);
+        assert_eq!(lit(Dialect::Postgres, &Value::Date(d)), "'0044-03-15 BC'");
+        assert_eq!(
+            lit(Dialect::Postgres, &Value::DateTime(DateTime { date: d, micros: 1 })),
+            "'0044-03-15 00:00:00.000001 BC'"
+        );
+        let t = DateTime { date: Date::new(0, 1, 1), micros: 0 }.to_epoch_micros().unwrap();
+        assert_eq!(lit(Dialect::Postgres, &Value::Timestamp(t)), "'0001-01-01 00:00:00+00 BC'");
+        assert_eq!(lit(Dialect::Postgres, &Value::Date(Date::new(1, 1, 1))), "'0001-01-01'");
+        assert_eq!(lit(Dialect::Postgres, &Value::Date(Date::NEG_INFINITY)), "'-infinity'");
     }
 
     #[test]
