@@ -424,7 +424,7 @@ fn wait_for_run(what: &str, dir: &Path, child: &mut std::process::Child, mut con
 }
 
 fn target_ids(db: &str) -> Vec<String> {
-    if target_columns(Target::Maria, db, "t").is_empty() {
+    if Target::Maria.columns(db, "t").is_empty() {
         return Vec::new();
     }
     let (_, rows) = read_table(db, "t");
@@ -448,42 +448,17 @@ fn spawn_run(dir: &Path, plan: &str, env: &[(&str, &str)]) -> std::process::Chil
 
 /// Rows of `db.table` in the MariaDB target (0: no such table).
 fn count(db: &str, table: &str) -> usize {
-    if target_columns(Target::Maria, db, table).is_empty() {
+    if Target::Maria.columns(db, table).is_empty() {
         return 0;
     }
     read_table(db, table).1.len()
-}
-
-/// The column names of `db.table` in a target, in table order (empty: no such table).
-fn target_columns(target: Target, db: &str, table: &str) -> Vec<String> {
-    let sql = format!(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = '{db}' AND table_name = '{table}' \
-         ORDER BY ordinal_position"
-    );
-    ferry::runtime::io_runtime().block_on(async {
-        match target {
-            Target::Pg => {
-                let c = common::sql::pg_client().await;
-                let rows = c.query(&sql, &[]).await.unwrap();
-                rows.iter().map(|r| r.get::<_, String>(0)).collect()
-            }
-            _ => {
-                use mysql_async::prelude::Queryable;
-                let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&main_url()).unwrap()).await.unwrap();
-                let names: Vec<String> = c.query(&sql).await.unwrap();
-                c.disconnect().await.unwrap();
-                names
-            }
-        }
-    })
 }
 
 /// Whether the target's `dst.table` has the source's `src.table` columns and rows, exactly.
 fn same_as_source(target: Target, src: &str, dst: &str, table: &str) -> bool {
     let (schema, rows) = read_table(src, table);
     let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
-    target_columns(target, dst, table) == names
-        && target.rows(dst, table, &schema) == common::sql::expected(&schema, &rows)
+    target.columns(dst, table) == names && target.rows(dst, table, &schema) == common::sql::expected(&schema, &rows)
 }
 
 #[test]
@@ -552,7 +527,7 @@ fn schema_change_policy_auto_makes_each_target_follow_the_source_between_the_sam
                 && same_as_source(target, &src, &dst, "u")
                 && same_as_source(target, &src, &dst, "n")
         });
-        assert!(target_columns(target, &dst, "skip_me").is_empty(), "{tag}: a table the selection does not take");
+        assert!(target.columns(&dst, "skip_me").is_empty(), "{tag}: a table the selection does not take");
         let _ = child.kill();
         child.wait().unwrap();
         let dirty = dir.path().join(format!("state/auto-{tag}/dirty"));
@@ -754,7 +729,7 @@ fn schema_change_policies_ignore_and_log_keep_the_target_as_it_is() {
             // Not truncated: every row of u, the ones before the TRUNCATE too.
             assert_eq!(count(&dst, "u"), 5, "{policy}: u keeps its rows");
             // The new table is not copied.
-            assert!(target_columns(Target::Maria, &dst, "n").is_empty(), "{policy}: no table n");
+            assert!(Target::Maria.columns(&dst, "n").is_empty(), "{policy}: no table n");
             let new_table =
                 err.lines().any(|l| l.contains("a new table matches the selection") && l.contains(&format!("{src}.n")));
             assert_eq!(new_table, policy == "log", "{policy}: warning about the new table\n{err}");

@@ -174,14 +174,21 @@ fn spawn(dir: &std::path::Path, plan: &str, env: &[(&str, &str)]) -> KillOnDrop 
     KillOnDrop(ferry().current_dir(dir).envs(env.iter().copied()).args(["run", "-q", plan]).spawn().unwrap())
 }
 
-/// Waits until `cond` holds while the run goes on, then kills it with SIGKILL.
-fn kill_when(run: &mut KillOnDrop, what: &str, mut cond: impl FnMut() -> bool) {
+/// Waits (up to 60 s) until `cond` holds while the run goes on.
+fn await_run(run: &mut KillOnDrop, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
-        assert!(run.0.try_wait().unwrap().is_none(), "the run ended before {what}");
+        if let Some(s) = run.0.try_wait().unwrap() {
+            panic!("the run ended ({s}) before {what}");
+        }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until `cond` holds while the run goes on, then kills it with SIGKILL.
+fn kill_when(run: &mut KillOnDrop, what: &str, cond: impl FnMut() -> bool) {
+    await_run(run, what, cond);
     run.0.kill().unwrap();
     run.0.wait().unwrap();
 }
@@ -328,30 +335,6 @@ fn a_lost_slot_and_a_slot_ahead_of_the_checkpoint_fail_with_the_way_out() {
     ok(&run_in(dir.path(), &["run", "-q", "--from-scratch", &p]));
 }
 
-/// The column names of `ns.table` in a target, in order (empty: no such table).
-fn target_columns(target: Target, ns: &str, table: &str) -> Vec<String> {
-    let sql = format!(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = '{ns}' AND table_name = '{table}' \
-         ORDER BY ordinal_position"
-    );
-    ferry::runtime::io_runtime().block_on(async {
-        match target {
-            Target::Pg => {
-                let c = common::sql::pg_client().await;
-                c.query(&sql, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
-            }
-            _ => {
-                use mysql_async::prelude::Queryable;
-                let url = common::mysql::main_url();
-                let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
-                let names: Vec<String> = c.query(&sql).await.unwrap();
-                c.disconnect().await.unwrap();
-                names
-            }
-        }
-    })
-}
-
 #[test]
 fn add_drop_rename_and_retype_mid_stream_make_each_target_follow_the_source() {
     for target in [Target::Maria, Target::Pg] {
@@ -374,16 +357,6 @@ fn add_drop_rename_and_retype_mid_stream_make_each_target_follow_the_source() {
         );
         let p = write_plan(dir.path(), "plan.yaml", &text);
         let mut run = spawn(dir.path(), &p, &[]);
-        let wait = |run: &mut KillOnDrop, what: &str, cond: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !cond() {
-                if let Some(s) = run.0.try_wait().unwrap() {
-                    panic!("{tag}: the run ended ({s}) before {what}");
-                }
-                assert!(Instant::now() < deadline, "{tag}: timed out waiting for {what}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        };
         let start = TableSchema {
             name: TableName::new(&dst, "t"),
             columns: vec![col("id", int(32)), col("a", int(32)), col("b", text_ty())],
@@ -391,9 +364,8 @@ fn add_drop_rename_and_retype_mid_stream_make_each_target_follow_the_source() {
             unique_keys: vec![],
             version: 1,
         };
-        wait(&mut run, "the snapshot", &|| {
-            !target_columns(target, &dst, "t").is_empty()
-                && target.rows(&dst, "t", &start) == src_rows(&ns, "t", &start)
+        await_run(&mut run, &format!("{tag}: the snapshot"), || {
+            !target.columns(&dst, "t").is_empty() && target.rows(&dst, "t", &start) == src_rows(&ns, "t", &start)
         });
         src_exec(&[
             &format!("SET search_path = {ns}"),
@@ -416,9 +388,8 @@ fn add_drop_rename_and_retype_mid_stream_make_each_target_follow_the_source() {
             unique_keys: vec![],
             version: 1,
         };
-        wait(&mut run, "the target to follow the source", &|| {
-            target_columns(target, &dst, "t") == ["id", "a2", "c"]
-                && target.rows(&dst, "t", &end) == src_rows(&ns, "t", &end)
+        await_run(&mut run, &format!("{tag}: the target to follow the source"), || {
+            target.columns(&dst, "t") == ["id", "a2", "c"] && target.rows(&dst, "t", &end) == src_rows(&ns, "t", &end)
         });
     }
 }
@@ -534,15 +505,11 @@ fn every_type_arrives_identical_through_snapshot_and_stream() {
         })
     };
     // The snapshot's rows first, then the same rows again through the stream, under other ids.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read(&common::sql::pg_url(), dst).len() < 4 {
-        assert!(run.0.try_wait().unwrap().is_none(), "the run ended");
-        assert!(Instant::now() < deadline, "the snapshot's rows never arrived");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    await_run(&mut run, "the snapshot's rows", || read(&common::sql::pg_url(), dst).len() == 4);
     insert(all_types_rows(100));
     let want = read(&src_url(), ns);
     assert_eq!(want.len(), 8);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got = read(&common::sql::pg_url(), dst);
         if got == want {

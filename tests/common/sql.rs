@@ -99,6 +99,29 @@ impl Target {
         }
     }
 
+    /// The column names of `db.table`, in table order (empty: no such table).
+    pub fn columns(self, db: &str, table: &str) -> Vec<String> {
+        let sql = format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = '{db}' AND table_name = '{table}' \
+             ORDER BY ordinal_position"
+        );
+        ferry::runtime::io_runtime().block_on(async {
+            match self {
+                Target::Pg | Target::PgOutage => {
+                    let c = pg_client_at(&self.pg_url()).await;
+                    c.query(&sql, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+                }
+                Target::Maria | Target::Outage => {
+                    let opts = mysql_async::Opts::from_url(&self.mysql_url()).unwrap();
+                    let mut c = mysql_async::Conn::new(opts).await.unwrap();
+                    let names: Vec<String> = c.query(&sql).await.unwrap();
+                    c.disconnect().await.unwrap();
+                    names
+                }
+            }
+        })
+    }
+
     /// Every row of `db.table` as canonical texts (see [`canon`]), sorted.
     pub fn rows(self, db: &str, table: &str, schema: &TableSchema) -> Vec<String> {
         let cols: Vec<String> = schema
