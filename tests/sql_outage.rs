@@ -59,8 +59,12 @@ fn prepare(t: Target, db: &str) {
     }
 }
 
+/// The PostgreSQL outage instance serves a target test and a source test: one at a time.
+static PG_OUTAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Both cases share the target's one outage instance, so they run one after the other.
 fn a_20s_outage_is_survived_by_restarts_and_fails_the_task_without_them(target: Target) {
+    let _one_at_a_time = (target == Target::PgOutage).then(|| PG_OUTAGE.lock().unwrap_or_else(|p| p.into_inner()));
     let (stop, start) = match target {
         Target::Outage => ("outage-stop", "outage-start"),
         Target::PgOutage => ("pg-outage-stop", "pg-outage-start"),
@@ -125,4 +129,87 @@ fn a_20s_mariadb_target_outage_is_survived_by_restarts_and_fails_the_task_withou
 #[test]
 fn a_20s_postgres_target_outage_is_survived_by_restarts_and_fails_the_task_without_them() {
     a_20s_outage_is_survived_by_restarts_and_fails_the_task_without_them(Target::PgOutage);
+}
+
+/// Statements on the PostgreSQL outage instance (here a source).
+fn pg_outage_exec(sqls: &[&str]) {
+    ferry::runtime::io_runtime().block_on(async {
+        let c = common::sql::pg_client_at(&Target::PgOutage.pg_url()).await;
+        for s in sqls {
+            c.batch_execute(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
+        }
+    })
+}
+
+#[test]
+fn a_postgres_source_restart_is_survived_by_restarts_and_the_target_ends_equal() {
+    let _one_at_a_time = PG_OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
+    let (ns, dst, task) = ("src_outage", "pg_src_outage_t", "pg-src-outage");
+    pg_outage_exec(&[
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'ferry_pg_src_outage'",
+        "DROP PUBLICATION IF EXISTS ferry_pg_src_outage",
+        &format!("DROP SCHEMA IF EXISTS {ns} CASCADE"),
+        &format!("CREATE SCHEMA {ns}"),
+        &format!("CREATE TABLE {ns}.t (id int PRIMARY KEY, v int)"),
+        &format!("INSERT INTO {ns}.t SELECT g, g FROM generate_series(1, 1000) g"),
+    ]);
+    Target::Maria.fresh_namespace(dst);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n{}\
+         tables:\n  include: ['{ns}\\..*']\nsemantics: exactly-once\nroute:\n  database: {dst}\n\
+         errors:\n  max_restarts: 20\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        Target::PgOutage.pg_url(),
+        Target::Maria.plan_section()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let mut run = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
+    let schema = ferry_operators::TableSchema {
+        name: ferry_operators::TableName::new(dst, "t"),
+        columns: vec![
+            ferry_operators::Column::new("id", ferry_operators::ColumnType::Int { bits: 32, unsigned: false }, false),
+            ferry_operators::Column::new("v", ferry_operators::ColumnType::Int { bits: 32, unsigned: false }, true),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        version: 1,
+    };
+    let mut rows = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let have = if Target::Maria.columns(dst, "t").is_empty() {
+                0
+            } else {
+                Target::Maria.rows(dst, "t", &schema).len()
+            };
+            if have == n {
+                return;
+            }
+            assert!(run.0.try_wait().unwrap().is_none(), "the run ended");
+            assert!(Instant::now() < deadline, "the target has {have} rows, not {n}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    rows(1000);
+    pg_outage_exec(&[&format!("INSERT INTO {ns}.t SELECT g, g FROM generate_series(1001, 1500) g")]);
+    rows(1500);
+    // The source server goes away (its sessions, the replication one too, are terminated).
+    servers("pg-outage-stop");
+    std::thread::sleep(Duration::from_secs(5));
+    servers("pg-outage-start");
+    pg_outage_exec(&[
+        &format!("INSERT INTO {ns}.t SELECT g, g FROM generate_series(1501, 2000) g"),
+        &format!("UPDATE {ns}.t SET v = -v WHERE id % 3 = 0"),
+        &format!("DELETE FROM {ns}.t WHERE id % 10 = 0"),
+    ]);
+    rows(1800);
+    let got = Target::Maria.rows(dst, "t", &schema);
+    let want: Vec<Vec<ferry_operators::Value>> = (1..=2000i64)
+        .filter(|i| i % 10 != 0)
+        .map(|i| vec![ferry_operators::Value::Int(i), ferry_operators::Value::Int(if i % 3 == 0 { -i } else { i })])
+        .collect();
+    assert!(got == expected(&schema, &want), "the target differs from the source after the outage");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("state/{task}/status.json"))).unwrap()).unwrap();
+    assert!(st["restarts"].as_u64().unwrap() >= 1, "{st}");
 }
