@@ -333,6 +333,13 @@ fn a_lost_slot_and_a_slot_ahead_of_the_checkpoint_fail_with_the_way_out() {
     assert_eq!(exists.as_deref(), Some("0"));
     // Starting over works.
     ok(&run_in(dir.path(), &["run", "-q", "--from-scratch", &p]));
+    // A publication dropped after the slot: one made now could not decode the slot's WAL.
+    src_exec(&["DROP PUBLICATION ferry_pg_slot"]);
+    let out = run_in(dir.path(), &["run", "-q", &p]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("publication `ferry_pg_slot` is gone"), "{err}");
+    assert!(err.contains("--from-scratch"), "{err}");
+    ok(&run_in(dir.path(), &["run", "-q", "--from-scratch", &p]));
 }
 
 #[test]
@@ -624,4 +631,46 @@ fn check_names_what_the_source_lacks_with_the_statement_that_fixes_it() {
     let existing = text.replace("  url:", "  publication_mode: existing\n  bounded: true\n  url:");
     let p = write_plan(dir.path(), "plan.yaml", &existing);
     ok(&run_in(dir.path(), &["run", "-q", &p]));
+}
+
+#[test]
+fn into_mariadb_the_preview_names_every_column_that_does_not_arrive_identical_and_refused_rows_are_archived() {
+    let (ns, dst, task) = ("pgtypes_m", "pgtypes_m_t", "pg-types-m");
+    forget_slot(task);
+    fresh_src_schema(ns);
+    let cols: Vec<String> = ALL_TYPES.iter().map(|(c, t, _)| format!("{c} {t}")).collect();
+    src_exec(&[
+        &format!("CREATE TYPE {ns}.mood AS ENUM ('sad', 'happy')"),
+        &format!("CREATE DOMAIN {ns}.posint AS int CHECK (VALUE > 0)"),
+        &format!("SET search_path = {ns}, public; CREATE TABLE {ns}.a (id int PRIMARY KEY, {})", cols.join(", ")),
+        &format!(
+            "SET TimeZone = 'Asia/Kolkata'; SET search_path = {ns}, public; INSERT INTO {ns}.a VALUES {}",
+            all_types_rows(1).join(", ")
+        ),
+    ]);
+    Target::Maria.fresh_namespace(dst);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  bounded: true\ntarget:\n{}\
+         tables:\n  include: ['{ns}\\..*']\nroute:\n  database: {dst}\nruntime:\n  state: ./state\n",
+        src_url(),
+        Target::Maria.plan_section()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let preview = ok(&run_in(dir.path(), &["preview", &p]));
+    for c in ["n", "f4", "f8", "m", "d", "ts", "tz", "tt", "iv", "ai", "at", "vb", "ip"] {
+        assert!(preview.contains(&format!(" {c} (")), "the preview does not name {c}:\n{preview}");
+    }
+    // Every row holds a value MariaDB refuses: each goes to the dirty archive with its reason.
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let mut reasons = Vec::new();
+    for f in std::fs::read_dir(dir.path().join(format!("state/{task}/dirty"))).unwrap() {
+        for l in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            reasons.push(j["reason"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(reasons.len(), 4, "{reasons:#?}");
+    assert!(reasons.iter().any(|r| r.contains("NaN")), "{reasons:#?}");
+    assert!(reasons.iter().any(|r| r.contains("infinity")), "{reasons:#?}");
 }

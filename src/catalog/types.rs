@@ -130,10 +130,19 @@ pub fn mysql(dialect: DdlDialect, c: ColumnIn<'_>) -> Mapped {
         T::Bool => "BOOLEAN".into(),
         T::Int { .. } | T::Float | T::Double => ty.sql_name(),
         T::Decimal { precision: 0, .. } => {
-            return Mapped::plain("DECIMAL(65,30)").with(
+            let m = Mapped::plain("DECIMAL(65,30)").with(
                 LossKind::Refused,
                 "numbers beyond 35 integer digits are refused; digits beyond 30 after the point are rounded",
-            )
+            );
+            return if c.detail.is_some_and(|d| d.source_type.is_none()) {
+                m.with(LossKind::Refused, "NaN and ±Infinity are refused")
+            } else {
+                m
+            };
+        }
+        T::Decimal { precision, scale } if c.detail.is_some_and(|d| d.source_type.is_none()) => {
+            return Mapped::plain(format!("DECIMAL({precision},{scale})"))
+                .with(LossKind::Refused, "NaN and ±Infinity are refused")
         }
         T::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
         T::String { max_chars: Some(n), fixed: true } if *n <= 255 => format!("CHAR({n})"),
@@ -160,6 +169,20 @@ pub fn mysql(dialect: DdlDialect, c: ColumnIn<'_>) -> Mapped {
                 .with(LossKind::Changed, format!("{} values arrive as text", ty.sql_name()))
         }
     });
+    // Values a PostgreSQL source has and the MySQL family does not (a source column with
+    // details but no MySQL spelling).
+    let pg_source = c.detail.is_some_and(|d| d.source_type.is_none());
+    let m = match ty {
+        T::Float | T::Double if pg_source => m.with(LossKind::Refused, "NaN and ±Infinity are refused"),
+        T::Date | T::DateTime { .. } if pg_source => {
+            m.with(LossKind::Refused, "infinity, -infinity and years before 1 AD or after 9999 are refused")
+        }
+        T::Timestamp { .. } if pg_source => m.with(
+            LossKind::Refused,
+            "infinity, -infinity and instants outside TIMESTAMP's range (1970-01-01 to 2038-01-19 UTC) are refused",
+        ),
+        _ => m,
+    };
     if matches!(ty, T::Json) && !mariadb && c.detail.is_some() {
         m.with(LossKind::Changed, "MySQL stores JSON normalized: key order and spacing may change")
     } else {
