@@ -5,6 +5,7 @@
 
 use super::binlog::BinlogPos;
 use super::snapshot::Chunk;
+pub(super) use super::snapshot::ImageWeights;
 use crate::plan::Compiled;
 use ferry_operators::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -220,9 +221,6 @@ pub(super) fn key_of(
         })
         .collect()
 }
-
-/// The server's sort keys of one row image's [`KeyOrder::Weight`] key columns.
-pub(super) type ImageWeights = Option<Vec<Option<Vec<u8>>>>;
 
 impl ChunkIndex {
     /// Whether a transaction that began at `start` is already in the snapshot rows of `row`.

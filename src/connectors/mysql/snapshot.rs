@@ -289,13 +289,16 @@ pub async fn weights(
     Ok(out)
 }
 
+/// The server's sort keys of one row image's key columns ordered by sort keys (`KeyOrder::Weight`).
+pub(super) type ImageWeights = Option<Vec<Option<Vec<u8>>>>;
+
 /// The server's sort keys of the weighed key columns `cols` of each change's before and after
 /// image (`None` for an absent image), in as few queries as [`weights`] makes.
 pub async fn image_weights(
     conn: &mut Conn,
     cols: &[WeighedColumn],
     changes: &[super::binlog::RowChange],
-) -> Result<Vec<[super::handoff::ImageWeights; 2]>, mysql_async::Error> {
+) -> Result<Vec<[ImageWeights; 2]>, mysql_async::Error> {
     let values: Vec<(&Value, &WeighedColumn)> = changes
         .iter()
         .flat_map(|(_, b, a)| [b, a].into_iter().flatten())

@@ -4,9 +4,11 @@
 
 use super::discover::PgSourceError;
 use super::types::decode;
+use crate::connector::snapshot::ChunkPosition;
 use ferry_operators::{ColumnType, Row, TableSchema, Value};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio_postgres::Client;
 
 /// One chunk: a key range of a table (`lower` inclusive, `upper` exclusive, `None`: open), or
@@ -21,6 +23,20 @@ pub struct Chunk {
     pub lower: Option<i64>,
     /// Upper bound of the range column.
     pub upper: Option<i64>,
+}
+
+/// A chunk's point: the consistent point of the snapshot it was read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Point(pub u64);
+
+impl ChunkPosition for Point {
+    fn to_offset(&self) -> serde_json::Value {
+        json!({ "done": true, "lsn": self.0 })
+    }
+
+    fn from_offset(v: &serde_json::Value) -> Option<Self> {
+        v.get("done")?.as_bool()?.then(|| v.get("lsn")?.as_u64().map(Point)).flatten()
+    }
 }
 
 /// The table index of a chunk whose table the current plan does not select.

@@ -25,29 +25,14 @@
 //!   streamed in batches).
 
 use super::prepare::PgRun;
-use super::snapshot::{read_chunk, UNSELECTED};
+use super::snapshot::{read_chunk, Point, UNSELECTED};
 use super::stream;
-use crate::connector::snapshot::{chunked_snapshot, pause_before_chunk, ChunkMsg, ChunkPosition, ChunkSender};
+use crate::connector::snapshot::{chunked_snapshot, pause_before_chunk, ChunkMsg, ChunkSender};
 use crate::connector::SourceCtx;
 use crate::runtime::{io_runtime, TaskError};
 use ferry_operators::{Change, SchemaEvent};
-use serde_json::json;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{Scope, StreamVec};
-
-/// A chunk's point: the consistent point of the snapshot it was read under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(super) struct Point(pub u64);
-
-impl ChunkPosition for Point {
-    fn to_offset(&self) -> serde_json::Value {
-        json!({ "done": true, "lsn": self.0 })
-    }
-
-    fn from_offset(v: &serde_json::Value) -> Option<Self> {
-        v.get("done")?.as_bool()?.then(|| v.get("lsn")?.as_u64().map(Point)).flatten()
-    }
-}
 
 /// Builds the PostgreSQL source for this worker: snapshot (all workers) then the stream
 /// (worker 0).

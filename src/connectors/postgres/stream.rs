@@ -41,7 +41,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::{Scope, StreamVec};
 
 /// What a finished snapshot worker tells the stream: its last epoch, every chunk's point.
-type Done = crate::connector::snapshot::Done<super::source::Point>;
+type Done = crate::connector::snapshot::Done<super::snapshot::Point>;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
