@@ -497,22 +497,13 @@ fn every_type_arrives_identical_through_snapshot_and_stream() {
     let p = write_plan(dir.path(), "plan.yaml", &text);
     let mut run = spawn(dir.path(), &p, &[]);
     let exprs: Vec<&str> = ALL_TYPES.iter().map(|(_, _, e)| *e).collect();
-    let read = |url: &str, ns: &str| -> Vec<Vec<Option<String>>> {
-        ferry::runtime::io_runtime().block_on(async {
-            let c = common::sql::pg_client_at(url).await;
-            let sql = format!("SELECT id::text, {} FROM \"{ns}\".a ORDER BY id", exprs.join(", "));
-            let mut out = Vec::new();
-            let Ok(msgs) = c.simple_query(&sql).await else { return out };
-            for m in msgs {
-                if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                    out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
-                }
-            }
-            out
-        })
+    let read = |url: &str, ns: &str| {
+        common::sql::pg_text_rows(url, &format!("SELECT id::text, {} FROM \"{ns}\".a ORDER BY id", exprs.join(", ")))
     };
     // The snapshot's rows first, then the same rows again through the stream, under other ids.
-    await_run(&mut run, "the snapshot's rows", || read(&common::sql::pg_url(), dst).len() == 4);
+    await_run(&mut run, "the snapshot's rows", || {
+        pg_target_has(dst, "a") && read(&common::sql::pg_url(), dst).len() == 4
+    });
     insert(all_types_rows(100));
     let want = read(&src_url(), ns);
     assert_eq!(want.len(), 8);

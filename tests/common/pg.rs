@@ -3,7 +3,7 @@
 //! own decoding, to compare with a target ([`super::sql::Target::rows`]).
 #![allow(dead_code)]
 
-use super::sql::canon;
+use super::sql::canon_rows;
 use ferry_operators::TableSchema;
 
 /// The source database's URL (superuser).
@@ -28,15 +28,7 @@ pub fn src_exec(sqls: &[&str]) {
 
 /// One value from the source database.
 pub fn src_query_one(sql: &str) -> Option<String> {
-    ferry::runtime::io_runtime().block_on(async {
-        let c = super::sql::pg_client_at(&src_url()).await;
-        for m in c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
-            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                return r.get(0).map(str::to_string);
-            }
-        }
-        None
-    })
+    super::sql::pg_text_rows(&src_url(), sql).into_iter().next().and_then(|r| r.into_iter().next().flatten())
 }
 
 /// Drops and creates the source schema `ns`.
@@ -59,26 +51,5 @@ pub fn forget_slot(task: &str) {
 pub fn src_rows(ns: &str, table: &str, schema: &TableSchema) -> Vec<String> {
     let cols: Vec<String> = schema.columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
     let sql = format!("SELECT {} FROM \"{ns}\".\"{table}\"", cols.join(","));
-    let raw: Vec<Vec<Option<String>>> = ferry::runtime::io_runtime().block_on(async {
-        let c = super::sql::pg_client_at(&src_url()).await;
-        let mut out = Vec::new();
-        for m in c.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
-            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
-            }
-        }
-        out
-    });
-    let mut rows: Vec<String> = raw
-        .into_iter()
-        .map(|r| {
-            r.iter()
-                .zip(&schema.columns)
-                .map(|(v, c)| v.as_deref().map_or("NULL".to_string(), |t| canon(&c.ty, t)))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
-        .collect();
-    rows.sort();
-    rows
+    canon_rows(super::sql::pg_text_rows(&src_url(), &sql), schema)
 }

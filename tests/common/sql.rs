@@ -155,30 +155,41 @@ impl Target {
                         .collect()
                 })
             }
-            Target::Pg | Target::PgOutage => ferry::runtime::io_runtime().block_on(async {
-                let c = pg_client_at(&self.pg_url()).await;
-                let mut out = Vec::new();
-                for m in c.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
-                    if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                        out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
-                    }
-                }
-                out
-            }),
+            Target::Pg | Target::PgOutage => pg_text_rows(&self.pg_url(), &sql),
         };
-        let mut rows: Vec<String> = raw
-            .into_iter()
-            .map(|r| {
-                r.iter()
-                    .zip(&schema.columns)
-                    .map(|(v, c)| v.as_deref().map_or("NULL".to_string(), |t| canon(&c.ty, t)))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            })
-            .collect();
-        rows.sort();
-        rows
+        canon_rows(raw, schema)
     }
+}
+
+/// Every row `sql` returns on the PostgreSQL server at `url`, as text (`None`: NULL).
+pub fn pg_text_rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    ferry::runtime::io_runtime().block_on(async {
+        let c = pg_client_at(url).await;
+        let mut out = Vec::new();
+        for m in c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+            }
+        }
+        out
+    })
+}
+
+/// Rows of text (as read, in `schema`'s column order) as canonical texts (see [`canon`]),
+/// sorted.
+pub fn canon_rows(raw: Vec<Vec<Option<String>>>, schema: &TableSchema) -> Vec<String> {
+    let mut rows: Vec<String> = raw
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .zip(&schema.columns)
+                .map(|(v, c)| v.as_deref().map_or("NULL".to_string(), |t| canon(&c.ty, t)))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect();
+    rows.sort();
+    rows
 }
 
 /// The private PostgreSQL's URL.

@@ -199,7 +199,7 @@ pub async fn discover(c: &Client) -> Result<SourceCatalog, PgSourceError> {
                    bt.oid, bt.typname::text, bt.typtype::text, \
                    format_type(bt.oid, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END), \
                    et.oid, et.typname::text, et.typtype::text, format_type(et.oid, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END), \
-                   format_type(a.atttypid, a.atttypmod), pg_get_expr(ad.adbin, ad.adrelid), \
+                   pg_get_expr(ad.adbin, ad.adrelid), \
                    COALESCE(col_description(c.oid, a.attnum), ''), a.attidentity::text \
                  FROM pg_attribute a \
                  JOIN pg_class c ON c.oid = a.attrelid \
@@ -263,16 +263,15 @@ pub async fn discover(c: &Client) -> Result<SourceCatalog, PgSourceError> {
             labels: enum_labels.get(&base_oid).cloned().unwrap_or_default(),
             element,
         };
-        let identity: String = r.get(14);
+        let identity: String = r.get(13);
         schema.columns.push(Column::new(r.get::<_, String>(1), column_type(&pg), !r.get::<_, bool>(2)));
         // `source_type` is a MySQL-family spelling the catalog may reuse verbatim: PostgreSQL
         // columns are mapped from the record model instead.
-        let _pg_spelling: String = r.get(11);
         detail.columns.push(ColumnDetail {
             source_type: None,
-            default: r.get(12),
+            default: r.get(11),
             auto_increment: !identity.is_empty(),
-            comment: r.get(13),
+            comment: r.get(12),
         });
     }
     let mut current: Option<(u32, u32)> = None;

@@ -116,7 +116,7 @@ pub async fn plan_table(
 
 /// The chunk's `SELECT`.
 pub fn chunk_query(chunk: &Chunk, schema: &TableSchema) -> String {
-    let cols: Vec<String> = schema.columns.iter().map(|c| select_expr(&c.name, &c.ty)).collect();
+    let cols: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
     let mut q = format!("SELECT {} FROM {}", cols.join(", "), qualified(schema));
     if let Some(k) = range_column(schema) {
         let col = ident(&schema.columns[k].name);
@@ -132,11 +132,6 @@ pub fn chunk_query(chunk: &Chunk, schema: &TableSchema) -> String {
         }
     }
     q
-}
-
-/// A column as the snapshot selects it: its own text form, as pgoutput sends it.
-fn select_expr(name: &str, _ty: &ColumnType) -> String {
-    ident(name)
 }
 
 /// Reads one chunk under the exported snapshot `snapshot`, handing rows to `emit` in batches

@@ -657,9 +657,6 @@ impl Reader {
     ) -> Result<Option<Vec<Value>>, TaskError> {
         let t = &self.live[&tid];
         let schema = self.plan.catalog.get(tid);
-        if self.lookup.is_none() {
-            self.lookup = Some(d::connect(&self.run.endpoint).await.map_err(stream_failure)?);
-        }
         let mut conds = Vec::new();
         for &k in &t.key {
             let mut lit = String::new();
@@ -674,7 +671,7 @@ impl Reader {
         }
         let select: Vec<String> = cols.iter().map(|&i| format!("{}::text", ident(&t.columns[i].name))).collect();
         let sql = format!("SELECT {} FROM {} WHERE {}", select.join(", "), qualified(schema), conds.join(" AND "));
-        let client = self.lookup.as_ref().expect("connected");
+        let client = connected(&mut self.lookup, &self.run.endpoint).await?;
         let found = client.query_opt(&sql, &[]).await.map_err(|e| stream_failure(PgSourceError::from_pg(e)))?;
         let Some(r) = found else { return Ok(None) };
         let mut out = Vec::with_capacity(cols.len());
@@ -699,10 +696,7 @@ impl Reader {
         if let Some(t) = self.types.get(&(oid, typmod)) {
             return Ok(t.clone());
         }
-        if self.lookup.is_none() {
-            self.lookup = Some(d::connect(&self.run.endpoint).await.map_err(stream_failure)?);
-        }
-        let c = self.lookup.as_ref().expect("connected");
+        let c = connected(&mut self.lookup, &self.run.endpoint).await?;
         let err = |e| stream_failure(PgSourceError::from_pg(e));
         let row = c
             .query_one(
@@ -849,10 +843,7 @@ impl Reader {
 
     /// NOT NULL and defaults of the table's columns now, from `pg_catalog`.
     async fn column_specs(&mut self, tid: TableId) -> Result<HashMap<String, ColumnSpec>, TaskError> {
-        if self.lookup.is_none() {
-            self.lookup = Some(d::connect(&self.run.endpoint).await.map_err(stream_failure)?);
-        }
-        let c = self.lookup.as_ref().expect("connected");
+        let c = connected(&mut self.lookup, &self.run.endpoint).await?;
         let q = qualified(self.plan.catalog.get(tid));
         let rows = c
             .query(
@@ -871,6 +862,17 @@ impl Reader {
             })
             .collect())
     }
+}
+
+/// The reader's session for catalog and row look-ups, opened on first use.
+async fn connected<'a>(
+    lookup: &'a mut Option<tokio_postgres::Client>,
+    ep: &d::Endpoint,
+) -> Result<&'a tokio_postgres::Client, TaskError> {
+    if lookup.is_none() {
+        *lookup = Some(d::connect(ep).await.map_err(stream_failure)?);
+    }
+    Ok(lookup.as_ref().expect("connected above"))
 }
 
 /// Writes a logical message every `every` so an idle source's stream still moves.
