@@ -91,7 +91,7 @@ pub enum EngineError {
     #[error("cannot start the workers: {0}")]
     Start(String),
     /// The run failed: transient (the task restarts) or definite (it stops).
-    #[error("{0}")]
+    #[error(transparent)]
     Run(#[from] TaskError),
     /// The target cannot be written (at the start of a run).
     #[error("target: {0}")]

@@ -160,7 +160,7 @@ pub async fn read_chunk(
     while let Some(buf) = stream.next().await {
         let buf = buf.map_err(err)?;
         let mut data: &[u8] = &buf;
-        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', data) {
             let line = if partial.is_empty() {
                 &data[..nl]
             } else {
@@ -185,82 +185,120 @@ pub async fn read_chunk(
     Ok(())
 }
 
-/// One `COPY` text line as a row of `schema`.
+/// One `COPY` text line as a row of `schema`: fields without escapes are decoded straight
+/// from the line, the others through one reused buffer.
 pub fn parse_row(line: &[u8], schema: &TableSchema) -> Result<Row, String> {
-    let fields = copy_fields(line)?;
-    if fields.len() != schema.columns.len() {
-        return Err(format!("{} fields, {} columns", fields.len(), schema.columns.len()));
+    let n = schema.columns.len();
+    let mut row = Vec::with_capacity(n);
+    let mut scratch = Vec::new();
+    let mut fields = 0;
+    for raw in split_fields(line) {
+        fields += 1;
+        let Some(col) = schema.columns.get(fields - 1) else { continue };
+        if raw == b"\\N" {
+            row.push(Value::Null);
+            continue;
+        }
+        let bytes = if memchr::memchr(b'\\', raw).is_none() {
+            raw
+        } else {
+            unescape(raw, &mut scratch)?;
+            scratch.as_slice()
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| format!("column {}: a field that is not UTF-8", col.name))?;
+        row.push(decode(&col.ty, text).map_err(|e| format!("column {}: {e}", col.name))?);
     }
-    fields
-        .into_iter()
-        .zip(&schema.columns)
-        .map(|(f, col)| match f {
-            None => Ok(Value::Null),
-            Some(s) => decode(&col.ty, &s).map_err(|e| format!("column {}: {e}", col.name)),
-        })
-        .collect()
+    if fields != n {
+        return Err(format!("{fields} fields, {n} columns"));
+    }
+    Ok(row)
+}
+
+/// The tab-separated fields of a `COPY` text line, still escaped.
+fn split_fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(line);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b'\t', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// Splits a `COPY` text line into fields: tab-separated, `\N` for NULL, backslash escapes.
 pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
     let mut out = Vec::new();
-    for raw in line.split(|&b| b == b'\t') {
+    for raw in split_fields(line) {
         if raw == b"\\N" {
             out.push(None);
             continue;
         }
         let mut v = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            let b = raw[i];
-            if b != b'\\' {
-                v.push(b);
-                i += 1;
-                continue;
-            }
-            let e = *raw.get(i + 1).ok_or("a field ends in a lone backslash")?;
-            i += 2;
-            v.push(match e {
-                b'b' => 8,
-                b'f' => 12,
-                b'n' => b'\n',
-                b'r' => b'\r',
-                b't' => b'\t',
-                b'v' => 11,
-                b'0'..=b'7' => {
-                    let mut n = u32::from(e - b'0');
-                    for _ in 0..2 {
-                        match raw.get(i) {
-                            Some(d @ b'0'..=b'7') => {
-                                n = n * 8 + u32::from(d - b'0');
-                                i += 1;
-                            }
-                            _ => break,
-                        }
-                    }
-                    n as u8
-                }
-                b'x' => {
-                    let mut n = 0u32;
-                    let mut digits = 0;
-                    while digits < 2 {
-                        match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
-                            Some(d) => {
-                                n = n * 16 + d;
-                                i += 1;
-                                digits += 1;
-                            }
-                            None => break,
-                        }
-                    }
-                    n as u8
-                }
-                other => other,
-            });
-        }
+        unescape(raw, &mut v)?;
         out.push(Some(String::from_utf8(v).map_err(|_| "a field that is not UTF-8".to_string())?));
     }
     Ok(out)
+}
+
+/// One field's bytes with the `COPY` text escapes undone, into `v` (cleared first).
+fn unescape(raw: &[u8], v: &mut Vec<u8>) -> Result<(), String> {
+    v.clear();
+    let mut i = 0;
+    while i < raw.len() {
+        let Some(at) = memchr::memchr(b'\\', &raw[i..]) else {
+            v.extend_from_slice(&raw[i..]);
+            break;
+        };
+        v.extend_from_slice(&raw[i..i + at]);
+        i += at;
+        let e = *raw.get(i + 1).ok_or("a field ends in a lone backslash")?;
+        i += 2;
+        v.push(match e {
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'v' => 11,
+            b'0'..=b'7' => {
+                let mut n = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match raw.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            n = n * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                n as u8
+            }
+            b'x' => {
+                let mut n = 0u32;
+                let mut digits = 0;
+                while digits < 2 {
+                    match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                        Some(d) => {
+                            n = n * 16 + d;
+                            i += 1;
+                            digits += 1;
+                        }
+                        None => break,
+                    }
+                }
+                n as u8
+            }
+            other => other,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -291,6 +329,38 @@ mod tests {
             let line: Vec<String> = fields.iter().map(|f| f.as_deref().map_or("\\N".to_string(), escape)).collect();
             prop_assert_eq!(copy_fields(line.join("\t").as_bytes()), Ok(fields));
         }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_row_reads_text_fields_as_copy_fields_does(fields in proptest::collection::vec(proptest::option::of("\\PC{0,10}|[\\\\\t\n\r]{0,4}"), 1..6)) {
+            let line: Vec<String> = fields.iter().map(|f| f.as_deref().map_or("\\N".to_string(), escape)).collect();
+            let schema = TableSchema {
+                name: TableName { database: "d".into(), schema: Some("s".into()), table: "t".into() },
+                columns: (0..fields.len())
+                    .map(|i| Column::new(format!("c{i}"), ColumnType::String { max_chars: None, fixed: false }, true))
+                    .collect(),
+                primary_key: vec![],
+                unique_keys: vec![],
+                version: 1,
+            };
+            let want: Row = fields.iter().map(|f| f.clone().map_or(Value::Null, Value::Text)).collect();
+            prop_assert_eq!(parse_row(line.join("\t").as_bytes(), &schema), Ok(want));
+        }
+    }
+
+    #[test]
+    fn parse_row_counts_fields_against_columns() {
+        let schema = TableSchema {
+            name: TableName { database: "d".into(), schema: Some("s".into()), table: "t".into() },
+            columns: vec![Column::new("id", ColumnType::Int { bits: 64, unsigned: false }, false)],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        };
+        assert_eq!(parse_row(b"7", &schema), Ok(vec![Value::Int(7)]));
+        assert_eq!(parse_row(b"7\tx", &schema), Err("2 fields, 1 columns".to_string()));
+        assert!(parse_row(b"x", &schema).unwrap_err().contains("column id"));
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! never a position: it can be ahead of transactions not yet sent.
 //!
 //! ```text
-//!  reader task (tokio)                                        operator (worker 0)
+//!  reader thread (own runtime)                                operator (worker 0)
 //!  START_REPLICATION ─► Begin · Relation · I/U/D/T · Commit ─► per transaction: [schema events]
-//!   (a transaction's events are held until its commit, up        Begin, rows (skipped for keys of a
-//!    to HOLD, so a shape change ends the epoch before it)        chunk read later), Commit → close?
+//!   (events are held until the stream pauses for 1 ms or        Begin, rows (skipped for keys of a
+//!    HOLD are in hand: one hand-over per burst; a shape          chunk read later), Commit → close?
+//!    change before a transaction's rows goes ahead of it)
 //!  every second: the newest manifest's position → the slot's confirmed position (acknowledged
 //!  only once committed everywhere); every heartbeat_interval: pg_logical_emit_message
 //! ```
@@ -46,8 +47,9 @@ type Done = crate::connector::snapshot::Done<super::snapshot::Point>;
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// A transaction's events are held until its commit up to this many row changes, so a change
-/// of a table's shape inside it can end the epoch before the transaction's rows.
+/// The reader hands events over in batches of at most this many (sooner when the stream
+/// pauses); a change of a table's shape before a held transaction's first row is moved ahead
+/// of its Begin, so it ends the epoch before the transaction.
 const HOLD: usize = 16_384;
 
 /// What the reader task hands the operator.
@@ -193,7 +195,11 @@ pub(super) fn stream<'s>(
                 let (tx, r) = sync_channel(16);
                 rx = Some(r);
                 let reader = Reader::new(&plan, &run, state.clone(), from, tx, activator.clone());
-                io_runtime().spawn(reader.run());
+                if let Err(e) = reader.spawn() {
+                    failed = true;
+                    failure.report(e);
+                    return;
+                }
             }
             let epoch = *c.time();
             let rx = rx.as_ref().expect("started");
@@ -407,10 +413,30 @@ impl Reader {
         ok
     }
 
+    /// Runs the reader on a thread of its own with a single-threaded runtime: the replication
+    /// client's socket task and the decoding share that thread, so no event crosses threads
+    /// before it reaches the operator's channel.
+    fn spawn(self) -> Result<(), TaskError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| TaskError::transient(format!("replication: the reader's runtime cannot start: {e}")))?;
+        std::thread::Builder::new()
+            .name("ferry-pg-stream".into())
+            .spawn(move || rt.block_on(self.run()))
+            .map_err(|e| TaskError::transient(format!("replication: the reader's thread cannot start: {e}")))?;
+        Ok(())
+    }
+
     async fn run(mut self) {
         if let Err(e) = self.stream().await {
             self.send(vec![Err(e)]);
         }
+    }
+
+    /// Whether the operator still listens (it is gone when the run ended or restarted).
+    fn listened(&self) -> bool {
+        !matches!(self.tx.try_send(Vec::new()), Err(std::sync::mpsc::TrySendError::Disconnected(_)))
     }
 
     async fn stream(&mut self) -> Result<(), TaskError> {
@@ -443,7 +469,8 @@ impl Reader {
             ReplicationClient::connect(cfg).await.map_err(|e| stream_failure(super::slot::wire_error(e)))?;
         let _heartbeat = self.run.heartbeat.map(|every| spawn_heartbeat(ep.clone(), every));
         let mut held: Vec<EvMsg> = Vec::new();
-        let mut held_rows = 0usize;
+        // Row changes in the current transaction.
+        let mut txn_rows = 0usize;
         let mut last_ack = Instant::now();
         let mut acked = self.from;
         loop {
@@ -459,9 +486,20 @@ impl Reader {
                     }
                 }
             }
-            let ev = tokio::time::timeout(Duration::from_secs(1), client.recv()).await;
+            // Events are held (whole transactions, several of them) until the stream pauses for
+            // a millisecond or HOLD of them are in hand: one hand-over per burst, not per
+            // transaction.
+            let wait = if held.is_empty() { Duration::from_secs(1) } else { Duration::from_millis(1) };
+            let ev = tokio::time::timeout(wait, client.recv()).await;
+            if ev.is_err() && !held.is_empty() {
+                if !self.send(std::mem::take(&mut held)) {
+                    return Ok(());
+                }
+                continue;
+            }
             let ev = match ev {
-                Err(_) => continue,
+                Err(_) if self.listened() => continue,
+                Err(_) => return Ok(()),
                 Ok(Ok(Some(ev))) => ev,
                 Ok(Ok(None)) => return Err(TaskError::transient("replication: the server ended the stream")),
                 Ok(Err(e)) => return Err(stream_failure(super::slot::wire_error(e))),
@@ -480,15 +518,15 @@ impl Reader {
                     let out = self.on_message(msg).await?;
                     for ev in out {
                         match ev {
-                            Ev::Schema(s) if held_rows == 0 => {
+                            Ev::Schema(s) if txn_rows == 0 => {
                                 // Before the transaction's first row: the schema events go
                                 // ahead of its Begin, between transactions.
-                                let begin = held.iter().position(|e| matches!(e, Ok(Ev::Begin { .. })));
+                                let begin = held.iter().rposition(|e| matches!(e, Ok(Ev::Begin { .. })));
                                 held.insert(begin.unwrap_or(held.len()), Ok(Ev::Schema(s)));
                             }
                             Ev::Schema(s) => {
                                 tracing::warn!(
-                                    "a table's shape changed inside a transaction after {held_rows} row changes: its \
+                                    "a table's shape changed inside a transaction after {txn_rows} row changes: its \
                                      schema events share the transaction's epoch"
                                 );
                                 held.push(Ok(Ev::Schema(s)));
@@ -496,27 +534,24 @@ impl Reader {
                             Ev::Rows { changes, .. } if changes.is_empty() => {}
                             other => {
                                 if let Ev::Rows { changes, .. } = &other {
-                                    held_rows += changes.len();
+                                    txn_rows += changes.len();
                                 }
                                 held.push(Ok(other));
                             }
                         }
                     }
-                    if held_rows >= HOLD && !self.send(std::mem::take(&mut held)) {
-                        return Ok(());
-                    }
                 }
                 ReplicationEvent::Commit { end_lsn, .. } => {
                     held.push(Ok(Ev::Commit { end_lsn: end_lsn.as_u64() }));
-                    held_rows = 0;
-                    if !self.send(std::mem::take(&mut held)) {
-                        return Ok(());
-                    }
+                    txn_rows = 0;
                 }
                 ReplicationEvent::StoppedAt { .. } => {
                     return Err(TaskError::transient("replication: the stream stopped"));
                 }
                 _ => {}
+            }
+            if held.len() >= HOLD && !self.send(std::mem::take(&mut held)) {
+                return Ok(());
             }
         }
     }
