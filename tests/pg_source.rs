@@ -1,6 +1,7 @@
 //! The PostgreSQL source on the private PostgreSQL (`wal_level=logical`): snapshot and
 //! logical replication under concurrent writes into MariaDB and PostgreSQL, SIGKILLs during
-//! the snapshot and the stream, unchanged TOAST values, schema changes, slot failures, WAL
+//! the snapshot and the stream (also into an exactly-once append log replayed strictly),
+//! unchanged TOAST values, schema changes, tables created mid-stream, slot failures, WAL
 //! retention of idle tables. The source is read back with plain SQL (not ferry's decoding)
 //! and compared row by row.
 
@@ -236,8 +237,12 @@ fn sigkills_during_the_snapshot_and_the_stream_end_equal_to_the_source() {
     writer.join().unwrap();
     ok(&run_in(dir.path(), &["run", "-q", &bounded]));
     assert_equal(ns, target, dst);
-    // No temporary slot of a killed reader is left behind.
-    let left = src_query_one("SELECT count(*) FROM pg_replication_slots WHERE temporary").unwrap();
+    // No temporary slot of a killed reader is left behind (other tests' live readers have
+    // theirs: only this task's count).
+    let left = src_query_one(
+        "SELECT count(*) FROM pg_replication_slots WHERE temporary AND slot_name LIKE 'ferry\\_pg\\_kill\\_r%'",
+    )
+    .unwrap();
     assert_eq!(left, "0", "temporary slots left: {left}");
 }
 
@@ -664,4 +669,161 @@ fn into_mariadb_the_preview_names_every_column_that_does_not_arrive_identical_an
     assert_eq!(reasons.len(), 4, "{reasons:#?}");
     assert!(reasons.iter().any(|r| r.contains("NaN")), "{reasons:#?}");
     assert!(reasons.iter().any(|r| r.contains("infinity")), "{reasons:#?}");
+}
+
+#[test]
+fn a_table_created_mid_stream_that_the_selection_takes_joins_with_its_rows() {
+    for target in [Target::Maria, Target::Pg] {
+        let tag = target.tag();
+        let (ns, dst, task) = (format!("pgnew_{tag}"), format!("pgnew_{tag}_t"), format!("pg-new-{tag}"));
+        forget_slot(&task);
+        fresh_src_schema(&ns);
+        src_exec(&[
+            &format!("CREATE TABLE {ns}.a (id int PRIMARY KEY, v text)"),
+            &format!("INSERT INTO {ns}.a VALUES (1, 'x'), (2, 'y'), (3, 'z')"),
+            &format!("CREATE TABLE {ns}.skipped (id int PRIMARY KEY)"),
+        ]);
+        target.fresh_namespace(&dst);
+        let dir = workdir();
+        let text = format!(
+            "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n{}\
+             tables:\n  include: ['{ns}\\..*']\n  exclude: ['{ns}\\.skip.*']\nsemantics: exactly-once\nroute:\n  database: {dst}\n\
+             schema_changes:\n  policy: auto\nerrors:\n  max_restarts: 0\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
+            src_url(),
+            target.plan_section()
+        );
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        let mut run = spawn(dir.path(), &p, &[]);
+        let schema = |t: &str| TableSchema {
+            name: TableName::new(&dst, t),
+            columns: vec![col("id", int(32)), col("v", text_ty())],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        };
+        let equal = |t: &str| {
+            !target.columns(&dst, t).is_empty() && target.rows(&dst, t, &schema(t)) == src_rows(&ns, t, &schema(t))
+        };
+        await_run(&mut run, &format!("{tag}: the snapshot"), || equal("a"));
+        // A new table with rows written before and while the task notices it, next to changes
+        // of a known table; one the selection excludes stays out.
+        src_exec(&[
+            &format!("CREATE TABLE {ns}.b (id int PRIMARY KEY, v text)"),
+            &format!("INSERT INTO {ns}.b SELECT g, 'b' || g FROM generate_series(1, 500) g"),
+            &format!("INSERT INTO {ns}.a VALUES (4, 'w')"),
+            &format!("CREATE TABLE {ns}.skip_me (id int PRIMARY KEY, v text)"),
+            &format!("INSERT INTO {ns}.skip_me VALUES (1, 'no')"),
+        ]);
+        let writer = std::thread::spawn({
+            let ns = ns.clone();
+            move || {
+                for i in 0..300 {
+                    src_exec(&[
+                        &format!("INSERT INTO {ns}.b VALUES ({}, 'late')", 1000 + i),
+                        &format!("UPDATE {ns}.b SET v = 'u{i}' WHERE id = {}", 1 + i),
+                        &format!("DELETE FROM {ns}.b WHERE id = {}", 250 + i),
+                    ]);
+                }
+            }
+        });
+        writer.join().unwrap();
+        src_exec(&[&format!("UPDATE {ns}.a SET v = 'after' WHERE id = 1")]);
+        await_run(&mut run, &format!("{tag}: the new table to join and follow the source"), || {
+            equal("a") && equal("b")
+        });
+        assert!(target.columns(&dst, "skip_me").is_empty(), "{tag}: an excluded table reached the target");
+        // Still streaming into the new table.
+        src_exec(&[&format!("INSERT INTO {ns}.b VALUES (5000, 'streamed')")]);
+        await_run(&mut run, &format!("{tag}: a change of the new table after it joined"), || equal("b"));
+    }
+}
+
+/// `(id, v, op)` of an append log in the PostgreSQL target, in write order.
+fn append_log(dst: &str) -> Vec<(i64, i64, String)> {
+    ferry::runtime::io_runtime().block_on(async {
+        let c = common::sql::pg_client().await;
+        c.query(&format!("SELECT id, v, _op FROM \"{dst}\".items ORDER BY _seq"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    })
+}
+
+#[test]
+fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
+    let (ns, dst, task) = ("pgappend", "pgappend_t", "pg-append");
+    forget_slot(task);
+    fresh_src_schema(ns);
+    src_exec(&[
+        &format!("CREATE TABLE {ns}.items (id bigint PRIMARY KEY, v bigint NOT NULL)"),
+        &format!("INSERT INTO {ns}.items SELECT g, g FROM generate_series(1, 30000) g"),
+        // An append log of deletes needs whole before images (DEFAULT gives the key only).
+        &format!("ALTER TABLE {ns}.items REPLICA IDENTITY FULL"),
+    ]);
+    // The target numbers rows as they are written (`_seq`): one key's changes reach one worker,
+    // in order, so per key `_seq` is the apply order.
+    Target::Pg.fresh_namespace(dst);
+    Target::Pg.exec(&[format!(
+        "CREATE TABLE \"{dst}\".items (id bigint NOT NULL, v bigint NOT NULL, _op text, _seq bigserial)"
+    )]);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  chunk_rows: 2000\n  heartbeat_interval: 1s\ntarget:\n{}\
+         tables:\n  include: ['{ns}\\.items']\nsemantics: exactly-once\nwrite_mode: append\n\
+         metadata:\n  - {{column: _op, field: op_type}}\nroute:\n  database: {dst}\n\
+         runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        src_url(),
+        Target::Pg.plan_section()
+    );
+    let endless = write_plan(dir.path(), "endless.yaml", &text);
+    let bounded = write_plan(dir.path(), "plan.yaml", &text.replace("  chunk_rows:", "  bounded: true\n  chunk_rows:"));
+    let state = dir.path().join("state");
+    let writer = std::thread::spawn(move || {
+        ferry::runtime::io_runtime().block_on(async {
+            let c = common::sql::pg_client_at(&src_url()).await;
+            for i in 0..6000i64 {
+                let sql = match i % 4 {
+                    0 => format!("INSERT INTO {ns}.items VALUES ({}, 0)", 100_000 + i),
+                    1 => format!("UPDATE {ns}.items SET v = v + 1 WHERE id = {}", 1 + (i * 37) % 30_000),
+                    2 => format!("DELETE FROM {ns}.items WHERE id = {}", 5 + i * 3),
+                    _ => format!("UPDATE {ns}.items SET id = id + 1000000 WHERE id = {}", 3 + i * 3),
+                };
+                c.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    });
+    // In the snapshot (chunks slowed down), then twice in the stream.
+    let mut run = spawn(dir.path(), &endless, &[("FERRY_FAULT_CHUNK_DELAY_MS", "200")]);
+    kill_when(&mut run, "a first committed chunk", || progress(&state, task).1 >= 2);
+    let (_, chunks) = progress(&state, task);
+    assert!(chunks < 15, "the snapshot had finished ({chunks} chunks) before the kill");
+    for _ in 0..2 {
+        let (epoch, _) = progress(&state, task);
+        let mut run = spawn(dir.path(), &endless, &[]);
+        kill_when(&mut run, "streamed epochs", || progress(&state, task).0 >= epoch + 5);
+    }
+    writer.join().unwrap();
+    ok(&run_in(dir.path(), &["run", "-q", &bounded]));
+    let mut replayed: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    let log = append_log(dst);
+    for (n, (id, v, op)) in log.iter().enumerate() {
+        match op.as_str() {
+            "insert" => assert!(replayed.insert(*id, *v).is_none(), "line {n}: insert of present key {id}"),
+            "update" => assert!(replayed.insert(*id, *v).is_some(), "line {n}: update of absent key {id}"),
+            "delete" => assert!(replayed.remove(id).is_some(), "line {n}: delete of absent key {id}"),
+            other => panic!("line {n}: op {other}"),
+        }
+    }
+    let got: Vec<String> = replayed.iter().map(|(id, v)| format!("{id}|{v}")).collect();
+    let want: Vec<String> = common::sql::pg_text_rows(&src_url(), &format!("SELECT id, v FROM {ns}.items ORDER BY id"))
+        .into_iter()
+        .map(|r| r.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>().join("|"))
+        .collect();
+    assert_eq!(got.len(), want.len(), "rows after replaying the append log vs the source");
+    assert!(got == want, "the replayed append log differs from the source");
 }

@@ -213,3 +213,45 @@ fn a_postgres_source_restart_is_survived_by_restarts_and_the_target_ends_equal()
         serde_json::from_slice(&std::fs::read(dir.path().join(format!("state/{task}/status.json"))).unwrap()).unwrap();
     assert!(st["restarts"].as_u64().unwrap() >= 1, "{st}");
 }
+
+#[test]
+fn a_postgres_source_without_logical_wal_fails_check_and_run_with_the_statement_that_fixes_it() {
+    let _one_at_a_time = PG_OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
+    // The outage instance, restarted with wal_level=replica for this test only (a server with
+    // logical slots refuses to start so: they go first).
+    pg_outage_exec(&["SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active"]);
+    servers("pg-outage-stop");
+    let st = Command::new(format!("{}/scripts/servers", env!("CARGO_MANIFEST_DIR")))
+        .env("FERRY_PG_WAL_LEVEL", "replica")
+        .arg("pg-outage-start")
+        .status()
+        .unwrap();
+    assert!(st.success(), "scripts/servers pg-outage-start with wal_level=replica");
+    let restore = || {
+        servers("pg-outage-stop");
+        servers("pg-outage-start");
+    };
+    let result = std::panic::catch_unwind(|| {
+        pg_outage_exec(&["DROP SCHEMA IF EXISTS walcheck CASCADE; CREATE SCHEMA walcheck; CREATE TABLE walcheck.t (id int PRIMARY KEY)"]);
+        let dir = workdir();
+        let text = format!(
+            "task: pg-walcheck\nsource:\n  type: postgres\n  url: {}\ntarget:\n  type: \"null\"\n\
+             tables:\n  include: ['walcheck\\..*']\nruntime:\n  state: ./state\n",
+            Target::PgOutage.pg_url()
+        );
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        for cmd in ["check", "run"] {
+            let out = run_in(dir.path(), &[cmd, &p]);
+            assert!(!out.status.success(), "`ferry {cmd}` passed on wal_level=replica");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("wal_level is `replica`") && err.contains("ALTER SYSTEM SET wal_level = logical;"),
+                "`ferry {cmd}` does not name wal_level and its fix: {err}"
+            );
+        }
+    });
+    restore();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

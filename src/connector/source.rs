@@ -2,8 +2,9 @@
 
 use crate::checkpoint::{Epochs, Restore};
 use crate::plan::Compiled;
-use crate::runtime::{Failure, Metrics, RunControl};
+use crate::runtime::{Failure, Metrics, RunControl, TaskError};
 use crate::state::TaskState;
+use ferry_operators::SchemaChangeKind;
 use std::sync::Arc;
 
 /// What every source operator of a run needs: the compiled plan, the state store, where the run
@@ -29,5 +30,48 @@ impl SourceCtx {
     /// savepoint stops).
     pub fn epochs(&self, worker: usize, peers: usize) -> Epochs {
         Epochs::new(self.state.clone(), &self.restore, worker, peers, self.control.clone())
+    }
+}
+
+/// A new table the selection takes (a `CREATE TABLE`, or one that appeared in the source's
+/// catalog), seen in `epoch`, by the plan's policy: `true`
+/// when the run must end with this epoch to start again with the table (`auto`: recorded in
+/// the state store first, so every process sees why the run ended); `log` warns, `ignore`
+/// does nothing, `error` fails the run.
+pub fn new_table(
+    plan: &Compiled,
+    state: &TaskState,
+    epoch: u64,
+    name: &str,
+    statement: &str,
+) -> Result<bool, TaskError> {
+    use crate::plan::config::DdlPolicy;
+    match plan.plan.settings.schema_changes.policy_for(&SchemaChangeKind::CreateTable) {
+        DdlPolicy::Auto => {
+            tracing::info!(
+                table = name,
+                epoch,
+                "a new table matches the selection: the run ends here and starts again with it"
+            );
+            let mut rec = state.new_tables().ok().flatten().filter(|r| r.epoch == epoch).unwrap_or_default();
+            rec.epoch = epoch;
+            rec.tables.push(name.to_string());
+            state
+                .write_new_tables(&rec)
+                .map_err(|e| TaskError::transient(format!("cannot record the new table {name}: {e}")))?;
+            Ok(true)
+        }
+        DdlPolicy::Ignore => Ok(false),
+        DdlPolicy::Log => {
+            tracing::warn!(
+                table = name,
+                statement,
+                "a new table matches the selection and is not copied (schema_changes policy: log)"
+            );
+            Ok(false)
+        }
+        DdlPolicy::Error => Err(TaskError::definite(format!(
+            "new table {name} refused by the schema_changes policy `error`: {statement}"
+        ))),
     }
 }

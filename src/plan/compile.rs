@@ -7,7 +7,7 @@ use super::config::*;
 use super::discovery::{self, SourceCatalog};
 use super::{yaml, Plan, PlanErrors};
 use ferry_operators::expr::Expr;
-use ferry_operators::schema::{Catalog, Column, TableId, TableSchema};
+use ferry_operators::schema::{Catalog, Column, TableId, TableName, TableSchema};
 use ferry_operators::template::{check_name, Names, Template};
 use ferry_operators::transform::{OpFilter, Proj, Transform};
 use regex::Regex;
@@ -85,11 +85,23 @@ impl Selection {
     }
 }
 
+/// The names a table's selection and transforms match: its full name, and `schema.table` for
+/// sources with schemas.
+fn selection_names(name: &TableName) -> Vec<String> {
+    std::iter::once(name.to_string()).chain(name.schema.as_ref().map(|s| format!("{s}.{}", name.table))).collect()
+}
+
 impl Compiled {
     /// Whether the plan's selection (`tables.include` minus `tables.exclude`) takes the
     /// source table `db.table`.
     pub fn selects(&self, name: &str) -> bool {
         self.selection.takes(name)
+    }
+
+    /// Whether the selection takes a source table by any of its names (`db.table`, or
+    /// `db.schema.table` and `schema.table`).
+    pub fn selects_table(&self, name: &TableName) -> bool {
+        self.selection.takes_any(&selection_names(name))
     }
 
     /// The compiled plan of one table.
@@ -194,10 +206,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
     let strict = raw.semantics == Semantics::ExactlyOnce || raw.write_mode == WriteMode::Upsert;
     for schema in &full.tables {
         let name = schema.name.to_string();
-        // Sources with schemas also match as `schema.table`.
-        let names: Vec<String> = std::iter::once(name.clone())
-            .chain(schema.name.schema.as_ref().map(|s| format!("{s}.{}", schema.name.table)))
-            .collect();
+        let names = selection_names(&schema.name);
         if !selection.takes_any(&names) {
             continue;
         }

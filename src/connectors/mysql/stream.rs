@@ -8,9 +8,7 @@ use super::run::{binlog_failure, offset_pos, Done, EventMsg, MysqlRun};
 use super::snapshot::{image_weights, WeighedColumn};
 use crate::checkpoint::Next;
 use crate::connector::SourceCtx;
-use crate::plan::Compiled;
 use crate::runtime::{io_runtime, TaskError};
-use crate::state::TaskState;
 use ferry_operators::{Change, Op, Position, SchemaChangeKind, SchemaEvent, TableId};
 use serde_json::json;
 use std::collections::HashMap;
@@ -361,7 +359,7 @@ pub(super) fn binlog<'s>(
                                         if let (SchemaChangeKind::CreateTable, Some((db, t))) = (&change.kind, &change.table) {
                                             if !tables.contains_key(&(db.clone(), t.clone())) && plan.selects(&format!("{db}.{t}")) {
                                                 let name = format!("{db}.{t}");
-                                                match new_table(&plan, &state, epoch, &name, &crate::secrets::redact(sql)) {
+                                                match crate::connector::source::new_table(&plan, &state, epoch, &name, &crate::secrets::redact(sql)) {
                                                     // The run ends with this epoch and starts again with the table.
                                                     Ok(end) => finished |= end,
                                                     Err(e) => {
@@ -465,42 +463,6 @@ async fn weigh_rows(
     }
     let c = conn.as_mut().expect("connected");
     image_weights(c, cols, changes).await.map_err(|e| e.to_string())
-}
-
-/// A `CREATE TABLE` of a table the selection takes, at `epoch`, by the plan's policy: `true`
-/// when the run must end with this epoch to start again with the table (`auto`: recorded in
-/// the state store first, so every process sees why the run ended); `log` warns, `ignore`
-/// does nothing, `error` fails the run.
-fn new_table(plan: &Compiled, state: &TaskState, epoch: u64, name: &str, statement: &str) -> Result<bool, TaskError> {
-    use crate::plan::config::DdlPolicy;
-    match plan.plan.settings.schema_changes.policy_for(&SchemaChangeKind::CreateTable) {
-        DdlPolicy::Auto => {
-            tracing::info!(
-                table = name,
-                epoch,
-                "a new table matches the selection: the run ends here and starts again with it"
-            );
-            let mut rec = state.new_tables().ok().flatten().filter(|r| r.epoch == epoch).unwrap_or_default();
-            rec.epoch = epoch;
-            rec.tables.push(name.to_string());
-            state
-                .write_new_tables(&rec)
-                .map_err(|e| TaskError::transient(format!("cannot record the new table {name}: {e}")))?;
-            Ok(true)
-        }
-        DdlPolicy::Ignore => Ok(false),
-        DdlPolicy::Log => {
-            tracing::warn!(
-                table = name,
-                statement,
-                "a new table matches the selection and is not copied (schema_changes policy: log)"
-            );
-            Ok(false)
-        }
-        DdlPolicy::Error => Err(TaskError::definite(format!(
-            "new table {name} refused by the schema_changes policy `error`: {statement}"
-        ))),
-    }
 }
 
 /// The schema of rows whose table map names `names`: known columns keep their type and

@@ -86,7 +86,7 @@ pub fn prepare(
         };
         let info = slot::slot_info(&c, &slot_name).await.map_err(src)?;
         let recorded = match saved {
-            Some(p) => {
+            Some(mut p) => {
                 if p.slot != slot_name {
                     return Err(TaskError::definite(format!(
                         "source.slot: the task reads slot `{}`, the plan now names `{slot_name}`: \
@@ -102,6 +102,29 @@ pub fn prepare(
                     )));
                 }
                 ensure_publication(&c, cfg, &publication, plan, false).await.map_err(src)?;
+                if !covers(&p, plan) {
+                    if process == 0 {
+                        // Tables the plan took since the first run (new in the source, or a
+                        // wider selection): read whole under snapshots taken now, after the
+                        // publication holds them; the stream skips what those reads saw.
+                        for schema in &plan.catalog.tables {
+                            let name = schema.name.to_string();
+                            if p.tables.contains(&name) {
+                                continue;
+                            }
+                            tracing::info!(table = %name, "a table the task did not read before: its rows are copied");
+                            let t = p.tables.len() as u32;
+                            p.tables.push(name);
+                            let first = p.chunks.len() as u32;
+                            p.chunks.extend(
+                                snapshot::plan_table(&c, t, schema, cfg.chunk_rows, first).await.map_err(src)?,
+                            );
+                        }
+                        state.store().put(&path, serde_json::to_vec(&p).expect("plan serializes")).map_err(sto)?;
+                    } else {
+                        p = wait_for_plan(state, &path, plan).await?;
+                    }
+                }
                 p
             }
             None if process == 0 => {
@@ -169,19 +192,8 @@ pub fn prepare(
                 state.store().put(&path, serde_json::to_vec(&p).expect("plan serializes")).map_err(sto)?;
                 p
             }
-            None => {
-                // Process 0 plans; wait for its plan.
-                let started = Instant::now();
-                loop {
-                    if let Some(b) = state.store().get(&path).map_err(sto)? {
-                        break serde_json::from_slice(&b).map_err(|e| TaskError::definite(format!("{path}: {e}")))?;
-                    }
-                    if started.elapsed() > Duration::from_secs(600) {
-                        return Err(TaskError::definite("process 0 did not record the source plan within 10 minutes"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
+            // Process 0 plans; wait for its plan.
+            None => wait_for_plan(state, &path, plan).await?,
         };
         // Chunks follow their table's place in the current catalog.
         let now: std::collections::HashMap<String, u32> =
@@ -222,6 +234,29 @@ pub fn prepare(
             heartbeat: cfg.heartbeat(),
         })
     })
+}
+
+/// Whether the recorded plan has every table of the current catalog.
+fn covers(p: &PgPlan, plan: &Compiled) -> bool {
+    plan.catalog.tables.iter().all(|t| p.tables.contains(&t.name.to_string()))
+}
+
+/// The plan process 0 records, once it has every table of the current catalog.
+async fn wait_for_plan(state: &TaskState, path: &str, plan: &Compiled) -> Result<PgPlan, TaskError> {
+    let started = Instant::now();
+    loop {
+        let saved = state.store().get(path).map_err(|e| TaskError::transient(format!("state store: {e}")))?;
+        if let Some(b) = saved {
+            let p: PgPlan = serde_json::from_slice(&b).map_err(|e| TaskError::definite(format!("{path}: {e}")))?;
+            if covers(&p, plan) {
+                return Ok(p);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(TaskError::definite("process 0 did not record the source plan within 10 minutes"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Each selected table: `SELECT` granted, and a replica identity that identifies its rows

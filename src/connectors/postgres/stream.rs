@@ -62,6 +62,9 @@ pub(super) enum Ev {
     Schema(Vec<SchemaEvent>),
     /// The transaction ended; the stream resumes after `end_lsn`.
     Commit { end_lsn: u64 },
+    /// Tables the selection takes that appeared in the source's catalog (between
+    /// transactions): the plan's `CREATE TABLE` policy decides.
+    NewTables(Vec<String>),
 }
 
 type EvMsg = Result<Ev, TaskError>;
@@ -272,6 +275,22 @@ pub(super) fn stream<'s>(
                             position = position.max(end_lsn);
                             Some((position, false))
                         }
+                        Ev::NewTables(names) => {
+                            let mut end = false;
+                            for name in &names {
+                                let why = "a new table in the source's catalog";
+                                match crate::connector::source::new_table(&plan, &state, epoch, name, why) {
+                                    Ok(e) => end |= e,
+                                    Err(e) => fatal = Some(e),
+                                }
+                            }
+                            if fatal.is_some() {
+                                break;
+                            }
+                            // `auto`: the run ends with this epoch and starts again with them.
+                            finished |= end;
+                            end.then_some((position, false))
+                        }
                     };
                     let Some((at, is_ddl)) = boundary else { continue };
                     let recorded = epochs.replaying(epoch).and_then(|b| b.offsets.get(&0)?.get("lsn")?.as_u64());
@@ -473,9 +492,19 @@ impl Reader {
         let mut txn_rows = 0usize;
         let mut last_ack = Instant::now();
         let mut acked = self.from;
+        // New tables are looked for when the plan would take them, and handed over between
+        // transactions.
+        let watch_new = !matches!(
+            self.plan.plan.settings.schema_changes.policy_for(&SchemaChangeKind::CreateTable),
+            crate::plan::config::DdlPolicy::Ignore
+        );
+        let (mut in_txn, mut pending_new, mut newest_oid) = (false, Vec::<String>::new(), 0u32);
         loop {
             if last_ack.elapsed() >= Duration::from_secs(1) {
                 last_ack = Instant::now();
+                if watch_new {
+                    pending_new.extend(self.new_tables(&mut newest_oid).await?);
+                }
                 // Acknowledge what every sink committed: the newest manifest's position.
                 if let Ok(Some(m)) = self.state.latest_manifest() {
                     if let Some(l) = m.offsets.get(&0).and_then(|v| v.get("lsn")?.as_u64()) {
@@ -489,6 +518,9 @@ impl Reader {
             // Events are held (whole transactions, several of them) until the stream pauses for
             // a millisecond or HOLD of them are in hand: one hand-over per burst, not per
             // transaction.
+            if !in_txn && !pending_new.is_empty() {
+                held.push(Ok(Ev::NewTables(std::mem::take(&mut pending_new))));
+            }
             let wait = if held.is_empty() { Duration::from_secs(1) } else { Duration::from_millis(1) };
             let ev = tokio::time::timeout(wait, client.recv()).await;
             if ev.is_err() && !held.is_empty() {
@@ -506,6 +538,7 @@ impl Reader {
             };
             match ev {
                 ReplicationEvent::Begin { final_lsn, commit_time_micros, .. } => {
+                    in_txn = true;
                     held.push(Ok(Ev::Begin {
                         commit_lsn: final_lsn.as_u64(),
                         micros: commit_time_micros + PG_EPOCH_MICROS,
@@ -543,17 +576,52 @@ impl Reader {
                 }
                 ReplicationEvent::Commit { end_lsn, .. } => {
                     held.push(Ok(Ev::Commit { end_lsn: end_lsn.as_u64() }));
-                    txn_rows = 0;
+                    (txn_rows, in_txn) = (0, false);
                 }
                 ReplicationEvent::StoppedAt { .. } => {
                     return Err(TaskError::transient("replication: the stream stopped"));
                 }
                 _ => {}
             }
+            if !in_txn && !pending_new.is_empty() {
+                held.push(Ok(Ev::NewTables(std::mem::take(&mut pending_new))));
+            }
             if held.len() >= HOLD && !self.send(std::mem::take(&mut held)) {
                 return Ok(());
             }
         }
+    }
+
+    /// Tables created since the last look (`oid` above `newest`) that the selection takes and
+    /// the run does not have, by name; `newest` moves up.
+    async fn new_tables(&mut self, newest: &mut u32) -> Result<Vec<String>, TaskError> {
+        let c = connected(&mut self.lookup, &self.run.endpoint).await?;
+        let rows = c
+            .query(
+                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.oid > $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' ORDER BY c.oid",
+                &[&*newest],
+            )
+            .await
+            .map_err(|e| stream_failure(PgSourceError::from_pg(e)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (oid, schema, table): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
+            *newest = (*newest).max(oid);
+            if self.tables.contains_key(&(schema.clone(), table.clone())) {
+                continue;
+            }
+            let name = ferry_operators::schema::TableName {
+                database: self.run.endpoint.database.clone(),
+                schema: Some(schema),
+                table,
+            };
+            if self.plan.selects_table(&name) {
+                out.push(name.to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// Turns one pgoutput message into events.
