@@ -347,26 +347,45 @@ fn a_lost_slot_and_a_slot_ahead_of_the_checkpoint_fail_with_the_way_out() {
     ok(&run_in(dir.path(), &["run", "-q", "--from-scratch", &p]));
 }
 
+/// A fresh source schema (made by `setup`, `{ns}` standing for it), target namespace and slot
+/// for a mid-stream case of `target`: `(ns, dst, task)`.
+fn fresh_case(prefix: &str, target: Target, setup: &[&str]) -> (String, String, String) {
+    let tag = target.tag();
+    let (ns, dst, task) = (format!("{prefix}_{tag}"), format!("{prefix}_{tag}_t"), format!("{prefix}-{tag}"));
+    forget_slot(&task);
+    fresh_src_schema(&ns);
+    let sqls: Vec<String> = setup.iter().map(|s| s.replace("{ns}", &ns)).collect();
+    src_exec(&sqls.iter().map(String::as_str).collect::<Vec<_>>());
+    target.fresh_namespace(&dst);
+    (ns, dst, task)
+}
+
+/// An unbounded exactly-once plan of `task` into `dst` that follows schema changes (`auto`)
+/// and takes `tables` (the body of the plan's `tables:` section).
+fn following_plan(task: &str, target: Target, dst: &str, tables: &str) -> String {
+    format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n{}\
+         tables:\n{tables}semantics: exactly-once\nroute:\n  database: {dst}\n\
+         schema_changes:\n  policy: auto\nerrors:\n  max_restarts: 0\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        src_url(),
+        target.plan_section()
+    )
+}
+
 #[test]
 fn add_drop_rename_and_retype_mid_stream_make_each_target_follow_the_source() {
     for target in [Target::Maria, Target::Pg] {
         let tag = target.tag();
-        let (ns, dst, task) = (format!("pgddl_{tag}"), format!("pgddl_{tag}_t"), format!("pg-ddl-{tag}"));
-        forget_slot(&task);
-        fresh_src_schema(&ns);
-        src_exec(&[
-            &format!("CREATE TABLE {ns}.t (id int PRIMARY KEY, a int, b varchar(10))"),
-            &format!("INSERT INTO {ns}.t VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 3, 'z')"),
-        ]);
-        target.fresh_namespace(&dst);
-        let dir = workdir();
-        let text = format!(
-            "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n{}\
-             tables:\n  include: ['{ns}\\..*']\nsemantics: exactly-once\nroute:\n  database: {dst}\n\
-             schema_changes:\n  policy: auto\nerrors:\n  max_restarts: 0\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
-            src_url(),
-            target.plan_section()
+        let (ns, dst, task) = fresh_case(
+            "pgddl",
+            target,
+            &[
+                "CREATE TABLE {ns}.t (id int PRIMARY KEY, a int, b varchar(10))",
+                "INSERT INTO {ns}.t VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 3, 'z')",
+            ],
         );
+        let dir = workdir();
+        let text = following_plan(&task, target, &dst, &format!("  include: ['{ns}\\..*']\n"));
         let p = write_plan(dir.path(), "plan.yaml", &text);
         let mut run = spawn(dir.path(), &p, &[]);
         let start = TableSchema {
@@ -675,23 +694,18 @@ fn into_mariadb_the_preview_names_every_column_that_does_not_arrive_identical_an
 fn a_table_created_mid_stream_that_the_selection_takes_joins_with_its_rows() {
     for target in [Target::Maria, Target::Pg] {
         let tag = target.tag();
-        let (ns, dst, task) = (format!("pgnew_{tag}"), format!("pgnew_{tag}_t"), format!("pg-new-{tag}"));
-        forget_slot(&task);
-        fresh_src_schema(&ns);
-        src_exec(&[
-            &format!("CREATE TABLE {ns}.a (id int PRIMARY KEY, v text)"),
-            &format!("INSERT INTO {ns}.a VALUES (1, 'x'), (2, 'y'), (3, 'z')"),
-            &format!("CREATE TABLE {ns}.skipped (id int PRIMARY KEY)"),
-        ]);
-        target.fresh_namespace(&dst);
-        let dir = workdir();
-        let text = format!(
-            "task: {task}\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval: 1s\ntarget:\n{}\
-             tables:\n  include: ['{ns}\\..*']\n  exclude: ['{ns}\\.skip.*']\nsemantics: exactly-once\nroute:\n  database: {dst}\n\
-             schema_changes:\n  policy: auto\nerrors:\n  max_restarts: 0\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
-            src_url(),
-            target.plan_section()
+        let (ns, dst, task) = fresh_case(
+            "pgnew",
+            target,
+            &[
+                "CREATE TABLE {ns}.a (id int PRIMARY KEY, v text)",
+                "INSERT INTO {ns}.a VALUES (1, 'x'), (2, 'y'), (3, 'z')",
+                "CREATE TABLE {ns}.skipped (id int PRIMARY KEY)",
+            ],
         );
+        let dir = workdir();
+        let tables = format!("  include: ['{ns}\\..*']\n  exclude: ['{ns}\\.skip.*']\n");
+        let text = following_plan(&task, target, &dst, &tables);
         let p = write_plan(dir.path(), "plan.yaml", &text);
         let mut run = spawn(dir.path(), &p, &[]);
         let schema = |t: &str| TableSchema {
@@ -736,19 +750,6 @@ fn a_table_created_mid_stream_that_the_selection_takes_joins_with_its_rows() {
         src_exec(&[&format!("INSERT INTO {ns}.b VALUES (5000, 'streamed')")]);
         await_run(&mut run, &format!("{tag}: a change of the new table after it joined"), || equal("b"));
     }
-}
-
-/// `(id, v, op)` of an append log in the PostgreSQL target, in write order.
-fn append_log(dst: &str) -> Vec<(i64, i64, String)> {
-    ferry::runtime::io_runtime().block_on(async {
-        let c = common::sql::pg_client().await;
-        c.query(&format!("SELECT id, v, _op FROM \"{dst}\".items ORDER BY _seq"), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
-    })
 }
 
 #[test]
@@ -809,16 +810,7 @@ fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
     }
     writer.join().unwrap();
     ok(&run_in(dir.path(), &["run", "-q", &bounded]));
-    let mut replayed: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
-    let log = append_log(dst);
-    for (n, (id, v, op)) in log.iter().enumerate() {
-        match op.as_str() {
-            "insert" => assert!(replayed.insert(*id, *v).is_none(), "line {n}: insert of present key {id}"),
-            "update" => assert!(replayed.insert(*id, *v).is_some(), "line {n}: update of absent key {id}"),
-            "delete" => assert!(replayed.remove(id).is_some(), "line {n}: delete of absent key {id}"),
-            other => panic!("line {n}: op {other}"),
-        }
-    }
+    let replayed = common::sql::replay_strictly(&common::sql::pg_append_log(dst));
     let got: Vec<String> = replayed.iter().map(|(id, v)| format!("{id}|{v}")).collect();
     let want: Vec<String> = common::sql::pg_text_rows(&src_url(), &format!("SELECT id, v FROM {ns}.items ORDER BY id"))
         .into_iter()

@@ -8,10 +8,9 @@
 mod common;
 
 use common::mysql::{exec, fresh_db, main_url};
-use common::sql::{pg_client, Target};
+use common::sql::{pg_append_log, replay_strictly, Target};
 use common::*;
 use mysql_async::prelude::Queryable;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,19 +25,6 @@ fn source_rows() -> Vec<(i64, i64)> {
         let r = c.query(format!("SELECT id, v FROM {DB}.items ORDER BY id")).await.unwrap();
         c.disconnect().await.unwrap();
         r
-    })
-}
-
-/// The target's append log in write order: `(id, v, op)`.
-fn target_log() -> Vec<(i64, i64, String)> {
-    ferry::runtime::io_runtime().block_on(async {
-        let c = pg_client().await;
-        c.query(&format!("SELECT id, v, _op FROM \"{DB}\".items ORDER BY _seq"), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
     })
 }
 
@@ -86,7 +72,7 @@ fn sigterm_stops_a_mariadb_to_postgres_run_at_a_savepoint_and_the_next_run_ends_
     let mut run = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
     let start = Instant::now();
     // Streaming: the snapshot is in and changes flow.
-    while target_log().iter().filter(|r| r.2 != "insert").count() < 50 {
+    while pg_append_log(DB).iter().filter(|r| r.2 != "insert").count() < 50 {
         assert!(start.elapsed() < Duration::from_secs(60), "no changes reached the target");
         assert!(run.0.try_wait().unwrap().is_none(), "the run ended before the stop");
         std::thread::sleep(Duration::from_millis(100));
@@ -100,26 +86,17 @@ fn sigterm_stops_a_mariadb_to_postgres_run_at_a_savepoint_and_the_next_run_ends_
     let binlog = &st["position"]["0"];
     assert!(binlog["file"].is_string() && binlog["pos"].as_u64().is_some(), "the binlog position: {st}");
     // Nothing is written after the stop, while the source keeps changing.
-    let at_stop = target_log().len();
+    let at_stop = pg_append_log(DB).len();
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
     let writes = writer.join().unwrap();
     assert!(writes > 20, "only {writes} write rounds");
-    assert_eq!(target_log().len(), at_stop, "rows were written after the stop");
+    assert_eq!(pg_append_log(DB).len(), at_stop, "rows were written after the stop");
     // The next run resumes from the savepoint and ends at the source's current position.
     std::fs::write(&p, with_handoff(&text.replace("bounded: false", "bounded: true"))).unwrap();
     let stdout = ok(&run_in(dir.path(), &["run", "-q", &p]));
     assert!(stdout.starts_with("done:"), "{stdout}");
-    // Replay the append log strictly.
-    let mut state: BTreeMap<i64, i64> = BTreeMap::new();
-    for (n, (id, v, op)) in target_log().into_iter().enumerate() {
-        match op.as_str() {
-            "insert" => assert!(state.insert(id, v).is_none(), "line {n}: insert of present key {id}"),
-            "update" => assert!(state.insert(id, v).is_some(), "line {n}: update of absent key {id}"),
-            "delete" => assert!(state.remove(&id).is_some(), "line {n}: delete of absent key {id}"),
-            other => panic!("line {n}: op {other}"),
-        }
-    }
+    let state = replay_strictly(&pg_append_log(DB));
     let got: Vec<(i64, i64)> = state.into_iter().collect();
     assert_eq!(got, source_rows(), "the target's final state differs from the source");
 }

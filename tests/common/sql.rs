@@ -265,3 +265,32 @@ pub fn append_schema(schema: &TableSchema) -> TableSchema {
     s.columns.push(Column::new("_op", ColumnType::String { max_chars: Some(8), fixed: false }, false));
     s
 }
+
+/// The append log `(id, v, _op)` of `"schema".items` in the PostgreSQL target, in write order
+/// (`_seq`, a `bigserial` the test's table numbers rows with).
+pub fn pg_append_log(schema: &str) -> Vec<(i64, i64, String)> {
+    ferry::runtime::io_runtime().block_on(async {
+        let c = pg_client().await;
+        c.query(&format!("SELECT id, v, _op FROM \"{schema}\".items ORDER BY _seq"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    })
+}
+
+/// Replays an append log `(id, v, op)` strictly, per key in write order: an insert of a present
+/// key, an update or delete of an absent one (a duplicate or a gap) fails. The final state.
+pub fn replay_strictly(log: &[(i64, i64, String)]) -> std::collections::BTreeMap<i64, i64> {
+    let mut state = std::collections::BTreeMap::new();
+    for (n, (id, v, op)) in log.iter().enumerate() {
+        match op.as_str() {
+            "insert" => assert!(state.insert(*id, *v).is_none(), "line {n}: insert of present key {id}"),
+            "update" => assert!(state.insert(*id, *v).is_some(), "line {n}: update of absent key {id}"),
+            "delete" => assert!(state.remove(id).is_some(), "line {n}: delete of absent key {id}"),
+            other => panic!("line {n}: op {other}"),
+        }
+    }
+    state
+}
