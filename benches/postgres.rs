@@ -84,7 +84,8 @@ fn psql_copy_out(table: &str) -> impl FnMut() -> (f64, f64) + '_ {
 
 /// Bytes of the table's `COPY` text.
 fn copy_bytes(table: &str) -> u64 {
-    src_psql(&format!("SELECT sum(octet_length(t::text) - 1)::bigint FROM bench.{table} t")).parse().unwrap_or(0)
+    let out = src_psql(&format!("SELECT sum(octet_length(t::text) - 1)::bigint FROM bench.{table} t"));
+    out.parse().unwrap_or_else(|e| panic!("the COPY bytes of bench.{table}: {out:?}: {e}"))
 }
 
 fn snapshot_case(rounds: usize, rows: u64) {

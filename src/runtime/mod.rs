@@ -34,6 +34,18 @@ pub fn sink_runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| two_threads("ferry-sink"))
 }
 
+/// Runs `fut` on a new thread `name` with a single-threaded runtime of its own: a reader whose
+/// connection task shares its thread hands data over without waking another thread per
+/// message.
+pub fn run_on_own_thread<F>(name: &str, fut: F) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name(name.to_string()).spawn(move || rt.block_on(fut))?;
+    Ok(())
+}
+
 fn two_threads(name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -29,7 +29,7 @@ use super::snapshot::{read_chunk, Point, UNSELECTED};
 use super::stream;
 use crate::connector::snapshot::{chunked_snapshot, pause_before_chunk, ChunkMsg, ChunkSender};
 use crate::connector::SourceCtx;
-use crate::runtime::{io_runtime, TaskError};
+use crate::runtime::TaskError;
 use ferry_operators::{Change, SchemaEvent};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{Scope, StreamVec};
@@ -45,8 +45,13 @@ pub fn postgres_source<'s>(
     let chunks = run.chunks.iter().map(|c| (c.id, (c.table != UNSELECTED).then_some(c.table))).collect();
     let reader_run = run.clone();
     let plan = cx.plan.clone();
+    let thread_failure = cx.failure.clone();
     let (snap, done) = chunked_snapshot(scope, cx, "PostgresSnapshot", chunks, move |order, tx| {
-        io_runtime().spawn(read_chunks(reader_run, plan, index, order, tx));
+        // A thread of its own per worker: the session's socket task and the COPY parsing share it.
+        let read = read_chunks(reader_run, plan, index, order, tx);
+        if let Err(e) = crate::runtime::run_on_own_thread(&format!("ferry-pg-snap-{index}"), read) {
+            thread_failure.report(TaskError::transient(format!("snapshot: the reader's thread cannot start: {e}")));
+        }
     });
     let (rows, schema) = stream::stream(scope, done, cx, run);
     (snap.concat(rows), schema)

@@ -436,15 +436,8 @@ impl Reader {
     /// client's socket task and the decoding share that thread, so no event crosses threads
     /// before it reaches the operator's channel.
     fn spawn(self) -> Result<(), TaskError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| TaskError::transient(format!("replication: the reader's runtime cannot start: {e}")))?;
-        std::thread::Builder::new()
-            .name("ferry-pg-stream".into())
-            .spawn(move || rt.block_on(self.run()))
-            .map_err(|e| TaskError::transient(format!("replication: the reader's thread cannot start: {e}")))?;
-        Ok(())
+        crate::runtime::run_on_own_thread("ferry-pg-stream", self.run())
+            .map_err(|e| TaskError::transient(format!("replication: the reader's thread cannot start: {e}")))
     }
 
     async fn run(mut self) {
