@@ -139,6 +139,15 @@ pub async fn check_preconditions(c: &Client, user: &str) -> Result<(), PgSourceE
         let row = c.query_one(&format!("SHOW {name}"), &[]).await.map_err(err)?;
         Ok::<String, PgSourceError>(row.get(0))
     };
+    let version: i64 = setting("server_version_num").await?.parse().unwrap_or(0);
+    if version < 140_000 {
+        return Err(PgSourceError::Precondition(format!(
+            "the source runs PostgreSQL {}.{}: ferry's replication (pgoutput with logical messages, the \
+             heartbeat) needs PostgreSQL 14 or later",
+            version / 10_000,
+            version % 10_000 / 100
+        )));
+    }
     let wal = setting("wal_level").await?;
     if wal != "logical" {
         return Err(PgSourceError::Precondition(format!(

@@ -43,7 +43,7 @@ pub fn wire_error(e: PgWireError) -> PgSourceError {
 pub async fn create_slot(ep: &Endpoint, slot: &str) -> Result<u64, PgSourceError> {
     let mut s = ReplicationClient::connect_gated(session_config(ep, slot, "unused")).await.map_err(wire_error)?;
     let rows = s
-        .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'nothing')"))
+        .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput NOEXPORT_SNAPSHOT"))
         .await
         .map_err(wire_error)?;
     s.abort();
@@ -80,7 +80,7 @@ impl Drop for Exported {
 pub async fn export(ep: &Endpoint, name: &str) -> Result<Exported, PgSourceError> {
     let mut s = ReplicationClient::connect_gated(session_config(ep, name, "unused")).await.map_err(wire_error)?;
     let rows = s
-        .simple_query(&format!("CREATE_REPLICATION_SLOT {name} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')"))
+        .simple_query(&format!("CREATE_REPLICATION_SLOT {name} TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"))
         .await
         .map_err(wire_error)?;
     let lsn = consistent_point(&rows)?;
