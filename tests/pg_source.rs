@@ -763,12 +763,7 @@ fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
         // An append log of deletes needs whole before images (DEFAULT gives the key only).
         &format!("ALTER TABLE {ns}.items REPLICA IDENTITY FULL"),
     ]);
-    // The target numbers rows as they are written (`_seq`): one key's changes reach one worker,
-    // in order, so per key `_seq` is the apply order.
-    Target::Pg.fresh_namespace(dst);
-    Target::Pg.exec(&[format!(
-        "CREATE TABLE \"{dst}\".items (id bigint NOT NULL, v bigint NOT NULL, _op text, _seq bigserial)"
-    )]);
+    common::sql::fresh_pg_append_log(dst);
     let dir = workdir();
     let text = format!(
         "task: {task}\nsource:\n  type: postgres\n  url: {}\n  chunk_rows: 2000\n  heartbeat_interval: 1s\ntarget:\n{}\

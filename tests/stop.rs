@@ -8,7 +8,7 @@
 mod common;
 
 use common::mysql::{exec, fresh_db, main_url};
-use common::sql::{pg_append_log, replay_strictly, Target};
+use common::sql::{fresh_pg_append_log, pg_append_log, replay_strictly, Target};
 use common::*;
 use mysql_async::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,12 +36,7 @@ fn sigterm_stops_a_mariadb_to_postgres_run_at_a_savepoint_and_the_next_run_ends_
         &format!("CREATE TABLE {DB}.items (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)"),
         &format!("INSERT INTO {DB}.items SELECT seq, seq FROM seq_1_to_20000"),
     ]);
-    // The target table numbers its rows as they are written (`_seq`): one key's changes reach
-    // one worker, in order, so per key `_seq` is the apply order.
-    Target::Pg.fresh_namespace(DB);
-    Target::Pg.exec(&[format!(
-        "CREATE TABLE \"{DB}\".items (id bigint NOT NULL, v bigint NOT NULL, _op text, _seq bigserial)"
-    )]);
+    fresh_pg_append_log(DB);
     let dir = workdir();
     let text = format!(
         "task: stop-pg\nsource:\n  type: mariadb\n  url: {}\n  chunk_rows: 1000\n  heartbeat: 200ms\n  bounded: false\n\

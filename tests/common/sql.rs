@@ -266,6 +266,16 @@ pub fn append_schema(schema: &TableSchema) -> TableSchema {
     s
 }
 
+/// A fresh PostgreSQL namespace `schema` with an append-log table `items (id, v, _op, _seq)`:
+/// `_seq` numbers rows as they are written; one key's changes reach one worker, in order, so
+/// per key `_seq` is the apply order.
+pub fn fresh_pg_append_log(schema: &str) {
+    Target::Pg.fresh_namespace(schema);
+    Target::Pg.exec(&[format!(
+        "CREATE TABLE \"{schema}\".items (id bigint NOT NULL, v bigint NOT NULL, _op text, _seq bigserial)"
+    )]);
+}
+
 /// The append log `(id, v, _op)` of `"schema".items` in the PostgreSQL target, in write order
 /// (`_seq`, a `bigserial` the test's table numbers rows with).
 pub fn pg_append_log(schema: &str) -> Vec<(i64, i64, String)> {

@@ -107,19 +107,7 @@ pub fn prepare(
                         // Tables the plan took since the first run (new in the source, or a
                         // wider selection): read whole under snapshots taken now, after the
                         // publication holds them; the stream skips what those reads saw.
-                        for schema in &plan.catalog.tables {
-                            let name = schema.name.to_string();
-                            if p.tables.contains(&name) {
-                                continue;
-                            }
-                            tracing::info!(table = %name, "a table the task did not read before: its rows are copied");
-                            let t = p.tables.len() as u32;
-                            p.tables.push(name);
-                            let first = p.chunks.len() as u32;
-                            p.chunks.extend(
-                                snapshot::plan_table(&c, t, schema, cfg.chunk_rows, first).await.map_err(src)?,
-                            );
-                        }
+                        add_tables(&c, &mut p, plan, cfg.chunk_rows).await.map_err(src)?;
                         state.store().put(&path, serde_json::to_vec(&p).expect("plan serializes")).map_err(sto)?;
                     } else {
                         p = wait_for_plan(state, &path, plan).await?;
@@ -174,21 +162,12 @@ pub fn prepare(
                         slot::create_slot(&ep, &slot_name).await.map_err(src)?
                     }
                 };
-                let mut chunks = Vec::new();
+                let mut p = PgPlan { tables: Vec::new(), chunks: Vec::new(), slot: slot_name.clone(), start };
                 if full {
-                    for (t, schema) in plan.catalog.tables.iter().enumerate() {
-                        let first = chunks.len() as u32;
-                        chunks.extend(
-                            snapshot::plan_table(&c, t as u32, schema, cfg.chunk_rows, first).await.map_err(src)?,
-                        );
-                    }
+                    add_tables(&c, &mut p, plan, cfg.chunk_rows).await.map_err(src)?;
+                } else {
+                    p.tables = plan.catalog.tables.iter().map(|t| t.name.to_string()).collect();
                 }
-                let p = PgPlan {
-                    tables: plan.catalog.tables.iter().map(|t| t.name.to_string()).collect(),
-                    chunks,
-                    slot: slot_name.clone(),
-                    start,
-                };
                 state.store().put(&path, serde_json::to_vec(&p).expect("plan serializes")).map_err(sto)?;
                 p
             }
@@ -234,6 +213,25 @@ pub fn prepare(
             heartbeat: cfg.heartbeat(),
         })
     })
+}
+
+/// Adds the catalog's tables that `p` lacks to it, with their chunks.
+async fn add_tables(c: &Client, p: &mut PgPlan, plan: &Compiled, chunk_rows: u64) -> Result<(), PgSourceError> {
+    let later = !p.tables.is_empty();
+    for schema in &plan.catalog.tables {
+        let name = schema.name.to_string();
+        if p.tables.contains(&name) {
+            continue;
+        }
+        if later {
+            tracing::info!(table = %name, "a table the task did not read before: its rows are copied");
+        }
+        let t = p.tables.len() as u32;
+        p.tables.push(name);
+        let first = p.chunks.len() as u32;
+        p.chunks.extend(snapshot::plan_table(c, t, schema, chunk_rows, first).await?);
+    }
+    Ok(())
 }
 
 /// Whether the recorded plan has every table of the current catalog.

@@ -281,7 +281,10 @@ pub(super) fn stream<'s>(
                                 let why = "a new table in the source's catalog";
                                 match crate::connector::source::new_table(&plan, &state, epoch, name, why) {
                                     Ok(e) => end |= e,
-                                    Err(e) => fatal = Some(e),
+                                    Err(e) => {
+                                        fatal = Some(e);
+                                        break;
+                                    }
                                 }
                             }
                             if fatal.is_some() {
@@ -508,12 +511,13 @@ impl Reader {
                     }
                 }
             }
-            // Events are held (whole transactions, several of them) until the stream pauses for
-            // a millisecond or HOLD of them are in hand: one hand-over per burst, not per
-            // transaction.
+            // New tables go between transactions (here, after a Commit or while idle).
             if !in_txn && !pending_new.is_empty() {
                 held.push(Ok(Ev::NewTables(std::mem::take(&mut pending_new))));
             }
+            // Events are held (whole transactions, several of them) until the stream pauses for
+            // a millisecond or HOLD of them are in hand: one hand-over per burst, not per
+            // transaction.
             let wait = if held.is_empty() { Duration::from_secs(1) } else { Duration::from_millis(1) };
             let ev = tokio::time::timeout(wait, client.recv()).await;
             if ev.is_err() && !held.is_empty() {
@@ -575,9 +579,6 @@ impl Reader {
                     return Err(TaskError::transient("replication: the stream stopped"));
                 }
                 _ => {}
-            }
-            if !in_txn && !pending_new.is_empty() {
-                held.push(Ok(Ev::NewTables(std::mem::take(&mut pending_new))));
             }
             if held.len() >= HOLD && !self.send(std::mem::take(&mut held)) {
                 return Ok(());
