@@ -98,6 +98,19 @@ pub struct Names<'a> {
     pub topic: Option<&'a str>,
 }
 
+impl<'a> Names<'a> {
+    /// The names of source table `table` of data source `datasource` (no topic).
+    pub fn of(datasource: &'a str, table: &'a crate::schema::TableName) -> Names<'a> {
+        Names {
+            datasource,
+            database: &table.database,
+            schema: table.schema.as_deref(),
+            table: &table.table,
+            topic: None,
+        }
+    }
+}
+
 impl Template {
     /// Parses `${var}` placeholders; `$${` escapes a literal `${`.
     pub fn parse(src: &str) -> Result<Template, TemplateError> {

@@ -31,6 +31,11 @@ pub enum SinkError {
     /// checkpoint within `max_restarts`.
     #[error("{0}")]
     Restart(String),
+    /// The run cannot go on and a restart cannot help: another process of the task took over
+    /// (a Kafka producer fenced by a newer one with the same transactional id). The task ends
+    /// failed, without restarts.
+    #[error("{0}")]
+    Fatal(String),
 }
 
 /// One sink worker's writer.
@@ -101,13 +106,7 @@ pub fn target_names(
         return Ok((d.clone(), t.clone()));
     }
     let src = plan.catalog.get(table);
-    let names = Names {
-        datasource: &plan.plan.source_name,
-        database: &src.name.database,
-        schema: src.name.schema.as_deref(),
-        table: &src.name.table,
-        topic: None,
-    };
+    let names = Names::of(&plan.plan.source_name, &src.name);
     // Record fields are the target row's columns (after renames and added columns).
     let row = Some((schema, change.image().as_slice()));
     let d = tp.database.render(&names, row).map_err(|e| SinkError::Definite(e.message))?;

@@ -2,7 +2,7 @@
 
 use crate::checkpoint::{Epochs, Restore};
 use crate::plan::Compiled;
-use crate::runtime::{Failure, Metrics, RunControl, TaskError};
+use crate::runtime::{DirtyArchive, Failure, Metrics, RunControl, TaskError};
 use crate::state::TaskState;
 use ferry_operators::SchemaChangeKind;
 use std::sync::Arc;
@@ -23,6 +23,9 @@ pub struct SourceCtx {
     pub control: RunControl,
     /// The run's failure slot.
     pub failure: Failure,
+    /// The worker's dirty archive: what a source cannot read as a change (a Kafka message
+    /// that is not JSON) is kept here with its place and the reason.
+    pub dirty: DirtyArchive,
 }
 
 impl SourceCtx {

@@ -6,6 +6,7 @@
 //! | [`datagen`] | source | `datagen` |
 //! | [`mysql`] | source | `mysql`, `mariadb` |
 //! | [`postgres`] | source | `postgres`, `postgresql` |
+//! | [`kafka`] | source and sink | `kafka` |
 //! | [`files`] | sink | `files` |
 //! | [`null`] | sink | `null` |
 //! | [`sql`] | sink | `mysql`, `mariadb`, `tidb`, `tdsql`, `doris`, `starrocks`, `postgres`, `postgresql` |
@@ -15,6 +16,7 @@
 
 pub mod datagen;
 pub mod files;
+pub mod kafka;
 pub mod mysql;
 pub mod null;
 pub mod postgres;
@@ -33,8 +35,8 @@ pub struct Registry {
 
 /// The registry: one line per connector.
 pub static REGISTRY: Registry = Registry {
-    sources: &[&datagen::Datagen, &mysql::Mysql, &postgres::Postgres],
-    sinks: &[&files::Files, &null::Null, &sql::Sql],
+    sources: &[&datagen::Datagen, &mysql::Mysql, &postgres::Postgres, &kafka::Kafka],
+    sinks: &[&files::Files, &null::Null, &sql::Sql, &kafka::KafkaSink],
 };
 
 /// The registry of this build.
@@ -63,12 +65,8 @@ impl plan::Connectors for Registry {
         self.sinks.iter().flat_map(|c| c.types().iter().copied()).collect()
     }
 
-    fn planned_sources(&self) -> &'static [&'static str] {
-        &["kafka"]
-    }
-
     fn planned_targets(&self) -> &'static [&'static str] {
-        &["kafka", "s3"]
+        &["s3"]
     }
 
     fn parse_source(&self, kind: &str, section: &Json, at: &mut Section<'_, '_>) -> Option<Arc<dyn SourceConfig>> {

@@ -84,6 +84,11 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
         for (n, line) in String::from_utf8_lossy(&data).lines().enumerate() {
             let bad = |why: String| EngineError::Restore(format!("{f}:{}: {why}", n + 1));
             let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+            if v.get("change").is_none() && v.get("input").is_some() {
+                // Source input that was no change (a Kafka message that is not JSON): shown
+                // by `ferry dirty show`, nothing to write.
+                continue;
+            }
             let table = v["table"].as_str().unwrap_or_default();
             let Some(id) = plan.catalog.tables.iter().position(|t| t.name.to_string() == table) else {
                 return Err(bad(format!("table {table} is not selected by the plan any more")));

@@ -120,6 +120,7 @@ pub(super) fn run_once(
                     metrics: metrics.clone(),
                     control: control.clone(),
                     failure: failure.clone(),
+                    dirty: dirty.clone(),
                 };
                 worker.dataflow::<u64, _, _>(|scope| {
                     let (changes, schema) = prepared.build(scope, &cx);

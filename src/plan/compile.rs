@@ -249,13 +249,7 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
             pick("table", route.and_then(|r| r.table.as_ref()), &raw.route.table, "${table_name_di_src}");
         let db_t = Template::parse(&db_src).expect("checked template");
         let tb_t = Template::parse(&tb_src).expect("checked template");
-        let names = Names {
-            datasource: &plan.source_name,
-            database: &schema.name.database,
-            schema: schema.name.schema.as_deref(),
-            table: &schema.name.table,
-            topic: None,
-        };
+        let names = Names::of(&plan.source_name, &schema.name);
         let mut ok = true;
         // Projection.
         let mut projection = Vec::new();

@@ -37,6 +37,13 @@ pub trait TargetConfig: Any + Debug + Send + Sync {
     fn as_any(&self) -> &dyn Any;
     /// Where the output goes, for people: `files under ./out`, `PostgreSQL database at …`.
     fn describe(&self) -> String;
+    /// Checks the target against the compiled plan, before anything runs (`check` and `run`):
+    /// names its templates render for the selected tables, the target's own limits (a Kafka
+    /// target: brokers reachable, topic names, the transaction timeout).
+    fn check_compiled(&self, plan: &super::Compiled) -> Result<(), DiscoverError> {
+        let _ = plan;
+        Ok(())
+    }
 }
 
 /// Why discovery failed, with the plan key to point at.

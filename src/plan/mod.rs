@@ -226,7 +226,13 @@ fn load_file_with(connectors: &dyn Connectors, path: &str, key_rule: bool) -> Re
     })?;
     // What the selected tables need on the source, located at the source's key.
     let selected = |compiled: Compiled| -> Result<Compiled, PlanErrors> {
-        compiled.plan.source.config.check_selected(&compiled.catalog.tables).map_err(|e| {
+        let checked = compiled
+            .plan
+            .source
+            .config
+            .check_selected(&compiled.catalog.tables)
+            .and_then(|()| compiled.plan.target.config.check_compiled(&compiled));
+        checked.map_err(|e| {
             let pos = yaml::parse(&compiled.plan.text).map(|d| d.pos(e.key, false)).unwrap_or_default();
             PlanErrors(vec![PlanError {
                 file: path.into(),

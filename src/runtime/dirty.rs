@@ -56,6 +56,31 @@ impl DirtyArchive {
         p.0.extend_from_slice(&line);
     }
 
+    /// Records source input that is no change at all (a Kafka message that is not JSON, names
+    /// no known table, or has a value of the wrong type): `table` as far as known, `place`
+    /// where it was read (`topic/partition@offset`), the raw input as text (lossy UTF-8) and
+    /// the reason. `ferry dirty replay` skips these lines (they hold no change).
+    pub fn record_raw(&self, stage: &str, table: &str, place: &str, raw: &[u8], reason: &str) {
+        if !self.keep {
+            tracing::debug!(table, place, reason = %crate::secrets::redact(reason), "dirty input dropped");
+            return;
+        }
+        let mut line = Vec::new();
+        line.extend_from_slice(b"{\"stage\":");
+        json::write_str(stage, &mut line);
+        line.extend_from_slice(b",\"table\":");
+        json::write_str(table, &mut line);
+        line.extend_from_slice(b",\"position\":");
+        json::write_str(place, &mut line);
+        line.extend_from_slice(b",\"input\":");
+        json::write_str(&String::from_utf8_lossy(raw), &mut line);
+        line.extend_from_slice(b",\"reason\":");
+        json::write_str(&crate::secrets::redact(reason), &mut line);
+        line.extend_from_slice(b"}\n");
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.0.extend_from_slice(&line);
+    }
+
     /// Writes what was recorded since the last flush as one object.
     pub fn flush(&self) -> Result<(), crate::store::StoreError> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -72,7 +72,8 @@ mod interval;
 pub use array::{parse_array, write_array, MAX_ARRAY_DEPTH};
 pub use decimal::{canonical_decimal, compare_decimal, decimal_special};
 
-const DAY_MICROS: i64 = 86_400_000_000;
+/// Microseconds in a day.
+pub const DAY_MICROS: i64 = 86_400_000_000;
 const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// `infinity` as a [`Value::Timestamp`] (PostgreSQL's own representation: the largest `i64`).

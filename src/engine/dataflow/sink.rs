@@ -49,6 +49,7 @@ fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Resul
         match f() {
             Ok(()) => return Ok(()),
             Err(SinkError::Restart(e)) => return Err(TaskError::transient(format!("{what}: {e}"))),
+            Err(SinkError::Fatal(e)) => return Err(TaskError::definite(format!("{what}: {e}"))),
             Err(SinkError::Transient(e)) if attempt < 5 => {
                 tracing::warn!(attempt, error = %crate::secrets::redact(&e), "{what} failed, retrying");
                 std::thread::sleep(delay);
@@ -126,6 +127,7 @@ pub fn sink<'s>(
                                 }
                             }
                             Err((SinkError::Restart(e), _)) => return Err(TaskError::transient(e)),
+                            Err((SinkError::Fatal(e), _)) => return Err(TaskError::definite(e)),
                         }
                     }
                     metrics.rows_out.fetch_add(written, Ordering::Relaxed);

@@ -24,6 +24,10 @@
 //! PostgreSQL's infinite dates, date-times, timestamps and intervals are `"infinity"` and
 //! `"-infinity"`.
 
+pub mod read;
+
+pub use read::read_value;
+
 use crate::value::{uuid_text, Value};
 use std::io::Write as _;
 
