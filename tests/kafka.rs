@@ -151,13 +151,15 @@ fn assert_equal_to_source(target: Target, src: &str, dst: &str, tables: &[&str])
 fn through_kafka_ends_equal(format: &str, killed: Target, other: Target) {
     let tag = format.trim_end_matches("-json");
     let src = format!("kfk_{tag}");
+    // Topics of this run only (the broker keeps earlier runs' topics).
+    let topics = format!("kfk_{tag}_{}", nonce());
     items_and_pairs(&src);
     counters(&src);
     let dir = workdir();
     let brokers = brokers();
     let leg1 = format!(
         "task: kfk1-{tag}\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\n  chunk_rows: 2000\n\
-         target:\n  type: kafka\n  brokers: {brokers}\n  format: {format}\n  topic: '{src}.${{table_name_di_src}}'\n  partitions: 3\n\
+         target:\n  type: kafka\n  brokers: {brokers}\n  format: {format}\n  topic: '{topics}.${{table_name_di_src}}'\n  partitions: 3\n\
          tables:\n  include: ['{src}\\..*']\nsemantics: exactly-once\n\
          runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state1\n",
         main_url()
@@ -175,7 +177,7 @@ fn through_kafka_ends_equal(format: &str, killed: Target, other: Target) {
     // The runs stopped where the binlog stood when they started; catch up with the rest.
     ok(&run_in(dir.path(), &["run", "-q", &p1]));
     eprintln!("leg 1: {kills} kills");
-    assert_each_change_once_in_order(format, &format!("{src}.counters"), &src);
+    assert_each_change_once_in_order(format, &format!("{topics}.counters"), &src);
     for (target, kill) in [(killed, true), (other, false)] {
         let dst = format!("kfk_{tag}_{}", target.tag());
         target.fresh_namespace(&dst);
@@ -184,7 +186,7 @@ fn through_kafka_ends_equal(format: &str, killed: Target, other: Target) {
             target.create_table(&dst, t, &schema);
         }
         let leg2 = format!(
-            "task: kfk2-{tag}-{}\nsource:\n  type: kafka\n  brokers: {brokers}\n  topic_pattern: '{src}\\..*'\n  format: {format}\n  bounded: true\n\
+            "task: kfk2-{tag}-{}\nsource:\n  type: kafka\n  brokers: {brokers}\n  topic_pattern: '{topics}\\..*'\n  format: {format}\n  bounded: true\n\
              target:\n{}tables:\n  include: ['{src}\\..*']\nsemantics: exactly-once\nroute:\n  database: {dst}\n\
              runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state2-{}\n",
             target.tag(),
@@ -225,9 +227,10 @@ fn ferry_json_through_kafka_into_postgres_and_mariadb_survives_sigkills_exactly_
 #[test]
 fn a_second_process_of_the_task_fences_the_first_which_stops_with_a_clear_message() {
     let (a, b) = (workdir(), workdir());
+    let topic = format!("kfk_zombie_{}", nonce());
     let text = format!(
         "task: kfk-zombie\nsource:\n  type: datagen\n  seed: 3\n  databases: 1\n  tables_per_database: 1\n  changes: 100000000\n  rate: 3000\n\
-         target:\n  type: kafka\n  brokers: {}\n  topic: kfk_zombie\nsemantics: exactly-once\n\
+         target:\n  type: kafka\n  brokers: {}\n  topic: {topic}\nsemantics: exactly-once\n\
          runtime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
         brokers()
     );
@@ -237,10 +240,10 @@ fn a_second_process_of_the_task_fences_the_first_which_stops_with_a_clear_messag
         ferry().current_dir(a.path()).args(["run", "-q", &pa]).stderr(std::process::Stdio::piped()).spawn().unwrap(),
     );
     let start = Instant::now();
-    while read_topic("kfk_zombie").is_empty() && start.elapsed() < Duration::from_secs(30) {
+    while read_topic(&topic).is_empty() && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(!read_topic("kfk_zombie").is_empty(), "the first process committed nothing");
+    assert!(!read_topic(&topic).is_empty(), "the first process committed nothing");
     let _second = KillOnDrop(ferry().current_dir(b.path()).args(["run", "-q", &pb]).spawn().unwrap());
     let start = Instant::now();
     let status = loop {
@@ -264,8 +267,9 @@ fn the_all_types_table_goes_through_ferry_json_and_back_unchanged() {
     exec(&[&format!("USE {src}"), ALL_TYPES, MIN_ROW, MAX_ROW, NULL_ROW]);
     let dir = workdir();
     let brokers = brokers();
+    let topic = format!("kfk_types_{}", nonce());
     let leg1 = format!(
-        "task: kfk-types1\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\ntarget:\n  type: kafka\n  brokers: {brokers}\n  format: ferry-json\n\
+        "task: kfk-types1\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\ntarget:\n  type: kafka\n  brokers: {brokers}\n  format: ferry-json\n  topic: {topic}\n\
          tables:\n  include: ['{src}\\..*']\nsemantics: exactly-once\nruntime:\n  state: ./state1\n",
         main_url()
     );
@@ -275,7 +279,7 @@ fn the_all_types_table_goes_through_ferry_json_and_back_unchanged() {
     target.fresh_namespace(dst);
     // The target table is created from the types the messages carry.
     let leg2 = format!(
-        "task: kfk-types2\nsource:\n  type: kafka\n  brokers: {brokers}\n  topics: [{src}.all_types]\n  format: ferry-json\n  bounded: true\n\
+        "task: kfk-types2\nsource:\n  type: kafka\n  brokers: {brokers}\n  topics: [{topic}]\n  format: ferry-json\n  bounded: true\n\
          target:\n{}route:\n  database: {dst}\nsemantics: exactly-once\nruntime:\n  state: ./state2\n",
         target.plan_section()
     );
@@ -308,7 +312,7 @@ fn the_all_types_table_goes_through_ferry_json_and_back_unchanged() {
 
 #[test]
 fn one_topic_routes_rows_into_three_tables_by_a_field_of_the_message() {
-    let topic = format!("kfk_route_{}", std::process::id());
+    let topic = format!("kfk_route_{}", nonce());
     let mut msgs = Vec::new();
     for i in 0..30 {
         let kind = ["a", "b", "c"][i % 3];
@@ -359,7 +363,7 @@ fn one_topic_routes_rows_into_three_tables_by_a_field_of_the_message() {
 
 #[test]
 fn messages_that_cannot_be_read_go_to_the_dirty_archive_with_topic_partition_and_offset() {
-    let topic = format!("kfk_dirty_{}", std::process::id());
+    let topic = format!("kfk_dirty_{}", nonce());
     produce(
         &topic,
         &[
@@ -438,4 +442,64 @@ fn check_refuses_kafka_settings_that_cannot_work_and_names_the_key() {
         assert_eq!(out.status.code(), Some(1), "{case}: {err}");
         assert!(err.contains(want) && err.contains("plan.yaml:"), "{case}: want `{want}` with its place, got: {err}");
     }
+}
+
+#[test]
+fn a_schema_change_becomes_the_formats_ddl_message_between_the_rows_before_and_after_it() {
+    let src = "kfk_ddl";
+    fresh_db(src);
+    exec(&[
+        &format!("CREATE TABLE {src}.t (id INT PRIMARY KEY, v INT)"),
+        &format!("INSERT INTO {src}.t VALUES (1, 1)"),
+    ]);
+    let dir = workdir();
+    let n = nonce();
+    let plan = |format: &str| {
+        format!(
+            "task: kfk-ddl-{format}\nsource:\n  type: mariadb\n  name: srv\n  url: {}\n  bounded: true\ntarget:\n  type: kafka\n  brokers: {}\n  format: {format}\n\
+             topic: 'kfk_ddl_{n}_{format}.${{table_name_di_src}}'\n  schema_topic: 'kfk_ddl_{n}_{format}_schema'\n\
+             tables:\n  include: ['{src}\\..*']\nsemantics: exactly-once\nruntime:\n  state: ./state-{format}\n",
+            main_url(),
+            brokers()
+        )
+        .replace("\ntopic:", "\n  topic:")
+    };
+    let formats = ["canal-json", "debezium-json"];
+    let paths: Vec<String> = formats.iter().map(|f| write_plan(dir.path(), &format!("{f}.yaml"), &plan(f))).collect();
+    for p in &paths {
+        ok(&run_in(dir.path(), &["run", "-q", p]));
+    }
+    exec(&[
+        &format!("INSERT INTO {src}.t VALUES (2, 2)"),
+        &format!("ALTER TABLE {src}.t ADD COLUMN note VARCHAR(10)"),
+        &format!("INSERT INTO {src}.t VALUES (3, 3, 'after')"),
+    ]);
+    for p in &paths {
+        ok(&run_in(dir.path(), &["run", "-q", p]));
+    }
+    // Canal: the DDL is an `isDdl` message in the table's topic, between the two inserts.
+    let canal: Vec<Json> = read_topic(&format!("kfk_ddl_{n}_canal-json.t"))
+        .iter()
+        .map(|m| serde_json::from_slice(m.value.as_ref().unwrap()).unwrap())
+        .collect();
+    let ids: Vec<String> = canal
+        .iter()
+        .map(|m| if m["isDdl"] == true { "ddl".into() } else { m["data"][0]["id"].as_str().unwrap().to_string() })
+        .collect();
+    assert_eq!(ids, ["1", "2", "ddl", "3"], "{canal:?}");
+    let ddl = &canal[2];
+    assert!(ddl["sql"].as_str().unwrap().contains("ADD COLUMN note") && ddl["type"] == "ALTER", "{ddl}");
+    assert_eq!(canal[3]["data"][0]["note"], "after");
+    // Debezium: the schema-change topic has the statement; the table's topic the rows.
+    let schema: Vec<Json> = read_topic(&format!("kfk_ddl_{n}_debezium-json_schema"))
+        .iter()
+        .map(|m| serde_json::from_slice(m.value.as_ref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(schema.len(), 1, "{schema:?}");
+    assert!(schema[0]["ddl"].as_str().unwrap().contains("ADD COLUMN note"), "{}", schema[0]);
+    assert_eq!(schema[0]["databaseName"], src);
+    assert_eq!(schema[0]["source"]["name"], "srv");
+    let rows = read_topic(&format!("kfk_ddl_{n}_debezium-json.t"));
+    let last: Json = serde_json::from_slice(rows.last().unwrap().value.as_ref().unwrap()).unwrap();
+    assert_eq!(last["after"]["note"], "after");
 }

@@ -84,7 +84,7 @@ fn debezium_documented_events_read_as_the_same_changes() {
     assert_eq!(c.after.as_ref().unwrap()[1], Value::Text("Anne Marie".into()));
     assert_eq!(evs[0].commit_ms, Some(1465581029100));
     let t = ferry_operators::template::Template::parse("${source.db}.${source.table}").unwrap();
-    assert_eq!(decode::render(&t, &msg, "topic", "src").unwrap(), "inventory.customers");
+    assert_eq!(decode::render(&t, msg.as_object().unwrap(), "topic", "src").unwrap(), "inventory.customers");
     assert_eq!(decode::key_fields(Format::DebeziumJson, &msg, Some(br#"{"id":1004}"#)), vec!["id"]);
 
     let (_, evs) = rows(Format::DebeziumJson, DEBEZIUM_DELETE_WITH_SCHEMA);

@@ -102,3 +102,9 @@ pub fn produce(topic: &str, msgs: &[(Option<&str>, Option<&str>)]) {
     }
     p.flush(Duration::from_secs(30)).expect("flush");
 }
+
+/// A suffix that makes this run's topic names new (the broker keeps topics between runs).
+pub fn nonce() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{}{:09}", t.as_secs() % 100_000, t.subsec_nanos())
+}

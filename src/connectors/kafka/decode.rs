@@ -54,7 +54,8 @@ pub struct Event {
 /// What one message is.
 #[derive(Debug)]
 pub enum Decoded {
-    /// Row events, and the message's envelope (what the name templates read).
+    /// Row events, and the message's envelope (what the name templates read; its row images
+    /// are taken out into the events).
     Rows(Json, Vec<Event>),
     /// A schema change, a tombstone or a control message: nothing to copy (the reason).
     Skip(&'static str),
@@ -63,9 +64,10 @@ pub enum Decoded {
 /// Why a message is dirty.
 pub type Bad = String;
 
-fn obj(v: Option<&Json>) -> Option<Map<String, Json>> {
-    match v {
-        Some(Json::Object(m)) => Some(m.clone()),
+/// Takes the object at `key` out of the message (no copy).
+fn take_obj(msg: &mut Json, key: &str) -> Option<Map<String, Json>> {
+    match msg.get_mut(key).map(Json::take) {
+        Some(Json::Object(m)) => Some(m),
         _ => None,
     }
 }
@@ -110,8 +112,8 @@ pub fn envelope(format: Format, value: Option<&[u8]>) -> Result<Decoded, Bad> {
                 Some("m") => return Ok(Decoded::Skip("logical message")),
                 _ => return Err("a debezium-json message needs `op` (c, r, u or d)".into()),
             };
-            let before = obj(msg.get("before"));
-            let after = obj(msg.get("after"));
+            let before = take_obj(&mut msg, "before");
+            let after = take_obj(&mut msg, "after");
             let commit_ms =
                 msg.pointer("/source/ts_ms").and_then(Json::as_i64).or_else(|| msg.get("ts_ms").and_then(Json::as_i64));
             let (before, after) = match op {
@@ -135,24 +137,24 @@ pub fn envelope(format: Format, value: Option<&[u8]>) -> Result<Decoded, Bad> {
                 Some(_) => return Ok(Decoded::Skip("schema change")),
                 None => return Err("a canal-json message needs `type` (INSERT, UPDATE or DELETE)".into()),
             };
-            let data = match msg.get("data") {
+            let data = match msg.get_mut("data").map(Json::take) {
                 Some(Json::Array(rows)) => rows,
                 _ => return Err("a canal-json message needs `data` (an array of rows)".into()),
             };
             let old = msg.get("old").and_then(Json::as_array);
             let commit_ms = msg.get("es").and_then(Json::as_i64).or_else(|| msg.get("ts").and_then(Json::as_i64));
             let mut out = Vec::with_capacity(data.len());
-            for (i, row) in data.iter().enumerate() {
+            for (i, row) in data.into_iter().enumerate() {
                 let Json::Object(row) = row else { return Err(format!("`data[{i}]` is not an object")) };
                 out.push(match op {
-                    Op::Insert => Event { op: Some(op), before: None, after: Some(row.clone()), commit_ms },
+                    Op::Insert => Event { op: Some(op), before: None, after: Some(row), commit_ms },
                     Op::Update => Event {
                         op: Some(op),
-                        before: Some(overlay(row, old.and_then(|o| o.get(i)))),
-                        after: Some(row.clone()),
+                        before: Some(overlay(&row, old.and_then(|o| o.get(i)))),
+                        after: Some(row),
                         commit_ms,
                     },
-                    Op::Delete => Event { op: Some(op), before: Some(row.clone()), after: None, commit_ms },
+                    Op::Delete => Event { op: Some(op), before: Some(row), after: None, commit_ms },
                 });
             }
             out
@@ -165,7 +167,7 @@ pub fn envelope(format: Format, value: Option<&[u8]>) -> Result<Decoded, Bad> {
                 Some(_) => return Ok(Decoded::Skip("schema change or bootstrap marker")),
                 None => return Err("a maxwell-json message needs `type` (insert, update or delete)".into()),
             };
-            let data = obj(msg.get("data")).ok_or("a maxwell-json row message needs `data` (an object)")?;
+            let data = take_obj(&mut msg, "data").ok_or("a maxwell-json row message needs `data` (an object)")?;
             let commit_ms = msg.get("ts").and_then(Json::as_i64).map(|s| s * 1000);
             match op {
                 Op::Insert => vec![Event { op: Some(op), before: None, after: Some(data), commit_ms }],
@@ -192,8 +194,8 @@ pub fn envelope(format: Format, value: Option<&[u8]>) -> Result<Decoded, Bad> {
                     _ => None,
                 })
             });
-            let before = obj(msg.get("before"));
-            let after = obj(msg.get("after"));
+            let before = take_obj(&mut msg, "before");
+            let after = take_obj(&mut msg, "after");
             match op {
                 Op::Insert if after.is_none() => return Err("an insert needs `after`".into()),
                 Op::Update if after.is_none() || before.is_none() => {
@@ -205,8 +207,12 @@ pub fn envelope(format: Format, value: Option<&[u8]>) -> Result<Decoded, Bad> {
             vec![Event { op: Some(op), before, after, commit_ms }]
         }
         Format::Json => {
-            let row = msg.as_object().cloned();
-            vec![Event { op: Some(Op::Insert), before: None, after: row, commit_ms: None }]
+            // The row is the message: name templates read its fields (see [`fields`]).
+            let row = match msg.take() {
+                Json::Object(m) => m,
+                _ => unreachable!("checked above"),
+            };
+            vec![Event { op: Some(Op::Insert), before: None, after: Some(row), commit_ms: None }]
         }
     };
     Ok(Decoded::Rows(msg, events))
@@ -221,21 +227,31 @@ fn short(v: &Json) -> String {
     }
 }
 
-/// The value at a dotted path (`source.table`) of a message.
-fn path<'a>(msg: &'a Json, p: &str) -> Option<&'a Json> {
-    p.split('.').try_fold(msg, |v, k| v.get(k))
+/// The value at a dotted path (`source.table`) of a message's fields.
+fn path<'a>(fields: &'a Map<String, Json>, p: &str) -> Option<&'a Json> {
+    let mut parts = p.split('.');
+    let first = fields.get(parts.next()?)?;
+    parts.try_fold(first, |v, k| v.get(k))
+}
+
+/// The fields the name templates of `ev` read: the envelope's, or for plain JSON the row's.
+pub fn fields<'a>(format: Format, msg: &'a Json, ev: &'a Event) -> Option<&'a Map<String, Json>> {
+    match format {
+        Format::Json => ev.after.as_ref(),
+        _ => msg.as_object(),
+    }
 }
 
 /// Renders a source-name template over a message: `${topic_di_src}`,
-/// `${datasource_name_di_src}` and the message's fields. For plain JSON the row's own fields.
-pub fn render(t: &Template, msg: &Json, topic: &str, datasource: &str) -> Result<String, Bad> {
+/// `${datasource_name_di_src}` and the message's fields (see [`fields`]).
+pub fn render(t: &Template, fields: &Map<String, Json>, topic: &str, datasource: &str) -> Result<String, Bad> {
     let mut out = String::new();
     for p in &t.parts {
         match p {
             Part::Lit(s) => out.push_str(s),
             Part::Var(Var::Topic, _) => out.push_str(topic),
             Part::Var(Var::Datasource, _) => out.push_str(datasource),
-            Part::Var(Var::Field(f), _) => match path(msg, f) {
+            Part::Var(Var::Field(f), _) => match path(fields, f) {
                 Some(Json::String(s)) => out.push_str(s),
                 Some(Json::Number(n)) => out.push_str(&n.to_string()),
                 Some(Json::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
@@ -427,7 +443,9 @@ mod tests {
         let types = stated_types(Format::CanalJson, &msg);
         assert_eq!(types["id"], ColumnType::Int { bits: 32, unsigned: false });
         let t = Template::parse("${database}.${table}").unwrap();
-        assert_eq!(render(&t, &msg, "topic", "src").unwrap(), "d.t");
+        assert_eq!(render(&t, msg.as_object().unwrap(), "topic", "src").unwrap(), "d.t");
+        let t = Template::parse("${datasource_name_di_src}_${topic_di_src}").unwrap();
+        assert_eq!(render(&t, msg.as_object().unwrap(), "cdc", "src").unwrap(), "src_cdc");
     }
 
     #[test]

@@ -158,13 +158,10 @@ fn sample(
         let stated = decode::stated_types(format, &msg);
         let keys = decode::key_fields(format, &msg, m.key());
         for ev in &events {
-            let source = match format {
-                super::config::Format::Json => ev.after.clone().map(serde_json::Value::Object).unwrap_or_default(),
-                _ => msg.clone(),
-            };
+            let Some(fields) = decode::fields(format, &msg, ev) else { continue };
             let (Ok(db), Ok(t)) = (
-                decode::render(&db_t, &source, m.topic(), datasource),
-                decode::render(&tb_t, &source, m.topic(), datasource),
+                decode::render(&db_t, fields, m.topic(), datasource),
+                decode::render(&tb_t, fields, m.topic(), datasource),
             ) else {
                 continue;
             };

@@ -66,6 +66,7 @@ pub struct Encoder {
     texts: HashMap<(TableId, u32, usize), TableTexts>,
     canal_id: u64,
     tmp: Vec<u8>,
+    value: Vec<u8>,
 }
 
 fn now_ms() -> i64 {
@@ -88,6 +89,7 @@ impl Encoder {
             texts: HashMap::new(),
             canal_id: 0,
             tmp: Vec::new(),
+            value: Vec::with_capacity(1024),
         }
     }
 
@@ -138,14 +140,18 @@ impl Encoder {
         out: &mut Vec<Message>,
     ) {
         let key = self.key(schema, change.image(), names);
-        let mut v = Vec::with_capacity(256);
+        // Encoded into one reused buffer, then copied at its exact size: messages wait in
+        // memory for their transaction.
+        let mut v = std::mem::take(&mut self.value);
+        v.clear();
         match self.format {
             Format::DebeziumJson => self.debezium(schema, change, names, &mut v),
             Format::CanalJson => self.canal(table, schema, change, names, &mut v),
             Format::MaxwellJson => self.maxwell(schema, change, names, &mut v),
             Format::FerryJson | Format::Json => self.ferry(table, schema, change, names, &mut v),
         }
-        out.push(Message { key: key.clone(), value: Some(v) });
+        out.push(Message { key: key.clone(), value: Some(v.as_slice().to_vec()) });
+        self.value = v;
         if tombstones && change.op == Op::Delete && key.is_some() {
             out.push(Message { key, value: None });
         }

@@ -161,8 +161,8 @@ impl KafkaWriter {
         pc.set("linger.ms", "20")
             .set("batch.num.messages", "10000")
             .set("batch.size", "1000000")
-            .set("queue.buffering.max.messages", "200000")
-            .set("queue.buffering.max.kbytes", "524288")
+            .set("queue.buffering.max.messages", "100000")
+            .set("queue.buffering.max.kbytes", "65536")
             .set("enable.idempotence", "true");
         let txn_id = format!("{task}-{}", cx.worker);
         if exactly_once {
@@ -372,7 +372,11 @@ impl KafkaWriter {
     }
 
     fn abort_open(&mut self) -> Result<(), SinkError> {
-        if self.open.take().is_some() {
+        if let Some(o) = self.open.take() {
+            tracing::debug!(
+                epoch = o,
+                "an earlier epoch has messages: its transaction goes first, this one is sent again"
+            );
             self.producer
                 .abort_transaction(Duration::from_secs(60))
                 .map_err(|e| self.txn_error("abort a transaction", &e))?;

@@ -248,18 +248,16 @@ impl Reader {
         let mut reached: HashSet<u32> = HashSet::new();
         let mut batch: Vec<Item> = Vec::with_capacity(256);
         let mut last_send = Instant::now();
+        // Partitions that start at their end are there already.
+        if let Some(ends) = &ends {
+            reached.extend(self.mine.iter().filter(|i| self.from.get(i).is_some_and(|&f| f >= ends[i])));
+        }
+        let mut idle = true;
         loop {
-            // A bounded run: partitions at their end (positions move past transaction markers).
-            if let Some(ends) = &ends {
-                for &i in &self.mine {
-                    if reached.contains(&i) {
-                        continue;
-                    }
-                    let at_end = self.from.get(&i).is_some_and(|&f| f >= ends[&i]);
-                    if at_end {
-                        reached.insert(i);
-                    }
-                }
+            // A bounded run: partitions at their end. Only checked when the consumer has
+            // nothing to hand (positions move past transaction markers, which no message
+            // shows; asking for positions takes librdkafka's locks).
+            if let (Some(ends), true) = (&ends, idle) {
                 if reached.len() < self.mine.len() {
                     if let Ok(pos) = consumer.position() {
                         for e in pos.elements() {
@@ -273,13 +271,14 @@ impl Reader {
                         }
                     }
                 }
-                if reached.len() == self.mine.len() {
-                    batch.push(Item::End);
-                    let _ = self.tx.send(std::mem::take(&mut batch));
-                    self.activator.activate().ok();
-                    return Ok(());
-                }
             }
+            if ends.is_some() && reached.len() == self.mine.len() {
+                batch.push(Item::End);
+                let _ = self.tx.send(std::mem::take(&mut batch));
+                self.activator.activate().ok();
+                return Ok(());
+            }
+            idle = false;
             match consumer.poll(Duration::from_millis(if batch.is_empty() { 100 } else { 1 })) {
                 Some(Ok(m)) => {
                     let Some(&part) = index.get(&(m.topic().to_string(), m.partition())) else { continue };
@@ -309,7 +308,7 @@ impl Reader {
                 Some(Err(e)) => {
                     return Err(TaskError::transient(format!("Kafka at {}: {e}", cfg.brokers)));
                 }
-                None => {}
+                None => idle = true,
             }
             if !batch.is_empty() && (batch.len() >= 256 || last_send.elapsed() >= Duration::from_millis(2)) {
                 if self.tx.send(std::mem::take(&mut batch)).is_err() {
@@ -388,12 +387,9 @@ impl Decoder {
         };
         let mut out = Vec::with_capacity(events.len());
         for ev in &events {
-            let fields = match self.format {
-                Format::Json => ev.after.clone().map(serde_json::Value::Object).unwrap_or_default(),
-                _ => msg.clone(),
-            };
-            let names = decode::render(&self.db, &fields, topic, &self.datasource)
-                .and_then(|d| Ok((d, decode::render(&self.table, &fields, topic, &self.datasource)?)));
+            let Some(fields) = decode::fields(self.format, &msg, ev) else { continue };
+            let names = decode::render(&self.db, fields, topic, &self.datasource)
+                .and_then(|d| Ok((d, decode::render(&self.table, fields, topic, &self.datasource)?)));
             let (db, t) = match names {
                 Ok(n) => n,
                 Err(why) => {
