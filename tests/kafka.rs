@@ -8,6 +8,7 @@ mod common;
 
 use common::kafka::*;
 use common::mysql::*;
+use common::pg::{forget_slot, fresh_src_schema, src_exec, src_url};
 use common::sql::{expected, Target};
 use common::*;
 use serde_json::Value as Json;
@@ -502,4 +503,47 @@ fn a_schema_change_becomes_the_formats_ddl_message_between_the_rows_before_and_a
     let rows = read_topic(&format!("kfk_ddl_{n}_debezium-json.t"));
     let last: Json = serde_json::from_slice(rows.last().unwrap().value.as_ref().unwrap()).unwrap();
     assert_eq!(last["after"]["note"], "after");
+}
+
+#[test]
+fn a_postgresql_source_publishes_debezium_events_with_schema_lsn_and_snapshot_marks() {
+    let ns = "kfk_pg";
+    fresh_src_schema(ns);
+    src_exec(&[
+        &format!("CREATE TABLE {ns}.t (id int PRIMARY KEY, v text)"),
+        &format!("ALTER TABLE {ns}.t REPLICA IDENTITY FULL"),
+        &format!("INSERT INTO {ns}.t SELECT g, 'v' || g FROM generate_series(1, 100) g"),
+    ]);
+    let task = "kfk-pg";
+    forget_slot(task);
+    let dir = workdir();
+    let topic = format!("kfk_pg_{}", nonce());
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  bounded: true\ntarget:\n  type: kafka\n  brokers: {}\n  topic: {topic}\n\
+         tables:\n  include: ['{ns}\\.t']\nsemantics: exactly-once\nruntime:\n  state: ./state\n",
+        src_url(),
+        brokers()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    src_exec(&[&format!("UPDATE {ns}.t SET v = 'changed' WHERE id = 7"), &format!("DELETE FROM {ns}.t WHERE id = 8")]);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let msgs: Vec<Json> = read_topic(&topic)
+        .iter()
+        .filter_map(|m| m.value.as_ref())
+        .map(|v| serde_json::from_slice(v).unwrap())
+        .collect();
+    let snapshot: Vec<&Json> = msgs.iter().filter(|m| m["op"] == "r").collect();
+    assert_eq!(snapshot.len(), 100, "snapshot rows are `r`");
+    assert!(snapshot.iter().all(|m| m["source"]["snapshot"] == "true" && m["source"]["connector"] == "postgresql"));
+    let upd = msgs.iter().find(|m| m["op"] == "u").expect("an update");
+    assert_eq!((upd["before"]["v"].as_str(), upd["after"]["v"].as_str()), (Some("v7"), Some("changed")));
+    assert_eq!(upd["source"]["schema"], ns);
+    assert_eq!(upd["source"]["table"], "t");
+    assert!(upd["source"]["lsn"].as_u64().is_some_and(|l| l > 0), "{}", upd["source"]);
+    assert!(upd["source"].get("txId").is_some());
+    let del = msgs.iter().find(|m| m["op"] == "d").expect("a delete");
+    assert_eq!(del["before"]["id"], 8);
+    assert!(del["after"].is_null());
+    forget_slot(task);
 }

@@ -78,10 +78,16 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
             "unknown source type `oracle`",
         ),
         (
-            "planned source type",
-            "task: t\nsource:\n  type: kafka\ntarget:\n  type: null\n".into(),
-            "p.yaml:3:9: `source.type`: ",
+            "planned target type",
+            "task: t\nsource:\n  type: datagen\ntarget:\n  type: s3\n".into(),
+            "p.yaml:5:9: `target.type`: ",
             "not in this build yet",
+        ),
+        (
+            "kafka source without its brokers",
+            "task: t\nsource:\n  type: kafka\n  format: json\n  topics: [t]\ntarget:\n  type: null\n".into(),
+            "p.yaml:2:1: `source`: ",
+            "`brokers` is required",
         ),
         (
             "postgres source without its url",

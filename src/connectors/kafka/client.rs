@@ -68,11 +68,17 @@ pub fn client_config(c: &Connection<'_>) -> ClientConfig {
             ("ssl.key.password", &t.key_password),
         ] {
             if let Some(v) = v {
+                if k == "ssl.key.password" {
+                    crate::secrets::register(v);
+                }
                 cfg.set(k, v);
             }
         }
     }
     for (k, v) in c.properties {
+        if k.contains("password") || k.contains("secret") {
+            crate::secrets::register(v);
+        }
         cfg.set(k, v);
     }
     cfg
