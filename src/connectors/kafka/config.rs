@@ -4,6 +4,7 @@
 
 use crate::plan::config::parse_duration_ms;
 use ferry_operators::template::{Template, Var};
+use ferry_operators::ColumnType;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -380,7 +381,7 @@ impl KafkaSource {
                 let Some(ty) = ty.as_str() else {
                     return Err(format!("`tables.{name}.columns.{c}`: write the type as text, e.g. `bigint`"));
                 };
-                super::decode::column_type(ty).map_err(|e| format!("`tables.{name}.columns.{c}`: {e}"))?;
+                column_type(ty).map_err(|e| format!("`tables.{name}.columns.{c}`: {e}"))?;
             }
             if let Some(k) = t.key.iter().find(|k| !t.columns.contains_key(*k)) {
                 return Err(format!("`tables.{name}.key`: `{k}` is not one of its columns"));
@@ -417,4 +418,20 @@ impl KafkaSource {
             .into()
         })
     }
+}
+
+/// A column type from its MySQL spelling (`bigint`, `varchar(20)`, `decimal(10,2)`, `json`),
+/// or a record-model name the MySQL family lacks (`uuid`, `interval`, `jsonb`, `boolean`).
+pub fn column_type(spelling: &str) -> Result<ColumnType, String> {
+    let s = spelling.trim().to_ascii_lowercase();
+    match s.as_str() {
+        "uuid" => return Ok(ColumnType::Uuid),
+        "interval" => return Ok(ColumnType::Interval),
+        "jsonb" => return Ok(ColumnType::Json),
+        "boolean" | "bool" => return Ok(ColumnType::Bool),
+        "timestamptz" => return Ok(ColumnType::Timestamp { fsp: 6 }),
+        _ => {}
+    }
+    let data_type = s.split(['(', ' ']).next().unwrap_or("");
+    crate::catalog::spelling::parse_column_type(data_type, &s, None)
 }

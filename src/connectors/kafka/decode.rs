@@ -15,28 +15,12 @@
 //! its fields, a selected table that is neither declared nor in the sample, a value that does
 //! not fit its column type.
 
-use super::config::Format;
+use super::config::{column_type, Format};
 use ferry_operators::json::read_value;
 use ferry_operators::template::{Part, Template, Var};
 use ferry_operators::{Change, Column, ColumnType, Op, Position, TableId, TableName, TableSchema, Value};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
-
-/// A column type from its MySQL spelling (`bigint`, `varchar(20)`, `decimal(10,2)`, `json`),
-/// or a record-model name the MySQL family lacks (`uuid`, `interval`, `jsonb`, `boolean`).
-pub fn column_type(spelling: &str) -> Result<ColumnType, String> {
-    let s = spelling.trim().to_ascii_lowercase();
-    match s.as_str() {
-        "uuid" => return Ok(ColumnType::Uuid),
-        "interval" => return Ok(ColumnType::Interval),
-        "jsonb" => return Ok(ColumnType::Json),
-        "boolean" | "bool" => return Ok(ColumnType::Bool),
-        "timestamptz" => return Ok(ColumnType::Timestamp { fsp: 6 }),
-        _ => {}
-    }
-    let data_type = s.split(['(', ' ']).next().unwrap_or("");
-    crate::catalog::spelling::parse_column_type(data_type, &s, None)
-}
 
 /// One row event of a message, before its table is known.
 #[derive(Debug, Default)]

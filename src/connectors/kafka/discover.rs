@@ -73,7 +73,7 @@ pub fn discover(cfg: &KafkaSource, datasource: &str) -> Result<SourceCatalog, Di
             .columns
             .iter()
             .map(|(c, ty)| {
-                let ty = decode::column_type(ty.as_str().expect("validated")).expect("validated");
+                let ty = super::config::column_type(ty.as_str().expect("validated")).expect("validated");
                 Column::new(c.clone(), ty, !d.key.contains(c))
             })
             .collect::<Vec<_>>();
