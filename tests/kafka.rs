@@ -337,8 +337,23 @@ fn one_topic_routes_rows_into_three_tables_by_a_field_of_the_message() {
         target.plan_section()
     )
     .replace("\nbounded: true", "\n  bounded: true");
-    let out = ok(&run_in(dir.path(), &["run", &write_plan(dir.path(), "plan.yaml", &text)]));
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let out = ok(&run_in(dir.path(), &["run", &p]));
     assert!(out.contains("30 rows out"), "{out}");
+    // Without the declarations, a sample of the topic gives the same three tables, with the
+    // columns the values imply, shown by `preview`.
+    let inferred = text[..text.find("  tables:\n").unwrap()].to_string() + &text[text.find("target:\n").unwrap()..];
+    let pi = write_plan(dir.path(), "inferred.yaml", &inferred);
+    let preview: Json = serde_json::from_slice(&run_in(dir.path(), &["preview", "--json", &pi]).stdout).unwrap();
+    let tables: Vec<&str> = preview.as_array().unwrap().iter().map(|r| r["source"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["routed.a", "routed.b", "routed.c"], "{preview}");
+    let cols: Vec<(String, String)> = preview[0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["type"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(cols, [("kind".into(), "TEXT".into()), ("id".into(), "BIGINT".into()), ("name".into(), "TEXT".into())]);
     let schema = ferry_operators::TableSchema {
         name: ferry_operators::TableName::new("kfk_routed", "x"),
         columns: vec![
@@ -393,6 +408,14 @@ fn messages_that_cannot_be_read_go_to_the_dirty_archive_with_topic_partition_and
     let p = write_plan(dir.path(), "plan.yaml", &text);
     let out = ok(&run_in(dir.path(), &["run", &p]));
     assert!(out.contains("2 rows out"), "{out}");
+    // The table and its key come from the messages' own types and key fields.
+    let preview: Json = serde_json::from_slice(&run_in(dir.path(), &["preview", "--json", &p]).stdout).unwrap();
+    assert_eq!(
+        preview[0]["columns"],
+        serde_json::json!([{"name": "id", "type": "BIGINT", "nullable": false}]),
+        "{preview}"
+    );
+    assert_eq!(preview[0]["key"]["columns"], serde_json::json!(["id"]));
     let shown = ok(&run_in(dir.path(), &["dirty", "show", &p]));
     assert!(shown.contains(&format!("{topic}/0@1")) && shown.contains("not JSON"), "{shown}");
     assert!(shown.contains(&format!("{topic}/0@2")) && shown.contains("column `id`"), "{shown}");

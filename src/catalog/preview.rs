@@ -54,11 +54,26 @@ pub struct ColumnLoss {
     pub loss: Loss,
 }
 
+/// A source column as the preview shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceColumn {
+    /// Its name.
+    pub name: String,
+    /// Its record-model type, SQL-like (`BIGINT`, `VARCHAR(20)`): what a sampled Kafka topic
+    /// was found to carry, or what the source's catalog says.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Whether it may be NULL.
+    pub nullable: bool,
+}
+
 /// One table of the preview.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// Source `db.table`.
     pub source: String,
+    /// The source table's columns.
+    pub columns: Vec<SourceColumn>,
     /// Target `db.table` (the templates' text when it depends on record fields).
     pub target: String,
     /// Whether the target table exists (`None`: unknown, or a target without tables).
@@ -129,6 +144,11 @@ pub fn preview(
         }
         rows.push(Row {
             source: source.name.to_string(),
+            columns: source
+                .columns
+                .iter()
+                .map(|c| SourceColumn { name: c.name.clone(), ty: c.ty.sql_name(), nullable: c.nullable })
+                .collect(),
             target: match &tp.static_names {
                 Some((d, t)) => format!("{d}.{t}"),
                 None => target.name.to_string(),
