@@ -31,7 +31,11 @@ pub fn session_config(ep: &Endpoint, slot: &str, publication: &str) -> Replicati
 pub fn wire_error(e: PgWireError) -> PgSourceError {
     let text = crate::secrets::redact(&e.to_string());
     match &e {
-        PgWireError::Server(m) if !m.contains("SQLSTATE 57") && !m.contains("SQLSTATE 08") => {
+        // 55006: the slot is still held by a session that is going away (the run before this
+        // one, in the same process, ended a moment ago): a retry takes it.
+        PgWireError::Server(m)
+            if !m.contains("SQLSTATE 57") && !m.contains("SQLSTATE 08") && !m.contains("SQLSTATE 55006") =>
+        {
             PgSourceError::Precondition(format!("PostgreSQL: {text}"))
         }
         PgWireError::Auth(_) => PgSourceError::Precondition(format!("PostgreSQL: {text}")),

@@ -457,9 +457,17 @@ impl Reader {
     async fn stream(&mut self) -> Result<(), TaskError> {
         let ep = self.run.endpoint.clone();
         let c = d::connect(&ep).await.map_err(stream_failure)?;
+        // The run before this one in the same process (one that ended for a new table) may
+        // still hold the slot for a moment while its session closes.
+        let mut info = super::slot::slot_info(&c, &self.run.slot).await.map_err(stream_failure)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while info.as_ref().is_some_and(|i| i.active) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            info = super::slot::slot_info(&c, &self.run.slot).await.map_err(stream_failure)?;
+        }
         // A slot whose confirmed position passed the checkpoint's would skip what the target
         // never got: a gap.
-        match super::slot::slot_info(&c, &self.run.slot).await.map_err(stream_failure)? {
+        match info {
             None => {
                 return Err(TaskError::definite(format!(
                     "replication: the task's slot `{}` is gone: start over with `ferry run --from-scratch`",
