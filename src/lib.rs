@@ -41,3 +41,4 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod verify;

@@ -17,11 +17,14 @@
 //!                     SinkConnector::writer  (every worker: a SinkWriter, commits per epoch)
 //!                     SinkConnector::schema_applier (worker 0, targets that take DDL)
 //!                     SinkConnector::admin   (create-tables, preview: a TableAdmin)
+//!
+//!  ferry verify:      SourceConnector::verify_reader / SinkConnector::verify_reader → TableReader
 //! ```
 
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+pub mod verify;
 
 pub use sink::{target_names, SinkError, SinkWriter, StopRecord, TableStops};
 pub use source::SourceCtx;
@@ -47,6 +50,12 @@ pub trait SourceConnector: Sync {
     /// operators are then built from (MySQL: the snapshot's chunk plan, made once by process 0
     /// and kept in the state store; the start position).
     fn prepare(&self, cx: &SourcePrepare<'_>) -> Result<Arc<dyn PreparedSource>, TaskError>;
+    /// A session that reads the source's tables for `ferry verify`; an error when this source
+    /// cannot be read for it (the message says why).
+    fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn verify::TableReader>, String> {
+        let _ = plan;
+        Err(format!("`ferry verify` does not read a `{}` source", self.types()[0]))
+    }
 }
 
 /// What a source's preparation sees.
@@ -93,6 +102,11 @@ pub trait SinkConnector: Sync {
     fn admin(&self, plan: &Compiled) -> Result<Option<Box<dyn TableAdmin>>, String> {
         let _ = plan;
         Ok(None)
+    }
+    /// A session that reads the target's tables for `ferry verify` (by their target names).
+    fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn verify::TableReader>, String> {
+        let _ = plan;
+        Err(format!("`ferry verify` does not read a `{}` target", self.types()[0]))
     }
     /// Whether the target takes `ferry dirty replay` (database targets).
     fn replays_dirty(&self) -> bool {

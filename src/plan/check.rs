@@ -300,6 +300,12 @@ pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan,
     for (i, t) in raw.transforms.iter().enumerate() {
         compile_regex(&mut ctx, &t.tables, &format!("transforms[{i}].tables"));
     }
+    for (i, t) in raw.verify.tables.iter().enumerate() {
+        compile_regex(&mut ctx, &t.tables, &format!("verify.tables[{i}].tables"));
+    }
+    if raw.verify.chunk_rows == 0 {
+        ctx.err_at("verify.chunk_rows", false, "must be at least 1 (rows per compared chunk)".to_string());
+    }
     for (i, t) in raw.target_tables.tables.iter().enumerate() {
         compile_regex(&mut ctx, &t.tables, &format!("target_tables.tables[{i}].tables"));
         if let Some(f) = &t.ddl_file {

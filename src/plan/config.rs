@@ -65,6 +65,48 @@ pub struct PlanFile {
     /// What a source schema change does to the target (F8.1).
     #[serde(default)]
     pub schema_changes: SchemaChangesConfig,
+    /// How `ferry verify` compares the target with the source (F6).
+    #[serde(default)]
+    pub verify: VerifyConfig,
+}
+
+/// `ferry verify` settings (F6). Defaults live in [`Default`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Rows per key-range chunk: the unit that is counted and hashed on both sides and, when
+    /// it differs, compared row by row.
+    pub chunk_rows: u64,
+    /// How many times a key that differs is read again on both sides (after the running task's
+    /// checkpoint has passed the source's position) before it is reported.
+    pub retries: u32,
+    /// Seconds to wait for the running task's checkpoint to pass the source position of a
+    /// re-read before the re-read is compared anyway.
+    pub wait_seconds: u64,
+    /// Per-table rules: the first entry whose `tables` pattern matches a source table applies.
+    pub tables: Vec<VerifyTable>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { chunk_rows: 50_000, retries: 3, wait_seconds: 60, tables: Vec::new() }
+    }
+}
+
+/// What `ferry verify` does with the tables a pattern matches.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyTable {
+    /// Regular expression over the source `db.table`.
+    pub tables: String,
+    /// Leave these tables out of verification.
+    #[serde(default)]
+    pub skip: bool,
+    /// Compare only the rows for which this condition (the filter language, over the source
+    /// table's columns) is true, on both sides: the columns it reads must reach the target
+    /// unchanged (copied or renamed), so target rows can be tested too.
+    #[serde(default, rename = "where")]
+    pub condition: Option<String>,
 }
 
 /// Target table strategies (F5.2–F5.4). Defaults live in [`Default`].

@@ -147,6 +147,8 @@ pub struct Settings {
     pub target_tables: TargetTablesConfig,
     /// Schema-change policies.
     pub schema_changes: SchemaChangesConfig,
+    /// `ferry verify` settings.
+    pub verify: VerifyConfig,
 }
 
 impl Settings {
@@ -163,6 +165,7 @@ impl Settings {
             s3: raw.s3.clone(),
             target_tables: raw.target_tables.clone(),
             schema_changes: raw.schema_changes.clone(),
+            verify: raw.verify.clone(),
         }
     }
 

@@ -268,6 +268,24 @@ pub enum Ast {
 }
 
 impl Ast {
+    /// Whether the expression calls any of `names` (lower case) anywhere in its tree.
+    pub fn calls_any(&self, names: &[&str]) -> bool {
+        let any = |v: &[Ast]| v.iter().any(|a| a.calls_any(names));
+        match self {
+            Ast::Literal(..) | Ast::Column(..) => false,
+            Ast::Unary { operand, .. } | Ast::IsNull { operand, .. } | Ast::Cast { operand, .. } => {
+                operand.calls_any(names)
+            }
+            Ast::Binary { left, right, .. } => left.calls_any(names) || right.calls_any(names),
+            Ast::InList { operand, list, .. } => operand.calls_any(names) || any(list),
+            Ast::Between { operand, low, high, .. } => {
+                operand.calls_any(names) || low.calls_any(names) || high.calls_any(names)
+            }
+            Ast::Like { operand, pattern, .. } => operand.calls_any(names) || pattern.calls_any(names),
+            Ast::Call { name, args, .. } => names.contains(&name.as_str()) || any(args),
+        }
+    }
+
     /// The source span of this node.
     pub fn span(&self) -> Span {
         match self {

@@ -1761,3 +1761,12 @@ fn other_types_compare_as_text() {
         ("concat(addr, '')", txt("192.168.0.1/24")),
     ]);
 }
+
+#[test]
+fn calls_any_finds_a_function_anywhere_in_the_tree() {
+    let volatile = ["now", "event_time"];
+    assert!(parse("concat(a, '-', year(now()))").unwrap().calls_any(&volatile));
+    assert!(parse("CAST(EVENT_TIME() AS CHAR) LIKE '2%'").unwrap().calls_any(&volatile));
+    assert!(parse("a BETWEEN 1 AND if(b, now(), 3)").unwrap().calls_any(&volatile));
+    assert!(!parse("concat(a, '-', b) IN ('x', upper(c))").unwrap().calls_any(&volatile));
+}

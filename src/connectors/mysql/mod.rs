@@ -8,6 +8,7 @@
 //! - [`binlog`]: the replication stream, decoded into the record model.
 //! - [`ddl`]: DDL statements parsed into schema-change events.
 //! - [`start`]: finding the start position for a point in time.
+//! - [`verify`]: the source as `ferry verify` reads it (key ranges, chunk bounds, position).
 //! - [`prepare`]: before the workers: the chunk plan, the start position, chunk bound sort keys.
 //! - `run`: what the operators share (the prepared run, messages, offsets, failures);
 //!   `source`: the operators: the snapshot on every worker and the entry point; `stream`: the
@@ -27,12 +28,14 @@ mod source;
 pub mod start;
 mod stream;
 pub mod types;
+pub mod verify;
 mod watermark;
 
 pub use run::MysqlRun;
 
+use crate::connector::verify::TableReader;
 use crate::connector::{PreparedSource, SourceConnector, SourceCtx, SourcePrepare};
-use crate::plan::{DiscoverError, Section, SourceCatalog, SourceConfig};
+use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig};
 use crate::runtime::TaskError;
 use config::MysqlSourceConfig;
 use ferry_operators::{Change, SchemaEvent};
@@ -79,6 +82,11 @@ impl SourceConnector for Mysql {
     fn prepare(&self, cx: &SourcePrepare<'_>) -> Result<Arc<dyn PreparedSource>, TaskError> {
         let cfg = cx.plan.plan.source.config_as::<MysqlSourceConfig>().expect("a MySQL source's config");
         Ok(Arc::new(prepare::prepare(cfg, cx.plan, cx.state, cx.process)?))
+    }
+
+    fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn TableReader>, String> {
+        let cfg = plan.plan.source.config_as::<MysqlSourceConfig>().expect("a MySQL source's config");
+        Ok(Box::new(verify::reader(cfg, plan)?))
     }
 }
 

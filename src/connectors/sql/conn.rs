@@ -93,7 +93,8 @@ impl DbError {
         }
     }
 
-    fn pg(e: tokio_postgres::Error) -> DbError {
+    /// A PostgreSQL error, classified.
+    pub fn pg(e: tokio_postgres::Error) -> DbError {
         let Some(db) = e.as_db_error() else {
             return DbError::Transient(crate::secrets::redact(&e.to_string()));
         };

@@ -9,6 +9,8 @@
 //!                                            statements from encode (literals, bulk rows)
 //! ```
 //!
+//! `read` is the target as `ferry verify` reads it.
+//!
 //! Upsert mode writes multi-row `INSERT … ON DUPLICATE KEY UPDATE` / `INSERT … ON CONFLICT …
 //! DO UPDATE` and deletes by key in batches; batches of 64 rows or more take the bulk path
 //! (`LOAD DATA LOCAL INFILE … REPLACE`, or `COPY` into a staging table and one merge). Append
@@ -18,6 +20,7 @@
 
 pub mod conn;
 pub mod encode;
+pub mod read;
 pub mod writer;
 
 pub use conn::{MysqlTargetConfig, PostgresTargetConfig, SqlTarget};
@@ -138,6 +141,10 @@ impl SinkConnector for Sql {
 
     fn replays_dirty(&self) -> bool {
         true
+    }
+
+    fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn crate::connector::verify::TableReader>, String> {
+        Ok(Box::new(read::reader(&target(plan))?))
     }
 }
 

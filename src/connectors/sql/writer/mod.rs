@@ -40,6 +40,8 @@ const BULK_MIN_ROWS: usize = 64;
 mod io;
 mod statements;
 
+pub use statements::{repair_delete, repair_upsert};
+
 use io::IoTask;
 
 /// One target table as the writer sees it.

@@ -217,3 +217,47 @@ pub(super) fn build(
     rows_out(d, t, &ups, true, inserts_only, bulk, &mut out)?;
     Ok(out)
 }
+
+/// The upsert that makes the target row with `row`'s key equal `row` (`ferry verify`'s
+/// `repair.sql`): the same statement form the writer uses.
+pub fn repair_upsert(
+    d: Dialect,
+    db: &str,
+    table: &str,
+    schema: &TableSchema,
+    row: &[Value],
+) -> Result<String, EncodeError> {
+    repair(d, db, table, schema, |t, out| inserts(d, t, &[row], true, out))
+}
+
+/// The delete of the target row whose key columns hold `row`'s values (`repair.sql`).
+pub fn repair_delete(
+    d: Dialect,
+    db: &str,
+    table: &str,
+    schema: &TableSchema,
+    row: &[Value],
+) -> Result<String, EncodeError> {
+    repair(d, db, table, schema, |t, out| deletes(d, t, &[row], out))
+}
+
+/// The statements `build` makes for one table, as text.
+fn repair(
+    d: Dialect,
+    db: &str,
+    table: &str,
+    schema: &TableSchema,
+    build: impl FnOnce(&TargetTable, &mut Vec<Stmt>) -> Result<(), EncodeError>,
+) -> Result<String, EncodeError> {
+    let t = TargetTable::new(d, 0, db, table, Arc::new(schema.clone()));
+    let mut out = Vec::new();
+    build(&t, &mut out)?;
+    let sql: Vec<String> = out
+        .into_iter()
+        .filter_map(|s| match s {
+            Stmt::Sql(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    Ok(sql.join(";\n"))
+}
