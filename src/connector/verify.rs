@@ -42,6 +42,11 @@ pub trait TableReader: Send {
     /// `schema` in order, sorted by the key (keyless tables: all rows, `range` unbounded).
     fn rows(&mut self, schema: &TableSchema, range: &KeyRange) -> Result<Vec<Row>, ReadError>;
 
+    /// Whether `rows` reads a key range (else it is only ever asked for a whole table).
+    fn reads_ranges(&self) -> bool {
+        true
+    }
+
     /// Keys that split the table into ranges of about `rows` rows, ascending (empty: one range).
     fn bounds(&mut self, schema: &TableSchema, rows: u64) -> Result<Vec<Vec<Value>>, ReadError> {
         let _ = (schema, rows);

@@ -296,6 +296,8 @@ struct Outcome {
     extra: Vec<Row>,
     unsettled: u64,
     transform_failed: u64,
+    /// Re-reads done while the task ran.
+    rereads: u64,
 }
 
 impl Outcome {
@@ -463,8 +465,9 @@ pub fn verify(plan: &Compiled, state: &TaskState, opts: &VerifyOptions) -> Resul
     let (src0, tgt0) = open()?;
     let mut jobs = VecDeque::new();
     let mut planner = Verifier { plan, units: &units, source: src0, target: tgt0 };
+    let ranges = planner.target.reads_ranges();
     for (i, u) in units.iter().enumerate() {
-        if !u.chunked {
+        if !u.chunked || !ranges {
             jobs.push_back(Job { unit: i, range: KeyRange::default() });
             continue;
         }
@@ -563,7 +566,7 @@ fn settle(
     wait: Duration,
 ) -> Result<Outcome, ReadError> {
     let mut last = Outcome::default();
-    for _ in 0..retries {
+    for round in 1..=retries {
         let (s1, _) = v.expected(unit, range)?;
         let s1 = Side::new(s1, unit);
         let position = v.source.position()?;
@@ -580,6 +583,7 @@ fn settle(
         let actual = Side::new(v.actual(unit, range)?, unit);
         let (s2, failed) = v.expected(unit, range)?;
         last = diff(unit, Side::new(s2, unit), actual, failed, Some(&s1));
+        last.rereads = round as u64;
         if last.unsettled == 0 {
             break;
         }

@@ -37,6 +37,8 @@ pub struct TableReport {
     /// Keys that kept changing at the source through every re-read (not reported as
     /// differences).
     pub unsettled: u64,
+    /// Times a differing chunk was read again because the task was running.
+    pub rereads: u64,
     /// Source rows the plan's transform could not compute (they are in the dirty archive).
     pub transform_failed: u64,
     /// Target columns not compared (computed from the time or position of a change).
@@ -122,6 +124,7 @@ impl Report {
             t.equal += o.equal;
             t.unsettled += o.unsettled;
             t.transform_failed += o.transform_failed;
+            t.rereads += o.rereads;
             t.different += o.different.len() as u64;
             t.only_source += o.missing.len() as u64;
             t.only_target += o.extra.len() as u64;

@@ -1,6 +1,7 @@
 //! The `files` target: JSON lines per target table under a directory ([`writer`] has the
-//! layout and the commit protocol).
+//! layout and the commit protocol; [`read`] reads them back for `ferry verify`).
 
+pub mod read;
 mod writer;
 
 pub use writer::{FilesOptions, FilesWriter};
@@ -73,6 +74,11 @@ impl SinkConnector for Files {
         }
         out.delete_prefix(".staging").map_err(TaskError::transient)?;
         Ok(())
+    }
+
+    fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn crate::connector::verify::TableReader>, String> {
+        let upsert = plan.plan.settings.write_mode == crate::plan::config::WriteMode::Upsert;
+        Ok(Box::new(read::reader(&config(plan).path, upsert)?))
     }
 
     fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {
