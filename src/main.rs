@@ -257,7 +257,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = &compiled.plan.settings;
             let store = ferry::store::Store::open_local(&settings.runtime.state)?;
             let state = ferry::state::TaskState::new(store, &settings.task);
-            let opts = ferry::verify::VerifyOptions { tables, workers, retries, progress: !quiet };
+            let opts =
+                ferry::verify::VerifyOptions { tables, workers, retries, progress: !quiet, max_rows_per_second: 0 };
             let report = ferry::verify::verify(&compiled, &state, &opts)?;
             print!("{}", report.summary());
             if let Some(dir) = output {

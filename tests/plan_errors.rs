@@ -52,6 +52,19 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
             "p.yaml:11:3: `runtime.worker`: ",
             "unknown key `worker`",
         ),
+        ("verify interval", plan_text("verify:\n  interval: soon\n"), "p.yaml:11:13: `verify.interval`: ", "soon"),
+        (
+            "verify table pattern",
+            plan_text("verify:\n  tables:\n    - tables: 'shop\\.(orders'\n"),
+            "p.yaml:12:15: `verify.tables[0].tables`: ",
+            "regular expression",
+        ),
+        (
+            "verify chunk rows",
+            plan_text("verify:\n  chunk_rows: 0\n"),
+            "p.yaml:11:15: `verify.chunk_rows`: ",
+            "at least 1",
+        ),
         (
             "wrong type",
             plan_text("runtime:\n  workers: two\n"),

@@ -341,3 +341,58 @@ fn mariadb_to_files_all_types_verify_reads_the_files_as_applied_in_name_order() 
     let again = verify(dir.path(), &p, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
 }
+
+/// `verify.continuous`: the running task sweeps in the background; a corruption of a verified
+/// chunk whose rows change afterwards is in `verify/events.jsonl` and `verify/last.json` within
+/// two intervals, and sweeps before it found the copy equal.
+#[test]
+fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_intervals() {
+    let (src, dst) = ("ver_cont_src", "ver_cont_dst");
+    fresh_db(src);
+    exec(&[
+        &format!("CREATE TABLE {src}.acct (id INT PRIMARY KEY, balance BIGINT NOT NULL)"),
+        &format!("USE {src}"),
+        "INSERT INTO acct SELECT seq, 1000 FROM seq_1_to_5000",
+    ]);
+    let target = Target::Maria;
+    target.fresh_namespace(dst);
+    let dir = workdir();
+    let extra = "verify:\n  chunk_rows: 1000\n  continuous: true\n  interval: 2s\n  max_rows_per_second: 0\n";
+    let p = write_plan(dir.path(), "plan.yaml", &plan("ver-cont", src, target, dst, false, extra));
+    let mut task = KillOnDrop(common::ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
+    let state = dir.path().join("state/ver-cont/verify");
+    let read = |f: &str| std::fs::read_to_string(state.join(f)).ok();
+    // A sweep that found the copy equal.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last: Option<Json> = read("last.json").and_then(|t| serde_json::from_str(&t).ok());
+        if last.as_ref().is_some_and(|l| l["equal"] == true && l["tables"][0]["equal"] == 5000) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no equal sweep: {last:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read("events.jsonl"), None, "no difference yet");
+    // Corrupt id 2500, then change the chunk's other rows at the source.
+    target.exec(&[format!("UPDATE `{dst}`.acct SET balance = -1 WHERE id = 2500")]);
+    exec(&[&format!("UPDATE {src}.acct SET balance = balance + 1 WHERE id BETWEEN 2400 AND 2450")]);
+    let corrupted = Instant::now();
+    let found = loop {
+        let events = read("events.jsonl").unwrap_or_default();
+        if !events.is_empty() {
+            break events;
+        }
+        assert!(
+            corrupted.elapsed() < Duration::from_secs(4) + Duration::from_secs(3),
+            "not found within two intervals"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let event: Json = serde_json::from_str(found.lines().next().unwrap()).unwrap();
+    assert_eq!((event["table"].as_str(), event["different"].as_u64()), (Some("ver_cont_dst.acct"), Some(1)), "{found}");
+    let last: Json = serde_json::from_str(&read("last.json").unwrap()).unwrap();
+    assert_eq!(last["diffs"][0]["key"]["id"], "2500", "{last}");
+    assert_eq!((last["diffs"][0]["source"].as_str(), last["diffs"][0]["target"].as_str()), (Some("1000"), Some("-1")));
+    let _ = std::process::Command::new("kill").args(["-TERM", &task.0.id().to_string()]).status();
+    let _ = task.0.wait();
+}

@@ -145,6 +145,8 @@ fn supervise(
     let mut restarts: u32 = 0;
     let mut opts = opts;
     let primary = opts.process == 0;
+    // The background verifier (`verify.continuous`), on process 0; stops when the task ends.
+    let _verifier = if primary { crate::verify::continuous::start(&compiled, &state) } else { None };
     // Writes the state (process 0 keeps status.json), with the newest manifest's position.
     let publish = |st: RunState, restarts: u32, last_error: Option<String>, write: bool| -> Result<(), EngineError> {
         let manifest = state.latest_manifest().ok().flatten().unwrap_or_default();

@@ -303,6 +303,9 @@ pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan,
     for (i, t) in raw.verify.tables.iter().enumerate() {
         compile_regex(&mut ctx, &t.tables, &format!("verify.tables[{i}].tables"));
     }
+    if let Err(e) = parse_duration_ms(&raw.verify.interval) {
+        ctx.err_at("verify.interval", false, e);
+    }
     if raw.verify.chunk_rows == 0 {
         ctx.err_at("verify.chunk_rows", false, "must be at least 1 (rows per compared chunk)".to_string());
     }

@@ -85,11 +85,27 @@ pub struct VerifyConfig {
     pub wait_seconds: u64,
     /// Per-table rules: the first entry whose `tables` pattern matches a source table applies.
     pub tables: Vec<VerifyTable>,
+    /// A running task verifies itself in the background: every `interval` a sweep over every
+    /// chunk of every verified table (rate-limited by `max_rows_per_second`), results in the
+    /// state store (`verify/last.json`, `verify/events.jsonl`) and the log.
+    pub continuous: bool,
+    /// Time between the starts of two background sweeps (`30s`, `10m`, `1h`).
+    pub interval: String,
+    /// Rows per second (both sides together) a background sweep reads at most; 0: no limit.
+    pub max_rows_per_second: u64,
 }
 
 impl Default for VerifyConfig {
     fn default() -> Self {
-        VerifyConfig { chunk_rows: 50_000, retries: 3, wait_seconds: 60, tables: Vec::new() }
+        VerifyConfig {
+            chunk_rows: 50_000,
+            retries: 3,
+            wait_seconds: 60,
+            tables: Vec::new(),
+            continuous: false,
+            interval: "10m".into(),
+            max_rows_per_second: 100_000,
+        }
     }
 }
 

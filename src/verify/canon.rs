@@ -17,8 +17,9 @@
 //! | `TIMESTAMP` | the instant: microseconds since 1970-01-01 UTC |
 //! | intervals, UUIDs, arrays | their PostgreSQL text form |
 //!
-//! A row's hash is a 64-bit SipHash of its compared columns' canonical texts; a chunk's checksum is
-//! the row count and the wrapping sum of its rows' hashes, so it does not depend on row order.
+//! A row's hash is a 64-bit SipHash of its compared columns' canonical texts ([`row_hash`],
+//! written into one reused buffer); a chunk's checksum is the row count and the wrapping sum of
+//! its rows' hashes, so it does not depend on row order.
 
 use ferry_operators::{ColumnType, Value};
 use std::hash::{DefaultHasher, Hasher};
@@ -119,23 +120,43 @@ pub fn json(s: &str) -> String {
     }
 }
 
-/// A row's canonical texts of the columns `cols` of a table with column types `types`.
-pub fn row(values: &[Value], types: &[&ColumnType], cols: &[usize]) -> Vec<Option<String>> {
-    cols.iter().map(|&i| canon(&values[i], types[i])).collect()
+/// Appends the canonical text of `v` (see [`canon`]) to `out` without allocating for the
+/// common kinds; `false` for NULL (nothing appended).
+pub fn write(v: &Value, ty: &ColumnType, out: &mut String) -> bool {
+    use std::fmt::Write;
+    match v {
+        Value::Null => return false,
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::UInt(u) => {
+            let _ = write!(out, "{u}");
+        }
+        Value::Text(s) | Value::Enum(s) | Value::Set(s) => match ty {
+            ColumnType::String { fixed: true, .. } => out.push_str(s.trim_end_matches(' ')),
+            _ => out.push_str(s),
+        },
+        Value::Timestamp(us) => {
+            let _ = write!(out, "{us}");
+        }
+        other => out.push_str(&canon(other, ty).unwrap_or_default()),
+    }
+    true
 }
 
-/// The hash of a canonical row (SipHash with fixed keys: the same in both sides' reads of one
-/// verification; chunk checksums add these up, so the sum does not depend on row order).
-pub fn hash(row: &[Option<String>]) -> u64 {
+/// The hash of the canonical texts of a row's columns `cols` (types by column), with `buf` as
+/// scratch space: SipHash with fixed keys, the same for both sides of one verification; chunk
+/// checksums add these up, so the sum does not depend on row order.
+pub fn row_hash(values: &[Value], types: &[&ColumnType], cols: &[usize], buf: &mut String) -> u64 {
     let mut h = DefaultHasher::new();
-    for v in row {
-        match v {
-            None => h.write_u8(0),
-            Some(s) => {
-                h.write_u8(1);
-                h.write_u64(s.len() as u64);
-                h.write(s.as_bytes());
-            }
+    for &i in cols {
+        buf.clear();
+        if write(&values[i], types[i], buf) {
+            h.write_u8(1);
+            h.write_u64(buf.len() as u64);
+            h.write(buf.as_bytes());
+        } else {
+            h.write_u8(0);
         }
     }
     h.finish()
@@ -179,9 +200,27 @@ mod tests {
     }
 
     #[test]
-    fn a_row_hash_sees_null_apart_from_empty_text() {
-        assert_ne!(hash(&[None]), hash(&[Some(String::new())]));
-        assert_ne!(hash(&[Some("a".into()), Some("b".into())]), hash(&[Some("ab".into()), Some(String::new())]));
+    fn a_row_hash_sees_null_apart_from_empty_text_and_where_a_value_ends() {
+        let t = ColumnType::String { max_chars: None, fixed: false };
+        let types = [&t, &t];
+        let h = |row: &[Value]| row_hash(row, &types, &[0, 1], &mut String::new());
+        let text = |s: &str| Value::Text(s.into());
+        assert_ne!(h(&[Value::Null, text("")]), h(&[text(""), text("")]));
+        assert_ne!(h(&[text("a"), text("b")]), h(&[text("ab"), text("")]));
+        assert_eq!(h(&[text("a"), Value::Int(1)]), h(&[text("a"), Value::UInt(1)]));
+    }
+
+    proptest! {
+        #[test]
+        fn writing_in_place_gives_the_canonical_text(i: i64, u: u64, s in "[ a-zé]{0,12}") {
+            let fixed = ColumnType::String { max_chars: Some(12), fixed: true };
+            let int = ColumnType::Int { bits: 64, unsigned: false };
+            for (v, ty) in [(Value::Int(i), &int), (Value::UInt(u), &int), (Value::Text(s.clone()), &fixed), (Value::Timestamp(i), &int)] {
+                let mut out = String::new();
+                prop_assert!(write(&v, ty, &mut out));
+                prop_assert_eq!(Some(out), canon(&v, ty));
+            }
+        }
     }
 
     proptest! {

@@ -1,0 +1,122 @@
+//! Continuous verification (`verify.continuous: true`): a running task verifies itself in the
+//! background, on process 0, on a thread of its own with its own sessions.
+//!
+//! ```text
+//!  every `interval` (from the start of the previous sweep; at once when a sweep took longer):
+//!    verify(every chunk of every verified table, ≤ max_rows_per_second, re-reads as the task
+//!           moves) ──► <state>/<task>/verify/last.json     the newest sweep: time, summary, differences
+//!                  └─► <state>/<task>/verify/events.jsonl   one line per persisting difference
+//!                  └─► the log (warn)                          found (the alert rules' input)
+//! ```
+//!
+//! A difference is reported only after the re-reads of [`super::verify`] (the task's checkpoint
+//! passed the source's position and the source row held still), so a sweep of a running task
+//! reports what persists. Every sweep reads every chunk: a chunk changed since the previous
+//! sweep is read again like any other, so a corruption of the target is found by the first
+//! sweep that starts after it.
+
+use super::{verify, Report, VerifyOptions};
+use crate::plan::config::parse_duration_ms;
+use crate::plan::Compiled;
+use crate::state::TaskState;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The background verifier of a running task; stops (and is joined) when dropped.
+pub struct Continuous {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Continuous {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the background verifier when the plan asks for it (`None` otherwise).
+pub fn start(plan: &Compiled, state: &TaskState) -> Option<Continuous> {
+    let cfg = &plan.plan.settings.verify;
+    if !cfg.continuous {
+        return None;
+    }
+    let interval = Duration::from_millis(parse_duration_ms(&cfg.interval).expect("checked interval"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (plan, state, flag) = (plan.clone(), state.clone(), stop.clone());
+    let thread = std::thread::Builder::new()
+        .name("ferry-verify".into())
+        .spawn(move || sweeps(&plan, &state, interval, &flag))
+        .expect("the verify thread starts");
+    Some(Continuous { stop, thread: Some(thread) })
+}
+
+fn sweeps(plan: &Compiled, state: &TaskState, interval: Duration, stop: &AtomicBool) {
+    let opts = VerifyOptions {
+        workers: 1,
+        max_rows_per_second: plan.plan.settings.verify.max_rows_per_second,
+        ..VerifyOptions::default()
+    };
+    let mut next = Instant::now() + interval;
+    let mut sweep = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() < next {
+            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
+            continue;
+        }
+        next = Instant::now() + interval;
+        sweep += 1;
+        match verify(plan, state, &opts) {
+            Ok(report) => record(state, sweep, &report),
+            Err(e) => {
+                tracing::warn!(sweep, error = %crate::secrets::redact(&e.to_string()), "background verification failed; the next sweep tries again")
+            }
+        }
+    }
+}
+
+/// Writes a sweep's result to the state store and logs what differs.
+fn record(state: &TaskState, sweep: u64, report: &Report) {
+    let now = crate::runtime::now_micros();
+    let last = json!({
+        "sweep": sweep,
+        "finished_micros": now,
+        "seconds": report.seconds,
+        "equal": !report.differs(),
+        "tables": report.tables,
+        "diffs": report.diffs.iter().take(100).collect::<Vec<_>>(),
+        "missing": report.missing.iter().take(100).collect::<Vec<_>>(),
+        "extra": report.extra.iter().take(100).collect::<Vec<_>>(),
+    });
+    let store = state.store();
+    if let Err(e) = store.put(&state.path("verify/last.json"), serde_json::to_vec_pretty(&last).unwrap_or_default()) {
+        tracing::warn!(error = %e, "cannot write the background verification's result");
+    }
+    if !report.differs() {
+        return;
+    }
+    let mut events =
+        store.get(&state.path("verify/events.jsonl")).ok().flatten().map(|b| b.to_vec()).unwrap_or_default();
+    for t in report.tables.iter().filter(|t| t.differs()) {
+        tracing::warn!(
+            table = %t.table,
+            different = t.different,
+            missing = t.only_source,
+            extra = t.only_target,
+            "background verification: the target differs from the source (details in verify/last.json)"
+        );
+        let line = json!({
+            "event": "verify_difference", "sweep": sweep, "micros": now, "table": t.table,
+            "different": t.different, "only_source": t.only_source, "only_target": t.only_target,
+        });
+        events.extend_from_slice(line.to_string().as_bytes());
+        events.push(b'\n');
+    }
+    if let Err(e) = store.put(&state.path("verify/events.jsonl"), events) {
+        tracing::warn!(error = %e, "cannot write the background verification's events");
+    }
+}
