@@ -396,3 +396,53 @@ fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_int
     let _ = std::process::Command::new("kill").args(["-TERM", &task.0.id().to_string()]).status();
     let _ = task.0.wait();
 }
+
+/// A PostgreSQL source: equal after a run into MariaDB (numeric, timestamptz, bytea, jsonb,
+/// boolean, date through their MariaDB forms), and a changed target value is found.
+#[test]
+fn postgres_source_verify_is_equal_after_a_run_and_finds_a_changed_value() {
+    use common::pg::{forget_slot, fresh_src_schema, src_exec, src_url};
+    let (ns, dst, task) = ("ver_pg_src", "ver_pg_dst", "ver-pg");
+    fresh_src_schema(ns);
+    forget_slot(task);
+    src_exec(&[
+        &format!(
+            "CREATE TABLE {ns}.items (id int PRIMARY KEY, qty int, name text, price numeric(10,2), at timestamptz(6), \
+             data bytea, doc jsonb, flag boolean, d date)"
+        ),
+        &format!(
+            "INSERT INTO {ns}.items SELECT g, g % 9, 'n' || g, g * 1.5, '2026-01-01 00:00:00.25+00'::timestamptz + g * interval '1 minute', \
+             decode(md5(g::text), 'hex'), jsonb_build_object('g', g, 'a', 'x'), g % 2 = 0, '2020-01-01'::date + g \
+             FROM generate_series(1, 5000) g"
+        ),
+    ]);
+    let target = Target::Maria;
+    target.fresh_namespace(dst);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  bounded: true\n  chunk_rows: 1000\ntarget:\n{}\
+         tables:\n  include: ['{ns}\\.items']\nroute:\n  database: {dst}\nsemantics: exactly-once\n\
+         runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\nverify:\n  chunk_rows: 1000\n",
+        src_url(),
+        target.plan_section()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let first = verify(dir.path(), &p, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    target.exec(&[format!("UPDATE `{dst}`.items SET price = 0 WHERE id = 77")]);
+    let found = verify(dir.path(), &p, &[]);
+    assert_eq!(found.status.code(), Some(1), "{}", show(&found));
+    let diffs = lines_of(dir.path(), "diff.jsonl");
+    assert_eq!(diffs.len(), 1, "{diffs:#?}");
+    assert_eq!(
+        (
+            diffs[0]["key"]["id"].as_str(),
+            diffs[0]["column"].as_str(),
+            diffs[0]["source"].as_str(),
+            diffs[0]["target"].as_str()
+        ),
+        (Some("77"), Some("price"), Some("115.5"), Some("0"))
+    );
+    forget_slot(task);
+}

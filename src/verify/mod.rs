@@ -161,10 +161,15 @@ fn units(plan: &Compiled, opts: &VerifyOptions) -> Result<(Vec<Unit>, Vec<TableR
         let id = i as TableId;
         let src = plan.catalog.get(id);
         let name = src.name.to_string();
-        if opts.tables.as_ref().is_some_and(|r| !r.is_match(&name)) {
+        // A table with a schema (PostgreSQL) also goes by `schema.table`, as in `tables.include`.
+        let names: Vec<String> = std::iter::once(name.clone())
+            .chain(src.name.schema.as_ref().map(|s| format!("{s}.{}", src.name.table)))
+            .collect();
+        let matches = |r: &Regex| names.iter().any(|n| r.is_match(n));
+        if opts.tables.as_ref().is_some_and(|r| !matches(r)) {
             continue;
         }
-        let rule = rules.iter().enumerate().find(|(_, (r, _))| r.is_match(&name));
+        let rule = rules.iter().enumerate().find(|(_, (r, _))| matches(r));
         let why = match (rule, &tp.static_names) {
             (Some((_, (_, r))), _) if r.skip => Some("skipped by `verify.tables`".to_string()),
             (_, None) => Some("routed by row values (a template reads a column): not verified".to_string()),

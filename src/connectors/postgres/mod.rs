@@ -8,6 +8,7 @@
 //! - [`slot`]: the task's slot, temporary slots that export the readers' snapshots.
 //! - [`snapshot`]: chunk planning and chunk reads (`COPY … TO STDOUT` under a snapshot).
 //! - [`prepare`]: before the workers: preconditions per table, publication, slot, chunk plan.
+//! - [`verify`]: the source as `ferry verify` reads it (key ranges, bounds, WAL position).
 //! - `source`: the snapshot operator on every worker and the entry point; `stream`: the
 //!   replication operator on worker 0 (handoff rule, schema events, acknowledgement,
 //!   heartbeats).
@@ -21,11 +22,12 @@ pub mod snapshot;
 mod source;
 mod stream;
 pub mod types;
+pub mod verify;
 
 pub use prepare::PgRun;
 
 use crate::connector::{PreparedSource, SourceConnector, SourceCtx, SourcePrepare};
-use crate::plan::{DiscoverError, Section, SourceCatalog, SourceConfig};
+use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig};
 use crate::runtime::TaskError;
 use config::PostgresSourceConfig;
 use ferry_operators::{Change, SchemaEvent};
@@ -83,6 +85,11 @@ impl SourceConnector for Postgres {
     fn prepare(&self, cx: &SourcePrepare<'_>) -> Result<Arc<dyn PreparedSource>, TaskError> {
         let cfg = cx.plan.plan.source.config_as::<PostgresSourceConfig>().expect("a PostgreSQL source's config");
         Ok(Arc::new(prepare::prepare(cfg, cx.plan, cx.state, cx.process)?))
+    }
+
+    fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn crate::connector::verify::TableReader>, String> {
+        let cfg = plan.plan.source.config_as::<PostgresSourceConfig>().expect("a PostgreSQL source's config");
+        Ok(Box::new(verify::reader(cfg)?))
     }
 }
 

@@ -154,11 +154,26 @@ pub async fn read_chunk(
     tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await.map_err(err)?;
     let query = chunk_query(chunk, schema);
     let stream = tx.copy_out(&format!("COPY ({query}) TO STDOUT")).await.map_err(err)?;
+    let what = format!("chunk {}", chunk.id);
+    if copy_rows(stream, schema, &what, &mut emit).await? {
+        tx.commit().await.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Decodes the rows of a `COPY … TO STDOUT` (text) of `schema`'s columns, handing them to
+/// `emit` in batches of 1024; `false` when `emit` asked to stop. `what` names the read in errors.
+pub async fn copy_rows(
+    stream: tokio_postgres::CopyOutStream,
+    schema: &TableSchema,
+    what: &str,
+    emit: &mut impl FnMut(Vec<Row>) -> bool,
+) -> Result<bool, PgSourceError> {
     futures::pin_mut!(stream);
     let mut rows: Vec<Row> = Vec::with_capacity(1024);
     let mut partial: Vec<u8> = Vec::new();
     while let Some(buf) = stream.next().await {
-        let buf = buf.map_err(err)?;
+        let buf = buf.map_err(PgSourceError::from_pg)?;
         let mut data: &[u8] = &buf;
         while let Some(nl) = memchr::memchr(b'\n', data) {
             let line = if partial.is_empty() {
@@ -167,13 +182,14 @@ pub async fn read_chunk(
                 partial.extend_from_slice(&data[..nl]);
                 partial.as_slice()
             };
-            rows.push(parse_row(line, schema).map_err(|e| {
-                PgSourceError::Precondition(format!("{}: a row of chunk {}: {e}", schema.name, chunk.id))
-            })?);
+            rows.push(
+                parse_row(line, schema)
+                    .map_err(|e| PgSourceError::Precondition(format!("{}: a row of {what}: {e}", schema.name)))?,
+            );
             partial.clear();
             data = &data[nl + 1..];
             if rows.len() >= 1024 && !emit(std::mem::replace(&mut rows, Vec::with_capacity(1024))) {
-                return Ok(());
+                return Ok(false);
             }
         }
         partial.extend_from_slice(data);
@@ -181,8 +197,7 @@ pub async fn read_chunk(
     if !rows.is_empty() {
         emit(rows);
     }
-    tx.commit().await.map_err(err)?;
-    Ok(())
+    Ok(true)
 }
 
 /// One `COPY` text line as a row of `schema`: fields without escapes are decoded straight
