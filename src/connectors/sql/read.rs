@@ -1,13 +1,13 @@
 //! A database target as `ferry verify` reads it: a table's rows in a key range, decoded into
 //! the record model by the target table's plan schema (the MySQL family with the MySQL source's
-//! own decoding, PostgreSQL from its text output with the PostgreSQL source's), and the
+//! own decoding, PostgreSQL from `COPY … TO STDOUT` with the PostgreSQL source's), and the
 //! statements of `repair.sql` (the writer's upsert and delete forms).
 
 use super::conn::{Db, DbError, SqlTarget};
 use super::encode::Dialect;
 use crate::connector::verify::{KeyRange, ReadError, TableReader};
 use crate::connectors::mysql::snapshot::{select_chunk, Chunk};
-use crate::connectors::postgres::types::decode;
+use crate::connectors::postgres::snapshot::copy_rows;
 use crate::runtime::sink_runtime;
 use ferry_operators::schema::TableSchema;
 use ferry_operators::{ColumnType, Row, Value};
@@ -38,15 +38,17 @@ fn read_error(e: DbError) -> ReadError {
     }
 }
 
-/// A value of a PostgreSQL target column written from a record-model column of type `ty` (the
-/// target's type may be wider: unsigned integers in the next signed type or `numeric(20,0)`).
-fn pg_value(ty: &ColumnType, text: &str) -> Result<Value, String> {
-    match ty {
-        ColumnType::Int { unsigned: true, .. } => {
-            text.parse::<u64>().map(Value::UInt).map_err(|_| format!("`{text}` is not an unsigned integer"))
+/// The schema a PostgreSQL target table is read with: its plan schema, except unsigned integers,
+/// which the target may hold in a wider type (`numeric(20,0)` for `BIGINT UNSIGNED`): read as
+/// decimals, whose canonical text is the same number's.
+fn pg_read_schema(schema: &TableSchema) -> TableSchema {
+    let mut s = schema.clone();
+    for c in &mut s.columns {
+        if let ColumnType::Int { unsigned: true, .. } = c.ty {
+            c.ty = ColumnType::Decimal { precision: 20, scale: 0 };
         }
-        other => decode(other, text),
     }
+    s
 }
 
 impl SqlReader {
@@ -89,20 +91,24 @@ impl SqlReader {
             sql.push_str(&format!(" ORDER BY {keys}"));
         }
         let Db::Pg(client) = &self.db else { unreachable!("a PostgreSQL session") };
-        let messages = sink_runtime().block_on(client.simple_query(&sql)).map_err(|e| read_error(DbError::pg(e)))?;
+        let read = pg_read_schema(schema);
         let mut rows = Vec::new();
-        for m in messages {
-            let tokio_postgres::SimpleQueryMessage::Row(r) = m else { continue };
-            let mut row = Vec::with_capacity(schema.columns.len());
-            for (i, c) in schema.columns.iter().enumerate() {
-                row.push(match r.get(i) {
-                    None => Value::Null,
-                    Some(text) => pg_value(&c.ty, text)
-                        .map_err(|e| ReadError::Table(format!("target {table} column `{}`: {e}", c.name)))?,
-                });
-            }
-            rows.push(row);
-        }
+        sink_runtime().block_on(async {
+            let stream =
+                client.copy_out(&format!("COPY ({sql}) TO STDOUT")).await.map_err(|e| read_error(DbError::pg(e)))?;
+            copy_rows(stream, &read, &format!("target {table}"), &mut |b| {
+                rows.extend(b);
+                true
+            })
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    ReadError::Unavailable(format!("target: {e}"))
+                } else {
+                    ReadError::Table(format!("target: {e}"))
+                }
+            })
+        })?;
         Ok(rows)
     }
 }
