@@ -141,6 +141,10 @@ enum Command {
         /// No progress line.
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Read no server: show the newest background sweep of the running task
+        /// (`verify.continuous`), from its state store.
+        #[arg(long)]
+        last: bool,
     },
     /// Inspect the dirty-data archive: rows that could not be transformed or written, kept
     /// under the state store with the table, row, position, commit time and reason.
@@ -246,7 +250,27 @@ fn shown<T>(loaded: Result<T, plan::PlanErrors>) -> Option<T> {
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Verify { plan: path, tables, output, workers, retries, quiet } => {
+        Command::Verify { plan: path, last: true, .. } => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+            let Some(plan) = shown(ferry::connectors::load(&path, &text)) else {
+                return Ok(ExitCode::from(2));
+            };
+            let store = ferry::store::Store::open_local(&plan.settings.runtime.state)?;
+            let state = ferry::state::TaskState::new(store, &plan.settings.task);
+            match ferry::verify::continuous::last(&state).map_err(anyhow::Error::msg)? {
+                None => {
+                    println!("no background verification yet for task {} (verify.continuous)", plan.settings.task);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some((last, summary)) => {
+                    let at = ferry_operators::Value::Timestamp(last["finished_micros"].as_i64().unwrap_or(0));
+                    println!("background sweep {} finished at {at} UTC", last["sweep"]);
+                    print!("{summary}");
+                    Ok(if last["equal"] == true { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                }
+            }
+        }
+        Command::Verify { plan: path, tables, output, workers, retries, quiet, last: false } => {
             let Some(compiled) = shown(ferry::connectors::load_file(&path)) else {
                 return Ok(ExitCode::from(2));
             };

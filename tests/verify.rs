@@ -373,6 +373,9 @@ fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_int
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(read("events.jsonl"), None, "no difference yet");
+    let shown = run_in(dir.path(), &["verify", "--last", &p]);
+    assert_eq!(shown.status.code(), Some(0), "{}", show(&shown));
+    assert!(show(&shown).contains("EQUAL"), "{}", show(&shown));
     // Corrupt id 2500, then change the chunk's other rows at the source.
     target.exec(&[format!("UPDATE `{dst}`.acct SET balance = -1 WHERE id = 2500")]);
     exec(&[&format!("UPDATE {src}.acct SET balance = balance + 1 WHERE id BETWEEN 2400 AND 2450")]);
@@ -393,6 +396,10 @@ fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_int
     let last: Json = serde_json::from_str(&read("last.json").unwrap()).unwrap();
     assert_eq!(last["diffs"][0]["key"]["id"], "2500", "{last}");
     assert_eq!((last["diffs"][0]["source"].as_str(), last["diffs"][0]["target"].as_str()), (Some("1000"), Some("-1")));
+    // What a status command shows: the newest sweep, without reading the servers.
+    let shown = run_in(dir.path(), &["verify", "--last", &p]);
+    assert_eq!(shown.status.code(), Some(1), "{}", show(&shown));
+    assert!(show(&shown).contains("ver_cont_dst.acct") && show(&shown).contains("DIFFERENT"), "{}", show(&shown));
     let _ = std::process::Command::new("kill").args(["-TERM", &task.0.id().to_string()]).status();
     let _ = task.0.wait();
 }

@@ -79,6 +79,19 @@ fn sweeps(plan: &Compiled, state: &TaskState, interval: Duration, stop: &AtomicB
     }
 }
 
+/// The newest background sweep's result as `verify/last.json` holds it (`None`: no sweep yet),
+/// with its summary table for the terminal.
+pub fn last(state: &TaskState) -> Result<Option<(serde_json::Value, String)>, String> {
+    let Some(bytes) = state.store().get(&state.path("verify/last.json")).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let last: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("verify/last.json: {e}"))?;
+    let tables: Vec<super::TableReport> =
+        serde_json::from_value(last["tables"].clone()).map_err(|e| format!("verify/last.json: {e}"))?;
+    let report = Report { tables, seconds: last["seconds"].as_f64().unwrap_or(0.0), ..Report::default() };
+    Ok(Some((last, report.summary())))
+}
+
 /// Writes a sweep's result to the state store and logs what differs.
 fn record(state: &TaskState, sweep: u64, report: &Report) {
     let now = crate::runtime::now_micros();

@@ -9,14 +9,14 @@ use super::Outcome;
 use crate::connector::verify::TableReader;
 use ferry_operators::schema::TableSchema;
 use ferry_operators::{ColumnType, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// One target table's result.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableReport {
     /// The target table (`db.table`), or the source table when it was left out.
     pub table: String,
@@ -44,7 +44,7 @@ pub struct TableReport {
     /// Target columns not compared (computed from the time or position of a change).
     pub skipped_columns: Vec<String>,
     /// Why the table was not verified.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }
 
