@@ -265,6 +265,15 @@ impl Catalog {
     pub fn find(&self, name: &TableName) -> Option<TableId> {
         self.tables.iter().position(|t| &t.name == name).map(|i| i as TableId)
     }
+    /// Every table's id by `(database, table)` (the lookup of sources whose events name tables
+    /// so: binlog events, Kafka messages).
+    pub fn ids_by_db_table(&self) -> std::collections::HashMap<(String, String), TableId> {
+        self.tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((t.name.database.clone(), t.name.table.clone()), i as TableId))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,17 @@ pub enum ReadError {
     Table(String),
 }
 
+impl ReadError {
+    /// A read error by its kind: `transient` (the server or session) or the table's.
+    pub fn classify(transient: bool, message: String) -> ReadError {
+        if transient {
+            ReadError::Unavailable(message)
+        } else {
+            ReadError::Table(message)
+        }
+    }
+}
+
 /// Reads one side's tables for verification. One reader is one session (a verifying thread
 /// owns its own).
 pub trait TableReader: Send {

@@ -29,11 +29,7 @@ impl DirtyArchive {
             tracing::debug!(table, position = %change.pos, reason = %crate::secrets::redact(reason), "dirty row dropped");
             return;
         }
-        let mut line = Vec::new();
-        line.extend_from_slice(b"{\"stage\":");
-        json::write_str(stage, &mut line);
-        line.extend_from_slice(b",\"table\":");
-        json::write_str(table, &mut line);
+        let mut line = Self::head(stage, table);
         line.extend_from_slice(b",\"op\":");
         json::write_str(change.op.as_str(), &mut line);
         line.extend_from_slice(b",\"row\":[");
@@ -51,9 +47,7 @@ impl DirtyArchive {
         json::write_str(&crate::secrets::redact(reason), &mut line);
         line.extend_from_slice(b",\"change\":");
         line.extend_from_slice(&serde_json::to_vec(change).expect("a change serializes"));
-        line.extend_from_slice(b"}\n");
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.0.extend_from_slice(&line);
+        self.push(line);
     }
 
     /// Records source input that is no change at all (a Kafka message that is not JSON, names
@@ -65,17 +59,28 @@ impl DirtyArchive {
             tracing::debug!(table, place, reason = %crate::secrets::redact(reason), "dirty input dropped");
             return;
         }
-        let mut line = Vec::new();
-        line.extend_from_slice(b"{\"stage\":");
-        json::write_str(stage, &mut line);
-        line.extend_from_slice(b",\"table\":");
-        json::write_str(table, &mut line);
+        let mut line = Self::head(stage, table);
         line.extend_from_slice(b",\"position\":");
         json::write_str(place, &mut line);
         line.extend_from_slice(b",\"input\":");
         json::write_str(&String::from_utf8_lossy(raw), &mut line);
         line.extend_from_slice(b",\"reason\":");
         json::write_str(&crate::secrets::redact(reason), &mut line);
+        self.push(line);
+    }
+
+    /// The start of an archive line: `{"stage":…,"table":…`.
+    fn head(stage: &str, table: &str) -> Vec<u8> {
+        let mut line = Vec::new();
+        line.extend_from_slice(b"{\"stage\":");
+        json::write_str(stage, &mut line);
+        line.extend_from_slice(b",\"table\":");
+        json::write_str(table, &mut line);
+        line
+    }
+
+    /// Ends `line` and adds it to what the next flush writes.
+    fn push(&self, mut line: Vec<u8>) {
         line.extend_from_slice(b"}\n");
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.0.extend_from_slice(&line);

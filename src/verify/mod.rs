@@ -121,10 +121,6 @@ fn eval_cx<'a>(schema: &'a TableSchema, datasource: &'a str, pos: &'a Position, 
     }
 }
 
-fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
-
 /// Whether a key column orders the same way in every dialect.
 fn orders_alike(ty: &ColumnType) -> bool {
     matches!(
@@ -330,7 +326,7 @@ impl Verifier<'_> {
         let mut out = Vec::new();
         let mut failed_n = 0;
         let datasource = &self.plan.plan.source_name;
-        let now = now_micros();
+        let now = crate::runtime::now_micros();
         let pos = Position::None;
         for (n, &id) in unit.sources.iter().enumerate() {
             let schema = self.plan.catalog.get(id);
@@ -367,7 +363,7 @@ impl Verifier<'_> {
         let rows = self.target.rows(&unit.target, range)?;
         let Some(c) = &unit.cond else { return Ok(rows) };
         let schema = self.plan.catalog.get(unit.sources[0]);
-        let (datasource, pos, now) = (&self.plan.plan.source_name, Position::None, now_micros());
+        let (datasource, pos, now) = (&self.plan.plan.source_name, Position::None, crate::runtime::now_micros());
         Ok(rows
             .into_iter()
             .filter(|r| {
@@ -553,7 +549,7 @@ pub fn verify(plan: &Compiled, state: &TaskState, opts: &VerifyOptions) -> Resul
     for (u, o) in results.into_inner().expect("results") {
         per_unit[u].push(o);
     }
-    let target_reader = open()?.1;
+    let target_reader = sink_conn.verify_reader(plan).map_err(VerifyError::Unsupported)?;
     let mut report = Report::default();
     for (u, outcomes) in units.iter().zip(per_unit) {
         let sources = u.sources.iter().map(|&id| plan.catalog.get(id).name.to_string()).collect();

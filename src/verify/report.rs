@@ -8,7 +8,7 @@ use super::canon;
 use super::Outcome;
 use crate::connector::verify::TableReader;
 use ferry_operators::schema::TableSchema;
-use ferry_operators::{ColumnType, Row};
+use ferry_operators::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 use std::io::{IsTerminal, Write};
@@ -81,21 +81,17 @@ fn text(v: Option<String>) -> Json {
     v.map_or(Json::Null, Json::String)
 }
 
-fn key_json(schema: &TableSchema, row: &Row) -> Json {
-    let types: Vec<&ColumnType> = schema.columns.iter().map(|c| &c.ty).collect();
+/// The canonical texts of `row`'s columns `cols`, by column name.
+fn row_json(schema: &TableSchema, row: &Row, cols: &[usize]) -> Json {
     let mut m = Map::new();
-    for &k in schema.row_key() {
-        m.insert(schema.columns[k].name.clone(), text(canon::canon(&row[k], types[k])));
+    for &i in cols {
+        m.insert(schema.columns[i].name.clone(), text(canon::canon(&row[i], &schema.columns[i].ty)));
     }
     Json::Object(m)
 }
 
-fn row_json(schema: &TableSchema, row: &Row, compare: &[usize]) -> Json {
-    let mut m = Map::new();
-    for &i in compare {
-        m.insert(schema.columns[i].name.clone(), text(canon::canon(&row[i], &schema.columns[i].ty)));
-    }
-    Json::Object(m)
+fn key_json(schema: &TableSchema, row: &Row) -> Json {
+    row_json(schema, row, schema.row_key())
 }
 
 impl Report {

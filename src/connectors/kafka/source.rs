@@ -336,13 +336,7 @@ struct Decoder {
 
 impl Decoder {
     fn new(plan: &Arc<Compiled>, cfg: &KafkaSource) -> Decoder {
-        let tables = plan
-            .catalog
-            .tables
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ((t.name.database.clone(), t.name.table.clone()), i as TableId))
-            .collect();
+        let tables = plan.catalog.ids_by_db_table();
         Decoder {
             format: cfg.format(),
             db: Template::parse(&cfg.database_template()).expect("validated"),

@@ -38,13 +38,7 @@ pub(super) fn binlog<'s>(
     let mut epochs = cx.epochs(0, peers).for_partitions(|p| p == 0);
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
     let resume: Option<BinlogPos> = cx.restore.manifest.offsets.get(&0).and_then(offset_pos);
-    let tables: HashMap<(String, String), TableId> = plan
-        .catalog
-        .tables
-        .iter()
-        .enumerate()
-        .map(|(i, t)| ((t.name.database.clone(), t.name.table.clone()), i as TableId))
-        .collect();
+    let tables: HashMap<(String, String), TableId> = plan.catalog.ids_by_db_table();
     // `operations: {skip: [ddl]}` keeps schema events from the sinks (they still drive renames).
     let deliver_ddl = plan.plan.settings.delivers_ddl();
     let mut builder = OperatorBuilder::new("MysqlBinlog".into(), scope);

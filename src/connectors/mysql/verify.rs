@@ -32,11 +32,7 @@ pub fn reader(cfg: &MysqlSourceConfig, plan: &Compiled) -> Result<MysqlReader, S
 }
 
 fn unavailable(e: discover::SourceError) -> ReadError {
-    if e.is_transient() {
-        ReadError::Unavailable(e.to_string())
-    } else {
-        ReadError::Table(e.to_string())
-    }
+    ReadError::classify(e.is_transient(), e.to_string())
 }
 
 impl TableReader for MysqlReader {

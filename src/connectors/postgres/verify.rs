@@ -26,11 +26,7 @@ pub fn reader(cfg: &PostgresSourceConfig) -> Result<PgReader, String> {
 }
 
 fn read_error(e: PgSourceError) -> ReadError {
-    if e.is_transient() {
-        ReadError::Unavailable(e.to_string())
-    } else {
-        ReadError::Table(e.to_string())
-    }
+    ReadError::classify(e.is_transient(), e.to_string())
 }
 
 /// `(k1, k2) op (v1, v2)` for a key bound.

@@ -101,13 +101,7 @@ impl SqlReader {
                 true
             })
             .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    ReadError::Unavailable(format!("target: {e}"))
-                } else {
-                    ReadError::Table(format!("target: {e}"))
-                }
-            })
+            .map_err(|e| ReadError::classify(e.is_transient(), format!("target: {e}")))
         })?;
         Ok(rows)
     }
@@ -121,15 +115,9 @@ impl TableReader for SqlReader {
                 let charsets = vec![None; schema.columns.len()];
                 let chunk = Chunk { id: 0, table: 0, lower: range.lower.clone(), upper: range.upper.clone() };
                 let mut rows = Vec::new();
-                sink_runtime().block_on(select_chunk(conn, &chunk, schema, &charsets, |b| rows.extend(b))).map_err(
-                    |e| {
-                        if e.is_transient() {
-                            ReadError::Unavailable(format!("target: {e}"))
-                        } else {
-                            ReadError::Table(format!("target: {e}"))
-                        }
-                    },
-                )?;
+                sink_runtime()
+                    .block_on(select_chunk(conn, &chunk, schema, &charsets, |b| rows.extend(b)))
+                    .map_err(|e| ReadError::classify(e.is_transient(), format!("target: {e}")))?;
                 Ok(rows)
             }
             Db::Pg(_) => self.pg_rows(schema, range),
