@@ -133,6 +133,14 @@ impl Epochs {
     /// `exhausted`: every partition of this worker has ended. A savepoint request ends the
     /// source here once no recorded epoch is left to replay.
     pub fn close(&mut self, epoch: u64, offsets: Offsets, exhausted: bool) -> Result<Next, TaskError> {
+        if let Some(b) = self.replay.front().filter(|b| b.epoch < epoch) {
+            // A replayed epoch holds what it held only if every recorded one is closed in turn.
+            return Err(TaskError::definite(format!(
+                "worker {} closes epoch {epoch} while its recorded epoch {} was not replayed: the replay is out of step \
+                 (exactly-once cannot hold); start the task again with --from-scratch",
+                self.worker, b.epoch
+            )));
+        }
         if self.replaying(epoch).is_some() {
             self.replay.pop_front();
         } else {

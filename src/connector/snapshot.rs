@@ -92,13 +92,15 @@ pub async fn pause_before_chunk() {
 /// Builds the snapshot of this worker. `chunks`: `(chunk id, table)` of every chunk, in id
 /// order; chunks whose table is `None` are not selected any more (a replayed epoch's such
 /// chunk is done at once with `unselected`'s position). `start` spawns the reader task for the
-/// chunk ids it is given, in that order (called once, only when there is one).
+/// chunk ids it is given, in that order, each with the position a replayed epoch recorded for
+/// it (a reader that can should send the chunk's rows as they were there: the binlog replays
+/// from that position; called once, only when there is a chunk).
 pub fn chunked_snapshot<'s, P: ChunkPosition>(
     scope: Scope<'s, u64>,
     cx: &SourceCtx,
     name: &str,
     chunks: Vec<(u32, Option<u32>)>,
-    start: impl FnOnce(Vec<u32>, ChunkSender<P>) + 'static,
+    start: impl FnOnce(Vec<(u32, Option<P>)>, ChunkSender<P>) + 'static,
 ) -> (StreamVec<'s, u64, Change>, StreamVec<'s, u64, Done<P>>) {
     let index = scope.index();
     let peers = scope.peers();
@@ -155,7 +157,9 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
         }
         let (tx, rx): (_, Receiver<ChunkMsg<P>>) = sync_channel(8);
         if !order.is_empty() {
-            start(order.clone(), ChunkSender { tx, activator });
+            let recorded: HashMap<u32, P> = replay.iter().flat_map(|(_, cs)| cs.iter().cloned()).collect();
+            let with_positions = order.iter().map(|id| (*id, recorded.get(id).cloned())).collect();
+            start(with_positions, ChunkSender { tx, activator });
         }
         let mut remaining: usize = order.len();
         let mut in_epoch: Vec<(u32, P)> = Vec::new();
@@ -266,6 +270,28 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
     (changes, done)
 }
 
+/// The epoch a change stream starts in once every snapshot worker is done: after every
+/// snapshot epoch (`last_snapshot_epoch`, never before `current`, the stream's capability) —
+/// unless the run replays recorded epochs of the stream (`first_recorded`): then exactly at
+/// the first of them, so each replayed epoch holds what it held (a snapshot worker with
+/// nothing left to read ends in the run's first epoch, which may be the stream's first
+/// recorded one; it wrote no row there). A recorded epoch before `current` cannot be
+/// replayed in step: the run fails rather than write epochs out of step.
+pub fn stream_start_epoch(
+    last_snapshot_epoch: u64,
+    current: u64,
+    first_recorded: Option<u64>,
+) -> Result<u64, TaskError> {
+    match first_recorded {
+        Some(r) if r >= current => Ok(r),
+        Some(r) => Err(TaskError::definite(format!(
+            "the change stream must replay its recorded epoch {r} but the snapshot ran to epoch {current}: the replay \
+             would be out of step; start the task again with --from-scratch"
+        ))),
+        None => Ok((last_snapshot_epoch + 1).max(current)),
+    }
+}
+
 /// A snapshot worker is done: tell worker 0 its last epoch and every chunk position it knows,
 /// then release its capabilities.
 fn finish<P: Clone + 'static>(
@@ -281,4 +307,20 @@ fn finish<P: Clone + 'static>(
     }
     *cap = None;
     *cap_done = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_starts_after_the_snapshot_or_exactly_at_its_first_recorded_epoch() {
+        assert_eq!(stream_start_epoch(7, 5, None), Ok(8));
+        assert_eq!(stream_start_epoch(7, 9, None), Ok(9));
+        // Replaying: the recorded epoch, even when a snapshot worker with nothing left to
+        // read ended in it (the run's first epoch).
+        assert_eq!(stream_start_epoch(8, 8, Some(8)), Ok(8));
+        assert_eq!(stream_start_epoch(3, 4, Some(9)), Ok(9));
+        assert!(stream_start_epoch(8, 9, Some(8)).is_err());
+    }
 }

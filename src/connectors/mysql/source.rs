@@ -26,7 +26,10 @@
 //!   the highest chunk position are applied to every key (harmless in upsert mode, since row
 //!   images are full; documented for append mode).
 //! - A replayed epoch re-reads its chunks but keeps their recorded positions; the binlog replays
-//!   by recorded positions, so its epochs are identical.
+//!   by recorded positions, so its epochs are identical. In an exactly-once run a replayed
+//!   chunk's rows are turned back to its recorded position first ([`super::watermark::rewind`]:
+//!   the binlog between the two undone), or the changes after it would arrive twice for the
+//!   sink workers that had not committed that epoch.
 //! - I/O runs on the shared tokio runtime; rows reach the operator through bounded channels and
 //!   wake it with an activator, so memory stays bounded whatever the table size.
 
@@ -60,21 +63,24 @@ pub fn mysql_source<'s>(
 }
 
 /// A worker's reader task: its chunks in order, each in a consistent-snapshot transaction
-/// (server snapshot) or between binlog watermarks.
+/// (server snapshot) or between binlog watermarks; a replayed chunk of an exactly-once run
+/// (with its recorded position) turned back to that position.
 async fn read_chunks(
     run: MysqlRun,
     plan: std::sync::Arc<crate::plan::Compiled>,
     index: usize,
-    order: Vec<u32>,
+    order: Vec<(u32, Option<BinlogPos>)>,
     tx: ChunkSender<BinlogPos>,
 ) {
     // The watermark handoff's window readers: a replication server id per worker.
     // (`server_id × 64 + 1 + worker`: apart from every task's stream id, 5400..=6399 by
     // default, and from other tasks' window readers.)
-    let mut marks = run.watermark_start.clone().map(|start| {
-        let id = run.server_id.wrapping_mul(64).wrapping_add(1 + index as u32);
-        Watermarks::new(run.opts.clone(), id, run.watermark_lookback, start)
-    });
+    let window_id = run.server_id.wrapping_mul(64).wrapping_add(1 + index as u32);
+    let mut marks = run
+        .watermark_start
+        .clone()
+        .map(|start| Watermarks::new(run.opts.clone(), window_id, run.watermark_lookback, start));
+    let exactly_once = plan.plan.settings.semantics == crate::plan::config::Semantics::ExactlyOnce;
     let mut conn = match super::discover::connect(&run.opts).await {
         Ok(c) => c,
         Err(e) => {
@@ -82,7 +88,7 @@ async fn read_chunks(
             return;
         }
     };
-    for id in order {
+    for (id, recorded) in order {
         pause_before_chunk().await;
         let chunk = &run.chunks[id as usize];
         if chunk.table == UNSELECTED {
@@ -95,37 +101,64 @@ async fn read_chunks(
         }
         let schema = plan.catalog.get(chunk.table);
         let cs = &run.charsets[chunk.table as usize];
+        let t = chunk.table as usize;
+        let upper_weights = chunk.upper.as_ref().and_then(|_| run.bound_weights.get(&(id + 1)));
+        let keys = || {
+            ChunkKeys::new(
+                chunk,
+                schema,
+                &run.collations[t],
+                &run.weighed[t],
+                run.bound_weights.get(&id).map(Vec::as_slice),
+                upper_weights.map(Vec::as_slice),
+            )
+            .map_err(SourceError::Precondition)
+        };
+        let rewind_to = recorded.filter(|_| exactly_once);
         let mut alive = true;
-        let r = match marks.as_mut() {
-            None => {
+        let r = match (marks.as_mut(), rewind_to) {
+            (None, None) => {
                 read_chunk(&mut conn, chunk, schema, cs, |rows| {
                     // Blocks this I/O thread when the operator lags: memory stays bounded.
                     alive &= tx.send(ChunkMsg::Rows(id, rows));
                 })
                 .await
             }
-            Some(marks) => {
-                let t = chunk.table as usize;
-                let upper_weights = chunk.upper.as_ref().and_then(|_| run.bound_weights.get(&(id + 1)));
-                let keys = ChunkKeys::new(
-                    chunk,
-                    schema,
-                    &run.collations[t],
-                    &run.weighed[t],
-                    run.bound_weights.get(&id).map(Vec::as_slice),
-                    upper_weights.map(Vec::as_slice),
-                );
-                match keys {
-                    Err(e) => Err(SourceError::Precondition(e)),
-                    Ok(keys) => {
-                        watermark::read_chunk(&mut conn, marks, chunk, schema, cs, &keys).await.map(|(rows, high)| {
-                            for part in rows.chunks(1024) {
-                                alive &= alive && tx.send(ChunkMsg::Rows(id, part.to_vec()));
-                            }
-                            high
-                        })
+            (marks, rewind_to) => {
+                let read = async {
+                    let keys = keys();
+                    let (rows, now) = match marks {
+                        Some(marks) => {
+                            let keys = keys.as_ref().map_err(|e| SourceError::Precondition(e.to_string()))?;
+                            watermark::read_chunk(&mut conn, marks, chunk, schema, cs, keys).await?
+                        }
+                        None => {
+                            let mut rows = Vec::new();
+                            let now = read_chunk(&mut conn, chunk, schema, cs, |b| rows.extend(b)).await?;
+                            (rows, now)
+                        }
+                    };
+                    let rows = match (&rewind_to, &keys) {
+                        (Some(recorded), Ok(keys)) => {
+                            let reader = (&run.opts, window_id);
+                            watermark::rewind(&mut conn, reader, chunk, schema, keys, rows, (recorded, &now)).await?
+                        }
+                        (Some(_), Err(e)) => {
+                            // A key whose order ferry cannot reproduce: which changed rows
+                            // are the chunk's is unknown (as for its binlog handoff).
+                            tracing::warn!(table = %schema.name, chunk = id, "a replayed chunk is read as it is now: {e}");
+                            rows
+                        }
+                        (None, _) => rows,
+                    };
+                    Ok::<_, SourceError>((rows, now))
+                };
+                read.await.map(|(rows, now)| {
+                    for part in rows.chunks(1024) {
+                        alive &= alive && tx.send(ChunkMsg::Rows(id, part.to_vec()));
                     }
-                }
+                    now
+                })
             }
         };
         if !tx.chunk_read(id, r, alive, source_failure) {

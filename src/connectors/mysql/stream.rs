@@ -98,7 +98,15 @@ pub(super) fn binlog<'s>(
                         return;
                     }
                     // Every snapshot worker is done: start in an epoch after all their epochs.
-                    let next = (last_snapshot_epoch + 1).max(*c.time());
+                    let first_recorded = epochs.to_replay().next().map(|b| b.epoch);
+                    let next = match crate::connector::snapshot::stream_start_epoch(last_snapshot_epoch, *c.time(), first_recorded) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            failed = true;
+                            failure.report(e);
+                            return;
+                        }
+                    };
                     c.downgrade(&next);
                     cs.downgrade(&next);
                     index_by_table =
@@ -119,6 +127,7 @@ pub(super) fn binlog<'s>(
                     if let StartFrom::Position(p) = &from {
                         txn_start = Some(p.clone());
                     }
+                    tracing::debug!(epoch = next, last_snapshot_epoch, from = ?from, "the binlog starts");
                     let (tx, r) = sync_channel(16);
                     rx = Some(r);
                     let opts = run.opts.clone();

@@ -233,7 +233,7 @@ pub(super) async fn read_chunk(
         if high <= low {
             return Ok((rows, high));
         }
-        let changes = match window(marks, &low, &high, schema).await? {
+        let changes = match window(&marks.opts, marks.server_id, &low, &high, schema).await? {
             Ok(c) => c,
             Err(Reread(r)) => {
                 why = r;
@@ -265,9 +265,10 @@ pub(super) async fn read_chunk(
 }
 
 /// The changes of `schema`'s table in `(low, high]`, in binlog order, read by a binlog reader of
-/// the worker's own; `Err(Reread)` when the table's schema changed in the window.
+/// the worker's own (`server_id`); `Err(Reread)` when the table's schema changed in the window.
 async fn window(
-    marks: &Watermarks,
+    opts: &mysql_async::Opts,
+    server_id: u32,
     low: &BinlogPos,
     high: &BinlogPos,
     schema: &TableSchema,
@@ -277,8 +278,8 @@ async fn window(
     };
     let (db, table) = (schema.name.database.clone(), schema.name.table.clone());
     let mut reader = BinlogReader::connect_with_heartbeat(
-        marks.opts.clone(),
-        marks.server_id,
+        opts.clone(),
+        server_id,
         StartFrom::Position(low.clone()),
         WINDOW_HEARTBEAT,
     )
@@ -323,6 +324,67 @@ async fn window(
     };
     drop(reader);
     outcome
+}
+
+/// The chunk's `rows` as of `now` turned back into its rows as of `recorded` (an earlier
+/// position): the window's changes undone, newest first. A replayed epoch must hold the rows
+/// it held when it was first recorded, because the binlog replays from `recorded` for the
+/// chunk's keys; rows read now already hold the changes after it, which would then arrive
+/// twice (an exactly-once append log would show them twice, a delete would find no row).
+///
+/// Undoing is the watermark merge run backwards: the window's changes in reverse order, each
+/// with its images swapped (an insert undone is a delete of its row, a delete undone an insert
+/// of its before image, an update undone the update back to its before image), so every
+/// touched key takes its oldest before image, or none.
+pub(super) async fn rewind(
+    conn: &mut Conn,
+    (opts, server_id): (&mysql_async::Opts, u32),
+    chunk: &Chunk,
+    schema: &TableSchema,
+    keys: &ChunkKeys,
+    rows: Vec<Row>,
+    (recorded, now): (&BinlogPos, &BinlogPos),
+) -> Result<Vec<Row>, SourceError> {
+    if now <= recorded {
+        return Ok(rows);
+    }
+    let changes = match window(opts, server_id, recorded, now, schema).await? {
+        Ok(c) => c,
+        Err(Reread(why)) => {
+            return Err(SourceError::Precondition(format!(
+                "{} chunk {} must be read again as it was at {recorded} (a replayed epoch of an exactly-once run)                  and cannot be: {why} between {recorded} and {now}. Start the task again with --from-scratch",
+                schema.name, chunk.id
+            )))
+        }
+    };
+    let undo = undo(changes);
+    let (row_weights, change_weights) =
+        if keys.weighed.is_empty() { (None, None) } else { sort_keys(conn, &keys.weighed, &rows, &undo).await? };
+    let n = undo.len();
+    let rows = merge(keys, rows, &undo, row_weights.as_deref(), change_weights.as_deref()).map_err(|Reread(why)| {
+        SourceError::Precondition(format!(
+            "{} chunk {} cannot be turned back to {recorded} for a replayed epoch: {why}",
+            schema.name, chunk.id
+        ))
+    })?;
+    tracing::debug!(table = %schema.name, chunk = chunk.id, changes = n, %recorded, %now, "rewound a replayed chunk");
+    Ok(rows)
+}
+
+/// The changes that undo `changes`, in the order to apply them: newest first, images swapped.
+fn undo(changes: Vec<RowChange>) -> Vec<RowChange> {
+    changes
+        .into_iter()
+        .rev()
+        .map(|(op, before, after)| {
+            let op = match op {
+                Op::Insert => Op::Delete,
+                Op::Delete => Op::Insert,
+                other => other,
+            };
+            (op, after, before)
+        })
+        .collect()
 }
 
 /// Whether a statement the DDL parser could not place on a table (`DROP DATABASE`, `GRANT`,
@@ -414,9 +476,8 @@ mod tests {
         assert_eq!(m.window_start(p(250)), p(250));
     }
 
-    #[test]
-    fn window_changes_to_the_chunks_keys_take_their_newest_image_and_others_stay_out() {
-        let k = keys(Some(10), Some(20));
+    /// A chunk `[10, 20)`'s rows read at a window's start and the window's changes.
+    fn window_fixture() -> (Vec<Row>, Vec<RowChange>) {
         let rows = vec![row(10, "a"), row(11, "b"), row(12, "c"), row(13, "d")];
         let changes: Vec<RowChange> = vec![
             // Seen by the read already, replayed: no effect beyond its own image.
@@ -436,12 +497,33 @@ mod tests {
             (Op::Delete, Some(row(10, "a")), None),
             (Op::Insert, None, Some(row(10, "A"))),
         ];
-        let mut got = merge(&k, rows, &changes, None, None).unwrap();
-        got.sort_by_key(|r| match r[0] {
+        (rows, changes)
+    }
+
+    fn by_id(mut rows: Vec<Row>) -> Vec<Row> {
+        rows.sort_by_key(|r| match r[0] {
             Value::Int(i) => i,
             _ => 0,
         });
-        assert_eq!(got, vec![row(10, "A"), row(11, "b2"), row(15, "e")]);
+        rows
+    }
+
+    #[test]
+    fn window_changes_to_the_chunks_keys_take_their_newest_image_and_others_stay_out() {
+        let (rows, changes) = window_fixture();
+        let got = merge(&keys(Some(10), Some(20)), rows, &changes, None, None).unwrap();
+        assert_eq!(by_id(got), vec![row(10, "A"), row(11, "b2"), row(15, "e")]);
+    }
+
+    #[test]
+    fn undoing_a_window_turns_the_chunk_back_to_its_rows_before_it() {
+        let k = keys(Some(10), Some(20));
+        let (before, changes) = window_fixture();
+        // The rows as a read after the window finds them ...
+        let now = merge(&k, before, &changes, None, None).unwrap();
+        // ... turned back: the rows before the window, key 10 as its first change found it.
+        let back = merge(&k, now, &undo(changes), None, None).unwrap();
+        assert_eq!(by_id(back), vec![row(10, "a0"), row(11, "b"), row(12, "c"), row(13, "d")]);
     }
 
     #[test]

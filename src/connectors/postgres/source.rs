@@ -48,6 +48,8 @@ pub fn postgres_source<'s>(
     let thread_failure = cx.failure.clone();
     let (snap, done) = chunked_snapshot(scope, cx, "PostgresSnapshot", chunks, move |order, tx| {
         // A thread of its own per worker: the session's socket task and the COPY parsing share it.
+        // A replayed chunk is read as it is now (its recorded position is kept for the stream).
+        let order = order.into_iter().map(|(id, _)| id).collect();
         let read = read_chunks(reader_run, plan, index, order, tx);
         if let Err(e) = crate::runtime::run_on_own_thread(&format!("ferry-pg-snap-{index}"), read) {
             thread_failure.report(TaskError::transient(format!("snapshot: the reader's thread cannot start: {e}")));

@@ -189,7 +189,19 @@ pub(super) fn stream<'s>(
                     cap_schema = None;
                     return;
                 }
-                let next = (last_snapshot_epoch + 1).max(*c.time());
+                let first_recorded = epochs.to_replay().next().map(|b| b.epoch);
+                let next = match crate::connector::snapshot::stream_start_epoch(
+                    last_snapshot_epoch,
+                    *c.time(),
+                    first_recorded,
+                ) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        failed = true;
+                        failure.report(e);
+                        return;
+                    }
+                };
                 c.downgrade(&next);
                 cs.downgrade(&next);
                 index_by_table = build_index(&plan, &run, &chunk_positions);
