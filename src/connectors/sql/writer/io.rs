@@ -21,11 +21,18 @@ pub(super) struct IoTask {
     pub(super) failed: Arc<Failed>,
     /// `LOAD DATA` character set per target table (MySQL family).
     pub(super) charsets: HashMap<String, &'static str>,
+    /// Set when the writer is dropped: no further statement starts.
+    pub(super) stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped with the task (its end, or its cancellation): the writer's drop waits for it.
+    pub(super) _ended: std::sync::mpsc::SyncSender<()>,
 }
 
 impl IoTask {
     pub(super) async fn run(mut self, mut rx: tokio::sync::mpsc::Receiver<Cmd>) {
         while let Some(cmd) = rx.recv().await {
+            if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             match cmd {
                 Cmd::Batch { table, rows } => {
                     if self.failed.get().is_some() {

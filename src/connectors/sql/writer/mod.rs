@@ -195,6 +195,10 @@ pub struct SqlWriter {
     batches: HashMap<String, Batch>,
     tx: Option<tokio::sync::mpsc::Sender<Cmd>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the I/O task to start no further statement (see `Drop`).
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Disconnected when the I/O task has ended.
+    ended: std::sync::mpsc::Receiver<()>,
     failed: Arc<Failed>,
     committed: u64,
     /// Commits sent and not answered yet, oldest first.
@@ -220,6 +224,8 @@ impl SqlWriter {
             .map_err(|e| SinkError::Restart(e.to_string()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let failed = Arc::new(Failed::default());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ended_tx, ended) = std::sync::mpsc::sync_channel(1);
         let io = IoTask {
             db: Some(db),
             target: target.clone(),
@@ -235,6 +241,8 @@ impl SqlWriter {
             stops: cx.stops.clone(),
             failed: failed.clone(),
             charsets: HashMap::new(),
+            stop: stop.clone(),
+            _ended: ended_tx,
         };
         let task = rt.spawn(io.run(rx));
         Ok(SqlWriter {
@@ -247,6 +255,8 @@ impl SqlWriter {
             batches: HashMap::new(),
             tx: Some(tx),
             task: Some(task),
+            stop,
+            ended,
             failed,
             committed,
             replies: std::collections::VecDeque::new(),
@@ -305,11 +315,22 @@ impl SqlWriter {
     }
 }
 
+/// How long a dropped writer waits for the statement its I/O task is running.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Drop for SqlWriter {
+    /// The I/O task finishes the statement it runs (a `COMMIT` sent is answered) and starts no
+    /// other; the drop waits for that. A run that fails and starts again in this process must
+    /// not read this worker's committed epoch while a commit of the old run is still on its way:
+    /// it would replay an epoch that commit then writes too.
     fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.tx.take();
-        if let Some(t) = self.task.take() {
-            t.abort();
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = self.ended.recv_timeout(DRAIN) {
+            tracing::warn!("the target writer did not finish its statement within {}s; abandoning it", DRAIN.as_secs());
+            if let Some(t) = self.task.take() {
+                t.abort();
+            }
         }
     }
 }
