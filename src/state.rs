@@ -15,6 +15,8 @@
 //! catalog/create-failed.json             tables `ferry create-tables` failed to create
 //! status.json                            the run's state (running, restarting, stopping, stopped,
 //!                                        finished, failed), its committed epoch and position
+//! status.<p>.json                        the same, of cluster process p ≥ 1 (process 0 writes
+//!                                        status.json), with the peers it waits for
 //! ```
 //!
 //! Protocol (see ARCHITECTURE.md): a source writes its boundary record *before* it lets the
@@ -117,6 +119,30 @@ pub struct RunStatus {
     /// The source position at that epoch: every partition's offset, as in its manifest.
     #[serde(default)]
     pub position: Offsets,
+    /// A cluster's process: this process's index and the peers it waits for (none for a
+    /// single-process run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// Where a cluster process is in forming the cluster with its peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This process's index (its line in the hostfile, from 0).
+    pub process: usize,
+    /// The peers it waits for, as `<index> (<host:port>)`; empty once the cluster is formed.
+    pub waiting_for: Vec<String>,
+    /// Since when it waits, microseconds since the Unix epoch (0 when it does not).
+    pub waiting_since_micros: i64,
+}
+
+/// The status object of process `process` under the task's folder.
+fn status_file(process: usize) -> String {
+    if process == 0 {
+        "status.json".into()
+    } else {
+        format!("status.{process}.json")
+    }
 }
 
 /// Errors of the state store.
@@ -271,9 +297,15 @@ impl TaskState {
         Ok(())
     }
 
-    /// Records the run's state.
+    /// Records the run's state (`status.json`; a cluster process p ≥ 1 writes `status.<p>.json`).
     pub fn write_status(&self, status: &RunStatus) -> Result<(), StateError> {
-        self.write(&self.path("status.json"), status)
+        let process = status.cluster.as_ref().map_or(0, |c| c.process);
+        self.write(&self.path(&status_file(process)), status)
+    }
+
+    /// The state of cluster process `process` (≥ 1) as last recorded.
+    pub fn process_status(&self, process: usize) -> Result<Option<RunStatus>, StateError> {
+        self.read(&self.path(&status_file(process)))
     }
 
     /// The run's state as last recorded.

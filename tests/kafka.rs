@@ -26,14 +26,7 @@ fn counters(db: &str) {
 }
 
 fn counters_workload(db: &str) {
-    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("counters seed {x}");
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = common::seeded_rng("counters");
     let mut stmts = Vec::new();
     for i in 0..400u64 {
         let (a, b, c) = (201 + rnd() % 1800, 201 + rnd() % 1800, 201 + rnd() % 1800);

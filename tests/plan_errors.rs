@@ -134,6 +134,12 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
             "unknown unit `fortnight`",
         ),
         (
+            "a cluster timeout too short to wait for anyone",
+            plan_text("runtime:\n  cluster_timeout: 200ms\n"),
+            "p.yaml:11:20: `runtime.cluster_timeout`: ",
+            "at least 1s",
+        ),
+        (
             "zero workers",
             plan_text("runtime:\n  workers: 0\n"),
             "p.yaml:11:12: `runtime.workers`: ",

@@ -18,9 +18,11 @@
 //! every source is exhausted and its last epoch is committed, or at a savepoint stop.
 //!
 //! - [`task`]: the task's lifecycle (start, restarts with backoff, stop, status).
+//! - [`cluster`]: a cluster's connections, its run identity, losing and regaining a peer.
 //! - `run`: one run: preparation, the dataflow on every worker, the worker loop.
 //! - `replay`: `ferry dirty replay`.
 
+pub mod cluster;
 pub(crate) mod dataflow;
 mod replay;
 mod run;
@@ -87,9 +89,12 @@ pub enum EngineError {
     /// The source cannot be read.
     #[error("source: {0}")]
     Source(String),
-    /// timely could not start (bad cluster addresses, ports in use).
+    /// timely could not start its workers.
     #[error("cannot start the workers: {0}")]
     Start(String),
+    /// The cluster could not form, or lost a process (see [`cluster::ClusterError`]).
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// The run failed: transient (the task restarts) or definite (it stops).
     #[error(transparent)]
     Run(#[from] TaskError),

@@ -14,13 +14,20 @@
 //!                      └─ definite failure, or past errors.max_restarts ─────────► failed
 //! ```
 //!
-//! The state is kept in `<task>/status.json` (process 0) with the committed epoch and the
-//! source position of its manifest.
+//! The state is kept in `<task>/status.json` (process 0; a cluster's process p ≥ 1 keeps
+//! `status.<p>.json`) with the committed epoch and the source position of its manifest.
+//!
+//! In a cluster, a lost peer fails the run on every other process (see [`super::cluster`]):
+//! each counts a restart, forms the cluster again without a backoff (state `restarting`, the
+//! peers it waits for in its status), and once every process is back they all resume from the
+//! last checkpoint. A peer that does not come back within `runtime.cluster_timeout` ends the
+//! task `failed`, naming it.
 
-use super::{run::run_once, EngineError, RunOptions, RunSummary};
+use super::run::{run_once, ClusterCtx};
+use super::{EngineError, RunOptions, RunSummary};
 use crate::plan::Compiled;
 use crate::runtime::{now_micros, Metrics, RunControl, StopMode};
-use crate::state::{RunState, RunStatus, TaskState};
+use crate::state::{ClusterStatus, RunState, RunStatus, TaskState};
 use crate::store::Store;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,6 +132,7 @@ pub fn run(compiled: Compiled, opts: RunOptions) -> Result<RunSummary, EngineErr
 fn restartable(e: &EngineError) -> bool {
     match e {
         EngineError::Run(e) => e.is_transient(),
+        EngineError::Cluster(e) => e.is_transient(),
         EngineError::Restore(_) | EngineError::Start(_) | EngineError::Target(_) | EngineError::Archive { .. } => false,
         _ => true,
     }
@@ -145,10 +153,23 @@ fn supervise(
     let mut restarts: u32 = 0;
     let mut opts = opts;
     let primary = opts.process == 0;
+    let clustered = opts.hosts.len() > 1;
+    let mut cluster = clustered.then(|| {
+        super::cluster::quiet_timely_panics();
+        let workers = opts.workers.unwrap_or(compiled.plan.settings.runtime.workers).max(1);
+        (super::cluster::Identity::new(&compiled.plan.settings.task, &compiled.plan.text, &opts.hosts, workers), false)
+    });
     // The background verifier (`verify.continuous`), on process 0; stops when the task ends.
     let _verifier = if primary { crate::verify::continuous::start(&compiled, &state) } else { None };
-    // Writes the state (process 0 keeps status.json), with the newest manifest's position.
-    let publish = |st: RunState, restarts: u32, last_error: Option<String>, write: bool| -> Result<(), EngineError> {
+    // Writes the state (process 0 keeps status.json, a cluster's process p ≥ 1 status.<p>.json),
+    // with the newest manifest's position and the peers a cluster process waits for.
+    let process = opts.process;
+    let publish_waiting = |st: RunState,
+                           restarts: u32,
+                           last_error: Option<String>,
+                           write: bool,
+                           waiting: (&[String], i64)|
+     -> Result<(), EngineError> {
         let manifest = state.latest_manifest().ok().flatten().unwrap_or_default();
         let status = RunStatus {
             state: st,
@@ -157,12 +178,20 @@ fn supervise(
             updated_micros: now_micros(),
             epoch: manifest.epoch,
             position: manifest.offsets,
+            cluster: clustered.then(|| ClusterStatus {
+                process,
+                waiting_for: waiting.0.to_vec(),
+                waiting_since_micros: waiting.1,
+            }),
         };
         *shared.status.lock().unwrap_or_else(|p| p.into_inner()) = status.clone();
-        if primary && write {
+        if (primary || clustered) && write {
             state.write_status(&status)?;
         }
         Ok(())
+    };
+    let publish = |st: RunState, restarts: u32, last_error: Option<String>, write: bool| {
+        publish_waiting(st, restarts, last_error, write, (&[], 0))
     };
     let mut last_error = None;
     loop {
@@ -176,7 +205,27 @@ fn supervise(
         let started_at = state.latest_manifest()?.map_or(0, |m| m.epoch);
         let metrics = Arc::new(Metrics::new(compiled.tables.len()));
         *shared.metrics.lock().unwrap_or_else(|p| p.into_inner()) = Some(metrics.clone());
-        let result = run_once(compiled.clone(), opts.clone(), control.clone(), metrics);
+        let result = match cluster.as_mut() {
+            Some((identity, established)) => {
+                let (err, st) =
+                    (last_error.clone(), if restarts > 0 { RunState::Restarting } else { RunState::Running });
+                let mut cx = ClusterCtx {
+                    identity: identity.clone(),
+                    established: *established,
+                    timeout: compiled.plan.settings.runtime.cluster_timeout(),
+                    waiting: Box::new(|missing: &[String], since: i64| {
+                        let st = if missing.is_empty() { RunState::Running } else { st };
+                        if let Err(e) = publish_waiting(st, restarts, err.clone(), true, (missing, since)) {
+                            tracing::warn!(error = %e, "cannot record the process's status");
+                        }
+                    }),
+                };
+                let r = run_once(compiled.clone(), opts.clone(), control.clone(), metrics, Some(&mut cx));
+                *established = cx.established;
+                r
+            }
+            None => run_once(compiled.clone(), opts.clone(), control.clone(), metrics, None),
+        };
         if opts.from_scratch && primary {
             // The state was discarded by this attempt: a restart resumes, it does not discard again.
             opts.from_scratch = false;
@@ -207,7 +256,13 @@ fn supervise(
                 }
                 restarts += 1;
                 let _ = publish(RunState::Restarting, restarts, last_error.clone(), true);
-                let delay = Duration::from_secs(1u64 << (restarts - 1).min(5)).min(Duration::from_secs(30));
+                // A lost peer: no backoff, forming the cluster again is the wait (bounded by
+                // runtime.cluster_timeout).
+                let delay = if matches!(e, EngineError::Cluster(_)) {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(1u64 << (restarts - 1).min(5)).min(Duration::from_secs(30))
+                };
                 tracing::warn!(
                     restart = restarts,
                     max_restarts = max,

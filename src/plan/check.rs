@@ -278,6 +278,15 @@ pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan,
             0
         }
     };
+    match parse_duration_ms(&raw.runtime.cluster_timeout) {
+        Ok(ms) if ms >= 1000 => {}
+        Ok(_) => ctx.err_at(
+            "runtime.cluster_timeout",
+            false,
+            "the cluster timeout must be at least 1s (how long a process waits for its peers)".to_string(),
+        ),
+        Err(e) => ctx.err_at("runtime.cluster_timeout", false, e),
+    }
     if raw.runtime.workers == 0 || raw.runtime.workers > 256 {
         ctx.err_at("runtime.workers", false, format!("workers must be 1..=256, got {}", raw.runtime.workers));
     }

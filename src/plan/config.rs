@@ -463,6 +463,11 @@ pub struct RuntimeConfig {
     /// Rows a sink buffers per table before it writes a batch (default 10000).
     #[serde(default = "RuntimeConfig::default_batch")]
     pub batch_rows: usize,
+    /// A cluster (`ferry run --hostfile`): how long a process waits for its peers to join, at
+    /// the start and after one was lost, before the task ends `failed` naming the missing ones;
+    /// e.g. `30s`, `5m`; default `5m`.
+    #[serde(default = "RuntimeConfig::default_cluster_timeout")]
+    pub cluster_timeout: String,
 }
 
 impl RuntimeConfig {
@@ -478,6 +483,14 @@ impl RuntimeConfig {
     fn default_batch() -> usize {
         10_000
     }
+    fn default_cluster_timeout() -> String {
+        "5m".into()
+    }
+
+    /// `cluster_timeout` (checked by `ferry check`: at least 1s).
+    pub fn cluster_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(parse_duration_ms(&self.cluster_timeout).unwrap_or(300_000))
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -487,6 +500,7 @@ impl Default for RuntimeConfig {
             checkpoint_interval: Self::default_interval(),
             state: Self::default_state(),
             batch_rows: Self::default_batch(),
+            cluster_timeout: Self::default_cluster_timeout(),
         }
     }
 }

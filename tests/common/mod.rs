@@ -174,6 +174,19 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A xorshift PRNG seeded from the clock; the seed is printed as `<what> seed N` so a failing
+/// random workload can be told apart.
+pub fn seeded_rng(what: &str) -> impl FnMut() -> u64 {
+    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("{what} seed {x}");
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 /// A small deterministic PRNG for the kill moments (seeded from the clock, printed).
 pub fn kill_moments(n: usize) -> Vec<Duration> {
     let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;

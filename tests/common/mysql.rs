@@ -85,14 +85,7 @@ pub fn items_workload(db: &str, bulk_rows: u64, new_c: &str) {
         &format!("USE {db}"),
         &format!("INSERT INTO {db}.items SELECT 300000 + seq, seq % 7, 'bulk', 'b' FROM seq_1_to_{bulk_rows}"),
     ]);
-    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("workload seed {x}");
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rnd = super::seeded_rng("workload");
     let mut stmts: Vec<String> = Vec::new();
     for i in 0..300u64 {
         let id = 1 + rnd() % 20000;
