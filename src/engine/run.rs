@@ -198,6 +198,11 @@ pub(super) fn run_once(
                         // A failure or a cancel first: no manifest may cover what a failed
                         // operator left out.
                         if failure.is_set() || control.cancelled() {
+                            // The peers first (dropping a database writer may wait for its
+                            // statement): their runs fail now, not after that.
+                            if let Some(l) = &link {
+                                l.teardown();
+                            }
                             // Operators still hold capabilities: drop the dataflow, or timely
                             // would keep stepping it after this closure returns.
                             for id in worker.installed_dataflows() {
@@ -261,14 +266,20 @@ pub(super) fn run_once(
     }
     // How the run ended: a definite failure first, then a lost peer (whatever the workers
     // reported after it), then the run's own failure, then a panic.
-    let lost = link.as_ref().and_then(|l| l.lost()).filter(|_| panicked || failed.is_some());
+    // Panics before this process tore the mesh down: a bug, or timely's reaction to a lost
+    // connection (later ones are the teardown's consequences).
+    let kept = panics.lock().unwrap_or_else(|e| e.into_inner()).first().cloned();
+    // A peer's connection that ended counts only when it is what broke this run: the workers
+    // panicked before any teardown of this process's (a peer that ended cleanly after the
+    // run, or because this process failed first, is no loss).
+    let lost = link.as_ref().and_then(|l| l.lost()).filter(|_| kept.is_some() || (failed.is_none() && panicked));
     match (failed, lost) {
         (Some(f @ TaskError::Definite(_)), _) => return Err(EngineError::Run(f)),
         (_, Some(lost)) => return Err(EngineError::Cluster(lost)),
         (Some(f), None) => return Err(EngineError::Run(f)),
-        (None, None) if panicked => {
-            let msg = panics.lock().unwrap_or_else(|e| e.into_inner()).first().cloned();
-            return Err(EngineError::Run(match msg {
+        // A cancel tears the mesh down itself: the panics that follow are its own.
+        (None, None) if panicked && !(control.cancelled() && kept.is_none()) => {
+            return Err(EngineError::Run(match kept {
                 Some(m) if cluster::is_communication_panic(&m) => {
                     TaskError::transient(format!("the cluster's communication failed: {m}"))
                 }
