@@ -139,6 +139,13 @@ impl Cluster {
         }
     }
 
+    /// A wait's step: every started process still runs and the wait began less than `secs` ago;
+    /// otherwise the test fails with `what` and the processes' logs.
+    fn still_within(&mut self, start: Instant, secs: u64, what: &str) {
+        self.assert_running(what);
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}\n{}", self.logs());
+    }
+
     /// Process `p`'s status file.
     fn status(&self, p: usize) -> Option<Json> {
         let file = if p == 0 { "status.json".to_string() } else { format!("status.{p}.json") };
@@ -163,12 +170,7 @@ impl Cluster {
                 if waits {
                     break;
                 }
-                self.assert_running(&format!("after process {lost} was killed"));
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "process {p} does not say it waits for {needle}: {st:?}\n{}",
-                    self.logs()
-                );
+                self.still_within(start, 20, &format!("process {p} does not say it waits for {needle}: {st:?}"));
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -265,12 +267,7 @@ fn one_process_at_a_time_is_lost_and_the_cluster_resumes(n: usize, rounds: usize
             if due(len) {
                 break;
             }
-            cluster.assert_running(&format!("before kill {round}"));
-            assert!(
-                start.elapsed() < Duration::from_secs(90),
-                "no progress before kill {round} ({len} log rows)\n{}",
-                cluster.logs()
-            );
+            cluster.still_within(start, 90, &format!("no progress before kill {round} ({len} log rows)"));
             std::thread::sleep(Duration::from_millis(20));
         }
         cluster.kill(victim);
@@ -308,8 +305,7 @@ fn one_process_at_a_time_is_lost_and_the_cluster_resumes(n: usize, rounds: usize
     let want = source_rows(&db);
     let start = Instant::now();
     while replayed(&db) != want {
-        cluster.assert_running("while catching up");
-        assert!(start.elapsed() < Duration::from_secs(90), "the target does not catch up\n{}", cluster.logs());
+        cluster.still_within(start, 90, "while the target catches up");
         std::thread::sleep(Duration::from_millis(500));
     }
     cluster.assert_running("at the end");
@@ -377,8 +373,7 @@ fn a_process_that_never_comes_back_ends_the_others_failed_after_the_cluster_time
     }
     let start = Instant::now();
     while log_len(db) < 20_000 {
-        cluster.assert_running("before the kill");
-        assert!(start.elapsed() < Duration::from_secs(60), "the snapshot does not arrive\n{}", cluster.logs());
+        cluster.still_within(start, 60, "while the snapshot arrives, before the kill");
         std::thread::sleep(Duration::from_millis(50));
     }
     cluster.kill(2);

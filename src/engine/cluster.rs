@@ -299,6 +299,35 @@ fn alive(s: &TcpStream) -> bool {
     }
 }
 
+/// Acts on the verdict on a handshaken connection `s` from process `p`: keeps it as that
+/// peer's connection (joined), notes a process of another run once (this one waits on), or
+/// ends the formation (this process is refused).
+fn settle(
+    v: Verdict,
+    s: TcpStream,
+    p: usize,
+    sockets: &mut [Option<TcpStream>],
+    notes: &mut [Option<String>],
+    describe: &dyn Fn(usize) -> String,
+) -> Result<(), ClusterError> {
+    match v {
+        Verdict::Join => {
+            tune(&s).map_err(|e| ClusterError::Start(e.to_string()))?;
+            tracing::info!("{} joined the cluster", describe(p));
+            notes[p] = None;
+            sockets[p] = Some(s);
+        }
+        Verdict::WaitOn(msg) => {
+            if p < notes.len() && notes[p].as_deref() != Some(msg.as_str()) {
+                tracing::warn!("refused a process of another run; waiting on for the right one: {msg}");
+                notes[p] = Some(msg);
+            }
+        }
+        Verdict::Refuse(msg) => return Err(ClusterError::Mismatch(msg)),
+    }
+    Ok(())
+}
+
 /// How to form the cluster.
 #[derive(Debug)]
 pub struct Formation<'a> {
@@ -385,21 +414,8 @@ pub fn form(f: &Formation, mut waiting: impl FnMut(&[String], i64)) -> Result<Me
                     continue;
                 }
             };
-            match verdict(&mine, &theirs, None, f.hosts) {
-                Verdict::Join => {
-                    tune(&s).map_err(|e| ClusterError::Start(e.to_string()))?;
-                    tracing::info!("{} joined", describe(theirs.process));
-                    notes[theirs.process] = None;
-                    sockets[theirs.process] = Some(s);
-                }
-                Verdict::WaitOn(msg) => {
-                    if theirs.process < n && notes[theirs.process].as_deref() != Some(msg.as_str()) {
-                        tracing::warn!("refused a process of another run; waiting on for the right one: {msg}");
-                        notes[theirs.process] = Some(msg);
-                    }
-                }
-                Verdict::Refuse(msg) => return Err(ClusterError::Mismatch(msg)),
-            }
+            let v = verdict(&mine, &theirs, None, f.hosts);
+            settle(v, s, theirs.process, &mut sockets, &mut notes, &describe)?;
         }
         // This process connects to the earlier ones.
         for p in 0..me {
@@ -423,21 +439,7 @@ pub fn form(f: &Formation, mut waiting: impl FnMut(&[String], i64)) -> Result<Me
                     continue;
                 }
             };
-            match verdict(&mine, &theirs, Some(p), f.hosts) {
-                Verdict::Join => {
-                    tune(&s).map_err(|e| ClusterError::Start(e.to_string()))?;
-                    tracing::info!("joined {}", describe(p));
-                    notes[p] = None;
-                    sockets[p] = Some(s);
-                }
-                Verdict::WaitOn(msg) => {
-                    if notes[p].as_deref() != Some(msg.as_str()) {
-                        tracing::warn!("refused a process of another run; waiting on for the right one: {msg}");
-                        notes[p] = Some(msg);
-                    }
-                }
-                Verdict::Refuse(msg) => return Err(ClusterError::Mismatch(msg)),
-            }
+            settle(verdict(&mine, &theirs, Some(p), f.hosts), s, p, &mut sockets, &mut notes, &describe)?;
         }
         // A peer that went away while this process waited for the others is missing again.
         for (p, slot) in sockets.iter_mut().enumerate() {
