@@ -255,7 +255,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(plan) = shown(ferry::connectors::load(&path, &text)) else {
                 return Ok(ExitCode::from(2));
             };
-            let store = ferry::store::Store::open_local(&plan.settings.runtime.state)?;
+            let store = plan.settings.state_store()?;
             let state = ferry::state::TaskState::new(store, &plan.settings.task);
             match ferry::verify::continuous::last(&state).map_err(anyhow::Error::msg)? {
                 None => {
@@ -279,7 +279,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let settings = &compiled.plan.settings;
-            let store = ferry::store::Store::open_local(&settings.runtime.state)?;
+            let store = settings.state_store()?;
             let state = ferry::state::TaskState::new(store, &settings.task);
             let opts =
                 ferry::verify::VerifyOptions { tables, workers, retries, progress: !quiet, max_rows_per_second: 0 };
@@ -324,7 +324,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let store = ferry::store::Store::open_local(&plan.settings.runtime.state)?;
+            let store = plan.settings.state_store()?;
             let state = ferry::engine::dirty_archive(
                 &plan.settings,
                 &ferry::state::TaskState::new(store, &plan.settings.task),

@@ -83,6 +83,9 @@ pub enum StoreError {
     },
 }
 
+/// The piece size of a multipart upload, and the size above which a remote put uses one.
+pub const MULTIPART_PART: usize = 8 << 20;
+
 /// A handle to one store root; cheap to clone and shareable across threads.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -143,30 +146,51 @@ impl Store {
     /// Runs a store call: inline for a local directory, on the store runtime for a remote one.
     fn call<T: Send + 'static, F: Future<Output = T> + Send + 'static>(
         &self,
+        op: &'static str,
         f: impl FnOnce(Arc<dyn ObjectStore>) -> F,
     ) -> T {
         let f = f(self.inner.clone());
         if self.local.is_some() {
             run_local(f)
         } else {
-            run_remote(f)
+            let start = std::time::Instant::now();
+            let r = run_remote(f);
+            tracing::trace!(op, micros = start.elapsed().as_micros() as u64, "remote store call");
+            r
         }
     }
 
-    /// Writes an object atomically.
+    /// Whether this is a local directory (where a rename is atomic).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Writes an object atomically: it appears whole or not at all. On a remote store an
+    /// object above [`MULTIPART_PART`] goes up as a multipart upload in pieces of that size,
+    /// visible only once the upload completes.
     pub fn put(&self, path: &str, data: impl Into<Bytes>) -> Result<(), StoreError> {
-        let (p, data) = (Path::from(path), PutPayload::from_bytes(data.into()));
-        self.call(|s| async move { s.put(&p, data).await.map(|_| ()) }).map_err(|source| StoreError::Op {
-            op: "put",
-            path: path.into(),
-            source,
-        })
+        let (p, data) = (Path::from(path), data.into());
+        crate::runtime::fault::store_write(path);
+        let multipart = self.local.is_none() && data.len() > MULTIPART_PART;
+        let r = self.call("put", move |s| async move {
+            if !multipart {
+                return s.put(&p, PutPayload::from_bytes(data)).await.map(|_| ());
+            }
+            let upload = s.put_multipart(&p).await?;
+            let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+            for piece in data.chunks(MULTIPART_PART) {
+                w.wait_for_capacity(2).await?;
+                w.write(piece);
+            }
+            w.finish().await.map(|_| ())
+        });
+        r.map_err(|source| StoreError::Op { op: "put", path: path.into(), source })
     }
 
     /// Reads an object; `None` if it does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let p = Path::from(path);
-        match self.call(|s| async move { s.get(&p).await?.bytes().await }) {
+        match self.call("get", |s| async move { s.get(&p).await?.bytes().await }) {
             Ok(b) => Ok(Some(b)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(StoreError::Op { op: "get", path: path.into(), source }),
@@ -180,7 +204,7 @@ impl Store {
         }
         let p = Path::from(prefix);
         let mut out: Vec<String> = self
-            .call(|s| async move { s.list(Some(&p)).collect::<Vec<_>>().await })
+            .call("list", |s| async move { s.list(Some(&p)).collect::<Vec<_>>().await })
             .into_iter()
             .map(|r| r.map(|m| m.location.to_string()))
             .collect::<Result<_, _>>()
@@ -192,8 +216,9 @@ impl Store {
     /// Renames an object (atomic on a local disk; a copy and a delete on S3), replacing the
     /// destination.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        crate::runtime::fault::store_write(to);
         let (f, t) = (Path::from(from), Path::from(to));
-        self.call(|s| async move { s.rename(&f, &t).await }).map_err(|source| StoreError::Op {
+        self.call("rename", |s| async move { s.rename(&f, &t).await }).map_err(|source| StoreError::Op {
             op: "rename",
             path: from.into(),
             source,
@@ -202,8 +227,9 @@ impl Store {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub fn delete(&self, path: &str) -> Result<(), StoreError> {
+        crate::runtime::fault::store_write(path);
         let p = Path::from(path);
-        match self.call(|s| async move { s.delete(&p).await }) {
+        match self.call("delete", |s| async move { s.delete(&p).await }) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(StoreError::Op { op: "delete", path: path.into(), source }),
         }

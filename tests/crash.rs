@@ -54,17 +54,44 @@ fn seq_of(line: &Json) -> u64 {
     line["_pos"].as_str().unwrap().split(':').nth(1).unwrap().parse().unwrap()
 }
 
+/// `text` with the state store and the files target on the S3-compatible test server, under
+/// `prefix`.
+fn on_s3(text: &str, prefix: &str) -> String {
+    text.replace("path: ./out", &format!("path: {}", s3::url(prefix, "out")))
+        .replace("runtime:\n", &format!("runtime:\n  state: {}\n", s3::url(prefix, "state")))
+        + &s3::section()
+}
+
 #[test]
 fn exactly_once_append_survives_five_sigkills_without_gap_or_duplicate() {
+    exactly_once_append_survives_five_sigkills(None);
+}
+
+#[test]
+fn with_state_and_files_on_s3_exactly_once_append_survives_five_sigkills() {
+    exactly_once_append_survives_five_sigkills(Some(&s3::prefix("crash")));
+}
+
+/// `s3`: the prefix on the S3-compatible server that holds the state and the output (read
+/// through the commit manifests, as a reader of committed data reads it).
+fn exactly_once_append_survives_five_sigkills(s3: Option<&str>) {
     let dir = workdir();
-    let plan_path = write_plan(dir.path(), "plan.yaml", &plan("exactly-once", "append"));
+    let text = plan("exactly-once", "append");
+    let text = match s3 {
+        Some(prefix) => on_s3(&text, prefix),
+        None => text,
+    };
+    let plan_path = write_plan(dir.path(), "plan.yaml", &text);
     let kills = run_with_kills(dir.path(), &plan_path, &[("FERRY_FAULT_MANIFEST_DELAY_MS", "400")]);
     assert!(kills >= 3, "only {kills} kills hit a running engine; the test needs a longer run");
     let expected = all_changes(&config(), selected);
     let mut total = 0;
     for (name, (schema, changes)) in &expected {
         let (db, table) = name.split_once('.').unwrap();
-        let lines = table_lines(&dir.path().join("out"), db, table);
+        let lines = match s3 {
+            Some(prefix) => committed_lines(&s3::disk(prefix, "out"), db, table),
+            None => table_lines(&dir.path().join("out"), db, table),
+        };
         // The exact multiset of change lines: nothing missing, nothing twice.
         let mut want: Vec<String> = changes.iter().map(|c| change_line(schema, c)).collect();
         let mut got: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
@@ -84,6 +111,84 @@ fn exactly_once_append_survives_five_sigkills_without_gap_or_duplicate() {
         total += got.len();
     }
     assert!(total as u64 >= CHANGES / 2, "too few lines: {total}");
+}
+
+/// A small run on S3 (state and files), 2 workers, exactly-once append.
+fn small_config() -> DatagenConfig {
+    DatagenConfig {
+        seed: 23,
+        databases: 1,
+        tables_per_database: 3,
+        changes: Some(1_500),
+        rate: Some(15_000),
+        initial_rows: 40,
+        ..DatagenConfig::default()
+    }
+}
+
+#[test]
+fn with_state_and_files_on_s3_a_crash_before_any_one_store_write_loses_and_repeats_nothing() {
+    // The n-th object write or delete of the run (boundary records, parts, commit manifests,
+    // sink progress, checkpoint manifests, status; deletes of old records) aborts the process
+    // before it happens, for n = 1, 2, … until a run has fewer writes than n. After each
+    // crash the committed output holds no change twice and nothing unknown; a restart ends
+    // with every change exactly once.
+    let cfg = small_config();
+    let expected = all_changes(&cfg, selected);
+    let dir = workdir();
+    let text = "task: crash-points\nsource:\n  type: datagen\n  seed: 23\n  databases: 1\n  tables_per_database: 3\n  \
+         changes: 1500\n  rate: 15000\n  initial_rows: 40\ntarget:\n  type: files\n  path: ./out\ntables:\n  exclude: ['.*\\.events']\n\
+         semantics: exactly-once\nwrite_mode: append\nmetadata:\n  - {column: _op, field: op_type}\n  - {column: _pos, field: position}\n\
+         runtime:\n  workers: 2\n  checkpoint_interval: 40ms\n  batch_rows: 200\n".to_string();
+    let mut n = 1;
+    let mut points: Vec<String> = Vec::new();
+    loop {
+        let prefix = s3::prefix(&format!("points-{n}"));
+        let plan_path = write_plan(dir.path(), &format!("plan-{n}.yaml"), &on_s3(&text, &prefix));
+        let out = ferry()
+            .current_dir(dir.path())
+            .env("FERRY_FAULT_STORE_CRASH", n.to_string())
+            .args(["run", "-q", &plan_path])
+            .output()
+            .unwrap();
+        let crashed = !out.status.success();
+        if crashed {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let needle = format!("aborting before store write {n} (");
+            let at = stderr.find(&needle).unwrap_or_else(|| panic!("run {n} failed otherwise: {stderr}"));
+            points.push(stderr[at + needle.len()..].lines().next().unwrap_or("").to_string());
+        }
+        let root = s3::disk(&prefix, "out");
+        for (name, (schema, changes)) in &expected {
+            let (db, table) = name.split_once('.').unwrap();
+            let known: std::collections::HashSet<String> = changes.iter().map(|c| change_line(schema, c)).collect();
+            let got: Vec<String> = committed_lines(&root, db, table).iter().map(|l| l.to_string()).collect();
+            let distinct: std::collections::HashSet<&String> = got.iter().collect();
+            assert_eq!(distinct.len(), got.len(), "crash at write {n}: {name} has a committed line twice");
+            assert!(got.iter().all(|l| known.contains(l)), "crash at write {n}: {name} has an unknown line");
+        }
+        if !crashed {
+            eprintln!("a run makes {} store writes; a crash before each one was survived", n - 1);
+            assert!(n > 20, "a run made only {} store writes", n - 1);
+            // Every kind of write of the protocol was a crash point.
+            for kind in ["/epochs/", "/checkpoints/", "/sinks/files/", "_committed/", ".jsonl)", "/status.json"] {
+                assert!(points.iter().any(|p| p.contains(kind)), "no crash before a write of {kind}: {points:#?}");
+            }
+            break;
+        }
+        ok(&run_in(dir.path(), &["run", "-q", &plan_path]));
+        for (name, (schema, changes)) in &expected {
+            let (db, table) = name.split_once('.').unwrap();
+            let mut want: Vec<String> = changes.iter().map(|c| change_line(schema, c)).collect();
+            let mut got: Vec<String> = committed_lines(&root, db, table).iter().map(|l| l.to_string()).collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got.len(), want.len(), "crash at write {n}, then a restart: {name} line count");
+            assert!(got == want, "crash at write {n}, then a restart: {name} differs from the generator's changes");
+        }
+        n += 1;
+        assert!(n < 1000, "runs kept crashing");
+    }
 }
 
 #[test]

@@ -146,8 +146,28 @@ fn watermark_handoff_merges_changes_made_while_chunks_are_read_and_ends_equal_to
 
 #[test]
 fn sigkill_during_snapshot_and_during_streaming_then_restart_ends_equal_without_rereading_finished_chunks() {
+    sigkill_during_snapshot_and_streaming(false);
+}
+
+#[test]
+fn with_state_and_files_on_s3_sigkill_during_snapshot_and_streaming_ends_equal_without_a_chunk_twice() {
+    sigkill_during_snapshot_and_streaming(true);
+}
+
+/// Kills during the snapshot and while streaming, exactly-once append; `on_s3`: the state
+/// store and the files target on the S3-compatible server, the output read as a reader of
+/// committed data reads it (through the commit manifests).
+fn sigkill_during_snapshot_and_streaming(on_s3: bool) {
     let dir = workdir();
-    let db = "e2e_crash";
+    let db = if on_s3 { "e2e_crash_s3" } else { "e2e_crash" };
+    let prefix = common::s3::prefix("mysql-crash");
+    let lines_of = |table: &str| {
+        if on_s3 {
+            committed_lines(&common::s3::disk(&prefix, "out"), db, table)
+        } else {
+            table_lines(&dir.path().join("out"), db, table)
+        }
+    };
     fresh_db(db);
     exec(&[
         &format!("USE {db}"),
@@ -162,6 +182,13 @@ fn sigkill_during_snapshot_and_during_streaming_then_restart_ends_equal_without_
         "semantics: exactly-once\nwrite_mode: append\nmetadata:\n  - {column: _op, field: op_type}\n  - {column: _pos, field: position}\n",
     )
     .replace("bounded: true", "bounded: false");
+    let text = if on_s3 {
+        text.replace("path: ./out", &format!("path: {}", common::s3::url(&prefix, "out")))
+            .replace("runtime:\n", &format!("runtime:\n  state: {}\n", common::s3::url(&prefix, "state")))
+            + &common::s3::section()
+    } else {
+        text
+    };
     let p = write_plan(dir.path(), "plan.yaml", &text);
     // Kill during the snapshot.
     // Each chunk read is slowed down (fault injection), so the kill lands mid-snapshot.
@@ -170,16 +197,16 @@ fn sigkill_during_snapshot_and_during_streaming_then_restart_ends_equal_without_
     );
     // Kill as soon as the first epoch of snapshot rows is committed.
     let start = std::time::Instant::now();
-    while table_lines(&dir.path().join("out"), db, "big").is_empty() && start.elapsed().as_secs() < 60 {
+    while lines_of("big").is_empty() && start.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.0.kill().unwrap();
     child.0.wait().unwrap();
-    let lines_at_kill = table_lines(&dir.path().join("out"), db, "big").len();
+    let lines_at_kill = lines_of("big").len();
     // Restart, let the snapshot finish and the stream start, change rows, kill again.
     let mut child = KillOnDrop(ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
     let start = std::time::Instant::now();
-    while table_lines(&dir.path().join("out"), db, "big").len() < 400_000 && start.elapsed().as_secs() < 60 {
+    while lines_of("big").len() < 400_000 && start.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     exec(&[
@@ -193,7 +220,7 @@ fn sigkill_during_snapshot_and_during_streaming_then_restart_ends_equal_without_
     // Finish with a bounded run.
     std::fs::write(&p, with_handoff(&text.replace("bounded: false", "bounded: true"))).unwrap();
     ok(&run_in(dir.path(), &["run", "-q", &p]));
-    let lines = table_lines(&dir.path().join("out"), db, "big");
+    let lines = lines_of("big");
     // Every snapshot row once: no chunk was read into the output twice.
     let mut seen = std::collections::HashSet::new();
     for l in &lines {

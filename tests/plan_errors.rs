@@ -97,6 +97,25 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
             "not in this build yet",
         ),
         (
+            "a files target's size bound that is not a size",
+            "task: t\nsource:\n  type: datagen\ntarget:\n  type: files\n  path: ./out\n  max_file_bytes: 64 megs\n"
+                .into(),
+            "p.yaml:4:1: `target`: ",
+            "`64 megs` is not a size; write e.g. 64MiB",
+        ),
+        (
+            "a files target on S3 without a bucket",
+            "task: t\nsource:\n  type: datagen\ntarget:\n  type: files\n  path: s3:///out\n".into(),
+            "p.yaml:4:1: `target`: ",
+            "names no bucket: write s3://<bucket>/<prefix>",
+        ),
+        (
+            "an unknown file format",
+            "task: t\nsource:\n  type: datagen\ntarget:\n  type: files\n  path: ./out\n  format: orc\n".into(),
+            "p.yaml:7:11: `target.format`: ",
+            "unknown variant `orc`",
+        ),
+        (
             "kafka source without its brokers",
             "task: t\nsource:\n  type: kafka\n  format: json\n  topics: [t]\ntarget:\n  type: null\n".into(),
             "p.yaml:2:1: `source`: ",

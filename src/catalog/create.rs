@@ -119,8 +119,7 @@ pub fn create_tables(
         ));
     };
     let settings = &plan.plan.settings;
-    let store =
-        crate::store::Store::open_local(&settings.runtime.state).map_err(|e| CreateError::State(e.to_string()))?;
+    let store = settings.state_store().map_err(|e| CreateError::State(e.to_string()))?;
     let state = crate::state::TaskState::new(store, &settings.task);
     let only: Option<Vec<String>> = if opts.retry_failed {
         Some(state.create_failures().map_err(|e| CreateError::State(e.to_string()))?)

@@ -110,6 +110,15 @@ pub enum EngineError {
         /// The store's error.
         reason: String,
     },
+    /// The state store cannot be used (a bucket that does not exist, bad credentials, an
+    /// unreachable endpoint).
+    #[error("the state store at {location} cannot be used ({reason}): check runtime.state and the plan's s3 section")]
+    StateStore {
+        /// The location (`runtime.state`).
+        location: String,
+        /// The store's error.
+        reason: String,
+    },
     /// The run failed more often than `errors.max_restarts` allows.
     #[error("the task failed after {restarts} restarts (errors.max_restarts); last error: {last}")]
     Failed {
@@ -165,6 +174,18 @@ pub fn archive_files(archive: &TaskState) -> Result<Vec<String>, EngineError> {
     let mut files = archive.store().list(&archive.path("dirty"))?;
     files.retain(|f| f.ends_with(".jsonl"));
     Ok(files)
+}
+
+/// Opens the task's state and lists it once, so a state store that cannot be used stops the
+/// task at once with an error naming the setting (not after its restarts).
+pub(crate) fn open_state(settings: &crate::plan::Settings) -> Result<TaskState, EngineError> {
+    let bad = |e: &dyn std::fmt::Display| EngineError::StateStore {
+        location: crate::secrets::redact(&settings.runtime.state),
+        reason: crate::secrets::redact(&e.to_string()),
+    };
+    let state = TaskState::new(settings.state_store().map_err(|e| bad(&e))?, &settings.task);
+    state.store().list(&state.path("checkpoints")).map_err(|e| bad(&e))?;
+    Ok(state)
 }
 
 /// Lists the dirty-data archive's location once before a task runs, so a bucket that does not

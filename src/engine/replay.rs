@@ -6,7 +6,6 @@ use crate::plan::config::Semantics;
 use crate::plan::Compiled;
 use crate::runtime::{now_micros, DirtyArchive, Metrics, TaskError};
 use crate::state::TaskState;
-use crate::store::Store;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -44,7 +43,7 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
                 .into(),
         ));
     };
-    let state = TaskState::new(Store::open_local(&settings.runtime.state)?, &settings.task);
+    let state = TaskState::new(settings.state_store()?, &settings.task);
     let archive = dirty_archive(settings, &state)?;
     let files = archive_files(&archive)?;
     let mut summary = ReplaySummary { files: files.len(), ..Default::default() };

@@ -13,7 +13,6 @@ use crate::plan::Compiled;
 use crate::runtime::status_line::spawn_status_line;
 use crate::runtime::{DirtyArchive, Failure, Metrics, RunControl, TaskError};
 use crate::state::TaskState;
-use crate::store::Store;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,7 +47,7 @@ pub(super) fn run_once(
     let started = Instant::now();
     let settings = &compiled.plan.settings;
     let workers = opts.workers.unwrap_or(settings.runtime.workers).max(1);
-    let store = Store::open_local(&settings.runtime.state)?;
+    let store = settings.state_store()?;
     let state = TaskState::new(store, &settings.task);
     let dirty_state = dirty_archive(settings, &state)?;
     let connectors = crate::connectors::registry();

@@ -28,7 +28,6 @@ use super::{EngineError, RunOptions, RunSummary};
 use crate::plan::Compiled;
 use crate::runtime::{now_micros, Metrics, RunControl, StopMode};
 use crate::state::{ClusterStatus, RunState, RunStatus, TaskState};
-use crate::store::Store;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -148,7 +147,7 @@ fn supervise(
 ) -> Result<RunSummary, EngineError> {
     let mut compiled = compiled;
     let max = compiled.plan.settings.errors.max_restarts;
-    let state = TaskState::new(Store::open_local(&compiled.plan.settings.runtime.state)?, &compiled.plan.settings.task);
+    let state = super::open_state(&compiled.plan.settings)?;
     super::probe_dirty_archive(&compiled.plan.settings, &state)?;
     let mut restarts: u32 = 0;
     let mut opts = opts;

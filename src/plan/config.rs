@@ -457,7 +457,8 @@ pub struct RuntimeConfig {
     /// Checkpoint interval (F9.1), e.g. `500ms`, `1s`, `2m`; default `1s`.
     #[serde(default = "RuntimeConfig::default_interval")]
     pub checkpoint_interval: String,
-    /// State store root: a local directory (default `./.ferry`).
+    /// State store root: a local directory (default `./.ferry`) or `s3://bucket/prefix` (an
+    /// S3-compatible store with the `s3` section's settings).
     #[serde(default = "RuntimeConfig::default_state")]
     pub state: String,
     /// Rows a sink buffers per table before it writes a batch (default 10000).

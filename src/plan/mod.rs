@@ -169,6 +169,12 @@ impl Settings {
         }
     }
 
+    /// Opens the state store (`runtime.state`: a local directory, or `s3://bucket/prefix` with
+    /// the plan's `s3` settings).
+    pub fn state_store(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        crate::store::Store::open(&self.runtime.state, &self.s3)
+    }
+
     /// Whether schema events reach the sinks (`operations.skip` does not name `ddl`).
     pub fn delivers_ddl(&self) -> bool {
         !self.operations.skip.contains(&OpKind::Ddl)

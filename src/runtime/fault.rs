@@ -6,6 +6,7 @@
 //! | [`Fault::ChunkDelay`] | `FERRY_FAULT_CHUNK_DELAY_MS` | each snapshot chunk read waits this long first (a kill lands mid-snapshot) |
 //! | [`Fault::ManifestDelay`] | `FERRY_FAULT_MANIFEST_DELAY_MS` | the coordinator waits before each manifest (sinks commit epochs no manifest covers yet) |
 //! | [`Fault::DdlCrash`] | `FERRY_FAULT_DDL_CRASH` | the process aborts after a target DDL ran, before its record |
+//! | [`Fault::StoreCrash`] | `FERRY_FAULT_STORE_CRASH` | the process aborts before its n-th object write or delete (state store, files target, archive) |
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub enum Fault {
     ManifestDelay,
     /// Abort between a target DDL and its record.
     DdlCrash,
+    /// Abort before the n-th write or delete of an object.
+    StoreCrash,
 }
 
 impl Fault {
@@ -27,12 +30,13 @@ impl Fault {
             Fault::ChunkDelay => "FERRY_FAULT_CHUNK_DELAY_MS",
             Fault::ManifestDelay => "FERRY_FAULT_MANIFEST_DELAY_MS",
             Fault::DdlCrash => "FERRY_FAULT_DDL_CRASH",
+            Fault::StoreCrash => "FERRY_FAULT_STORE_CRASH",
         }
     }
 
     fn value(self) -> Option<&'static str> {
-        static VALUES: OnceLock<[Option<String>; 3]> = OnceLock::new();
-        let all = [Fault::ChunkDelay, Fault::ManifestDelay, Fault::DdlCrash];
+        static VALUES: OnceLock<[Option<String>; 4]> = OnceLock::new();
+        let all = [Fault::ChunkDelay, Fault::ManifestDelay, Fault::DdlCrash, Fault::StoreCrash];
         let values = VALUES.get_or_init(|| all.map(|f| std::env::var(f.variable()).ok()));
         values[all.iter().position(|f| *f == self).expect("listed")].as_deref()
     }
@@ -45,5 +49,16 @@ impl Fault {
     /// The delay of a delay point, when armed with a number of milliseconds.
     pub fn delay(self) -> Option<Duration> {
         self.value().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+    }
+}
+
+/// A write or delete of an object is about to happen: with `FERRY_FAULT_STORE_CRASH=<n>` the
+/// n-th one (counted from 1 in this process) aborts the process first, as a kill -9 would.
+pub fn store_write(path: &str) {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some(n) = Fault::StoreCrash.value().and_then(|v| v.parse::<u64>().ok()) else { return };
+    if COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
+        eprintln!("fault injection: aborting before store write {n} ({path})");
+        std::process::abort();
     }
 }

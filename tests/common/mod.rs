@@ -251,3 +251,80 @@ pub fn sigterm_and_wait(child: &mut std::process::Child) -> (Duration, std::proc
     let status = child.wait().expect("ferry exits");
     (sent.elapsed(), status)
 }
+
+/// The S3-compatible test server (scripts/servers): a plan's `s3` section for it (the secret
+/// from the environment, as a user would write it), and where its objects lie on disk.
+pub mod s3 {
+    use super::*;
+
+    fn var(name: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test"))
+    }
+
+    /// The plan's `s3:` section for the test server.
+    pub fn section() -> String {
+        format!(
+            "s3:\n  endpoint: {}\n  region: us-east-1\n  access_key_id: {}\n  secret_access_key: ${{env:FERRY_TEST_S3_SECRET}}\n",
+            var("FERRY_TEST_S3_ENDPOINT"),
+            var("FERRY_TEST_S3_KEY")
+        )
+    }
+
+    /// A bucket of its own for one test run, created (the server's objects outlive a test's
+    /// directory, and the test server lists a bucket by walking all of it).
+    pub fn prefix(tag: &str) -> String {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let bucket = format!("{tag}-{}", nanos % 1_000_000_000_000);
+        // The test server keeps a bucket as a directory of its root.
+        std::fs::create_dir_all(Path::new(&var("FERRY_TEST_S3_DIR")).join(&bucket)).unwrap();
+        bucket
+    }
+
+    /// `s3://<bucket>/<under>`.
+    pub fn url(bucket: &str, under: &str) -> String {
+        format!("s3://{bucket}/{under}")
+    }
+
+    /// The directory the server keeps `s3://<bucket>/<under>`'s objects in.
+    pub fn disk(bucket: &str, under: &str) -> PathBuf {
+        Path::new(&var("FERRY_TEST_S3_DIR")).join(bucket).join(under)
+    }
+}
+
+/// The files the commit manifests (`_committed/*.json`) of an exactly-once files target under
+/// `root` on disk list for `db.table`, in name order: what a reader of committed data reads.
+pub fn committed_files(root: &Path, db: &str, table: &str) -> Vec<String> {
+    let mut files: Vec<String> = Vec::new();
+    let Ok(rd) = std::fs::read_dir(root.join("_committed")) else { return Vec::new() };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let m: Json =
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        files.extend(m["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()));
+    }
+    let dir = format!("{db}/{table}/");
+    files.retain(|f| f.starts_with(&dir));
+    files.sort();
+    let before = files.len();
+    files.dedup();
+    assert_eq!(before, files.len(), "a file is listed by two commit manifests");
+    files
+}
+
+/// Every line of one table of an exactly-once files target whose objects are under `root` on
+/// disk, as a reader that sees only committed data reads them: the files the commit manifests
+/// list, in name order. A part no manifest lists is not read.
+pub fn committed_lines(root: &Path, db: &str, table: &str) -> Vec<Json> {
+    let mut lines = Vec::new();
+    for f in committed_files(root, db, table) {
+        let path = root.join(&f);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("committed file {f}: {e}"));
+        for line in text.lines() {
+            lines.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{f}: {e}: {line}")));
+        }
+    }
+    lines
+}

@@ -1,5 +1,7 @@
 //! The `files` target as `ferry verify` reads it: a table's files applied in name order (the
-//! order the writer guarantees keeps each key's changes in source order). In `upsert` mode the
+//! order the writer guarantees keeps each key's changes in source order). In exactly-once a
+//! reader follows the commit manifests (`_committed/`): only the files they list are read, so
+//! parts of an epoch not yet committed are not. In `upsert` mode the
 //! result is each key's last image unless its last line is `"__deleted": true`; in `append`
 //! mode every line is a row. The table is materialized in memory and compared whole (files have
 //! no key index to read a range from).
@@ -15,24 +17,44 @@ use std::collections::HashMap;
 pub struct FilesReader {
     store: Store,
     upsert: bool,
+    exactly_once: bool,
 }
 
-/// A reader of the files under `path`.
-pub fn reader(path: &str, upsert: bool) -> Result<FilesReader, String> {
-    let store = Store::open_local(path).map_err(|e| format!("target: {e}"))?;
-    Ok(FilesReader { store, upsert })
+/// The committed objects of an exactly-once files target: every file its commit manifests
+/// list, in name order.
+pub fn committed_files(store: &Store) -> Result<Vec<String>, String> {
+    let mut files = Vec::new();
+    for m in store.list(super::COMMITTED).map_err(|e| e.to_string())? {
+        if super::manifest_of(&m).is_none() {
+            continue;
+        }
+        let data = store.get(&m).map_err(|e| e.to_string())?.unwrap_or_default();
+        let manifest: super::CommitManifest = serde_json::from_slice(&data).map_err(|e| format!("{m}: {e}"))?;
+        files.extend(manifest.files);
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
 }
 
 impl FilesReader {
+    /// A reader of the files in `store` (`exactly_once`: follow the commit manifests).
+    pub fn new(store: Store, upsert: bool, exactly_once: bool) -> Self {
+        FilesReader { store, upsert, exactly_once }
+    }
+
     fn load(&self, schema: &TableSchema) -> Result<Vec<Row>, ReadError> {
         let dir = format!("{}/{}/", schema.name.database, schema.name.table);
-        let mut files: Vec<String> = self
-            .store
-            .list(&dir)
-            .map_err(|e| ReadError::Unavailable(e.to_string()))?
-            .into_iter()
-            .filter(|f| f.ends_with(".jsonl"))
-            .collect();
+        let mut files: Vec<String> = if self.exactly_once {
+            committed_files(&self.store)
+                .map_err(ReadError::Unavailable)?
+                .into_iter()
+                .filter(|f| f.starts_with(&dir))
+                .collect()
+        } else {
+            self.store.list(&dir).map_err(|e| ReadError::Unavailable(e.to_string()))?
+        };
+        files.retain(|f| f.ends_with(".jsonl"));
         files.sort();
         let key = schema.row_key();
         let mut by_key: HashMap<Vec<String>, (usize, Row)> = HashMap::new();

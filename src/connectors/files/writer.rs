@@ -1,24 +1,36 @@
-//! The `files` target: one directory per target table, JSON lines, through the object store.
+//! The `files` target: one directory per target table, JSON lines or Parquet, through the
+//! object store (a local directory or an S3-compatible bucket).
 //!
 //! ```text
-//!  <path>/<database>/<table>/e<epoch>-w<worker>-p<part>.jsonl              exactly-once
-//!  <path>/<database>/<table>/g<run>-e<epoch>-w<worker>-p<part>.jsonl       at-least-once
-//!  <path>/.staging/...                                                     exactly-once parts not yet committed
+//!  <path>/<database>/<table>/e<epoch>-w<worker>-p<part>.<ext>              exactly-once
+//!  <path>/<database>/<table>/g<run>-e<epoch>-w<worker>-p<part>.<ext>       at-least-once
+//!  <path>/_committed/e<epoch>-w<worker>.json                               exactly-once: the
+//!                                                                          files an epoch commit published
+//!  <path>/.staging/...                                                     local directory: parts not yet committed
 //!  <path>/_schema_changes/e<epoch>-<source database>.<source table>.jsonl  schema changes
 //! ```
 //!
 //! Applying the files of a table in name order replays its changes in an order that keeps
-//! every key's changes in source order. Each line is one change as a JSON object of the target
-//! columns (encoding: `ferry_operators::json`). In `upsert` mode every line also has
-//! `"__deleted"`: `false` for an insert or the new image of an update, `true` for a delete (the
-//! line then holds the deleted row). In `append` mode a line is just the row; add an `op_type`
-//! metadata column to see the change kind.
+//! every key's changes in source order. In JSON lines each line is one change as a JSON object
+//! of the target columns (encoding: `ferry_operators::json`); a Parquet file holds the same
+//! rows as columns ([`super::parquet`] has the type mapping). In `upsert` mode every row also
+//! has `__deleted`: `false` for an insert or the new image of an update, `true` for a delete
+//! (the row is then the deleted row). In `append` mode a row is just the row; add an `op_type`
+//! metadata column to see the change kind. A part ends at `max_file_rows` rows or
+//! `max_file_bytes` bytes and at every epoch commit; a schema change starts a new part.
 //!
-//! Exactly-once: rows of an epoch go to `.staging/` as batches fill; when the epoch is complete
-//! the parts are renamed into place and the worker's progress is recorded. A restart replays
-//! uncommitted epochs with the same boundaries and rewrites the same names, and skips committed
-//! ones. At-least-once: parts are written in place as batches fill and at every epoch end; a
-//! restart writes a new run number `g<run>`, so replayed duplicates sort after the originals.
+//! Exactly-once: the commit point of a worker's epoch is its manifest
+//! `_committed/e<epoch>-w<worker>.json`, written once every part of the epoch is in place; it
+//! lists them. **A reader that must see only committed data reads the files the manifests
+//! list** (in name order) and nothing else. On S3 parts are written under their final names
+//! (no rename); a part no manifest lists belongs to an epoch not yet committed (a crashed run
+//! left it, and the replay of that epoch overwrites or deletes it). In a local directory parts
+//! wait in `.staging/` and are renamed into place before the manifest is written, so there a
+//! reader of the plain directory sees an epoch's parts only once they are committed or being
+//! committed. A restart replays uncommitted epochs with the same boundaries and rewrites the
+//! same names; epochs with a manifest are committed and skipped. At-least-once: parts are
+//! written in place as they fill and at every epoch end, without manifests; a restart writes a
+//! new run number `g<run>`, so replayed duplicates sort after the originals.
 //!
 //! Schema changes of source tables (from a binlog's DDL) are JSON lines in `_schema_changes/`,
 //! one file per epoch and source table, written when the epoch commits: the source table, its
@@ -26,12 +38,15 @@
 //! and the commit time. A schema change ends its epoch, so it applies after the row files of
 //! its epoch and before those of later epochs. A replayed epoch rewrites the same file.
 
+use super::parquet;
+use super::FileFormat;
 use crate::connector::{SinkError, SinkWriter};
 use crate::plan::config::{Semantics, WriteMode};
 use crate::plan::Compiled;
 use crate::state::TaskState;
 use crate::store::Store;
-use ferry_operators::{json, Change, Op, SchemaEvent, TableId};
+use ferry_operators::{json, Change, Op, Row, SchemaEvent, TableId, TableSchema};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -42,17 +57,66 @@ pub struct FilesOptions {
     pub worker: usize,
     /// Run number for at-least-once file names.
     pub run: u64,
-    /// Rows per part file.
-    pub batch_rows: usize,
+    /// The file format.
+    pub format: FileFormat,
+    /// Rows per part file at most.
+    pub max_rows: usize,
+    /// Bytes per part file at most (JSON lines: exact; Parquet: the rows' size before
+    /// encoding, an upper bound of the file's).
+    pub max_bytes: usize,
     /// Epochs up to this one may be replays of a crashed run (clean up their old parts).
     pub replay_upto: u64,
 }
 
+/// An exactly-once commit record: the files one worker's commit of `epoch` published.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitManifest {
+    /// The epoch committed (every epoch up to it of this worker is committed).
+    pub epoch: u64,
+    /// The worker.
+    pub worker: usize,
+    /// The published objects, relative to the target path, in name order.
+    pub files: Vec<String>,
+}
+
+/// The folder of the commit manifests under the target path.
+pub const COMMITTED: &str = "_committed";
+
+/// The manifest name of `worker`'s commit of `epoch`.
+pub fn manifest_name(epoch: u64, worker: usize) -> String {
+    format!("{COMMITTED}/e{epoch:010}-w{worker:03}.json")
+}
+
+/// The epoch and worker of a manifest name.
+pub fn manifest_of(name: &str) -> Option<(u64, usize)> {
+    let file = name.rsplit('/').next()?.strip_suffix(".json")?;
+    let (e, w) = file.strip_prefix('e')?.split_once("-w")?;
+    Some((e.parse().ok()?, w.parse().ok()?))
+}
+
+/// Rows of a part waiting to be written.
+enum Buf {
+    /// JSON lines, encoded.
+    Jsonl(Vec<u8>),
+    /// Parquet: the rows, their `__deleted` flags, the schema they have.
+    Parquet { schema: Arc<TableSchema>, rows: Vec<Row>, deleted: Vec<bool> },
+}
+
 struct Part {
     rows: usize,
-    buf: Vec<u8>,
+    bytes: usize,
+    buf: Buf,
     next_part: u32,
     staged: Vec<(String, String)>,
+}
+
+/// The row image a change is written as.
+fn slot_of(change: &mut Change) -> &mut Option<Row> {
+    if change.op == Op::Delete {
+        &mut change.before
+    } else {
+        &mut change.after
+    }
 }
 
 /// A files writer for one worker.
@@ -62,27 +126,41 @@ pub struct FilesWriter {
     state: TaskState,
     opts: FilesOptions,
     exactly_once: bool,
+    /// Parts wait in `.staging/` and are renamed at commit (a local directory).
+    stage: bool,
     upsert: bool,
     committed: u64,
     /// Open buffers by (epoch, target directory).
     open: BTreeMap<(u64, String), Part>,
+    /// Objects written for epochs not yet committed, by epoch (exactly-once).
+    published: BTreeMap<u64, Vec<String>>,
     names: HashMap<TableId, String>,
+    /// The compiled target schema of each table, shared by its Parquet parts.
+    schemas: HashMap<TableId, Arc<TableSchema>>,
     line: Vec<u8>,
     /// Schema change lines by (epoch, source table), written at the epoch's commit.
     schema: BTreeMap<(u64, String), Vec<u8>>,
 }
 
 impl FilesWriter {
-    /// A writer into `out` (the target's root directory).
+    /// A writer into `out` (the target's root).
     pub fn new(plan: Arc<Compiled>, out: Store, state: TaskState, opts: FilesOptions) -> Result<Self, SinkError> {
         let exactly_once = plan.plan.settings.semantics == Semantics::ExactlyOnce;
         let upsert = plan.plan.settings.write_mode == WriteMode::Upsert;
+        let transient = |e: &dyn std::fmt::Display| SinkError::Transient(e.to_string());
         let committed = if exactly_once {
-            state.sink_progress("files", opts.worker).map_err(|e| SinkError::Transient(e.to_string()))?
+            // The manifests are the commit points; the progress record may lag one behind (a
+            // crash between the two).
+            let progress = state.sink_progress("files", opts.worker).map_err(|e| transient(&e))?;
+            let manifests = out.list(COMMITTED).map_err(|e| transient(&e))?;
+            let newest =
+                manifests.iter().filter_map(|m| manifest_of(m)).filter(|&(_, w)| w == opts.worker).map(|(e, _)| e);
+            newest.fold(progress, u64::max)
         } else {
             0
         };
         Ok(FilesWriter {
+            stage: out.is_local(),
             plan,
             out,
             state,
@@ -91,7 +169,9 @@ impl FilesWriter {
             upsert,
             committed,
             open: BTreeMap::new(),
+            published: BTreeMap::new(),
             names: HashMap::new(),
+            schemas: HashMap::new(),
             line: Vec::new(),
             schema: BTreeMap::new(),
         })
@@ -136,30 +216,119 @@ impl FilesWriter {
         self.line.extend_from_slice(b"}\n");
     }
 
-    fn part_name(&self, epoch: u64, part: u32) -> String {
-        if self.exactly_once {
-            format!("e{epoch:010}-w{:03}-p{part:05}.jsonl", self.opts.worker)
-        } else {
-            format!("g{:013}-e{epoch:010}-w{:03}-p{part:05}.jsonl", self.opts.run, self.opts.worker)
+    fn ext(&self) -> &'static str {
+        match self.opts.format {
+            FileFormat::Jsonl => "jsonl",
+            FileFormat::Parquet => "parquet",
         }
     }
 
+    fn part_name(&self, epoch: u64, part: u32) -> String {
+        let ext = self.ext();
+        if self.exactly_once {
+            format!("e{epoch:010}-w{:03}-p{part:05}.{ext}", self.opts.worker)
+        } else {
+            format!("g{:013}-e{epoch:010}-w{:03}-p{part:05}.{ext}", self.opts.run, self.opts.worker)
+        }
+    }
+
+    fn empty_buf(&self, schema: &Arc<TableSchema>) -> Buf {
+        match self.opts.format {
+            FileFormat::Jsonl => Buf::Jsonl(Vec::new()),
+            FileFormat::Parquet => Buf::Parquet { schema: schema.clone(), rows: Vec::new(), deleted: Vec::new() },
+        }
+    }
+
+    /// The target schema of a change's rows.
+    fn schema_of(&mut self, table: TableId, change: &Change) -> Arc<TableSchema> {
+        match &change.schema {
+            Some(s) => s.clone(),
+            None => {
+                let plan = &self.plan;
+                self.schemas.entry(table).or_insert_with(|| Arc::new(plan.table(table).target_schema.clone())).clone()
+            }
+        }
+    }
+
+    /// Adds a row ([`parquet::check_row`] accepted) to its Parquet part.
+    fn push_row(&mut self, key: &(u64, String), table: TableId, change: &Change, row: Row) -> Result<(), SinkError> {
+        let schema = self.schema_of(table, change);
+        // A part holds rows of one schema: a schema change starts a new part.
+        let same = match self.open.get(key).map(|p| &p.buf) {
+            Some(Buf::Parquet { schema: s, .. }) => Arc::ptr_eq(s, &schema) || s.columns == schema.columns,
+            _ => true,
+        };
+        if !same {
+            self.flush_part(key.0, &key.1)?;
+            let buf = self.empty_buf(&schema);
+            self.open.get_mut(key).expect("open part").buf = buf;
+        }
+        if !self.open.contains_key(key) {
+            let part = Part { rows: 0, bytes: 0, buf: self.empty_buf(&schema), next_part: 0, staged: Vec::new() };
+            self.open.insert(key.clone(), part);
+        }
+        let part = self.open.get_mut(key).expect("open part");
+        part.bytes += row.iter().map(parquet::value_size).sum::<usize>();
+        if let Buf::Parquet { rows, deleted, .. } = &mut part.buf {
+            rows.push(row);
+            deleted.push(change.op == Op::Delete);
+        }
+        part.rows += 1;
+        Ok(())
+    }
+
+    /// Writes the part of `(epoch, dir)` if it has rows. The rows stay buffered until the put
+    /// succeeded, so a failed put loses nothing: the next flush (at the latest the commit's)
+    /// writes them.
     fn flush_part(&mut self, epoch: u64, dir: &str) -> Result<(), SinkError> {
-        let name_part = match self.open.get(&(epoch, dir.to_string())) {
+        let key = (epoch, dir.to_string());
+        let name_part = match self.open.get(&key) {
             Some(p) if p.rows > 0 => p.next_part,
             _ => return Ok(()),
         };
         let name = self.part_name(epoch, name_part);
         let final_path = format!("{dir}/{name}");
-        let path = if self.exactly_once { format!(".staging/{dir}/{name}") } else { final_path.clone() };
-        let part = self.open.get_mut(&(epoch, dir.to_string())).expect("open part");
-        let data = std::mem::take(&mut part.buf);
+        let path = if self.exactly_once && self.stage { format!(".staging/{dir}/{name}") } else { final_path.clone() };
+        let upsert = self.upsert;
+        let part = self.open.get_mut(&key).expect("open part");
+        let data = match &mut part.buf {
+            Buf::Jsonl(b) => bytes::Bytes::from(std::mem::take(b)),
+            Buf::Parquet { schema, rows, deleted } => parquet::encode(schema, rows, upsert.then_some(&deleted[..]))
+                .map_err(|e| SinkError::Definite(format!("{final_path}: {e}")))?
+                .into(),
+        };
+        if let Err(e) = self.out.put(&path, data.clone()) {
+            if let Buf::Jsonl(b) = &mut self.open.get_mut(&key).expect("open part").buf {
+                *b = data.to_vec();
+            }
+            return Err(SinkError::Transient(e.to_string()));
+        }
+        let part = self.open.get_mut(&key).expect("open part");
+        if let Buf::Parquet { rows, deleted, .. } = &mut part.buf {
+            rows.clear();
+            deleted.clear();
+        }
         part.rows = 0;
+        part.bytes = 0;
         part.next_part += 1;
         if self.exactly_once {
-            part.staged.push((path.clone(), final_path));
+            if self.stage {
+                part.staged.push((path, final_path.clone()));
+            }
+            self.published.entry(epoch).or_default().push(final_path);
         }
-        self.out.put(&path, data).map_err(|e| SinkError::Transient(e.to_string()))
+        Ok(())
+    }
+
+    /// Writes the part of `key` once it is full. A failed put keeps the rows buffered (the
+    /// commit writes them or fails), so the change counts as taken.
+    fn flush_if_full(&mut self, key: &(u64, String)) {
+        let part = &self.open[key];
+        if part.rows >= self.opts.max_rows || part.bytes >= self.opts.max_bytes {
+            if let Err(e) = self.flush_part(key.0, &key.1) {
+                tracing::warn!(error = %crate::secrets::redact(&e.to_string()), "writing a part failed; it is written again at the latest at the epoch's commit");
+            }
+        }
     }
 }
 
@@ -170,19 +339,51 @@ impl SinkWriter for FilesWriter {
 
     fn write(&mut self, epoch: u64, table: TableId, change: &Change) -> Result<(), SinkError> {
         let dir = self.dir_for(table, change)?;
-        self.encode(table, change);
-        let batch = self.opts.batch_rows;
-        let part = self.open.entry((epoch, dir.clone())).or_insert_with(|| Part {
-            rows: 0,
-            buf: Vec::new(),
-            next_part: 0,
-            staged: Vec::new(),
-        });
-        part.buf.extend_from_slice(&self.line);
-        part.rows += 1;
-        if part.rows >= batch {
-            self.flush_part(epoch, &dir)?;
+        let key = (epoch, dir.clone());
+        match self.opts.format {
+            FileFormat::Jsonl => {
+                self.encode(table, change);
+                if !self.open.contains_key(&key) {
+                    let part =
+                        Part { rows: 0, bytes: 0, buf: Buf::Jsonl(Vec::new()), next_part: 0, staged: Vec::new() };
+                    self.open.insert(key.clone(), part);
+                }
+                let part = self.open.get_mut(&key).expect("open part");
+                if let Buf::Jsonl(b) = &mut part.buf {
+                    b.extend_from_slice(&self.line);
+                }
+                part.rows += 1;
+                part.bytes += self.line.len();
+            }
+            FileFormat::Parquet => {
+                parquet::check_row(&self.schema_of(table, change), change.image())
+                    .map_err(|e| SinkError::Definite(format!("{dir}: {e}")))?;
+                self.push_row(&key, table, change, change.image().clone())?
+            }
         }
+        self.flush_if_full(&key);
+        Ok(())
+    }
+
+    fn write_owned(&mut self, epoch: u64, mut change: Change) -> Result<(), (SinkError, Change)> {
+        if self.opts.format != FileFormat::Parquet {
+            return self.write(epoch, change.table, &change).map_err(|e| (e, change));
+        }
+        let table = change.table;
+        let dir = match self.dir_for(table, &change) {
+            Ok(d) => d,
+            Err(e) => return Err((e, change)),
+        };
+        let key = (epoch, dir);
+        let row = slot_of(&mut change).take().expect("a change has its image");
+        if let Err(e) = parquet::check_row(self.schema_of(table, &change).as_ref(), &row) {
+            *slot_of(&mut change) = Some(row);
+            return Err((SinkError::Definite(format!("{}: {e}", key.1)), change));
+        }
+        if let Err(e) = self.push_row(&key, table, &change, row) {
+            return Err((e, change));
+        }
+        self.flush_if_full(&key);
         Ok(())
     }
 
@@ -205,16 +406,24 @@ impl SinkWriter for FilesWriter {
     }
 
     fn commit(&mut self, epoch: u64) -> Result<(), SinkError> {
+        let transient = |e: &dyn std::fmt::Display| SinkError::Transient(e.to_string());
         let due: Vec<(u64, String)> = self.schema.range(..(epoch + 1, String::new())).map(|(k, _)| k.clone()).collect();
         for key in due {
             // Dropped only once written: a retried commit writes it again.
             let data = self.schema.get(&key).expect("listed").clone();
             let path = format!("_schema_changes/e{:010}-{}.jsonl", key.0, key.1);
-            self.out.put(&path, data).map_err(|e| SinkError::Transient(e.to_string()))?;
+            self.out.put(&path, data).map_err(|e| transient(&e))?;
+            if self.exactly_once {
+                let files = self.published.entry(key.0).or_default();
+                if !files.contains(&path) {
+                    files.push(path);
+                }
+            }
             self.schema.remove(&key);
         }
         let keys: Vec<(u64, String)> =
             self.open.range((0, String::new())..(epoch + 1, String::new())).map(|(k, _)| k.clone()).collect();
+        let ext = format!(".{}", self.ext());
         for (e, dir) in keys {
             self.flush_part(e, &dir)?;
             // The part stays open until published: a retried commit (after a transient error)
@@ -222,30 +431,36 @@ impl SinkWriter for FilesWriter {
             let next_part = self.open.get(&(e, dir.clone())).expect("open part").next_part;
             if self.exactly_once {
                 if e <= self.opts.replay_upto {
-                    // A crashed run may have published more parts of this epoch: remove them.
+                    // A crashed run may have written more parts of this epoch: remove them.
                     let prefix = format!("e{e:010}-w{:03}-p", self.opts.worker);
-                    for old in self.out.list(&dir).map_err(|x| SinkError::Transient(x.to_string()))? {
+                    for old in self.out.list(&dir).map_err(|x| transient(&x))? {
                         let file = old.rsplit('/').next().unwrap_or("");
-                        let n: Option<u32> = file
-                            .strip_prefix(&prefix)
-                            .and_then(|r| r.strip_suffix(".jsonl"))
-                            .and_then(|n| n.parse().ok());
+                        let n: Option<u32> =
+                            file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(&ext)).and_then(|n| n.parse().ok());
                         if n.is_some_and(|n| n >= next_part) {
-                            self.out.delete(&old).map_err(|x| SinkError::Transient(x.to_string()))?;
+                            self.out.delete(&old).map_err(|x| transient(&x))?;
                         }
                     }
                 }
                 while let Some((from, to)) = self.open.get(&(e, dir.clone())).and_then(|p| p.staged.first().cloned()) {
-                    self.out.rename(&from, &to).map_err(|x| SinkError::Transient(x.to_string()))?;
+                    self.out.rename(&from, &to).map_err(|x| transient(&x))?;
                     self.open.get_mut(&(e, dir.clone())).expect("open part").staged.remove(0);
                 }
             }
             self.open.remove(&(e, dir));
         }
         if self.exactly_once && epoch > self.committed {
-            self.state
-                .write_sink_progress("files", self.opts.worker, epoch)
-                .map_err(|e| SinkError::Transient(e.to_string()))?;
+            // The commit point: the manifest of what this commit published (epochs up to
+            // `epoch`), then the progress record.
+            let mut files: Vec<String> = self.published.range(..=epoch).flat_map(|(_, f)| f.iter().cloned()).collect();
+            if !files.is_empty() {
+                files.sort();
+                let m = CommitManifest { epoch, worker: self.opts.worker, files };
+                let bytes = serde_json::to_vec_pretty(&m).expect("a manifest serializes");
+                self.out.put(&manifest_name(epoch, self.opts.worker), bytes).map_err(|e| transient(&e))?;
+            }
+            self.published = self.published.split_off(&(epoch + 1));
+            self.state.write_sink_progress("files", self.opts.worker, epoch).map_err(|e| transient(&e))?;
             self.committed = epoch;
         }
         Ok(())

@@ -140,7 +140,7 @@ impl SinkConnector for KafkaSink {
             )
             .map_err(err)?;
         }
-        let store = crate::store::Store::open_local(&plan.plan.settings.runtime.state).map_err(TaskError::definite)?;
+        let store = plan.plan.settings.state_store().map_err(TaskError::definite)?;
         let state = crate::state::TaskState::new(store, &plan.plan.settings.task);
         sink::prepare_instance(&state, from_scratch || fresh).map_err(TaskError::transient)
     }
