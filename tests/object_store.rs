@@ -225,10 +225,16 @@ fn the_all_types_table_as_parquet_on_s3_reads_back_identical_with_pyarrow() {
         values(5, "0000-00-00")
     )]);
     ok(&run_in(dir.path(), &["run", "-q", &p]));
+    // A schema change: later rows go to files with the new schema.
+    exec(&[
+        &format!("ALTER TABLE {db}.t ADD COLUMN extra INT DEFAULT 7"),
+        &format!("INSERT INTO {db}.t (id, dt) VALUES (6, '2024-01-01')"),
+    ]);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
 
     let out = s3::disk(&bucket, "out");
     let files: Vec<std::path::PathBuf> = committed_files(&out, db, "t").iter().map(|f| out.join(f)).collect();
-    assert!(files.len() >= 2 && files.iter().all(|f| f.extension().is_some_and(|e| e == "parquet")), "{files:?}");
+    assert!(files.len() >= 3 && files.iter().all(|f| f.extension().is_some_and(|e| e == "parquet")), "{files:?}");
     let read = pyarrow_read(&files);
     let types = json!({
         "id": "int32", "ti": "int8", "tu": "uint8", "bi": "int64", "bu": "uint64", "f": "float", "d": "double",
@@ -249,6 +255,17 @@ fn the_all_types_table_as_parquet_on_s3_reads_back_identical_with_pyarrow() {
             "n": null, "__deleted": false
         })
     };
+    let (with_extra, read): (Vec<Json>, Vec<Json>) =
+        read.into_iter().partition(|f| f["types"].as_object().unwrap().contains_key("extra"));
+    assert_eq!(with_extra.len(), 1, "one file after the schema change");
+    let after = &with_extra[0];
+    assert_eq!(after["types"]["extra"], "int32");
+    let rows6 = after["rows"].as_array().unwrap();
+    assert_eq!(rows6.len(), 1, "{after}");
+    assert_eq!(
+        (&rows6[0]["id"], &rows6[0]["extra"], &rows6[0]["dt"]),
+        (&json!(6), &json!(7), &json!({"iso": "2024-01-01"}))
+    );
     let mut rows: Vec<Json> = Vec::new();
     for f in &read {
         for (col, ty) in types.as_object().unwrap() {
@@ -295,5 +312,5 @@ fn the_all_types_table_as_parquet_on_s3_reads_back_identical_with_pyarrow() {
     }
     // The source keeps the zero-date rows the target could not take.
     let (_, src) = read_table(db, "t");
-    assert_eq!(src.len(), 4, "rows 1, 3, 4 and 5 are left in the source");
+    assert_eq!(src.len(), 5, "rows 1, 3, 4, 5 and 6 are left in the source");
 }

@@ -31,8 +31,8 @@ pub struct FilesTarget {
     /// (a file also ends at every checkpoint).
     #[serde(default)]
     pub max_file_rows: Option<usize>,
-    /// Bytes per file at most, e.g. `64MiB` (Parquet: the rows' size before encoding, so files
-    /// are smaller); default `128MiB`. Files above 8 MiB go to S3 as multipart uploads.
+    /// Bytes per file at most, e.g. `64MiB` (Parquet: encoded, plus up to 8,192 rows not
+    /// encoded yet); default `128MiB`. Files above 8 MiB go to S3 as multipart uploads.
     #[serde(default = "FilesTarget::default_max_file_bytes")]
     pub max_file_bytes: String,
 }

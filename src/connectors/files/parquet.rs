@@ -306,33 +306,88 @@ fn column(ty: &ColumnType, rows: &[Row], i: usize) -> ArrayRef {
     }
 }
 
-/// Encodes `rows` of `schema` as one Parquet file (`deleted`: the upsert flag of each row).
-pub fn encode(schema: &TableSchema, rows: &[Row], deleted: Option<&[bool]>) -> Result<Vec<u8>, String> {
-    let arrow = Arc::new(arrow_schema(schema, deleted.is_some()));
-    let mut cols: Vec<ArrayRef> = schema.columns.iter().enumerate().map(|(i, c)| column(&c.ty, rows, i)).collect();
-    if let Some(d) = deleted {
-        cols.push(Arc::new(arrow_array::BooleanArray::from(d.to_vec())));
-    }
-    let batch = RecordBatch::try_new(arrow.clone(), cols).map_err(|e| e.to_string())?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_created_by(format!("ferry {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, arrow, Some(props)).map_err(|e| e.to_string())?;
-    w.write(&batch).map_err(|e| e.to_string())?;
-    w.close().map_err(|e| e.to_string())?;
-    Ok(out)
+/// Rows a part keeps as values before it encodes them into its file's row group.
+const ENCODE_ROWS: usize = 8192;
+
+/// One Parquet file being written: rows are kept as values until [`ENCODE_ROWS`] of them are
+/// there, then encoded (compressed pages in memory), so a part holds little more than its
+/// encoded size however many rows it gets.
+pub struct PartEncoder {
+    schema: Arc<TableSchema>,
+    arrow: Arc<Schema>,
+    upsert: bool,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: Vec<Row>,
+    deleted: Vec<bool>,
+    buffered: usize,
 }
 
-/// An estimate of a value's size in a part buffer, for the part size bound.
-pub fn value_size(v: &Value) -> usize {
-    16 + match v {
-        Value::Text(s) | Value::Json(s) | Value::Enum(s) | Value::Set(s) | Value::Decimal(s) => s.len(),
-        Value::Bytes(b) | Value::Bit { bytes: b, .. } => b.len(),
-        _ => 0,
+impl PartEncoder {
+    /// A file for rows of `schema` (`upsert`: with the `__deleted` column).
+    pub fn new(schema: Arc<TableSchema>, upsert: bool) -> Result<Self, String> {
+        let arrow = Arc::new(arrow_schema(&schema, upsert));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by(format!("ferry {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), arrow.clone(), Some(props)).map_err(|e| e.to_string())?;
+        Ok(PartEncoder { schema, arrow, upsert, writer, rows: Vec::new(), deleted: Vec::new(), buffered: 0 })
     }
+
+    /// The schema of the file's rows.
+    pub fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+
+    /// Adds a row ([`check_row`] accepted it).
+    pub fn push(&mut self, row: Row, deleted: bool) -> Result<(), String> {
+        self.buffered += row.iter().map(value_size).sum::<usize>();
+        self.rows.push(row);
+        self.deleted.push(deleted);
+        if self.rows.len() >= ENCODE_ROWS {
+            self.encode()?;
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self) -> Result<(), String> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut cols: Vec<ArrayRef> =
+            self.schema.columns.iter().enumerate().map(|(i, c)| column(&c.ty, &self.rows, i)).collect();
+        if self.upsert {
+            cols.push(Arc::new(arrow_array::BooleanArray::from(std::mem::take(&mut self.deleted))));
+        }
+        let batch = RecordBatch::try_new(self.arrow.clone(), cols).map_err(|e| e.to_string())?;
+        self.writer.write(&batch).map_err(|e| e.to_string())?;
+        self.rows.clear();
+        self.deleted.clear();
+        self.buffered = 0;
+        Ok(())
+    }
+
+    /// The file's size so far: encoded bytes and an estimate of the rows not encoded yet.
+    pub fn size(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size() + self.buffered
+    }
+
+    /// The whole file.
+    pub fn finish(mut self) -> Result<Vec<u8>, String> {
+        self.encode()?;
+        self.writer.into_inner().map_err(|e| e.to_string())
+    }
+}
+
+/// An estimate of a value's size in memory, for the part size bound.
+pub fn value_size(v: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match v {
+            Value::Text(s) | Value::Json(s) | Value::Enum(s) | Value::Set(s) | Value::Decimal(s) => s.capacity(),
+            Value::Bytes(b) | Value::Bit { bytes: b, .. } => b.capacity(),
+            _ => 0,
+        }
 }
 
 #[cfg(test)]
@@ -369,6 +424,27 @@ mod tests {
         let err = check_row(&schema, &[Value::Null, Value::Decimal("123.4".into())]).unwrap_err();
         assert!(err.contains("column `n`") && err.contains("123.4"), "{err}");
         assert!(check_row(&schema, &[Value::Null, Value::Decimal("-12.34".into())]).is_ok());
+    }
+
+    #[test]
+    fn a_part_encodes_its_rows_in_batches_and_its_size_grows_with_them() {
+        use ferry_operators::schema::Column;
+        let schema = Arc::new(TableSchema {
+            name: ferry_operators::TableName::new("d", "t"),
+            columns: vec![Column::new("id", ColumnType::Int { bits: 64, unsigned: false }, false)],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        });
+        let mut part = PartEncoder::new(schema, true).unwrap();
+        for i in 0..(ENCODE_ROWS as i64 * 2 + 5) {
+            part.push(vec![Value::Int(i)], i % 2 == 0).unwrap();
+        }
+        // Two batches were encoded; five rows wait as values.
+        assert!(part.rows.len() == 5 && part.size() > 0);
+        let file = part.finish().unwrap();
+        assert_eq!(&file[..4], b"PAR1");
+        assert_eq!(&file[file.len() - 4..], b"PAR1");
     }
 
     proptest! {

@@ -61,8 +61,8 @@ pub struct FilesOptions {
     pub format: FileFormat,
     /// Rows per part file at most.
     pub max_rows: usize,
-    /// Bytes per part file at most (JSON lines: exact; Parquet: the rows' size before
-    /// encoding, an upper bound of the file's).
+    /// Bytes per part file at most (JSON lines: exact; Parquet: the encoded size and an
+    /// estimate of the rows not encoded yet).
     pub max_bytes: usize,
     /// Epochs up to this one may be replays of a crashed run (clean up their old parts).
     pub replay_upto: u64,
@@ -98,16 +98,27 @@ pub fn manifest_of(name: &str) -> Option<(u64, usize)> {
 enum Buf {
     /// JSON lines, encoded.
     Jsonl(Vec<u8>),
-    /// Parquet: the rows, their `__deleted` flags, the schema they have.
-    Parquet { schema: Arc<TableSchema>, rows: Vec<Row>, deleted: Vec<bool> },
+    /// Parquet: the file being encoded (made at the part's first row).
+    Parquet(Option<parquet::PartEncoder>),
 }
 
 struct Part {
+    /// Rows in `buf`.
     rows: usize,
+    /// Bytes of `buf` (Parquet: encoded, and an estimate of the rows not encoded yet).
     bytes: usize,
     buf: Buf,
+    /// A complete file whose put failed: written first at the next flush, under the part
+    /// number it had.
+    pending: Option<bytes::Bytes>,
     next_part: u32,
     staged: Vec<(String, String)>,
+}
+
+impl Part {
+    fn new(buf: Buf) -> Part {
+        Part { rows: 0, bytes: 0, buf, pending: None, next_part: 0, staged: Vec::new() }
+    }
 }
 
 /// The row image a change is written as.
@@ -232,13 +243,6 @@ impl FilesWriter {
         }
     }
 
-    fn empty_buf(&self, schema: &Arc<TableSchema>) -> Buf {
-        match self.opts.format {
-            FileFormat::Jsonl => Buf::Jsonl(Vec::new()),
-            FileFormat::Parquet => Buf::Parquet { schema: schema.clone(), rows: Vec::new(), deleted: Vec::new() },
-        }
-    }
-
     /// The target schema of a change's rows.
     fn schema_of(&mut self, table: TableId, change: &Change) -> Arc<TableSchema> {
         match &change.schema {
@@ -254,70 +258,64 @@ impl FilesWriter {
     fn push_row(&mut self, key: &(u64, String), table: TableId, change: &Change, row: Row) -> Result<(), SinkError> {
         let schema = self.schema_of(table, change);
         // A part holds rows of one schema: a schema change starts a new part.
-        let same = match self.open.get(key).map(|p| &p.buf) {
-            Some(Buf::Parquet { schema: s, .. }) => Arc::ptr_eq(s, &schema) || s.columns == schema.columns,
-            _ => true,
-        };
-        if !same {
+        let other_schema = matches!(self.open.get(key).map(|p| &p.buf),
+            Some(Buf::Parquet(Some(enc))) if !Arc::ptr_eq(enc.schema(), &schema) && enc.schema().columns != schema.columns);
+        if other_schema {
             self.flush_part(key.0, &key.1)?;
-            let buf = self.empty_buf(&schema);
-            self.open.get_mut(key).expect("open part").buf = buf;
         }
-        if !self.open.contains_key(key) {
-            let part = Part { rows: 0, bytes: 0, buf: self.empty_buf(&schema), next_part: 0, staged: Vec::new() };
-            self.open.insert(key.clone(), part);
+        let upsert = self.upsert;
+        let part = self.open.entry(key.clone()).or_insert_with(|| Part::new(Buf::Parquet(None)));
+        let Buf::Parquet(enc) = &mut part.buf else { unreachable!("a Parquet writer's parts are Parquet") };
+        if enc.is_none() {
+            *enc = Some(parquet::PartEncoder::new(schema, upsert).map_err(SinkError::Definite)?);
         }
-        let part = self.open.get_mut(key).expect("open part");
-        part.bytes += row.iter().map(parquet::value_size).sum::<usize>();
-        if let Buf::Parquet { rows, deleted, .. } = &mut part.buf {
-            rows.push(row);
-            deleted.push(change.op == Op::Delete);
-        }
+        let enc = enc.as_mut().expect("made above");
+        enc.push(row, change.op == Op::Delete).map_err(|e| SinkError::Definite(format!("{}: {e}", key.1)))?;
         part.rows += 1;
+        part.bytes = enc.size();
         Ok(())
     }
 
-    /// Writes the part of `(epoch, dir)` if it has rows. The rows stay buffered until the put
-    /// succeeded, so a failed put loses nothing: the next flush (at the latest the commit's)
-    /// writes them.
+    /// Writes the part of `(epoch, dir)`: a file whose put failed before, then the rows
+    /// buffered. A file stays in the part until its put succeeded, so a failed put loses
+    /// nothing: the next flush (at the latest the commit's) writes it.
     fn flush_part(&mut self, epoch: u64, dir: &str) -> Result<(), SinkError> {
         let key = (epoch, dir.to_string());
-        let name_part = match self.open.get(&key) {
-            Some(p) if p.rows > 0 => p.next_part,
-            _ => return Ok(()),
-        };
-        let name = self.part_name(epoch, name_part);
-        let final_path = format!("{dir}/{name}");
-        let path = if self.exactly_once && self.stage { format!(".staging/{dir}/{name}") } else { final_path.clone() };
-        let upsert = self.upsert;
-        let part = self.open.get_mut(&key).expect("open part");
-        let data = match &mut part.buf {
-            Buf::Jsonl(b) => bytes::Bytes::from(std::mem::take(b)),
-            Buf::Parquet { schema, rows, deleted } => parquet::encode(schema, rows, upsert.then_some(&deleted[..]))
-                .map_err(|e| SinkError::Definite(format!("{final_path}: {e}")))?
-                .into(),
-        };
-        if let Err(e) = self.out.put(&path, data.clone()) {
-            if let Buf::Jsonl(b) = &mut self.open.get_mut(&key).expect("open part").buf {
-                *b = data.to_vec();
+        loop {
+            let Some(part) = self.open.get_mut(&key) else { return Ok(()) };
+            if part.pending.is_none() {
+                if part.rows == 0 {
+                    return Ok(());
+                }
+                let data: bytes::Bytes = match &mut part.buf {
+                    Buf::Jsonl(b) => std::mem::take(b).into(),
+                    Buf::Parquet(enc) => enc
+                        .take()
+                        .expect("a part with rows has its file")
+                        .finish()
+                        .map_err(|e| SinkError::Definite(format!("{dir}: encoding a Parquet file: {e}")))?
+                        .into(),
+                };
+                part.pending = Some(data);
+                part.rows = 0;
+                part.bytes = 0;
             }
-            return Err(SinkError::Transient(e.to_string()));
-        }
-        let part = self.open.get_mut(&key).expect("open part");
-        if let Buf::Parquet { rows, deleted, .. } = &mut part.buf {
-            rows.clear();
-            deleted.clear();
-        }
-        part.rows = 0;
-        part.bytes = 0;
-        part.next_part += 1;
-        if self.exactly_once {
-            if self.stage {
-                part.staged.push((path, final_path.clone()));
+            let (data, n) = (part.pending.clone().expect("set above"), part.next_part);
+            let name = self.part_name(epoch, n);
+            let final_path = format!("{dir}/{name}");
+            let path =
+                if self.exactly_once && self.stage { format!(".staging/{dir}/{name}") } else { final_path.clone() };
+            self.out.put(&path, data).map_err(|e| SinkError::Transient(e.to_string()))?;
+            let part = self.open.get_mut(&key).expect("open part");
+            part.pending = None;
+            part.next_part += 1;
+            if self.exactly_once {
+                if self.stage {
+                    part.staged.push((path, final_path.clone()));
+                }
+                self.published.entry(epoch).or_default().push(final_path);
             }
-            self.published.entry(epoch).or_default().push(final_path);
         }
-        Ok(())
     }
 
     /// Writes the part of `key` once it is full. A failed put keeps the rows buffered (the
@@ -343,12 +341,7 @@ impl SinkWriter for FilesWriter {
         match self.opts.format {
             FileFormat::Jsonl => {
                 self.encode(table, change);
-                if !self.open.contains_key(&key) {
-                    let part =
-                        Part { rows: 0, bytes: 0, buf: Buf::Jsonl(Vec::new()), next_part: 0, staged: Vec::new() };
-                    self.open.insert(key.clone(), part);
-                }
-                let part = self.open.get_mut(&key).expect("open part");
+                let part = self.open.entry(key.clone()).or_insert_with(|| Part::new(Buf::Jsonl(Vec::new())));
                 if let Buf::Jsonl(b) = &mut part.buf {
                     b.extend_from_slice(&self.line);
                 }
