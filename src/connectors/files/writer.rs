@@ -99,7 +99,7 @@ enum Buf {
     /// JSON lines, encoded.
     Jsonl(Vec<u8>),
     /// Parquet: the file being encoded (made at the part's first row).
-    Parquet(Option<parquet::PartEncoder>),
+    Parquet(Option<Box<parquet::PartEncoder>>),
 }
 
 struct Part {
@@ -267,7 +267,7 @@ impl FilesWriter {
         let part = self.open.entry(key.clone()).or_insert_with(|| Part::new(Buf::Parquet(None)));
         let Buf::Parquet(enc) = &mut part.buf else { unreachable!("a Parquet writer's parts are Parquet") };
         if enc.is_none() {
-            *enc = Some(parquet::PartEncoder::new(schema, upsert).map_err(SinkError::Definite)?);
+            *enc = Some(Box::new(parquet::PartEncoder::new(schema, upsert).map_err(SinkError::Definite)?));
         }
         let enc = enc.as_mut().expect("made above");
         enc.push(row, change.op == Op::Delete).map_err(|e| SinkError::Definite(format!("{}: {e}", key.1)))?;
