@@ -302,15 +302,13 @@ fn verify_while_the_task_runs_under_writes_reports_no_false_difference_and_finds
     assert!(written > 20, "the workload kept writing through the verifications ({written} transactions)");
 }
 
-/// MariaDB → files: equal after a run; a later file that changes row 5, deletes row 1 and adds
-/// row 100 is reported exactly; without it the files verify equal again.
-#[test]
-fn mariadb_to_files_all_types_verify_reads_the_files_as_applied_in_name_order() {
-    let src = "ver_at_src_f";
+/// Copies the all-types source `src` into a files target in `format` (exactly-once) and
+/// checks that `ferry verify` finds it equal; returns the working directory and the plan.
+fn files_copy_verified_equal(src: &str, format: &str) -> (tempfile::TempDir, String) {
     all_types_source(src);
     let dir = workdir();
     let text = format!(
-        "task: ver-at-f\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\ntarget:\n  type: files\n  path: ./out-files\n\
+        "task: ver-at-{format}\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\ntarget:\n  type: files\n  path: ./out-files\n  format: {format}\n\
          tables:\n  include: ['{src}\\..*']\nsemantics: exactly-once\nruntime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\n",
         main_url()
     );
@@ -318,6 +316,15 @@ fn mariadb_to_files_all_types_verify_reads_the_files_as_applied_in_name_order() 
     ok(&run_in(dir.path(), &["run", "-q", &p]));
     let first = verify(dir.path(), &p, &[]);
     assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    (dir, p)
+}
+
+/// MariaDB → files: equal after a run; a later file that changes row 5, deletes row 1 and adds
+/// row 100 is reported exactly; without it the files verify equal again.
+#[test]
+fn mariadb_to_files_all_types_verify_reads_the_files_as_applied_in_name_order() {
+    let src = "ver_at_src_f";
+    let (dir, p) = files_copy_verified_equal(src, "jsonl");
 
     let table_dir = dir.path().join("out-files").join(src).join("all_types");
     let lines = common::table_lines(&dir.path().join("out-files"), src, "all_types");
@@ -330,6 +337,13 @@ fn mariadb_to_files_all_types_verify_reads_the_files_as_applied_in_name_order() 
     extra["id"] = Json::from(100);
     let injected = table_dir.join("zz-injected.jsonl");
     std::fs::write(&injected, format!("{row5}\n{gone}\n{extra}\n")).unwrap();
+    // A file no commit manifest lists is not committed data: verify does not read it.
+    let unlisted = verify(dir.path(), &p, &[]);
+    assert_eq!(unlisted.status.code(), Some(0), "{}", show(&unlisted));
+    // Committed, as a writer would commit it: listed by a manifest.
+    let manifest = dir.path().join("out-files/_committed/e9999999999-w999.json");
+    let files = serde_json::json!({"epoch": 9999999999u64, "worker": 999, "files": [format!("{src}/all_types/zz-injected.jsonl")]});
+    std::fs::write(&manifest, files.to_string()).unwrap();
     let found = verify(dir.path(), &p, &[]);
     assert_eq!(found.status.code(), Some(1), "{}", show(&found));
     let diffs = lines_of(dir.path(), "diff.jsonl");
@@ -338,8 +352,28 @@ fn mariadb_to_files_all_types_verify_reads_the_files_as_applied_in_name_order() 
     assert_eq!(ids(&lines_of(dir.path(), "missing.jsonl")), ["1".to_string()].into());
     assert_eq!(ids(&lines_of(dir.path(), "extra.jsonl")), ["100".to_string()].into());
     std::fs::remove_file(injected).unwrap();
+    std::fs::remove_file(manifest).unwrap();
     let again = verify(dir.path(), &p, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+}
+
+/// MariaDB → Parquet files: equal after a run (every type read back from Parquet); a value
+/// changed and a row deleted in the source afterwards are reported exactly.
+#[test]
+fn mariadb_to_parquet_files_all_types_verify_reads_the_parquet_files_back() {
+    let src = "ver_at_src_pq";
+    let (dir, p) = files_copy_verified_equal(src, "parquet");
+    exec(&[
+        &format!("UPDATE {src}.all_types SET ti = -127 WHERE id = 5"),
+        &format!("DELETE FROM {src}.all_types WHERE id = 1"),
+    ]);
+    let found = verify(dir.path(), &p, &[]);
+    assert_eq!(found.status.code(), Some(1), "{}", show(&found));
+    let diffs = lines_of(dir.path(), "diff.jsonl");
+    let cols: BTreeSet<&str> = diffs.iter().map(|d| d["column"].as_str().unwrap()).collect();
+    assert_eq!(cols, ["ti"].into(), "{diffs:#?}");
+    assert!(lines_of(dir.path(), "missing.jsonl").is_empty());
+    assert_eq!(ids(&lines_of(dir.path(), "extra.jsonl")), ["1".to_string()].into());
 }
 
 /// `verify.continuous`: the running task sweeps in the background; a corruption of a verified

@@ -1,6 +1,6 @@
 //! The `files` target: JSON lines or Parquet per target table under a local directory or an
 //! S3-compatible prefix ([`writer`] has the layout and the commit protocol, [`parquet`] the
-//! Parquet type mapping; [`read`] reads JSON lines back for `ferry verify`).
+//! Parquet type mapping; [`read`] reads both back for `ferry verify`).
 
 pub mod parquet;
 pub mod read;
@@ -146,9 +146,6 @@ impl SinkConnector for Files {
 
     fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn crate::connector::verify::TableReader>, String> {
         let upsert = plan.plan.settings.write_mode == crate::plan::config::WriteMode::Upsert;
-        if config(plan).format == FileFormat::Parquet {
-            return Err("ferry verify reads a files target in JSON lines; this one writes Parquet".into());
-        }
         let exactly_once = plan.plan.settings.semantics == crate::plan::config::Semantics::ExactlyOnce;
         let store = open(plan).map_err(|e| format!("target: {e}"))?;
         Ok(Box::new(read::FilesReader::new(store, upsert, exactly_once)))

@@ -19,7 +19,8 @@
 //!  BIT(n ≤ 64)                    uint64;  wider: binary (big-endian bits)
 //!  YEAR                           int16
 //!  UUID                           fixed_size_binary(16), Parquet logical type UUID
-//!  INTERVAL, arrays, other types  string (PostgreSQL's text form)
+//!  INTERVAL, other types          string (PostgreSQL's text form)
+//!  arrays                         string (the JSON lines form: a JSON array)
 //!  (upsert) __deleted             bool
 //! ```
 //!
@@ -157,6 +158,11 @@ fn bits_u64(v: &Value) -> Option<u64> {
 fn text_of(v: &Value) -> String {
     match v {
         Value::Text(s) | Value::Json(s) | Value::Enum(s) | Value::Set(s) | Value::Decimal(s) => s.clone(),
+        Value::Array(_) => {
+            let mut out = Vec::new();
+            ferry_operators::json::write_value(v, &mut out);
+            String::from_utf8(out).expect("JSON is UTF-8")
+        }
         other => other.to_string(),
     }
 }
@@ -380,6 +386,93 @@ impl PartEncoder {
     }
 }
 
+/// Reads the rows of a Parquet file this module wrote, as values of `schema`'s columns (a
+/// column the file lacks reads as NULL), each with its `__deleted` flag (`false` without one).
+pub fn read_rows(data: bytes::Bytes, schema: &TableSchema) -> Result<Vec<(Row, bool)>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let cols: Vec<Option<&ArrayRef>> = schema.columns.iter().map(|c| batch.column_by_name(&c.name)).collect();
+        let deleted = batch.column_by_name("__deleted").map(|a| a.as_boolean().clone());
+        for i in 0..batch.num_rows() {
+            let mut row = Vec::with_capacity(cols.len());
+            for (c, col) in schema.columns.iter().zip(&cols) {
+                let Some(a) = col.filter(|a| !a.is_null(i)) else {
+                    row.push(Value::Null);
+                    continue;
+                };
+                let bad = |e: String| format!("column `{}` row {i}: {e}", c.name);
+                let v = match (a.data_type(), &c.ty) {
+                    (DataType::Boolean, _) => Value::Bool(a.as_boolean().value(i)),
+                    (DataType::Int8, _) => Value::Int(a.as_primitive::<Int8Type>().value(i) as i64),
+                    (DataType::Int16, ColumnType::Year) => Value::Year(a.as_primitive::<Int16Type>().value(i) as u16),
+                    (DataType::Int16, _) => Value::Int(a.as_primitive::<Int16Type>().value(i) as i64),
+                    (DataType::Int32, _) => Value::Int(a.as_primitive::<Int32Type>().value(i) as i64),
+                    (DataType::Int64, _) => Value::Int(a.as_primitive::<Int64Type>().value(i)),
+                    (DataType::UInt8, _) => Value::UInt(a.as_primitive::<UInt8Type>().value(i) as u64),
+                    (DataType::UInt16, _) => Value::UInt(a.as_primitive::<UInt16Type>().value(i) as u64),
+                    (DataType::UInt32, _) => Value::UInt(a.as_primitive::<UInt32Type>().value(i) as u64),
+                    (DataType::UInt64, ColumnType::Bit { width }) => {
+                        let x = a.as_primitive::<UInt64Type>().value(i);
+                        let n = (*width as usize).div_ceil(8);
+                        Value::Bit { width: *width, bytes: x.to_be_bytes()[8 - n..].to_vec() }
+                    }
+                    (DataType::UInt64, _) => Value::UInt(a.as_primitive::<UInt64Type>().value(i)),
+                    (DataType::Float32, _) => Value::Float(a.as_primitive::<Float32Type>().value(i)),
+                    (DataType::Float64, _) => Value::Double(a.as_primitive::<Float64Type>().value(i)),
+                    (DataType::Decimal128(..), _) => {
+                        Value::Decimal(a.as_primitive::<Decimal128Type>().value_as_string(i))
+                    }
+                    (DataType::Decimal256(..), _) => {
+                        Value::Decimal(a.as_primitive::<Decimal256Type>().value_as_string(i))
+                    }
+                    (DataType::Binary, ColumnType::Bit { width }) => {
+                        Value::Bit { width: *width, bytes: a.as_binary::<i32>().value(i).to_vec() }
+                    }
+                    (DataType::Binary, _) => Value::Bytes(a.as_binary::<i32>().value(i).to_vec()),
+                    (DataType::Date32, _) => Value::Date(ferry_operators::value::Date::from_days(
+                        a.as_primitive::<Date32Type>().value(i) as i64,
+                    )),
+                    (DataType::Duration(_), _) => Value::Time(a.as_primitive::<DurationMicrosecondType>().value(i)),
+                    (DataType::Timestamp(_, None), _) => {
+                        Value::DateTime(ferry_operators::value::DateTime::from_epoch_micros(
+                            a.as_primitive::<TimestampMicrosecondType>().value(i),
+                        ))
+                    }
+                    (DataType::Timestamp(_, Some(_)), _) => {
+                        Value::Timestamp(a.as_primitive::<TimestampMicrosecondType>().value(i))
+                    }
+                    (DataType::FixedSizeBinary(16), _) => {
+                        let b = a.as_fixed_size_binary().value(i);
+                        Value::Uuid(b.try_into().map_err(|_| bad("not 16 bytes".into()))?)
+                    }
+                    (DataType::Utf8, ty) => {
+                        let s = a.as_string::<i32>().value(i);
+                        match ty {
+                            ColumnType::Json => Value::Json(s.to_string()),
+                            ColumnType::Array { .. } => {
+                                let j: serde_json::Value = serde_json::from_str(s).map_err(|e| bad(e.to_string()))?;
+                                ferry_operators::json::read_value(&j, ty).map_err(bad)?
+                            }
+                            _ => ferry_operators::json::read_value(&serde_json::Value::String(s.into()), ty)
+                                .map_err(bad)?,
+                        }
+                    }
+                    (other, ty) => return Err(bad(format!("a {other} column for a {} column", ty.sql_name()))),
+                };
+                row.push(v);
+            }
+            out.push((row, deleted.as_ref().is_some_and(|d| d.value(i))));
+        }
+    }
+    Ok(out)
+}
+
 /// An estimate of a value's size in memory, for the part size bound.
 pub fn value_size(v: &Value) -> usize {
     std::mem::size_of::<Value>()
@@ -427,15 +520,8 @@ mod tests {
     }
 
     #[test]
-    fn a_part_encodes_its_rows_in_batches_and_its_size_grows_with_them() {
-        use ferry_operators::schema::Column;
-        let schema = Arc::new(TableSchema {
-            name: ferry_operators::TableName::new("d", "t"),
-            columns: vec![Column::new("id", ColumnType::Int { bits: 64, unsigned: false }, false)],
-            primary_key: vec![0],
-            unique_keys: vec![],
-            version: 1,
-        });
+    fn a_part_encodes_its_rows_in_batches_and_reads_back_with_its_deleted_flags() {
+        let schema = Arc::new(schema_of_ids());
         let mut part = PartEncoder::new(schema, true).unwrap();
         for i in 0..(ENCODE_ROWS as i64 * 2 + 5) {
             part.push(vec![Value::Int(i)], i % 2 == 0).unwrap();
@@ -444,7 +530,20 @@ mod tests {
         assert!(part.rows.len() == 5 && part.size() > 0);
         let file = part.finish().unwrap();
         assert_eq!(&file[..4], b"PAR1");
-        assert_eq!(&file[file.len() - 4..], b"PAR1");
+        let back = read_rows(file.into(), &schema_of_ids()).unwrap();
+        assert_eq!(back.len(), ENCODE_ROWS * 2 + 5);
+        assert!(back.iter().enumerate().all(|(i, (r, d))| r == &vec![Value::Int(i as i64)] && *d == (i % 2 == 0)));
+    }
+
+    fn schema_of_ids() -> TableSchema {
+        use ferry_operators::schema::Column;
+        TableSchema {
+            name: ferry_operators::TableName::new("d", "t"),
+            columns: vec![Column::new("id", ColumnType::Int { bits: 64, unsigned: false }, false)],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        }
     }
 
     proptest! {

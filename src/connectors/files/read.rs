@@ -1,5 +1,6 @@
-//! The `files` target as `ferry verify` reads it: a table's files applied in name order (the
-//! order the writer guarantees keeps each key's changes in source order). In exactly-once a
+//! The `files` target as `ferry verify` reads it: a table's files (JSON lines or Parquet)
+//! applied in name order (the order the writer guarantees keeps each key's changes in source
+//! order). In exactly-once a
 //! reader follows the commit manifests (`_committed/`): only the files they list are read, so
 //! parts of an epoch not yet committed are not. In `upsert` mode the
 //! result is each key's last image unless its last line is `"__deleted": true`; in `append`
@@ -54,14 +55,35 @@ impl FilesReader {
         } else {
             self.store.list(&dir).map_err(|e| ReadError::Unavailable(e.to_string()))?
         };
-        files.retain(|f| f.ends_with(".jsonl"));
+        files.retain(|f| f.ends_with(".jsonl") || f.ends_with(".parquet"));
         files.sort();
         let key = schema.row_key();
         let mut by_key: HashMap<Vec<String>, (usize, Row)> = HashMap::new();
         let mut rows = Vec::new();
         let mut seq = 0usize;
+        let mut apply = |row: Row, deleted: bool| {
+            if !self.upsert || key.is_empty() {
+                rows.push(row);
+                return;
+            }
+            let k: Vec<String> = key.iter().map(|&i| row[i].to_string()).collect();
+            if deleted {
+                by_key.remove(&k);
+            } else {
+                seq += 1;
+                by_key.insert(k, (seq, row));
+            }
+        };
         for f in files {
             let data = self.store.get(&f).map_err(|e| ReadError::Unavailable(e.to_string()))?.unwrap_or_default();
+            if f.ends_with(".parquet") {
+                let read = super::parquet::read_rows(data, schema)
+                    .map_err(|e| ReadError::Table(format!("target file {f}: {e}")))?;
+                for (row, deleted) in read {
+                    apply(row, deleted);
+                }
+                continue;
+            }
             for (n, line) in String::from_utf8_lossy(&data).lines().enumerate() {
                 let bad = |why: String| ReadError::Table(format!("target file {f} line {}: {why}", n + 1));
                 let obj: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
@@ -70,17 +92,7 @@ impl FilesReader {
                     let v = obj.get(&c.name).unwrap_or(&serde_json::Value::Null);
                     row.push(read_value(v, &c.ty).map_err(|e| bad(format!("column `{}`: {e}", c.name)))?);
                 }
-                if !self.upsert || key.is_empty() {
-                    rows.push(row);
-                    continue;
-                }
-                let k: Vec<String> = key.iter().map(|&i| row[i].to_string()).collect();
-                if obj.get("__deleted").and_then(|d| d.as_bool()) == Some(true) {
-                    by_key.remove(&k);
-                } else {
-                    seq += 1;
-                    by_key.insert(k, (seq, row));
-                }
+                apply(row, obj.get("__deleted").and_then(|d| d.as_bool()) == Some(true));
             }
         }
         if self.upsert && !key.is_empty() {
