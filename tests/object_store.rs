@@ -111,7 +111,7 @@ fn a_two_process_cluster_with_separate_directories_shares_only_the_s3_state_and_
     await_equal(&mut procs, "after the changes");
     // Both processes wrote parts: the work was shared, through S3 only.
     let parts = std::fs::read_dir(out.join(db).join("items")).unwrap().count();
-    let writers: std::collections::BTreeSet<String> = std::fs::read_dir(out.join("_committed"))
+    let writers: std::collections::BTreeSet<String> = std::fs::read_dir(out.join("_committed/s3-cluster"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().split("-w").nth(1).unwrap_or("").to_string())
         .collect();

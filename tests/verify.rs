@@ -341,7 +341,7 @@ fn mariadb_to_files_all_types_verify_reads_the_files_as_applied_in_name_order() 
     let unlisted = verify(dir.path(), &p, &[]);
     assert_eq!(unlisted.status.code(), Some(0), "{}", show(&unlisted));
     // Committed, as a writer would commit it: listed by a manifest.
-    let manifest = dir.path().join("out-files/_committed/e9999999999-w999.json");
+    let manifest = dir.path().join("out-files/_committed/ver-at-jsonl/e9999999999-w999.json");
     let files = serde_json::json!({"epoch": 9999999999u64, "worker": 999, "files": [format!("{src}/all_types/zz-injected.jsonl")]});
     std::fs::write(&manifest, files.to_string()).unwrap();
     let found = verify(dir.path(), &p, &[]);

@@ -291,16 +291,24 @@ pub mod s3 {
     }
 }
 
-/// The files the commit manifests (`_committed/*.json`) of an exactly-once files target under
+/// The files the commit manifests (`_committed/<task>/*.json`) of an exactly-once files target under
 /// `root` on disk list for `db.table`, in name order: what a reader of committed data reads.
 pub fn committed_files(root: &Path, db: &str, table: &str) -> Vec<String> {
     let mut files: Vec<String> = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root.join("_committed")) else { return Vec::new() };
-    for e in rd {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "json") {
-            continue;
+    let mut manifests = Vec::new();
+    let mut dirs = vec![root.join("_committed")];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                manifests.push(p);
+            }
         }
+    }
+    for p in manifests {
         let m: Json =
             serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         files.extend(m["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()));

@@ -129,18 +129,33 @@ impl SinkConnector for Files {
         at.parse_checked::<FilesTarget>(section, FilesTarget::validate).map(|c| Arc::new(c) as Arc<dyn TargetConfig>)
     }
 
-    fn prepare(&self, plan: &Compiled, from_scratch: bool, _fresh: bool) -> Result<(), TaskError> {
+    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<(), TaskError> {
+        // A location that cannot be listed (no such bucket, refused credentials, the service
+        // down) fails the run naming the setting, before anything is read.
+        let out = open(plan)?;
+        let manifests = format!("{COMMITTED}/{}", plan.plan.settings.task);
+        out.list(&manifests).map_err(|e| {
+            TaskError::transient(format!(
+                "the files target at {} cannot be used ({}): check target.path and the plan's s3 section",
+                crate::secrets::redact(&config(plan).path),
+                crate::secrets::redact(&e.to_string())
+            ))
+        })?;
+        if fresh {
+            // Commit manifests of an earlier task of this name whose state is gone: they must
+            // not mark this task's epochs committed.
+            out.delete_prefix(&manifests).map_err(TaskError::transient)?;
+        }
         if !from_scratch {
             return Ok(());
         }
         // The task's output tables go with its state.
-        let out = open(plan)?;
         for t in &plan.tables {
             let Some((d, tb)) = &t.static_names else { continue };
             out.delete_prefix(&format!("{d}/{tb}")).map_err(TaskError::transient)?;
         }
         out.delete_prefix(".staging").map_err(TaskError::transient)?;
-        out.delete_prefix(COMMITTED).map_err(TaskError::transient)?;
+        out.delete_prefix(&format!("{COMMITTED}/{}", plan.plan.settings.task)).map_err(TaskError::transient)?;
         Ok(())
     }
 

@@ -326,6 +326,8 @@ pub struct PartEncoder {
     rows: Vec<Row>,
     deleted: Vec<bool>,
     buffered: usize,
+    /// An encoding error, returned by [`PartEncoder::finish`] (rows stay buffered meanwhile).
+    failed: Option<String>,
 }
 
 impl PartEncoder {
@@ -338,7 +340,16 @@ impl PartEncoder {
             .set_created_by(format!("ferry {}", env!("CARGO_PKG_VERSION")))
             .build();
         let writer = ArrowWriter::try_new(Vec::new(), arrow.clone(), Some(props)).map_err(|e| e.to_string())?;
-        Ok(PartEncoder { schema, arrow, upsert, writer, rows: Vec::new(), deleted: Vec::new(), buffered: 0 })
+        Ok(PartEncoder {
+            schema,
+            arrow,
+            upsert,
+            writer,
+            rows: Vec::new(),
+            deleted: Vec::new(),
+            buffered: 0,
+            failed: None,
+        })
     }
 
     /// The schema of the file's rows.
@@ -346,15 +357,17 @@ impl PartEncoder {
         &self.schema
     }
 
-    /// Adds a row ([`check_row`] accepted it).
-    pub fn push(&mut self, row: Row, deleted: bool) -> Result<(), String> {
+    /// Adds a row ([`check_row`] accepted it). Never fails: an encoding error (which a
+    /// checked row cannot cause) is kept for [`PartEncoder::finish`].
+    pub fn push(&mut self, row: Row, deleted: bool) {
         self.buffered += row.iter().map(value_size).sum::<usize>();
         self.rows.push(row);
         self.deleted.push(deleted);
-        if self.rows.len() >= ENCODE_ROWS {
-            self.encode()?;
+        if self.rows.len() >= ENCODE_ROWS && self.failed.is_none() {
+            if let Err(e) = self.encode() {
+                self.failed = Some(e);
+            }
         }
-        Ok(())
     }
 
     fn encode(&mut self) -> Result<(), String> {
@@ -364,7 +377,7 @@ impl PartEncoder {
         let mut cols: Vec<ArrayRef> =
             self.schema.columns.iter().enumerate().map(|(i, c)| column(&c.ty, &self.rows, i)).collect();
         if self.upsert {
-            cols.push(Arc::new(arrow_array::BooleanArray::from(std::mem::take(&mut self.deleted))));
+            cols.push(Arc::new(arrow_array::BooleanArray::from(self.deleted.clone())));
         }
         let batch = RecordBatch::try_new(self.arrow.clone(), cols).map_err(|e| e.to_string())?;
         self.writer.write(&batch).map_err(|e| e.to_string())?;
@@ -381,6 +394,9 @@ impl PartEncoder {
 
     /// The whole file.
     pub fn finish(mut self) -> Result<Vec<u8>, String> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.encode()?;
         self.writer.into_inner().map_err(|e| e.to_string())
     }
@@ -524,7 +540,7 @@ mod tests {
         let schema = Arc::new(schema_of_ids());
         let mut part = PartEncoder::new(schema, true).unwrap();
         for i in 0..(ENCODE_ROWS as i64 * 2 + 5) {
-            part.push(vec![Value::Int(i)], i % 2 == 0).unwrap();
+            part.push(vec![Value::Int(i)], i % 2 == 0);
         }
         // Two batches were encoded; five rows wait as values.
         assert!(part.rows.len() == 5 && part.size() > 0);

@@ -4,7 +4,7 @@
 //! ```text
 //!  <path>/<database>/<table>/e<epoch>-w<worker>-p<part>.<ext>              exactly-once
 //!  <path>/<database>/<table>/g<run>-e<epoch>-w<worker>-p<part>.<ext>       at-least-once
-//!  <path>/_committed/e<epoch>-w<worker>.json                               exactly-once: the
+//!  <path>/_committed/<task>/e<epoch>-w<worker>.json                        exactly-once: the
 //!                                                                          files an epoch commit published
 //!  <path>/.staging/...                                                     local directory: parts not yet committed
 //!  <path>/_schema_changes/e<epoch>-<source database>.<source table>.jsonl  schema changes
@@ -20,7 +20,7 @@
 //! `max_file_bytes` bytes and at every epoch commit; a schema change starts a new part.
 //!
 //! Exactly-once: the commit point of a worker's epoch is its manifest
-//! `_committed/e<epoch>-w<worker>.json`, written once every part of the epoch is in place; it
+//! `_committed/<task>/e<epoch>-w<worker>.json`, written once every part of the epoch is in place; it
 //! lists them. **A reader that must see only committed data reads the files the manifests
 //! list** (in name order) and nothing else. On S3 parts are written under their final names
 //! (no rename); a part no manifest lists belongs to an epoch not yet committed (a crashed run
@@ -82,9 +82,10 @@ pub struct CommitManifest {
 /// The folder of the commit manifests under the target path.
 pub const COMMITTED: &str = "_committed";
 
-/// The manifest name of `worker`'s commit of `epoch`.
-pub fn manifest_name(epoch: u64, worker: usize) -> String {
-    format!("{COMMITTED}/e{epoch:010}-w{worker:03}.json")
+/// The manifest name of `task`'s worker `worker`'s commit of `epoch` (tasks writing into one
+/// target path keep their manifests apart).
+pub fn manifest_name(task: &str, epoch: u64, worker: usize) -> String {
+    format!("{COMMITTED}/{task}/e{epoch:010}-w{worker:03}.json")
 }
 
 /// The epoch and worker of a manifest name.
@@ -163,7 +164,7 @@ impl FilesWriter {
             // The manifests are the commit points; the progress record may lag one behind (a
             // crash between the two).
             let progress = state.sink_progress("files", opts.worker).map_err(|e| transient(&e))?;
-            let manifests = out.list(COMMITTED).map_err(|e| transient(&e))?;
+            let manifests = out.list(&format!("{COMMITTED}/{}", plan.plan.settings.task)).map_err(|e| transient(&e))?;
             let newest =
                 manifests.iter().filter_map(|m| manifest_of(m)).filter(|&(_, w)| w == opts.worker).map(|(e, _)| e);
             newest.fold(progress, u64::max)
@@ -254,10 +255,10 @@ impl FilesWriter {
         }
     }
 
-    /// Adds a row ([`parquet::check_row`] accepted) to its Parquet part.
-    fn push_row(&mut self, key: &(u64, String), table: TableId, change: &Change, row: Row) -> Result<(), SinkError> {
+    /// Readies the Parquet part of `key` for a row of `change`'s schema: a part holds rows
+    /// of one schema, so a row of another (after a schema change) flushes the part first.
+    fn prepare_part(&mut self, key: &(u64, String), table: TableId, change: &Change) -> Result<(), SinkError> {
         let schema = self.schema_of(table, change);
-        // A part holds rows of one schema: a schema change starts a new part.
         let other_schema = matches!(self.open.get(key).map(|p| &p.buf),
             Some(Buf::Parquet(Some(enc))) if !Arc::ptr_eq(enc.schema(), &schema) && enc.schema().columns != schema.columns);
         if other_schema {
@@ -269,11 +270,16 @@ impl FilesWriter {
         if enc.is_none() {
             *enc = Some(Box::new(parquet::PartEncoder::new(schema, upsert).map_err(SinkError::Definite)?));
         }
-        let enc = enc.as_mut().expect("made above");
-        enc.push(row, change.op == Op::Delete).map_err(|e| SinkError::Definite(format!("{}: {e}", key.1)))?;
+        Ok(())
+    }
+
+    /// Adds a row ([`parquet::check_row`] accepted) to its part ([`Self::prepare_part`] made it).
+    fn push_row(&mut self, key: &(u64, String), row: Row, deleted: bool) {
+        let part = self.open.get_mut(key).expect("a prepared part");
+        let Buf::Parquet(Some(enc)) = &mut part.buf else { unreachable!("a prepared Parquet part") };
+        enc.push(row, deleted);
         part.rows += 1;
         part.bytes = enc.size();
-        Ok(())
     }
 
     /// Writes the part of `(epoch, dir)`: a file whose put failed before, then the rows
@@ -351,7 +357,8 @@ impl SinkWriter for FilesWriter {
             FileFormat::Parquet => {
                 parquet::check_row(&self.schema_of(table, change), change.image())
                     .map_err(|e| SinkError::Definite(format!("{dir}: {e}")))?;
-                self.push_row(&key, table, change, change.image().clone())?
+                self.prepare_part(&key, table, change)?;
+                self.push_row(&key, change.image().clone(), change.op == Op::Delete);
             }
         }
         self.flush_if_full(&key);
@@ -368,14 +375,16 @@ impl SinkWriter for FilesWriter {
             Err(e) => return Err((e, change)),
         };
         let key = (epoch, dir);
-        let row = slot_of(&mut change).take().expect("a change has its image");
-        if let Err(e) = parquet::check_row(self.schema_of(table, &change).as_ref(), &row) {
-            *slot_of(&mut change) = Some(row);
+        if let Err(e) = parquet::check_row(self.schema_of(table, &change).as_ref(), change.image()) {
             return Err((SinkError::Definite(format!("{}: {e}", key.1)), change));
         }
-        if let Err(e) = self.push_row(&key, table, &change, row) {
+        if let Err(e) = self.prepare_part(&key, table, &change) {
             return Err((e, change));
         }
+        // Nothing fails from here: the row moves into its part.
+        let deleted = change.op == Op::Delete;
+        let row = slot_of(&mut change).take().expect("a change has its image");
+        self.push_row(&key, row, deleted);
         self.flush_if_full(&key);
         Ok(())
     }
@@ -450,7 +459,8 @@ impl SinkWriter for FilesWriter {
                 files.sort();
                 let m = CommitManifest { epoch, worker: self.opts.worker, files };
                 let bytes = serde_json::to_vec_pretty(&m).expect("a manifest serializes");
-                self.out.put(&manifest_name(epoch, self.opts.worker), bytes).map_err(|e| transient(&e))?;
+                let name = manifest_name(&self.plan.plan.settings.task, epoch, self.opts.worker);
+                self.out.put(&name, bytes).map_err(|e| transient(&e))?;
             }
             self.published = self.published.split_off(&(epoch + 1));
             self.state.write_sink_progress("files", self.opts.worker, epoch).map_err(|e| transient(&e))?;
