@@ -415,7 +415,9 @@ impl SinkWriter for FilesWriter {
             let data = self.schema.get(&key).expect("listed").clone();
             let path = format!("_schema_changes/e{:010}-{}.jsonl", key.0, key.1);
             self.out.put(&path, data).map_err(|e| transient(&e))?;
-            if self.exactly_once {
+            // (A schema change of an epoch committed before this run is rewritten as it was and
+            // is already in that epoch's manifest.)
+            if self.exactly_once && key.0 > self.committed {
                 let files = self.published.entry(key.0).or_default();
                 if !files.contains(&path) {
                     files.push(path);
