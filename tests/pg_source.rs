@@ -491,9 +491,9 @@ fn all_types_rows(first: i32) -> Vec<String> {
     .collect()
 }
 
-#[test]
-fn every_type_arrives_identical_through_snapshot_and_stream() {
-    let (ns, dst, task) = ("pgtypes", "pgtypes_t", "pg-types");
+/// A fresh schema `ns` with the empty all-types table `a` (its enum and domain types), the
+/// slot of `task` forgotten.
+fn all_types_table(ns: &str, task: &str) {
     forget_slot(task);
     fresh_src_schema(ns);
     let cols: Vec<String> = ALL_TYPES.iter().map(|(c, t, _)| format!("{c} {t}")).collect();
@@ -502,6 +502,12 @@ fn every_type_arrives_identical_through_snapshot_and_stream() {
         &format!("CREATE DOMAIN {ns}.posint AS int CHECK (VALUE > 0)"),
         &format!("SET search_path = {ns}, public; CREATE TABLE {ns}.a (id int PRIMARY KEY, {})", cols.join(", ")),
     ]);
+}
+
+#[test]
+fn every_type_arrives_identical_through_snapshot_and_stream() {
+    let (ns, dst, task) = ("pgtypes", "pgtypes_t", "pg-types");
+    all_types_table(ns, task);
     let insert = |rows: Vec<String>| {
         // Timestamps with a zone are written under a session zone that is not UTC.
         src_exec(&[&format!(
@@ -547,6 +553,61 @@ fn every_type_arrives_identical_through_snapshot_and_stream() {
             panic!("{} rows of {}; first difference: {first:?}", got.len(), want.len());
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The all-types table into Parquet files, read back by `ferry verify`: every value Parquet
+/// holds comes back equal (uuid, interval, arrays, bit strings, NaN and unbounded numerics,
+/// money, enums, domains, inet); the rows with `infinity` dates or timestamps beyond what a
+/// Parquet timestamp counts are dirty data naming the column, and verify reports exactly them
+/// as missing.
+#[test]
+fn every_type_into_parquet_verifies_equal_except_the_rows_parquet_cannot_hold() {
+    let (ns, task) = ("pgparquet", "pg-parquet");
+    all_types_table(ns, task);
+    src_exec(&[&format!(
+        "SET TimeZone = 'Asia/Kolkata'; SET search_path = {ns}, public; INSERT INTO {ns}.a VALUES {}, {}",
+        all_types_rows(1).join(", "),
+        // Row 1 with a finite date: its uuid, interval, arrays, NaN and infinite numerics.
+        all_types_rows(5)[0].replace("true, 'infinity',", "true, '2024-01-01',")
+    )]);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  bounded: true\n  heartbeat_interval: 1s\n\
+         target:\n  type: files\n  path: ./out\n  format: parquet\ntables:\n  include: ['{ns}\\..*']\n\
+         semantics: exactly-once\nruntime:\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        src_url()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let dirty = run_in(dir.path(), &["dirty", "show", &p]);
+    let dirty = ok(&dirty);
+    let out = run_in(dir.path(), &["verify", "-q", &p, "--output", "report"]);
+    let report = |f: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join("report").join(f))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let shown =
+        format!("{}\n{}\ndirty:\n{dirty}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(report("diff.jsonl").is_empty(), "{:#?}\n{shown}", report("diff.jsonl"));
+    assert!(report("extra.jsonl").is_empty(), "{shown}");
+    let mut missing: Vec<String> = report("missing.jsonl").iter().map(|m| m["key"]["id"].to_string()).collect();
+    missing.sort();
+    assert_eq!(missing, ["\"1\"", "\"3\"", "\"4\""], "{shown}");
+    // Each is in the dirty archive, naming the column Parquet cannot hold.
+    for (id, why) in [
+        (1, "column `d`: value infinity (date) does not fit the Parquet type Date32"),
+        (3, "column `d`: value -infinity (date) does not fit"),
+        (4, "column `ts`: value 294276-12-31 23:59:59.999999 (datetime) does not fit"),
+    ] {
+        let line = dirty
+            .lines()
+            .find(|l| l.contains(&format!("\"row\":[{id},")))
+            .unwrap_or_else(|| panic!("row {id}: {shown}"));
+        assert!(line.contains(why), "row {id}: {line}");
     }
 }
 

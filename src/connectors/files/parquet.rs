@@ -24,8 +24,9 @@
 //!  (upsert) __deleted             bool
 //! ```
 //!
-//! A value a column's Parquet type cannot hold (a zero date, a DECIMAL value wider than its
-//! declared precision) makes its change dirty data, with the column and the value named.
+//! A value a column's Parquet type cannot hold (a zero date, PostgreSQL's `infinity` dates, a
+//! timestamp past what 64-bit microseconds count, a DECIMAL value wider than its declared
+//! precision) makes its change dirty data, with the column and the value named.
 
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Decimal256Builder, DurationMicrosecondBuilder,
