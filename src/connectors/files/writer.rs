@@ -255,10 +255,9 @@ impl FilesWriter {
         }
     }
 
-    /// Readies the Parquet part of `key` for a row of `change`'s schema: a part holds rows
+    /// Readies the Parquet part of `key` for a row of `schema`: a part holds rows
     /// of one schema, so a row of another (after a schema change) flushes the part first.
-    fn prepare_part(&mut self, key: &(u64, String), table: TableId, change: &Change) -> Result<(), SinkError> {
-        let schema = self.schema_of(table, change);
+    fn prepare_part(&mut self, key: &(u64, String), schema: Arc<TableSchema>) -> Result<(), SinkError> {
         let other_schema = matches!(self.open.get(key).map(|p| &p.buf),
             Some(Buf::Parquet(Some(enc))) if !Arc::ptr_eq(enc.schema(), &schema) && enc.schema().columns != schema.columns);
         if other_schema {
@@ -355,9 +354,9 @@ impl SinkWriter for FilesWriter {
                 part.bytes += self.line.len();
             }
             FileFormat::Parquet => {
-                parquet::check_row(&self.schema_of(table, change), change.image())
-                    .map_err(|e| SinkError::Definite(format!("{dir}: {e}")))?;
-                self.prepare_part(&key, table, change)?;
+                let schema = self.schema_of(table, change);
+                parquet::check_row(&schema, change.image()).map_err(|e| SinkError::Definite(format!("{dir}: {e}")))?;
+                self.prepare_part(&key, schema)?;
                 self.push_row(&key, change.image().clone(), change.op == Op::Delete);
             }
         }
@@ -375,10 +374,11 @@ impl SinkWriter for FilesWriter {
             Err(e) => return Err((e, change)),
         };
         let key = (epoch, dir);
-        if let Err(e) = parquet::check_row(self.schema_of(table, &change).as_ref(), change.image()) {
+        let schema = self.schema_of(table, &change);
+        if let Err(e) = parquet::check_row(&schema, change.image()) {
             return Err((SinkError::Definite(format!("{}: {e}", key.1)), change));
         }
-        if let Err(e) = self.prepare_part(&key, table, &change) {
+        if let Err(e) = self.prepare_part(&key, schema) {
             return Err((e, change));
         }
         // Nothing fails from here: the row moves into its part.
