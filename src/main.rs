@@ -399,6 +399,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     "this plan's target has no tables (files, null): name a dialect with --dialect mysql|mariadb|postgres|doris",
                 )?,
             };
+            if dialect == DdlDialect::Postgres {
+                println!("-- target_tables.postgres: {}\n", compiled.plan.settings.target_tables.postgres.describe());
+            }
             let mut shown = 0;
             for (id, s) in compiled.catalog.tables.iter().enumerate() {
                 if table.as_ref().is_some_and(|t| *t != s.name.to_string()) {

@@ -1,6 +1,8 @@
 //! The catalog against the private MariaDB and PostgreSQL: the mapping preview's verdicts
 //! (F4.1, F4.2), generated DDL against golden files (F5.1, F5.3), all-types data through the
-//! generated DDL of both databases (exact except what the type-loss report names), and
+//! generated DDL of both databases (exact except what the type-loss report names; into
+//! PostgreSQL under each of the `target_tables.postgres` type choices, through the snapshot,
+//! the binlog, an added and a modified column, `dirty replay` and `verify`), and
 //! `create-tables` with every strategy, a failing table and `--retry-failed` (F5.2, F5.4).
 //!
 //! `FERRY_BLESS=1` rewrites the golden files from the current output.
@@ -246,7 +248,9 @@ fn pg_expr(name: &str, ty: &ColumnType) -> String {
     match ty {
         ColumnType::Bytes { .. } => format!("encode({c}, 'hex')"),
         ColumnType::Other { name: n } if n.starts_with("inet") => format!("host({c})"),
-        ColumnType::Timestamp { .. } => format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"),
+        ColumnType::Timestamp { .. } => {
+            format!("CASE WHEN isfinite({c}) THEN to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') ELSE {c}::text END")
+        }
         _ => format!("{c}::text"),
     }
 }
@@ -276,34 +280,107 @@ fn pg_rows(db: &str, table: &str, schema: &TableSchema) -> Vec<Vec<Option<String
     })
 }
 
-#[test]
-fn all_types_copy_into_generated_postgres_ddl_except_what_the_loss_report_names() {
-    let (src, dst) = ("cat_rt_src_p", "cat_rt_p");
-    all_types_source(src);
-    let target = Target::Pg;
-    target.exec(&[format!("DROP SCHEMA IF EXISTS {dst} CASCADE")]);
-    let dir = workdir();
-    let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\n");
-    let p = write_plan(dir.path(), "plan.yaml", &plan("rt-p", src, &target.plan_section(), &extra));
-    // The report names the columns whose values PostgreSQL refuses.
-    let refused = refused_columns(dir.path(), &p, "cat_rt_src_p.all_types");
-    for c in ["dt", "tm", "tm2", "tm6", "dtm", "dtm6"] {
-        assert!(refused.iter().any(|r| r == c), "{c} is not reported: {refused:?}");
+/// The plan's `target_tables.postgres` choices of one all-types run.
+#[derive(Clone, Copy)]
+struct Choices {
+    time: &'static str,
+    zero_dates: &'static str,
+    nul_in_text: &'static str,
+}
+
+impl Choices {
+    fn plan(&self) -> String {
+        format!(
+            "target_tables:\n  postgres: {{time: {}, zero_dates: {}, nul_in_text: {}}}\n",
+            self.time, self.zero_dates, self.nul_in_text
+        )
     }
-    // `run` creates the missing tables itself (target_tables.create_on_run defaults to true).
-    ok(&run_in(dir.path(), &["run", "-q", &p]));
+
+    /// The PostgreSQL text of source value `v` under these choices, worked out here from the
+    /// choices' documented meaning (`None`: NULL).
+    fn arrives_as(&self, v: &Value) -> Option<String> {
+        let zero = || match self.zero_dates {
+            "null" => None,
+            "infinity" => Some("-infinity".to_string()),
+            other => panic!("zero_dates: {other} arrives nowhere"),
+        };
+        match v {
+            Value::Date(d) if d.is_zero() => zero(),
+            Value::DateTime(dt) if dt.date.is_zero() => zero(),
+            // MariaDB's zero TIMESTAMP.
+            Value::Timestamp(0) => zero(),
+            Value::Text(s) | Value::Enum(s) if s.contains('\0') => Some(match self.nul_in_text {
+                "strip" => s.replace('\0', ""),
+                "escape" => s.replace('\0', "\\0"),
+                other => panic!("nul_in_text: {other} arrives nowhere"),
+            }),
+            other => pg_text(other),
+        }
+    }
+
+    /// Whether the choices refuse (dirty data) a source row.
+    fn refuses(&self, schema: &TableSchema, row: &[Value]) -> bool {
+        row.iter().zip(&schema.columns).any(|(v, c)| match v {
+            Value::Date(d) => d.is_zero() && self.zero_dates == "refuse",
+            Value::DateTime(dt) => dt.date.is_zero() && self.zero_dates == "refuse",
+            Value::Timestamp(0) => self.zero_dates == "refuse",
+            Value::Time(t) => self.time == "time" && !(0..=86_400_000_000).contains(t),
+            Value::Text(s) => s.contains('\0') && self.nul_in_text == "refuse" && c.ty != ColumnType::Json,
+            _ => false,
+        })
+    }
+}
+
+/// Source rows beyond the shared ones: TIME at both ends of MariaDB's range and just below
+/// zero, text with NUL (6–8); in the binlog: zero dates and date-times, NUL text, a column
+/// added (a DATE NOT NULL, then a zero date in it) and one modified (TIME(2) → TIME(6), then
+/// its largest value), rows 9–13.
+const EDGE_ROWS: &str = "INSERT INTO all_types (id, tm6, vc, tx, l1) VALUES
+    (6, '838:59:59.999999', 'a\\0b', '\\0\\0x\\0', 'n\\0l'),
+    (7, '-838:59:59.999999', NULL, NULL, NULL),
+    (8, '-00:00:00.000001', NULL, NULL, NULL)";
+
+fn binlog_changes(db: &str) {
+    exec(&[
+        &format!("USE {db}"),
+        "SET SESSION sql_mode = ''",
+        "INSERT INTO all_types (id, dt, dtm, dtm6, ts, ts0, tm) VALUES
+            (9, '0000-00-00', '0000-00-00 00:00:00', '2021-07-00 01:02:03.5', '0000-00-00 00:00:00', '2038-01-19 03:14:07', '12:00:00')",
+        "INSERT INTO all_types (id, vc, tx) VALUES (10, '\\0', 'end\\0')",
+        "INSERT INTO all_types (id, tm6, dtm6, ts) VALUES
+            (11, '-838:59:59.999999', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.999999')",
+        "ALTER TABLE all_types ADD COLUMN late_dt DATE NOT NULL DEFAULT '2000-01-01'",
+        "ALTER TABLE all_types MODIFY COLUMN tm2 TIME(6) NULL",
+        "INSERT INTO all_types (id, tm2, late_dt) VALUES (12, '838:59:59.999999', '0000-00-00')",
+        "INSERT INTO all_types (id, tm2, late_dt) VALUES (13, '01:02:03.000004', '2001-02-03')",
+    ]);
+}
+
+/// Every source row of `all_types` and `rich` is in PostgreSQL as `choices` say, except the
+/// rows they refuse (dirty, listed by id), and the refused `extra` rows; returns the ids of
+/// `all_types` rows the choices refuse.
+fn assert_arrived_as_chosen(src: &str, dst: &str, choices: Choices, dir: &Path, p: &str) -> Vec<i64> {
+    let mut refused_ids = Vec::new();
     for t in ["all_types", "rich"] {
         let (schema, rows) = read_table(src, t);
         let got = pg_rows(dst, t, &schema);
-        // Rows 1 and 2 hold TIME values beyond 24 h, row 4 zero dates: refused, archived.
-        let lost: Vec<i64> = if t == "all_types" { vec![1, 2, 4] } else { vec![] };
-        let mut want: Vec<Vec<Option<String>>> = sorted(rows)
-            .iter()
-            .filter(|r| !lost.iter().any(|id| r[0].to_string() == id.to_string()))
-            .map(|r| r.iter().zip(&schema.columns).map(|(v, c)| pg_text(v).map(|s| canon(&c.ty, &s))).collect())
-            .collect();
-        want.sort_by(|a, b| a[0].cmp(&b[0]));
-        assert_eq!(got.len(), want.len(), "{t}: rows");
+        let mut want = Vec::new();
+        for r in sorted(rows) {
+            if choices.refuses(&schema, &r) {
+                refused_ids.push(r[0].to_string().parse::<i64>().unwrap());
+                continue;
+            }
+            want.push(
+                r.iter()
+                    .zip(&schema.columns)
+                    .map(|(v, c)| choices.arrives_as(v).map(|s| canon(&c.ty, &s)))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        want.sort_by(|a: &Vec<Option<String>>, b| a[0].cmp(&b[0]));
+        let ids =
+            |rows: &[Vec<Option<String>>]| rows.iter().map(|r| r[0].clone().unwrap_or_default()).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&want), "{t}: row ids");
         for (g, w) in got.iter().zip(&want) {
             for (i, (gv, wv)) in g.iter().zip(w).enumerate() {
                 let c = &schema.columns[i];
@@ -313,11 +390,119 @@ fn all_types_copy_into_generated_postgres_ddl_except_what_the_loss_report_names(
                     }
                     _ => gv == wv,
                 };
-                assert!(same, "{t}.{} of row {:?}: target {}, source {}", c.name, w[0], short(gv), short(wv));
+                assert!(same, "{t}.{} of row {:?}: target {}, want {}", c.name, w[0], short(gv), short(wv));
             }
         }
-        assert_eq!(dirty_ids(dir.path(), &p, &format!("{src}.{t}")), lost, "{t}: dirty rows");
     }
+    refused_ids.sort();
+    assert_eq!(dirty_ids(dir, p, &format!("{src}.all_types")), refused_ids, "all_types: dirty rows");
+    assert!(dirty_ids(dir, p, &format!("{src}.rich")).is_empty(), "rich: dirty rows");
+    refused_ids
+}
+
+/// An all-types table into PostgreSQL under `choices`: the preview and `ferry ddl` show them,
+/// the snapshot and the binlog (with an added and a modified column) write every value as they
+/// say, and the rows they refuse are dirty data.
+fn all_types_into_postgres_under(tag: &str, choices: Choices) -> (tempfile::TempDir, String, String, String) {
+    let (src, dst) = (format!("cat_pg_{tag}"), format!("cat_pg_{tag}_t"));
+    all_types_source(&src);
+    exec(&[&format!("USE {src}"), EDGE_ROWS]);
+    let target = Target::Pg;
+    target.exec(&[format!("DROP SCHEMA IF EXISTS {dst} CASCADE")]);
+    let dir = workdir();
+    let extra = format!("semantics: exactly-once\nroute:\n  database: {dst}\n{}", choices.plan());
+    let p = write_plan(dir.path(), "plan.yaml", &plan(&format!("pgt-{tag}"), &src, &target.plan_section(), &extra));
+    // The preview's report says what each choice does, column by column.
+    let (rows, _) = preview_json(dir.path(), &p);
+    let losses = by_source(&rows, &format!("{src}.all_types"))["losses"].as_array().unwrap().clone();
+    let line = |col: &str| -> Vec<(String, String)> {
+        losses
+            .iter()
+            .filter(|l| l["column"] == col)
+            .map(|l| (l["kind"].as_str().unwrap().to_string(), l["what"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    match choices.time {
+        "interval" => assert!(line("tm6").is_empty(), "an interval loses no time: {:?}", line("tm6")),
+        _ => assert_eq!(line("tm6")[0].0, "refused", "{:?}", line("tm6")),
+    }
+    for col in ["dt", "dtm6", "ts"] {
+        let l = line(col);
+        let want = if choices.zero_dates == "refuse" { "refused" } else { "changed" };
+        assert!(l.len() == 1 && l[0].0 == want, "{col}: {l:?}");
+        assert!(l[0].1.contains(&format!("zero_dates: {}", choices.zero_dates)), "{col}: {l:?}");
+    }
+    let l = line("vc");
+    assert!(l.len() == 1 && l[0].1.contains(&format!("nul_in_text: {}", choices.nul_in_text)), "{l:?}");
+    let human = ok(&run_in(dir.path(), &["preview", &p]));
+    let said =
+        format!("time: {}, zero_dates: {}, nul_in_text: {}", choices.time, choices.zero_dates, choices.nul_in_text);
+    assert!(human.contains(&said), "{human}");
+    let ddl = ok(&run_in(dir.path(), &["ddl", &p]));
+    assert!(ddl.starts_with(&format!("-- target_tables.postgres: {said}")), "{ddl}");
+    let tm6 = if choices.time == "interval" { "\"tm6\" interval(6) NULL" } else { "\"tm6\" time(6) NULL" };
+    assert!(ddl.contains(tm6), "{ddl}");
+
+    // The snapshot, then the binlog.
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    binlog_changes(&src);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    // The added DATE NOT NULL takes NULL only where the choice writes NULL.
+    let nullable = ferry::runtime::io_runtime().block_on(async {
+        let c = pg_client().await;
+        let r = c
+            .query_one(
+                "SELECT is_nullable FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'all_types' AND column_name = 'late_dt'",
+                &[&dst],
+            )
+            .await
+            .unwrap();
+        r.get::<_, String>(0)
+    });
+    assert_eq!(nullable == "YES", choices.zero_dates == "null", "late_dt nullable: {nullable}");
+    assert_arrived_as_chosen(&src, &dst, choices, dir.path(), &p);
+    (dir, p, src, dst)
+}
+
+/// [`all_types_into_postgres_under`] choices that keep every row, then `ferry verify` finds the
+/// target equal to the source in its chosen form.
+fn every_row_arrives_and_verifies_equal(tag: &str, choices: Choices) {
+    let (dir, p, ..) = all_types_into_postgres_under(tag, choices);
+    let out = run_in(dir.path(), &["verify", "-q", &p, "--output", "out"]);
+    let said = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+}
+
+#[test]
+fn every_mysql_value_arrives_in_postgres_as_interval_null_and_stripped_and_verifies_equal() {
+    every_row_arrives_and_verifies_equal("ins", Choices { time: "interval", zero_dates: "null", nul_in_text: "strip" });
+}
+
+#[test]
+fn every_mysql_value_arrives_in_postgres_as_interval_infinity_and_escaped_and_verifies_equal() {
+    every_row_arrives_and_verifies_equal(
+        "iie",
+        Choices { time: "interval", zero_dates: "infinity", nul_in_text: "escape" },
+    );
+}
+
+/// The defaults refuse what PostgreSQL's natural types cannot hold; a replay after the plan
+/// chose otherwise writes the rows the new choices keep, by the same rules.
+#[test]
+fn refused_values_are_dirty_by_default_and_a_replay_applies_the_choices_made_since() {
+    let choices = Choices { time: "time", zero_dates: "refuse", nul_in_text: "refuse" };
+    let (dir, p, src, dst) = all_types_into_postgres_under("ref", choices);
+    let text = std::fs::read_to_string(&p).unwrap();
+    let after = Choices { time: "time", zero_dates: "infinity", nul_in_text: "strip" };
+    std::fs::write(&p, text.replace(&choices.plan(), &after.plan())).unwrap();
+    let out = run_in(dir.path(), &["dirty", "replay", &p]);
+    let replayed = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Rows 4 and 9 (zero dates, one archived before `late_dt` was added) and 10 (NUL) arrive;
+    // the times beyond a day are refused still: the target's columns are `time`.
+    assert!(replayed.contains("replayed 10 rows") && replayed.contains("3 written, 7 failed again"), "{replayed}");
+    assert_eq!(out.status.code(), Some(4), "rows failed again: {replayed}");
+    let still = assert_arrived_as_chosen(&src, &dst, after, dir.path(), &p);
+    assert_eq!(still, vec![1, 2, 6, 7, 8, 11, 12], "{replayed}");
 }
 
 #[test]

@@ -77,6 +77,12 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
             "p.yaml:10:12: `semantics`: ",
             "unknown variant `exactly_once`, expected `at-least-once` or `exactly-once`",
         ),
+        (
+            "bad PostgreSQL type choice",
+            plan_text("target_tables:\n  postgres:\n    zero_dates: epoch\n"),
+            "p.yaml:12:17: `target_tables.postgres.zero_dates`: ",
+            "unknown variant `epoch`, expected one of `refuse`, `null`, `infinity`",
+        ),
         ("missing required key", format!("{BASE_SOURCE}{BASE_TARGET}"), "p.yaml:1:1: ", "missing required key `task`"),
         (
             "missing connector type",

@@ -16,6 +16,7 @@
 use super::spelling::parse_column_type;
 use super::types::{self, ColumnIn};
 use super::{ColumnDetail, DdlDialect};
+use crate::plan::config::PostgresTypes;
 use ferry_operators::{Column, ColumnSpec, SchemaChangeKind};
 
 /// A column of the target table as the target reports it.
@@ -45,7 +46,12 @@ fn find<'a>(current: &'a [TargetColumn], name: &str) -> Option<&'a TargetColumn>
 }
 
 /// The record-model column and its mapped type for a column definition of a source statement.
-fn mapped(dialect: DdlDialect, name: &str, spec: &ColumnSpec) -> Result<(Column, types::Mapped), String> {
+fn mapped(
+    dialect: DdlDialect,
+    name: &str,
+    spec: &ColumnSpec,
+    pg: &PostgresTypes,
+) -> Result<(Column, types::Mapped), String> {
     let lower = spec.ty.to_ascii_lowercase();
     let (ty, source_type) = match &spec.column_type {
         // A source of another dialect gave the record-model type: mapped like `ferry ddl`.
@@ -61,7 +67,7 @@ fn mapped(dialect: DdlDialect, name: &str, spec: &ColumnSpec) -> Result<(Column,
     // The MySQL family takes a MySQL statement's own spelling; the others map the type.
     let detail = ColumnDetail { source_type, ..ColumnDetail::default() };
     let input = ColumnIn { column: &column, detail: Some(&detail), charset: None, collation: None, key: false };
-    let mut m = types::map(dialect, input);
+    let mut m = types::map(dialect, input, pg);
     if matches!(dialect, DdlDialect::Mysql | DdlDialect::Mariadb) {
         if let Some(cs) = &spec.charset {
             m.sql.push_str(&format!(" CHARACTER SET {cs}"));
@@ -82,8 +88,9 @@ fn default_clause(dialect: DdlDialect, column: &Column, spec: &ColumnSpec) -> St
 }
 
 /// The statements that make `db.table` (its key columns named by `key`) take `change`, given
-/// the target's current columns. `keep_dropped`: a dropped column stays, made nullable.
-/// An error says why the target cannot take the change.
+/// the target's current columns. `keep_dropped`: a dropped column stays, made nullable; `pg`:
+/// the plan's PostgreSQL type choices. An error says why the target cannot take the change.
+#[allow(clippy::too_many_arguments)]
 pub fn alter(
     dialect: DdlDialect,
     db: &str,
@@ -92,6 +99,7 @@ pub fn alter(
     change: &SchemaChangeKind,
     current: &[TargetColumn],
     keep_dropped: bool,
+    pg: &PostgresTypes,
 ) -> Result<Alter, String> {
     use SchemaChangeKind as K;
     let q = dialect.qualified(db, table);
@@ -104,10 +112,11 @@ pub fn alter(
             if find(current, column).is_some() {
                 return Ok(none);
             }
-            let (col, m) = mapped(dialect, column, spec)?;
+            let (col, m) = mapped(dialect, column, spec, pg)?;
             let default = default_clause(dialect, &col, spec);
-            // NOT NULL only with a default: the target's existing rows need a value.
-            let not_null = spec.not_null && !default.is_empty();
+            // NOT NULL only with a default: the target's existing rows need a value (and not
+            // when a type choice writes NULL).
+            let not_null = spec.not_null && !default.is_empty() && !m.nullable;
             let null = match (not_null, dialect) {
                 (true, _) => " NOT NULL",
                 (false, DdlDialect::Doris) => " NULL",
@@ -161,13 +170,14 @@ pub fn alter(
         },
         K::ModifyColumn { column, spec } => {
             let Some(have) = find(current, column) else { return Err(missing(column)) };
-            let (col, m) = mapped(dialect, column, spec)?;
+            let (col, m) = mapped(dialect, column, spec, pg)?;
+            let not_null = spec.not_null && !m.nullable;
             let is_key = key.iter().any(|k| k.eq_ignore_ascii_case(column));
             let c = id(&have.name);
             let statements = match dialect {
                 DdlDialect::Postgres => {
                     let mut s = vec![format!("ALTER TABLE {q} ALTER COLUMN {c} TYPE {} USING {c}::{}", m.sql, m.sql)];
-                    match (spec.not_null, is_key) {
+                    match (not_null, is_key) {
                         (true, _) => s.push(format!("ALTER TABLE {q} ALTER COLUMN {c} SET NOT NULL")),
                         (false, false) => s.push(format!("ALTER TABLE {q} ALTER COLUMN {c} DROP NOT NULL")),
                         (false, true) => {}
@@ -183,7 +193,7 @@ pub fn alter(
                     vec![format!("ALTER TABLE {q} MODIFY COLUMN {c} {}{null}", m.sql)]
                 }
                 _ => {
-                    let null = if spec.not_null { " NOT NULL" } else { "" };
+                    let null = if not_null { " NOT NULL" } else { "" };
                     let default = default_clause(dialect, &col, spec);
                     vec![format!("ALTER TABLE {q} MODIFY COLUMN {c} {}{null}{default}", m.sql)]
                 }
@@ -208,7 +218,7 @@ mod tests {
     }
 
     fn run(d: DdlDialect, change: SchemaChangeKind, current: &[TargetColumn], keep: bool) -> Vec<String> {
-        alter(d, "db", "t", &["id".into()], &change, current, keep).unwrap().statements
+        alter(d, "db", "t", &["id".into()], &change, current, keep, &PostgresTypes::default()).unwrap().statements
     }
 
     #[test]
@@ -288,10 +298,19 @@ mod tests {
             &K::ModifyColumn { column: "x".into(), spec: spec("INT") },
             &cur,
             false,
+            &PostgresTypes::default(),
         );
         assert_eq!(e.unwrap_err(), "the target table db.t has no column x");
-        let e =
-            alter(DdlDialect::Mariadb, "db", "t", &["id".into()], &K::DropColumn { column: "id".into() }, &cur, true);
+        let e = alter(
+            DdlDialect::Mariadb,
+            "db",
+            "t",
+            &["id".into()],
+            &K::DropColumn { column: "id".into() },
+            &cur,
+            true,
+            &PostgresTypes::default(),
+        );
         assert!(e.unwrap_err().contains("part of the target's key"));
     }
 }

@@ -267,7 +267,12 @@ pub fn render(rows: &[Row], plan: &Compiled, dialect: Option<DdlDialect>) -> Str
         rows.len(),
         refused,
         lossy,
-        dialect.map(|d| format!(" (into {})", d.name())).unwrap_or_default()
+        match dialect {
+            Some(DdlDialect::Postgres) =>
+                format!(" (into postgres; target_tables.postgres: {})", settings.target_tables.postgres.describe()),
+            Some(d) => format!(" (into {})", d.name()),
+            None => String::new(),
+        }
     ));
     out
 }

@@ -7,13 +7,20 @@
 //! columns of generated sources (no spelling) and PostgreSQL sources map from the record
 //! model's [`ColumnType`].
 //!
+//! PostgreSQL targets take the plan's type choices (`target_tables.postgres`,
+//! [`PostgresTypes`]): they pick the type of a MySQL `TIME` column and what becomes of zero
+//! dates and text with NUL. [`pg_value_rules`] gives the writer the same choices per column
+//! as [`ValueRule`]s, so a value arrives exactly as the report line says.
+//!
 //! Loss kinds: [`LossKind::Refused`] values are refused by the target and go to the dirty
 //! archive (with the write-error policy); [`LossKind::Changed`] values arrive in another form;
 //! [`LossKind::Note`] is about the table's definition (a default or auto-increment that the
 //! dialect cannot take), never about values.
 
 use super::{ColumnDetail, DdlDialect};
-use ferry_operators::{Column, ColumnType};
+use crate::plan::config::{NulInText, PostgresTypes, TimeAs, ZeroDates};
+use ferry_operators::value::Date;
+use ferry_operators::{Column, ColumnType, TableSchema, Value};
 use serde::Serialize;
 
 /// How a column's values fare in the target.
@@ -59,11 +66,13 @@ pub struct Mapped {
     pub sql: String,
     /// The type-loss lines of this column.
     pub losses: Vec<Loss>,
+    /// A choice writes NULL for some values: the column is created nullable.
+    pub nullable: bool,
 }
 
 impl Mapped {
     fn plain(sql: impl Into<String>) -> Mapped {
-        Mapped { sql: sql.into(), losses: Vec::new() }
+        Mapped { sql: sql.into(), losses: Vec::new(), nullable: false }
     }
     fn with(mut self, kind: LossKind, what: impl Into<String>) -> Mapped {
         self.losses.push(Loss { kind, what: what.into() });
@@ -71,16 +80,17 @@ impl Mapped {
     }
 }
 
-/// The column's type in `dialect`.
-pub fn map(dialect: DdlDialect, c: ColumnIn<'_>) -> Mapped {
+/// The column's type in `dialect` (`pg`: the plan's PostgreSQL type choices).
+pub fn map(dialect: DdlDialect, c: ColumnIn<'_>, pg: &PostgresTypes) -> Mapped {
     match dialect {
         DdlDialect::Mysql | DdlDialect::Mariadb => mysql(dialect, c),
-        DdlDialect::Postgres => postgres(c),
+        DdlDialect::Postgres => postgres(c, pg),
         DdlDialect::Doris => doris(c),
     }
 }
 
 const ZERO_DATES: &str = "zero dates (0000-00-00) and dates with a zero month or day are refused";
+const ZERO_DATES_PG: &str = "zero dates (0000-00-00) and dates with a zero month or day";
 
 fn enum_list(values: &[String]) -> String {
     values.iter().map(|m| format!("'{}'", m.replace('\\', "\\\\").replace('\'', "''"))).collect::<Vec<_>>().join(",")
@@ -190,12 +200,30 @@ pub fn mysql(dialect: DdlDialect, c: ColumnIn<'_>) -> Mapped {
     }
 }
 
-/// PostgreSQL.
-pub fn postgres(c: ColumnIn<'_>) -> Mapped {
+/// PostgreSQL, with the plan's type choices `pg`.
+pub fn postgres(c: ColumnIn<'_>, pg: &PostgresTypes) -> Mapped {
     use ColumnType as T;
     let ty = &c.column.ty;
     // A MySQL-family source column (it has its MySQL spelling): its own types' rules apply.
     let mysql_source = c.detail.is_some_and(|d| d.source_type.is_some());
+    // A PostgreSQL source column (details, no MySQL spelling): its values fit its own types.
+    let pg_source = c.detail.is_some_and(|d| d.source_type.is_none());
+    let zero = |m: Mapped, what: &str| -> Mapped {
+        match (pg.zero_dates, c.key) {
+            (ZeroDates::Refuse, _) => m.with(LossKind::Refused, format!("{what} are refused (zero_dates: refuse)")),
+            (ZeroDates::Null, true) => {
+                m.with(LossKind::Refused, format!("{what} are refused: a key column cannot be NULL (zero_dates: null)"))
+            }
+            (ZeroDates::Null, false) => {
+                let mut m = m.with(LossKind::Changed, format!("{what} arrive as NULL (zero_dates: null)"));
+                m.nullable = true;
+                m
+            }
+            (ZeroDates::Infinity, _) => {
+                m.with(LossKind::Changed, format!("{what} arrive as -infinity (zero_dates: infinity)"))
+            }
+        }
+    };
     match ty {
         T::Bool => Mapped::plain("boolean"),
         T::Int { bits, unsigned } => Mapped::plain(match (bits, unsigned) {
@@ -208,21 +236,44 @@ pub fn postgres(c: ColumnIn<'_>) -> Mapped {
         T::Double => Mapped::plain("double precision"),
         T::Decimal { precision: 0, .. } => Mapped::plain("numeric"),
         T::Decimal { precision, scale } => Mapped::plain(format!("numeric({precision},{scale})")),
-        T::String { max_chars, fixed } => Mapped::plain(match (max_chars, fixed) {
-            (Some(n), true) => format!("char({n})"),
-            (Some(n), false) => format!("varchar({n})"),
-            (None, _) => "text".into(),
-        })
-        .with(LossKind::Refused, "text containing the NUL character (U+0000) is refused"),
+        T::String { max_chars, fixed } => {
+            let m = Mapped::plain(match (max_chars, fixed) {
+                (Some(n), true) => format!("char({n})"),
+                (Some(n), false) => format!("varchar({n})"),
+                (None, _) => "text".into(),
+            });
+            match pg.nul_in_text {
+                _ if pg_source => m,
+                NulInText::Refuse => m.with(
+                    LossKind::Refused,
+                    "text containing the NUL character (U+0000) is refused (nul_in_text: refuse)",
+                ),
+                NulInText::Strip => {
+                    m.with(LossKind::Changed, "NUL characters (U+0000) are removed from text (nul_in_text: strip)")
+                }
+                NulInText::Escape => m.with(
+                    LossKind::Changed,
+                    "NUL characters (U+0000) in text arrive as the two characters \\0 (nul_in_text: escape)",
+                ),
+            }
+        }
         T::Bytes { .. } => Mapped::plain("bytea"),
-        T::Date => Mapped::plain("date").with(LossKind::Refused, ZERO_DATES),
-        T::Time { fsp } => Mapped::plain(format!("time({fsp})"))
-            .with(LossKind::Refused, "negative times and times of 24:00:00 or more are refused"),
-        T::DateTime { fsp } => Mapped::plain(format!("timestamp({fsp})")).with(LossKind::Refused, ZERO_DATES),
+        T::Date if pg_source => Mapped::plain("date"),
+        T::Date => zero(Mapped::plain("date"), ZERO_DATES_PG),
+        T::Time { fsp } if pg_source => Mapped::plain(format!("time({fsp})")),
+        T::Time { fsp } => match pg.time {
+            TimeAs::Time => Mapped::plain(format!("time({fsp})")).with(
+                LossKind::Refused,
+                "negative times and times past 24:00:00 are refused (time: time; `interval` keeps them)",
+            ),
+            TimeAs::Interval => Mapped::plain(format!("interval({fsp})")),
+        },
+        T::DateTime { fsp } if pg_source => Mapped::plain(format!("timestamp({fsp})")),
+        T::DateTime { fsp } => zero(Mapped::plain(format!("timestamp({fsp})")), ZERO_DATES_PG),
         T::Timestamp { fsp } => {
             let m = Mapped::plain(format!("timestamptz({fsp})"));
             if mysql_source {
-                m.with(LossKind::Changed, "the zero TIMESTAMP (0000-00-00 00:00:00) arrives as 1970-01-01 00:00:00+00")
+                zero(m, "zero TIMESTAMPs (0000-00-00 00:00:00)")
             } else {
                 m
             }
@@ -234,8 +285,8 @@ pub fn postgres(c: ColumnIn<'_>) -> Mapped {
         T::Interval => Mapped::plain("interval"),
         T::Uuid => Mapped::plain("uuid"),
         T::Array { element } => {
-            let inner = postgres(ColumnIn { column: &Column::new("", (**element).clone(), true), ..c });
-            Mapped { sql: format!("{}[]", inner.sql), losses: inner.losses }
+            let inner = postgres(ColumnIn { column: &Column::new("", (**element).clone(), true), ..c }, pg);
+            Mapped { sql: format!("{}[]", inner.sql), ..inner }
         }
         T::Other { name } => {
             let base = name.split('(').next().unwrap_or("").to_ascii_lowercase();
@@ -247,6 +298,140 @@ pub fn postgres(c: ColumnIn<'_>) -> Mapped {
             }
         }
     }
+}
+
+/// What the writer does to one PostgreSQL column's values on the way, by the plan's type
+/// choices: the value-level side of the report lines of [`postgres`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRule {
+    /// A zero date or date-time (month or day 0): refused, NULL or `-infinity`.
+    ZeroDate(ZeroDates),
+    /// The zero `TIMESTAMP` of a MySQL-family source (stored as 0 seconds): refused, NULL or
+    /// `-infinity`.
+    ZeroTimestamp(ZeroDates),
+    /// A time outside PostgreSQL `time`'s 00:00:00 … 24:00:00: refused.
+    TimeOfDay,
+    /// Text with U+0000: refused, stripped or escaped.
+    Nul(NulInText),
+}
+
+/// A value a [`ValueRule`] refuses: why, naming the choice that would keep it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column `{column}`: {what}")]
+pub struct Refused {
+    /// The column.
+    pub column: String,
+    /// What the value is and which choice keeps it.
+    pub what: String,
+}
+
+/// One day in microseconds: PostgreSQL `time` holds 0 … this, inclusive.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+impl ValueRule {
+    /// `v` as the column takes it: `Ok(None)` when it arrives unchanged.
+    pub fn apply(self, column: &str, v: &Value) -> Result<Option<Value>, Refused> {
+        let refuse = |what: String| Err(Refused { column: column.to_string(), what });
+        let zero = |choice: ZeroDates, what: &str, neg_inf: Value| {
+            match choice {
+            ZeroDates::Refuse => refuse(format!(
+                "{what}: PostgreSQL has no zero date (target_tables.postgres.zero_dates: null or infinity keeps the row)"
+            )),
+            ZeroDates::Null => Ok(Some(Value::Null)),
+            ZeroDates::Infinity => Ok(Some(neg_inf)),
+        }
+        };
+        match (self, v) {
+            (ValueRule::ZeroDate(c), Value::Date(d)) if d.is_zero() => {
+                zero(c, &format!("the zero date {d}"), Value::Date(Date::NEG_INFINITY))
+            }
+            (ValueRule::ZeroDate(c), Value::DateTime(dt)) if dt.date.is_zero() => zero(
+                c,
+                &format!("the zero date-time {dt}"),
+                Value::DateTime(ferry_operators::value::DateTime::NEG_INFINITY),
+            ),
+            (ValueRule::ZeroTimestamp(c), Value::Timestamp(0)) => zero(
+                c,
+                "the zero TIMESTAMP 0000-00-00 00:00:00",
+                Value::Timestamp(ferry_operators::value::TIMESTAMP_NEG_INFINITY),
+            ),
+            (ValueRule::TimeOfDay, Value::Time(t)) if !(0..=DAY_MICROS).contains(t) => refuse(format!(
+                "the time {v} is outside PostgreSQL time's 00:00:00 … 24:00:00 \
+                 (target_tables.postgres.time: interval keeps it)"
+            )),
+            (ValueRule::Nul(c), Value::Text(s) | Value::Enum(s) | Value::Set(s)) if s.contains('\0') => match c {
+                NulInText::Refuse => refuse(
+                    "text with the NUL character (U+0000): PostgreSQL text cannot hold it \
+                     (target_tables.postgres.nul_in_text: strip or escape keeps the row)"
+                        .into(),
+                ),
+                NulInText::Strip => Ok(Some(rebuilt(v, s.replace('\0', "")))),
+                NulInText::Escape => Ok(Some(rebuilt(v, s.replace('\0', "\\0")))),
+            },
+            _ => Ok(None),
+        }
+    }
+}
+
+/// `v`'s variant with the text `s`.
+fn rebuilt(v: &Value, s: String) -> Value {
+    match v {
+        Value::Enum(_) => Value::Enum(s),
+        Value::Set(_) => Value::Set(s),
+        _ => Value::Text(s),
+    }
+}
+
+/// Per column of `schema`, the [`ValueRule`] of `plan`'s PostgreSQL type choices (empty when
+/// the plan's target is not PostgreSQL).
+pub fn plan_value_rules(plan: &crate::plan::Compiled, schema: &TableSchema) -> Vec<Option<ValueRule>> {
+    if DdlDialect::of_plan(plan) != Some(DdlDialect::Postgres) {
+        return Vec::new();
+    }
+    let mysql_source =
+        matches!(DdlDialect::of_target_type(&plan.plan.source.kind), Some(DdlDialect::Mysql | DdlDialect::Mariadb));
+    pg_value_rules(schema, schema.row_key(), mysql_source, &plan.plan.settings.target_tables.postgres)
+}
+
+/// `row` with each column through its rule of `rules` (what the writer sends); a value a
+/// rule refuses stays as it is.
+pub fn apply_value_rules(rules: &[Option<ValueRule>], schema: &TableSchema, row: &mut [Value]) {
+    for (i, rule) in rules.iter().enumerate() {
+        if let (Some(rule), Some(v)) = (rule, row.get_mut(i)) {
+            if let Ok(Some(x)) = rule.apply(&schema.columns[i].name, v) {
+                *v = x;
+            }
+        }
+    }
+}
+
+/// Per column of `schema` written into PostgreSQL, its [`ValueRule`] under the choices `pg`
+/// (`None`: values arrive as they are). `key`: the row positions of the target's key;
+/// `mysql_source`: the rows come from a MySQL-family source (whose zero `TIMESTAMP` is 0).
+pub fn pg_value_rules(
+    schema: &TableSchema,
+    key: &[usize],
+    mysql_source: bool,
+    pg: &PostgresTypes,
+) -> Vec<Option<ValueRule>> {
+    use ColumnType as T;
+    schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            // NULL cannot go into a key column: refused there, as the report says.
+            let zero =
+                if key.contains(&i) && pg.zero_dates == ZeroDates::Null { ZeroDates::Refuse } else { pg.zero_dates };
+            match &c.ty {
+                T::Date | T::DateTime { .. } => Some(ValueRule::ZeroDate(zero)),
+                T::Timestamp { .. } if mysql_source => Some(ValueRule::ZeroTimestamp(zero)),
+                T::Time { .. } if pg.time == TimeAs::Time => Some(ValueRule::TimeOfDay),
+                T::String { .. } | T::Enum { .. } | T::Set { .. } => Some(ValueRule::Nul(pg.nul_in_text)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Bytes one character of `charset` takes in UTF-8, at most (Doris sizes VARCHAR in bytes).
@@ -382,7 +567,7 @@ mod tests {
     fn mysql_keeps_the_source_spelling_and_collation() {
         let c = col(ColumnType::String { max_chars: Some(20), fixed: false });
         let d = ColumnDetail { source_type: Some("varchar(20)".into()), ..Default::default() };
-        let m = map(DdlDialect::Mariadb, input(&c, Some(&d), Some("utf8mb4")));
+        let m = map(DdlDialect::Mariadb, input(&c, Some(&d), Some("utf8mb4")), &PostgresTypes::default());
         assert_eq!(m.sql, "varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci");
         assert!(m.losses.is_empty());
     }
@@ -399,14 +584,112 @@ mod tests {
         assert_eq!(doris(key).losses[0].kind, LossKind::Refused);
     }
 
+    fn choices(time: TimeAs, zero_dates: ZeroDates, nul_in_text: NulInText) -> PostgresTypes {
+        PostgresTypes { time, zero_dates, nul_in_text }
+    }
+
     #[test]
-    fn postgres_reports_zero_dates_and_long_times() {
-        let m = postgres(input(&col(ColumnType::Date), None, None));
-        assert_eq!((m.sql.as_str(), m.losses[0].kind), ("date", LossKind::Refused));
-        let m = postgres(input(&col(ColumnType::Time { fsp: 6 }), None, None));
+    fn postgres_reports_what_each_type_choice_does_to_the_values() {
+        let mysql = ColumnDetail { source_type: Some("x".into()), ..Default::default() };
+        let lossy = |ty: ColumnType, key: bool, pg: PostgresTypes| {
+            let c = col(ty);
+            postgres(ColumnIn { key, ..input(&c, Some(&mysql), None) }, &pg)
+        };
+        let default = PostgresTypes::default();
+        let m = lossy(ColumnType::Date, false, default);
+        assert_eq!((m.sql.as_str(), m.losses[0].kind, m.nullable), ("date", LossKind::Refused, false));
+        let m = lossy(ColumnType::Time { fsp: 6 }, false, default);
+        assert_eq!((m.sql.as_str(), m.losses[0].kind), ("time(6)", LossKind::Refused));
         assert!(m.losses[0].what.contains("24:00:00"), "{m:?}");
-        let m = postgres(input(&col(ColumnType::Int { bits: 64, unsigned: true }), None, None));
+        // `interval` holds every MySQL time: nothing is lost.
+        let m = lossy(ColumnType::Time { fsp: 2 }, false, choices(TimeAs::Interval, ZeroDates::Null, NulInText::Strip));
+        assert_eq!((m.sql.as_str(), m.losses.len()), ("interval(2)", 0));
+        // NULL for zero dates: changed, the column nullable; refused in a key column.
+        let null = choices(TimeAs::Time, ZeroDates::Null, NulInText::Escape);
+        let m = lossy(ColumnType::DateTime { fsp: 0 }, false, null);
+        assert_eq!((m.losses[0].kind, m.nullable), (LossKind::Changed, true));
+        assert!(m.losses[0].what.contains("NULL"), "{m:?}");
+        let m = lossy(ColumnType::DateTime { fsp: 0 }, true, null);
+        assert_eq!((m.losses[0].kind, m.nullable), (LossKind::Refused, false));
+        let m = lossy(
+            ColumnType::Timestamp { fsp: 0 },
+            false,
+            choices(TimeAs::Time, ZeroDates::Infinity, NulInText::Refuse),
+        );
+        assert_eq!(m.losses[0].kind, LossKind::Changed);
+        assert!(m.losses[0].what.contains("-infinity"), "{m:?}");
+        let m = lossy(ColumnType::String { max_chars: None, fixed: false }, false, null);
+        assert_eq!((m.sql.as_str(), m.losses[0].kind), ("text", LossKind::Changed));
+        let m = lossy(ColumnType::Int { bits: 64, unsigned: true }, false, default);
         assert_eq!((m.sql.as_str(), m.losses.len()), ("numeric(20,0)", 0));
+        // A PostgreSQL source's own values fit: no line, and its `time` stays `time`.
+        let c = col(ColumnType::Time { fsp: 6 });
+        let pg_detail = ColumnDetail::default();
+        let m = postgres(
+            input(&c, Some(&pg_detail), None),
+            &choices(TimeAs::Interval, ZeroDates::Refuse, NulInText::Refuse),
+        );
+        assert_eq!((m.sql.as_str(), m.losses.len()), ("time(6)", 0));
+    }
+
+    #[test]
+    fn value_rules_change_exactly_the_values_their_report_line_names() {
+        use ferry_operators::value::{DateTime, TIMESTAMP_NEG_INFINITY};
+        let zero = Value::Date(Date::new(0, 0, 0));
+        let zero_month = Value::DateTime(DateTime { date: Date::new(2020, 0, 15), micros: 36_000_000_000 });
+        let rule = ValueRule::ZeroDate(ZeroDates::Infinity);
+        assert_eq!(rule.apply("d", &zero), Ok(Some(Value::Date(Date::NEG_INFINITY))));
+        assert_eq!(rule.apply("d", &zero_month), Ok(Some(Value::DateTime(DateTime::NEG_INFINITY))));
+        assert_eq!(rule.apply("d", &Value::Date(Date::new(2020, 1, 1))), Ok(None));
+        assert_eq!(ValueRule::ZeroDate(ZeroDates::Null).apply("d", &zero), Ok(Some(Value::Null)));
+        let e = ValueRule::ZeroDate(ZeroDates::Refuse).apply("dt", &zero).unwrap_err();
+        assert!(e.to_string().contains("column `dt`") && e.to_string().contains("zero_dates"), "{e}");
+        let ts = ValueRule::ZeroTimestamp(ZeroDates::Infinity);
+        assert_eq!(ts.apply("ts", &Value::Timestamp(0)), Ok(Some(Value::Timestamp(TIMESTAMP_NEG_INFINITY))));
+        assert_eq!(ts.apply("ts", &Value::Timestamp(1)), Ok(None));
+        assert!(ValueRule::TimeOfDay.apply("t", &Value::Time(-1)).is_err());
+        assert!(ValueRule::TimeOfDay.apply("t", &Value::Time(DAY_MICROS + 1)).is_err());
+        assert_eq!(ValueRule::TimeOfDay.apply("t", &Value::Time(DAY_MICROS)), Ok(None));
+        let nul = Value::Text("a\0b\0".into());
+        assert_eq!(ValueRule::Nul(NulInText::Strip).apply("s", &nul), Ok(Some(Value::Text("ab".into()))));
+        assert_eq!(ValueRule::Nul(NulInText::Escape).apply("s", &nul), Ok(Some(Value::Text("a\\0b\\0".into()))));
+        assert_eq!(
+            ValueRule::Nul(NulInText::Strip).apply("s", &Value::Enum("x\0".into())),
+            Ok(Some(Value::Enum("x".into())))
+        );
+        assert!(ValueRule::Nul(NulInText::Refuse).apply("s", &nul).is_err());
+    }
+
+    #[test]
+    fn a_key_column_refuses_zero_dates_instead_of_writing_null() {
+        let schema = TableSchema {
+            name: ferry_operators::TableName::new("db", "t"),
+            columns: vec![Column::new("d", ColumnType::Date, false), Column::new("e", ColumnType::Date, true)],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            version: 1,
+        };
+        let pg = choices(TimeAs::Time, ZeroDates::Null, NulInText::Refuse);
+        assert_eq!(
+            pg_value_rules(&schema, &[0], true, &pg),
+            vec![Some(ValueRule::ZeroDate(ZeroDates::Refuse)), Some(ValueRule::ZeroDate(ZeroDates::Null))]
+        );
+    }
+
+    proptest::proptest! {
+        /// Rules are idempotent: a value they changed arrives unchanged the second time (a row
+        /// `ferry verify` computed is encoded by the writer's rules again).
+        #[test]
+        fn text_rules_remove_every_nul_and_are_idempotent(s in "[a\\\\0\u{0}é]{0,12}", escape: bool) {
+            let rule = ValueRule::Nul(if escape { NulInText::Escape } else { NulInText::Strip });
+            let v = Value::Text(s.clone());
+            let once = rule.apply("c", &v).unwrap().unwrap_or(v);
+            let Value::Text(t) = &once else { panic!("text stays text") };
+            proptest::prop_assert!(!t.contains('\0'));
+            proptest::prop_assert_eq!(rule.apply("c", &once).unwrap(), None);
+            let want = if escape { s.replace('\0', "\\0") } else { s.replace('\0', "") };
+            proptest::prop_assert_eq!(t, &want);
+        }
     }
 
     #[test]

@@ -142,6 +142,10 @@ pub struct TargetTablesConfig {
     /// Doris/StarRocks tables: `PROPERTIES (…)`, e.g. `{replication_num: "1"}` for a
     /// one-backend cluster.
     pub doris_properties: BTreeMap<String, String>,
+    /// PostgreSQL targets: how the MySQL values PostgreSQL's own types cannot hold arrive
+    /// (TIME beyond a day or negative, zero dates, text with NUL). Shown by `ferry preview`
+    /// and `ferry ddl`.
+    pub postgres: PostgresTypes,
     /// Per-table strategies and DDL files; the first entry whose `tables` pattern matches the
     /// source `db.table` applies.
     pub tables: Vec<TargetTableOverride>,
@@ -155,6 +159,7 @@ impl Default for TargetTablesConfig {
             create_on_run: true,
             doris_buckets: None,
             doris_properties: BTreeMap::new(),
+            postgres: PostgresTypes::default(),
             tables: Vec::new(),
         }
     }
@@ -165,6 +170,89 @@ impl TargetTablesConfig {
     pub fn table(&self, source: &str) -> Option<&TargetTableOverride> {
         self.tables.iter().find(|o| regex::Regex::new(&format!("^(?:{})$", o.tables)).is_ok_and(|r| r.is_match(source)))
     }
+}
+
+/// The type choices of a PostgreSQL target for MySQL values PostgreSQL's types cannot hold
+/// (`target_tables.postgres`). The defaults keep each column's natural type and change no
+/// value: a value the type cannot hold is refused (dirty data), as the type-loss report says
+/// before the run. Every other choice changes values only as the report says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresTypes {
+    /// A MySQL `TIME` column: `time` (default; negative times and times past 24:00:00 are
+    /// refused) or `interval` (every MySQL time, −838:59:59.999999 … 838:59:59.999999, exactly).
+    pub time: TimeAs,
+    /// Zero dates and date-times (`0000-00-00`, a zero month or day, the zero `TIMESTAMP`):
+    /// `refuse` (default), `null` (the column is created nullable) or `infinity` (`-infinity`).
+    /// A bare YAML `null` means the `null` choice too.
+    #[serde(deserialize_with = "zero_dates_or_null")]
+    pub zero_dates: ZeroDates,
+    /// Text with the NUL character (U+0000): `refuse` (default), `strip` (removed) or `escape`
+    /// (written as the two characters `\0`, MySQL's own escape for it).
+    pub nul_in_text: NulInText,
+}
+
+/// `zero_dates: null` is YAML's null: the `null` choice, as if quoted.
+fn zero_dates_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ZeroDates, D::Error> {
+    Ok(Option::<ZeroDates>::deserialize(d)?.unwrap_or(ZeroDates::Null))
+}
+
+impl PostgresTypes {
+    /// `time: time, zero_dates: refuse, nul_in_text: refuse`, as a plan spells them.
+    pub fn describe(&self) -> String {
+        let time = match self.time {
+            TimeAs::Time => "time",
+            TimeAs::Interval => "interval",
+        };
+        let zero = match self.zero_dates {
+            ZeroDates::Refuse => "refuse",
+            ZeroDates::Null => "null",
+            ZeroDates::Infinity => "infinity",
+        };
+        let nul = match self.nul_in_text {
+            NulInText::Refuse => "refuse",
+            NulInText::Strip => "strip",
+            NulInText::Escape => "escape",
+        };
+        format!("time: {time}, zero_dates: {zero}, nul_in_text: {nul}")
+    }
+}
+
+/// The PostgreSQL type of a MySQL `TIME` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeAs {
+    /// `time(n)`: a time of day; negative times and times past 24:00:00 are refused.
+    #[default]
+    Time,
+    /// `interval(n)`: every MySQL time, exactly.
+    Interval,
+}
+
+/// How zero dates arrive in PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroDates {
+    /// Refused: the row is dirty data.
+    #[default]
+    Refuse,
+    /// NULL (key columns cannot be NULL: refused there).
+    Null,
+    /// `-infinity`.
+    Infinity,
+}
+
+/// How text with the NUL character arrives in PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NulInText {
+    /// Refused: the row is dirty data.
+    #[default]
+    Refuse,
+    /// Each NUL removed.
+    Strip,
+    /// Each NUL written as the two characters `\0`.
+    Escape,
 }
 
 /// A missing target table (F5.2).

@@ -14,6 +14,7 @@
 //! | `BIT(n)` | hex without leading zero bytes |
 //! | `JSON` | re-serialized with object keys sorted, no spaces (a `jsonb` target reorders keys) |
 //! | dates, times, date-times | `YYYY-MM-DD`, `[-]H:MM:SS.ffffff`, `YYYY-MM-DD HH:MM:SS.ffffff` |
+//! | an interval of hours and less in a time column | the time's text (a PostgreSQL target holds MySQL `TIME` as `interval` by choice) |
 //! | `TIMESTAMP` | the instant: microseconds since 1970-01-01 UTC |
 //! | intervals, UUIDs, arrays | their PostgreSQL text form |
 //!
@@ -50,6 +51,10 @@ pub fn canon(v: &Value, ty: &ColumnType) -> Option<String> {
         }
         Value::Json(s) => json(s),
         Value::Timestamp(us) => us.to_string(),
+        // A time the target holds as an interval (a PostgreSQL target's choice).
+        Value::Interval(iv) if matches!(ty, ColumnType::Time { .. }) && iv.months == 0 && iv.days == 0 => {
+            return canon(&Value::Time(iv.micros), ty)
+        }
         Value::Time(us) => {
             let sign = if *us < 0 { "-" } else { "" };
             let a = us.unsigned_abs();
@@ -183,6 +188,19 @@ mod tests {
         assert_eq!(decimal("-12"), "-12");
         assert_eq!(decimal(".5"), "0.5");
         assert_ne!(decimal("1.05"), decimal("1.5"));
+    }
+
+    #[test]
+    fn a_time_held_as_an_interval_is_the_same_time() {
+        use ferry_operators::value::Interval;
+        let ty = ColumnType::Time { fsp: 6 };
+        for us in [-3_020_399_999_999i64, -1, 0, 86_400_000_000, 3_020_399_999_999] {
+            let iv = Value::Interval(Interval { months: 0, days: 0, micros: us });
+            assert_eq!(canon(&iv, &ty), canon(&Value::Time(us), &ty));
+        }
+        // A day is not 24 hours to an interval column: it stays an interval's text.
+        let day = Value::Interval(Interval { months: 0, days: 1, micros: 0 });
+        assert_ne!(canon(&day, &ty), canon(&Value::Time(86_400_000_000), &ty));
     }
 
     #[test]

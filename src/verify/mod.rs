@@ -100,6 +100,8 @@ struct Unit {
     skipped_columns: Vec<String>,
     chunked: bool,
     cond: Option<Cond>,
+    /// The rules of the plan's PostgreSQL type choices the writer puts values through.
+    rules: Vec<Option<crate::catalog::types::ValueRule>>,
 }
 
 /// A compared key range of one unit.
@@ -217,6 +219,7 @@ fn units(plan: &Compiled, opts: &VerifyOptions) -> Result<(Vec<Unit>, Vec<TableR
             Some((rule, text)) => Some(condition(plan, &members, rule, &text)?),
         };
         out.push(Unit {
+            rules: crate::catalog::types::plan_value_rules(plan, &target),
             target,
             sources: members.iter().map(|(id, _)| *id).collect(),
             compare,
@@ -353,7 +356,10 @@ impl Verifier<'_> {
                 tp.transform.apply(change, schema, &cx, &mut changes, &mut failed);
             }
             failed_n += failed.len() as u64;
-            out.extend(changes.into_iter().filter_map(|c| c.after));
+            out.extend(changes.into_iter().filter_map(|c| c.after).map(|mut row| {
+                crate::catalog::types::apply_value_rules(&unit.rules, &unit.target, &mut row);
+                row
+            }));
         }
         Ok((out, failed_n))
     }

@@ -1,3 +1,5 @@
+-- target_tables.postgres: time: time, zero_dates: refuse, nul_in_text: refuse
+
 -- cat_golden.all_types → cat_golden.all_types
 CREATE SCHEMA IF NOT EXISTS "cat_golden";
 CREATE TABLE "cat_golden"."all_types" (

@@ -85,6 +85,7 @@ impl DdlApplier {
             tp.target_schema.row_key().iter().map(|&i| tp.target_schema.columns[i].name.clone()).collect();
         let keep = self.plan.plan.settings.schema_changes.keep_dropped_columns;
         let dialect = self.dialect;
+        let pg = self.plan.plan.settings.target_tables.postgres;
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {
             let result = sink_runtime().block_on(async {
@@ -93,7 +94,7 @@ impl DdlApplier {
                 if current.is_empty() {
                     return Ok(Err(format!("the target has no table {db_name}.{table}")));
                 }
-                let a = match alter::alter(dialect, db_name, table, &key, &event.change, &current, keep) {
+                let a = match alter::alter(dialect, db_name, table, &key, &event.change, &current, keep, &pg) {
                     Ok(a) => a,
                     Err(e) => return Ok(Err(e)),
                 };

@@ -40,12 +40,16 @@ fn read_error(e: DbError) -> ReadError {
 
 /// The schema a PostgreSQL target table is read with: its plan schema, except unsigned integers,
 /// which the target may hold in a wider type (`numeric(20,0)` for `BIGINT UNSIGNED`): read as
-/// decimals, whose canonical text is the same number's.
+/// decimals, whose canonical text is the same number's; and times, which the target holds as
+/// `time` or (`target_tables.postgres.time: interval`) as `interval`: read as intervals, whose
+/// canonical text in a time column is the time's.
 fn pg_read_schema(schema: &TableSchema) -> TableSchema {
     let mut s = schema.clone();
     for c in &mut s.columns {
-        if let ColumnType::Int { unsigned: true, .. } = c.ty {
-            c.ty = ColumnType::Decimal { precision: 20, scale: 0 };
+        match c.ty {
+            ColumnType::Int { unsigned: true, .. } => c.ty = ColumnType::Decimal { precision: 20, scale: 0 },
+            ColumnType::Time { .. } => c.ty = ColumnType::Interval,
+            _ => {}
         }
     }
     s

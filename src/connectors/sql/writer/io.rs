@@ -205,7 +205,15 @@ impl IoTask {
         self.metrics.dirty.fetch_add(1, Ordering::Relaxed);
         self.metrics.rows_out.fetch_sub(1, Ordering::Relaxed);
         let reason = if first { format!("{}: {reason}", t.name) } else { reason.to_string() };
-        self.dirty.record("sink", &source, c, &reason);
+        if c.schema.is_none() {
+            // The row has this run's columns: a replay after a schema change (a column added
+            // since) writes it under these, not under the plan's later ones.
+            let mut c = c.clone();
+            c.schema = Some(t.schema.clone());
+            self.dirty.record("sink", &source, &c, &reason);
+        } else {
+            self.dirty.record("sink", &source, c, &reason);
+        }
         Ok(())
     }
 

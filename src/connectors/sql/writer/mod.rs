@@ -21,6 +21,7 @@
 
 use super::conn::{Db, DbError, SqlTarget};
 use super::encode::{Dialect, EncodeError};
+use crate::catalog::types::{plan_value_rules, ValueRule};
 use crate::connector::{SinkError, SinkWriter, TableStops, WriterCtx};
 use crate::plan::config::{Semantics, WriteErrorPolicy, WriteMode};
 use crate::plan::Compiled;
@@ -65,6 +66,9 @@ pub struct TargetTable {
     /// PostgreSQL: a plain COPY of insert-only rows met an existing key; upserts of this table
     /// take the staging merge from now on.
     merge_only: AtomicBool,
+    /// Per column, the rule of the plan's type choices its values go through (PostgreSQL;
+    /// empty: none).
+    rules: Vec<Option<ValueRule>>,
 }
 
 impl TargetTable {
@@ -93,7 +97,14 @@ impl TargetTable {
             schema,
             bulk,
             merge_only: AtomicBool::new(false),
+            rules: Vec::new(),
         }
+    }
+
+    /// With the PostgreSQL type-choice rules of `plan` for its columns.
+    fn with_rules(mut self, plan: &Compiled) -> TargetTable {
+        self.rules = plan_value_rules(plan, &self.schema);
+        self
     }
 }
 
@@ -184,6 +195,9 @@ impl Batch {
     }
 }
 
+/// A target table made for a change's schema (`None`: the plan's).
+type SeenTable = (Option<Arc<TableSchema>>, Arc<TargetTable>);
+
 /// A database sink worker's writer.
 pub struct SqlWriter {
     plan: Arc<Compiled>,
@@ -191,7 +205,8 @@ pub struct SqlWriter {
     upsert: bool,
     exactly_once: bool,
     batch_rows: usize,
-    tables: HashMap<(TableId, u32), Arc<TargetTable>>,
+    /// Per table and schema version: the change's schema it was made for and the target table.
+    tables: HashMap<(TableId, u32), SeenTable>,
     batches: HashMap<String, Batch>,
     tx: Option<tokio::sync::mpsc::Sender<Cmd>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -268,10 +283,20 @@ impl SqlWriter {
         let tp = self.plan.table(table);
         let version = change.schema.as_ref().map_or(0, |s| s.version);
         if tp.static_names.is_some() {
-            if let Some(t) = self.tables.get(&(table, version)) {
-                return Ok(t.clone());
+            if let Some((seen, t)) = self.tables.get(&(table, version)) {
+                // The same schema (one `Arc` while streaming); rows of a replay bring their
+                // own copies, which may be of another run with the same version number.
+                let same = match (&change.schema, seen) {
+                    (Some(s), Some(seen)) => Arc::ptr_eq(s, seen) || s == seen,
+                    (None, None) => true,
+                    _ => false,
+                };
+                if same {
+                    return Ok(t.clone());
+                }
             }
         }
+        let seen = change.schema.clone();
         let mut schema = change.schema.clone().unwrap_or_else(|| Arc::new(tp.target_schema.clone()));
         if let Some(renames) = self.renames.get(&table) {
             let mut s = (*schema).clone();
@@ -288,9 +313,9 @@ impl SqlWriter {
             schema = Arc::new(s);
         }
         let (db, tb) = crate::connector::target_names(&self.plan, table, &schema, change)?;
-        let t = Arc::new(TargetTable::new(self.dialect, table, &db, &tb, schema));
+        let t = Arc::new(TargetTable::new(self.dialect, table, &db, &tb, schema).with_rules(&self.plan));
         if tp.static_names.is_some() {
-            self.tables.insert((table, version), t.clone());
+            self.tables.insert((table, version), (seen, t.clone()));
         }
         Ok(t)
     }

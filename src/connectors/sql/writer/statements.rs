@@ -3,6 +3,7 @@
 //! (`LOAD DATA LOCAL INFILE` text, `COPY` text into the table or a staging table + merge).
 
 use super::*;
+use std::borrow::Cow;
 
 /// A statement the task runs.
 pub(super) enum Stmt {
@@ -76,13 +77,31 @@ fn on_conflict(d: Dialect, t: &TargetTable, sql: &mut String) {
     }
 }
 
-fn row_values(d: Dialect, row: &[Value], out: &mut String) -> Result<(), EncodeError> {
+/// Column `i`'s value `v` as the target takes it: through the column's type-choice rule
+/// (PostgreSQL), which may change or refuse it.
+fn fixed<'a>(t: &TargetTable, i: usize, v: &'a Value) -> Result<Cow<'a, Value>, EncodeError> {
+    let Some(rule) = t.rules.get(i).copied().flatten() else { return Ok(Cow::Borrowed(v)) };
+    match rule.apply(&t.schema.columns[i].name, v) {
+        Ok(None) => Ok(Cow::Borrowed(v)),
+        Ok(Some(x)) => Ok(Cow::Owned(x)),
+        Err(e) => Err(EncodeError(e.to_string())),
+    }
+}
+
+/// `(v, v, …)` of the columns `cols` of `row`.
+fn row_values(
+    d: Dialect,
+    t: &TargetTable,
+    row: &[Value],
+    cols: impl Iterator<Item = usize>,
+    out: &mut String,
+) -> Result<(), EncodeError> {
     out.push('(');
-    for (i, v) in row.iter().enumerate() {
-        if i > 0 {
+    for (n, i) in cols.enumerate() {
+        if n > 0 {
             out.push(',');
         }
-        d.literal(v, out)?;
+        d.literal(fixed(t, i, &row[i])?.as_ref(), out)?;
     }
     out.push(')');
     Ok(())
@@ -130,7 +149,7 @@ fn inserts(
             on_conflict(d, t, sql)
         }
     };
-    chunked(rows, &head, |row, sql| row_values(d, row, sql), tail, out)
+    chunked(rows, &head, |row, sql| row_values(d, t, row, 0..row.len(), sql), tail, out)
 }
 
 /// `DELETE … WHERE key IN (…)` statements for the keys of `rows`.
@@ -145,23 +164,22 @@ fn deletes(d: Dialect, t: &TargetTable, rows: &[&[Value]], out: &mut Vec<Stmt>) 
     head.push_str(") IN (");
     let item = |row: &&[Value], sql: &mut String| {
         if let [k] = t.key[..] {
-            d.literal(&row[k], sql)
+            d.literal(fixed(t, k, &row[k])?.as_ref(), sql)
         } else {
-            let key: Vec<Value> = t.key.iter().map(|&k| row[k].clone()).collect();
-            row_values(d, &key, sql)
+            row_values(d, t, row, t.key.iter().copied(), sql)
         }
     };
     chunked(rows, &head, item, |sql| sql.push(')'), out)
 }
 
-fn bulk_data(d: Dialect, rows: &[&[Value]]) -> Result<Vec<u8>, EncodeError> {
+fn bulk_data(d: Dialect, t: &TargetTable, rows: &[&[Value]]) -> Result<Vec<u8>, EncodeError> {
     let mut data = Vec::with_capacity(rows.len() * 64);
     for row in rows {
         for (i, v) in row.iter().enumerate() {
             if i > 0 {
                 data.push(b'\t');
             }
-            d.bulk_field(v, &mut data)?;
+            d.bulk_field(fixed(t, i, v)?.as_ref(), &mut data)?;
         }
         data.push(b'\n');
     }
@@ -183,7 +201,7 @@ fn rows_out(
     if !bulk || rows.len() < BULK_MIN_ROWS {
         return inserts(d, t, rows, upsert, out);
     }
-    let data = bulk_data(d, rows)?;
+    let data = bulk_data(d, t, rows)?;
     out.push(match (d, upsert) {
         (Dialect::Mysql, replace) => Stmt::Load { data, replace },
         (Dialect::Postgres, false) => Stmt::Copy(data),
