@@ -15,6 +15,7 @@ use crate::plan::config::{ExistingTable, MissingTable};
 use crate::plan::Compiled;
 use crate::plan::Settings;
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// Why a target statement failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +34,16 @@ pub trait TableAdmin {
     fn table_exists(&mut self, database: &str, table: &str) -> Result<bool, AdminError>;
     /// Runs one DDL statement.
     fn execute(&mut self, statement: &str) -> Result<(), AdminError>;
+    /// Whether each `(database, table)` exists; a target that can answer for many tables in
+    /// one round trip does (a whole-database plan has thousands).
+    fn tables_exist(&mut self, tables: &[(&str, &str)]) -> Result<Vec<bool>, AdminError> {
+        tables.iter().map(|(d, t)| self.table_exists(d, t)).collect()
+    }
+    /// Runs one table's DDL statements in order; a target that can send them in one round
+    /// trip does.
+    fn execute_all(&mut self, statements: &[&str]) -> Result<(), AdminError> {
+        statements.iter().try_for_each(|s| self.execute(s))
+    }
 }
 
 /// What became of one table.
@@ -86,11 +97,31 @@ pub fn strategies(settings: &Settings, source: &str) -> (MissingTable, ExistingT
     (o.and_then(|o| o.missing).unwrap_or(t.missing), o.and_then(|o| o.existing).unwrap_or(t.existing))
 }
 
-fn run_ddl(db: &mut dyn TableAdmin, ddl: &TableDdl) -> Result<(), AdminError> {
-    for s in &ddl.statements {
-        db.execute(s)?;
+/// Runs a table's DDL; a `CREATE DATABASE/SCHEMA IF NOT EXISTS` already run for an earlier
+/// table (`namespaces`) is not sent again.
+fn run_ddl(db: &mut dyn TableAdmin, ddl: &TableDdl, namespaces: &mut HashSet<String>) -> Result<(), AdminError> {
+    let statements: Vec<&str> = ddl
+        .statements
+        .iter()
+        .filter(|s| !(ddl.file.is_none() && namespaces.contains(s.as_str())))
+        .map(String::as_str)
+        .collect();
+    db.execute_all(&statements)?;
+    if ddl.file.is_none() {
+        let namespace = |s: &&String| {
+            s.starts_with("CREATE SCHEMA IF NOT EXISTS ") || s.starts_with("CREATE DATABASE IF NOT EXISTS ")
+        };
+        if let Some(first) = ddl.statements.first().filter(namespace) {
+            namespaces.insert(first.clone());
+        }
     }
     Ok(())
+}
+
+/// Whether each `(database, table)` exists, asked in one go.
+fn existing(db: &mut dyn TableAdmin, names: &[(String, String)]) -> Result<Vec<bool>, AdminError> {
+    let refs: Vec<(&str, &str)> = names.iter().map(|(d, t)| (d.as_str(), t.as_str())).collect();
+    db.tables_exist(&refs)
 }
 
 fn drop_table(d: DdlDialect, ddl: &TableDdl) -> String {
@@ -142,10 +173,9 @@ pub fn create_tables(
     }
     let te = |e: AdminError| CreateError::Target(e.to_string());
     let result = (|| {
-        let mut exists = Vec::new();
-        for d in &ddls {
-            exists.push(db.table_exists(&d.database, &d.table).map_err(te)?);
-        }
+        let names: Vec<(String, String)> = ddls.iter().map(|d| (d.database.clone(), d.table.clone())).collect();
+        let exists = existing(db, &names).map_err(te)?;
+        let mut namespaces = HashSet::new();
         let to_drop: Vec<String> = ddls
             .iter()
             .zip(&exists)
@@ -159,13 +189,13 @@ pub fn create_tables(
             let (missing, existing) = strategies(settings, &d.source);
             let outcome = match (exists, missing, existing) {
                 (false, MissingTable::Skip, _) => Outcome::Skipped,
-                (false, MissingTable::Create, _) => match run_ddl(db, d) {
+                (false, MissingTable::Create, _) => match run_ddl(db, d, &mut namespaces) {
                     Ok(()) => Outcome::Created,
                     Err(e) => failed(e)?,
                 },
                 (true, _, ExistingTable::UseExisting) => Outcome::Existing,
                 (true, _, ExistingTable::DropAndRecreate) => {
-                    match db.execute(&drop_table(dialect, d)).and_then(|()| run_ddl(db, d)) {
+                    match db.execute(&drop_table(dialect, d)).and_then(|()| run_ddl(db, d, &mut namespaces)) {
                         Ok(()) => Outcome::Recreated,
                         Err(e) => failed(e)?,
                     }
@@ -197,9 +227,14 @@ pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<Str
     let settings = &plan.plan.settings;
     let dialect = DdlDialect::of_plan(plan);
     let mut missing = Vec::new();
-    for (id, (s, tp)) in plan.catalog.tables.iter().zip(&plan.tables).enumerate() {
-        let Some((d, t)) = &tp.static_names else { continue };
-        if db.table_exists(d, t)? {
+    let named: Vec<(usize, (String, String))> =
+        plan.tables.iter().enumerate().filter_map(|(id, tp)| Some((id, tp.static_names.clone()?))).collect();
+    let names: Vec<(String, String)> = named.iter().map(|(_, n)| n.clone()).collect();
+    let exists = existing(db, &names)?;
+    let mut namespaces = HashSet::new();
+    for ((id, (d, t)), exists) in named.iter().zip(exists) {
+        let (id, s) = (*id, plan.catalog.get(*id as u32));
+        if exists {
             continue;
         }
         let create =
@@ -207,7 +242,7 @@ pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<Str
         match (create, dialect) {
             (true, Some(dialect)) => {
                 let ddl = ddl::table_ddl(plan, id as u32, dialect).map_err(|e| AdminError::Refused(e.to_string()))?;
-                run_ddl(db, &ddl).map_err(|e| match e {
+                run_ddl(db, &ddl, &mut namespaces).map_err(|e| match e {
                     AdminError::Refused(m) => AdminError::Refused(format!("creating target table {d}.{t}: {m}")),
                     other => other,
                 })?;

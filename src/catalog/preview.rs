@@ -182,14 +182,10 @@ pub fn combo(s: Semantics, m: WriteMode) -> String {
 /// connection, or a name from a template).
 fn target_exists(plan: &Compiled, admin: Option<&mut dyn TableAdmin>) -> Result<Vec<Option<bool>>, String> {
     let Some(db) = admin else { return Ok(vec![None; plan.tables.len()]) };
-    let mut out = Vec::new();
-    for tp in &plan.tables {
-        out.push(match &tp.static_names {
-            Some((d, tb)) => Some(db.table_exists(d, tb).map_err(|e| format!("target: {e}"))?),
-            None => None,
-        });
-    }
-    Ok(out)
+    let names: Vec<(&str, &str)> =
+        plan.tables.iter().filter_map(|tp| tp.static_names.as_ref().map(|(d, t)| (d.as_str(), t.as_str()))).collect();
+    let mut found = db.tables_exist(&names).map_err(|e| format!("target: {e}"))?.into_iter();
+    Ok(plan.tables.iter().map(|tp| tp.static_names.as_ref().and_then(|_| found.next())).collect())
 }
 
 /// The preview as a table for people.

@@ -108,7 +108,13 @@ pub async fn plan_table(
                 last.iter().map(param).collect(),
             ),
         };
-        let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await.map_err(err)?;
+        // The first probe has no parameter: a text query, one round trip (most tables of a
+        // whole database end there, with one chunk).
+        let row: Option<mysql_async::Row> = if params.is_empty() {
+            conn.query_first(sql).await.map_err(err)?
+        } else {
+            conn.exec_first(sql, params).await.map_err(err)?
+        };
         let Some(row) = row else { break };
         let key: Vec<Value> = row
             .unwrap()
@@ -206,7 +212,29 @@ pub async fn select_chunk(
     if schema.has_key() {
         sql.push_str(&format!(" ORDER BY {}", key_cols(schema)));
     }
-    let mut result = conn.exec_iter(sql, params).await.map_err(err)?;
+    // A chunk without bounds (a table of one chunk: small, or without a key) is one text
+    // query: a statement of its own would take a prepare and a close round trip per table.
+    let failure = if params.is_empty() {
+        let result = conn.query_iter(sql).await.map_err(err)?;
+        decode_rows(result, schema, charsets, &mut emit).await.map_err(err)?
+    } else {
+        let result = conn.exec_iter(sql, params).await.map_err(err)?;
+        decode_rows(result, schema, charsets, &mut emit).await.map_err(err)?
+    };
+    if let Some(f) = failure {
+        return Err(SourceError::Server(format!("{} chunk {}: {f}", schema.name, chunk.id)));
+    }
+    Ok(())
+}
+
+/// Decodes a chunk's result rows (text or binary protocol) in batches of 1024 to `emit`;
+/// `Ok(Some(why))` for a value that does not decode.
+async fn decode_rows<P: mysql_async::prelude::Protocol>(
+    mut result: mysql_async::QueryResult<'_, '_, P>,
+    schema: &TableSchema,
+    charsets: &[Option<String>],
+    emit: &mut impl FnMut(Vec<Row>),
+) -> Result<Option<String>, mysql_async::Error> {
     let mut batch = Vec::with_capacity(1024);
     let mut failure = None;
     result
@@ -230,15 +258,12 @@ pub async fn select_chunk(
                 emit(std::mem::take(&mut batch));
             }
         })
-        .await
-        .map_err(err)?;
-    if let Some(f) = failure {
-        return Err(SourceError::Server(format!("{} chunk {}: {f}", schema.name, chunk.id)));
-    }
-    if !batch.is_empty() {
+        .await?;
+    result.drop_result().await?;
+    if failure.is_none() && !batch.is_empty() {
         emit(batch);
     }
-    Ok(())
+    Ok(failure)
 }
 
 /// A text key column whose order only the server knows (a case- or accent-insensitive

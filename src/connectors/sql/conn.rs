@@ -293,6 +293,50 @@ impl SqlTarget {
         Ok(db.query_u64(&sql).await?.unwrap_or(0) > 0)
     }
 
+    /// Whether each `(schema, table)` exists: one query per 500 names. A name the target holds
+    /// only in another letter case is asked alone ([`SqlTarget::table_exists`]), so the answer
+    /// is the same as asking each.
+    pub async fn tables_exist(&self, db: &mut Db, tables: &[(&str, &str)]) -> Result<Vec<bool>, DbError> {
+        let mut out = Vec::with_capacity(tables.len());
+        for part in tables.chunks(500) {
+            let mut schemas: Vec<&str> = part.iter().map(|(s, _)| *s).collect();
+            schemas.sort_unstable();
+            schemas.dedup();
+            let list: Vec<String> = schemas.iter().map(|s| self.text(s)).collect();
+            let sql = format!(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ({})",
+                list.join(",")
+            );
+            let found: std::collections::HashSet<(String, String)> = match db {
+                Db::My(c) => {
+                    use mysql_async::prelude::Queryable;
+                    c.query(sql).await.map_err(DbError::mysql)?.into_iter().collect()
+                }
+                Db::Pg(c) => c
+                    .simple_query(&sql)
+                    .await
+                    .map_err(DbError::pg)?
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((r.get(0)?.to_string(), r.get(1)?.to_string()))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            let lower = |s: &str, t: &str| (s.to_lowercase(), t.to_lowercase());
+            let found_lower: std::collections::HashSet<(String, String)> =
+                found.iter().map(|(s, t)| lower(s, t)).collect();
+            for (s, t) in part {
+                let exact = found.contains(&(s.to_string(), t.to_string()));
+                let folded = !exact && found_lower.contains(&lower(s, t));
+                out.push(if folded { self.table_exists(db, s, t).await? } else { exact });
+            }
+        }
+        Ok(out)
+    }
+
     /// The columns of `schema.table` as the target reports them, in table order (empty: no
     /// such table).
     pub async fn columns(

@@ -169,4 +169,18 @@ impl TableAdmin for SqlAdmin {
     fn execute(&mut self, statement: &str) -> Result<(), AdminError> {
         sink_runtime().block_on(self.db.exec(statement)).map_err(admin_error)
     }
+
+    fn tables_exist(&mut self, tables: &[(&str, &str)]) -> Result<Vec<bool>, AdminError> {
+        let (target, db) = (&self.target, &mut self.db);
+        sink_runtime().block_on(target.tables_exist(db, tables)).map_err(admin_error)
+    }
+
+    fn execute_all(&mut self, statements: &[&str]) -> Result<(), AdminError> {
+        // PostgreSQL runs a multi-statement query in one round trip (and one transaction:
+        // a table and its comments are created together or not at all).
+        if self.target.dialect == encode::Dialect::Postgres && statements.len() > 1 {
+            return self.execute(&statements.join(";\n"));
+        }
+        statements.iter().try_for_each(|s| self.execute(s))
+    }
 }

@@ -9,6 +9,8 @@ pub(super) struct IoTask {
     pub(super) db: Option<Db>,
     pub(super) target: Arc<SqlTarget>,
     pub(super) in_txn: bool,
+    /// A `BEGIN` not sent yet: it goes with the next statement, in the same round trip.
+    pub(super) begin_pending: bool,
     pub(super) exactly_once: bool,
     pub(super) upsert: bool,
     pub(super) policy: WriteErrorPolicy,
@@ -77,26 +79,41 @@ impl IoTask {
         if self.db.is_none() {
             self.db = Some(self.target.connect().await?);
             self.in_txn = false;
+            self.begin_pending = false;
         }
         Ok(self.db.as_mut().expect("just set"))
     }
 
+    /// Runs `sql`, after the pending `BEGIN` if there is one (one round trip: both dialects
+    /// take several statements in one query).
     async fn exec(&mut self, sql: &str) -> Result<(), DbError> {
-        self.db().await?.exec(sql).await
+        let begin = std::mem::take(&mut self.begin_pending);
+        let db = self.db().await?;
+        if begin {
+            db.exec(&format!("BEGIN; {sql}")).await
+        } else {
+            db.exec(sql).await
+        }
     }
 
+    /// A batch in the epoch's transaction (exactly-once) or in its own (at-least-once); the
+    /// `BEGIN` goes with the batch's first statement.
     async fn batch(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
-        if self.exactly_once {
-            if !self.in_txn {
-                self.exec("BEGIN").await?;
-                self.in_txn = true;
-            }
-        } else {
-            self.exec("BEGIN").await?;
+        if !self.exactly_once || !self.in_txn {
+            self.db().await?;
+            self.begin_pending = true;
+            self.in_txn = true;
         }
-        self.apply(t, rows).await?;
+        let committed = self.apply(t, rows).await?;
         if !self.exactly_once {
-            self.exec("COMMIT").await?;
+            self.in_txn = false;
+            // Nothing ran (a stopped table's rows went to the archive): no transaction began.
+            if std::mem::take(&mut self.begin_pending) {
+                return Ok(());
+            }
+            if !committed {
+                self.exec("COMMIT").await?;
+            }
         }
         Ok(())
     }
@@ -104,13 +121,13 @@ impl IoTask {
     async fn commit(&mut self, epoch: u64) -> Result<(), DbError> {
         tracing::debug!(worker = self.worker, epoch, "committing");
         if self.exactly_once {
-            if !self.in_txn {
-                self.exec("BEGIN").await?;
-            }
-            let sql = self.target.progress_upsert(&self.task, self.worker, epoch);
-            self.exec(&sql).await?;
+            // The archive first: its rows are kept before the epoch counts as written.
             self.flush_dirty()?;
-            self.exec("COMMIT").await?;
+            let begin = if self.in_txn && !self.begin_pending { "" } else { "BEGIN; " };
+            self.begin_pending = false;
+            let sql = self.target.progress_upsert(&self.task, self.worker, epoch);
+            // A failed progress row ends the query before its COMMIT; the session is dropped.
+            self.db().await?.exec(&format!("{begin}{sql}; COMMIT")).await?;
             self.in_txn = false;
         } else {
             self.flush_dirty()?;
@@ -134,22 +151,29 @@ impl IoTask {
         }
     }
 
-    async fn apply(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
+    /// Writes a batch; `Ok(true)` when it also committed the batch's own transaction
+    /// (at-least-once, the batch written whole).
+    async fn apply(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<bool, DbError> {
         if let Some(reason) = self.stops.reason(t.id) {
             for c in &rows {
                 self.reject(t, c, &format!("table stopped (write_error: partial-stop): {reason}"), false)?;
             }
-            return Ok(());
+            return Ok(false);
         }
         let rows = self.order(t, rows);
         // A value the target cannot hold fails the build: the row-by-row pass finds it.
         let stmts = build(self.target.dialect, self.upsert, self.target.bulk, t, &rows).ok();
         if let Some(stmts) = stmts {
             self.exec("SAVEPOINT ferry_batch").await?;
-            match self.run_stmts(t, stmts).await {
+            match self.run_stmts(t, stmts, Some("ferry_batch")).await {
+                // At-least-once: COMMIT releases the savepoint.
+                Ok(()) if !self.exactly_once => {
+                    self.exec("COMMIT").await?;
+                    return Ok(true);
+                }
                 Ok(()) => {
                     self.exec("RELEASE SAVEPOINT ferry_batch").await?;
-                    return Ok(());
+                    return Ok(false);
                 }
                 Err(DbError::Row(e)) => {
                     tracing::debug!(table = %t.name, error = %e, "batch rejected, writing it row by row");
@@ -173,7 +197,7 @@ impl IoTask {
                 }
             };
             self.exec("SAVEPOINT ferry_row").await?;
-            match self.run_stmts(t, stmts).await {
+            match self.run_stmts(t, stmts, None).await {
                 Ok(()) => self.exec("RELEASE SAVEPOINT ferry_row").await?,
                 Err(DbError::Row(e)) => {
                     self.exec("ROLLBACK TO SAVEPOINT ferry_row").await?;
@@ -182,7 +206,7 @@ impl IoTask {
                 Err(other) => return Err(other),
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// A row the target rejected (or that follows a stop): per the write-error policy.
@@ -217,9 +241,12 @@ impl IoTask {
         Ok(())
     }
 
-    async fn run_stmts(&mut self, t: &TargetTable, stmts: Vec<Stmt>) -> Result<(), DbError> {
+    /// Runs a batch's statements. `fresh`: the savepoint set just before them, which a
+    /// first `COPY` that meets an existing key rolls back to (no savepoint of its own).
+    async fn run_stmts(&mut self, t: &TargetTable, stmts: Vec<Stmt>, fresh: Option<&str>) -> Result<(), DbError> {
         let dialect = self.target.dialect;
-        for s in stmts {
+        for (n, s) in stmts.into_iter().enumerate() {
+            let fresh = fresh.filter(|_| n == 0);
             let known = self.charsets.get(&t.qname).copied();
             let db = self.db().await?;
             match s {
@@ -240,12 +267,15 @@ impl IoTask {
                 }
                 Stmt::Copy(data) => db.copy_in(&t.qname, &t.cols, data).await?,
                 Stmt::CopyOrMerge(data) => {
-                    db.exec("SAVEPOINT ferry_copy").await?;
+                    if fresh.is_none() {
+                        db.exec("SAVEPOINT ferry_copy").await?;
+                    }
                     match db.copy_in(&t.qname, &t.cols, data.clone()).await {
+                        Ok(()) if fresh.is_some() => {}
                         Ok(()) => db.exec("RELEASE SAVEPOINT ferry_copy").await?,
                         Err(DbError::Row(e)) => {
                             tracing::debug!(table = %t.name, error = %e, "plain COPY refused; merging from now on");
-                            db.exec("ROLLBACK TO SAVEPOINT ferry_copy").await?;
+                            db.exec(&format!("ROLLBACK TO SAVEPOINT {}", fresh.unwrap_or("ferry_copy"))).await?;
                             t.merge_only.store(true, Ordering::Relaxed);
                             merge(db, dialect, t, data).await?;
                         }

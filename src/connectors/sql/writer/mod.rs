@@ -37,6 +37,10 @@ use std::sync::{Arc, Mutex};
 const MAX_STATEMENT: usize = 1 << 20;
 /// Batches with fewer rows than this take plain statements even when bulk loading is on.
 const BULK_MIN_ROWS: usize = 64;
+/// Tables with a batch open at once, at most: a new one sends the longest-open batch first.
+/// A snapshot of thousands of small tables writes as it reads instead of all at the commit
+/// (and holds at most this many partial batches).
+const MAX_OPEN_BATCHES: usize = 128;
 
 mod io;
 mod statements;
@@ -208,6 +212,8 @@ pub struct SqlWriter {
     /// Per table and schema version: the change's schema it was made for and the target table.
     tables: HashMap<(TableId, u32), SeenTable>,
     batches: HashMap<String, Batch>,
+    /// The tables of `batches` in the order their batches opened (may name sent ones).
+    opened: std::collections::VecDeque<String>,
     tx: Option<tokio::sync::mpsc::Sender<Cmd>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// Tells the I/O task to start no further statement (see `Drop`).
@@ -245,6 +251,7 @@ impl SqlWriter {
             db: Some(db),
             target: target.clone(),
             in_txn: false,
+            begin_pending: false,
             exactly_once,
             upsert: cx.plan.plan.settings.write_mode == WriteMode::Upsert,
             policy: cx.policy,
@@ -268,6 +275,7 @@ impl SqlWriter {
             exactly_once,
             tables: HashMap::new(),
             batches: HashMap::new(),
+            opened: std::collections::VecDeque::new(),
             tx: Some(tx),
             task: Some(task),
             stop,
@@ -336,6 +344,22 @@ impl SqlWriter {
             self.send(cmd)?;
         }
         self.batches.clear();
+        self.opened.clear();
+        Ok(())
+    }
+
+    /// Before a table's batch opens: with [`MAX_OPEN_BATCHES`] open, sends the longest-open
+    /// one.
+    fn make_room(&mut self) -> Result<(), SinkError> {
+        while self.batches.len() >= MAX_OPEN_BATCHES {
+            let Some(name) = self.opened.pop_front() else { break };
+            if let Some(mut b) = self.batches.remove(&name) {
+                if b.live > 0 {
+                    let cmd = Cmd::Batch { table: b.table.clone(), rows: b.take() };
+                    self.send(cmd)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -396,7 +420,13 @@ impl SinkWriter for SqlWriter {
                 }
                 self.batches.entry(t.qname.clone()).or_insert_with(|| Batch::new(t.clone(), netting))
             }
-            None => self.batches.entry(t.qname.clone()).or_insert_with(|| Batch::new(t.clone(), netting)),
+            None => {
+                if let Err(e) = self.make_room() {
+                    return Err((e, change));
+                }
+                self.opened.push_back(t.qname.clone());
+                self.batches.entry(t.qname.clone()).or_insert_with(|| Batch::new(t.clone(), netting))
+            }
         };
         b.push(change);
         if b.live >= batch_rows {
