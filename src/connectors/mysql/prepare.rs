@@ -115,6 +115,20 @@ pub fn prepare(
                     handoff = planned_with(h);
                 }
                 None if process == 0 => {
+                    // The first probe of every keyed table that needs one, many per round trip.
+                    let probed: Vec<usize> = (0..plan.catalog.tables.len())
+                        .filter(|&t| {
+                            plan.catalog.tables[t].has_key()
+                                && (handoff != Handoff::Watermark || key_order_known(plan, t, &weighed[t]))
+                        })
+                        .collect();
+                    let probe_of: Vec<(&ferry_operators::TableSchema, &[Option<String>])> =
+                        probed.iter().map(|&t| (&plan.catalog.tables[t], plan.charsets[t].as_slice())).collect();
+                    let mut firsts: std::collections::HashMap<usize, Option<Vec<ferry_operators::Value>>> = probed
+                        .iter()
+                        .copied()
+                        .zip(snapshot::first_probes(&mut conn, &probe_of, cfg.chunk_rows).await.map_err(src)?)
+                        .collect();
                     for (t, schema) in plan.catalog.tables.iter().enumerate() {
                         let first = chunks.len() as u32;
                         if handoff == Handoff::Watermark && !key_order_known(plan, t, &weighed[t]) {
@@ -124,9 +138,17 @@ pub fn prepare(
                             continue;
                         }
                         chunks.extend(
-                            snapshot::plan_table(&mut conn, t as u32, schema, &plan.charsets[t], cfg.chunk_rows, first)
-                                .await
-                                .map_err(src)?,
+                            snapshot::plan_table(
+                                &mut conn,
+                                t as u32,
+                                schema,
+                                &plan.charsets[t],
+                                cfg.chunk_rows,
+                                first,
+                                firsts.remove(&t),
+                            )
+                            .await
+                            .map_err(src)?,
                         );
                     }
                     let saved = ChunkPlan {

@@ -86,6 +86,7 @@ pub async fn plan_table(
     charsets: &[Option<String>],
     chunk_rows: u64,
     first_id: u32,
+    first_probe: Option<Option<Vec<Value>>>,
 ) -> Result<Vec<Chunk>, SourceError> {
     let err = |e: mysql_async::Error| SourceError::Server(format!("planning chunks of {}: {e}", schema.name));
     if !schema.has_key() {
@@ -96,6 +97,12 @@ pub async fn plan_table(
     let key_schema: Vec<_> =
         schema.row_key().iter().map(|&i| (schema.columns[i].clone(), charsets.get(i).cloned().flatten())).collect();
     let mut bounds: Vec<Vec<Value>> = Vec::new();
+    // The first probe asked already (with other tables', by `first_probes`).
+    match first_probe {
+        Some(None) => return Ok(vec![Chunk { id: first_id, table, lower: None, upper: None }]),
+        Some(Some(b)) => bounds.push(b),
+        None => {}
+    }
     loop {
         let (sql, params): (String, Vec<mysql_async::Value>) = match bounds.last() {
             None => (format!("SELECT {keys} FROM {from} ORDER BY {keys} LIMIT 1 OFFSET {}", chunk_rows), vec![]),
@@ -132,6 +139,54 @@ pub async fn plan_table(
     }
     chunks.push(Chunk { id: first_id + chunks.len() as u32, table, lower, upper: None });
     Ok(chunks)
+}
+
+/// Tables whose first probes go in one query (one round trip, one result set each).
+const PROBES_PER_QUERY: usize = 100;
+
+/// The first probe of [`plan_table`] (the key `chunk_rows` rows in; `None`: the table is one
+/// chunk) of each keyed table of `tables`, [`PROBES_PER_QUERY`] tables per round trip: most
+/// tables of a whole database are smaller than a chunk and need no other query.
+pub async fn first_probes(
+    conn: &mut Conn,
+    tables: &[(&TableSchema, &[Option<String>])],
+    chunk_rows: u64,
+) -> Result<Vec<Option<Vec<Value>>>, SourceError> {
+    let mut out = Vec::with_capacity(tables.len());
+    for group in tables.chunks(PROBES_PER_QUERY) {
+        let sql: String = group
+            .iter()
+            .map(|(schema, _)| {
+                let from = format!("{}.{}", ident(&schema.name.database), ident(&schema.name.table));
+                let keys = key_cols(schema);
+                format!("SELECT {keys} FROM {from} ORDER BY {keys} LIMIT 1 OFFSET {chunk_rows};")
+            })
+            .collect();
+        let err = |e: mysql_async::Error| {
+            let first = group.first().map(|(s, _)| s.name.to_string()).unwrap_or_default();
+            SourceError::Server(format!("planning chunks of {first} and {} more: {e}", group.len() - 1))
+        };
+        let mut result = conn.query_iter(sql).await.map_err(err)?;
+        for (schema, charsets) in group {
+            let rows: Vec<mysql_async::Row> = result.collect().await.map_err(err)?;
+            let Some(row) = rows.into_iter().next() else {
+                out.push(None);
+                continue;
+            };
+            let key: Vec<Value> = row
+                .unwrap()
+                .into_iter()
+                .zip(schema.row_key())
+                .map(|(v, &i)| {
+                    let cs = charsets.get(i).cloned().flatten();
+                    snapshot_value(v, &schema.columns[i], cs.as_deref()).map_err(|e| SourceError::Server(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            out.push(Some(key));
+        }
+        result.drop_result().await.map_err(err)?;
+    }
+    Ok(out)
 }
 
 /// Where the binlog stands: `SHOW MASTER STATUS` (`SHOW BINARY LOG STATUS` on MySQL 8.4 and

@@ -49,7 +49,7 @@ impl TableReader for MysqlReader {
     fn bounds(&mut self, schema: &TableSchema, rows: u64) -> Result<Vec<Vec<Value>>, ReadError> {
         let charsets = self.charsets.get(&schema.name.to_string()).cloned().unwrap_or_default();
         let chunks = crate::runtime::io_runtime()
-            .block_on(snapshot::plan_table(&mut self.conn, 0, schema, &charsets, rows, 0))
+            .block_on(snapshot::plan_table(&mut self.conn, 0, schema, &charsets, rows, 0, None))
             .map_err(unavailable)?;
         Ok(chunks.into_iter().filter_map(|c| c.upper).collect())
     }
