@@ -11,8 +11,10 @@
 //!   and vs the peer `mydumper` + `myloader` (2 threads each, 200k-row chunks; Debian package
 //!   `mydumper`), with `myloader -e`: like the pipe and ferry it then writes the binlog (by
 //!   default it turns the binlog off for its sessions, which no CDC source can afford);
-//! - many small tables (`FERRY_BENCH_TABLES`, default 200, × 1,000 rows) → PostgreSQL, 2
-//!   workers, target tables created by ferry, vs reading them all with `mariadb`;
+//! - many small tables (`FERRY_BENCH_TABLES`, default 200, × 1,000 rows, and
+//!   `FERRY_BENCH_SMALL_TABLES`, default 5,000, × 200 rows) → PostgreSQL and → MariaDB, 2
+//!   workers, target tables created by ferry, vs reading as many rows of one table (the ratio)
+//!   and reading the same tables with `mariadb`;
 //! - end-to-end latency, source commit to target write, at 1k and 5k rows/s (each row carries
 //!   its source commit time in microseconds; PostgreSQL stamps the time ferry's transaction
 //!   wrote it, which commits right after — before a reader can see it): p50, p99, max.
@@ -285,41 +287,71 @@ fn main() {
         }
     }
 
-    // Many small tables → PostgreSQL (ferry creates the target tables).
-    if tables > 0 && want("many") {
-        ensure_many(tables, 1000);
-        let n = tables as u64 * 1000;
-        let query: String = (0..tables).map(|t| format!("SELECT * FROM bench_many.t{t:03};")).collect();
+    // Many small tables → PostgreSQL and → MariaDB (ferry creates the target tables), next to
+    // reading the same tables, and reading as many rows of one table.
+    let small = env_u64("FERRY_BENCH_SMALL_TABLES", 5000) as u32;
+    for (db, n_tables, per_table) in [("bench_many", tables, 1000u64), ("bench_small", small, 200)] {
+        if n_tables == 0 || !want("many") {
+            continue;
+        }
+        ensure_many_in(db, n_tables, per_table);
+        let n = n_tables as u64 * per_table;
+        let query: String = (0..n_tables).map(|t| format!("SELECT * FROM {db}.t{t:03};")).collect();
         set_row_bytes(text_bytes(&query) as f64 / n as f64);
-        let target = format!("  type: postgres\n  url: {}\n", pg_url());
-        let eo = plan("bench_many", "bench_many\\..*", &target, "");
-        let q = query.clone();
+        let pg_target = format!("  type: postgres\n  url: {}\n", pg_url());
+        let my_target = format!("  type: mariadb\n  url: {}\n", url());
+        let to_pg = plan(&format!("{db}_pg"), &format!("{db}\\..*"), &pg_target, "");
+        let to_my =
+            plan(&format!("{db}_my"), &format!("{db}\\..*"), &my_target, &format!("route:\n  database: {db}_t\n"));
+        let (q, one) = (query.clone(), format!("SELECT * FROM bench.sbtest1 LIMIT {n}"));
+        let raw_read = |q: &str| {
+            let file = query_file(q);
+            let mut raw = Command::new("mariadb");
+            raw.args(["--quick", "-h127.0.0.1", &format!("-P{}", port()), "-uroot"]);
+            raw.stdin(std::fs::File::open(file.path()).unwrap());
+            timed(raw)
+        };
         let r = interleaved(
             rounds,
             &mut [
+                &mut || raw_read(&q),
+                &mut || raw_read(&one),
                 &mut || {
-                    let mut raw = Command::new("mariadb");
-                    raw.args(["--quick", "-h127.0.0.1", &format!("-P{}", port()), "-uroot", "-e", &q]);
-                    timed(raw)
+                    // Thousands of tables in one DROP SCHEMA outgrow the server's lock table
+                    // (max_locks_per_transaction): 500 per transaction.
+                    psql(&format!(
+                        "DO $$ DECLARE r record; i int := 0; BEGIN \
+                         FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = '{db}' LOOP \
+                         EXECUTE format('DROP TABLE {db}.%I', r.tablename); i := i + 1; \
+                         IF i % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$"
+                    ));
+                    psql(&format!("DROP SCHEMA IF EXISTS {db} CASCADE"));
+                    ferry_run(&to_pg, 2)
                 },
                 &mut || {
-                    psql("DROP SCHEMA IF EXISTS bench_many CASCADE");
-                    ferry_run(&eo, 2)
+                    sql(&format!("DROP DATABASE IF EXISTS {db}_t"));
+                    ferry_run(&to_my, 2)
                 },
             ],
         );
-        let raw = n as f64 / r[0].0;
-        line(&format!("raw: mariadb --quick SELECT * ({tables} tables)"), n, r[0].0, r[0].1, None, &r[0].2);
-        line(
-            &format!("ferry → PostgreSQL, {tables} tables × 1k rows, 2 workers, creating them"),
-            n,
-            r[1].0,
-            r[1].1,
-            Some(raw),
-            &r[1].2,
+        line(&format!("read: mariadb --quick SELECT * ({n_tables} tables)"), n, r[0].0, r[0].1, None, &r[0].2);
+        line(&format!("raw: mariadb --quick SELECT * ({n} rows of one table)"), n, r[1].0, r[1].1, None, &r[1].2);
+        let one_rate = n as f64 / r[1].0;
+        let size = format!("{n_tables} tables × {per_table} rows, 2 workers, creating them");
+        line(&format!("ferry → PostgreSQL, {size}"), n, r[2].0, r[2].1, Some(one_rate), &r[2].2);
+        line(&format!("ferry → MariaDB, {size}"), n, r[3].0, r[3].1, Some(one_rate), &r[3].2);
+        println!(
+            "  (÷ reading the same {n_tables} tables: PostgreSQL {:.2}×, MariaDB {:.2}×)",
+            r[0].0 / r[2].0,
+            r[0].0 / r[3].0
         );
-        let copied = psql_value("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bench_many'");
-        assert_eq!(copied, tables.to_string(), "ferry did not create every table");
+        let copied = psql_value(&format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{db}'"));
+        assert_eq!(copied, n_tables.to_string(), "ferry did not create every PostgreSQL table");
+        let copied: u64 = sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}_t'"))
+            [0]
+        .get(0)
+        .unwrap();
+        assert_eq!(copied, n_tables as u64, "ferry did not create every MariaDB table");
     }
 
     // End-to-end latency.

@@ -149,19 +149,24 @@ pub fn ensure_alltypes(rows: u64) {
 
 /// `tables` sysbench-like tables of `rows` rows each in the database `bench_many`.
 pub fn ensure_many(tables: u32, rows: u64) {
+    ensure_many_in("bench_many", tables, rows)
+}
+
+/// `tables` sysbench-like tables `t000`, `t001`, … of `rows` rows each in the database `db`.
+pub fn ensure_many_in(db: &str, tables: u32, rows: u64) {
     sql("CREATE DATABASE IF NOT EXISTS bench");
     let n: u64 =
-        sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='bench_many'")[0].get(0).unwrap();
-    if n == tables as u64 && table_rows("bench_many", &format!("t{:03}", tables - 1)) == Some(rows) {
+        sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}'"))[0].get(0).unwrap();
+    if n == tables as u64 && table_rows(db, &format!("t{:03}", tables - 1)) == Some(rows) {
         return;
     }
-    sql("DROP DATABASE IF EXISTS bench_many");
-    sql("CREATE DATABASE bench_many");
+    sql(&format!("DROP DATABASE IF EXISTS {db}"));
+    sql(&format!("CREATE DATABASE {db}"));
     let mut batch = String::new();
     for t in 0..tables {
         batch.push_str(&format!(
-            "CREATE TABLE bench_many.t{t:03} (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL);\
-             INSERT INTO bench_many.t{t:03} SELECT seq, seq * 7919 % {rows}, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT(SUBSTR(MD5(seq + {t}), 1, 10), 10)), \
+            "CREATE TABLE {db}.t{t:03} (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL);\
+             INSERT INTO {db}.t{t:03} SELECT seq, seq * 7919 % {rows}, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT(SUBSTR(MD5(seq + {t}), 1, 10), 10)), \
              REPEAT(SUBSTR(MD5(seq), 1, 12), 4) FROM bench.seq_1_to_{rows};"
         ));
     }
@@ -438,17 +443,26 @@ pub fn peer_ratio(what: &str, ratio: f64) {
 
 /// Bytes of `SELECT <cols> FROM <from>` as the `mariadb` client prints it (tab-separated text).
 pub fn text_bytes(query: &str) -> u64 {
+    // The query goes through a file: thousands of tables' SELECTs exceed an argument's limit.
+    let file = query_file(query);
     let out = Command::new("bash")
         .args([
             "-o",
             "pipefail",
             "-c",
-            &format!("mariadb --quick -N -h127.0.0.1 -P{} -uroot -e \"{query}\" | wc -c", port()),
+            &format!("mariadb --quick -N -h127.0.0.1 -P{} -uroot < {} | wc -c", port(), file.path().display()),
         ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{query}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// `query` in a temporary file, for a client's standard input.
+pub fn query_file(query: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, query.as_bytes()).unwrap();
+    f
 }
 
 /// Runs every measurement `rounds` times, interleaved (a shared machine's speed drifts over a
