@@ -118,12 +118,6 @@ fn run_ddl(db: &mut dyn TableAdmin, ddl: &TableDdl, namespaces: &mut HashSet<Str
     Ok(())
 }
 
-/// Whether each `(database, table)` exists, asked in one go.
-fn existing(db: &mut dyn TableAdmin, names: &[(String, String)]) -> Result<Vec<bool>, AdminError> {
-    let refs: Vec<(&str, &str)> = names.iter().map(|(d, t)| (d.as_str(), t.as_str())).collect();
-    db.tables_exist(&refs)
-}
-
 fn drop_table(d: DdlDialect, ddl: &TableDdl) -> String {
     format!("DROP TABLE {}", d.qualified(&ddl.database, &ddl.table))
 }
@@ -173,8 +167,8 @@ pub fn create_tables(
     }
     let te = |e: AdminError| CreateError::Target(e.to_string());
     let result = (|| {
-        let names: Vec<(String, String)> = ddls.iter().map(|d| (d.database.clone(), d.table.clone())).collect();
-        let exists = existing(db, &names).map_err(te)?;
+        let names: Vec<(&str, &str)> = ddls.iter().map(|d| (d.database.as_str(), d.table.as_str())).collect();
+        let exists = db.tables_exist(&names).map_err(te)?;
         let mut namespaces = HashSet::new();
         let to_drop: Vec<String> = ddls
             .iter()
@@ -227,13 +221,17 @@ pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<Str
     let settings = &plan.plan.settings;
     let dialect = DdlDialect::of_plan(plan);
     let mut missing = Vec::new();
-    let named: Vec<(usize, (String, String))> =
-        plan.tables.iter().enumerate().filter_map(|(id, tp)| Some((id, tp.static_names.clone()?))).collect();
-    let names: Vec<(String, String)> = named.iter().map(|(_, n)| n.clone()).collect();
-    let exists = existing(db, &names)?;
+    let named: Vec<(usize, (&str, &str))> = plan
+        .tables
+        .iter()
+        .enumerate()
+        .filter_map(|(id, tp)| tp.static_names.as_ref().map(|(d, t)| (id, (d.as_str(), t.as_str()))))
+        .collect();
+    let names: Vec<(&str, &str)> = named.iter().map(|(_, n)| *n).collect();
+    let exists = db.tables_exist(&names)?;
     let mut namespaces = HashSet::new();
-    for ((id, (d, t)), exists) in named.iter().zip(exists) {
-        let (id, s) = (*id, plan.catalog.get(*id as u32));
+    for (&(id, (d, t)), exists) in named.iter().zip(exists) {
+        let s = plan.catalog.get(id as u32);
         if exists {
             continue;
         }

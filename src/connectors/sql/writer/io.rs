@@ -104,14 +104,11 @@ impl IoTask {
             self.begin_pending = true;
             self.in_txn = true;
         }
-        let committed = self.apply(t, rows).await?;
+        self.apply(t, rows).await?;
         if !self.exactly_once {
             self.in_txn = false;
             // Nothing ran (a stopped table's rows went to the archive): no transaction began.
-            if std::mem::take(&mut self.begin_pending) {
-                return Ok(());
-            }
-            if !committed {
+            if !std::mem::take(&mut self.begin_pending) {
                 self.exec("COMMIT").await?;
             }
         }
@@ -151,14 +148,12 @@ impl IoTask {
         }
     }
 
-    /// Writes a batch; `Ok(true)` when it also committed the batch's own transaction
-    /// (at-least-once, the batch written whole).
-    async fn apply(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<bool, DbError> {
+    async fn apply(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
         if let Some(reason) = self.stops.reason(t.id) {
             for c in &rows {
                 self.reject(t, c, &format!("table stopped (write_error: partial-stop): {reason}"), false)?;
             }
-            return Ok(false);
+            return Ok(());
         }
         let rows = self.order(t, rows);
         // A value the target cannot hold fails the build: the row-by-row pass finds it.
@@ -166,14 +161,11 @@ impl IoTask {
         if let Some(stmts) = stmts {
             self.exec("SAVEPOINT ferry_batch").await?;
             match self.run_stmts(t, stmts, Some("ferry_batch")).await {
-                // At-least-once: COMMIT releases the savepoint.
-                Ok(()) if !self.exactly_once => {
-                    self.exec("COMMIT").await?;
-                    return Ok(true);
-                }
+                // At-least-once: the batch's COMMIT releases the savepoint.
+                Ok(()) if !self.exactly_once => return Ok(()),
                 Ok(()) => {
                     self.exec("RELEASE SAVEPOINT ferry_batch").await?;
-                    return Ok(false);
+                    return Ok(());
                 }
                 Err(DbError::Row(e)) => {
                     tracing::debug!(table = %t.name, error = %e, "batch rejected, writing it row by row");
@@ -206,7 +198,7 @@ impl IoTask {
                 Err(other) => return Err(other),
             }
         }
-        Ok(false)
+        Ok(())
     }
 
     /// A row the target rejected (or that follows a stop): per the write-error policy.
