@@ -63,7 +63,7 @@ fn child(case: &str) {
     std::env::set_current_dir(dir.path()).unwrap();
     let text = plan(target, n);
     let p = ferry::connectors::load("bench.yaml", &text).unwrap();
-    let cat = ferry::plan::discover(&p.source).unwrap();
+    let cat = ferry::plan::discover(&p).unwrap();
     let compiled = ferry::plan::compile(p, &cat).unwrap();
     let start = Instant::now();
     let s = run(

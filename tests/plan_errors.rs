@@ -15,7 +15,7 @@ fn errors(text: &str) -> Vec<String> {
     match ferry::connectors::load("p.yaml", text) {
         Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         Ok(p) => {
-            let cat = plan::discover(&p.source).unwrap();
+            let cat = plan::discover(&p).unwrap();
             match plan::compile(p, &cat) {
                 Ok(_) => Vec::new(),
                 Err(e) => e.0.iter().map(|e| e.to_string()).collect(),

@@ -302,7 +302,7 @@ fn with_new_tables(
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!(tables = ?rec.tables, "starting again with the new tables");
-    let source = crate::plan::discover(&compiled.plan.source).map_err(|e| EngineError::Source(e.to_string()))?;
+    let source = crate::plan::discover(&compiled.plan).map_err(|e| EngineError::Source(e.to_string()))?;
     let next = crate::plan::compile(compiled.plan.clone(), &source)
         .map_err(|e| EngineError::Source(format!("the plan with the new tables {}: {e}", rec.tables.join(", "))))?;
     Ok(Some(next))

@@ -60,14 +60,14 @@ pub struct Compiled {
 
 /// `tables.include` minus `tables.exclude`, compiled once: which source tables a plan takes.
 #[derive(Debug, Clone)]
-struct Selection {
+pub(crate) struct Selection {
     include: Vec<Regex>,
     exclude: Vec<Regex>,
 }
 
 impl Selection {
     /// From a checked plan (its patterns compile).
-    fn new(tables: &TableSelection) -> Selection {
+    pub(crate) fn new(tables: &TableSelection) -> Selection {
         let re = |p: &String| Regex::new(&format!("^(?:{p})$")).expect("checked regex");
         Selection { include: tables.include.iter().map(re).collect(), exclude: tables.exclude.iter().map(re).collect() }
     }
@@ -75,6 +75,11 @@ impl Selection {
     /// Whether `db.table` is taken.
     fn takes(&self, name: &str) -> bool {
         self.include.iter().any(|r| r.is_match(name)) && !self.exclude.iter().any(|r| r.is_match(name))
+    }
+
+    /// Whether the table `name` is taken, by any of its names.
+    pub(crate) fn takes_table(&self, name: &TableName) -> bool {
+        self.takes_any(&selection_names(name))
     }
 
     /// Whether a table known by any of `names` is taken (a PostgreSQL table is
@@ -101,7 +106,7 @@ impl Compiled {
     /// Whether the selection takes a source table by any of its names (`db.table`, or
     /// `db.schema.table` and `schema.table`).
     pub fn selects_table(&self, name: &TableName) -> bool {
-        self.selection.takes_any(&selection_names(name))
+        self.selection.takes_table(name)
     }
 
     /// The compiled plan of one table.

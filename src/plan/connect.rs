@@ -16,13 +16,18 @@ use serde_json::Value as Json;
 use std::any::Any;
 use std::fmt::Debug;
 
+/// Which source tables a plan takes, by name (the plan's `tables.include` minus
+/// `tables.exclude`).
+pub type Wanted<'a> = &'a dyn Fn(&ferry_operators::schema::TableName) -> bool;
+
 /// A source section, parsed and validated by its connector.
 pub trait SourceConfig: Any + Debug + Send + Sync {
     /// The config as `Any`, for its connector to take back its own type.
     fn as_any(&self) -> &dyn Any;
-    /// Discovers the source's tables (every table, before selection); a server source checks
-    /// its connectivity, credentials and change-data preconditions here.
-    fn discover(&self) -> Result<SourceCatalog, DiscoverError>;
+    /// Discovers the source's tables; a server source checks its connectivity, credentials
+    /// and change-data preconditions here. Every table `wanted` takes is in the answer; the
+    /// others may be left out (a server source then does not read their definitions).
+    fn discover(&self, wanted: Wanted<'_>) -> Result<SourceCatalog, DiscoverError>;
     /// Checks what the selected tables need on the source (grants, replica identity, a
     /// publication), after selection: `check` and `run` report it before anything starts.
     fn check_selected(&self, tables: &[ferry_operators::TableSchema]) -> Result<(), DiscoverError> {

@@ -22,7 +22,7 @@ pub mod yaml;
 
 pub use check::load;
 pub use compile::{compile, Compiled, TablePlan};
-pub use connect::{Connectors, DiscoverError, Section, SourceConfig, TargetConfig};
+pub use connect::{Connectors, DiscoverError, Section, SourceConfig, TargetConfig, Wanted};
 pub use discovery::SourceCatalog;
 
 use crate::secrets;
@@ -194,10 +194,12 @@ pub fn relative_to(plan: &str, path: &str) -> String {
     }
 }
 
-/// Discovers the source's tables (every table, before selection). Contacts the source when it
-/// is a server: connectivity, credentials and the change-data preconditions are checked here.
-pub fn discover(source: &SourceSpec) -> Result<SourceCatalog, DiscoverError> {
-    source.config.discover()
+/// Discovers the source tables the plan selects (a source may report more). Contacts the
+/// source when it is a server: connectivity, credentials and the change-data preconditions are
+/// checked here.
+pub fn discover(plan: &Plan) -> Result<SourceCatalog, DiscoverError> {
+    let selection = compile::Selection::new(&plan.raw.tables);
+    plan.source.config.discover(&|name| selection.takes_table(name))
 }
 
 /// Loads, checks and compiles a plan file from disk.
@@ -222,7 +224,7 @@ fn load_file_with(connectors: &dyn Connectors, path: &str, key_rule: bool) -> Re
         }])
     })?;
     let plan = load(connectors, path, &text)?;
-    let catalog = discover(&plan.source).map_err(|e| {
+    let catalog = discover(&plan).map_err(|e| {
         let key = e.key;
         let pos = yaml::parse(&plan.text).map(|d| d.pos(key, false)).unwrap_or_default();
         PlanErrors(vec![PlanError {

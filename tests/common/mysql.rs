@@ -49,7 +49,7 @@ pub fn read_table(db: &str, table: &str) -> (TableSchema, Vec<Row>) {
     let opts = discover::opts(&cfg).unwrap();
     ferry::runtime::io_runtime().block_on(async {
         let mut conn = discover::connect(&opts).await.unwrap();
-        let found = discover::discover(&mut conn).await.unwrap();
+        let found = discover::discover(&mut conn, &|t| t.database == db && t.table == table).await.unwrap();
         let i = found
             .catalog
             .tables

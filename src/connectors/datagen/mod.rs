@@ -60,7 +60,7 @@ pub use generator::{catalog, ShardGen};
 pub use oracle::{canonical_line, expected_state, sort_canonical, Materializer};
 
 use crate::connector::{PreparedSource, SourceConnector, SourceCtx, SourcePrepare};
-use crate::plan::{DiscoverError, Section, SourceCatalog, SourceConfig};
+use crate::plan::{DiscoverError, Section, SourceCatalog, SourceConfig, Wanted};
 use crate::runtime::TaskError;
 use ferry_operators::{Change, SchemaEvent, TableId};
 use serde::{Deserialize, Serialize};
@@ -198,7 +198,7 @@ impl SourceConfig for DatagenConfig {
         self
     }
 
-    fn discover(&self) -> Result<SourceCatalog, DiscoverError> {
+    fn discover(&self, _wanted: Wanted<'_>) -> Result<SourceCatalog, DiscoverError> {
         Ok(SourceCatalog { catalog: ferry_operators::Catalog { tables: catalog(self) }, ..Default::default() })
     }
 }

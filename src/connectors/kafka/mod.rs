@@ -23,7 +23,7 @@ use crate::connector::{
     PreparedSource, SinkConnector, SinkWriter, SourceConnector, SourceCtx, SourcePrepare, WriterCtx,
 };
 use crate::plan::config::{parse_duration_ms, Semantics};
-use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig, TargetConfig};
+use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig, TargetConfig, Wanted};
 use crate::runtime::TaskError;
 use config::{KafkaSource, KafkaTarget};
 use ferry_operators::template::{Names, Template};
@@ -159,7 +159,7 @@ impl SourceConfig for KafkaSource {
         self
     }
 
-    fn discover(&self) -> Result<SourceCatalog, DiscoverError> {
+    fn discover(&self, _wanted: Wanted<'_>) -> Result<SourceCatalog, DiscoverError> {
         // The data source's name is not known here: `${datasource_name_di_src}` renders as
         // `kafka` while sampling (the plan's default name).
         discover::discover(self, "kafka")

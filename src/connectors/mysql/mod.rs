@@ -35,7 +35,7 @@ pub use run::MysqlRun;
 
 use crate::connector::verify::TableReader;
 use crate::connector::{PreparedSource, SourceConnector, SourceCtx, SourcePrepare};
-use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig};
+use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig, Wanted};
 use crate::runtime::TaskError;
 use config::MysqlSourceConfig;
 use ferry_operators::{Change, SchemaEvent};
@@ -52,7 +52,7 @@ impl SourceConfig for MysqlSourceConfig {
         self
     }
 
-    fn discover(&self) -> Result<SourceCatalog, DiscoverError> {
+    fn discover(&self, wanted: Wanted<'_>) -> Result<SourceCatalog, DiscoverError> {
         let fail = |e: discover::SourceError| DiscoverError {
             key: if matches!(e, discover::SourceError::Auth { .. }) { "source.password" } else { "source.url" },
             transient: e.is_transient(),
@@ -62,7 +62,7 @@ impl SourceConfig for MysqlSourceConfig {
         crate::runtime::io_runtime().block_on(async {
             let mut conn = discover::connect(&opts).await.map_err(fail)?;
             discover::check_preconditions(&mut conn, opts.user().unwrap_or("")).await.map_err(fail)?;
-            let found = discover::discover(&mut conn).await.map_err(fail)?;
+            let found = discover::discover(&mut conn, wanted).await.map_err(fail)?;
             let _ = conn.disconnect().await;
             Ok(found)
         })

@@ -27,7 +27,7 @@ pub mod verify;
 pub use prepare::PgRun;
 
 use crate::connector::{PreparedSource, SourceConnector, SourceCtx, SourcePrepare};
-use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig};
+use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig, Wanted};
 use crate::runtime::TaskError;
 use config::PostgresSourceConfig;
 use ferry_operators::{Change, SchemaEvent};
@@ -44,7 +44,7 @@ impl SourceConfig for PostgresSourceConfig {
         self
     }
 
-    fn discover(&self) -> Result<SourceCatalog, DiscoverError> {
+    fn discover(&self, _wanted: Wanted<'_>) -> Result<SourceCatalog, DiscoverError> {
         let fail = |e: discover::PgSourceError| DiscoverError {
             key: if matches!(e, discover::PgSourceError::Auth { .. }) { "source.password" } else { "source.url" },
             transient: e.is_transient(),
