@@ -116,18 +116,32 @@ pub fn prepare(
                 }
                 None if process == 0 => {
                     // The first probe of every keyed table that needs one, many per round trip.
-                    let probed: Vec<usize> = (0..plan.catalog.tables.len())
+                    let keyed: Vec<usize> = (0..plan.catalog.tables.len())
                         .filter(|&t| {
                             plan.catalog.tables[t].has_key()
                                 && (handoff != Handoff::Watermark || key_order_known(plan, t, &weighed[t]))
                         })
                         .collect();
+                    // Tables the statistics put well under a chunk are one chunk, unprobed.
+                    let schemas: Vec<&ferry_operators::TableSchema> =
+                        keyed.iter().map(|&t| &plan.catalog.tables[t]).collect();
+                    let small = snapshot::estimated_small(&mut conn, &schemas, cfg.chunk_rows).await.map_err(src)?;
+                    let mut unprobed = Vec::new();
+                    let mut probed = Vec::new();
+                    for (t, is_small) in keyed.into_iter().zip(small) {
+                        if is_small {
+                            unprobed.push(t);
+                        } else {
+                            probed.push(t);
+                        }
+                    }
                     let probe_of: Vec<(&ferry_operators::TableSchema, &[Option<String>])> =
                         probed.iter().map(|&t| (&plan.catalog.tables[t], plan.charsets[t].as_slice())).collect();
                     let mut firsts: std::collections::HashMap<usize, Option<Vec<ferry_operators::Value>>> = probed
                         .iter()
                         .copied()
                         .zip(snapshot::first_probes(&mut conn, &probe_of, cfg.chunk_rows).await.map_err(src)?)
+                        .chain(unprobed.into_iter().map(|t| (t, None)))
                         .collect();
                     for (t, schema) in plan.catalog.tables.iter().enumerate() {
                         let first = chunks.len() as u32;

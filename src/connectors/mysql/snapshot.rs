@@ -12,6 +12,9 @@
 //!                                   SHOW STATUS LIKE 'binlog_snapshot_%'   → position P(chunk)
 //!                                   SELECT cols FROM t WHERE key >= lo AND key < hi ORDER BY key   (streamed)
 //!                                   COMMIT
+//!                                   (a worker's consecutive whole-table chunks — small tables —
+//!                                   share one transaction and its position, up to
+//!                                   [`SHARED_SNAPSHOT_TABLES`] tables)
 //!  select_chunk:                    the SELECT alone (the watermark handoff's read)
 //! ```
 //!
@@ -40,6 +43,9 @@ pub struct Chunk {
     /// Exclusive upper bound of the key, `None`: unbounded.
     pub upper: Option<Vec<Value>>,
 }
+
+/// At most this many whole small tables are read in one consistent-snapshot transaction.
+pub const SHARED_SNAPSHOT_TABLES: usize = 64;
 
 /// The table of a chunk whose table the plan no longer selects (a later start's catalog lacks
 /// it): the chunk keeps its place (chunks are found by id) and is never read.
@@ -141,6 +147,44 @@ pub async fn plan_table(
     Ok(chunks)
 }
 
+/// Which of `tables` the server's statistics put well under a chunk (estimated rows under a
+/// quarter of `chunk_rows`): those are planned as one chunk without a probe. A probe opens the
+/// table, and a server of thousands of tables (more than its definition cache holds) takes
+/// most of a millisecond for each; the statistics come in one query. InnoDB keeps its row
+/// count up to date as rows are written, so the estimate is close; a table larger than its
+/// estimate is still read whole and correctly, only as one chunk. A table without an estimate
+/// is probed.
+pub async fn estimated_small(
+    conn: &mut Conn,
+    tables: &[&TableSchema],
+    chunk_rows: u64,
+) -> Result<Vec<bool>, SourceError> {
+    let err = |e: mysql_async::Error| SourceError::Server(format!("reading table statistics: {e}"));
+    let mut dbs: Vec<&str> = tables.iter().map(|t| t.name.database.as_str()).collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    let mut estimates = std::collections::HashMap::new();
+    for group in dbs.chunks(PROBES_PER_QUERY) {
+        let list: Vec<String> =
+            group.iter().map(|d| format!("'{}'", d.replace('\\', "\\\\").replace('\'', "''"))).collect();
+        let rows: Vec<(String, String, Option<u64>)> = conn
+            .query(format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({})",
+                list.join(",")
+            ))
+            .await
+            .map_err(err)?;
+        estimates.extend(rows.into_iter().filter_map(|(d, t, n)| Some(((d, t), n?))));
+    }
+    Ok(tables
+        .iter()
+        .map(|t| {
+            let key = (t.name.database.clone(), t.name.table.clone());
+            estimates.get(&key).is_some_and(|&n| n < chunk_rows / 4)
+        })
+        .collect())
+}
+
 /// Tables whose first probes go in one query (one round trip, one result set each).
 const PROBES_PER_QUERY: usize = 100;
 
@@ -216,7 +260,16 @@ pub async fn read_chunk(
     charsets: &[Option<String>],
     emit: impl FnMut(Vec<Row>),
 ) -> Result<BinlogPos, SourceError> {
-    let err = |e: mysql_async::Error| SourceError::Server(format!("reading {} chunk {}: {e}", schema.name, chunk.id));
+    let pos = begin_snapshot(conn).await?;
+    select_chunk(conn, chunk, schema, charsets, emit).await?;
+    end_snapshot(conn).await?;
+    Ok(pos)
+}
+
+/// Opens a consistent-snapshot transaction and returns the binlog position its reads are
+/// consistent with (several whole small tables may be read in one: they share the position).
+pub async fn begin_snapshot(conn: &mut Conn) -> Result<BinlogPos, SourceError> {
+    let err = |e: mysql_async::Error| SourceError::Server(format!("opening a consistent snapshot: {e}"));
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(err)?;
     let status: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(err)?;
     let file = status.iter().find(|(k, _)| k.eq_ignore_ascii_case("binlog_snapshot_file")).map(|(_, v)| v.clone());
@@ -232,9 +285,12 @@ pub async fn read_chunk(
                 .into(),
         ));
     };
-    select_chunk(conn, chunk, schema, charsets, emit).await?;
-    conn.query_drop("COMMIT").await.map_err(err)?;
     Ok(BinlogPos { file, pos })
+}
+
+/// Ends the transaction [`begin_snapshot`] opened.
+pub async fn end_snapshot(conn: &mut Conn) -> Result<(), SourceError> {
+    conn.query_drop("COMMIT").await.map_err(|e| SourceError::Server(format!("ending a consistent snapshot: {e}")))
 }
 
 /// Reads one chunk's rows with one `SELECT` (a single consistent read, in the session's

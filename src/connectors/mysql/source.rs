@@ -36,7 +36,7 @@
 use super::binlog::BinlogPos;
 use super::discover::SourceError;
 use super::run::{source_failure, MysqlRun};
-use super::snapshot::{read_chunk, UNSELECTED};
+use super::snapshot::{begin_snapshot, end_snapshot, read_chunk, select_chunk, SHARED_SNAPSHOT_TABLES, UNSELECTED};
 use super::watermark::{self, ChunkKeys, Watermarks};
 use crate::connector::snapshot::{chunked_snapshot, pause_before_chunk, ChunkMsg, ChunkSender};
 use crate::connector::SourceCtx;
@@ -88,9 +88,24 @@ async fn read_chunks(
             return;
         }
     };
+    // The open consistent snapshot shared by whole small tables: its position and the tables
+    // read in it so far.
+    let mut shared: Option<(BinlogPos, usize)> = None;
     for (id, recorded) in order {
         pause_before_chunk().await;
         let chunk = &run.chunks[id as usize];
+        // A whole table (one chunk) read afresh (not a replayed epoch's).
+        let whole = marks.is_none()
+            && chunk.lower.is_none()
+            && chunk.upper.is_none()
+            && chunk.table != UNSELECTED
+            && recorded.is_none();
+        if !whole && shared.take().is_some() {
+            if let Err(e) = end_snapshot(&mut conn).await {
+                tx.send(ChunkMsg::Failed(source_failure(e)));
+                return;
+            }
+        }
         if chunk.table == UNSELECTED {
             // A replayed epoch's chunk of a table no longer selected: nothing to read (the
             // epoch keeps the chunk's recorded position).
@@ -117,6 +132,31 @@ async fn read_chunks(
         let rewind_to = recorded.filter(|_| exactly_once);
         let mut alive = true;
         let r = match (marks.as_mut(), rewind_to) {
+            // In the shared snapshot, so a database of
+            // thousands of small tables does not open one transaction per table.
+            (None, None) if whole => {
+                let read = async {
+                    let pos = match &mut shared {
+                        Some((pos, n)) => {
+                            *n += 1;
+                            pos.clone()
+                        }
+                        None => {
+                            let pos = begin_snapshot(&mut conn).await?;
+                            shared = Some((pos.clone(), 1));
+                            pos
+                        }
+                    };
+                    select_chunk(&mut conn, chunk, schema, cs, |rows| alive &= tx.send(ChunkMsg::Rows(id, rows)))
+                        .await?;
+                    if shared.as_ref().is_some_and(|(_, n)| *n >= SHARED_SNAPSHOT_TABLES) {
+                        shared = None;
+                        end_snapshot(&mut conn).await?;
+                    }
+                    Ok(pos)
+                };
+                read.await
+            }
             (None, None) => {
                 read_chunk(&mut conn, chunk, schema, cs, |rows| {
                     // Blocks this I/O thread when the operator lags: memory stays bounded.
@@ -163,6 +203,11 @@ async fn read_chunks(
         };
         if !tx.chunk_read(id, r, alive, source_failure) {
             return;
+        }
+    }
+    if shared.is_some() {
+        if let Err(e) = end_snapshot(&mut conn).await {
+            tx.send(ChunkMsg::Failed(source_failure(e)));
         }
     }
 }
