@@ -175,6 +175,11 @@ impl TableAdmin for SqlAdmin {
         sink_runtime().block_on(target.tables_exist(db, tables)).map_err(admin_error)
     }
 
+    fn another(&self) -> Option<Box<dyn TableAdmin + Send>> {
+        let db = sink_runtime().block_on(self.target.connect()).ok()?;
+        Some(Box::new(SqlAdmin { target: self.target.clone(), db }))
+    }
+
     fn execute_all(&mut self, statements: &[&str]) -> Result<(), AdminError> {
         // PostgreSQL runs a multi-statement query in one round trip (and one transaction:
         // a table and its comments are created together or not at all).

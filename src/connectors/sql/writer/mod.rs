@@ -39,7 +39,8 @@ const MAX_STATEMENT: usize = 1 << 20;
 const BULK_MIN_ROWS: usize = 64;
 /// Tables with a batch open at once, at most: a new one sends the longest-open batch first.
 /// A snapshot of thousands of small tables writes as it reads instead of all at the commit
-/// (and holds at most this many partial batches).
+/// (and holds at most this many partial batches). The rows held across a worker's batches are
+/// bounded too, by `batch_rows` (see [`SqlWriter::write_owned`]).
 const MAX_OPEN_BATCHES: usize = 128;
 
 mod io;
@@ -214,6 +215,8 @@ pub struct SqlWriter {
     batches: HashMap<String, Batch>,
     /// The tables of `batches` in the order their batches opened (may name sent ones).
     opened: std::collections::VecDeque<String>,
+    /// Rows held in `batches`, all tables together.
+    held: usize,
     tx: Option<tokio::sync::mpsc::Sender<Cmd>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// Tells the I/O task to start no further statement (see `Drop`).
@@ -276,6 +279,7 @@ impl SqlWriter {
             tables: HashMap::new(),
             batches: HashMap::new(),
             opened: std::collections::VecDeque::new(),
+            held: 0,
             tx: Some(tx),
             task: Some(task),
             stop,
@@ -345,20 +349,28 @@ impl SqlWriter {
         }
         self.batches.clear();
         self.opened.clear();
+        self.held = 0;
+        Ok(())
+    }
+
+    /// Sends the longest-open batch (if it still holds rows).
+    fn send_oldest(&mut self) -> Result<(), SinkError> {
+        let Some(name) = self.opened.pop_front() else { return Ok(()) };
+        if let Some(mut b) = self.batches.remove(&name) {
+            if b.live > 0 {
+                self.held -= b.live;
+                let cmd = Cmd::Batch { table: b.table.clone(), rows: b.take() };
+                self.send(cmd)?;
+            }
+        }
         Ok(())
     }
 
     /// Before a table's batch opens: with [`MAX_OPEN_BATCHES`] open, sends the longest-open
     /// one.
     fn make_room(&mut self) -> Result<(), SinkError> {
-        while self.batches.len() >= MAX_OPEN_BATCHES {
-            let Some(name) = self.opened.pop_front() else { break };
-            if let Some(mut b) = self.batches.remove(&name) {
-                if b.live > 0 {
-                    let cmd = Cmd::Batch { table: b.table.clone(), rows: b.take() };
-                    self.send(cmd)?;
-                }
-            }
+        while self.batches.len() >= MAX_OPEN_BATCHES && !self.opened.is_empty() {
+            self.send_oldest()?;
         }
         Ok(())
     }
@@ -414,6 +426,7 @@ impl SinkWriter for SqlWriter {
             Some(_) => {
                 // The table's schema changed mid-batch: send what was written with the old one.
                 let mut old = self.batches.remove(&t.qname).expect("present");
+                self.held -= old.live;
                 let cmd = Cmd::Batch { table: old.table.clone(), rows: old.take() };
                 if let Err(e) = self.send(cmd) {
                     return Err((e, change));
@@ -428,12 +441,23 @@ impl SinkWriter for SqlWriter {
                 self.batches.entry(t.qname.clone()).or_insert_with(|| Batch::new(t.clone(), netting))
             }
         };
+        let before = b.live;
         b.push(change);
+        self.held = self.held + b.live - before;
         if b.live >= batch_rows {
+            self.held -= b.live;
             let cmd = Cmd::Batch { table: b.table.clone(), rows: b.take() };
             // The change is in the batch: a failed send is reported by the next call or commit.
             if let Err(e) = self.send(cmd) {
                 self.failed.set(e.to_string());
+            }
+        }
+        // Many tables' small batches together hold at most `batch_rows` rows: the oldest go
+        // first, so a snapshot of many small tables writes while it reads.
+        while self.held >= batch_rows && !self.opened.is_empty() {
+            if let Err(e) = self.send_oldest() {
+                self.failed.set(e.to_string());
+                break;
             }
         }
         Ok(())
