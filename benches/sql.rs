@@ -13,8 +13,11 @@
 //!   default it turns the binlog off for its sessions, which no CDC source can afford);
 //! - many small tables (`FERRY_BENCH_TABLES`, default 200, × 1,000 rows, and
 //!   `FERRY_BENCH_SMALL_TABLES`, default 5,000, × 200 rows) → PostgreSQL and → MariaDB, 2
-//!   workers, target tables created by ferry, vs reading as many rows of one table (the ratio)
-//!   and reading the same tables with `mariadb`;
+//!   workers, target tables created by ferry, vs reading as many rows of one table (the ratio),
+//!   reading the same tables with `mariadb`, writing as many rows into one table through each
+//!   target's pipe (the bound of any many-table load), and the peers on the same database:
+//!   `pgloader` (given a 4 GiB heap: its default runs out on thousands of tables; a failure is
+//!   reported with its reason) and `mydumper` + `myloader`;
 //! - end-to-end latency, source commit to target write, at 1k and 5k rows/s (each row carries
 //!   its source commit time in microseconds; PostgreSQL stamps the time ferry's transaction
 //!   wrote it, which commits right after — before a reader can see it): p50, p99, max.
@@ -43,6 +46,88 @@ fn plan(task: &str, include: &str, target: &str, extra: &str) -> String {
          runtime:\n  checkpoint_interval: 1s\n  batch_rows: 10000\n",
         url()
     )
+}
+
+/// `pgloader` copying the MariaDB database `db` (only the tables named `only` matches, when
+/// given) into the PostgreSQL schema `into`, creating the tables, 2 workers.
+fn pgloader(db: &str, only: Option<&str>, into: &str) -> Result<(f64, f64), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let load = dir.path().join("load.cmd");
+    let only = only.map(|t| format!("INCLUDING ONLY TABLE NAMES MATCHING '{t}'\n")).unwrap_or_default();
+    std::fs::write(
+        &load,
+        format!(
+            "LOAD DATABASE FROM mysql://root@127.0.0.1:{}/{db} INTO postgresql://postgres@127.0.0.1:{}/postgres\n\
+             WITH include drop, create tables, create indexes, reset sequences, workers = 2, concurrency = 1\n\
+             {only}ALTER SCHEMA '{db}' RENAME TO '{into}';\n",
+            port(),
+            pg_port()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("pgloader");
+    // The default heap (its Lisp's dynamic space) runs out on thousands of tables.
+    c.args(["--dynamic-space-size", "4096"]).arg(&load);
+    try_timed(c)
+}
+
+/// `mydumper` + `myloader` copying the MariaDB database `db` (only `table`, when given) into
+/// the database `into`: 2 threads each, 200k-row chunks, with `myloader -e`: like the pipe and
+/// ferry it then writes the binlog (by default it turns the binlog off for its sessions, which
+/// no CDC source can afford).
+fn mydumper(db: &str, table: Option<&str>, into: &str) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    sql(&format!("DROP DATABASE IF EXISTS {into}"));
+    let table = table.map(|t| format!("-T {t}")).unwrap_or_default();
+    let script = format!(
+        "mydumper -h 127.0.0.1 -P {p} -u root -B {db} {table} -r 200000 -t 2 -o {d}/dump && \
+         myloader -h 127.0.0.1 -P {p} -u root -d {d}/dump -s {db} -B {into} -t 2 -o -e",
+        p = port()
+    );
+    timed(bash(&script))
+}
+
+/// Drops a PostgreSQL schema of thousands of tables: in one `DROP SCHEMA` they outgrow the
+/// server's lock table (max_locks_per_transaction), so 500 tables per transaction first.
+fn drop_pg_schema(schema: &str) {
+    psql(&format!(
+        "DO $$ DECLARE r record; i int := 0; BEGIN \
+         FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' LOOP \
+         EXECUTE format('DROP TABLE {schema}.%I', r.tablename); i := i + 1; \
+         IF i % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$"
+    ));
+    psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+}
+
+/// Whether a peer's command is installed.
+fn installed(command: &str) -> bool {
+    Command::new(command).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// The median of `rounds` runs of a peer: seconds, peak MiB, CPU; or the first run's failure.
+fn peer_median(rounds: usize, mut run: impl FnMut() -> Result<(f64, f64), String>) -> Result<(f64, f64, Cpu), String> {
+    let mut peer = Vec::new();
+    for _ in 0..rounds {
+        let (secs, peak) = run()?;
+        peer.push((secs, peak, last_cpu()));
+    }
+    peer.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(peer.swap_remove(peer.len() / 2))
+}
+
+/// The lines of a peer's failure that say why (its ERROR/FATAL lines and their hints).
+fn why(failure: &str) -> String {
+    let lines: Vec<&str> = failure
+        .lines()
+        .filter(|l| ["ERROR", "FATAL", "HINT", "Heap exhausted"].iter().any(|w| l.contains(w)))
+        .map(|l| l.split_once(" ERROR ").or(l.split_once(" FATAL ")).map_or(l, |x| x.1).trim())
+        .collect();
+    if lines.is_empty() {
+        failure.lines().last().unwrap_or("").to_string()
+    } else {
+        lines.join("; ")
+    }
 }
 
 fn psql_value(q: &str) -> String {
@@ -185,32 +270,15 @@ fn main() {
         for (w, m) in [(1, &r[1]), (2, &r[2])] {
             line(&format!("ferry → PostgreSQL, {w} worker(s), exactly-once"), rows, m.0, m.1, Some(raw), &m.2);
         }
-        if Command::new("pgloader").arg("--version").output().is_ok_and(|o| o.status.success()) {
-            let dir = tempfile::tempdir().unwrap();
-            let load = dir.path().join("load.cmd");
-            std::fs::write(
-                &load,
-                format!(
-                "LOAD DATABASE FROM mysql://root@127.0.0.1:{}/bench INTO postgresql://postgres@127.0.0.1:{}/postgres\n\
-                 WITH include drop, create tables, create indexes, reset sequences, workers = 2, concurrency = 1\n\
-                 INCLUDING ONLY TABLE NAMES MATCHING 'sbtest1'\nALTER SCHEMA 'bench' RENAME TO 'bench_pgloader';\n",
-                port(),
-                pg_port()
-            ),
-            )
-            .unwrap();
-            let mut peer = Vec::new();
-            for _ in 0..rounds {
-                let mut c = Command::new("pgloader");
-                c.arg(&load);
-                let (secs, peak) = timed(c);
+        if installed("pgloader") {
+            let (secs, peak, cpu) = peer_median(rounds, || {
+                let r = pgloader("bench", Some("sbtest1"), "bench_pgloader");
                 let copied = psql_value("SELECT count(*) FROM bench_pgloader.sbtest1");
                 assert_eq!(copied, rows.to_string(), "pgloader did not copy the {rows} rows");
-                peer.push((secs, peak, last_cpu()));
-            }
-            peer.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let (secs, peak, cpu) = &peer[peer.len() / 2];
-            line("peer: pgloader (2 workers)", rows, *secs, *peak, Some(raw), cpu);
+                r
+            })
+            .unwrap();
+            line("peer: pgloader (2 workers)", rows, secs, peak, Some(raw), &cpu);
             peer_ratio("ferry → PostgreSQL (2 workers) ÷ pgloader", secs / r[2].0);
         } else {
             println!("pgloader: not installed (apt-get install pgloader) — skipped");
@@ -250,36 +318,21 @@ fn main() {
         for (w, m) in [(1, &r[1]), (2, &r[2])] {
             line(&format!("ferry → MariaDB, {w} worker(s), exactly-once"), rows, m.0, m.1, Some(raw), &m.2);
         }
-        if Command::new("mydumper").arg("--version").output().is_ok_and(|o| o.status.success()) {
-            let dir = tempfile::tempdir().unwrap();
-            let d = dir.path().display();
-            let mut peer = Vec::new();
-            for _ in 0..rounds {
-                sql("DROP DATABASE IF EXISTS bench_mydumper");
-                let script = format!(
-                    "rm -rf {d}/dump && mydumper -h 127.0.0.1 -P {p} -u root -B bench -T sbtest1 -r 200000 -t 2 -o {d}/dump && \
-                     myloader -h 127.0.0.1 -P {p} -u root -d {d}/dump -s bench -B bench_mydumper -t 2 -o -e",
-                    p = port()
-                );
-                let (secs, peak) = timed(bash(&script));
-                let loaded = sql(
-                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bench_mydumper' AND TABLE_NAME = 'sbtest1'",
-                )[0]
-                .get::<u64, _>(0)
-                    == Some(1)
-                    && sql("SELECT COUNT(*) FROM bench_mydumper.sbtest1")[0].get::<u64, _>(0) == Some(rows);
+        if installed("mydumper") {
+            let (secs, peak, cpu) = peer_median(rounds, || {
+                let r = mydumper("bench", Some("sbtest1"), "bench_mydumper");
+                let loaded = sql("SELECT COUNT(*) FROM bench_mydumper.sbtest1")[0].get::<u64, _>(0) == Some(rows);
                 assert!(loaded, "mydumper + myloader did not copy the {rows} rows");
-                peer.push((secs, peak, last_cpu()));
-            }
-            peer.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let (secs, peak, cpu) = &peer[peer.len() / 2];
+                Ok(r)
+            })
+            .unwrap();
             line(
                 "peer: mydumper + myloader (2 threads, 200k-row chunks, binlog on)",
                 rows,
-                *secs,
-                *peak,
+                secs,
+                peak,
                 Some(raw),
-                cpu,
+                &cpu,
             );
             peer_ratio("ferry → MariaDB (2 workers) ÷ mydumper + myloader", secs / r[2].0);
         } else {
@@ -304,6 +357,10 @@ fn main() {
         let to_my =
             plan(&format!("{db}_my"), &format!("{db}\\..*"), &my_target, &format!("route:\n  database: {db}_t\n"));
         let (q, one) = (query.clone(), format!("SELECT * FROM bench.sbtest1 LIMIT {n}"));
+        let select_n = format!(
+            "mariadb --quick -N -h127.0.0.1 -P{} -uroot -e 'SELECT id, k, c, pad FROM bench.sbtest1 LIMIT {n}'",
+            port()
+        );
         let raw_read = |q: &str| {
             let file = query_file(q);
             let mut raw = Command::new("mariadb");
@@ -319,18 +376,29 @@ fn main() {
                 &mut || {
                     // Thousands of tables in one DROP SCHEMA outgrow the server's lock table
                     // (max_locks_per_transaction): 500 per transaction.
-                    psql(&format!(
-                        "DO $$ DECLARE r record; i int := 0; BEGIN \
-                         FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = '{db}' LOOP \
-                         EXECUTE format('DROP TABLE {db}.%I', r.tablename); i := i + 1; \
-                         IF i % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$"
-                    ));
-                    psql(&format!("DROP SCHEMA IF EXISTS {db} CASCADE"));
+                    drop_pg_schema(db);
                     ferry_run(&to_pg, 2)
                 },
                 &mut || {
                     sql(&format!("DROP DATABASE IF EXISTS {db}_t"));
                     ferry_run(&to_my, 2)
+                },
+                // What writing as many rows into one table costs each target (the bound of any
+                // many-table load: see the ratios printed below).
+                &mut || {
+                    psql(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS bench; DROP TABLE IF EXISTS bench.many_pipe; \
+                         CREATE TABLE bench.many_pipe {PG_TABLE}"
+                    ));
+                    timed(bash(&format!("{select_n} | {pg} -c '\\copy bench.many_pipe from stdin'")))
+                },
+                &mut || {
+                    sql("CREATE DATABASE IF NOT EXISTS bench_dst8 CHARACTER SET utf8mb4");
+                    sql("DROP TABLE IF EXISTS bench_dst8.many_pipe");
+                    sql(&format!("CREATE TABLE bench_dst8.many_pipe {MY_TABLE}"));
+                    timed(bash(&format!(
+                        "{select_n} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst8.many_pipe\""
+                    )))
                 },
             ],
         );
@@ -345,6 +413,10 @@ fn main() {
             r[0].0 / r[2].0,
             r[0].0 / r[3].0
         );
+        line(&format!("pipe: mariadb | psql \\copy ({n} rows of one table)"), n, r[4].0, r[4].1, None, &r[4].2);
+        line(&format!("ferry → PostgreSQL, {n_tables} tables"), n, r[2].0, r[2].1, Some(n as f64 / r[4].0), &r[2].2);
+        line(&format!("pipe: mariadb | LOAD DATA LOCAL ({n} rows of one table)"), n, r[5].0, r[5].1, None, &r[5].2);
+        line(&format!("ferry → MariaDB, {n_tables} tables"), n, r[3].0, r[3].1, Some(n as f64 / r[5].0), &r[3].2);
         let copied = psql_value(&format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{db}'"));
         assert_eq!(copied, n_tables.to_string(), "ferry did not create every PostgreSQL table");
         let copied: u64 = sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}_t'"))
@@ -352,6 +424,59 @@ fn main() {
         .get(0)
         .unwrap();
         assert_eq!(copied, n_tables as u64, "ferry did not create every MariaDB table");
+        let pg_tables = |schema: &str| {
+            psql_value(&format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"))
+        };
+        let peer_schema = format!("{db}_pgloader");
+        if installed("pgloader") {
+            let name = format!("peer: pgloader, {n_tables} tables (2 workers)");
+            let peer = peer_median(rounds, || {
+                drop_pg_schema(&peer_schema);
+                let r = pgloader(db, None, &peer_schema)?;
+                assert_eq!(pg_tables(&peer_schema), n_tables.to_string(), "pgloader did not create every table");
+                let last = format!("{peer_schema}.t{:03}", n_tables - 1);
+                assert_eq!(psql_value(&format!("SELECT count(*) FROM {last}")), per_table.to_string(), "{last}");
+                Ok(r)
+            });
+            match peer {
+                Ok((secs, peak, cpu)) => {
+                    line(&name, n, secs, peak, Some(one_rate), &cpu);
+                    peer_ratio(&format!("ferry → PostgreSQL ({n_tables} tables) ÷ pgloader"), secs / r[2].0);
+                }
+                Err(e) => {
+                    let why = why(&e);
+                    println!("{name}: failed — {why}");
+                    summary([&name, "", "", "", "", "", "", "", &format!("failed: {why}")]);
+                }
+            }
+            drop_pg_schema(&peer_schema);
+        }
+        if installed("mydumper") {
+            let into = format!("{db}_mydumper");
+            let (secs, peak, cpu) = peer_median(rounds, || {
+                let r = mydumper(db, None, &into);
+                let created: u64 =
+                    sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{into}'"))[0]
+                        .get(0)
+                        .unwrap();
+                assert_eq!(created, n_tables as u64, "mydumper + myloader did not create every table");
+                let last = format!("{into}.t{:03}", n_tables - 1);
+                let loaded: u64 = sql(&format!("SELECT COUNT(*) FROM {last}"))[0].get(0).unwrap();
+                assert_eq!(loaded, per_table, "{last}");
+                Ok(r)
+            })
+            .unwrap();
+            line(
+                &format!("peer: mydumper + myloader, {n_tables} tables (2 threads)"),
+                n,
+                secs,
+                peak,
+                Some(one_rate),
+                &cpu,
+            );
+            peer_ratio(&format!("ferry → MariaDB ({n_tables} tables) ÷ mydumper + myloader"), secs / r[3].0);
+            sql(&format!("DROP DATABASE IF EXISTS {into}"));
+        }
     }
 
     // End-to-end latency.

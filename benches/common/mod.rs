@@ -346,7 +346,12 @@ fn tree_peak_mib(root: u32, procs: &std::collections::HashMap<u32, Proc>) -> f64
 
 /// Runs a command, returning wall seconds and the peak resident memory (MiB) of its process
 /// tree seen in /proc; the CPU seconds spent meanwhile are kept for [`last_cpu`].
-pub fn timed(mut cmd: Command) -> (f64, f64) {
+pub fn timed(cmd: Command) -> (f64, f64) {
+    try_timed(cmd).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`timed`], answering a failed command with its standard error instead of a panic.
+pub fn try_timed(mut cmd: Command) -> Result<(f64, f64), String> {
     let mut meter = CpuMeter::start();
     let mut polls = 0u32;
     let reaped = reaped_children_cpu();
@@ -377,9 +382,9 @@ pub fn timed(mut cmd: Command) -> (f64, f64) {
         let mut err = String::new();
         use std::io::Read;
         child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-        panic!("{cmd:?} failed: {err}");
+        return Err(format!("{cmd:?} failed: {err}"));
     }
-    (secs, peak)
+    Ok((secs, peak))
 }
 
 thread_local! {
