@@ -495,27 +495,13 @@ impl Db {
             )
             .await
             .map_err(DbError::mysql)?;
-        Ok(load_charset_of(&sets))
-    }
-
-    /// [`Db::load_charset`] of every table of the database `db`, in one query: a database of
-    /// thousands of tables would otherwise take a query (which opens the table) per table.
-    pub async fn load_charsets(
-        &mut self,
-        db: &str,
-    ) -> Result<std::collections::HashMap<String, &'static str>, DbError> {
-        let Db::My(c) = self else { unreachable!("LOAD DATA is the MySQL family's") };
-        use mysql_async::prelude::Queryable;
-        let rows: Vec<(String, Option<String>)> = c
-            .exec("SELECT TABLE_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?", (db,))
-            .await
-            .map_err(DbError::mysql)?;
-        let mut sets: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-        for (table, set) in rows {
-            let v = sets.entry(table).or_default();
-            v.extend(set);
-        }
-        Ok(sets.into_iter().map(|(t, v)| (t, load_charset_of(&v))).collect())
+        Ok(if sets.iter().all(|s| s.eq_ignore_ascii_case("utf8mb4")) {
+            "binary"
+        } else if sets.iter().all(|s| s.eq_ignore_ascii_case("latin1")) {
+            "latin1"
+        } else {
+            "utf8mb4"
+        })
     }
 
     /// Ensures a temporary staging table shaped like `table` exists in this session; returns
@@ -527,18 +513,6 @@ impl Db {
         let name = format!("\"ferry_stage_{:016x}\"", h.finish());
         self.exec(&format!("CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS)")).await?;
         Ok(name)
-    }
-}
-
-/// The `LOAD DATA` character set of a table whose character columns are in `sets` (see
-/// [`Db::load_charset`]).
-fn load_charset_of(sets: &[String]) -> &'static str {
-    if sets.iter().all(|s| s.eq_ignore_ascii_case("utf8mb4")) {
-        "binary"
-    } else if sets.iter().all(|s| s.eq_ignore_ascii_case("latin1")) {
-        "latin1"
-    } else {
-        "utf8mb4"
     }
 }
 

@@ -23,8 +23,6 @@ pub(super) struct IoTask {
     pub(super) failed: Arc<Failed>,
     /// `LOAD DATA` character set per target table (MySQL family).
     pub(super) charsets: HashMap<String, &'static str>,
-    /// Per target database, the `LOAD DATA` character set of each table not loaded yet.
-    pub(super) charsets_of_db: HashMap<String, HashMap<String, &'static str>>,
     /// Set when the writer is dropped: no further statement starts.
     pub(super) stop: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped with the task (its end, or its cancellation): the writer's drop waits for it.
@@ -242,8 +240,6 @@ impl IoTask {
         for (n, s) in stmts.into_iter().enumerate() {
             let fresh = fresh.filter(|_| n == 0);
             let known = self.charsets.get(&t.qname).copied();
-            // Out of `self` while the session is borrowed (an error loses it: harmless).
-            let mut of_db = std::mem::take(&mut self.charsets_of_db);
             let db = self.db().await?;
             match s {
                 Stmt::Sql(sql) => db.exec(&sql).await.inspect_err(|e| {
@@ -252,19 +248,7 @@ impl IoTask {
                 Stmt::Load { data, replace } => {
                     let charset = match known {
                         Some(c) => c,
-                        None => {
-                            // Every table of the database at once, on the first load into it;
-                            // each answer is used once (later loads have their table's own
-                            // cached); a table created since is asked alone.
-                            if !of_db.contains_key(&t.db) {
-                                let all = db.load_charsets(&t.db).await?;
-                                of_db.insert(t.db.clone(), all);
-                            }
-                            match of_db.get_mut(&t.db).and_then(|m| m.remove(&t.table)) {
-                                Some(c) => c,
-                                None => db.load_charset(&t.db, &t.table).await?,
-                            }
-                        }
+                        None => db.load_charset(&t.db, &t.table).await?,
                     };
                     match (charset, (charset == "latin1").then(|| crate::connectors::sql::conn::to_latin1(&data)).flatten()) {
                         ("latin1", Some(latin1)) => db.load_data(&t.qname, &t.cols, latin1, replace, "latin1").await?,
@@ -292,7 +276,6 @@ impl IoTask {
                 }
                 Stmt::Merge(data) => merge(db, dialect, t, data).await?,
             }
-            self.charsets_of_db = of_db;
         }
         Ok(())
     }

@@ -266,7 +266,6 @@ impl SqlWriter {
             stops: cx.stops.clone(),
             failed: failed.clone(),
             charsets: HashMap::new(),
-            charsets_of_db: HashMap::new(),
             stop: stop.clone(),
             _ended: ended_tx,
         };
