@@ -417,16 +417,14 @@ fn main() {
         line(&format!("ferry → PostgreSQL, {n_tables} tables"), n, r[2].0, r[2].1, Some(n as f64 / r[4].0), &r[2].2);
         line(&format!("pipe: mariadb | LOAD DATA LOCAL ({n} rows of one table)"), n, r[5].0, r[5].1, None, &r[5].2);
         line(&format!("ferry → MariaDB, {n_tables} tables"), n, r[3].0, r[3].1, Some(n as f64 / r[5].0), &r[3].2);
-        let copied = psql_value(&format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{db}'"));
-        assert_eq!(copied, n_tables.to_string(), "ferry did not create every PostgreSQL table");
-        let copied: u64 = sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}_t'"))
-            [0]
-        .get(0)
-        .unwrap();
-        assert_eq!(copied, n_tables as u64, "ferry did not create every MariaDB table");
         let pg_tables = |schema: &str| {
             psql_value(&format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"))
         };
+        assert_eq!(pg_tables(db), n_tables.to_string(), "ferry did not create every PostgreSQL table");
+        let my_tables = |db: &str| -> u64 {
+            sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}'"))[0].get(0).unwrap()
+        };
+        assert_eq!(my_tables(&format!("{db}_t")), n_tables as u64, "ferry did not create every MariaDB table");
         let peer_schema = format!("{db}_pgloader");
         if installed("pgloader") {
             let name = format!("peer: pgloader, {n_tables} tables (2 workers)");
@@ -455,11 +453,7 @@ fn main() {
             let into = format!("{db}_mydumper");
             let (secs, peak, cpu) = peer_median(rounds, || {
                 let r = mydumper(db, None, &into);
-                let created: u64 =
-                    sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{into}'"))[0]
-                        .get(0)
-                        .unwrap();
-                assert_eq!(created, n_tables as u64, "mydumper + myloader did not create every table");
+                assert_eq!(my_tables(&into), n_tables as u64, "mydumper + myloader did not create every table");
                 let last = format!("{into}.t{:03}", n_tables - 1);
                 let loaded: u64 = sql(&format!("SELECT COUNT(*) FROM {last}"))[0].get(0).unwrap();
                 assert_eq!(loaded, per_table, "{last}");

@@ -266,14 +266,12 @@ pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<Str
             }
         }
     }
-    let (mine, theirs): (Vec<_>, Vec<_>) = to_create.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    let strip = |v: Vec<(usize, (String, TableDdl))>| v.into_iter().map(|(_, x)| x).collect::<Vec<_>>();
-    let (mine, theirs) = (strip(mine), strip(theirs));
     let mut their_namespaces = namespaces.clone();
     std::thread::scope(|scope| {
-        let other = &mut other;
-        let theirs = scope.spawn(move || create_each(other.as_mut(), &theirs, &mut their_namespaces));
-        let mine = create_each(db, &mine, &mut namespaces);
+        let (other, to_create) = (&mut other, &to_create);
+        let theirs = scope
+            .spawn(move || create_each(other.as_mut(), to_create.iter().skip(1).step_by(2), &mut their_namespaces));
+        let mine = create_each(db, to_create.iter().step_by(2), &mut namespaces);
         let theirs = theirs
             .join()
             .unwrap_or_else(|_| Err(AdminError::Refused("creating target tables: a session panicked".into())));
@@ -288,9 +286,9 @@ fn is_namespace(statement: &str) -> bool {
 }
 
 /// Creates each table in one session, in order; the first failure ends it.
-fn create_each(
+fn create_each<'a>(
     db: &mut dyn TableAdmin,
-    tables: &[(String, TableDdl)],
+    tables: impl IntoIterator<Item = &'a (String, TableDdl)>,
     namespaces: &mut HashSet<String>,
 ) -> Result<(), AdminError> {
     for (name, ddl) in tables {

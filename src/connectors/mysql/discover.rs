@@ -336,7 +336,7 @@ pub async fn discover(conn: &mut Conn, wanted: Wanted<'_>) -> Result<SourceCatal
 }
 
 /// `'a','b'`: names as SQL string literals, for an `IN (…)` list.
-fn sql_list(names: &[&str]) -> String {
+pub(super) fn sql_list(names: &[&str]) -> String {
     let quoted: Vec<String> =
         names.iter().map(|d| format!("'{}'", d.replace('\\', "\\\\").replace('\'', "''"))).collect();
     quoted.join(",")

@@ -165,12 +165,10 @@ pub async fn estimated_small(
     dbs.dedup();
     let mut estimates = std::collections::HashMap::new();
     for group in dbs.chunks(PROBES_PER_QUERY) {
-        let list: Vec<String> =
-            group.iter().map(|d| format!("'{}'", d.replace('\\', "\\\\").replace('\'', "''"))).collect();
         let rows: Vec<(String, String, Option<u64>)> = conn
             .query(format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({})",
-                list.join(",")
+                super::discover::sql_list(group)
             ))
             .await
             .map_err(err)?;
