@@ -53,3 +53,50 @@ fn mariadb_to_mariadb_full_and_incremental_under_writes_ends_equal() {
 fn mariadb_to_postgres_full_and_incremental_under_writes_ends_equal() {
     full_and_incremental_under_writes_end_equal(Target::Pg, "at-least-once");
 }
+
+/// 40 missing target tables (more than the 32 that make ferry create them in two sessions),
+/// in two target databases: every one is created with its columns and filled, in one run
+/// without a restart (a restart would create what the first start missed).
+fn many_missing_tables_are_created_in_two_sessions_and_filled(target: Target) {
+    let tag = target.tag();
+    let (src, other) = (format!("e2e_many_{tag}"), format!("e2e_many_{tag}_b"));
+    let dst = |db: &str| format!("{db}_t");
+    fresh_db(&src);
+    fresh_db(&other);
+    let db_of = |t: u32| if t.is_multiple_of(5) { other.clone() } else { src.clone() };
+    let mut ddl = vec![format!("USE {src}")];
+    for t in 0..40 {
+        let db = db_of(t);
+        ddl.push(format!("CREATE TABLE {db}.t{t} (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)"));
+        ddl.push(format!("INSERT INTO {db}.t{t} SELECT seq, CONCAT('v', seq + {t}) FROM seq_1_to_{}", 10 + t));
+    }
+    exec(&ddl.iter().map(String::as_str).collect::<Vec<_>>());
+    target.fresh_namespace(&dst(&src));
+    target.fresh_namespace(&dst(&other));
+    let dir = workdir();
+    let text = format!(
+        "task: e2e-many-{tag}\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\n\
+         target:\n{}tables:\n  include: ['{src}\\..*', '{other}\\..*']\nsemantics: exactly-once\n\
+         route:\n  database: '${{db_name_di_src}}_t'\nruntime:\n  workers: 2\n  state: ./state\nerrors:\n  max_restarts: 0\n",
+        main_url(),
+        target.plan_section()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    for t in 0..40 {
+        let (db, table) = (db_of(t), format!("t{t}"));
+        let (schema, rows) = read_table(&db, &table);
+        assert_eq!(target.columns(&dst(&db), &table), ["id", "v"], "{db}.{table}: the created table's columns");
+        assert_eq!(target.rows(&dst(&db), &table, &schema), expected(&schema, &rows), "{db}.{table}");
+    }
+}
+
+#[test]
+fn many_missing_tables_are_created_in_two_sessions_and_filled_in_mariadb() {
+    many_missing_tables_are_created_in_two_sessions_and_filled(Target::Maria);
+}
+
+#[test]
+fn many_missing_tables_are_created_in_two_sessions_and_filled_in_postgres() {
+    many_missing_tables_are_created_in_two_sessions_and_filled(Target::Pg);
+}
