@@ -335,6 +335,44 @@ fn postgres_bulk_batches_after_a_rejected_row_still_merge() {
 }
 
 #[test]
+fn postgres_copy_spanning_batches_rolls_back_as_a_whole_and_archives_only_the_bad_rows() {
+    // Exactly-once bulk batches of one table go into one open COPY; a row rejected in its
+    // fourth batch fails the whole COPY: every batch of it is written again, and only the bad
+    // rows reach the archive — in upsert (COPY, then merging) and in append mode (plain COPY).
+    let target = Target::Pg;
+    let src = "errsrc_span";
+    mysql::fresh_db(src);
+    let bad = [10, 350, 1999];
+    let rows: Vec<String> = (1..=2000)
+        .map(|id| {
+            let name = if bad.contains(&id) { "n".repeat(20) } else { format!("p{id}") };
+            format!("({id}, '{name}', 'note {id}')")
+        })
+        .collect();
+    mysql::exec(&[
+        &format!("CREATE TABLE `{src}`.people (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, note VARCHAR(50) NULL)"),
+        &format!("INSERT INTO `{src}`.people VALUES {}", rows.join(",")),
+    ]);
+    let mut want = source_rows(src, "people", &people(10, true));
+    want.retain(|r| !bad.iter().any(|b| r.starts_with(&format!("{b} | "))));
+    assert_eq!(want.len(), 1997);
+    for (mode, dst) in [("upsert", "errdst_span_up"), ("append", "errdst_span_app")] {
+        target.fresh_namespace(dst);
+        target.create_table(dst, "people", &people(10, true));
+        let dir = workdir();
+        let text = plan(&format!("err-span-{mode}"), src, dst, target, "ignore")
+            .replace("  chunk_rows: 16\n", "  chunk_rows: 5000\n")
+            .replace("  workers: 2\n  batch_rows: 25\n", "  workers: 1\n  batch_rows: 100\n")
+            + &format!("semantics: exactly-once\nwrite_mode: {mode}\n");
+        let p = write_plan(dir.path(), "plan.yaml", &text);
+        ok(&run_in(dir.path(), &["run", "-q", &p]));
+        let dirty = dirty_rows(dir.path(), &p);
+        assert_eq!(dirty.iter().map(|d| d.1).collect::<Vec<_>>(), bad.to_vec(), "{mode}: {dirty:?}");
+        assert_eq!(target.rows(dst, "people", &people(10, true)), want, "{mode}");
+    }
+}
+
+#[test]
 fn a_latin1_target_gets_western_text_exactly_and_refuses_rows_latin1_cannot_hold() {
     // Bulk batches into latin1 tables are transcoded by ferry; a batch with a character latin1
     // has not goes as utf8mb4, and the server refuses just that row.

@@ -480,6 +480,14 @@ impl Db {
         Ok(())
     }
 
+    /// Starts a PostgreSQL `COPY table (cols) FROM STDIN` that later batches may feed (see
+    /// [`CopyStream`]); no other statement runs on this session until it is finished.
+    pub async fn copy_open(&mut self, table: &str, cols: &str) -> Result<CopyStream, DbError> {
+        let Db::Pg(c) = self else { unreachable!("COPY is PostgreSQL's") };
+        let sink = c.copy_in::<_, Bytes>(&format!("COPY {table} ({cols}) FROM STDIN")).await.map_err(DbError::pg)?;
+        Ok(CopyStream(Box::pin(sink)))
+    }
+
     /// The character set a `LOAD DATA` into `db.table` reads its input in: `binary` when every
     /// character column is utf8mb4 (the UTF-8 bytes go in as they are), `latin1` when every one
     /// is latin1 (the writer transcodes, see [`to_latin1`]), else `utf8mb4` (the server
@@ -526,6 +534,22 @@ pub fn to_latin1(utf8: &[u8]) -> Option<Vec<u8>> {
     }
     let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
     (!unmappable).then(|| bytes.into_owned())
+}
+
+/// An open `COPY … FROM STDIN`: rows go in as COPY text, several batches' worth, until
+/// [`CopyStream::finish`] (a row the server rejects fails a later `send` or the `finish`).
+pub struct CopyStream(std::pin::Pin<Box<tokio_postgres::CopyInSink<Bytes>>>);
+
+impl CopyStream {
+    /// Sends rows in COPY text format (waits while the server is behind).
+    pub async fn send(&mut self, data: Vec<u8>) -> Result<(), DbError> {
+        self.0.send(Bytes::from(data)).await.map_err(DbError::pg)
+    }
+
+    /// Ends the COPY; the server's answer says whether every row went in.
+    pub async fn finish(mut self) -> Result<(), DbError> {
+        self.0.as_mut().finish().await.map(|_| ()).map_err(DbError::pg)
+    }
 }
 
 #[cfg(test)]

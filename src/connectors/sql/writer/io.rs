@@ -4,6 +4,7 @@
 
 use super::statements::{build, merge, Stmt};
 use super::*;
+use crate::connectors::sql::conn::CopyStream;
 
 pub(super) struct IoTask {
     pub(super) db: Option<Db>,
@@ -27,24 +28,113 @@ pub(super) struct IoTask {
     pub(super) stop: Arc<std::sync::atomic::AtomicBool>,
     /// Dropped with the task (its end, or its cancellation): the writer's drop waits for it.
     pub(super) _ended: std::sync::mpsc::SyncSender<()>,
+    /// A `COPY` the next batches of the same table join (exactly-once, PostgreSQL).
+    pub(super) copy: Option<OpenCopy>,
 }
 
-impl IoTask {
-    pub(super) async fn run(mut self, mut rx: tokio::sync::mpsc::Receiver<Cmd>) {
+/// Rows an open `COPY` takes, at most, before it ends: they are kept until it ends, since a
+/// rejected row rolls back all of them.
+const COPY_SPAN_ROWS: usize = 64 * 1024;
+
+/// A `COPY` left open after a batch: the next batches of its table go into it without a
+/// round trip of their own, and the target's backend does not wait between them.
+pub(super) struct OpenCopy {
+    table: Arc<TargetTable>,
+    stream: CopyStream,
+    /// The batches sent into it: written again, batch by batch, if the `COPY` fails on a row.
+    batches: Vec<Vec<Change>>,
+    rows: usize,
+    /// Insert-only upserts: a key that exists already turns the table to merging.
+    or_merge: bool,
+}
+
+/// The `COPY` data of a batch that is one plain `COPY` (`Some((data, or_merge))`).
+fn lone_copy(stmts: &mut Option<Vec<Stmt>>) -> Option<(Vec<u8>, bool)> {
+    match stmts.as_deref() {
+        Some([Stmt::Copy(_)]) | Some([Stmt::CopyOrMerge(_)]) => {}
+        _ => return None,
+    }
+    match stmts.take()?.pop()? {
+        Stmt::Copy(data) => Some((data, false)),
+        Stmt::CopyOrMerge(data) => Some((data, true)),
+        _ => None,
+    }
+}
+
+/// A batch ordered for writing with its statements built (`None`: a value the target cannot
+/// hold, which the row-by-row pass finds), or a commit: what the encoding stage hands on.
+enum Step {
+    Batch { table: Arc<TargetTable>, rows: Vec<Change>, stmts: Option<Vec<Stmt>> },
+    Commit { epoch: u64, reply: std::sync::mpsc::SyncSender<Result<(), String>> },
+}
+
+/// The encoding stage: orders each batch and builds its statements while the session runs
+/// the previous batch's (the target's backend then waits for no encoding between batches).
+struct Encoder {
+    dialect: super::Dialect,
+    upsert: bool,
+    bulk: bool,
+    failed: Arc<Failed>,
+}
+
+impl Encoder {
+    async fn run(self, mut rx: tokio::sync::mpsc::Receiver<Cmd>, tx: tokio::sync::mpsc::Sender<Step>) {
         while let Some(cmd) = rx.recv().await {
-            if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            match cmd {
+            let step = match cmd {
                 Cmd::Batch { table, rows } => {
                     if self.failed.get().is_some() {
                         continue;
                     }
-                    if let Err(e) = self.batch(&table, rows).await {
+                    let rows = order(self.upsert, &table, rows);
+                    let stmts = build(self.dialect, self.upsert, self.bulk, &table, &rows).ok();
+                    Step::Batch { table, rows, stmts }
+                }
+                Cmd::Commit { epoch, reply } => Step::Commit { epoch, reply },
+            };
+            if tx.send(step).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Orders a batch for writing: upsert with a key: deletes, then upserts (keys are unique
+/// after netting); otherwise: as they came.
+fn order(upsert: bool, t: &TargetTable, rows: Vec<Change>) -> Vec<Change> {
+    if upsert && !t.key.is_empty() {
+        let (mut dels, ups): (Vec<Change>, Vec<Change>) = rows.into_iter().partition(|c| c.op == Op::Delete);
+        dels.extend(ups);
+        dels
+    } else {
+        rows
+    }
+}
+
+impl IoTask {
+    pub(super) async fn run(mut self, rx: tokio::sync::mpsc::Receiver<Cmd>) {
+        // One built batch waits while the session runs another.
+        let (tx, mut steps) = tokio::sync::mpsc::channel(1);
+        let encoder = Encoder {
+            dialect: self.target.dialect,
+            upsert: self.upsert,
+            bulk: self.target.bulk,
+            failed: self.failed.clone(),
+        };
+        tokio::spawn(encoder.run(rx, tx));
+        while let Some(step) = steps.recv().await {
+            if self.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            match step {
+                Step::Batch { table, rows, stmts } => {
+                    if self.failed.get().is_some() {
+                        continue;
+                    }
+                    if let Err(e) = self.batch(&table, rows, stmts).await {
                         self.fail(e);
                     }
                 }
-                Cmd::Commit { epoch, reply } => {
+                Step::Commit { epoch, reply } => {
                     let r = match self.failed.get() {
                         Some(f) => Err(f),
                         None => match self.commit(epoch).await {
@@ -72,12 +162,14 @@ impl IoTask {
         };
         tracing::debug!(worker = self.worker, error = %e, "target writer failed");
         self.failed.set(format!("{what}: {e}"));
+        self.copy = None;
         self.db = None;
     }
 
     async fn db(&mut self) -> Result<&mut Db, DbError> {
         if self.db.is_none() {
             self.db = Some(self.target.connect().await?);
+            self.copy = None;
             self.in_txn = false;
             self.begin_pending = false;
         }
@@ -98,13 +190,24 @@ impl IoTask {
 
     /// A batch in the epoch's transaction (exactly-once) or in its own (at-least-once); the
     /// `BEGIN` goes with the batch's first statement.
-    async fn batch(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
+    async fn batch(
+        &mut self,
+        t: &Arc<TargetTable>,
+        rows: Vec<Change>,
+        mut stmts: Option<Vec<Stmt>>,
+    ) -> Result<(), DbError> {
+        if self.exactly_once && self.stops.reason(t.id).is_none() {
+            if let Some((data, or_merge)) = lone_copy(&mut stmts) {
+                return self.copy_batch(t, rows, data, or_merge).await;
+            }
+        }
+        self.end_copy().await?;
         if !self.exactly_once || !self.in_txn {
             self.db().await?;
             self.begin_pending = true;
             self.in_txn = true;
         }
-        self.apply(t, rows).await?;
+        self.apply(t, rows, stmts).await?;
         if !self.exactly_once {
             self.in_txn = false;
             // Nothing ran (a stopped table's rows went to the archive): no transaction began.
@@ -115,8 +218,63 @@ impl IoTask {
         Ok(())
     }
 
+    /// A batch that is one `COPY` (exactly-once): into the open `COPY` of its table while it
+    /// has room, else into a new one after the batch savepoint.
+    async fn copy_batch(
+        &mut self,
+        t: &Arc<TargetTable>,
+        rows: Vec<Change>,
+        data: Vec<u8>,
+        or_merge: bool,
+    ) -> Result<(), DbError> {
+        let joins = self.copy.as_ref().is_some_and(|c| {
+            Arc::ptr_eq(&c.table, t) && c.or_merge == or_merge && c.rows + rows.len() <= COPY_SPAN_ROWS
+        });
+        if !joins {
+            self.end_copy().await?;
+            if !self.in_txn {
+                self.db().await?;
+                self.begin_pending = true;
+                self.in_txn = true;
+            }
+            self.exec("SAVEPOINT ferry_batch").await?;
+            let stream = self.db().await?.copy_open(&t.qname, &t.cols).await?;
+            self.copy = Some(OpenCopy { table: t.clone(), stream, batches: Vec::new(), rows: 0, or_merge });
+        }
+        let open = self.copy.as_mut().expect("opened above");
+        open.rows += rows.len();
+        open.batches.push(rows);
+        // A row the server rejects fails the `finish` (the server skips the rest of the data).
+        open.stream.send(data).await
+    }
+
+    /// Ends the open `COPY`, if any: released on success; on a rejected row rolled back, and
+    /// its batches written again one by one (an insert-only upsert merging from then on).
+    async fn end_copy(&mut self) -> Result<(), DbError> {
+        let Some(OpenCopy { table, stream, batches, or_merge, .. }) = self.copy.take() else {
+            return Ok(());
+        };
+        match stream.finish().await {
+            Ok(()) => self.exec("RELEASE SAVEPOINT ferry_batch").await,
+            Err(DbError::Row(e)) => {
+                tracing::debug!(table = %table.name, error = %e, batches = batches.len(), "COPY refused; writing its batches again");
+                self.exec("ROLLBACK TO SAVEPOINT ferry_batch; RELEASE SAVEPOINT ferry_batch").await?;
+                if or_merge {
+                    table.merge_only.store(true, Ordering::Relaxed);
+                }
+                for rows in batches {
+                    let stmts = build(self.target.dialect, self.upsert, self.target.bulk, &table, &rows).ok();
+                    self.apply(&table, rows, stmts).await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn commit(&mut self, epoch: u64) -> Result<(), DbError> {
         tracing::debug!(worker = self.worker, epoch, "committing");
+        self.end_copy().await?;
         if self.exactly_once {
             // The archive first: its rows are kept before the epoch counts as written.
             self.flush_dirty()?;
@@ -136,28 +294,20 @@ impl IoTask {
         self.dirty.flush().map_err(|e| DbError::Transient(format!("dirty archive: {e}")))
     }
 
-    /// Orders a batch for writing: upsert with a key: deletes, then upserts (keys are unique
-    /// after netting); otherwise: as they came.
-    fn order(&self, t: &TargetTable, rows: Vec<Change>) -> Vec<Change> {
-        if self.upsert && !t.key.is_empty() {
-            let (mut dels, ups): (Vec<Change>, Vec<Change>) = rows.into_iter().partition(|c| c.op == Op::Delete);
-            dels.extend(ups);
-            dels
-        } else {
-            rows
-        }
-    }
-
-    async fn apply(&mut self, t: &Arc<TargetTable>, rows: Vec<Change>) -> Result<(), DbError> {
+    /// Writes a batch (`rows` ordered by [`order`], `stmts` built from them).
+    async fn apply(
+        &mut self,
+        t: &Arc<TargetTable>,
+        rows: Vec<Change>,
+        stmts: Option<Vec<Stmt>>,
+    ) -> Result<(), DbError> {
         if let Some(reason) = self.stops.reason(t.id) {
             for c in &rows {
                 self.reject(t, c, &format!("table stopped (write_error: partial-stop): {reason}"), false)?;
             }
             return Ok(());
         }
-        let rows = self.order(t, rows);
-        // A value the target cannot hold fails the build: the row-by-row pass finds it.
-        let stmts = build(self.target.dialect, self.upsert, self.target.bulk, t, &rows).ok();
+        // A value the target cannot hold failed the build: the row-by-row pass finds it.
         if let Some(stmts) = stmts {
             self.exec("SAVEPOINT ferry_batch").await?;
             match self.run_stmts(t, stmts, Some("ferry_batch")).await {

@@ -1,19 +1,25 @@
 //! The database writer of one sink worker, and the I/O task that owns its connection.
 //!
 //! ```text
-//!  timely worker (SqlWriter)                         tokio task (one per worker, own session)
-//!  write(e, change) ─► batch per target table  ─Cmd::Batch─►  BEGIN (exactly-once: once per epoch)
-//!                      upsert: netted by key                  SAVEPOINT b
-//!                      append: every change                   deletes; upserts | LOAD DATA | COPY
-//!                      full ⇒ send                            row error ⇒ ROLLBACK TO b, row by row,
-//!  commit(e) ─────────────────────────────────── Cmd::Commit─►  each rejected row per the policy
-//!     waits for the reply                                      progress row (exactly-once); COMMIT
+//!  timely worker (SqlWriter)            tokio: encoding stage          tokio: I/O task (own session)
+//!  write(e, change) ─► batch per table  order + build statements ─►   BEGIN (exactly-once: once per epoch)
+//!                      upsert: netted   (one built batch waits)       SAVEPOINT b
+//!                      append: every                                  deletes; upserts | LOAD DATA | COPY
+//!                      full ⇒ send ──Cmd::Batch──►                    row error ⇒ ROLLBACK TO b, row by row,
+//!  commit(e) ──────────────────────Cmd::Commit──►  (in order) ──►       each rejected row per the policy
+//!     the reply comes back later                                      progress row (exactly-once); COMMIT
 //! ```
 //!
-//! The worker encodes nothing: batches move to the task, which builds the statements while the
-//! worker goes on, so reading, transforming and writing overlap. Per key, changes arrive in
-//! source order (the sink stage exchanges by key and feeds epochs in order); within a batch a
-//! key's changes are netted to the last one, and deletes run before upserts.
+//! The worker encodes nothing: batches move to the encoding stage, which orders them and builds
+//! their statements while the session runs the previous batch's, so reading, encoding and
+//! writing overlap. Per key, changes arrive in source order (the sink stage exchanges by key and
+//! feeds epochs in order); within a batch a key's changes are netted to the last one, and
+//! deletes run before upserts.
+//!
+//! PostgreSQL, exactly-once: a batch that is one `COPY` leaves it open, and the next batches
+//! of the same table go into it (up to 64k rows, then a new one) with no round trip of their
+//! own; anything else, or the commit, ends it. A row the server rejects fails the whole `COPY`:
+//! it rolls back to its savepoint and its batches are written again one by one.
 //!
 //! Errors: a row the target rejects is handled by the write-error policy; a lost connection,
 //! a deadlock or a fatal error fails the run (the supervisor restarts it from the last
@@ -268,6 +274,7 @@ impl SqlWriter {
             charsets: HashMap::new(),
             stop: stop.clone(),
             _ended: ended_tx,
+            copy: None,
         };
         let task = rt.spawn(io.run(rx));
         Ok(SqlWriter {
