@@ -16,6 +16,7 @@
 //!
 //! ```text
 //!  main.rs (CLI)
+//!  service     `ferry serve`: tasks with versions, runs as child processes, the REST API
 //!  engine      task lifecycle, runs, the engine's operators (transform, sink, DDL stages)
 //!  connectors  one folder per connector + the registry
 //!  connector   the seam: SourceConnector, SinkConnector, SinkWriter, contexts
@@ -39,6 +40,7 @@ pub mod engine;
 pub mod plan;
 pub mod runtime;
 pub mod secrets;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod verify;

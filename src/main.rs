@@ -1,4 +1,4 @@
-//! The `ferry` command line: `run`, `check`, `preview`, `ddl`, `create-tables`, `links`, `verify`, `dirty`.
+//! The `ferry` command line: `run`, `check`, `preview`, `ddl`, `create-tables`, `links`, `verify`, `dirty`, `serve`.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -146,11 +146,85 @@ enum Command {
         #[arg(long)]
         last: bool,
     },
+    /// Run the task service: many tasks kept in a state directory, driven over a REST API
+    /// (`/api/tasks`; every route but `/healthz` needs `Authorization: Bearer <token>`).
+    ///
+    /// Each running task is a `ferry run` child process (a crash takes no other task along);
+    /// started again, even after kill -9, the service resumes the tasks it had running from
+    /// their checkpoints.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// The state directory: tasks, their plan versions and their runs.
+        #[arg(long, default_value = "./ferry-service")]
+        state: String,
+        /// File holding the API token (default: `<state>/token`, made with a random token on
+        /// the first start).
+        #[arg(long)]
+        token_file: Option<String>,
+    },
+    /// Talk to a running task service (`ferry serve`): list, submit, start, stop, resume and
+    /// show tasks. The service's address and token come from `--url`/`--token` or
+    /// `FERRY_URL`/`FERRY_TOKEN` (`--token-file` reads the token from a file).
+    Task {
+        /// The service's address.
+        #[arg(long, env = "FERRY_URL", default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// The API token.
+        #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A file holding the API token (e.g. the service's `<state>/token`).
+        #[arg(long)]
+        token_file: Option<String>,
+        #[command(subcommand)]
+        what: TaskCommand,
+    },
     /// Inspect the dirty-data archive: rows that could not be transformed or written, kept
     /// under the state store with the table, row, position, commit time and reason.
     Dirty {
         #[command(subcommand)]
         what: DirtyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskCommand {
+    /// Every task: state, version, run state, committed epoch.
+    List,
+    /// Submit a plan file as a new task (version 1).
+    Submit {
+        /// The plan file.
+        plan: String,
+    },
+    /// Start a task (the newest version unless `--version`).
+    Start {
+        /// The task.
+        task: String,
+        /// Where from: default (the source's default position), latest or savepoint.
+        #[arg(long)]
+        from: Option<String>,
+        /// The version to run.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Stop a task at its next checkpoint (→ paused), or at once with `--cancel` (→ stopped).
+    Stop {
+        /// The task.
+        task: String,
+        /// Stop now instead of at a savepoint.
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Resume a paused, stopped or failed task from its last checkpoint.
+    Resume {
+        /// The task.
+        task: String,
+    },
+    /// A task's state, run status and state history, as JSON.
+    Status {
+        /// The task.
+        task: String,
     },
 }
 
@@ -204,6 +278,12 @@ fn main() -> ExitCode {
         std::process::exit(3);
     }));
     let cli = Cli::parse();
+    if let Command::Run { .. } = cli.command {
+        if let Err(e) = ferry::service::runner::die_with_parent() {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -236,6 +316,76 @@ fn stop_on_signals(stopper: engine::Stopper) -> anyhow::Result<signal_hook::iter
     Ok(handle)
 }
 
+/// `ferry task …`: one API call, its answer printed; exit 1 when the service refused.
+fn task_client(
+    url: &str,
+    token: Option<String>,
+    token_file: Option<String>,
+    what: TaskCommand,
+) -> anyhow::Result<ExitCode> {
+    let token = match (token, token_file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| format!("reading {f}"))?.trim().to_string(),
+        (None, None) => bail!("no token: pass --token, --token-file or set FERRY_TOKEN"),
+    };
+    let (method, path, body) = match &what {
+        TaskCommand::List => ("GET", "/api/tasks".to_string(), String::new()),
+        TaskCommand::Submit { plan } => (
+            "POST",
+            "/api/tasks".to_string(),
+            std::fs::read_to_string(plan).with_context(|| format!("reading {plan}"))?,
+        ),
+        TaskCommand::Start { task, from, version } => (
+            "POST",
+            format!("/api/tasks/{task}/start"),
+            serde_json::json!({ "from": from, "version": version }).to_string(),
+        ),
+        TaskCommand::Stop { task, cancel } => (
+            "POST",
+            format!("/api/tasks/{task}/stop"),
+            serde_json::json!({ "mode": if *cancel { "cancel" } else { "savepoint" } }).to_string(),
+        ),
+        TaskCommand::Resume { task } => ("POST", format!("/api/tasks/{task}/resume"), String::new()),
+        TaskCommand::Status { task } => ("GET", format!("/api/tasks/{task}"), String::new()),
+    };
+    let reply = ferry::service::client::call(url, Some(&token), method, &path, &[], body.as_bytes())
+        .with_context(|| format!("calling the service at {url}"))?;
+    let v = reply.json();
+    if reply.status >= 400 {
+        eprintln!("error ({}): {}", reply.status, v["error"].as_str().unwrap_or(&reply.body));
+        for e in v["errors"].as_array().into_iter().flatten() {
+            eprintln!("  {}", e.as_str().unwrap_or_default());
+        }
+        if let Some(allowed) = v["allowed"].as_array() {
+            eprintln!("  allowed: {}", allowed.iter().filter_map(|a| a.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        return Ok(ExitCode::from(1));
+    }
+    match what {
+        TaskCommand::List => {
+            for t in v["tasks"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<12} v{:<4} run: {} epoch {}{}",
+                    t["task"].as_str().unwrap_or_default(),
+                    t["state"].as_str().unwrap_or_default(),
+                    t["version"],
+                    t["run"]["state"].as_str().unwrap_or("-"),
+                    t["run"]["epoch"].as_u64().unwrap_or(0),
+                    t["last_error"].as_str().map(|e| format!("; last error: {e}")).unwrap_or_default()
+                );
+            }
+        }
+        TaskCommand::Status { .. } => println!("{}", serde_json::to_string_pretty(&v)?),
+        _ => println!(
+            "{}: {}{}",
+            v["task"].as_str().unwrap_or_default(),
+            v["state"].as_str().map(str::to_string).unwrap_or_else(|| format!("version {}", v["version"])),
+            v["version"].as_u64().map(|n| format!(" (version {n})")).unwrap_or_default()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The sink connector of a compiled plan.
 fn sink_of(compiled: &plan::Compiled) -> &'static dyn ferry::connector::SinkConnector {
     ferry::connectors::registry()
@@ -250,6 +400,15 @@ fn shown<T>(loaded: Result<T, plan::PlanErrors>) -> Option<T> {
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Task { url, token, token_file, what } => task_client(&url, token, token_file, what),
+        Command::Serve { listen, state, token_file } => {
+            ferry::service::serve(ferry::service::ServeOptions {
+                listen,
+                state: state.into(),
+                token_file: token_file.map(Into::into),
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { plan: path, last: true, .. } => {
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
             let Some(plan) = shown(ferry::connectors::load(&path, &text)) else {

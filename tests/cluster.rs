@@ -10,10 +10,10 @@
 
 mod common;
 
-use common::mysql::{exec, fresh_db, main_url};
-use common::sql::{fresh_pg_append_log, pg_append_log, pg_client, replay_strictly, Target};
+use common::items::{fresh_source, source_rows, workload};
+use common::mysql::main_url;
+use common::sql::{pg_append_log, pg_client, replay_strictly, Target};
 use common::*;
-use mysql_async::prelude::Queryable;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,17 +24,6 @@ use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `(id, v)` of every source row.
-fn source_rows(db: &str) -> BTreeMap<i64, i64> {
-    let opts = mysql_async::Opts::from_url(&main_url()).unwrap();
-    ferry::runtime::io_runtime().block_on(async {
-        let mut c = mysql_async::Conn::new(opts).await.unwrap();
-        let r: Vec<(i64, i64)> = c.query(format!("SELECT id, v FROM {db}.items")).await.unwrap();
-        c.disconnect().await.unwrap();
-        r.into_iter().collect()
-    })
 }
 
 /// Rows in the append log so far.
@@ -177,47 +166,6 @@ impl Cluster {
     }
 }
 
-/// A random workload on `db.items` until `stop`: updates and inserts with values no other
-/// change has (so a change in the log twice is visible), deletes, primary-key changes and
-/// multi-statement transactions. Returns the rounds it ran.
-fn workload(db: String, rows: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut rnd = seeded_rng("workload");
-        let opts = mysql_async::Opts::from_url(&main_url()).unwrap();
-        ferry::runtime::io_runtime().block_on(async {
-            let mut c = mysql_async::Conn::new(opts).await.unwrap();
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                i += 1;
-                let uniq = 1_000_000 + i;
-                let mut sql = vec![
-                    format!("UPDATE {db}.items SET v = {uniq} WHERE id = {}", 1 + rnd() % rows),
-                    format!("INSERT INTO {db}.items VALUES ({}, {uniq})", 10_000_000 + i),
-                    format!("DELETE FROM {db}.items WHERE id = {}", 1 + rnd() % rows),
-                ];
-                if i.is_multiple_of(7) {
-                    sql.push(format!("UPDATE {db}.items SET id = {} WHERE id = {}", 20_000_000 + i, 1 + rnd() % rows));
-                }
-                if i.is_multiple_of(5) {
-                    sql.push(format!(
-                        "BEGIN; UPDATE {db}.items SET v = {} WHERE id = {}; INSERT INTO {db}.items VALUES ({}, {}); COMMIT",
-                        5_000_000 + i,
-                        1 + rnd() % rows,
-                        30_000_000 + i,
-                        5_000_000 + i
-                    ));
-                }
-                for s in sql {
-                    c.query_drop(s).await.unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-            c.disconnect().await.unwrap();
-            i
-        })
-    })
-}
-
 fn plan(task: &str, db: &str, timeout: &str) -> String {
     with_handoff(&format!(
         "task: {task}\nsource:\n  type: mariadb\n  url: {}\n  chunk_rows: 4000\n  heartbeat: 200ms\n\
@@ -228,16 +176,6 @@ fn plan(task: &str, db: &str, timeout: &str) -> String {
         main_url(),
         Target::Pg.pg_url()
     ))
-}
-
-fn fresh_source(db: &str, rows: u64) {
-    fresh_db(db);
-    exec(&[
-        &format!("USE {db}"),
-        &format!("CREATE TABLE {db}.items (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)"),
-        &format!("INSERT INTO {db}.items SELECT seq, seq FROM seq_1_to_{rows}"),
-    ]);
-    fresh_pg_append_log(db);
 }
 
 /// Kills one process at a time — twice during the snapshot, then while streaming, each in

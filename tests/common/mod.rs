@@ -2,6 +2,7 @@
 //! sink's output, computing what the generator's changes should produce.
 #![allow(dead_code)]
 
+pub mod items;
 pub mod kafka;
 pub mod mysql;
 pub mod pg;

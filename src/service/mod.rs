@@ -1,0 +1,565 @@
+//! The task service (`ferry serve`): many tasks, each a plan with immutable versions, kept in
+//! a state directory and driven over a REST API (see [`api`]).
+//!
+//! ```text
+//!  HTTP (api) ──► Service ──► Records (record::)          <state>/tasks/<task>/task.json, versions/
+//!                   │   └───► runs (runner::)             one `ferry run` child per running task
+//!                   │              │ exits
+//!                   └──────────────┘ on_exit: the run's status.json → paused | stopped |
+//!                                    finished | failed
+//! ```
+//!
+//! States (F10.5): `initialized` → `running` → `stopping` → `paused` (savepoint) or `stopped`
+//! (cancel); a run ends `finished` (bounded) or `failed`. Which start is allowed depends on the
+//! state (F10.4): never run — from the source's default position; paused — resume from the
+//! savepoint (`savepoint`/`latest`) or start over (`default`); stopped or failed — from the last
+//! checkpoint (`latest`) or over (`default`); finished — over. A refused combination is a 409
+//! that lists the allowed ones.
+//!
+//! The service restarted (even after kill -9) loads every record; a task it had running is
+//! started again and resumes from its checkpoint; one it was stopping is `stopped`.
+
+pub mod api;
+pub mod client;
+pub mod record;
+pub mod runner;
+
+use record::{EditLock, RecordError, Records, StopKind, TaskRecord, TaskStatus};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// An API answer other than success: the HTTP status and a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The JSON body (`{"error": …}` and details).
+    pub body: Value,
+}
+
+impl Refusal {
+    fn new(status: u16, msg: impl Into<String>) -> Refusal {
+        Refusal { status, body: json!({ "error": msg.into() }) }
+    }
+
+    fn with(mut self, key: &str, v: Value) -> Refusal {
+        self.body[key] = v;
+        self
+    }
+}
+
+impl From<RecordError> for Refusal {
+    fn from(e: RecordError) -> Refusal {
+        match e {
+            RecordError::VersionTaken(n) => Refusal::new(409, format!("version {n} was written by another editor")),
+            other => Refusal::new(500, other.to_string()),
+        }
+    }
+}
+
+/// A successful answer: status and JSON body.
+pub type Answer = Result<(u16, Value), Refusal>;
+
+/// A task as the service holds it: its record and its run, if one is alive.
+struct Entry {
+    record: TaskRecord,
+    run: Option<runner::RunHandle>,
+    /// Start again from the last checkpoint once the run has ended (`restart`).
+    restart: bool,
+}
+
+/// The service: every task's record and run.
+pub struct Service {
+    records: Records,
+    tasks: Mutex<BTreeMap<String, Entry>>,
+}
+
+/// Where a start begins (F10.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The source's default position (a new snapshot).
+    Default,
+    /// The last checkpoint (the savepoint of a paused task).
+    Latest,
+}
+
+impl Service {
+    /// Opens the state directory and starts again the runs that were running.
+    pub fn open(dir: &Path) -> Result<Arc<Service>, RecordError> {
+        let records = Records::open(dir)?;
+        let mut tasks = BTreeMap::new();
+        for r in records.load_all()? {
+            tasks.insert(r.task.clone(), Entry { record: r, run: None, restart: false });
+        }
+        let svc = Arc::new(Service { records, tasks: Mutex::new(tasks) });
+        let names: Vec<String> = svc.lock().keys().cloned().collect();
+        for name in names {
+            let mut tasks = svc.lock();
+            let e = tasks.get_mut(&name).expect("listed");
+            match e.record.state {
+                TaskStatus::Running | TaskStatus::Operating => {
+                    e.record.history.push(record::Transition {
+                        at_micros: crate::runtime::now_micros(),
+                        state: TaskStatus::Running,
+                        note: "the service started again: resuming from the last checkpoint".into(),
+                    });
+                    if let Err(r) = svc.launch(e, false) {
+                        e.record.last_error = Some(r.body["error"].as_str().unwrap_or_default().to_string());
+                        e.record.enter(TaskStatus::Failed, "could not start the run again");
+                    }
+                    let _ = svc.records.save(&e.record);
+                }
+                TaskStatus::Stopping => {
+                    e.record.enter(TaskStatus::Stopped, "the service stopped while the run was stopping");
+                    e.record.stop = None;
+                    let _ = svc.records.save(&e.record);
+                }
+                _ => {}
+            }
+        }
+        Ok(svc)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `POST /api/tasks`: a new task from a plan (version 1).
+    pub fn submit(&self, yaml: &str) -> Answer {
+        let plan = check_plan(yaml)?;
+        let task = plan.settings.task.clone();
+        if !valid_name(&task) {
+            return Err(Refusal::new(400, format!("task name `{task}`: use letters, digits, `-`, `_` and `.`")));
+        }
+        let mut tasks = self.lock();
+        if tasks.contains_key(&task) {
+            return Err(Refusal::new(409, format!("task {task} exists; edit it with PUT /api/tasks/{task}/plan")));
+        }
+        self.records.put_version(&task, 1, yaml)?;
+        let record = TaskRecord::new(&task);
+        self.records.save(&record)?;
+        tasks.insert(task.clone(), Entry { record, run: None, restart: false });
+        Ok((201, json!({ "task": task, "version": 1 })))
+    }
+
+    /// `GET /api/tasks`: every task's summary.
+    pub fn list(self: &Arc<Self>) -> Answer {
+        let names: Vec<String> = self.lock().keys().cloned().collect();
+        let all: Vec<Value> = names.iter().filter_map(|n| self.summary(n, false).ok()).collect();
+        Ok((200, json!({ "tasks": all })))
+    }
+
+    /// `GET /api/tasks/{task}`: the summary with the run's status and the state history.
+    pub fn get(&self, task: &str) -> Answer {
+        Ok((200, self.summary(task, true)?))
+    }
+
+    fn summary(&self, task: &str, full: bool) -> Result<Value, Refusal> {
+        let (record, run_pid) = {
+            let tasks = self.lock();
+            let e = tasks.get(task).ok_or_else(|| missing(task))?;
+            (e.record.clone(), e.run.as_ref().filter(|r| !r.exited()).map(|r| r.pid()))
+        };
+        let status = self.run_status(&record);
+        let now = crate::runtime::now_micros();
+        let mut v = json!({
+            "task": record.task,
+            "state": record.state.as_str(),
+            "version": record.version,
+            "run_version": record.run_version,
+            "last_error": record.last_error.clone().or_else(|| status.as_ref().and_then(|s| s.last_error.clone())),
+            "lock": record.lock_holder(now),
+            "run_pid": run_pid,
+        });
+        if let Some(s) = &status {
+            v["run"] = json!({
+                "state": s.state.as_str(),
+                "restarts": s.restarts,
+                "epoch": s.epoch,
+                "updated_micros": s.updated_micros,
+            });
+        }
+        if full {
+            v["history"] = serde_json::to_value(&record.history).expect("history serializes");
+        }
+        Ok(v)
+    }
+
+    /// The run's own status (its `status.json`, with the newest checkpoint's epoch), if it
+    /// wrote one.
+    fn run_status(&self, record: &TaskRecord) -> Option<crate::state::RunStatus> {
+        let work = self.records.work_dir(&record.task);
+        let yaml = std::fs::read_to_string(work.join("plan.yaml")).ok()?;
+        let plan = crate::connectors::load("plan.yaml", &yaml).ok()?;
+        let loc = &plan.settings.runtime.state;
+        let loc = if loc.contains("://") || Path::new(loc).is_absolute() {
+            loc.clone()
+        } else {
+            work.join(loc).to_string_lossy().into_owned()
+        };
+        let store = crate::store::Store::open(&loc, &plan.settings.s3).ok()?;
+        let state = crate::state::TaskState::new(store, &plan.settings.task);
+        let mut status = state.status().ok().flatten()?;
+        // The status file is written when the run's state changes; the newest checkpoint is
+        // the committed epoch now.
+        if let Ok(Some(m)) = state.latest_manifest() {
+            status.epoch = status.epoch.max(m.epoch);
+        }
+        Some(status)
+    }
+
+    /// `PUT /api/tasks/{task}/plan`: a new version, if `if_match` is the newest one and no
+    /// other holder has the edit lock.
+    pub fn put_plan(&self, task: &str, if_match: Option<&str>, holder: Option<&str>, yaml: &str) -> Answer {
+        let Some(if_match) = if_match else {
+            return Err(Refusal::new(428, "send If-Match: <version> (the version you edited)"));
+        };
+        let base: u32 = if_match
+            .trim()
+            .trim_matches('"')
+            .parse()
+            .map_err(|_| Refusal::new(400, format!("If-Match `{if_match}`: a version number")))?;
+        let plan = check_plan(yaml)?;
+        let mut tasks = self.lock();
+        let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        if plan.settings.task != task {
+            return Err(Refusal::new(400, format!("the plan names task `{}`, not `{task}`", plan.settings.task)));
+        }
+        if let Some(h) = e.record.lock_holder(crate::runtime::now_micros()) {
+            if Some(h) != holder {
+                return Err(Refusal::new(423, format!("{h} holds the edit lock")).with("holder", json!(h)));
+            }
+        }
+        if base != e.record.version {
+            return Err(Refusal::new(
+                409,
+                format!("version {base} is not the newest ({}): read it and edit that", e.record.version),
+            )
+            .with("version", json!(e.record.version)));
+        }
+        let next = base + 1;
+        self.records.put_version(task, next, yaml)?;
+        e.record.version = next;
+        self.records.save(&e.record)?;
+        Ok((200, json!({ "task": task, "version": next })))
+    }
+
+    /// `GET /api/tasks/{task}/versions`.
+    pub fn versions(&self, task: &str) -> Answer {
+        let tasks = self.lock();
+        let e = tasks.get(task).ok_or_else(|| missing(task))?;
+        Ok((200, json!({ "task": task, "versions": (1..=e.record.version).collect::<Vec<_>>() })))
+    }
+
+    /// `GET /api/tasks/{task}/versions/{n}`: the plan text of version `n`.
+    pub fn version(&self, task: &str, n: u32) -> Result<String, Refusal> {
+        if !self.lock().contains_key(task) {
+            return Err(missing(task));
+        }
+        self.records.version(task, n)?.ok_or_else(|| Refusal::new(404, format!("task {task} has no version {n}")))
+    }
+
+    /// `POST /api/tasks/{task}/lock`: takes (or extends) the edit lock.
+    pub fn take_lock(&self, task: &str, holder: &str, ttl_seconds: u64) -> Answer {
+        if holder.is_empty() {
+            return Err(Refusal::new(400, "name the lock's holder"));
+        }
+        let mut tasks = self.lock();
+        let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        let now = crate::runtime::now_micros();
+        if let Some(h) = e.record.lock_holder(now) {
+            if h != holder {
+                return Err(Refusal::new(423, format!("{h} holds the edit lock")).with("holder", json!(h)));
+            }
+        }
+        let expires_micros = now + (ttl_seconds.clamp(1, 86_400) as i64) * 1_000_000;
+        e.record.lock = Some(EditLock { holder: holder.to_string(), expires_micros });
+        self.records.save(&e.record)?;
+        Ok((200, json!({ "task": task, "holder": holder, "expires_micros": expires_micros })))
+    }
+
+    /// `DELETE /api/tasks/{task}/lock`: releases the lock (its holder, or anyone once expired).
+    pub fn release_lock(&self, task: &str, holder: Option<&str>) -> Answer {
+        let mut tasks = self.lock();
+        let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        if let Some(h) = e.record.lock_holder(crate::runtime::now_micros()) {
+            if Some(h) != holder {
+                return Err(Refusal::new(423, format!("{h} holds the edit lock")).with("holder", json!(h)));
+            }
+        }
+        e.record.lock = None;
+        self.records.save(&e.record)?;
+        Ok((200, json!({ "task": task, "lock": null })))
+    }
+
+    /// `POST /api/tasks/{task}/start`: runs `version` (default the newest) from `from`.
+    pub fn start(self: &Arc<Self>, task: &str, version: Option<u32>, from: Option<&str>) -> Answer {
+        let mut tasks = self.lock();
+        let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        let allowed: &[&str] = match e.record.state {
+            TaskStatus::Initialized => &["default"],
+            TaskStatus::Paused => &["savepoint", "latest", "default"],
+            TaskStatus::Stopped | TaskStatus::Failed => &["latest", "default"],
+            TaskStatus::Finished => &["default"],
+            TaskStatus::Running | TaskStatus::Stopping | TaskStatus::Operating => &[],
+        };
+        let want = from.unwrap_or(allowed.first().copied().unwrap_or("default"));
+        if !allowed.contains(&want) {
+            return Err(Refusal::new(
+                409,
+                format!("task {task} is {}: a start from `{want}` is not possible", e.record.state.as_str()),
+            )
+            .with("allowed", json!(allowed)));
+        }
+        let from = if want == "default" { StartFrom::Default } else { StartFrom::Latest };
+        let n = version.unwrap_or(e.record.version);
+        let yaml = self
+            .records
+            .version(task, n)?
+            .ok_or_else(|| Refusal::new(404, format!("task {task} has no version {n}")))?;
+        let work = self.records.work_dir(task);
+        std::fs::create_dir_all(&work).map_err(|e| Refusal::new(500, format!("{}: {e}", work.display())))?;
+        std::fs::write(work.join("plan.yaml"), &yaml)
+            .map_err(|e| Refusal::new(500, format!("{}: {e}", work.display())))?;
+        // A never-run task starts from the source's default position anyway: no state to drop.
+        let fresh = from == StartFrom::Default && e.record.state != TaskStatus::Initialized;
+        e.record.run_version = Some(n);
+        e.record.last_error = None;
+        e.record.stop = None;
+        self.launch(e, fresh)?;
+        let how =
+            if from == StartFrom::Default { "from the source's default position" } else { "from the last checkpoint" };
+        e.record.enter(TaskStatus::Running, &format!("started version {n} {how}"));
+        self.records.save(&e.record)?;
+        Ok((200, json!({ "task": task, "state": "running", "version": n })))
+    }
+
+    /// Starts the entry's run (its `work/plan.yaml`).
+    fn launch(self: &Arc<Self>, e: &mut Entry, fresh: bool) -> Result<(), Refusal> {
+        let task = e.record.task.clone();
+        let me = Arc::downgrade(self);
+        let run = runner::start(&self.records.work_dir(&task), fresh, move |exit| {
+            if let Some(svc) = me.upgrade() {
+                svc.ended(&task, exit);
+            }
+        })
+        .map_err(|err| Refusal::new(500, format!("cannot start the run: {err}")))?;
+        e.run = Some(run);
+        Ok(())
+    }
+
+    /// A run ended: the task's state from what the run recorded and what was asked.
+    fn ended(self: &Arc<Self>, task: &str, exit: runner::Exit) {
+        let status = {
+            let tasks = self.lock();
+            match tasks.get(task) {
+                Some(e) => self.run_status(&e.record),
+                None => return,
+            }
+        };
+        let mut tasks = self.lock();
+        let Some(e) = tasks.get_mut(task) else { return };
+        e.run = None;
+        use crate::state::RunState as R;
+        let run_state = status.as_ref().map(|s| s.state);
+        let (state, note) = match (run_state, e.record.stop) {
+            (Some(R::Finished), _) => (TaskStatus::Finished, "the source was read to its end".to_string()),
+            (Some(R::Failed), _) => {
+                e.record.last_error = status.as_ref().and_then(|s| s.last_error.clone());
+                (TaskStatus::Failed, "the run failed".to_string())
+            }
+            (Some(R::Stopped), Some(StopKind::Savepoint)) => (
+                TaskStatus::Paused,
+                format!("stopped with a savepoint at epoch {}", status.as_ref().map_or(0, |s| s.epoch)),
+            ),
+            (_, Some(StopKind::Cancel)) => (TaskStatus::Stopped, "cancelled".to_string()),
+            (Some(R::Stopped), None) => (TaskStatus::Stopped, "the run was stopped from outside".to_string()),
+            _ => {
+                let code = exit.code.map_or("a signal".to_string(), |c| format!("code {c}"));
+                e.record.last_error =
+                    Some(crate::secrets::redact(&format!("the run ended with {code}: {}", exit.log_tail.trim())));
+                (TaskStatus::Failed, format!("the run ended with {code}"))
+            }
+        };
+        e.record.stop = None;
+        e.record.enter(state, &note);
+        let restart = std::mem::take(&mut e.restart) && state == TaskStatus::Stopped;
+        let _ = self.records.save(&e.record);
+        drop(tasks);
+        if restart {
+            if let Err(r) = self.start(task, None, Some("latest")) {
+                tracing::warn!(task, error = %r.body, "restart: the run could not start again");
+            }
+        }
+    }
+
+    /// `POST /api/tasks/{task}/stop` with `mode` savepoint (default) or cancel.
+    pub fn stop(&self, task: &str, mode: Option<&str>) -> Answer {
+        let kind = match mode.unwrap_or("savepoint") {
+            "savepoint" => StopKind::Savepoint,
+            "cancel" => StopKind::Cancel,
+            other => return Err(Refusal::new(400, format!("mode `{other}`: savepoint or cancel"))),
+        };
+        let mut tasks = self.lock();
+        let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        let run = match (&e.record.state, &e.run) {
+            (TaskStatus::Running, Some(run)) => run.clone(),
+            // A cancel overtakes a savepoint stop in flight.
+            (TaskStatus::Stopping, Some(run)) if kind == StopKind::Cancel => run.clone(),
+            (s, _) => {
+                return Err(Refusal::new(409, format!("task {task} is {}: nothing runs to stop", s.as_str()))
+                    .with("allowed", json!(["start"])))
+            }
+        };
+        e.record.stop = Some(kind);
+        match kind {
+            StopKind::Savepoint => run.stop_at_savepoint(),
+            StopKind::Cancel => run.cancel(),
+        }
+        let note = if kind == StopKind::Savepoint { "stop with a savepoint asked" } else { "cancel asked" };
+        e.record.enter(TaskStatus::Stopping, note);
+        self.records.save(&e.record)?;
+        Ok((202, json!({ "task": task, "state": "stopping" })))
+    }
+
+    /// `POST /api/tasks/{task}/resume`: a paused, stopped or failed task from its last
+    /// checkpoint.
+    pub fn resume(self: &Arc<Self>, task: &str) -> Answer {
+        self.start(task, None, Some("latest"))
+    }
+
+    /// `POST /api/tasks/{task}/restart`: cancel the run, then start it again from the last
+    /// checkpoint (a task that does not run: like resume).
+    pub fn restart(self: &Arc<Self>, task: &str) -> Answer {
+        {
+            let mut tasks = self.lock();
+            let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+            if e.record.state == TaskStatus::Running {
+                e.restart = true;
+            } else {
+                drop(tasks);
+                return self.resume(task);
+            }
+        }
+        self.stop(task, Some("cancel")).map(|_| (202, json!({ "task": task, "state": "stopping", "restart": true })))
+    }
+
+    /// `DELETE /api/tasks/{task}`: only without a live run.
+    pub fn delete(&self, task: &str) -> Answer {
+        let mut tasks = self.lock();
+        let e = tasks.get(task).ok_or_else(|| missing(task))?;
+        if matches!(e.record.state, TaskStatus::Running | TaskStatus::Stopping | TaskStatus::Operating) {
+            return Err(Refusal::new(409, format!("task {task} is {}: stop it first", e.record.state.as_str()))
+                .with("allowed", json!(["stop"])));
+        }
+        self.records.delete(task)?;
+        tasks.remove(task);
+        Ok((200, json!({ "task": task, "deleted": true })))
+    }
+}
+
+/// `ferry serve`'s options.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The address to listen on (`host:port`).
+    pub listen: String,
+    /// The state directory (tasks, versions, runs).
+    pub state: std::path::PathBuf,
+    /// The file holding the API token (default: `<state>/token`, made on first start).
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// Errors of starting the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The state directory could not be opened or read.
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    /// The token file could not be read or made.
+    #[error("token file {path}: {source}")]
+    Token {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The address could not be listened on.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not built yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Runs the service until the process ends; prints where it listens and the token's file.
+pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    if opts.state.to_string_lossy().contains("://") {
+        return Err(ServeError::Unsupported(format!(
+            "--state {}: the service keeps its tasks in a local directory for now",
+            opts.state.display()
+        )));
+    }
+    std::fs::create_dir_all(&opts.state)
+        .map_err(|source| ServeError::Token { path: opts.state.display().to_string(), source })?;
+    let token_file = opts.token_file.clone().unwrap_or_else(|| opts.state.join("token"));
+    let token =
+        token(&token_file).map_err(|source| ServeError::Token { path: token_file.display().to_string(), source })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ferry-serve")
+        .enable_all()
+        .build()
+        .map_err(|source| ServeError::Listen { addr: opts.listen.clone(), source })?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&opts.listen))
+        .map_err(|source| ServeError::Listen { addr: opts.listen.clone(), source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: opts.listen.clone(), source })?;
+    let svc = Service::open(&opts.state)?;
+    println!("ferry serve: listening on http://{addr} (token in {})", token_file.display());
+    rt.block_on(api::serve(listener, svc, Arc::new(token)));
+    Ok(())
+}
+
+/// The token in `path`, or a new random one written there (readable by its owner only).
+fn token(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty")),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    let mut raw = [0u8; 24];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))?;
+    let t: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    std::io::Write::write_all(&mut f, t.as_bytes())?;
+    Ok(t)
+}
+
+/// The plan parsed and checked without a server (its located errors as a 400).
+fn check_plan(yaml: &str) -> Result<crate::plan::Plan, Refusal> {
+    crate::connectors::load("plan.yaml", yaml).map_err(|errors| {
+        let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        Refusal::new(400, format!("the plan has {} error(s)", list.len())).with("errors", json!(list))
+    })
+}
+
+fn missing(task: &str) -> Refusal {
+    Refusal::new(404, format!("no task {task}"))
+}
+
+/// A task name that is safe as a folder name.
+fn valid_name(task: &str) -> bool {
+    !task.is_empty()
+        && task != "."
+        && task != ".."
+        && task.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

@@ -1,0 +1,297 @@
+//! What the service keeps per task, in its state directory:
+//!
+//! ```text
+//! <state>/tasks/<task>/task.json        the record: state, newest version, history, edit lock
+//! <state>/tasks/<task>/versions/<n>.yaml the plan of version n, written once, never changed
+//! <state>/tasks/<task>/work/            the run's directory: plan.yaml (the version it runs),
+//!                                       run.log, and the run's state store (`./.ferry` unless
+//!                                       the plan names another)
+//! ```
+//!
+//! A version is created with "create new" semantics, so two editors that both read version n
+//! cannot both write n + 1: the second gets a conflict (the compare-and-swap of `If-Match`).
+//! The record is written whole through a temporary file and a rename.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A task's state as the service shows it (F10.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    /// Saved, never started.
+    Initialized,
+    /// Its run is reading and writing (the phase is in the run's status).
+    Running,
+    /// A stop was asked; the run ends at its next checkpoint (savepoint) or at once (cancel).
+    Stopping,
+    /// Stopped with a savepoint: a resume goes on from it.
+    Paused,
+    /// Stopped by force (cancel), or after the service lost the run while stopping: a resume
+    /// goes on from the last checkpoint.
+    Stopped,
+    /// A bounded source was read to its end and everything committed.
+    Finished,
+    /// Ended by an error a restart cannot fix, or past `errors.max_restarts`.
+    Failed,
+    /// A state change is in flight: no other action is accepted.
+    Operating,
+}
+
+impl TaskStatus {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Initialized => "initialized",
+            TaskStatus::Running => "running",
+            TaskStatus::Stopping => "stopping",
+            TaskStatus::Paused => "paused",
+            TaskStatus::Stopped => "stopped",
+            TaskStatus::Finished => "finished",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Operating => "operating",
+        }
+    }
+}
+
+/// One state change, as the history lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// When, microseconds since the Unix epoch.
+    pub at_micros: i64,
+    /// The state entered.
+    pub state: TaskStatus,
+    /// Why (the action, the run's end, its error).
+    pub note: String,
+}
+
+/// The edit lock: who holds it and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditLock {
+    /// The holder's name, as it asked for the lock.
+    pub holder: String,
+    /// When it expires, microseconds since the Unix epoch.
+    pub expires_micros: i64,
+}
+
+/// How a stop was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopKind {
+    /// At the next checkpoint: everything read is committed first.
+    Savepoint,
+    /// Now: the run is dropped; a resume goes on from the last checkpoint.
+    Cancel,
+}
+
+/// A task's record (`task.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task's name (the plan's `task`).
+    pub task: String,
+    /// The newest version.
+    pub version: u32,
+    /// The version the current or last run ran (none before the first start).
+    #[serde(default)]
+    pub run_version: Option<u32>,
+    /// Where the task is.
+    pub state: TaskStatus,
+    /// The stop asked for while `stopping`.
+    #[serde(default)]
+    pub stop: Option<StopKind>,
+    /// The last error of a run (secrets masked).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The edit lock, if one was taken (it may have expired).
+    #[serde(default)]
+    pub lock: Option<EditLock>,
+    /// Every state change, oldest first.
+    pub history: Vec<Transition>,
+}
+
+impl TaskRecord {
+    /// A new task at version 1.
+    pub fn new(task: &str) -> TaskRecord {
+        let mut r = TaskRecord {
+            task: task.to_string(),
+            version: 1,
+            run_version: None,
+            state: TaskStatus::Initialized,
+            stop: None,
+            last_error: None,
+            lock: None,
+            history: Vec::new(),
+        };
+        r.enter(TaskStatus::Initialized, "submitted (version 1)");
+        r
+    }
+
+    /// Enters `state`, noting why in the history.
+    pub fn enter(&mut self, state: TaskStatus, note: &str) {
+        self.state = state;
+        self.history.push(Transition { at_micros: crate::runtime::now_micros(), state, note: note.to_string() });
+    }
+
+    /// The live edit lock's holder (none, or expired: none).
+    pub fn lock_holder(&self, now_micros: i64) -> Option<&str> {
+        self.lock.as_ref().filter(|l| l.expires_micros > now_micros).map(|l| l.holder.as_str())
+    }
+}
+
+/// Errors of the service's own files.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A record that does not parse.
+    #[error("{path}: not a task record: {source}")]
+    Bad {
+        /// The file.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The version exists already (another editor wrote it first).
+    #[error("version {0} exists already")]
+    VersionTaken(u32),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
+    move |source| RecordError::Io { path: path.display().to_string(), source }
+}
+
+/// The service's state directory.
+#[derive(Debug, Clone)]
+pub struct Records {
+    root: PathBuf,
+}
+
+impl Records {
+    /// Opens (and creates) the state directory `root`.
+    pub fn open(root: &Path) -> Result<Records, RecordError> {
+        let tasks = root.join("tasks");
+        std::fs::create_dir_all(&tasks).map_err(io(&tasks))?;
+        Ok(Records { root: root.to_path_buf() })
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A task's folder.
+    pub fn dir(&self, task: &str) -> PathBuf {
+        self.root.join("tasks").join(task)
+    }
+
+    /// A task's run directory (the child's working directory).
+    pub fn work_dir(&self, task: &str) -> PathBuf {
+        self.dir(task).join("work")
+    }
+
+    /// Every task's record, by name.
+    pub fn load_all(&self) -> Result<Vec<TaskRecord>, RecordError> {
+        let tasks = self.root.join("tasks");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&tasks).map_err(io(&tasks))? {
+            let e = e.map_err(io(&tasks))?;
+            let f = e.path().join("task.json");
+            match std::fs::read(&f) {
+                Ok(data) => out.push(
+                    serde_json::from_slice(&data)
+                        .map_err(|source| RecordError::Bad { path: f.display().to_string(), source })?,
+                ),
+                // A task folder without a record: a submission that did not finish.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&f)(e)),
+            }
+        }
+        out.sort_by(|a: &TaskRecord, b| a.task.cmp(&b.task));
+        Ok(out)
+    }
+
+    /// Writes a task's record (atomically).
+    pub fn save(&self, r: &TaskRecord) -> Result<(), RecordError> {
+        let dir = self.dir(&r.task);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = dir.join("task.json.tmp");
+        let data = serde_json::to_vec_pretty(r).expect("a record serializes");
+        std::fs::write(&tmp, data).map_err(io(&tmp))?;
+        let f = dir.join("task.json");
+        std::fs::rename(&tmp, &f).map_err(io(&f))
+    }
+
+    /// Writes version `n` of a task's plan; fails with [`RecordError::VersionTaken`] if it
+    /// exists (versions are immutable).
+    pub fn put_version(&self, task: &str, n: u32, yaml: &str) -> Result<(), RecordError> {
+        let dir = self.dir(task).join("versions");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let f = dir.join(format!("{n}.yaml"));
+        let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&f) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(RecordError::VersionTaken(n)),
+            Err(e) => return Err(io(&f)(e)),
+        };
+        file.write_all(yaml.as_bytes()).and_then(|_| file.sync_all()).map_err(io(&f))
+    }
+
+    /// Version `n` of a task's plan.
+    pub fn version(&self, task: &str, n: u32) -> Result<Option<String>, RecordError> {
+        let f = self.dir(task).join("versions").join(format!("{n}.yaml"));
+        match std::fs::read_to_string(&f) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&f)(e)),
+        }
+    }
+
+    /// Deletes a task's folder (record, versions, run directory).
+    pub fn delete(&self, task: &str) -> Result<(), RecordError> {
+        let dir = self.dir(task);
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_written_once_and_a_second_writer_gets_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Records::open(dir.path()).unwrap();
+        r.put_version("t", 2, "a").unwrap();
+        assert!(matches!(r.put_version("t", 2, "b"), Err(RecordError::VersionTaken(2))));
+        assert_eq!(r.version("t", 2).unwrap().as_deref(), Some("a"));
+        assert_eq!(r.version("t", 3).unwrap(), None);
+    }
+
+    #[test]
+    fn records_round_trip_and_list_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Records::open(dir.path()).unwrap();
+        let mut b = TaskRecord::new("b");
+        b.enter(TaskStatus::Running, "started");
+        r.save(&b).unwrap();
+        r.save(&TaskRecord::new("a")).unwrap();
+        let all = r.load_all().unwrap();
+        assert_eq!(all.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(all[1], b);
+        assert_eq!(all[1].history.len(), 2);
+    }
+
+    #[test]
+    fn an_expired_lock_has_no_holder() {
+        let mut t = TaskRecord::new("t");
+        t.lock = Some(EditLock { holder: "ann".into(), expires_micros: 100 });
+        assert_eq!(t.lock_holder(99), Some("ann"));
+        assert_eq!(t.lock_holder(100), None);
+    }
+}
