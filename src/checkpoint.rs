@@ -177,6 +177,7 @@ pub struct Coordinator {
     versions: BTreeMap<String, u32>,
     last_frontier: Option<Option<u64>>,
     control: RunControl,
+    metrics: Option<std::sync::Arc<crate::runtime::Metrics>>,
 }
 
 impl Coordinator {
@@ -188,7 +189,21 @@ impl Coordinator {
         versions: BTreeMap<String, u32>,
         control: RunControl,
     ) -> Self {
-        Coordinator { state, manifest: restore.manifest.clone(), peers, versions, last_frontier: None, control }
+        Coordinator {
+            state,
+            manifest: restore.manifest.clone(),
+            peers,
+            versions,
+            last_frontier: None,
+            control,
+            metrics: None,
+        }
+    }
+
+    /// Counts each checkpoint's epochs in `metrics` (their close-to-checkpoint times).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::runtime::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The newest manifest written (or restored).
@@ -248,6 +263,9 @@ impl Coordinator {
         };
         self.state.write_manifest(&m)?;
         self.state.drop_boundaries_upto(epoch)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.committed(epoch);
+        }
         tracing::debug!(epoch, savepoint, "checkpoint written");
         self.manifest = m;
         Ok(())

@@ -50,6 +50,10 @@ enum Command {
         /// No live progress line.
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Write the run's counters, state and per-table progress as JSON to this file every
+        /// second (what `ferry serve` reads).
+        #[arg(long)]
+        metrics_file: Option<std::path::PathBuf>,
     },
     /// Check a plan without running it: prints every error with file:line:column and exits 1.
     ///
@@ -196,6 +200,15 @@ enum TaskCommand {
     Submit {
         /// The plan file.
         plan: String,
+    },
+    /// Run the pre-submit checks of a task's newest version: one line per check (ok, warning,
+    /// error); exits 1 when one is an error (the task is then `check-error`).
+    Check {
+        /// The task.
+        task: String,
+        /// Warnings to acknowledge (check names, e.g. `type-loss`).
+        #[arg(long)]
+        acknowledge: Vec<String>,
     },
     /// Start a task (the newest version unless `--version`).
     Start {
@@ -346,6 +359,9 @@ fn task_client(
             serde_json::json!({ "mode": if *cancel { "cancel" } else { "savepoint" } }).to_string(),
         ),
         TaskCommand::Resume { task } => ("POST", format!("/api/tasks/{task}/resume"), String::new()),
+        TaskCommand::Check { task, acknowledge } => {
+            ("POST", format!("/api/tasks/{task}/check"), serde_json::json!({ "acknowledge": acknowledge }).to_string())
+        }
         TaskCommand::Status { task } => ("GET", format!("/api/tasks/{task}"), String::new()),
     };
     let reply = ferry::service::client::call(url, Some(&token), method, &path, &[], body.as_bytes())
@@ -365,14 +381,37 @@ fn task_client(
         TaskCommand::List => {
             for t in v["tasks"].as_array().into_iter().flatten() {
                 println!(
-                    "{:<24} {:<12} v{:<4} run: {} epoch {}{}",
+                    "{:<24} {:<12} v{:<4} {:<9} {:>12} rows {:>10.0}/s lag {} dirty {} epoch {}{}",
                     t["task"].as_str().unwrap_or_default(),
                     t["state"].as_str().unwrap_or_default(),
                     t["version"],
-                    t["run"]["state"].as_str().unwrap_or("-"),
+                    t["phase"].as_str().unwrap_or("-"),
+                    t["rows_out"].as_u64().unwrap_or(0),
+                    t["rows_per_second"].as_f64().unwrap_or(0.0),
+                    t["lag_seconds"].as_f64().map_or("-".to_string(), |l| format!("{l:.1}s")),
+                    t["dirty"].as_u64().unwrap_or(0),
                     t["run"]["epoch"].as_u64().unwrap_or(0),
                     t["last_error"].as_str().map(|e| format!("; last error: {e}")).unwrap_or_default()
                 );
+            }
+        }
+        TaskCommand::Check { .. } => {
+            for c in v["checks"].as_array().into_iter().flatten() {
+                let level = c["level"].as_str().unwrap_or_default();
+                let ack = if c["acknowledged"] == serde_json::json!(true) { " (acknowledged)" } else { "" };
+                let mut lines = c["message"].as_str().unwrap_or_default().lines();
+                println!(
+                    "{level:<8} {:<16} {}{ack}",
+                    c["name"].as_str().unwrap_or_default(),
+                    lines.next().unwrap_or("")
+                );
+                for l in lines {
+                    println!("{:<25} {l}", "");
+                }
+            }
+            if v["ok"] != serde_json::json!(true) {
+                eprintln!("the check found errors: task {} is check-error", v["task"].as_str().unwrap_or_default());
+                return Ok(ExitCode::from(1));
             }
         }
         TaskCommand::Status { .. } => println!("{}", serde_json::to_string_pretty(&v)?),
@@ -648,7 +687,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
-        Command::Run { plan: path, workers, hostfile, process, from_scratch, quiet } => {
+        Command::Run { plan: path, workers, hostfile, process, from_scratch, quiet, metrics_file } => {
             let compiled = match ferry::connectors::load_file(&path) {
                 Ok(c) => c,
                 Err(errors) => {
@@ -673,7 +712,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let task =
                 engine::Task::start(compiled, RunOptions { workers, hosts, process, from_scratch, progress: !quiet });
             let signals = stop_on_signals(task.stopper())?;
+            let metrics = metrics_file.map(|f| task.metrics_file(f));
             let summary = task.wait();
+            drop(metrics);
             signals.close();
             let summary = summary?;
             if process == 0 {

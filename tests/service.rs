@@ -2,13 +2,15 @@
 //! submission with located errors, versions and the edit lock (If-Match: 200, stale 409,
 //! missing 428, another holder 423), start strategies by state; MariaDB → PostgreSQL tasks
 //! stopped with a savepoint and by cancel under writes, edited and resumed, ending equal to the
-//! source with no change twice in an exactly-once append log; and a kill -9 of the service
-//! with two running tasks, which both resume when it starts again.
+//! source with no change twice in an exactly-once append log; a kill -9 of the service
+//! with two running tasks, which both resume when it starts again; the pre-submit checks (a
+//! second task writing one table is an error naming the first); `/metrics` read by a
+//! Prometheus text parser; alerts to a signed webhook, once per incident and once resolved.
 
 mod common;
 
 use common::items::{fresh_source, source_rows, workload};
-use common::mysql::main_url;
+use common::mysql::{exec, main_url};
 use common::sql::{pg_append_log, replay_strictly, Target};
 use common::*;
 use ferry::service::client::{call, Reply};
@@ -290,5 +292,253 @@ fn a_killed_service_resumes_its_two_running_tasks_and_both_end_equal() {
     }
     for db in dbs {
         assert_caught_up(db);
+    }
+}
+
+/// The samples of `/metrics`, parsed as Prometheus parses the text format.
+fn scrape(svc: &Served) -> Vec<prometheus_parse::Sample> {
+    let r = svc.call("GET", "/metrics", &[], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let lines = r.body.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("the Prometheus text format").samples
+}
+
+/// The value of `metric` with these labels (all given ones must match).
+fn sample(samples: &[prometheus_parse::Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples.iter().find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(|s| {
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        }
+    })
+}
+
+#[test]
+fn a_second_task_writing_a_table_fails_its_check_naming_the_first_and_metrics_parse_as_prometheus_text() {
+    let db = "svc_check";
+    fresh_source(db, 20_000);
+    let dir = workdir();
+    let svc = Served::start(&dir.path().join("svc"));
+    let (a, b) = ("svc-check-a", "svc-check-b");
+    assert_eq!(svc.post("/api/tasks", &pg_log_plan(a, db, "300ms")).status, 201);
+    let checked = svc.post(&format!("/api/tasks/{a}/check"), "");
+    let v = checked.json();
+    assert_eq!((checked.status, v["ok"].as_bool()), (200, Some(true)), "{}", checked.body);
+    let names: Vec<&str> = v["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for want in
+        ["plan", "source", "target", "primary-keys", "type-loss", "target-tables", "target-conflict", "resources"]
+    {
+        assert!(names.contains(&want), "no {want} check: {names:?}");
+    }
+    assert_eq!(svc.post(&format!("/api/tasks/{a}/start"), "").status, 200);
+
+    // The second task writes the same PostgreSQL table: its check fails naming the first, and
+    // it cannot start until a check passes.
+    assert_eq!(svc.post("/api/tasks", &pg_log_plan(b, db, "300ms")).status, 201);
+    let checked = svc.post(&format!("/api/tasks/{b}/check"), "");
+    let v = checked.json();
+    assert_eq!((v["ok"].as_bool(), v["state"].as_str()), (Some(false), Some("check-error")), "{v}");
+    let by_name = |n: &str| v["checks"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap().clone();
+    let conflict = by_name("target-conflict");
+    assert_eq!(conflict["level"], "error", "{conflict}");
+    assert!(conflict["message"].as_str().unwrap().contains(a), "{conflict}");
+    let shared = by_name("source-shared");
+    assert_eq!(shared["level"], "warning", "{shared}");
+    assert!(shared["message"].as_str().unwrap().contains(a), "{shared}");
+    assert_eq!(svc.post(&format!("/api/tasks/{b}/start"), "").status, 409);
+    let out = ferry().args(["task", "--url", &svc.base, "--token", &svc.token, "check", b]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("error") && l.contains("target-conflict") && l.contains(a)), "{text}");
+
+    // Metrics: the token, then the text format with the first task's counters.
+    assert_eq!(call(&svc.base, None, "GET", "/metrics", &[], b"").unwrap().status, 401);
+    svc.wait_epoch_past(a, 2);
+    let table = format!("{db}.items");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let samples = loop {
+        let s = scrape(&svc);
+        let remaining = sample(&s, "ferry_table_snapshot_chunks_remaining", &[("task", a), ("table", &table)]);
+        if remaining == Some(0.0) && sample(&s, "ferry_task_epoch_commit_seconds_count", &[("task", a)]) > Some(0.0) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the snapshot of {a} never shows as read: {remaining:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let chunks = sample(&samples, "ferry_table_snapshot_chunks_total", &[("task", a), ("table", &table)]).unwrap();
+    assert!(chunks >= 2.0, "20,000 rows in 4,000-row chunks: {chunks}");
+    assert!(sample(&samples, "ferry_task_rows_written_total", &[("task", a)]).unwrap() >= 20_000.0);
+    assert_eq!(sample(&samples, "ferry_task_state", &[("task", a), ("state", "running")]), Some(1.0));
+    assert_eq!(sample(&samples, "ferry_task_state", &[("task", b), ("state", "check-error")]), Some(1.0));
+    assert_eq!(sample(&samples, "ferry_task_snapshot", &[("task", a)]), Some(0.0));
+    assert_eq!(sample(&samples, "ferry_task_workers", &[("task", a)]), Some(1.0));
+    // The same in the task's summary, per table; an idle source (heartbeats every 200ms) is
+    // not behind.
+    std::thread::sleep(Duration::from_secs(3));
+    let t = svc.get(&format!("/api/tasks/{a}"));
+    assert_eq!(t["phase"], "streaming", "{t}");
+    assert_eq!(
+        (t["tables"][0]["source"].as_str(), t["tables"][0]["chunks_done"].as_f64()),
+        (Some(&*table), Some(chunks))
+    );
+    let lag = t["lag_seconds"].as_f64().unwrap();
+    assert!(lag < 2.0, "an idle source read to its end shows a lag of {lag}s");
+    let lag = sample(&scrape(&svc), "ferry_task_source_lag_seconds", &[("task", a)]).unwrap();
+    assert!(lag < 2.0, "{lag}");
+}
+
+/// A request's headers (lowercase names) and body.
+type Received = (std::collections::HashMap<String, String>, String);
+
+/// A webhook receiver: every request it got; answers 200.
+struct Hook {
+    url: String,
+    got: Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got: Arc<std::sync::Mutex<Vec<_>>> = Arc::default();
+        let store = got.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut headers = std::collections::HashMap::new();
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                loop {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = l.split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                    }
+                }
+                let n: usize = headers.get("content-length").map_or(0, |v| v.parse().unwrap());
+                let mut body = vec![0; n];
+                std::io::Read::read_exact(&mut r, &mut body).unwrap();
+                store.lock().unwrap().push((headers, String::from_utf8(body).unwrap()));
+                let _ = std::io::Write::write_all(
+                    &mut conn,
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Hook { url, got }
+    }
+
+    /// The bodies received so far, parsed.
+    fn bodies(&self) -> Vec<Json> {
+        self.got.lock().unwrap().iter().map(|(_, b)| serde_json::from_str(b).unwrap()).collect()
+    }
+
+    /// Waits until a body with this rule and event has come.
+    fn wait(&self, rule: &str, event: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.bodies().iter().any(|b| b["rule"] == rule && b["event"] == event) {
+            assert!(Instant::now() < deadline, "no `{rule}` {event} alert: {:?}", self.bodies());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn alerts_reach_a_signed_webhook_once_per_incident_and_once_resolved_for_lag_and_a_failure() {
+    let db = "svc_alert";
+    fresh_source(db, 5_000);
+    let hook = Hook::start();
+    let dir = workdir();
+    let svc = Served::start(&dir.path().join("svc"));
+    let task = "svc-alert";
+    let plan = format!(
+        "{}errors:\n  max_restarts: 0\nalerts:\n  webhook: {{url: '{}', secret: hook-secret, retries: 3}}\n  \
+         rules:\n    - {{kind: lag, above: 2, for: 1s}}\n",
+        pg_log_plan(task, db, "300ms"),
+        hook.url
+    );
+    assert_eq!(svc.post("/api/tasks", &plan).status, 201);
+    assert_eq!(svc.post(&format!("/api/tasks/{task}/start"), "").status, 200);
+    svc.wait_epoch_past(task, 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while svc.get(&format!("/api/tasks/{task}"))["phase"] != "streaming" {
+        assert!(Instant::now() < deadline, "the snapshot never ends");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Lag: the target table locked, a burst of changes waits; the lag rule fires once, and
+    // resolves once the lock is gone and the run has caught up.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked_tx, locked) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        ferry::runtime::io_runtime().block_on(async {
+            let c = common::sql::pg_client().await;
+            c.batch_execute(&format!("BEGIN; LOCK TABLE \"{db}\".items IN ACCESS EXCLUSIVE MODE")).await.unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.recv_timeout(Duration::from_secs(18));
+            c.batch_execute("ROLLBACK").await.unwrap();
+        })
+    });
+    locked.recv().unwrap();
+    for i in 0..20 {
+        exec(&[&format!("INSERT INTO {db}.items VALUES ({}, {i})", 9_000_000 + i)]);
+    }
+    hook.wait("lag > 2", "fired", 15);
+    release.send(()).unwrap();
+    locker.join().unwrap();
+    hook.wait("lag > 2", "resolved", 60);
+
+    // A failure past max_restarts (0): the target's sessions of this task terminated, and a
+    // change for them to write.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut id = 9_100_000;
+    while svc.get(&format!("/api/tasks/{task}"))["state"] != "failed" {
+        common::sql::Target::Pg.exec(&[format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%{task}%' AND pid <> pg_backend_pid()"
+        )]);
+        id += 1;
+        exec(&[&format!("INSERT INTO {db}.items VALUES ({id}, 1)")]);
+        assert!(Instant::now() < deadline, "the task never failed");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    hook.wait("failed", "fired", 30);
+    assert_eq!(svc.post(&format!("/api/tasks/{task}/resume"), "").status, 200);
+    hook.wait("failed", "resolved", 60);
+    assert_caught_up(db);
+
+    // Nothing else came: each incident once, and once resolved, each signed.
+    std::thread::sleep(Duration::from_secs(3));
+    let got = hook.got.lock().unwrap().clone();
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|(_, b)| {
+            let b: Json = serde_json::from_str(b).unwrap();
+            (b["rule"].as_str().unwrap().to_string(), b["event"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want = [("lag > 2", "fired"), ("lag > 2", "resolved"), ("failed", "fired"), ("failed", "resolved")];
+    assert_eq!(seen, want.map(|(r, e)| (r.to_string(), e.to_string())));
+    for (headers, body) in &got {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(body.as_bytes());
+        let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(headers.get("x-ferry-signature"), Some(&format!("sha256={hex}")), "{body}");
+    }
+    let alerts = svc.get(&format!("/api/tasks/{task}/alerts"));
+    let list = alerts["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{alerts}");
+    for a in list {
+        assert!(a["resolved_micros"].as_i64().is_some(), "{a}");
+        let delivered: Vec<bool> =
+            a["deliveries"].as_array().unwrap().iter().map(|d| d["delivered_micros"].is_i64()).collect();
+        assert_eq!(delivered, [true, true], "{a}");
     }
 }

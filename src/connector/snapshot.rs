@@ -128,6 +128,13 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
         }
     }
     let done_ids: HashSet<u32> = positions.iter().map(|(c, _)| *c).collect();
+    if index == 0 {
+        for (id, t) in &chunks {
+            if let Some(t) = t {
+                metrics.plan_chunks(*t as usize, 1, u64::from(done_ids.contains(id)));
+            }
+        }
+    }
     let mut order: Vec<u32> = replay.iter().flat_map(|(_, cs)| cs.iter().map(|(c, _)| *c)).collect();
     let replayed: HashSet<u32> = order.iter().copied().collect();
     order.extend(
@@ -200,6 +207,9 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
                         }
                         Ok(ChunkMsg::Done(id, pos)) => {
                             remaining -= 1;
+                            if let Some(Some(t)) = tables.get(&id) {
+                                metrics.chunk_done(*t as usize);
+                            }
                             // A replayed chunk keeps the position it was first recorded with.
                             let recorded = replay
                                 .front()
@@ -260,7 +270,7 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
                 if let Some(d) = cap_done.as_mut() {
                     d.downgrade(&next);
                 }
-                metrics.epoch.fetch_max(next, Ordering::Relaxed);
+                metrics.open_epoch(next);
             }
             if remaining == 0 && order.is_empty() {
                 finish(&mut cap, &mut cap_done, &mut out_done, epoch, &mut positions);

@@ -29,7 +29,7 @@ mod run;
 mod task;
 
 pub use replay::{replay_dirty, ReplaySummary};
-pub use task::{run, Stopper, Task, TaskHandle};
+pub use task::{run, MetricsFile, Stopper, Task, TaskHandle};
 
 use crate::plan::config::Semantics;
 use crate::plan::Compiled;

@@ -47,6 +47,7 @@ pub(super) fn run_once(
     let started = Instant::now();
     let settings = &compiled.plan.settings;
     let workers = opts.workers.unwrap_or(settings.runtime.workers).max(1);
+    metrics.workers.store(workers as u64, std::sync::atomic::Ordering::Relaxed);
     let store = settings.state_store()?;
     let state = TaskState::new(store, &settings.task);
     let dirty_state = dirty_archive(settings, &state)?;
@@ -192,7 +193,8 @@ pub(super) fn run_once(
                     });
                     let versions = plan.catalog.tables.iter().map(|t| (t.name.to_string(), t.version)).collect();
                     let mut coordinator = (index == 0)
-                        .then(|| Coordinator::new(state.clone(), &restore, peers, versions, control.clone()));
+                        .then(|| Coordinator::new(state.clone(), &restore, peers, versions, control.clone()))
+                        .map(|c| c.with_metrics(metrics.clone()));
                     while worker.step_or_park(Some(Duration::from_millis(20))) {
                         // A failure or a cancel first: no manifest may cover what a failed
                         // operator left out.

@@ -103,6 +103,45 @@ impl TaskHandle {
         self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Writes the run's counters ([`crate::runtime::metrics::Published`]) with its state and
+    /// restarts to `path` every second, and once more when the returned guard is dropped (a
+    /// temporary file renamed over it: a reader never sees half of one).
+    pub fn metrics_file(&self, path: std::path::PathBuf) -> MetricsFile {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (shared, flag) = (self.shared.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("ferry-metrics".into())
+            .spawn(move || {
+                let mut prev = None;
+                loop {
+                    let last = flag.load(std::sync::atomic::Ordering::Relaxed);
+                    let metrics = shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(m) = metrics {
+                        let p = m.publish(prev.as_ref());
+                        let status = shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        let mut v = serde_json::to_value(&p).expect("metrics serialize");
+                        v["state"] = serde_json::json!(status.state.as_str());
+                        v["restarts"] = serde_json::json!(status.restarts);
+                        let tmp = path.with_extension("json.tmp");
+                        let written = std::fs::write(&tmp, v.to_string()).and_then(|_| std::fs::rename(&tmp, &path));
+                        if let Err(e) = written {
+                            tracing::warn!(file = %path.display(), error = %e, "cannot write the metrics file");
+                        }
+                        prev = Some(p);
+                    }
+                    if last {
+                        return;
+                    }
+                    let until = Instant::now() + Duration::from_secs(1);
+                    while Instant::now() < until && !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+            .expect("the metrics thread starts");
+        MetricsFile { stop, thread: Some(thread) }
+    }
+
     /// Whether the task has ended.
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
@@ -118,6 +157,23 @@ impl TaskHandle {
                 .unwrap_or_else(|| "the task thread failed".into());
             Err(EngineError::Run(crate::runtime::TaskError::definite(msg)))
         })
+    }
+}
+
+/// The metrics file's writer ([`TaskHandle::metrics_file`]): writes a last time and stops when
+/// dropped.
+#[derive(Debug)]
+pub struct MetricsFile {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for MetricsFile {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -202,7 +258,14 @@ fn supervise(
         }
         // The epoch this run starts from: a new-tables record at or before it is an old one.
         let started_at = state.latest_manifest()?.map_or(0, |m| m.epoch);
-        let metrics = Arc::new(Metrics::new(compiled.tables.len()));
+        let names = compiled
+            .catalog
+            .tables
+            .iter()
+            .zip(&compiled.tables)
+            .map(|(s, t)| (s.name.to_string(), t.target_schema.name.to_string()))
+            .collect();
+        let metrics = Arc::new(Metrics::with_tables(names));
         *shared.metrics.lock().unwrap_or_else(|p| p.into_inner()) = Some(metrics.clone());
         let result = match cluster.as_mut() {
             Some((identity, established)) => {

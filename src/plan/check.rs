@@ -312,6 +312,37 @@ pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan,
     for (i, t) in raw.verify.tables.iter().enumerate() {
         compile_regex(&mut ctx, &t.tables, &format!("verify.tables[{i}].tables"));
     }
+    if let Some(w) = &raw.alerts.webhook {
+        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            ctx.err_at("alerts.webhook.url", false, format!("`{}`: an http:// or https:// URL", w.url));
+        }
+        if let Err(e) = parse_duration_ms(&w.timeout) {
+            ctx.err_at("alerts.webhook.timeout", false, e);
+        }
+    }
+    for (i, r) in raw.alerts.rules.iter().enumerate() {
+        use super::config::AlertKind;
+        if let Err(e) = parse_duration_ms(&r.r#for) {
+            ctx.err_at(&format!("alerts.rules[{i}].for"), false, e);
+        }
+        let needs = matches!(r.kind, AlertKind::Lag | AlertKind::Dirty);
+        match (needs, r.above) {
+            (true, None) => ctx.err_at(
+                &format!("alerts.rules[{i}]"),
+                false,
+                format!("a `{}` rule needs `above:` (seconds of lag, or dirty rows)", r.kind.as_str()),
+            ),
+            (false, Some(_)) => ctx.err_at(
+                &format!("alerts.rules[{i}].above"),
+                true,
+                format!("a `{}` rule takes no threshold: remove `above`", r.kind.as_str()),
+            ),
+            (true, Some(v)) if v.is_nan() || v < 0.0 => {
+                ctx.err_at(&format!("alerts.rules[{i}].above"), false, "a threshold of 0 or more".to_string())
+            }
+            _ => {}
+        }
+    }
     if let Err(e) = parse_duration_ms(&raw.verify.interval) {
         ctx.err_at("verify.interval", false, e);
     }

@@ -68,6 +68,130 @@ pub struct PlanFile {
     /// How `ferry verify` compares the target with the source (F6).
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// Alerts of the task service (F9.5): rules and the webhook they are sent to.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// Alerts (F9.5), evaluated by `ferry serve` for a task it runs. Defaults live in [`Default`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Where alerts go besides the service's log and `GET /api/tasks/{task}/alerts`: a
+    /// JSON `POST` to this webhook (none: the log and the API only).
+    pub webhook: Option<WebhookConfig>,
+    /// The default rules on top of `rules`: `failed`, `restarted` and `table-stopped`
+    /// (default true).
+    pub defaults: bool,
+    /// Further rules.
+    pub rules: Vec<AlertRule>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig { webhook: None, defaults: true, rules: Vec::new() }
+    }
+}
+
+impl AlertsConfig {
+    /// The rules in force: the defaults (when on) and then `rules`, without repeats.
+    pub fn effective_rules(&self) -> Vec<AlertRule> {
+        let mut out: Vec<AlertRule> = Vec::new();
+        if self.defaults {
+            for kind in [AlertKind::Failed, AlertKind::Restarted, AlertKind::TableStopped] {
+                out.push(AlertRule { kind, above: None, r#for: "0s".into() });
+            }
+        }
+        for r in &self.rules {
+            if !out.iter().any(|o| o.kind == r.kind && o.above == r.above) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The webhook alerts are posted to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The HMAC-SHA256 key of the `X-Ferry-Signature: sha256=<hex>` header, computed over the
+    /// body (`${env:NAME}` reads it from the environment; none: unsigned).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Attempts after the first failed one, with backoff 1 s, 2 s, 4 s … 60 s (default 8).
+    #[serde(default = "WebhookConfig::default_retries")]
+    pub retries: u32,
+    /// How long one attempt may take, e.g. `5s` (default).
+    #[serde(default = "WebhookConfig::default_timeout")]
+    pub timeout: String,
+}
+
+impl WebhookConfig {
+    fn default_retries() -> u32 {
+        8
+    }
+    fn default_timeout() -> String {
+        "5s".into()
+    }
+}
+
+/// One alert rule: fires once when its condition has held for `for`, and once more when it
+/// no longer holds (resolved).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// What it watches.
+    pub kind: AlertKind,
+    /// The threshold of `lag` (seconds) and `dirty` (rows); the others take none.
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// How long the condition must hold before the alert fires, e.g. `30s` (default `0s`).
+    #[serde(default = "AlertRule::default_for")]
+    pub r#for: String,
+}
+
+impl AlertRule {
+    fn default_for() -> String {
+        "0s".into()
+    }
+}
+
+/// What an alert rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// The task failed (a definite error, or past `errors.max_restarts`); resolved once a
+    /// started run has committed an epoch.
+    Failed,
+    /// The run restarted from its checkpoint after a failure; resolved once it has committed
+    /// an epoch after the restart.
+    Restarted,
+    /// A table was stopped by the `partial-stop` write-error policy; resolved when the stop
+    /// is lifted (`ferry dirty replay`).
+    TableStopped,
+    /// The source lag is above `above` seconds.
+    Lag,
+    /// The run's dirty rows are above `above`.
+    Dirty,
+    /// The continuous verifier (`verify.continuous`) found a difference.
+    VerifyDifference,
+}
+
+impl AlertKind {
+    /// The name the plan and the alerts use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Failed => "failed",
+            AlertKind::Restarted => "restarted",
+            AlertKind::TableStopped => "table-stopped",
+            AlertKind::Lag => "lag",
+            AlertKind::Dirty => "dirty",
+            AlertKind::VerifyDifference => "verify-difference",
+        }
+    }
 }
 
 /// `ferry verify` settings (F6). Defaults live in [`Default`].

@@ -42,6 +42,11 @@ pub trait TargetConfig: Any + Debug + Send + Sync {
     fn as_any(&self) -> &dyn Any;
     /// Where the output goes, for people: `files under ./out`, `PostgreSQL database at …`.
     fn describe(&self) -> String;
+    /// Where the output goes, as an identity two plans writing the same place share (the
+    /// task service's check: no two tasks write one table). Default: [`TargetConfig::describe`].
+    fn identity(&self) -> String {
+        self.describe()
+    }
     /// Checks the target against the compiled plan, before anything runs (`check` and `run`):
     /// names its templates render for the selected tables, the target's own limits (a Kafka
     /// target: brokers reachable, topic names, the transaction timeout).

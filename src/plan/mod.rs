@@ -149,6 +149,8 @@ pub struct Settings {
     pub schema_changes: SchemaChangesConfig,
     /// `ferry verify` settings.
     pub verify: VerifyConfig,
+    /// The task service's alert rules and webhook.
+    pub alerts: config::AlertsConfig,
 }
 
 impl Settings {
@@ -166,6 +168,7 @@ impl Settings {
             target_tables: raw.target_tables.clone(),
             schema_changes: raw.schema_changes.clone(),
             verify: raw.verify.clone(),
+            alerts: raw.alerts.clone(),
         }
     }
 

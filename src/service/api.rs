@@ -79,6 +79,12 @@ async fn handle(req: Request<hyper::body::Incoming>, svc: Arc<Service>, token: &
             r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/yaml"));
             r
         }
+        Ok(Reply::Prometheus(t)) => {
+            let mut r = text(200, &t);
+            let kind = hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+            r.headers_mut().insert("content-type", kind);
+            r
+        }
         Err(r) => refusal(r),
     }
 }
@@ -86,6 +92,7 @@ async fn handle(req: Request<hyper::body::Incoming>, svc: Arc<Service>, token: &
 enum Reply {
     Json((u16, Value)),
     Yaml(String),
+    Prometheus(String),
 }
 
 fn route(
@@ -99,6 +106,7 @@ fn route(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let json_of = |a: Answer| a.map(Reply::Json);
     match (method, parts.as_slice()) {
+        (&Method::GET, ["metrics"]) => Ok(Reply::Prometheus(svc.prometheus())),
         (&Method::POST, ["api", "tasks"]) => json_of(svc.submit(utf8(body)?)),
         (&Method::GET, ["api", "tasks"]) => json_of(svc.list()),
         (&Method::GET, ["api", "tasks", t]) => json_of(svc.get(t)),
@@ -126,6 +134,15 @@ fn route(
             json_of(svc.start(t, version, b["from"].as_str()))
         }
         (&Method::POST, ["api", "tasks", t, "stop"]) => json_of(svc.stop(t, object(body)?["mode"].as_str())),
+        (&Method::POST, ["api", "tasks", t, "check"]) => {
+            let body = object(body)?;
+            let ack: Vec<String> = body["acknowledge"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            json_of(svc.check(t, &ack))
+        }
+        (&Method::GET, ["api", "tasks", t, "alerts"]) => json_of(svc.alerts(t)),
         (&Method::POST, ["api", "tasks", t, "resume"]) => json_of(svc.resume(t)),
         (&Method::POST, ["api", "tasks", t, "restart"]) => json_of(svc.restart(t)),
         _ => Err(Refusal::new(404, format!("no route {method} {path}"))),

@@ -19,8 +19,11 @@
 //! The service restarted (even after kill -9) loads every record; a task it had running is
 //! started again and resumes from its checkpoint; one it was stopping is `stopped`.
 
+pub mod alerts;
 pub mod api;
+pub mod check;
 pub mod client;
+pub mod metrics;
 pub mod record;
 pub mod runner;
 
@@ -74,6 +77,12 @@ struct Entry {
 pub struct Service {
     records: Records,
     tasks: Mutex<BTreeMap<String, Entry>>,
+    /// Per task: the monitor's memory and the incidents (`alerts.json`), loaded on first look.
+    alerts: Mutex<BTreeMap<String, (alerts::Watch, Vec<alerts::Incident>)>>,
+    /// The webhook sender, once the monitor runs.
+    sender: std::sync::OnceLock<alerts::Sender>,
+    /// What each task's plan reads and writes, by the version it was computed for.
+    footprints: Mutex<BTreeMap<String, (u32, check::Footprint)>>,
 }
 
 /// Where a start begins (F10.4).
@@ -93,7 +102,13 @@ impl Service {
         for r in records.load_all()? {
             tasks.insert(r.task.clone(), Entry { record: r, run: None, restart: false });
         }
-        let svc = Arc::new(Service { records, tasks: Mutex::new(tasks) });
+        let svc = Arc::new(Service {
+            records,
+            tasks: Mutex::new(tasks),
+            alerts: Mutex::new(BTreeMap::new()),
+            sender: std::sync::OnceLock::new(),
+            footprints: Mutex::new(BTreeMap::new()),
+        });
         let names: Vec<String> = svc.lock().keys().cloned().collect();
         for name in names {
             let mut tasks = svc.lock();
@@ -109,6 +124,10 @@ impl Service {
                         e.record.last_error = Some(r.body["error"].as_str().unwrap_or_default().to_string());
                         e.record.enter(TaskStatus::Failed, "could not start the run again");
                     }
+                    let _ = svc.records.save(&e.record);
+                }
+                TaskStatus::Checking => {
+                    e.record.enter(TaskStatus::Initialized, "the service stopped during a check");
                     let _ = svc.records.save(&e.record);
                 }
                 TaskStatus::Stopping => {
@@ -163,6 +182,7 @@ impl Service {
             (e.record.clone(), e.run.as_ref().filter(|r| !r.exited()).map(|r| r.pid()))
         };
         let status = self.run_status(&record);
+        let metrics = self.run_metrics(task);
         let now = crate::runtime::now_micros();
         let mut v = json!({
             "task": record.task,
@@ -181,16 +201,63 @@ impl Service {
                 "updated_micros": s.updated_micros,
             });
         }
+        let alive = run_pid.is_some();
+        if let Some(m) = &metrics {
+            v["phase"] = json!(m.phase);
+            v["workers"] = json!(m.workers);
+            v["rows_in"] = json!(m.rows_in);
+            v["rows_out"] = json!(m.rows_out);
+            v["rows_per_second"] = json!(if alive { m.rows_per_second } else { 0.0 });
+            v["lag_seconds"] = json!(if alive { m.lag_seconds } else { None });
+            v["dirty"] = json!(m.dirty);
+            if full {
+                v["tables"] = serde_json::to_value(&m.tables).expect("tables serialize");
+            }
+        }
         if full {
             v["history"] = serde_json::to_value(&record.history).expect("history serializes");
         }
         Ok(v)
     }
 
+    /// The counters the task's run last wrote (`work/metrics.json`), if any.
+    fn run_metrics(&self, task: &str) -> Option<crate::runtime::metrics::Published> {
+        let text = std::fs::read_to_string(self.records.work_dir(task).join("metrics.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// `GET /metrics`: every task in the Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let tasks: Vec<(TaskRecord, bool)> =
+            self.lock().values().map(|e| (e.record.clone(), e.run.as_ref().is_some_and(|r| !r.exited()))).collect();
+        let all: Vec<metrics::TaskMetrics> = tasks
+            .into_iter()
+            .map(|(record, alive)| {
+                let run = self.run_metrics(&record.task);
+                let restarts = self.run_status(&record).map_or(0, |s| u64::from(s.restarts));
+                metrics::TaskMetrics {
+                    task: record.task,
+                    state: record.state,
+                    version: record.version,
+                    restarts,
+                    run,
+                    alive,
+                }
+            })
+            .collect();
+        metrics::render(&all)
+    }
+
     /// The run's own status (its `status.json`, with the newest checkpoint's epoch), if it
     /// wrote one.
     fn run_status(&self, record: &TaskRecord) -> Option<crate::state::RunStatus> {
-        let work = self.records.work_dir(&record.task);
+        let (_, state) = self.run_state(&record.task)?;
+        Self::status_of(&state)
+    }
+
+    /// The plan the task's run runs (`work/plan.yaml`) and its state store.
+    fn run_state(&self, task: &str) -> Option<(crate::plan::Plan, crate::state::TaskState)> {
+        let work = self.records.work_dir(task);
         let yaml = std::fs::read_to_string(work.join("plan.yaml")).ok()?;
         let plan = crate::connectors::load("plan.yaml", &yaml).ok()?;
         let loc = &plan.settings.runtime.state;
@@ -201,6 +268,10 @@ impl Service {
         };
         let store = crate::store::Store::open(&loc, &plan.settings.s3).ok()?;
         let state = crate::state::TaskState::new(store, &plan.settings.task);
+        Some((plan, state))
+    }
+
+    fn status_of(state: &crate::state::TaskState) -> Option<crate::state::RunStatus> {
         let mut status = state.status().ok().flatten()?;
         // The status file is written when the run's state changes; the newest checkpoint is
         // the committed epoch now.
@@ -242,6 +313,11 @@ impl Service {
         let next = base + 1;
         self.records.put_version(task, next, yaml)?;
         e.record.version = next;
+        e.record.acknowledged.clear();
+        if e.record.state == TaskStatus::CheckError {
+            let back = e.record.before_check.take().unwrap_or(TaskStatus::Initialized);
+            e.record.enter(back, &format!("edited (version {next}): check it again"));
+        }
         self.records.save(&e.record)?;
         Ok((200, json!({ "task": task, "version": next })))
     }
@@ -303,7 +379,11 @@ impl Service {
             TaskStatus::Paused => &["savepoint", "latest", "default"],
             TaskStatus::Stopped | TaskStatus::Failed => &["latest", "default"],
             TaskStatus::Finished => &["default"],
-            TaskStatus::Running | TaskStatus::Stopping | TaskStatus::Operating => &[],
+            TaskStatus::Running
+            | TaskStatus::Stopping
+            | TaskStatus::Operating
+            | TaskStatus::Checking
+            | TaskStatus::CheckError => &[],
         };
         let want = from.unwrap_or(allowed.first().copied().unwrap_or("default"));
         if !allowed.contains(&want) {
@@ -450,13 +530,277 @@ impl Service {
     pub fn delete(&self, task: &str) -> Answer {
         let mut tasks = self.lock();
         let e = tasks.get(task).ok_or_else(|| missing(task))?;
-        if matches!(e.record.state, TaskStatus::Running | TaskStatus::Stopping | TaskStatus::Operating) {
+        if matches!(
+            e.record.state,
+            TaskStatus::Running | TaskStatus::Stopping | TaskStatus::Operating | TaskStatus::Checking
+        ) {
             return Err(Refusal::new(409, format!("task {task} is {}: stop it first", e.record.state.as_str()))
                 .with("allowed", json!(["stop"])));
         }
         self.records.delete(task)?;
         tasks.remove(task);
+        self.footprints.lock().unwrap_or_else(|p| p.into_inner()).remove(task);
+        self.alerts_lock().remove(task);
         Ok((200, json!({ "task": task, "deleted": true })))
+    }
+}
+
+impl Service {
+    /// `POST /api/tasks/{task}/check`: the pre-submit checks of the newest version (see
+    /// [`check`]); `acknowledge` names warnings to mark acknowledged.
+    pub fn check(&self, task: &str, acknowledge: &[String]) -> Answer {
+        let (version, prev) = {
+            let mut tasks = self.lock();
+            let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+            let prev = e.record.state;
+            if matches!(prev, TaskStatus::Running | TaskStatus::Stopping | TaskStatus::Operating | TaskStatus::Checking)
+            {
+                return Err(Refusal::new(
+                    409,
+                    format!("task {task} is {}: check it when it is stopped", prev.as_str()),
+                )
+                .with("allowed", json!(["stop"])));
+            }
+            let before = if prev == TaskStatus::CheckError { e.record.before_check.unwrap_or(prev) } else { prev };
+            e.record.before_check = Some(before);
+            for a in acknowledge {
+                if !e.record.acknowledged.contains(a) {
+                    e.record.acknowledged.push(a.clone());
+                }
+            }
+            e.record.enter(TaskStatus::Checking, &format!("checking version {}", e.record.version));
+            self.records.save(&e.record)?;
+            (e.record.version, before)
+        };
+        let yaml = self.records.version(task, version)?.unwrap_or_default();
+        // The other tasks' footprints (computed once per version; a plan that no longer
+        // compiles has none).
+        let others: Vec<(String, u32, bool)> = self
+            .lock()
+            .iter()
+            .filter(|(n, _)| n.as_str() != task)
+            .map(|(n, e)| {
+                let alive = e.run.as_ref().is_some_and(|r| !r.exited());
+                (n.clone(), e.record.run_version.unwrap_or(e.record.version), alive)
+            })
+            .collect();
+        let mut theirs = Vec::new();
+        let mut busy = 0;
+        for (other, v, alive) in others {
+            if let Some(f) = self.footprint(&other, v) {
+                if alive {
+                    busy += f.workers;
+                }
+                theirs.push((other, f));
+            }
+        }
+        let dir = self.records.dir(task).join("check");
+        let _ = std::fs::create_dir_all(&dir);
+        let (mut checks, mine) = check::run(&dir.join("plan.yaml"), &yaml, &theirs, busy);
+        let mut tasks = self.lock();
+        let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        for c in checks.iter_mut().filter(|c| c.level == check::Level::Warning) {
+            c.acknowledged = e.record.acknowledged.iter().any(|a| a == c.name);
+        }
+        if let Some(f) = mine {
+            self.footprints.lock().unwrap_or_else(|p| p.into_inner()).insert(task.to_string(), (version, f));
+        }
+        let errors = checks.iter().filter(|c| c.level == check::Level::Error).count();
+        let warnings = checks.iter().filter(|c| c.level == check::Level::Warning).count();
+        let summary = format!("check of version {version}: {errors} error(s), {warnings} warning(s)");
+        if errors > 0 {
+            e.record.enter(TaskStatus::CheckError, &summary);
+        } else {
+            e.record.before_check = None;
+            e.record.enter(prev, &summary);
+        }
+        self.records.save(&e.record)?;
+        Ok((
+            200,
+            json!({ "task": task, "version": version, "ok": errors == 0, "state": e.record.state.as_str(), "checks": checks }),
+        ))
+    }
+
+    /// What `task`'s plan version `v` reads and writes (compiled against its source once).
+    fn footprint(&self, task: &str, v: u32) -> Option<check::Footprint> {
+        if let Some((fv, f)) = self.footprints.lock().unwrap_or_else(|p| p.into_inner()).get(task) {
+            if *fv == v {
+                return Some(f.clone());
+            }
+        }
+        let yaml = self.records.version(task, v).ok().flatten()?;
+        let dir = self.records.dir(task).join("check");
+        std::fs::create_dir_all(&dir).ok()?;
+        let file = dir.join("footprint.yaml");
+        std::fs::write(&file, yaml).ok()?;
+        let compiled = crate::connectors::load_file_lenient(&file.to_string_lossy()).ok()?;
+        let f = check::footprint(&compiled);
+        self.footprints.lock().unwrap_or_else(|p| p.into_inner()).insert(task.to_string(), (v, f.clone()));
+        Some(f)
+    }
+
+    fn alerts_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (alerts::Watch, Vec<alerts::Incident>)>> {
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the monitor: every second, each task's alert rules are evaluated (see
+    /// [`alerts`]).
+    pub fn start_monitor(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        let report = me.clone();
+        let sender = alerts::Sender::start(move |outcome| {
+            if let Some(svc) = report.upgrade() {
+                svc.delivered(outcome);
+            }
+        });
+        if self.sender.set(sender).is_err() {
+            return;
+        }
+        std::thread::Builder::new()
+            .name("ferry-monitor".into())
+            .spawn(move || loop {
+                let Some(svc) = me.upgrade() else { return };
+                let names: Vec<String> = svc.lock().keys().cloned().collect();
+                for task in names {
+                    svc.look(&task);
+                }
+                drop(svc);
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            })
+            .expect("the monitor thread starts");
+    }
+
+    /// One look at `task`: its observation against its rules; incidents saved, logged, sent.
+    fn look(&self, task: &str) {
+        let Some((record, alive)) =
+            self.lock().get(task).map(|e| (e.record.clone(), e.run.as_ref().is_some_and(|r| !r.exited())))
+        else {
+            return;
+        };
+        if record.run_version.is_none() {
+            return;
+        }
+        let Some((plan, state)) = self.run_state(task) else { return };
+        let cfg = &plan.settings.alerts;
+        let status = Self::status_of(&state);
+        let now = crate::runtime::now_micros();
+        let metrics = self.run_metrics(task).filter(|m| now - m.updated_micros < 5_000_000);
+        use crate::state::RunState as R;
+        let run_ok = status.as_ref().is_some_and(|s| matches!(s.state, R::Running | R::Finished));
+        let obs = alerts::Observation {
+            failed: record.state == TaskStatus::Failed,
+            healthy: (record.state == TaskStatus::Running && run_ok) || record.state == TaskStatus::Finished,
+            alive,
+            restarts: status.as_ref().map(|s| u64::from(s.restarts)),
+            committed_epoch: status.as_ref().map_or(0, |s| s.epoch),
+            metrics,
+            stopped_tables: crate::connector::sink::TableStops::list(&state)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.table, s.reason))
+                .collect(),
+            verify_difference: crate::verify::continuous::last(&state)
+                .ok()
+                .flatten()
+                .filter(|(last, _)| last["equal"] == json!(false))
+                .map(|(_, summary)| summary.lines().next().unwrap_or_default().to_string()),
+        };
+        let rules = cfg.effective_rules();
+        let changes = {
+            let mut all = self.alerts_lock();
+            let (watch, incidents) =
+                all.entry(task.to_string()).or_insert_with(|| (alerts::Watch::default(), self.load_incidents(task)));
+            let changes = alerts::evaluate(task, &rules, &obs, watch, incidents, now);
+            if !changes.is_empty() {
+                for c in &changes {
+                    let (i, event) = match c {
+                        alerts::Change::Fired(i) => (i, "fired"),
+                        alerts::Change::Resolved(i) => (i, "resolved"),
+                    };
+                    if cfg.webhook.is_some() {
+                        if let Some(stored) = incidents.iter_mut().find(|s| s.id == i.id) {
+                            stored.deliveries.push(alerts::Delivery {
+                                event: event.into(),
+                                attempts: 0,
+                                delivered_micros: None,
+                                last_error: None,
+                            });
+                        }
+                    }
+                }
+                self.save_incidents(task, incidents);
+            }
+            changes
+        };
+        for c in changes {
+            let (i, event) = match &c {
+                alerts::Change::Fired(i) => {
+                    tracing::warn!(task, alert = %i.id, rule = %i.rule, "alert fired: {}", i.message);
+                    (i, "fired")
+                }
+                alerts::Change::Resolved(i) => {
+                    tracing::info!(task, alert = %i.id, rule = %i.rule, "alert resolved: {}", i.message);
+                    (i, "resolved")
+                }
+            };
+            if let (Some(webhook), Some(sender)) = (&cfg.webhook, self.sender.get()) {
+                sender.send(alerts::Job {
+                    task: task.to_string(),
+                    incident: i.id.clone(),
+                    event: event.to_string(),
+                    body: alerts::payload(task, i, event),
+                    webhook: webhook.clone(),
+                });
+            }
+        }
+    }
+
+    /// A delivery attempt's outcome, recorded with its incident.
+    fn delivered(&self, (task, incident, event, attempts, ok, error): alerts::Outcome) {
+        let mut all = self.alerts_lock();
+        let Some((_, incidents)) = all.get_mut(&task) else { return };
+        let Some(d) = incidents
+            .iter_mut()
+            .find(|i| i.id == incident)
+            .and_then(|i| i.deliveries.iter_mut().rev().find(|d| d.event == event))
+        else {
+            return;
+        };
+        d.attempts = attempts;
+        d.last_error = error;
+        if ok {
+            d.delivered_micros = Some(crate::runtime::now_micros());
+        }
+        self.save_incidents(&task, incidents);
+    }
+
+    fn load_incidents(&self, task: &str) -> Vec<alerts::Incident> {
+        std::fs::read(self.records.dir(task).join("alerts.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_incidents(&self, task: &str, incidents: &[alerts::Incident]) {
+        let path = self.records.dir(task).join("alerts.json");
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(incidents).expect("incidents serialize");
+        if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &path)) {
+            tracing::warn!(task, error = %e, "cannot record the task's alerts");
+        }
+    }
+
+    /// `GET /api/tasks/{task}/alerts`: the task's incidents, newest first.
+    pub fn alerts(&self, task: &str) -> Answer {
+        if !self.lock().contains_key(task) {
+            return Err(missing(task));
+        }
+        let mut list = match self.alerts_lock().get(task) {
+            Some((_, incidents)) => incidents.clone(),
+            None => self.load_incidents(task),
+        };
+        list.reverse();
+        Ok((200, json!({ "task": task, "alerts": list })))
     }
 }
 
@@ -522,6 +866,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { addr: opts.listen.clone(), source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: opts.listen.clone(), source })?;
     let svc = Service::open(&opts.state)?;
+    svc.start_monitor();
     println!("ferry serve: listening on http://{addr} (token in {})", token_file.display());
     rt.block_on(api::serve(listener, svc, Arc::new(token)));
     Ok(())

@@ -37,6 +37,11 @@ pub enum TaskStatus {
     Failed,
     /// A state change is in flight: no other action is accepted.
     Operating,
+    /// The pre-submit checks are running (`POST …/check`).
+    Checking,
+    /// The last check found an error: a start is refused until a check passes (or the plan
+    /// is edited).
+    CheckError,
 }
 
 impl TaskStatus {
@@ -51,6 +56,8 @@ impl TaskStatus {
             TaskStatus::Finished => "finished",
             TaskStatus::Failed => "failed",
             TaskStatus::Operating => "operating",
+            TaskStatus::Checking => "checking",
+            TaskStatus::CheckError => "check-error",
         }
     }
 }
@@ -108,6 +115,13 @@ pub struct TaskRecord {
     pub lock: Option<EditLock>,
     /// Every state change, oldest first.
     pub history: Vec<Transition>,
+    /// The state before a check (`checking`, `check-error`): where a passing check, or an
+    /// edit, returns to.
+    #[serde(default)]
+    pub before_check: Option<TaskStatus>,
+    /// Warnings acknowledged by a client (check names), for the newest version.
+    #[serde(default)]
+    pub acknowledged: Vec<String>,
 }
 
 impl TaskRecord {
@@ -122,6 +136,8 @@ impl TaskRecord {
             last_error: None,
             lock: None,
             history: Vec::new(),
+            before_check: None,
+            acknowledged: Vec::new(),
         };
         r.enter(TaskStatus::Initialized, "submitted (version 1)");
         r

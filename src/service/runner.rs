@@ -64,7 +64,7 @@ pub fn start(work: &Path, fresh: bool, on_exit: impl FnOnce(Exit) + Send + 'stat
     let log_path = work.join("run.log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let mut cmd = Command::new(exe);
-    cmd.current_dir(work).args(["run", "-q", "plan.yaml"]);
+    cmd.current_dir(work).args(["run", "-q", "plan.yaml", "--metrics-file", "metrics.json"]);
     if fresh {
         cmd.arg("--from-scratch");
     }

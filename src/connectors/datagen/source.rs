@@ -60,6 +60,7 @@ pub fn datagen<'s>(scope: Scope<'s, u64>, cx: &SourceCtx, cfg: DatagenConfig) ->
             cap = None;
         }
         metrics.epoch.fetch_max(start_epoch, Ordering::Relaxed);
+        metrics.note_source_time(crate::runtime::now_micros());
         let mut deadline = Instant::now() + interval;
         let started = Instant::now();
         let mut emitted_here: u64 = 0;
@@ -131,7 +132,10 @@ pub fn datagen<'s>(scope: Scope<'s, u64>, cx: &SourceCtx, cfg: DatagenConfig) ->
                 match epochs.close(epoch, offsets, done) {
                     Ok(Next::Open(next)) => {
                         c.downgrade(&next);
-                        metrics.epoch.fetch_max(next, Ordering::Relaxed);
+                        metrics.open_epoch(next);
+                        // Generated changes carry made-up commit times; the generator is
+                        // never behind itself.
+                        metrics.note_source_time(crate::runtime::now_micros());
                         deadline = Instant::now() + interval;
                     }
                     Ok(Next::End) => {

@@ -183,7 +183,7 @@ pub fn kafka_source<'s>(scope: Scope<'s, u64>, cx: &SourceCtx, run: KafkaRun) ->
                 match epochs.close(epoch, offsets, done) {
                     Ok(Next::Open(n)) => {
                         c.downgrade(&n);
-                        metrics.epoch.fetch_max(n, Ordering::Relaxed);
+                        metrics.open_epoch(n);
                         deadline = Instant::now() + interval;
                         // Messages held for this epoch's end go first in the next.
                         while let Some(i) = deferred.pop_back() {

@@ -356,6 +356,11 @@ pub(super) fn binlog<'s>(
                                 // A DDL always ends the epoch: rows before and after a schema
                                 // change never share one.
                                 let is_ddl = matches!(ev, BinlogEvent::Ddl { .. });
+                                if matches!(ev, BinlogEvent::Heartbeat { .. }) {
+                                    // The server sends one only when it has nothing else to
+                                    // send: the reader is at the source's end now.
+                                    metrics.note_source_time(crate::runtime::now_micros());
+                                }
                                 if let BinlogEvent::Ddl { database, sql, .. } = &ev {
                                     let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
                                     for change in crate::connectors::mysql::ddl::parse(database, sql) {
@@ -430,7 +435,7 @@ pub(super) fn binlog<'s>(
                         Ok(Next::Open(next)) => {
                             c.downgrade(&next);
                             cs.downgrade(&next);
-                            metrics.epoch.fetch_max(next, Ordering::Relaxed);
+                            metrics.open_epoch(next);
                         }
                         Ok(Next::End) => {
                             cap = None;

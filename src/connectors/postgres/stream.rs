@@ -247,6 +247,8 @@ pub(super) fn stream<'s>(
                     };
                     let boundary = match ev {
                         Ev::Begin { commit_lsn, micros } => {
+                            // Heartbeats are transactions too: an idle source is not behind.
+                            metrics.note_source_time(micros);
                             txn = Some((commit_lsn, micros));
                             None
                         }
@@ -338,7 +340,7 @@ pub(super) fn stream<'s>(
                     Ok(Next::Open(next)) => {
                         c.downgrade(&next);
                         cs.downgrade(&next);
-                        metrics.epoch.fetch_max(next, Ordering::Relaxed);
+                        metrics.open_epoch(next);
                     }
                     Ok(Next::End) => {
                         cap = None;

@@ -234,6 +234,11 @@ impl SqlTarget {
         out
     }
 
+    /// The PostgreSQL database the URL names (`None`: a MySQL-family target).
+    pub fn pg_database(&self) -> Option<&str> {
+        self.pg.as_ref().and_then(|c| c.get_dbname())
+    }
+
     /// Creates the progress table if it is missing (called once per run, before the workers).
     pub async fn ensure_progress_table(&self, db: &mut Db) -> Result<(), DbError> {
         let mut ns = String::new();
@@ -250,13 +255,28 @@ impl SqlTarget {
                 .await
             }
             Dialect::Postgres => {
-                db.exec(&format!("CREATE SCHEMA IF NOT EXISTS {ns}")).await?;
-                db.exec(&format!(
+                // Two runs creating them at once: PostgreSQL's `IF NOT EXISTS` is not atomic,
+                // the loser fails on a catalog unique index (23505) or sees the relation
+                // (42P07); a second try finds them made.
+                let table = format!(
                     "CREATE TABLE IF NOT EXISTS {} (task text NOT NULL, worker int NOT NULL, epoch bigint NOT NULL, \
                      updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (task, worker))",
                     self.progress
-                ))
-                .await
+                );
+                for sql in [format!("CREATE SCHEMA IF NOT EXISTS {ns}"), table] {
+                    let mut tries = 0;
+                    loop {
+                        match db.exec(&sql).await {
+                            Ok(()) => break,
+                            Err(DbError::Row(_) | DbError::Fatal(_)) if tries < 3 => {
+                                tries += 1;
+                                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Ok(())
             }
         }
     }

@@ -48,6 +48,14 @@ impl TargetConfig for SqlTarget {
         };
         format!("{family} at {}", self.addr)
     }
+
+    fn identity(&self) -> String {
+        // PostgreSQL tables are named schema.table within the URL's database.
+        match self.pg_database() {
+            Some(db) => format!("{}/{db}", self.describe()),
+            None => self.describe(),
+        }
+    }
 }
 
 /// The database sink connector: the MySQL family and PostgreSQL.

@@ -132,7 +132,7 @@ pub fn sink<'s>(
                     }
                     metrics.rows_out.fetch_add(written, Ordering::Relaxed);
                     for (t, n) in counts.iter_mut().enumerate().filter(|(_, n)| **n > 0) {
-                        metrics.per_table[t].fetch_add(std::mem::take(n), Ordering::Relaxed);
+                        metrics.wrote(t, std::mem::take(n));
                     }
                     Ok(())
                 };
