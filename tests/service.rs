@@ -31,9 +31,15 @@ struct Served {
 impl Served {
     /// Starts the service on `state` (its token file inside it) and waits for its address.
     fn start(state: &Path) -> Served {
+        Self::start_with(state, &[])
+    }
+
+    /// [`Served::start`] with these environment variables (its runs inherit them).
+    fn start_with(state: &Path, env: &[(&str, &str)]) -> Served {
         let mut child = ferry()
             .args(["serve", "--listen", "127.0.0.1:0", "--state"])
             .arg(state)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -541,4 +547,52 @@ fn alerts_reach_a_signed_webhook_once_per_incident_and_once_resolved_for_lag_and
             a["deliveries"].as_array().unwrap().iter().map(|d| d["delivered_micros"].is_i64()).collect();
         assert_eq!(delivered, [true, true], "{a}");
     }
+}
+
+#[test]
+fn by_phase_resources_read_the_snapshot_with_two_workers_then_stream_with_one_exactly_once() {
+    let db = "svc_phase";
+    fresh_source(db, 40_000);
+    let dir = workdir();
+    // Slow chunks: the snapshot phase lasts long enough to be seen.
+    let svc = Served::start_with(&dir.path().join("svc"), &[("FERRY_FAULT_CHUNK_DELAY_MS", "300")]);
+    let task = "svc-phase";
+    let plan = pg_log_plan(task, db, "300ms").replace(
+        "runtime:\n  workers: 1\n",
+        "runtime:\n  resources: {mode: by-phase, snapshot_workers: 2, streaming_workers: 1}\n",
+    );
+    assert!(plan.contains("by-phase"), "{plan}");
+    assert_eq!(svc.post("/api/tasks", &plan).status, 201);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = workload(db.to_string(), 40_000, stop.clone());
+    assert_eq!(svc.post(&format!("/api/tasks/{task}/start"), "").status, 200);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = std::collections::BTreeSet::new();
+    let t = loop {
+        let t = svc.get(&format!("/api/tasks/{task}"));
+        if let Some(w) = t["workers"].as_u64() {
+            seen.insert((t["phase"].as_str().unwrap_or_default().to_string(), w));
+        }
+        let switched = t["history"].as_array().unwrap().iter().any(|h| h["state"] == "operating");
+        if switched && t["state"] == "running" && t["workers"] == 1 && t["phase"] == "streaming" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no switch to the streaming workers: {t}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(seen.contains(&("snapshot".to_string(), 2)), "the snapshot ran with 2 workers: {seen:?}");
+    let states: Vec<&str> = t["history"].as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["initialized", "running", "operating", "running"], "{t}");
+    let note = t["history"][2]["note"].as_str().unwrap();
+    assert!(note.contains("1 streaming worker(s) instead of 2"), "{note}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sample(&scrape(&svc), "ferry_task_workers", &[("task", task)]) != Some(1.0) {
+        assert!(Instant::now() < deadline, "the metrics never show 1 worker");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let e = svc.wait_epoch_past(task, t["run"]["epoch"].as_u64().unwrap_or(0) + 2);
+    assert!(e > 0);
+    stop.store(true, Ordering::SeqCst);
+    assert!(writer.join().unwrap() > 0);
+    assert_caught_up(db);
 }

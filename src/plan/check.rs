@@ -297,6 +297,38 @@ pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan,
             format!("max_restarts must be -1 (unlimited), 0 (none) or up to 100, got {}", raw.errors.max_restarts),
         );
     }
+    {
+        let r = &raw.runtime.resources;
+        let key = "runtime.resources";
+        match r.mode {
+            super::config::ResourceMode::ByPhase => {
+                for (name, v) in [("snapshot_workers", r.snapshot_workers), ("streaming_workers", r.streaming_workers)]
+                {
+                    match v {
+                        None => ctx.err_at(
+                            key,
+                            false,
+                            format!("mode by-phase needs `{name}`: e.g. {{mode: by-phase, snapshot_workers: 4, streaming_workers: 1}}"),
+                        ),
+                        Some(n) if n == 0 || n > 256 => {
+                            ctx.err_at(&format!("{key}.{name}"), false, format!("workers must be 1..=256, got {n}"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            super::config::ResourceMode::Fixed => {
+                if r.snapshot_workers.is_some() || r.streaming_workers.is_some() {
+                    ctx.err_at(
+                        key,
+                        false,
+                        "worker counts by phase need `mode: by-phase` (with `mode: fixed`, set runtime.workers)"
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
     if raw.runtime.batch_rows == 0 {
         ctx.err_at("runtime.batch_rows", false, "batch_rows must be at least 1".to_string());
     }

@@ -681,6 +681,45 @@ pub struct RuntimeConfig {
     /// e.g. `30s`, `5m`; default `5m`.
     #[serde(default = "RuntimeConfig::default_cluster_timeout")]
     pub cluster_timeout: String,
+    /// Workers by phase (F7), under `ferry serve`: `{mode: fixed}` (default: `workers`
+    /// throughout) or `{mode: by-phase, snapshot_workers: N, streaming_workers: M}` (the
+    /// snapshot with N, then a savepoint and the change stream with M). A plain `ferry run`
+    /// uses `workers`.
+    #[serde(default)]
+    pub resources: ResourcesConfig,
+}
+
+/// `runtime.resources` (F7).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// `fixed` (default) or `by-phase`.
+    pub mode: ResourceMode,
+    /// Workers while snapshot chunks are left (`by-phase`).
+    pub snapshot_workers: Option<usize>,
+    /// Workers once the snapshot is committed (`by-phase`).
+    pub streaming_workers: Option<usize>,
+}
+
+impl ResourcesConfig {
+    /// The workers of each phase, `(snapshot, streaming)`, when they differ by phase.
+    pub fn by_phase(&self) -> Option<(usize, usize)> {
+        match (self.mode, self.snapshot_workers, self.streaming_workers) {
+            (ResourceMode::ByPhase, Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        }
+    }
+}
+
+/// How a task's workers are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceMode {
+    /// `runtime.workers` throughout.
+    #[default]
+    Fixed,
+    /// One count for the snapshot, another for the change stream.
+    ByPhase,
 }
 
 impl RuntimeConfig {
@@ -714,6 +753,7 @@ impl Default for RuntimeConfig {
             state: Self::default_state(),
             batch_rows: Self::default_batch(),
             cluster_timeout: Self::default_cluster_timeout(),
+            resources: ResourcesConfig::default(),
         }
     }
 }

@@ -71,6 +71,8 @@ struct Entry {
     run: Option<runner::RunHandle>,
     /// Start again from the last checkpoint once the run has ended (`restart`).
     restart: bool,
+    /// The run is stopping at a savepoint to go on with the streaming workers (by-phase).
+    switch: bool,
 }
 
 /// The service: every task's record and run.
@@ -100,7 +102,7 @@ impl Service {
         let records = Records::open(dir)?;
         let mut tasks = BTreeMap::new();
         for r in records.load_all()? {
-            tasks.insert(r.task.clone(), Entry { record: r, run: None, restart: false });
+            tasks.insert(r.task.clone(), Entry { record: r, run: None, restart: false, switch: false });
         }
         let svc = Arc::new(Service {
             records,
@@ -159,7 +161,7 @@ impl Service {
         self.records.put_version(&task, 1, yaml)?;
         let record = TaskRecord::new(&task);
         self.records.save(&record)?;
-        tasks.insert(task.clone(), Entry { record, run: None, restart: false });
+        tasks.insert(task.clone(), Entry { record, run: None, restart: false, switch: false });
         Ok((201, json!({ "task": task, "version": 1 })))
     }
 
@@ -374,6 +376,7 @@ impl Service {
     pub fn start(self: &Arc<Self>, task: &str, version: Option<u32>, from: Option<&str>) -> Answer {
         let mut tasks = self.lock();
         let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        busy(task, &e.record)?;
         let allowed: &[&str] = match e.record.state {
             TaskStatus::Initialized => &["default"],
             TaskStatus::Paused => &["savepoint", "latest", "default"],
@@ -405,6 +408,9 @@ impl Service {
             .map_err(|e| Refusal::new(500, format!("{}: {e}", work.display())))?;
         // A never-run task starts from the source's default position anyway: no state to drop.
         let fresh = from == StartFrom::Default && e.record.state != TaskStatus::Initialized;
+        if from == StartFrom::Default {
+            e.record.streaming_phase = false;
+        }
         e.record.run_version = Some(n);
         e.record.last_error = None;
         e.record.stop = None;
@@ -420,7 +426,14 @@ impl Service {
     fn launch(self: &Arc<Self>, e: &mut Entry, fresh: bool) -> Result<(), Refusal> {
         let task = e.record.task.clone();
         let me = Arc::downgrade(self);
-        let run = runner::start(&self.records.work_dir(&task), fresh, move |exit| {
+        let work = self.records.work_dir(&task);
+        // By phase (F7): the snapshot's worker count until it is committed, then the stream's.
+        let workers = std::fs::read_to_string(work.join("plan.yaml"))
+            .ok()
+            .and_then(|y| crate::connectors::load("plan.yaml", &y).ok())
+            .and_then(|p| p.settings.runtime.resources.by_phase())
+            .map(|(snapshot, streaming)| if e.record.streaming_phase { streaming } else { snapshot });
+        let run = runner::start(&work, fresh, workers, move |exit| {
             if let Some(svc) = me.upgrade() {
                 svc.ended(&task, exit);
             }
@@ -464,6 +477,17 @@ impl Service {
             }
         };
         e.record.stop = None;
+        if std::mem::take(&mut e.switch) && state == TaskStatus::Paused {
+            // The by-phase switch: the savepoint is taken, the stream goes on with its workers.
+            e.record.state = TaskStatus::Paused;
+            let version = e.record.run_version;
+            let _ = self.records.save(&e.record);
+            drop(tasks);
+            if let Err(r) = self.start(task, version, Some("savepoint")) {
+                tracing::warn!(task, error = %r.body, "resources: the run could not go on with its streaming workers");
+            }
+            return;
+        }
         e.record.enter(state, &note);
         let restart = std::mem::take(&mut e.restart) && state == TaskStatus::Stopped;
         let _ = self.records.save(&e.record);
@@ -484,6 +508,7 @@ impl Service {
         };
         let mut tasks = self.lock();
         let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
+        busy(task, &e.record)?;
         let run = match (&e.record.state, &e.run) {
             (TaskStatus::Running, Some(run)) => run.clone(),
             // A cancel overtakes a savepoint stop in flight.
@@ -705,6 +730,11 @@ impl Service {
                 .filter(|(last, _)| last["equal"] == json!(false))
                 .map(|(_, summary)| summary.lines().next().unwrap_or_default().to_string()),
         };
+        if let (Some((_, streaming)), Some(m)) = (plan.settings.runtime.resources.by_phase(), &obs.metrics) {
+            if m.phase == "streaming" && m.workers as usize != streaming {
+                self.switch_to_streaming(task, m.workers as usize, streaming);
+            }
+        }
         let rules = cfg.effective_rules();
         let changes = {
             let mut all = self.alerts_lock();
@@ -753,6 +783,26 @@ impl Service {
                 });
             }
         }
+    }
+
+    /// By phase (F7): the run has read its snapshot with `from` workers; it stops at a
+    /// savepoint (state `operating`) and goes on with `to` (see [`Service::ended`]).
+    fn switch_to_streaming(&self, task: &str, from: usize, to: usize) {
+        let mut tasks = self.lock();
+        let Some(e) = tasks.get_mut(task) else { return };
+        if e.record.state != TaskStatus::Running || e.record.streaming_phase {
+            return;
+        }
+        let Some(run) = e.run.clone().filter(|r| !r.exited()) else { return };
+        e.record.streaming_phase = true;
+        e.record.stop = Some(StopKind::Savepoint);
+        e.switch = true;
+        run.stop_at_savepoint();
+        e.record.enter(
+            TaskStatus::Operating,
+            &format!("resources by phase: the snapshot is read; a savepoint, then {to} streaming worker(s) instead of {from}"),
+        );
+        let _ = self.records.save(&e.record);
     }
 
     /// A delivery attempt's outcome, recorded with its incident.
@@ -895,6 +945,16 @@ fn check_plan(yaml: &str) -> Result<crate::plan::Plan, Refusal> {
         let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
         Refusal::new(400, format!("the plan has {} error(s)", list.len())).with("errors", json!(list))
     })
+}
+
+/// A 409 while a state change is in flight (`operating`).
+fn busy(task: &str, record: &TaskRecord) -> Result<(), Refusal> {
+    if record.state == TaskStatus::Operating {
+        let doing = record.history.last().map(|h| h.note.as_str()).unwrap_or_default();
+        return Err(Refusal::new(409, format!("task {task} is operating ({doing}): try again once it is done"))
+            .with("allowed", json!([])));
+    }
+    Ok(())
 }
 
 fn missing(task: &str) -> Refusal {

@@ -122,6 +122,10 @@ pub struct TaskRecord {
     /// Warnings acknowledged by a client (check names), for the newest version.
     #[serde(default)]
     pub acknowledged: Vec<String>,
+    /// Under `runtime.resources: by-phase`: the snapshot is committed, runs take the
+    /// streaming worker count (cleared by a start from the default position).
+    #[serde(default)]
+    pub streaming_phase: bool,
 }
 
 impl TaskRecord {
@@ -138,6 +142,7 @@ impl TaskRecord {
             history: Vec::new(),
             before_check: None,
             acknowledged: Vec::new(),
+            streaming_phase: false,
         };
         r.enter(TaskStatus::Initialized, "submitted (version 1)");
         r

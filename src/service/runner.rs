@@ -57,16 +57,26 @@ pub struct Exit {
     pub log_tail: String,
 }
 
-/// Starts `ferry run -q plan.yaml` (with `--from-scratch` when `fresh`) in `work`; `on_exit`
-/// runs on a thread of its own once the child has ended.
-pub fn start(work: &Path, fresh: bool, on_exit: impl FnOnce(Exit) + Send + 'static) -> std::io::Result<RunHandle> {
+/// Starts `ferry run -q plan.yaml` (with `--from-scratch` when `fresh`, `--workers` when
+/// given) in `work`; `on_exit` runs on a thread of its own once the child has ended.
+pub fn start(
+    work: &Path,
+    fresh: bool,
+    workers: Option<usize>,
+    on_exit: impl FnOnce(Exit) + Send + 'static,
+) -> std::io::Result<RunHandle> {
     let exe = std::env::current_exe()?;
+    // The last run's counters are not this one's.
+    let _ = std::fs::remove_file(work.join("metrics.json"));
     let log_path = work.join("run.log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(work).args(["run", "-q", "plan.yaml", "--metrics-file", "metrics.json"]);
     if fresh {
         cmd.arg("--from-scratch");
+    }
+    if let Some(w) = workers {
+        cmd.args(["--workers", &w.to_string()]);
     }
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // The run sets its parent-death signal itself (see [`die_with_parent`]).
