@@ -214,9 +214,14 @@ enum TaskCommand {
     Start {
         /// The task.
         task: String,
-        /// Where from: default (the source's default position), latest or savepoint.
+        /// Where from: default (the source's default position), latest, savepoint, or a source
+        /// position: timestamp, position, gtid, lsn (with `--at`).
         #[arg(long)]
         from: Option<String>,
+        /// The position of `--from timestamp|position|gtid|lsn`: `'2026-12-01 10:00:00'`,
+        /// `mysql-bin.000003:1234`, `0-1-100`, `0/16B3748`.
+        #[arg(long)]
+        at: Option<String>,
         /// The version to run.
         #[arg(long)]
         version: Option<u32>,
@@ -348,11 +353,21 @@ fn task_client(
             "/api/tasks".to_string(),
             std::fs::read_to_string(plan).with_context(|| format!("reading {plan}"))?,
         ),
-        TaskCommand::Start { task, from, version } => (
-            "POST",
-            format!("/api/tasks/{task}/start"),
-            serde_json::json!({ "from": from, "version": version }).to_string(),
-        ),
+        TaskCommand::Start { task, from, version, at } => {
+            let mut body = serde_json::json!({ "from": from, "version": version });
+            if let (Some(f), Some(at)) = (from.as_deref(), at) {
+                match f {
+                    "position" => {
+                        let (file, pos) = at.rsplit_once(':').context("--at for a position: FILE:OFFSET")?;
+                        body["file"] = file.into();
+                        body["position"] =
+                            pos.parse::<u64>().context("--at FILE:OFFSET: the offset is a number")?.into();
+                    }
+                    key => body[key] = at.as_str().into(),
+                }
+            }
+            ("POST", format!("/api/tasks/{task}/start"), body.to_string())
+        }
         TaskCommand::Stop { task, cancel } => (
             "POST",
             format!("/api/tasks/{task}/stop"),

@@ -596,3 +596,51 @@ fn by_phase_resources_read_the_snapshot_with_two_workers_then_stream_with_one_ex
     assert!(writer.join().unwrap() > 0);
     assert_caught_up(db);
 }
+
+/// The source's current GTID position.
+fn gtid_now() -> String {
+    ferry::runtime::io_runtime().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&main_url()).unwrap()).await.unwrap();
+        c.query_first::<String, _>("SELECT @@gtid_binlog_pos").await.unwrap().unwrap()
+    })
+}
+
+#[test]
+fn a_start_from_a_gtid_reads_only_the_changes_after_it_and_is_refused_while_running() {
+    let db = "svc_gtid";
+    fresh_source(db, 100);
+    let at = gtid_now();
+    exec(&[&format!("USE {db}"), &format!("INSERT INTO {db}.items SELECT seq, seq FROM seq_1000_to_1009")]);
+    exec(&[&format!("UPDATE {db}.items SET v = 7 WHERE id = 1000")]);
+    let dir = workdir();
+    let svc = Served::start(&dir.path().join("svc"));
+    let task = "svc-gtid";
+    let plan = pg_log_plan(task, db, "300ms").replace("semantics:", "mode: incremental\nsemantics:");
+    assert_eq!(svc.post("/api/tasks", &plan).status, 201);
+    // A position the source cannot take is a 400 naming it.
+    let bad = svc.post(&format!("/api/tasks/{task}/start"), r#"{"from": "lsn", "lsn": "0/1"}"#);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let out = ferry()
+        .args(["task", "--url", &svc.base, "--token", &svc.token, "start", task, "--from", "gtid", "--at", &at])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = pg_append_log(db);
+        let ops: Vec<(i64, String)> = log.iter().map(|(id, _, op)| (*id, op.clone())).collect();
+        let mut want: Vec<(i64, String)> = (1000..1010).map(|id| (id, "insert".to_string())).collect();
+        want.push((1000, "update".to_string()));
+        if ops == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log holds {ops:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t = svc.get(&format!("/api/tasks/{task}"));
+    let note = t["history"].as_array().unwrap().last().unwrap()["note"].as_str().unwrap().to_string();
+    assert!(note.contains("gtid") && note.contains(&at), "{note}");
+    let refused = svc.post(&format!("/api/tasks/{task}/start"), &format!(r#"{{"from": "gtid", "gtid": "{at}"}}"#));
+    assert_eq!(refused.status, 409, "{}", refused.body);
+}

@@ -131,7 +131,7 @@ fn route(
                 Value::Null => None,
                 v => Some(v.as_u64().ok_or_else(|| Refusal::new(400, "`version`: a number"))? as u32),
             };
-            json_of(svc.start(t, version, b["from"].as_str()))
+            json_of(svc.start_at(t, version, b["from"].as_str(), &b))
         }
         (&Method::POST, ["api", "tasks", t, "stop"]) => json_of(svc.stop(t, object(body)?["mode"].as_str())),
         (&Method::POST, ["api", "tasks", t, "check"]) => {

@@ -374,14 +374,22 @@ impl Service {
 
     /// `POST /api/tasks/{task}/start`: runs `version` (default the newest) from `from`.
     pub fn start(self: &Arc<Self>, task: &str, version: Option<u32>, from: Option<&str>) -> Answer {
+        self.start_at(task, version, from, &Value::Null)
+    }
+
+    /// [`Service::start`]; a start from a source position (`timestamp`, `position`, `gtid`,
+    /// `lsn`) takes it from `at` (`timestamp`, `file` and `position`, `gtid`, `lsn`: the
+    /// source's `start` keys) and runs the version with that `source.start`.
+    pub fn start_at(self: &Arc<Self>, task: &str, version: Option<u32>, from: Option<&str>, at: &Value) -> Answer {
         let mut tasks = self.lock();
         let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
         busy(task, &e.record)?;
+        const POSITIONS: [&str; 4] = ["timestamp", "position", "gtid", "lsn"];
         let allowed: &[&str] = match e.record.state {
-            TaskStatus::Initialized => &["default"],
-            TaskStatus::Paused => &["savepoint", "latest", "default"],
-            TaskStatus::Stopped | TaskStatus::Failed => &["latest", "default"],
-            TaskStatus::Finished => &["default"],
+            TaskStatus::Initialized => &["default", "timestamp", "position", "gtid", "lsn"],
+            TaskStatus::Paused => &["savepoint", "latest", "default", "timestamp", "position", "gtid", "lsn"],
+            TaskStatus::Stopped | TaskStatus::Failed => &["latest", "default", "timestamp", "position", "gtid", "lsn"],
+            TaskStatus::Finished => &["default", "timestamp", "position", "gtid", "lsn"],
             TaskStatus::Running
             | TaskStatus::Stopping
             | TaskStatus::Operating
@@ -396,12 +404,16 @@ impl Service {
             )
             .with("allowed", json!(allowed)));
         }
-        let from = if want == "default" { StartFrom::Default } else { StartFrom::Latest };
+        let positioned = POSITIONS.contains(&want);
+        let from = if want == "default" || positioned { StartFrom::Default } else { StartFrom::Latest };
         let n = version.unwrap_or(e.record.version);
-        let yaml = self
+        let mut yaml = self
             .records
             .version(task, n)?
             .ok_or_else(|| Refusal::new(404, format!("task {task} has no version {n}")))?;
+        if positioned {
+            yaml = with_start(&yaml, want, at)?;
+        }
         let work = self.records.work_dir(task);
         std::fs::create_dir_all(&work).map_err(|e| Refusal::new(500, format!("{}: {e}", work.display())))?;
         std::fs::write(work.join("plan.yaml"), &yaml)
@@ -415,8 +427,11 @@ impl Service {
         e.record.last_error = None;
         e.record.stop = None;
         self.launch(e, fresh)?;
-        let how =
-            if from == StartFrom::Default { "from the source's default position" } else { "from the last checkpoint" };
+        let how = match (from, positioned) {
+            (_, true) => format!("from the source {want} {}", at_text(want, at)),
+            (StartFrom::Default, _) => "from the source's default position".to_string(),
+            (StartFrom::Latest, _) => "from the last checkpoint".to_string(),
+        };
         e.record.enter(TaskStatus::Running, &format!("started version {n} {how}"));
         self.records.save(&e.record)?;
         Ok((200, json!({ "task": task, "state": "running", "version": n })))
@@ -945,6 +960,45 @@ fn check_plan(yaml: &str) -> Result<crate::plan::Plan, Refusal> {
         let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
         Refusal::new(400, format!("the plan has {} error(s)", list.len())).with("errors", json!(list))
     })
+}
+
+/// The plan text with `source.start` set to `{from: <from>, <keys of at>}` (JSON is YAML: the
+/// run's copy of the plan, never a version), checked.
+fn with_start(yaml: &str, from: &str, at: &Value) -> Result<String, Refusal> {
+    let mut doc = crate::plan::yaml::parse(yaml)
+        .map_err(|e| Refusal::new(400, format!("the plan does not parse: {}", e.message)))?
+        .root;
+    let mut start = json!({ "from": from });
+    for key in ["timestamp", "file", "position", "gtid", "lsn"] {
+        if let Some(v) = at.get(key).filter(|v| !v.is_null()) {
+            start[key] = v.clone();
+        }
+    }
+    match doc.get_mut("source").and_then(|s| s.as_object_mut()) {
+        Some(source) => {
+            source.insert("start".into(), start);
+        }
+        None => return Err(Refusal::new(400, "the plan has no source section")),
+    }
+    let text = serde_json::to_string_pretty(&doc).expect("a plan serializes");
+    check_plan(&text).map_err(|mut r| {
+        r.body["error"] = json!(format!("a start from `{from}`: {}", r.body["error"].as_str().unwrap_or_default()));
+        r
+    })?;
+    Ok(text)
+}
+
+/// The position keys of a positioned start, for the history.
+fn at_text(from: &str, at: &Value) -> String {
+    let keys: &[&str] = match from {
+        "position" => &["file", "position"],
+        other => std::slice::from_ref(match other {
+            "timestamp" => &"timestamp",
+            "gtid" => &"gtid",
+            _ => &"lsn",
+        }),
+    };
+    keys.iter().filter_map(|k| at.get(*k).filter(|v| !v.is_null()).map(|v| v.to_string())).collect::<Vec<_>>().join(" ")
 }
 
 /// A 409 while a state change is in flight (`operating`).
