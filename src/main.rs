@@ -160,11 +160,17 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: String,
-        /// The state directory: tasks, their plan versions and their runs.
+        /// The state: a directory (tasks, their plan versions and their runs), or
+        /// `s3://bucket/prefix` for the tasks and versions (S3 settings from the `AWS_*`
+        /// environment: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …).
         #[arg(long, default_value = "./ferry-service")]
         state: String,
-        /// File holding the API token (default: `<state>/token`, made with a random token on
-        /// the first start).
+        /// With an `s3://` state: the local directory the runs work in (default
+        /// `./ferry-service-work`).
+        #[arg(long)]
+        work: Option<String>,
+        /// File holding the API token (default: `token` in the state directory, or in the work
+        /// directory with an `s3://` state; made with a random token on the first start).
         #[arg(long)]
         token_file: Option<String>,
     },
@@ -455,10 +461,11 @@ fn shown<T>(loaded: Result<T, plan::PlanErrors>) -> Option<T> {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Task { url, token, token_file, what } => task_client(&url, token, token_file, what),
-        Command::Serve { listen, state, token_file } => {
+        Command::Serve { listen, state, work, token_file } => {
             ferry::service::serve(ferry::service::ServeOptions {
                 listen,
-                state: state.into(),
+                state,
+                work: work.map(Into::into),
                 token_file: token_file.map(Into::into),
             })?;
             Ok(ExitCode::SUCCESS)

@@ -187,6 +187,41 @@ impl Store {
         r.map_err(|source| StoreError::Op { op: "put", path: path.into(), source })
     }
 
+    /// Writes an object only if none is there (the store's conditional put: create-new on a
+    /// disk, `If-None-Match: *` on S3); `false` if one was.
+    pub fn put_new(&self, path: &str, data: impl Into<Bytes>) -> Result<bool, StoreError> {
+        let (p, data) = (Path::from(path), data.into());
+        crate::runtime::fault::store_write(path);
+        let r = self.call("put", move |s| async move {
+            let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+            s.put_opts(&p, PutPayload::from_bytes(data), opts).await.map(|_| ())
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(source) => Err(StoreError::Op { op: "put", path: path.into(), source }),
+        }
+    }
+
+    /// The names one level below `prefix` (its "folders" and objects), sorted.
+    pub fn list_names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        if self.local.as_ref().is_some_and(|root| !root.join(prefix).exists()) {
+            return Ok(Vec::new());
+        }
+        let p = Path::from(prefix);
+        let listed = self
+            .call("list", |s| async move { s.list_with_delimiter(Some(&p)).await })
+            .map_err(|source| StoreError::Op { op: "list", path: prefix.into(), source })?;
+        let mut out: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .chain(listed.objects.iter().map(|o| &o.location))
+            .filter_map(|l| l.filename().map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Reads an object; `None` if it does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let p = Path::from(path);

@@ -314,3 +314,20 @@ fn the_all_types_table_as_parquet_on_s3_reads_back_identical_with_pyarrow() {
     let (_, src) = read_table(db, "t");
     assert_eq!(src.len(), 5, "rows 1, 3, 4, 5 and 6 are left in the source");
 }
+
+#[test]
+fn a_conditional_put_on_s3_creates_an_object_once() {
+    let bucket = common::s3::prefix("putnew");
+    let var = |k: &str| std::env::var(k).unwrap();
+    let s3 = ferry::store::S3Config {
+        endpoint: Some(var("FERRY_TEST_S3_ENDPOINT")),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(var("FERRY_TEST_S3_KEY")),
+        secret_access_key: Some(var("FERRY_TEST_S3_SECRET")),
+        virtual_hosted_style: false,
+    };
+    let store = ferry::store::Store::open(&common::s3::url(&bucket, "p"), &s3).unwrap();
+    assert!(store.put_new("v/1.yaml", "first").unwrap());
+    assert!(!store.put_new("v/1.yaml", "second").unwrap(), "a second create of one object must fail");
+    assert_eq!(store.get("v/1.yaml").unwrap().unwrap(), bytes::Bytes::from("first"));
+}

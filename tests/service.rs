@@ -36,9 +36,14 @@ impl Served {
 
     /// [`Served::start`] with these environment variables (its runs inherit them).
     fn start_with(state: &Path, env: &[(&str, &str)]) -> Served {
+        Self::start_at(&state.to_string_lossy(), &[], env, &state.join("token"))
+    }
+
+    /// `ferry serve --state <state> <args>` with `env`; its token in `token`.
+    fn start_at(state: &str, args: &[&str], env: &[(&str, &str)], token: &Path) -> Served {
         let mut child = ferry()
-            .args(["serve", "--listen", "127.0.0.1:0", "--state"])
-            .arg(state)
+            .args(["serve", "--listen", "127.0.0.1:0", "--state", state])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -51,7 +56,7 @@ impl Served {
             .find(|w| w.starts_with("http://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
-        let token = std::fs::read_to_string(state.join("token")).unwrap();
+        let token = std::fs::read_to_string(token).unwrap();
         Served { child: KillOnDrop(child), base, token }
     }
 
@@ -213,6 +218,8 @@ fn savepoint_and_cancel_stops_under_writes_resume_exactly_once_after_an_edit() {
     let svc = Served::start(&dir.path().join("svc"));
     let task = "svc-stops";
     assert_eq!(svc.post("/api/tasks", &pg_log_plan(task, db, "300ms")).status, 201);
+    let checked = svc.post(&format!("/api/tasks/{task}/check"), "");
+    assert_eq!((checked.status, checked.json()["ok"].as_bool()), (200, Some(true)), "{}", checked.body);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = workload(db.to_string(), 20_000, stop.clone());
     assert_eq!(svc.post(&format!("/api/tasks/{task}/start"), "").status, 200);
@@ -249,6 +256,8 @@ fn savepoint_and_cancel_stops_under_writes_resume_exactly_once_after_an_edit() {
     assert_eq!(
         states,
         [
+            "initialized",
+            "checking",
             "initialized",
             "running",
             "stopping",
@@ -661,4 +670,57 @@ fn a_start_from_a_gtid_reads_only_the_changes_after_it_and_is_refused_while_runn
     assert!(note.contains("gtid") && note.contains(&at), "{note}");
     let refused = svc.post(&format!("/api/tasks/{task}/start"), &format!(r#"{{"from": "gtid", "gtid": "{at}"}}"#));
     assert_eq!(refused.status, 409, "{}", refused.body);
+}
+
+#[test]
+fn a_service_with_its_state_on_s3_keeps_tasks_and_versions_there_and_resumes_after_a_kill() {
+    let bucket = common::s3::prefix("svc");
+    let state = common::s3::url(&bucket, "service");
+    let dir = workdir();
+    let work = dir.path().join("work");
+    let var = |k: &str| std::env::var(k).unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", var("FERRY_TEST_S3_ENDPOINT")),
+        ("AWS_ACCESS_KEY_ID", var("FERRY_TEST_S3_KEY")),
+        ("AWS_SECRET_ACCESS_KEY", var("FERRY_TEST_S3_SECRET")),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let start = || Served::start_at(&state, &["--work", work.to_str().unwrap()], &env, &work.join("token"));
+    let svc = start();
+    // A bounded task with two versions, and one that keeps running.
+    assert_eq!(svc.post("/api/tasks", &datagen_plan("s3-done", 2000)).status, 201);
+    let r = svc.call("PUT", "/api/tasks/s3-done/plan", &[("If-Match", "1")], &datagen_plan("s3-done", 3000));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        svc.call("PUT", "/api/tasks/s3-done/plan", &[("If-Match", "1")], &datagen_plan("s3-done", 9)).status,
+        409
+    );
+    assert_eq!(svc.post("/api/tasks/s3-done/start", "").status, 200);
+    svc.wait_state("s3-done", "finished", 60);
+    let running = datagen_plan("s3-run", 100_000_000).replace("  changes:", "  rate: 2000\n  changes:");
+    assert_eq!(svc.post("/api/tasks", &running).status, 201);
+    assert_eq!(svc.post("/api/tasks/s3-run/start", "").status, 200);
+    let e = svc.wait_epoch_past("s3-run", 1);
+    svc.kill();
+
+    // The records are objects of the bucket, not files of the work directory.
+    let disk = common::s3::disk(&bucket, "service/tasks");
+    for f in ["s3-done/task.json", "s3-done/versions/1.yaml", "s3-done/versions/2.yaml", "s3-run/task.json"] {
+        assert!(disk.join(f).is_file(), "no object {f} under {}", disk.display());
+    }
+    assert!(!work.join("tasks/s3-done/task.json").exists());
+
+    let svc = start();
+    let t = svc.get("/api/tasks/s3-done");
+    assert_eq!((t["state"].as_str(), t["version"].as_u64()), (Some("finished"), Some(2)), "{t}");
+    assert_eq!(svc.get("/api/tasks/s3-done/versions")["versions"], serde_json::json!([1, 2]));
+    let v1 = svc.call("GET", "/api/tasks/s3-done/versions/1", &[], "");
+    assert_eq!(v1.body, datagen_plan("s3-done", 2000));
+    assert_eq!(svc.get("/api/tasks/s3-run")["state"], "running");
+    svc.wait_epoch_past("s3-run", e + 1);
+    assert_eq!(svc.post("/api/tasks/s3-run/stop", r#"{"mode": "cancel"}"#).status, 202);
+    svc.wait_state("s3-run", "stopped", 60);
+    assert_eq!(svc.call("DELETE", "/api/tasks/s3-run", &[], "").status, 200);
+    assert!(!disk.join("s3-run/task.json").exists());
 }

@@ -97,9 +97,10 @@ pub enum StartFrom {
 }
 
 impl Service {
-    /// Opens the state directory and starts again the runs that were running.
-    pub fn open(dir: &Path) -> Result<Arc<Service>, RecordError> {
-        let records = Records::open(dir)?;
+    /// Opens the state store (a directory or `s3://…`; runs work under `work`) and starts
+    /// again the runs that were running.
+    pub fn open(state: &str, work: &Path) -> Result<Arc<Service>, RecordError> {
+        let records = Records::open(state, work)?;
         let mut tasks = BTreeMap::new();
         for r in records.load_all()? {
             tasks.insert(r.task.clone(), Entry { record: r, run: None, restart: false, switch: false });
@@ -840,17 +841,17 @@ impl Service {
     }
 
     fn load_incidents(&self, task: &str) -> Vec<alerts::Incident> {
-        std::fs::read(self.records.dir(task).join("alerts.json"))
+        self.records
+            .get_doc(task, "alerts.json")
             .ok()
+            .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
 
     fn save_incidents(&self, task: &str, incidents: &[alerts::Incident]) {
-        let path = self.records.dir(task).join("alerts.json");
-        let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(incidents).expect("incidents serialize");
-        if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &path)) {
+        if let Err(e) = self.records.put_doc(task, "alerts.json", body) {
             tracing::warn!(task, error = %e, "cannot record the task's alerts");
         }
     }
@@ -874,9 +875,14 @@ impl Service {
 pub struct ServeOptions {
     /// The address to listen on (`host:port`).
     pub listen: String,
-    /// The state directory (tasks, versions, runs).
-    pub state: std::path::PathBuf,
-    /// The file holding the API token (default: `<state>/token`, made on first start).
+    /// The state: a local directory (tasks, versions, runs) or `s3://bucket/prefix` (tasks
+    /// and versions; the `AWS_*` environment's settings).
+    pub state: String,
+    /// Where runs work with an `s3://` state (default `./ferry-service-work`); a local state
+    /// keeps them in itself.
+    pub work: Option<std::path::PathBuf>,
+    /// The file holding the API token (default: `token` in the state directory, or in the
+    /// work directory with an `s3://` state; made on first start).
     pub token_file: Option<std::path::PathBuf>,
 }
 
@@ -902,22 +908,27 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
-    /// Not built yet.
-    #[error("{0}")]
-    Unsupported(String),
+    /// A local directory could not be made.
+    #[error("{path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the service until the process ends; prints where it listens and the token's file.
 pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
-    if opts.state.to_string_lossy().contains("://") {
-        return Err(ServeError::Unsupported(format!(
-            "--state {}: the service keeps its tasks in a local directory for now",
-            opts.state.display()
-        )));
-    }
-    std::fs::create_dir_all(&opts.state)
-        .map_err(|source| ServeError::Token { path: opts.state.display().to_string(), source })?;
-    let token_file = opts.token_file.clone().unwrap_or_else(|| opts.state.join("token"));
+    let remote = opts.state.contains("://");
+    let work = match (&opts.work, remote) {
+        (Some(w), _) => w.clone(),
+        (None, true) => std::path::PathBuf::from("./ferry-service-work"),
+        (None, false) => std::path::PathBuf::from(&opts.state),
+    };
+    std::fs::create_dir_all(&work).map_err(|source| ServeError::Dir { path: work.display().to_string(), source })?;
+    let token_dir = if remote { work.clone() } else { std::path::PathBuf::from(&opts.state) };
+    let token_file = opts.token_file.clone().unwrap_or_else(|| token_dir.join("token"));
     let token =
         token(&token_file).map_err(|source| ServeError::Token { path: token_file.display().to_string(), source })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -930,7 +941,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .block_on(tokio::net::TcpListener::bind(&opts.listen))
         .map_err(|source| ServeError::Listen { addr: opts.listen.clone(), source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: opts.listen.clone(), source })?;
-    let svc = Service::open(&opts.state)?;
+    let svc = Service::open(&opts.state, &work)?;
     svc.start_monitor();
     println!("ferry serve: listening on http://{addr} (token in {})", token_file.display());
     rt.block_on(api::serve(listener, svc, Arc::new(token)));

@@ -1,19 +1,26 @@
-//! What the service keeps per task, in its state directory:
+//! What the service keeps per task, in its state store (a local directory, or `s3://…`):
 //!
 //! ```text
-//! <state>/tasks/<task>/task.json        the record: state, newest version, history, edit lock
+//! <state>/tasks/<task>/task.json         the record: state, newest version, history, edit lock
 //! <state>/tasks/<task>/versions/<n>.yaml the plan of version n, written once, never changed
-//! <state>/tasks/<task>/work/            the run's directory: plan.yaml (the version it runs),
-//!                                       run.log, and the run's state store (`./.ferry` unless
-//!                                       the plan names another)
+//! <state>/tasks/<task>/alerts.json       the alert incidents and their deliveries
 //! ```
 //!
-//! A version is created with "create new" semantics, so two editors that both read version n
-//! cannot both write n + 1: the second gets a conflict (the compare-and-swap of `If-Match`).
-//! The record is written whole through a temporary file and a rename.
+//! and, on local disk (`<state>` itself for a local state, else `--work`):
+//!
+//! ```text
+//! <work>/tasks/<task>/work/              the run's directory: plan.yaml (the version it runs),
+//!                                        run.log, metrics.json, and the run's state store
+//!                                        (`./.ferry` unless the plan names another)
+//! <work>/tasks/<task>/check/             the plans the checks compile
+//! ```
+//!
+//! A version is created with the store's conditional put (create-new), so two editors that
+//! both read version n cannot both write n + 1: the second gets a conflict (the
+//! compare-and-swap of `If-Match`). A record is written whole (a local write goes through a
+//! temporary file and a rename; an S3 put is atomic).
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A task's state as the service shows it (F10.5).
@@ -160,10 +167,10 @@ impl TaskRecord {
     }
 }
 
-/// Errors of the service's own files.
+/// Errors of the service's own records.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// Reading or writing a file failed.
+    /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -171,6 +178,9 @@ pub enum RecordError {
         /// Why.
         source: std::io::Error,
     },
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A record that does not parse.
     #[error("{path}: not a task record: {source}")]
     Bad {
@@ -188,28 +198,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
     move |source| RecordError::Io { path: path.display().to_string(), source }
 }
 
-/// The service's state directory.
+/// The service's records (in a state store: a local directory or `s3://…`) and its runs'
+/// local working directories.
 #[derive(Debug, Clone)]
 pub struct Records {
-    root: PathBuf,
+    store: crate::store::Store,
+    work_root: PathBuf,
 }
 
 impl Records {
-    /// Opens (and creates) the state directory `root`.
-    pub fn open(root: &Path) -> Result<Records, RecordError> {
-        let tasks = root.join("tasks");
-        std::fs::create_dir_all(&tasks).map_err(io(&tasks))?;
-        Ok(Records { root: root.to_path_buf() })
+    /// Opens the state store `location` (a directory, created if needed, or `s3://bucket/prefix`
+    /// with the `AWS_*` environment's settings); runs work under `work_root`.
+    pub fn open(location: &str, work_root: &Path) -> Result<Records, RecordError> {
+        let store = crate::store::Store::open(location, &crate::store::S3Config::default())?;
+        std::fs::create_dir_all(work_root).map_err(io(work_root))?;
+        Ok(Records { store, work_root: work_root.to_path_buf() })
     }
 
-    /// The state directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// A task's folder.
+    /// A task's local folder (its run directory and check files).
     pub fn dir(&self, task: &str) -> PathBuf {
-        self.root.join("tasks").join(task)
+        self.work_root.join("tasks").join(task)
     }
 
     /// A task's run directory (the child's working directory).
@@ -217,66 +225,65 @@ impl Records {
         self.dir(task).join("work")
     }
 
+    fn path(task: &str, name: &str) -> String {
+        format!("tasks/{task}/{name}")
+    }
+
     /// Every task's record, by name.
     pub fn load_all(&self) -> Result<Vec<TaskRecord>, RecordError> {
-        let tasks = self.root.join("tasks");
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&tasks).map_err(io(&tasks))? {
-            let e = e.map_err(io(&tasks))?;
-            let f = e.path().join("task.json");
-            match std::fs::read(&f) {
-                Ok(data) => out.push(
-                    serde_json::from_slice(&data)
-                        .map_err(|source| RecordError::Bad { path: f.display().to_string(), source })?,
-                ),
-                // A task folder without a record: a submission that did not finish.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&f)(e)),
+        for task in self.store.list_names("tasks")? {
+            let path = Self::path(&task, "task.json");
+            // A task folder without a record: a submission that did not finish.
+            if let Some(data) = self.store.get(&path)? {
+                out.push(serde_json::from_slice(&data).map_err(|source| RecordError::Bad { path, source })?);
             }
         }
         out.sort_by(|a: &TaskRecord, b| a.task.cmp(&b.task));
         Ok(out)
     }
 
-    /// Writes a task's record (atomically).
+    /// Writes a task's record (whole or not at all).
     pub fn save(&self, r: &TaskRecord) -> Result<(), RecordError> {
-        let dir = self.dir(&r.task);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let tmp = dir.join("task.json.tmp");
         let data = serde_json::to_vec_pretty(r).expect("a record serializes");
-        std::fs::write(&tmp, data).map_err(io(&tmp))?;
-        let f = dir.join("task.json");
-        std::fs::rename(&tmp, &f).map_err(io(&f))
+        Ok(self.store.put(&Self::path(&r.task, "task.json"), data)?)
     }
 
     /// Writes version `n` of a task's plan; fails with [`RecordError::VersionTaken`] if it
-    /// exists (versions are immutable).
+    /// exists (versions are immutable: the store's conditional put).
     pub fn put_version(&self, task: &str, n: u32, yaml: &str) -> Result<(), RecordError> {
-        let dir = self.dir(task).join("versions");
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let f = dir.join(format!("{n}.yaml"));
-        let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&f) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(RecordError::VersionTaken(n)),
-            Err(e) => return Err(io(&f)(e)),
-        };
-        file.write_all(yaml.as_bytes()).and_then(|_| file.sync_all()).map_err(io(&f))
+        let path = Self::path(task, &format!("versions/{n}.yaml"));
+        if self.store.put_new(&path, yaml.as_bytes().to_vec())? {
+            Ok(())
+        } else {
+            Err(RecordError::VersionTaken(n))
+        }
     }
 
     /// Version `n` of a task's plan.
     pub fn version(&self, task: &str, n: u32) -> Result<Option<String>, RecordError> {
-        let f = self.dir(task).join("versions").join(format!("{n}.yaml"));
-        match std::fs::read_to_string(&f) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&f)(e)),
-        }
+        let b = self.store.get(&Self::path(task, &format!("versions/{n}.yaml")))?;
+        Ok(b.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
-    /// Deletes a task's folder (record, versions, run directory).
+    /// Another document of a task's (`alerts.json`), if written.
+    pub fn get_doc(&self, task: &str, name: &str) -> Result<Option<Vec<u8>>, RecordError> {
+        Ok(self.store.get(&Self::path(task, name))?.map(|b| b.to_vec()))
+    }
+
+    /// Writes another document of a task's.
+    pub fn put_doc(&self, task: &str, name: &str, data: Vec<u8>) -> Result<(), RecordError> {
+        Ok(self.store.put(&Self::path(task, name), data)?)
+    }
+
+    /// Deletes a task: its records and its local folder.
     pub fn delete(&self, task: &str) -> Result<(), RecordError> {
+        self.store.delete_prefix(&format!("tasks/{task}/"))?;
         let dir = self.dir(task);
-        std::fs::remove_dir_all(&dir).map_err(io(&dir))
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -287,7 +294,7 @@ mod tests {
     #[test]
     fn a_version_is_written_once_and_a_second_writer_gets_a_conflict() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Records::open(dir.path()).unwrap();
+        let r = Records::open(dir.path().to_str().unwrap(), dir.path()).unwrap();
         r.put_version("t", 2, "a").unwrap();
         assert!(matches!(r.put_version("t", 2, "b"), Err(RecordError::VersionTaken(2))));
         assert_eq!(r.version("t", 2).unwrap().as_deref(), Some("a"));
@@ -297,7 +304,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_list_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Records::open(dir.path()).unwrap();
+        let r = Records::open(dir.path().to_str().unwrap(), dir.path()).unwrap();
         let mut b = TaskRecord::new("b");
         b.enter(TaskStatus::Running, "started");
         r.save(&b).unwrap();
