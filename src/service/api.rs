@@ -1,19 +1,27 @@
 //! The REST API over HTTP/1.1 (hyper): routes to [`Service`] calls, JSON answers, plans as
-//! YAML bodies. Every route but `GET /healthz` needs `Authorization: Bearer <token>` (401).
+//! YAML bodies. Every route but `GET /healthz` and the console's assets needs
+//! `Authorization: Bearer <token>` (401).
 //!
 //! ```text
 //! GET    /healthz                               200 ok (no token)
+//! GET    / , /app.js, /app.css                  the web console (no token: it asks for one)
 //! POST   /api/tasks                             plan YAML → 201 {task, version: 1} | 400 | 409
-//! GET    /api/tasks                             every task: state, version, run status
-//! GET    /api/tasks/{task}                      the same with the state history
+//! GET    /api/tasks                             every task: state, phase, counters, run status
+//! GET    /api/tasks/{task}                      the same with tables, history, series
 //! PUT    /api/tasks/{task}/plan                 If-Match: <version> → 200 {version} | 409 | 428 | 423
 //! GET    /api/tasks/{task}/versions[/{n}]       the versions; one version's plan (YAML)
 //! POST   /api/tasks/{task}/lock                 {holder, ttl_seconds} → 200 | 423
 //! DELETE /api/tasks/{task}/lock                 Ferry-Lock-Holder: <holder> → 200 | 423
-//! POST   /api/tasks/{task}/start                {version?, from?: default|latest|savepoint}
+//! POST   /api/tasks/{task}/check                {acknowledge?} → the checks; check-error on an error
+//! POST   /api/check                             plan YAML (not saved) → the checks, located errors, mapping
+//! POST   /api/tasks/{task}/start                {version?, from?: default|latest|savepoint|timestamp|…}
 //! POST   /api/tasks/{task}/stop                 {mode?: savepoint|cancel} → 202
 //! POST   /api/tasks/{task}/resume|restart
+//! GET    /api/tasks/{task}/alerts               the incidents, newest first
+//! GET    /api/tasks/{task}/dirty                dirty rows per table and reason, the first rows
+//! POST   /api/tasks/{task}/dirty/replay         `ferry dirty replay` of the run's plan
 //! DELETE /api/tasks/{task}                      without a live run only
+//! GET    /metrics                               Prometheus text
 //! ```
 
 use super::{Answer, Refusal, Service};
@@ -56,6 +64,28 @@ async fn handle(req: Request<hyper::body::Incoming>, svc: Arc<Service>, token: &
     if method == Method::GET && path == "/healthz" {
         return text(200, "ok\n");
     }
+    // The console's assets (compiled in); its data comes from the API with the token.
+    if method == Method::GET {
+        let asset = match path.as_str() {
+            "/" | "/index.html" => Some((CONSOLE_HTML, "text/html; charset=utf-8")),
+            "/app.js" => Some((CONSOLE_JS, "text/javascript; charset=utf-8")),
+            "/app.css" => Some((CONSOLE_CSS, "text/css; charset=utf-8")),
+            _ => None,
+        };
+        if let Some((body, kind)) = asset {
+            let mut r = text(200, body);
+            let h = r.headers_mut();
+            h.insert("content-type", hyper::header::HeaderValue::from_static(kind));
+            h.insert(
+                "content-security-policy",
+                hyper::header::HeaderValue::from_static(
+                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+                ),
+            );
+            h.insert("x-content-type-options", hyper::header::HeaderValue::from_static("nosniff"));
+            return r;
+        }
+    }
     if !authorized(req.headers(), token) {
         return json_response(
             401,
@@ -88,6 +118,11 @@ async fn handle(req: Request<hyper::body::Incoming>, svc: Arc<Service>, token: &
         Err(r) => refusal(r),
     }
 }
+
+/// The web console (F10, plain HTML, CSS and JavaScript written for it; see `console/`).
+const CONSOLE_HTML: &str = include_str!("console/index.html");
+const CONSOLE_JS: &str = include_str!("console/app.js");
+const CONSOLE_CSS: &str = include_str!("console/app.css");
 
 enum Reply {
     Json((u16, Value)),
@@ -142,6 +177,9 @@ fn route(
                 .unwrap_or_default();
             json_of(svc.check(t, &ack))
         }
+        (&Method::POST, ["api", "check"]) => json_of(svc.check_draft(utf8(body)?)),
+        (&Method::GET, ["api", "tasks", t, "dirty"]) => json_of(svc.dirty(t)),
+        (&Method::POST, ["api", "tasks", t, "dirty", "replay"]) => json_of(svc.replay_dirty(t)),
         (&Method::GET, ["api", "tasks", t, "alerts"]) => json_of(svc.alerts(t)),
         (&Method::POST, ["api", "tasks", t, "resume"]) => json_of(svc.resume(t)),
         (&Method::POST, ["api", "tasks", t, "restart"]) => json_of(svc.restart(t)),

@@ -65,27 +65,45 @@ pub fn footprint(c: &crate::plan::Compiled) -> Footprint {
     }
 }
 
+/// What [`run`] found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Every check.
+    pub checks: Vec<Check>,
+    /// The plan's footprint, if it compiled.
+    pub footprint: Option<Footprint>,
+    /// Plan errors with their places: `{line, col, key, message}`.
+    pub located: Vec<serde_json::Value>,
+    /// The mapping preview (`ferry preview --json`'s rows: target, key, verdict, type loss).
+    pub preview: serde_json::Value,
+}
+
+fn located(errors: &crate::plan::PlanErrors) -> Vec<serde_json::Value> {
+    errors
+        .0
+        .iter()
+        .map(|e| serde_json::json!({ "line": e.line, "col": e.col, "key": e.key, "message": e.message }))
+        .collect()
+}
+
 /// Runs the checks of `yaml` (written to `file` first: plan-relative paths resolve there).
 /// `others`: the other tasks' footprints, by task; `busy_workers`: workers of the runs alive
-/// now. Returns the checks and this plan's footprint (if it compiled).
-pub fn run(
-    file: &std::path::Path,
-    yaml: &str,
-    others: &[(String, Footprint)],
-    busy_workers: usize,
-) -> (Vec<Check>, Option<Footprint>) {
-    let mut out = Vec::new();
+/// now.
+pub fn run(file: &std::path::Path, yaml: &str, others: &[(String, Footprint)], busy_workers: usize) -> Outcome {
+    let mut outcome = Outcome::default();
+    let out = &mut outcome.checks;
     let path = file.to_string_lossy().into_owned();
     if let Err(e) = std::fs::write(file, yaml) {
         out.push(Check::new("plan", Level::Error, format!("cannot write {path}: {e}")));
-        return (out, None);
+        return outcome;
     }
     let plan = match crate::connectors::load(&path, yaml) {
         Ok(p) => p,
         Err(errors) => {
             let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
             out.push(Check::new("plan", Level::Error, list.join("\n")));
-            return (out, None);
+            outcome.located = located(&errors);
+            return outcome;
         }
     };
     out.push(Check::new("plan", Level::Ok, "the plan is valid"));
@@ -94,7 +112,8 @@ pub fn run(
         Err(errors) => {
             let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
             out.push(Check::new("source", Level::Error, list.join("\n")));
-            return (out, None);
+            outcome.located = located(&errors);
+            return outcome;
         }
     };
     out.push(Check::new(
@@ -125,6 +144,7 @@ pub fn run(
         admin.as_deref_mut().map(|a| a as &mut dyn crate::catalog::create::TableAdmin),
     ) {
         Ok(rows) => {
+            outcome.preview = serde_json::to_value(&rows).unwrap_or_default();
             let broken: Vec<String> =
                 rows.iter().filter_map(|r| r.verdict.as_ref().map(|v| format!("{}: {v}", r.source))).collect();
             out.push(if broken.is_empty() {
@@ -219,5 +239,6 @@ pub fn run(
     } else {
         Check::new("resources", Level::Ok, resources)
     });
-    (out, Some(mine))
+    outcome.footprint = Some(mine);
+    outcome
 }

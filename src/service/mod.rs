@@ -65,6 +65,12 @@ impl From<RecordError> for Refusal {
 /// A successful answer: status and JSON body.
 pub type Answer = Result<(u16, Value), Refusal>;
 
+/// A task's samples: `(micros, rows/s, lag seconds)`, oldest first.
+type Series = std::collections::VecDeque<(i64, f64, Option<f64>)>;
+
+/// Numbers the draft files of `POST /api/check`.
+static DRAFTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A task as the service holds it: its record and its run, if one is alive.
 struct Entry {
     record: TaskRecord,
@@ -85,6 +91,8 @@ pub struct Service {
     sender: std::sync::OnceLock<alerts::Sender>,
     /// What each task's plan reads and writes, by the version it was computed for.
     footprints: Mutex<BTreeMap<String, (u32, check::Footprint)>>,
+    /// Per task, a sample every 10 s of the last hour: `(micros, rows/s, lag seconds)`.
+    series: Mutex<BTreeMap<String, Series>>,
 }
 
 /// Where a start begins (F10.4).
@@ -111,6 +119,7 @@ impl Service {
             alerts: Mutex::new(BTreeMap::new()),
             sender: std::sync::OnceLock::new(),
             footprints: Mutex::new(BTreeMap::new()),
+            series: Mutex::new(BTreeMap::new()),
         });
         let names: Vec<String> = svc.lock().keys().cloned().collect();
         for name in names {
@@ -219,6 +228,9 @@ impl Service {
         }
         if full {
             v["history"] = serde_json::to_value(&record.history).expect("history serializes");
+            let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+            v["series"] = json!(series.get(task).map(|s| s.iter().collect::<Vec<_>>()).unwrap_or_default());
+            v["authors"] = json!(record.authors);
         }
         Ok(v)
     }
@@ -307,15 +319,25 @@ impl Service {
             }
         }
         if base != e.record.version {
+            let by = e
+                .record
+                .authors
+                .iter()
+                .rev()
+                .find(|(n, _, _)| *n == e.record.version)
+                .and_then(|(_, h, _)| h.clone())
+                .map(|h| format!(", saved by {h}"))
+                .unwrap_or_default();
             return Err(Refusal::new(
                 409,
-                format!("version {base} is not the newest ({}): read it and edit that", e.record.version),
+                format!("version {base} is not the newest ({}{by}): read it and edit that", e.record.version),
             )
             .with("version", json!(e.record.version)));
         }
         let next = base + 1;
         self.records.put_version(task, next, yaml)?;
         e.record.version = next;
+        e.record.authors.push((next, holder.map(str::to_string), crate::runtime::now_micros()));
         e.record.acknowledged.clear();
         if e.record.state == TaskStatus::CheckError {
             let back = e.record.before_check.take().unwrap_or(TaskStatus::Initialized);
@@ -582,6 +604,7 @@ impl Service {
         tasks.remove(task);
         self.footprints.lock().unwrap_or_else(|p| p.into_inner()).remove(task);
         self.alerts_lock().remove(task);
+        self.series.lock().unwrap_or_else(|p| p.into_inner()).remove(task);
         Ok((200, json!({ "task": task, "deleted": true })))
     }
 }
@@ -637,7 +660,8 @@ impl Service {
         }
         let dir = self.records.dir(task).join("check");
         let _ = std::fs::create_dir_all(&dir);
-        let (mut checks, mine) = check::run(&dir.join("plan.yaml"), &yaml, &theirs, busy);
+        let outcome = check::run(&dir.join("plan.yaml"), &yaml, &theirs, busy);
+        let (mut checks, mine) = (outcome.checks, outcome.footprint);
         let mut tasks = self.lock();
         let e = tasks.get_mut(task).ok_or_else(|| missing(task))?;
         for c in checks.iter_mut().filter(|c| c.level == check::Level::Warning) {
@@ -658,7 +682,56 @@ impl Service {
         self.records.save(&e.record)?;
         Ok((
             200,
-            json!({ "task": task, "version": version, "ok": errors == 0, "state": e.record.state.as_str(), "checks": checks }),
+            json!({
+                "task": task,
+                "version": version,
+                "ok": errors == 0,
+                "state": e.record.state.as_str(),
+                "checks": checks,
+                "located": outcome.located,
+                "preview": outcome.preview,
+            }),
+        ))
+    }
+
+    /// `POST /api/check`: the checks of a plan text that is not saved (the console's form):
+    /// plan errors with their lines, every check against the other tasks, the mapping
+    /// preview.
+    pub fn check_draft(&self, yaml: &str) -> Answer {
+        let name = crate::plan::yaml::parse(yaml)
+            .ok()
+            .and_then(|d| d.root.get("task").and_then(|t| t.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        let others: Vec<(String, u32, bool)> = self
+            .lock()
+            .iter()
+            .filter(|(n, _)| **n != name)
+            .map(|(n, e)| {
+                (
+                    n.clone(),
+                    e.record.run_version.unwrap_or(e.record.version),
+                    e.run.as_ref().is_some_and(|r| !r.exited()),
+                )
+            })
+            .collect();
+        let mut theirs = Vec::new();
+        let mut busy = 0;
+        for (other, v, alive) in others {
+            if let Some(f) = self.footprint(&other, v) {
+                busy += if alive { f.workers } else { 0 };
+                theirs.push((other, f));
+            }
+        }
+        let dir = self.records.dir("_drafts");
+        std::fs::create_dir_all(&dir).map_err(|e| Refusal::new(500, format!("{}: {e}", dir.display())))?;
+        let n = DRAFTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!("draft-{n}.yaml"));
+        let outcome = check::run(&file, yaml, &theirs, busy);
+        let _ = std::fs::remove_file(&file);
+        let ok = !outcome.checks.iter().any(|c| c.level == check::Level::Error);
+        Ok((
+            200,
+            json!({ "task": name, "ok": ok, "checks": outcome.checks, "located": outcome.located, "preview": outcome.preview }),
         ))
     }
 
@@ -746,6 +819,16 @@ impl Service {
                 .filter(|(last, _)| last["equal"] == json!(false))
                 .map(|(_, summary)| summary.lines().next().unwrap_or_default().to_string()),
         };
+        if let Some(m) = obs.metrics.as_ref().filter(|_| alive) {
+            let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+            let s = series.entry(task.to_string()).or_default();
+            if s.back().is_none_or(|(t, _, _)| now - t >= 10_000_000) {
+                s.push_back((now, m.rows_per_second, m.lag_seconds));
+                while s.front().is_some_and(|(t, _, _)| now - t > 3_600_000_000) {
+                    s.pop_front();
+                }
+            }
+        }
         if let (Some((_, streaming)), Some(m)) = (plan.settings.runtime.resources.by_phase(), &obs.metrics) {
             if m.phase == "streaming" && m.workers as usize != streaming {
                 self.switch_to_streaming(task, m.workers as usize, streaming);
@@ -854,6 +937,76 @@ impl Service {
         if let Err(e) = self.records.put_doc(task, "alerts.json", body) {
             tracing::warn!(task, error = %e, "cannot record the task's alerts");
         }
+    }
+
+    /// `GET /api/tasks/{task}/dirty`: the run's dirty-data archive — rows per table and
+    /// reason, and the first 100 rows.
+    pub fn dirty(&self, task: &str) -> Answer {
+        if !self.lock().contains_key(task) {
+            return Err(missing(task));
+        }
+        let Some((plan, state)) = self.run_state(task) else {
+            return Ok((200, json!({ "task": task, "total": 0, "per": [], "rows": [] })));
+        };
+        let fail = |e: crate::engine::EngineError| Refusal::new(500, e.to_string());
+        let archive = crate::engine::dirty_archive(&plan.settings, &state).map_err(fail)?;
+        let mut per: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut rows = Vec::new();
+        let mut total = 0u64;
+        for f in crate::engine::archive_files(&archive).map_err(fail)? {
+            let data = archive.store().get(&f).map_err(|e| Refusal::new(500, e.to_string()))?.unwrap_or_default();
+            for line in String::from_utf8_lossy(&data).lines() {
+                let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+                total += 1;
+                let key =
+                    (v["table"].as_str().unwrap_or("").to_string(), v["reason"].as_str().unwrap_or("").to_string());
+                *per.entry(key).or_default() += 1;
+                if rows.len() < 100 {
+                    rows.push(v);
+                }
+            }
+        }
+        let per: Vec<Value> = per
+            .into_iter()
+            .map(|((table, reason), n)| json!({ "table": table, "reason": reason, "rows": n }))
+            .collect();
+        Ok((200, json!({ "task": task, "total": total, "per": per, "rows": rows })))
+    }
+
+    /// `POST /api/tasks/{task}/dirty/replay`: `ferry dirty replay` of the run's plan (after the
+    /// cause is fixed), in the task's run directory; its output as the answer.
+    pub fn replay_dirty(&self, task: &str) -> Answer {
+        {
+            let tasks = self.lock();
+            let e = tasks.get(task).ok_or_else(|| missing(task))?;
+            busy(task, &e.record)?;
+        }
+        let work = self.records.work_dir(task);
+        if !work.join("plan.yaml").is_file() {
+            return Err(Refusal::new(409, format!("task {task} has never run: nothing to replay")));
+        }
+        let exe = std::env::current_exe().map_err(|e| Refusal::new(500, e.to_string()))?;
+        let out = std::process::Command::new(exe)
+            .current_dir(&work)
+            .args(["dirty", "replay", "plan.yaml"])
+            .output()
+            .map_err(|e| Refusal::new(500, format!("cannot start the replay: {e}")))?;
+        let text = crate::secrets::redact(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        let ok = out.status.success();
+        if let Some(e) = self.lock().get_mut(task) {
+            let note = format!("dirty rows replayed: {}", text.lines().next().unwrap_or_default());
+            e.record.history.push(record::Transition {
+                at_micros: crate::runtime::now_micros(),
+                state: e.record.state,
+                note,
+            });
+            let _ = self.records.save(&e.record);
+        }
+        Ok((if ok { 200 } else { 422 }, json!({ "task": task, "ok": ok, "output": text.trim() })))
     }
 
     /// `GET /api/tasks/{task}/alerts`: the task's incidents, newest first.
@@ -969,8 +1122,19 @@ fn token(path: &Path) -> std::io::Result<String> {
 fn check_plan(yaml: &str) -> Result<crate::plan::Plan, Refusal> {
     crate::connectors::load("plan.yaml", yaml).map_err(|errors| {
         let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
-        Refusal::new(400, format!("the plan has {} error(s)", list.len())).with("errors", json!(list))
+        Refusal::new(400, format!("the plan has {} error(s)", list.len()))
+            .with("errors", json!(list))
+            .with("located", located(&errors))
     })
+}
+
+/// Plan errors as `{line, col, key, message}` (the console marks their lines).
+fn located(errors: &crate::plan::PlanErrors) -> Value {
+    json!(errors
+        .0
+        .iter()
+        .map(|e| json!({ "line": e.line, "col": e.col, "key": e.key, "message": e.message }))
+        .collect::<Vec<_>>())
 }
 
 /// The plan text with `source.start` set to `{from: <from>, <keys of at>}` (JSON is YAML: the

@@ -133,6 +133,10 @@ pub struct TaskRecord {
     /// streaming worker count (cleared by a start from the default position).
     #[serde(default)]
     pub streaming_phase: bool,
+    /// Who saved each version after the first (the lock holder that sent it, if any) and
+    /// when: `(version, holder, micros)`.
+    #[serde(default)]
+    pub authors: Vec<(u32, Option<String>, i64)>,
 }
 
 impl TaskRecord {
@@ -150,6 +154,7 @@ impl TaskRecord {
             before_check: None,
             acknowledged: Vec::new(),
             streaming_phase: false,
+            authors: Vec::new(),
         };
         r.enter(TaskStatus::Initialized, "submitted (version 1)");
         r

@@ -2,10 +2,12 @@
 //! sink's output, computing what the generator's changes should produce.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod items;
 pub mod kafka;
 pub mod mysql;
 pub mod pg;
+pub mod served;
 pub mod sql;
 
 use ferry::connectors::datagen::{catalog, DatagenConfig, ShardGen};
