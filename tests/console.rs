@@ -152,18 +152,18 @@ fn the_console_stops_edits_and_resumes_a_mariadb_task_and_replays_a_dirty_row() 
     set_plan(&b, &pg_plan(task, db, "200ms"));
     b.click("#save-btn");
     b.wait("#resume-btn", 20);
-    assert_eq!(svc.get(&format!("/api/tasks/{task}"))["version"], 2);
-    b.click("#resume-btn");
-    b.wait_text("#task-state", "running", 30);
+    let t = svc.get(&format!("/api/tasks/{task}"));
+    assert_eq!((t["version"].as_u64(), t["lock"].as_str()), (Some(2), None), "saved, and the lock released: {t}");
 
-    // The cause lifted, the dirty row replayed (with a confirmation).
+    // The cause lifted, the dirty row replayed while the task is paused (with a
+    // confirmation); then resumed.
     Target::Pg.exec(&[format!("ALTER TABLE \"{db}\".items DROP CONSTRAINT small")]);
-    b.goto(&format!("{}/#/", svc.base));
-    b.goto(&page);
     b.click("#replay-btn");
     b.click("#confirm-yes");
     b.wait_text("#replay-msg", "1 written", 60);
     b.wait_text("#dirty-total", "No dirty rows", 20);
+    b.click("#resume-btn");
+    b.wait_text("#task-state", "running", 30);
 
     // Two versions side by side.
     b.click("#diff-btn");

@@ -87,10 +87,10 @@ async fn handle(req: Request<hyper::body::Incoming>, svc: Arc<Service>, token: &
         }
     }
     if !authorized(req.headers(), token) {
-        return json_response(
-            401,
-            &json!({ "error": "send Authorization: Bearer <token> (the service's token file)" }),
-        );
+        let mut r =
+            json_response(401, &json!({ "error": "send Authorization: Bearer <token> (the service's token file)" }));
+        r.headers_mut().insert("www-authenticate", hyper::header::HeaderValue::from_static("Bearer"));
+        return r;
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (if_match, holder) = (header("if-match"), header("ferry-lock-holder"));

@@ -79,6 +79,8 @@ struct Entry {
     restart: bool,
     /// The run is stopping at a savepoint to go on with the streaming workers (by-phase).
     switch: bool,
+    /// When the current run was launched (µs): a status older than that is an earlier run's.
+    launched_micros: i64,
 }
 
 /// The service: every task's record and run.
@@ -111,7 +113,10 @@ impl Service {
         let records = Records::open(state, work)?;
         let mut tasks = BTreeMap::new();
         for r in records.load_all()? {
-            tasks.insert(r.task.clone(), Entry { record: r, run: None, restart: false, switch: false });
+            tasks.insert(
+                r.task.clone(),
+                Entry { record: r, run: None, restart: false, switch: false, launched_micros: 0 },
+            );
         }
         let svc = Arc::new(Service {
             records,
@@ -127,11 +132,10 @@ impl Service {
             let e = tasks.get_mut(&name).expect("listed");
             match e.record.state {
                 TaskStatus::Running | TaskStatus::Operating => {
-                    e.record.history.push(record::Transition {
-                        at_micros: crate::runtime::now_micros(),
-                        state: TaskStatus::Running,
-                        note: "the service started again: resuming from the last checkpoint".into(),
-                    });
+                    // A state change in flight (the by-phase switch) is over: the run starts
+                    // again from the last checkpoint with the phase's workers.
+                    e.record.stop = None;
+                    e.record.enter(TaskStatus::Running, "the service started again: resuming from the last checkpoint");
                     if let Err(r) = svc.launch(e, false) {
                         e.record.last_error = Some(r.body["error"].as_str().unwrap_or_default().to_string());
                         e.record.enter(TaskStatus::Failed, "could not start the run again");
@@ -139,7 +143,8 @@ impl Service {
                     let _ = svc.records.save(&e.record);
                 }
                 TaskStatus::Checking => {
-                    e.record.enter(TaskStatus::Initialized, "the service stopped during a check");
+                    let back = e.record.before_check.take().unwrap_or(TaskStatus::Initialized);
+                    e.record.enter(back, "the service stopped during a check");
                     let _ = svc.records.save(&e.record);
                 }
                 TaskStatus::Stopping => {
@@ -171,7 +176,7 @@ impl Service {
         self.records.put_version(&task, 1, yaml)?;
         let record = TaskRecord::new(&task);
         self.records.save(&record)?;
-        tasks.insert(task.clone(), Entry { record, run: None, restart: false, switch: false });
+        tasks.insert(task.clone(), Entry { record, run: None, restart: false, switch: false, launched_micros: 0 });
         Ok((201, json!({ "task": task, "version": 1 })))
     }
 
@@ -478,6 +483,7 @@ impl Service {
         })
         .map_err(|err| Refusal::new(500, format!("cannot start the run: {err}")))?;
         e.run = Some(run);
+        e.launched_micros = crate::runtime::now_micros();
         Ok(())
     }
 
@@ -486,7 +492,8 @@ impl Service {
         let status = {
             let tasks = self.lock();
             match tasks.get(task) {
-                Some(e) => self.run_status(&e.record),
+                // A status from before this run's launch is an earlier run's: this one wrote none.
+                Some(e) => self.run_status(&e.record).filter(|s| s.updated_micros >= e.launched_micros),
                 None => return,
             }
         };
@@ -745,9 +752,12 @@ impl Service {
         let yaml = self.records.version(task, v).ok().flatten()?;
         let dir = self.records.dir(task).join("check");
         std::fs::create_dir_all(&dir).ok()?;
-        let file = dir.join("footprint.yaml");
+        let n = DRAFTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!("footprint-{n}.yaml"));
         std::fs::write(&file, yaml).ok()?;
-        let compiled = crate::connectors::load_file_lenient(&file.to_string_lossy()).ok()?;
+        let compiled = crate::connectors::load_file_lenient(&file.to_string_lossy());
+        let _ = std::fs::remove_file(&file);
+        let compiled = compiled.ok()?;
         let f = check::footprint(&compiled);
         self.footprints.lock().unwrap_or_else(|p| p.into_inner()).insert(task.to_string(), (v, f.clone()));
         Some(f)
@@ -830,7 +840,9 @@ impl Service {
             }
         }
         if let (Some((_, streaming)), Some(m)) = (plan.settings.runtime.resources.by_phase(), &obs.metrics) {
-            if m.phase == "streaming" && m.workers as usize != streaming {
+            // After a checkpoint: the snapshot's chunks are planned by then (before, no table
+            // has chunks yet and the phase reads as streaming).
+            if m.phase == "streaming" && m.commits > 0 && m.workers as usize != streaming {
                 self.switch_to_streaming(task, m.workers as usize, streaming);
             }
         }
@@ -980,6 +992,14 @@ impl Service {
             let tasks = self.lock();
             let e = tasks.get(task).ok_or_else(|| missing(task))?;
             busy(task, &e.record)?;
+            // A stopped table's archived changes must land before its later ones.
+            if e.run.as_ref().is_some_and(|r| !r.exited()) || e.record.state == TaskStatus::Checking {
+                return Err(Refusal::new(
+                    409,
+                    format!("task {task} is {}: stop it (with a savepoint) before replaying", e.record.state.as_str()),
+                )
+                .with("allowed", json!(["stop"])));
+            }
         }
         let work = self.records.work_dir(task);
         if !work.join("plan.yaml").is_file() {

@@ -12,6 +12,8 @@ const STARTS = {
 let timer = null;
 // The page shown; an answer that comes back after the page changed is dropped.
 let page = 0;
+// Run when the page is left (the edit page releases its lock).
+let onLeave = null;
 const holder = sessionStorage.getItem("ferry-holder") || ("console-" + Math.random().toString(36).slice(2, 8));
 sessionStorage.setItem("ferry-holder", holder);
 
@@ -174,11 +176,14 @@ async function editPage(task) {
   const lock = await api("POST", `/api/tasks/${encodeURIComponent(task)}/lock`, JSON.stringify({ holder, ttl_seconds: 900 }));
   if (me !== page) return;
   const locked = lock.status === 200;
+  if (locked) {
+    onLeave = () => api("DELETE", `/api/tasks/${encodeURIComponent(task)}/lock`, undefined, { "Ferry-Lock-Holder": holder });
+  }
   planForm(`Edit ${task} (version ${version})`, v.text, async text => {
     if (await planErrors(text)) return;
     const r = await api("PUT", `/api/tasks/${encodeURIComponent(task)}/plan`, text, { "If-Match": String(version), "Ferry-Lock-Holder": holder });
     if (r.status === 200) {
-      await api("DELETE", `/api/tasks/${encodeURIComponent(task)}/lock`, undefined, { "Ferry-Lock-Holder": holder });
+      // Leaving the page releases the lock.
       location.hash = "#/task/" + encodeURIComponent(task);
       return;
     }
@@ -290,14 +295,14 @@ async function taskPage(task) {
       ? `<p id="dirty-total">${num(j.total)} dirty row(s)</p><div class="scroll"><table id="dirty-per"><thead><tr><th>Table</th><th>Reason</th><th class="num">Rows</th></tr></thead><tbody>
           ${j.per.map(p => `<tr><td>${esc(p.table)}</td><td>${esc(p.reason)}</td><td class="num">${num(p.rows)}</td></tr>`).join("")}</tbody></table></div>
          <pre class="rows" id="dirty-rows">${esc(j.rows.map(r => JSON.stringify(r)).join("\n"))}</pre>
-         <div class="row"><button id="replay-btn">Replay the dirty rows</button></div><div id="replay-msg" aria-live="polite"></div>`
+         <div class="row"><button id="replay-btn">Replay the dirty rows</button><small>once the cause is fixed, with the task stopped</small></div><div id="replay-msg" aria-live="polite"></div>`
       : `<p id="dirty-total">No dirty rows.</p>`;
     const b = document.getElementById("replay-btn");
     if (b) b.addEventListener("click", async () => {
       if (!(await confirmAction(`Replay the dirty rows of ${task} into its target?`))) return;
       const r = await api("POST", path + "/dirty/replay");
       if (me !== page) return;
-      msg(document.getElementById("replay-msg"), r.json ? r.json.output : r.text, r.status === 200 ? "ok" : "error");
+      msg(document.getElementById("replay-msg"), r.json ? (r.json.output || r.json.error) : r.text, r.status === 200 ? "ok" : "error");
       setTimeout(loadDirty, 300);
     });
   };
@@ -327,6 +332,7 @@ async function taskPage(task) {
 // ---- routes
 function route() {
   if (timer) { clearInterval(timer); timer = null; }
+  if (onLeave) { const f = onLeave; onLeave = null; f(); }
   page++;
   const h = location.hash || "#/";
   if (!token() && h !== "#/login") { location.hash = "#/login"; return; }
