@@ -319,9 +319,10 @@ fn a_second_task_writing_a_table_fails_its_check_naming_the_first_and_metrics_pa
         (Some(&*table), Some(chunks))
     );
     let lag = t["lag_seconds"].as_f64().unwrap();
-    assert!(lag < 2.0, "an idle source read to its end shows a lag of {lag}s");
+    // (Binlog event times are whole seconds: up to 1 s of it is their truncation.)
+    assert!(lag < 2.5, "an idle source read to its end shows a lag of {lag}s");
     let lag = sample(&scrape(&svc), "ferry_task_source_lag_seconds", &[("task", a)]).unwrap();
-    assert!(lag < 2.0, "{lag}");
+    assert!(lag < 2.5, "{lag}");
 }
 
 /// A request's headers (lowercase names) and body.

@@ -360,6 +360,10 @@ pub(super) fn binlog<'s>(
                                     // The server sends one only when it has nothing else to
                                     // send: the reader is at the source's end now.
                                     metrics.note_source_time(crate::runtime::now_micros());
+                                } else if event_time > 0 {
+                                    // Any transaction's end (also of tables not selected: a
+                                    // busy server sends no heartbeats) is read progress.
+                                    metrics.note_source_time(i64::from(event_time) * 1_000_000);
                                 }
                                 if let BinlogEvent::Ddl { database, sql, .. } = &ev {
                                     let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
