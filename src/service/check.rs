@@ -78,7 +78,8 @@ pub struct Outcome {
     pub preview: serde_json::Value,
 }
 
-fn located(errors: &crate::plan::PlanErrors) -> Vec<serde_json::Value> {
+/// Plan errors as `{line, col, key, message}` (the console marks their lines).
+pub fn located(errors: &crate::plan::PlanErrors) -> Vec<serde_json::Value> {
     errors
         .0
         .iter()

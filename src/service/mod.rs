@@ -646,25 +646,7 @@ impl Service {
         let yaml = self.records.version(task, version)?.unwrap_or_default();
         // The other tasks' footprints (computed once per version; a plan that no longer
         // compiles has none).
-        let others: Vec<(String, u32, bool)> = self
-            .lock()
-            .iter()
-            .filter(|(n, _)| n.as_str() != task)
-            .map(|(n, e)| {
-                let alive = e.run.as_ref().is_some_and(|r| !r.exited());
-                (n.clone(), e.record.run_version.unwrap_or(e.record.version), alive)
-            })
-            .collect();
-        let mut theirs = Vec::new();
-        let mut busy = 0;
-        for (other, v, alive) in others {
-            if let Some(f) = self.footprint(&other, v) {
-                if alive {
-                    busy += f.workers;
-                }
-                theirs.push((other, f));
-            }
-        }
+        let (theirs, busy) = self.others(task);
         let dir = self.records.dir(task).join("check");
         let _ = std::fs::create_dir_all(&dir);
         let outcome = check::run(&dir.join("plan.yaml"), &yaml, &theirs, busy);
@@ -709,26 +691,7 @@ impl Service {
             .ok()
             .and_then(|d| d.root.get("task").and_then(|t| t.as_str()).map(str::to_string))
             .unwrap_or_default();
-        let others: Vec<(String, u32, bool)> = self
-            .lock()
-            .iter()
-            .filter(|(n, _)| **n != name)
-            .map(|(n, e)| {
-                (
-                    n.clone(),
-                    e.record.run_version.unwrap_or(e.record.version),
-                    e.run.as_ref().is_some_and(|r| !r.exited()),
-                )
-            })
-            .collect();
-        let mut theirs = Vec::new();
-        let mut busy = 0;
-        for (other, v, alive) in others {
-            if let Some(f) = self.footprint(&other, v) {
-                busy += if alive { f.workers } else { 0 };
-                theirs.push((other, f));
-            }
-        }
+        let (theirs, busy) = self.others(&name);
         let dir = self.records.dir("_drafts");
         std::fs::create_dir_all(&dir).map_err(|e| Refusal::new(500, format!("{}: {e}", dir.display())))?;
         let n = DRAFTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -740,6 +703,31 @@ impl Service {
             200,
             json!({ "task": name, "ok": ok, "checks": outcome.checks, "located": outcome.located, "preview": outcome.preview }),
         ))
+    }
+
+    /// The footprints of every task but `except` (the version each runs, else its newest), and
+    /// the workers of their live runs: what a check compares a plan with.
+    fn others(&self, except: &str) -> (Vec<(String, check::Footprint)>, usize) {
+        let others: Vec<(String, u32, bool)> = self
+            .lock()
+            .iter()
+            .filter(|(n, _)| n.as_str() != except)
+            .map(|(n, e)| {
+                let alive = e.run.as_ref().is_some_and(|r| !r.exited());
+                (n.clone(), e.record.run_version.unwrap_or(e.record.version), alive)
+            })
+            .collect();
+        let mut theirs = Vec::new();
+        let mut busy = 0;
+        for (other, v, alive) in others {
+            if let Some(f) = self.footprint(&other, v) {
+                if alive {
+                    busy += f.workers;
+                }
+                theirs.push((other, f));
+            }
+        }
+        (theirs, busy)
     }
 
     /// What `task`'s plan version `v` reads and writes (compiled against its source once).
@@ -1144,17 +1132,8 @@ fn check_plan(yaml: &str) -> Result<crate::plan::Plan, Refusal> {
         let list: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
         Refusal::new(400, format!("the plan has {} error(s)", list.len()))
             .with("errors", json!(list))
-            .with("located", located(&errors))
+            .with("located", json!(check::located(&errors)))
     })
-}
-
-/// Plan errors as `{line, col, key, message}` (the console marks their lines).
-fn located(errors: &crate::plan::PlanErrors) -> Value {
-    json!(errors
-        .0
-        .iter()
-        .map(|e| json!({ "line": e.line, "col": e.col, "key": e.key, "message": e.message }))
-        .collect::<Vec<_>>())
 }
 
 /// The plan text with `source.start` set to `{from: <from>, <keys of at>}` (JSON is YAML: the
