@@ -40,6 +40,11 @@ fn lines_of(dir: &Path, file: &str) -> Vec<Json> {
         .collect()
 }
 
+/// The newest `ferry verify --output out`'s `summary.json`.
+fn summary_of(dir: &Path) -> Json {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("out/summary.json")).unwrap()).unwrap()
+}
+
 fn show(out: &Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -120,8 +125,7 @@ fn all_types_verify_reports_each_fault_and_repairs(target: Target) {
     let extra = ids(&lines_of(dir.path(), "extra.jsonl"));
     assert_eq!(missing, ["1", "2"].map(String::from).into(), "deleted row and the old key of the changed one");
     assert_eq!(extra, ["100", "200"].map(String::from).into(), "extra row and the new key of the changed one");
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap()).unwrap();
+    let summary = summary_of(dir.path());
     let t = &summary["tables"][0];
     assert_eq!(
         (t["different"].as_u64(), t["only_source"].as_u64(), t["only_target"].as_u64()),
@@ -143,6 +147,104 @@ fn mariadb_to_mariadb_all_types_verify_reports_each_fault_exactly_and_repair_sql
 #[test]
 fn mariadb_to_postgres_all_types_verify_reports_each_fault_exactly_and_repair_sql_fixes_it() {
     all_types_verify_reports_each_fault_and_repairs(Target::Pg);
+}
+
+/// Per digested type, a table `(id, v)` and the values of its rows 1, 2, … (SQL literals of the
+/// source): edge values, NULL, and texts that test the digest's encoding (empty, spaces,
+/// digits and `N`, COPY's escapes, latin1's euro sign and C1 byte, four-byte UTF-8).
+const DIGEST_GOLDEN: &[(&str, &str, &[&str])] = &[
+    ("ti", "TINYINT", &["-128", "127", "0", "-1", "NULL"]),
+    ("tu", "TINYINT UNSIGNED", &["0", "255", "NULL"]),
+    ("si", "SMALLINT", &["-32768", "32767", "NULL"]),
+    ("su", "SMALLINT UNSIGNED", &["0", "65535"]),
+    ("mi", "MEDIUMINT", &["-8388608", "8388607", "NULL"]),
+    ("mu", "MEDIUMINT UNSIGNED", &["0", "16777215"]),
+    ("ii", "INT", &["-2147483648", "2147483647", "NULL"]),
+    ("iu", "INT UNSIGNED", &["0", "4294967295"]),
+    ("bi", "BIGINT", &["-9223372036854775808", "9223372036854775807", "NULL"]),
+    ("bu", "BIGINT UNSIGNED", &["0", "18446744073709551615", "NULL"]),
+    (
+        "c_l1",
+        "CHAR(12) CHARACTER SET latin1",
+        &["''", "'a'", "'é€ '", "x'81'", "'N'", "'3:abc'", "'tab\\there'", "NULL"],
+    ),
+    (
+        "v_l1",
+        "VARCHAR(20) CHARACTER SET latin1",
+        &["''", "' '", "'a  '", "'é€'", "x'81'", "'back\\\\slash'", "'line\\nbreak'", "NULL"],
+    ),
+    ("t_l1", "TEXT CHARACTER SET latin1", &["'ÿ'", "'x'", "NULL"]),
+    ("c_u8", "CHAR(12) CHARACTER SET utf8mb4", &["''", "'ü'", "'😀 '", "'N'", "NULL"]),
+    ("v_u8", "VARCHAR(20) CHARACTER SET utf8mb4", &["''", "'a  '", "'😀'", "'tab\\there'", "'1,2'", "NULL"]),
+    ("t_u8", "TEXT CHARACTER SET utf8mb4", &["'日本語'", "''", "NULL"]),
+    ("v_u3", "VARCHAR(20) CHARACTER SET utf8mb3", &["'ü'", "'x'"]),
+    ("v_as", "VARCHAR(20) CHARACTER SET ascii", &["'plain'", "''", "NULL"]),
+];
+
+/// The golden test of range digests, per type: MariaDB's `CRC32`/`CRC32C` over its own bytes
+/// equal the bytes ferry hashes for the same values read back from the target (MariaDB: its
+/// server's digest of the converted column; PostgreSQL: ferry's from `COPY` text) — every
+/// table is found equal *by digest*, not only equal; then one changed value per table is
+/// found, as a difference of that row and column.
+fn digest_golden(target: Target) {
+    let tag = target.tag();
+    let (src, dst) = (format!("ver_dg_src_{tag}"), format!("ver_dg_dst_{tag}"));
+    fresh_db(&src);
+    let mut sqls = vec![format!("USE {src}")];
+    for (t, ty, values) in DIGEST_GOLDEN {
+        sqls.push(format!("CREATE TABLE {t} (id INT PRIMARY KEY, v {ty} NULL)"));
+        let rows: Vec<String> = values.iter().enumerate().map(|(i, v)| format!("({}, {v})", i + 1)).collect();
+        sqls.push(format!("INSERT INTO {t} VALUES {}", rows.join(", ")));
+    }
+    exec(&sqls.iter().map(String::as_str).collect::<Vec<_>>());
+    target.fresh_namespace(&dst);
+    let dir = workdir();
+    let p = write_plan(dir.path(), "plan.yaml", &plan(&format!("ver-dg-{tag}"), &src, target, &dst, true, ""));
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+
+    let first = verify(dir.path(), &p, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    let summary = summary_of(dir.path());
+    for (t, _, values) in DIGEST_GOLDEN {
+        let r = summary["tables"].as_array().unwrap().iter().find(|r| r["table"] == format!("{dst}.{t}")).unwrap();
+        let n = values.len() as u64;
+        assert_eq!(
+            (r["equal"].as_u64(), r["equal_by_digest"].as_u64()),
+            (Some(n), Some(n)),
+            "{t}: the server's digest bytes are ferry's for every value: {r}"
+        );
+    }
+
+    let q = |t: &str| match target {
+        Target::Maria | Target::Outage => format!("`{dst}`.{t}"),
+        _ => format!("\"{dst}\".{t}"),
+    };
+    let changes: Vec<String> = DIGEST_GOLDEN
+        .iter()
+        .map(|(t, ty, _)| {
+            let v = if ty.contains("INT") { "1" } else { "'changed'" };
+            format!("UPDATE {} SET v = {v} WHERE id = 2", q(t))
+        })
+        .collect();
+    target.exec(&changes);
+    let found = verify(dir.path(), &p, &[]);
+    assert_eq!(found.status.code(), Some(1), "{}", show(&found));
+    let diffs = lines_of(dir.path(), "diff.jsonl");
+    let tables: BTreeSet<String> = diffs.iter().map(|d| d["table"].as_str().unwrap().to_string()).collect();
+    let want: BTreeSet<String> = DIGEST_GOLDEN.iter().map(|(t, _, _)| format!("{dst}.{t}")).collect();
+    assert_eq!(tables, want, "one changed value in every table: {diffs:#?}");
+    assert_eq!(diffs.len(), DIGEST_GOLDEN.len(), "{diffs:#?}");
+    assert!(diffs.iter().all(|d| d["key"]["id"] == "2" && d["column"] == "v"), "{diffs:#?}");
+}
+
+#[test]
+fn range_digests_of_mariadb_and_postgres_agree_on_every_integer_and_text_value_and_find_a_change() {
+    digest_golden(Target::Pg);
+}
+
+#[test]
+fn range_digests_of_two_mariadb_servers_agree_across_character_sets_and_find_a_change() {
+    digest_golden(Target::Maria);
 }
 
 /// A filter, a rename, a dropped column, a constant and a function column, a time-dependent
@@ -172,8 +274,7 @@ fn verify_compares_through_the_plans_transform_and_finds_a_row_the_filter_exclud
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let shown = show(&out);
     assert!(shown.contains("not compared: seen"), "the now() column is named: {shown}");
-    let summary: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap()).unwrap();
+    let summary = summary_of(dir.path());
     let kept = (1..=3000).filter(|i| i % 7 > 2).count() as u64;
     assert_eq!(summary["tables"][0]["equal"].as_u64(), Some(kept), "{summary}");
 
@@ -456,13 +557,20 @@ fn postgres_source_verify_is_equal_after_a_run_and_finds_a_changed_value() {
              decode(md5(g::text), 'hex'), jsonb_build_object('g', g, 'a', 'x'), g % 2 = 0, '2020-01-01'::date + g \
              FROM generate_series(1, 5000) g"
         ),
+        // Integers and texts only: compared by digests (PostgreSQL's from COPY text, MariaDB's
+        // on its server).
+        &format!("CREATE TABLE {ns}.plain (id int PRIMARY KEY, n bigint, s text, c char(5), v varchar(10))"),
+        &format!(
+            "INSERT INTO {ns}.plain SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE g::bigint * 1000003 END, 'ü\t' || g, \
+             CASE WHEN g % 5 = 0 THEN NULL ELSE 'c' || (g % 10) END, repeat(' ', g % 3) FROM generate_series(1, 3000) g"
+        ),
     ]);
     let target = Target::Maria;
     target.fresh_namespace(dst);
     let dir = workdir();
     let text = format!(
         "task: {task}\nsource:\n  type: postgres\n  url: {}\n  bounded: true\n  chunk_rows: 1000\ntarget:\n{}\
-         tables:\n  include: ['{ns}\\.items']\nroute:\n  database: {dst}\nsemantics: exactly-once\n\
+         tables:\n  include: ['{ns}\\.(items|plain)']\nroute:\n  database: {dst}\nsemantics: exactly-once\n\
          runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\nverify:\n  chunk_rows: 1000\n",
         src_url(),
         target.plan_section()
@@ -471,11 +579,23 @@ fn postgres_source_verify_is_equal_after_a_run_and_finds_a_changed_value() {
     ok(&run_in(dir.path(), &["run", "-q", &p]));
     let first = verify(dir.path(), &p, &[]);
     assert_eq!(first.status.code(), Some(0), "{}", show(&first));
-    target.exec(&[format!("UPDATE `{dst}`.items SET price = 0 WHERE id = 77")]);
+    let summary = summary_of(dir.path());
+    let plain = summary["tables"].as_array().unwrap().iter().find(|r| r["table"] == format!("{dst}.plain")).unwrap();
+    assert_eq!(plain["equal_by_digest"].as_u64(), Some(3000), "{plain}");
+    target.exec(&[
+        format!("UPDATE `{dst}`.items SET price = 0 WHERE id = 77"),
+        format!("UPDATE `{dst}`.plain SET v = ' ' WHERE id = 9"),
+    ]);
     let found = verify(dir.path(), &p, &[]);
     assert_eq!(found.status.code(), Some(1), "{}", show(&found));
-    let diffs = lines_of(dir.path(), "diff.jsonl");
-    assert_eq!(diffs.len(), 1, "{diffs:#?}");
+    let mut diffs = lines_of(dir.path(), "diff.jsonl");
+    diffs.sort_by_key(|d| d["table"].as_str().unwrap().to_string());
+    assert_eq!(diffs.len(), 2, "{diffs:#?}");
+    assert_eq!(
+        (diffs[1]["table"].as_str(), diffs[1]["key"]["id"].as_str(), diffs[1]["column"].as_str()),
+        (Some(&*format!("{dst}.plain")), Some("9"), Some("v")),
+        "trailing spaces are compared in a VARCHAR"
+    );
     assert_eq!(
         (
             diffs[0]["key"]["id"].as_str(),

@@ -21,6 +21,7 @@
 //!  ferry verify:      SourceConnector::verify_reader / SinkConnector::verify_reader → TableReader
 //! ```
 
+pub mod digest;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

@@ -1,14 +1,18 @@
 //! What `ferry verify` asks of a source and of a target: a table's rows in key order within a
 //! key range, decoded into the record model ([`Row`] of [`Value`]s in the given schema's column
 //! order); the source also splits a table into key ranges and says where it stands, and a
-//! database target writes the statements that repair a difference.
+//! database target writes the statements that repair a difference. A side whose server can
+//! hash rows the way ferry does (MariaDB ≥ 10.8: `CRC32`, `CRC32C`) also answers a range's
+//! digest without sending its rows.
 //!
 //! ```text
 //!  source TableReader ── rows(range) ──► transform (the run's) ──┐
 //!                        bounds(chunk_rows)                     ├─► crate::verify: count + hash per
 //!  target TableReader ── rows(range) ───────────────────────────┘   chunk, row diff, retries, report
+//!            either side ── digest(range) (server-side, where it can) ──► equal digests: done
 //! ```
 
+pub use super::digest::{Digest, DigestColumn, DigestText};
 use crate::state::Offsets;
 use ferry_operators::schema::TableSchema;
 use ferry_operators::{Row, Value};
@@ -52,6 +56,19 @@ pub trait TableReader: Send {
     /// The rows of `schema`'s table (by its name) whose key is in `range`, every column of
     /// `schema` in order, sorted by the key (keyless tables: all rows, `range` unbounded).
     fn rows(&mut self, schema: &TableSchema, range: &KeyRange) -> Result<Vec<Row>, ReadError>;
+
+    /// The digest of the rows of `schema`'s table in `range` over `columns`, computed by the
+    /// server or from its raw rows (see `crate::connector::digest`); `None` when this side cannot (the rows are read and
+    /// digested in ferry instead).
+    fn digest(
+        &mut self,
+        schema: &TableSchema,
+        columns: &[DigestColumn],
+        range: &KeyRange,
+    ) -> Result<Option<Digest>, ReadError> {
+        let _ = (schema, columns, range);
+        Ok(None)
+    }
 
     /// Whether `rows` reads a key range (else it is only ever asked for a whole table).
     fn reads_ranges(&self) -> bool {

@@ -46,6 +46,13 @@ where
     Ok(())
 }
 
+/// A single-threaded runtime for one thread's sessions (a `ferry verify` reader): its
+/// connection tasks run while that thread waits on them, so a result is handed over without
+/// waking another thread per network read.
+pub fn own_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
 fn two_threads(name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

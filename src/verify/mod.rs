@@ -1,7 +1,10 @@
 //! `ferry verify`: does the target hold what the source holds, through the plan?
 //!
 //! ```text
-//!  per target table (a "unit": the source tables routed into it)
+//!  per target table (a "unit": the source tables routed into it), per key range
+//!    source digest ─┐ (count + Σ CRC-32/CRC-32C row hash: on a MariaDB server, from PostgreSQL's
+//!    target digest ─┴─ COPY text) ── equal? ── yes ─► done (units of plain copied integers and texts)
+//!                                      └─ no, or no digest ─▼
 //!    source ─ key-range read ─► the run's transform (filter, projection, renames, constants,
 //!                                functions) ─► expected rows ─┐
 //!    target ─ key-range read ──────────────────► actual rows ─┴─► canonical texts (canon) ─►
@@ -15,7 +18,12 @@
 //! source's key index). A table is cut into chunks only when its key reaches the target
 //! unchanged and orders the same on both sides (numbers, dates and times); other tables — text
 //! keys, whose order depends on each side's collation, keyless tables, several source tables
-//! merged into one target table — are compared whole. Hashing happens in ferry, on rows read in
+//! merged into one target table — are compared whole. A range of a unit whose compared columns
+//! are all integers and texts copied unchanged (no row filter, condition or computed column) is
+//! first compared by digests ([`crate::connector::digest`]): MariaDB 10.8+ computes its own
+//! with `CRC32`/`CRC32C` in one aggregate query, a PostgreSQL side is hashed from its `COPY`
+//! text without decoding values; equal digests end the range, a differing one (or a side that
+//! cannot digest) goes on to rows. Otherwise hashing happens in ferry, on rows read in
 //! key order: the canonical text of a value (see [`canon`]) is defined once, for every dialect,
 //! where a server-side hash would need one proof per function and type. A chunk whose count or
 //! hash differs is diffed row by row from the rows already in memory (a bisection would only
@@ -36,6 +44,7 @@ mod report;
 
 pub use report::{Report, TableReport};
 
+use crate::connector::digest::{self, DigestColumn, DigestText};
 use crate::connector::verify::{KeyRange, ReadError, TableReader};
 use crate::plan::Compiled;
 use crate::state::{RunState, TaskState};
@@ -102,6 +111,9 @@ struct Unit {
     cond: Option<Cond>,
     /// The rules of the plan's PostgreSQL type choices the writer puts values through.
     rules: Vec<Option<crate::catalog::types::ValueRule>>,
+    /// The compared columns as range digests take them, on the source table and on the target
+    /// (see [`digest`]); `None` when the unit's rows are not plain copies digests can compare.
+    digest: Option<(Vec<DigestColumn>, Vec<DigestColumn>)>,
 }
 
 /// A compared key range of one unit.
@@ -218,8 +230,13 @@ fn units(plan: &Compiled, opts: &VerifyOptions) -> Result<(Vec<Unit>, Vec<TableR
             None => None,
             Some((rule, text)) => Some(condition(plan, &members, rule, &text)?),
         };
+        let rules = crate::catalog::types::plan_value_rules(plan, &target);
+        let digest = (members.len() == 1 && cond.is_none())
+            .then(|| digest_columns(plan, first, &target, &compare, &rules))
+            .flatten();
         out.push(Unit {
-            rules: crate::catalog::types::plan_value_rules(plan, &target),
+            rules,
+            digest,
             target,
             sources: members.iter().map(|(id, _)| *id).collect(),
             compare,
@@ -229,6 +246,54 @@ fn units(plan: &Compiled, opts: &VerifyOptions) -> Result<(Vec<Unit>, Vec<TableR
         });
     }
     Ok((out, left_out))
+}
+
+/// The compared columns of a one-table unit as range digests take them (source index, target
+/// index), when every one is a plain copy of a source column (no row filter, no value rule) of a
+/// kind a digest compares: integers, and text in UTF-8 or latin1.
+fn digest_columns(
+    plan: &Compiled,
+    id: TableId,
+    target: &TableSchema,
+    compare: &[usize],
+    rules: &[Option<crate::catalog::types::ValueRule>],
+) -> Option<(Vec<DigestColumn>, Vec<DigestColumn>)> {
+    let tp = plan.table(id);
+    let src = plan.catalog.get(id);
+    if tp.transform.filter.is_some() || compare.is_empty() {
+        return None;
+    }
+    let charsets = plan.charsets.get(id as usize);
+    let mut out = (Vec::new(), Vec::new());
+    for &t in compare {
+        let Some(Proj::Col(s)) = tp.transform.projection.get(t) else { return None };
+        // A text rule only changes texts holding NUL, which PostgreSQL cannot: such a range's
+        // digests differ and its rows are compared through the rule.
+        if rules
+            .get(t)
+            .is_some_and(|r| r.as_ref().is_some_and(|r| !matches!(r, crate::catalog::types::ValueRule::Nul(_))))
+        {
+            return None;
+        }
+        let text = match (&src.columns[*s].ty, &target.columns[t].ty) {
+            (ColumnType::Int { .. }, ColumnType::Int { .. }) => DigestText::Integer,
+            (ColumnType::String { .. }, ColumnType::String { fixed, .. }) => {
+                let latin1 = match charsets.and_then(|c| c.get(*s)).cloned().flatten() {
+                    None => false,
+                    Some(cs) => match cs.to_ascii_lowercase().as_str() {
+                        "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => false,
+                        "latin1" => true,
+                        _ => return None,
+                    },
+                };
+                DigestText::Text { latin1, trim: *fixed }
+            }
+            _ => return None,
+        };
+        out.0.push(DigestColumn { index: *s, text });
+        out.1.push(DigestColumn { index: t, text });
+    }
+    Some(out)
 }
 
 /// Compiles a unit's `where` against each source table, and against the target through the
@@ -304,6 +369,8 @@ struct Outcome {
     extra: Vec<Row>,
     unsettled: u64,
     transform_failed: u64,
+    /// Rows found equal by their range's digests.
+    by_digest: u64,
     /// Re-reads done while the task ran.
     rereads: u64,
 }
@@ -382,10 +449,54 @@ impl Verifier<'_> {
             .collect())
     }
 
-    /// Compares one range once.
+    /// Compares one range once: by digests first where the unit takes them and a side's server
+    /// computes them (the source's asked on a thread of its own while the target answers), then
+    /// — when they differ, or no server computes one — row by row, with the rows already read.
     fn compare(&mut self, unit: &Unit, range: &KeyRange) -> Result<Outcome, ReadError> {
-        let (expected, failed) = self.expected(unit, range)?;
-        let actual = self.actual(unit, range)?;
+        // Rows already read for the digests: expected rows (and transform failures), target rows.
+        let mut expected_read: Option<(Vec<Row>, u64)> = None;
+        let mut actual_read: Option<Vec<Row>> = None;
+        if let Some((sc, tc)) = &unit.digest {
+            let schema = self.plan.catalog.get(unit.sources[0]);
+            let (source, target) = (&mut self.source, &mut self.target);
+            let (sd, target_side) = std::thread::scope(|s| {
+                let h = s.spawn(move || source.digest(schema, sc, range));
+                // Without a digest from its server, the target's rows (all of them: the unit
+                // has no condition), read while the source's server works.
+                let td = target.digest(&unit.target, tc, range).and_then(|d| match d {
+                    Some(d) => Ok((Some(d), None)),
+                    None => target.rows(&unit.target, range).map(|rows| (None, Some(rows))),
+                });
+                (h.join().expect("a digest thread"), td)
+            });
+            let (sd, (td, target_rows)) = (sd?, target_side?);
+            let digests = match (sd, td) {
+                // Neither server computes one: rows as before.
+                (None, None) => None,
+                (Some(sd), Some(td)) => Some((sd, td)),
+                (Some(sd), None) => Some((sd, digest::of_rows(target_rows.as_deref().unwrap_or_default(), tc))),
+                (None, Some(td)) => {
+                    let (rows, failed) = self.expected(unit, range)?;
+                    let sd = digest::of_rows(&rows, tc);
+                    expected_read = Some((rows, failed));
+                    Some((sd, td))
+                }
+            };
+            actual_read = target_rows;
+            if let Some((sd, td)) = digests.filter(|(sd, td)| sd == td) {
+                let n = sd.rows;
+                debug_assert_eq!(n, td.rows);
+                return Ok(Outcome { source_rows: n, target_rows: n, equal: n, by_digest: n, ..Outcome::default() });
+            }
+        }
+        let (expected, failed) = match expected_read {
+            Some(r) => r,
+            None => self.expected(unit, range)?,
+        };
+        let actual = match actual_read {
+            Some(r) => r,
+            None => self.actual(unit, range)?,
+        };
         Ok(diff(unit, Side::new(expected, unit), Side::new(actual, unit), failed, None))
     }
 }
@@ -514,9 +625,17 @@ pub fn verify(plan: &Compiled, state: &TaskState, opts: &VerifyOptions) -> Resul
             });
             match r {
                 Ok(o) => {
-                    rows_read.fetch_add((o.source_rows + o.target_rows) as usize, Ordering::Relaxed);
+                    let total = rows_read.fetch_add((o.source_rows + o.target_rows) as usize, Ordering::Relaxed)
+                        + (o.source_rows + o.target_rows) as usize;
                     results.lock().expect("results").push((job.unit, o));
                     done.fetch_add(1, Ordering::Relaxed);
+                    // At most `max_rows_per_second` rows (both sides) over the whole run.
+                    if opts.max_rows_per_second > 0 {
+                        let due = Duration::from_secs_f64(total as f64 / opts.max_rows_per_second as f64);
+                        if let Some(wait) = due.checked_sub(started.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                 }
                 Err(e) => {
                     failed.store(true, Ordering::Relaxed);

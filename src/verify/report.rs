@@ -41,6 +41,10 @@ pub struct TableReport {
     pub rereads: u64,
     /// Source rows the plan's transform could not compute (they are in the dirty archive).
     pub transform_failed: u64,
+    /// Of the equal rows, those found equal by range digests (count and hash on both sides,
+    /// the rows not read one by one).
+    #[serde(default)]
+    pub equal_by_digest: u64,
     /// Target columns not compared (computed from the time or position of a change).
     pub skipped_columns: Vec<String>,
     /// Why the table was not verified.
@@ -118,6 +122,7 @@ impl Report {
             t.source_rows += o.source_rows;
             t.target_rows += o.target_rows;
             t.equal += o.equal;
+            t.equal_by_digest += o.by_digest;
             t.unsettled += o.unsettled;
             t.transform_failed += o.transform_failed;
             t.rereads += o.rereads;
@@ -173,6 +178,9 @@ impl Report {
             }
             if !t.skipped_columns.is_empty() {
                 notes.push(format!("not compared: {}", t.skipped_columns.join(", ")));
+            }
+            if t.equal_by_digest > 0 {
+                notes.push(format!("{} equal by digest", t.equal_by_digest));
             }
             if t.transform_failed > 0 {
                 notes.push(format!("{} source rows failed the transform (dirty archive)", t.transform_failed));

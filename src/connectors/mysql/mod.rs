@@ -19,6 +19,7 @@
 pub mod binlog;
 pub mod config;
 pub mod ddl;
+pub mod digest;
 pub mod discover;
 mod handoff;
 pub mod prepare;

@@ -77,7 +77,7 @@ fn key_cols(schema: &TableSchema) -> String {
 }
 
 /// `(k1, k2) > (?, ?)`-style comparison.
-fn key_cmp(schema: &TableSchema, op: &str) -> String {
+pub(crate) fn key_cmp(schema: &TableSchema, op: &str) -> String {
     let n = schema.row_key().len();
     let params = vec!["?"; n].join(", ");
     format!("({}) {op} ({params})", key_cols(schema))

@@ -14,6 +14,7 @@
 //!   heartbeats).
 
 pub mod config;
+pub mod digest;
 pub mod discover;
 pub mod pgoutput;
 pub mod prepare;

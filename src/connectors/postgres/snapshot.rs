@@ -161,6 +161,35 @@ pub async fn read_chunk(
     Ok(())
 }
 
+/// Calls `line` with every line of a `COPY … TO STDOUT` text stream (without its newline);
+/// `Ok(false)` from it stops the read early (and is returned).
+pub async fn copy_lines(
+    stream: tokio_postgres::CopyOutStream,
+    mut line: impl FnMut(&[u8]) -> Result<bool, PgSourceError>,
+) -> Result<bool, PgSourceError> {
+    futures::pin_mut!(stream);
+    let mut partial: Vec<u8> = Vec::new();
+    while let Some(buf) = stream.next().await {
+        let buf = buf.map_err(PgSourceError::from_pg)?;
+        let mut data: &[u8] = &buf;
+        while let Some(nl) = memchr::memchr(b'\n', data) {
+            let whole = if partial.is_empty() {
+                &data[..nl]
+            } else {
+                partial.extend_from_slice(&data[..nl]);
+                partial.as_slice()
+            };
+            if !line(whole)? {
+                return Ok(false);
+            }
+            partial.clear();
+            data = &data[nl + 1..];
+        }
+        partial.extend_from_slice(data);
+    }
+    Ok(true)
+}
+
 /// Decodes the rows of a `COPY … TO STDOUT` (text) of `schema`'s columns, handing them to
 /// `emit` in batches of 1024; `false` when `emit` asked to stop. `what` names the read in errors.
 pub async fn copy_rows(
@@ -169,35 +198,19 @@ pub async fn copy_rows(
     what: &str,
     emit: &mut impl FnMut(Vec<Row>) -> bool,
 ) -> Result<bool, PgSourceError> {
-    futures::pin_mut!(stream);
     let mut rows: Vec<Row> = Vec::with_capacity(1024);
-    let mut partial: Vec<u8> = Vec::new();
-    while let Some(buf) = stream.next().await {
-        let buf = buf.map_err(PgSourceError::from_pg)?;
-        let mut data: &[u8] = &buf;
-        while let Some(nl) = memchr::memchr(b'\n', data) {
-            let line = if partial.is_empty() {
-                &data[..nl]
-            } else {
-                partial.extend_from_slice(&data[..nl]);
-                partial.as_slice()
-            };
-            rows.push(
-                parse_row(line, schema)
-                    .map_err(|e| PgSourceError::Precondition(format!("{}: a row of {what}: {e}", schema.name)))?,
-            );
-            partial.clear();
-            data = &data[nl + 1..];
-            if rows.len() >= 1024 && !emit(std::mem::replace(&mut rows, Vec::with_capacity(1024))) {
-                return Ok(false);
-            }
-        }
-        partial.extend_from_slice(data);
-    }
-    if !rows.is_empty() {
+    let whole = copy_lines(stream, |line| {
+        rows.push(
+            parse_row(line, schema)
+                .map_err(|e| PgSourceError::Precondition(format!("{}: a row of {what}: {e}", schema.name)))?,
+        );
+        Ok(rows.len() < 1024 || emit(std::mem::replace(&mut rows, Vec::with_capacity(1024))))
+    })
+    .await?;
+    if whole && !rows.is_empty() {
         emit(rows);
     }
-    Ok(true)
+    Ok(whole)
 }
 
 /// One `COPY` text line as a row of `schema`: fields without escapes are decoded straight
@@ -230,7 +243,7 @@ pub fn parse_row(line: &[u8], schema: &TableSchema) -> Result<Row, String> {
 }
 
 /// The tab-separated fields of a `COPY` text line, still escaped.
-fn split_fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn split_fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(line);
     std::iter::from_fn(move || {
         let r = rest?;
@@ -263,7 +276,7 @@ pub fn copy_fields(line: &[u8]) -> Result<Vec<Option<String>>, String> {
 }
 
 /// One field's bytes with the `COPY` text escapes undone, into `v` (cleared first).
-fn unescape(raw: &[u8], v: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn unescape(raw: &[u8], v: &mut Vec<u8>) -> Result<(), String> {
     v.clear();
     let mut i = 0;
     while i < raw.len() {

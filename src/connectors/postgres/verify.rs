@@ -6,7 +6,7 @@
 use super::config::{parse_lsn, PostgresSourceConfig};
 use super::discover::{self, PgSourceError};
 use super::snapshot::{self, ident, qualified};
-use crate::connector::verify::{KeyRange, ReadError, TableReader};
+use crate::connector::verify::{Digest, DigestColumn, KeyRange, ReadError, TableReader};
 use crate::connectors::sql::encode::Dialect;
 use crate::state::Offsets;
 use ferry_operators::schema::TableSchema;
@@ -15,14 +15,17 @@ use serde_json::{json, Value as Json};
 
 /// One session on the source.
 pub struct PgReader {
+    /// The runtime of this reader's session (its own: see [`crate::runtime::own_runtime`]).
+    rt: tokio::runtime::Runtime,
     client: tokio_postgres::Client,
 }
 
 /// Opens a reader for the plan's source.
 pub fn reader(cfg: &PostgresSourceConfig) -> Result<PgReader, String> {
     let ep = discover::endpoint(cfg).map_err(|e| e.to_string())?;
-    let client = crate::runtime::io_runtime().block_on(discover::connect(&ep)).map_err(|e| e.to_string())?;
-    Ok(PgReader { client })
+    let rt = crate::runtime::own_runtime().map_err(|e| e.to_string())?;
+    let client = rt.block_on(discover::connect(&ep)).map_err(|e| e.to_string())?;
+    Ok(PgReader { rt, client })
 }
 
 fn read_error(e: PgSourceError) -> ReadError {
@@ -43,23 +46,39 @@ fn bound(schema: &TableSchema, op: &str, values: &[Value]) -> Result<String, Rea
     Ok(format!("({}) {op} ({})", keys.join(", "), lits.join(", ")))
 }
 
+/// The conditions of a key range (none for an unbounded one).
+pub fn range_conds(schema: &TableSchema, range: &KeyRange) -> Result<Vec<String>, ReadError> {
+    let mut conds = Vec::new();
+    if let Some(lo) = &range.lower {
+        conds.push(bound(schema, ">=", lo)?);
+    }
+    if let Some(hi) = &range.upper {
+        conds.push(bound(schema, "<", hi)?);
+    }
+    Ok(conds)
+}
+
 impl TableReader for PgReader {
+    fn digest(
+        &mut self,
+        schema: &TableSchema,
+        columns: &[DigestColumn],
+        range: &KeyRange,
+    ) -> Result<Option<Digest>, ReadError> {
+        let q = super::digest::select(schema, &qualified(schema), columns, &range_conds(schema, range)?);
+        self.rt.block_on(super::digest::copy_digest(&self.client, &q, columns)).map(Some).map_err(read_error)
+    }
+
     fn rows(&mut self, schema: &TableSchema, range: &KeyRange) -> Result<Vec<Row>, ReadError> {
         let cols: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
         let mut q = format!("SELECT {} FROM {}", cols.join(", "), qualified(schema));
-        let mut conds = Vec::new();
-        if let Some(lo) = &range.lower {
-            conds.push(bound(schema, ">=", lo)?);
-        }
-        if let Some(hi) = &range.upper {
-            conds.push(bound(schema, "<", hi)?);
-        }
+        let conds = range_conds(schema, range)?;
         if !conds.is_empty() {
             q.push_str(&format!(" WHERE {}", conds.join(" AND ")));
         }
         let client = &self.client;
         let mut rows = Vec::new();
-        crate::runtime::io_runtime()
+        self.rt
             .block_on(async {
                 let stream = client.copy_out(&format!("COPY ({q}) TO STDOUT")).await.map_err(PgSourceError::from_pg)?;
                 snapshot::copy_rows(stream, schema, "a verified range", &mut |b| {
@@ -76,14 +95,13 @@ impl TableReader for PgReader {
         if schema.row_key().len() != 1 {
             return Ok(Vec::new());
         }
-        let chunks = crate::runtime::io_runtime()
-            .block_on(snapshot::plan_table(&self.client, 0, schema, rows, 0))
-            .map_err(read_error)?;
+        let chunks = self.rt.block_on(snapshot::plan_table(&self.client, 0, schema, rows, 0)).map_err(read_error)?;
         Ok(chunks.into_iter().filter_map(|c| c.upper).map(|u| vec![Value::Int(u)]).collect())
     }
 
     fn position(&mut self) -> Result<Option<Json>, ReadError> {
-        let row = crate::runtime::io_runtime()
+        let row = self
+            .rt
             .block_on(self.client.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]))
             .map_err(|e| read_error(PgSourceError::from_pg(e)))?;
         let text: String = row.get(0);

@@ -5,12 +5,15 @@
 
 use super::conn::{Db, DbError, SqlTarget};
 use super::encode::Dialect;
-use crate::connector::verify::{KeyRange, ReadError, TableReader};
+use crate::connector::verify::{Digest, DigestColumn, KeyRange, ReadError, TableReader};
+use crate::connectors::mysql::digest;
 use crate::connectors::mysql::snapshot::{select_chunk, Chunk};
 use crate::connectors::postgres::snapshot::copy_rows;
-use crate::runtime::sink_runtime;
+use crate::connectors::postgres::verify::range_conds;
 use ferry_operators::schema::TableSchema;
 use ferry_operators::{ColumnType, Row, Value};
+use mysql_async::prelude::Queryable;
+use std::collections::HashMap;
 
 /// PostgreSQL session settings whose text forms the decoder reads.
 const PG_TEXT: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; \
@@ -18,17 +21,25 @@ const PG_TEXT: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; SET ex
 
 /// One session on the target.
 pub struct SqlReader {
+    /// The runtime of this reader's session (its own: see [`crate::runtime::own_runtime`]).
+    rt: tokio::runtime::Runtime,
     dialect: Dialect,
     db: Db,
+    /// Whether a MySQL-family server computes range digests (asked once).
+    digests: Option<bool>,
+    /// Per target table (`db.table`), its columns' character sets (MySQL family, for digests).
+    charsets: HashMap<String, Vec<Option<String>>>,
 }
 
 /// Opens a reader on the target.
 pub fn reader(target: &SqlTarget) -> Result<SqlReader, String> {
-    let mut db = sink_runtime().block_on(target.connect()).map_err(|e| format!("target: {e}"))?;
+    let rt = crate::runtime::own_runtime().map_err(|e| format!("target: {e}"))?;
+    let mut db = rt.block_on(target.connect()).map_err(|e| format!("target: {e}"))?;
     if target.dialect == Dialect::Postgres {
-        sink_runtime().block_on(db.exec(PG_TEXT)).map_err(|e| format!("target: {e}"))?;
+        rt.block_on(db.exec(PG_TEXT)).map_err(|e| format!("target: {e}"))?;
     }
-    Ok(SqlReader { dialect: target.dialect, db })
+    let digests = (target.dialect == Dialect::Postgres).then_some(false);
+    Ok(SqlReader { rt, dialect: target.dialect, db, digests, charsets: HashMap::new() })
 }
 
 fn read_error(e: DbError) -> ReadError {
@@ -74,19 +85,7 @@ impl SqlReader {
         }
         let table = d.qualified(&schema.name.database, &schema.name.table);
         let mut sql = format!("SELECT {cols} FROM {table}");
-        let mut conds = Vec::new();
-        for (bound, op) in [(&range.lower, ">="), (&range.upper, "<")] {
-            if let Some(b) = bound {
-                let mut lit = String::new();
-                for (i, v) in b.iter().enumerate() {
-                    if i > 0 {
-                        lit.push_str(", ");
-                    }
-                    d.literal(v, &mut lit).map_err(|e| ReadError::Table(format!("a key bound of {table}: {e}")))?;
-                }
-                conds.push(format!("({keys}) {op} ({lit})"));
-            }
-        }
+        let conds = range_conds(schema, range)?;
         if !conds.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conds.join(" AND "));
@@ -97,7 +96,7 @@ impl SqlReader {
         let Db::Pg(client) = &self.db else { unreachable!("a PostgreSQL session") };
         let read = pg_read_schema(schema);
         let mut rows = Vec::new();
-        sink_runtime().block_on(async {
+        self.rt.block_on(async {
             let stream =
                 client.copy_out(&format!("COPY ({sql}) TO STDOUT")).await.map_err(|e| read_error(DbError::pg(e)))?;
             copy_rows(stream, &read, &format!("target {table}"), &mut |b| {
@@ -119,13 +118,53 @@ impl TableReader for SqlReader {
                 let charsets = vec![None; schema.columns.len()];
                 let chunk = Chunk { id: 0, table: 0, lower: range.lower.clone(), upper: range.upper.clone() };
                 let mut rows = Vec::new();
-                sink_runtime()
+                self.rt
                     .block_on(select_chunk(conn, &chunk, schema, &charsets, |b| rows.extend(b)))
                     .map_err(|e| ReadError::classify(e.is_transient(), format!("target: {e}")))?;
                 Ok(rows)
             }
             Db::Pg(_) => self.pg_rows(schema, range),
         }
+    }
+
+    fn digest(
+        &mut self,
+        schema: &TableSchema,
+        columns: &[DigestColumn],
+        range: &KeyRange,
+    ) -> Result<Option<Digest>, ReadError> {
+        let rt = &self.rt;
+        let conn = match &mut self.db {
+            Db::My(conn) => conn,
+            Db::Pg(client) => {
+                let table = self.dialect.qualified(&schema.name.database, &schema.name.table);
+                let q =
+                    crate::connectors::postgres::digest::select(schema, &table, columns, &range_conds(schema, range)?);
+                return rt
+                    .block_on(crate::connectors::postgres::digest::copy_digest(client, &q, columns))
+                    .map(Some)
+                    .map_err(|e| ReadError::classify(e.is_transient(), format!("target: {e}")));
+            }
+        };
+        if !rt.block_on(digest::supported(conn, &mut self.digests)) {
+            return Ok(None);
+        }
+        let name = schema.name.to_string();
+        if !self.charsets.contains_key(&name) {
+            let found: Vec<(String, Option<String>)> = rt
+                .block_on(conn.exec(
+                    "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (&schema.name.database, &schema.name.table),
+                ))
+                .map_err(|e| ReadError::Unavailable(format!("target: the columns of {name}: {e}")))?;
+            let by_name: HashMap<String, Option<String>> = found.into_iter().collect();
+            let sets = schema.columns.iter().map(|c| by_name.get(&c.name).cloned().flatten()).collect();
+            self.charsets.insert(name.clone(), sets);
+        }
+        let chunk = Chunk { id: 0, table: 0, lower: range.lower.clone(), upper: range.upper.clone() };
+        let r = rt.block_on(digest::chunk_digest(conn, schema, columns, &self.charsets[&name], &chunk));
+        digest::answer(r, &mut self.digests, &format!("target {name}"))
     }
 
     fn upsert_sql(&self, schema: &TableSchema, row: &[Value]) -> Option<String> {

@@ -1,0 +1,142 @@
+//! Range digests computed by a MariaDB server (`crate::connector::digest` defines them): one
+//! aggregate query per key range instead of its rows, for the MySQL source and the MySQL-family
+//! target alike.
+//!
+//! ```text
+//!  SELECT COUNT(*), SUM((CRC32(…CRC32(CRC32(0, piece1), piece2)…) << 32) | CRC32C(…same…))
+//!    FROM t WHERE key >= lower AND key < upper
+//!  pieces of an integer column:  i, ','                   (nullable: IFNULL(i, 'N'), IF(i IS NULL, '', ','))
+//!  pieces of a text column:      LENGTH(x), ':', x        (nullable: likewise, 'N' for NULL)
+//! ```
+//!
+//! The two CRCs are continued piece by piece (`CRC32(crc, expr)`, MariaDB 10.8 and later): no
+//! row text is built (half the server's time of hashing a `CONCAT`), and
+//! each column is hashed in its own character set: a latin1 column's stored bytes are hashed
+//! as they are (no conversion per row); a column whose set is not the digest's is converted
+//! (`CONVERT(… USING …)`). Servers without the two-argument CRCs (MySQL, MariaDB before 10.8)
+//! compute no digests; their rows are read as before.
+
+use super::snapshot::{ident, key_cmp, param, Chunk};
+use crate::connector::verify::{Digest, DigestColumn, DigestText, ReadError};
+use ferry_operators::schema::{ColumnType, TableSchema};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+/// Whether the server computes `CRC32(crc, expr)` and `CRC32C(crc, expr)`, asked once per
+/// reader (`known` keeps the answer).
+pub async fn supported(conn: &mut Conn, known: &mut Option<bool>) -> bool {
+    if known.is_none() {
+        *known = Some(conn.query_drop("SELECT CRC32(1, 'a'), CRC32C(1, 'a')").await.is_ok());
+    }
+    *known == Some(true)
+}
+
+/// Whether a character set's stored bytes are UTF-8.
+fn utf8(charset: &str) -> bool {
+    matches!(charset.to_ascii_lowercase().as_str(), "utf8mb4" | "utf8mb3" | "utf8" | "ascii")
+}
+
+/// The SQL expressions whose texts, hashed one after the other, are one column's digest bytes
+/// (see the module doc); `charset` is the column's own character set (`None`: unknown,
+/// converted to be sure).
+pub fn column_pieces(schema: &TableSchema, c: &DigestColumn, charset: Option<&str>) -> Vec<String> {
+    let col = &schema.columns[c.index];
+    let name = ident(&col.name);
+    match c.text {
+        DigestText::Integer if col.nullable => {
+            vec![format!("IFNULL({name}, 'N')"), format!("IF({name} IS NULL, '', ',')")]
+        }
+        DigestText::Integer => vec![name, "','".into()],
+        DigestText::Text { latin1, trim } => {
+            let own = match charset {
+                Some(cs) if latin1 => cs.eq_ignore_ascii_case("latin1"),
+                Some(cs) => utf8(cs),
+                None => false,
+            };
+            let mut x =
+                if own { name } else { format!("CONVERT({name} USING {})", if latin1 { "latin1" } else { "utf8mb4" }) };
+            // A CHAR column reads without its trailing spaces already (PAD SPACE).
+            if trim && !matches!(col.ty, ColumnType::String { fixed: true, .. }) {
+                x = format!("TRIM(TRAILING ' ' FROM {x})");
+            }
+            if col.nullable {
+                vec![
+                    format!("IFNULL(LENGTH({x}), 'N')"),
+                    format!("IF({x} IS NULL, '', ':')"),
+                    format!("IFNULL({x}, '')"),
+                ]
+            } else {
+                vec![format!("LENGTH({x})"), "':'".into(), x]
+            }
+        }
+    }
+}
+
+/// The query of a range's digest, with its key-bound parameters.
+fn query(
+    schema: &TableSchema,
+    columns: &[DigestColumn],
+    charsets: &[Option<String>],
+    chunk: &Chunk,
+) -> (String, Vec<mysql_async::Value>) {
+    let parts: Vec<String> = columns
+        .iter()
+        .flat_map(|c| column_pieces(schema, c, charsets.get(c.index).and_then(|c| c.as_deref())))
+        .collect();
+    let chain = |f: &str| parts.iter().fold("0".to_string(), |acc, p| format!("{f}({acc}, {p})"));
+    let from = format!("{}.{}", ident(&schema.name.database), ident(&schema.name.table));
+    let mut sql = format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(({} << 32) | {}), 0) AS CHAR) FROM {from}",
+        chain("CRC32"),
+        chain("CRC32C")
+    );
+    let mut conds = Vec::new();
+    let mut params = Vec::new();
+    for (bound, op) in [(&chunk.lower, ">="), (&chunk.upper, "<")] {
+        if let Some(b) = bound {
+            conds.push(key_cmp(schema, op));
+            params.extend(b.iter().map(param));
+        }
+    }
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    (sql, params)
+}
+
+/// The server's digest of `chunk`'s rows over `columns`.
+pub async fn chunk_digest(
+    conn: &mut Conn,
+    schema: &TableSchema,
+    columns: &[DigestColumn],
+    charsets: &[Option<String>],
+    chunk: &Chunk,
+) -> Result<Digest, mysql_async::Error> {
+    let (sql, params) = query(schema, columns, charsets, chunk);
+    let row: Option<(u64, String)> =
+        if params.is_empty() { conn.query_first(sql).await? } else { conn.exec_first(sql, params).await? };
+    let (rows, sum) = row.unwrap_or((0, "0".into()));
+    let sum = sum
+        .parse()
+        .map_err(|e| mysql_async::Error::Other(format!("a digest sum the server wrote as `{sum}`: {e}").into()))?;
+    Ok(Digest { rows, sum })
+}
+
+/// A digest query's answer: a server that refuses the query (an error it returns, not a lost
+/// session) computes no more digests in this reader, and its rows are read instead.
+pub fn answer(
+    r: Result<Digest, mysql_async::Error>,
+    digests: &mut Option<bool>,
+    table: &str,
+) -> Result<Option<Digest>, ReadError> {
+    match r {
+        Ok(d) => Ok(Some(d)),
+        Err(mysql_async::Error::Server(e)) => {
+            tracing::warn!("{table}: the server computes no digest ({e}); reading its rows instead");
+            *digests = Some(false);
+            Ok(None)
+        }
+        Err(e) => Err(ReadError::Unavailable(format!("a digest of {table}: {e}"))),
+    }
+}
