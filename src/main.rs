@@ -501,8 +501,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = &compiled.plan.settings;
             let store = settings.state_store()?;
             let state = ferry::state::TaskState::new(store, &settings.task);
-            let opts =
-                ferry::verify::VerifyOptions { tables, workers, retries, progress: !quiet, max_rows_per_second: 0 };
+            let opts = ferry::verify::VerifyOptions {
+                tables,
+                workers,
+                retries,
+                progress: !quiet,
+                max_rows_per_second: 0,
+                only: None,
+            };
             let report = ferry::verify::verify(&compiled, &state, &opts)?;
             print!("{}", report.summary());
             if let Some(dir) = output {

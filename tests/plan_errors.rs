@@ -54,6 +54,12 @@ fn each_plan_error_names_its_line_column_key_and_fix() {
         ),
         ("verify interval", plan_text("verify:\n  interval: soon\n"), "p.yaml:11:13: `verify.interval`: ", "soon"),
         (
+            "verify full sweep interval",
+            plan_text("verify:\n  full_sweep_interval: later\n"),
+            "p.yaml:11:24: `verify.full_sweep_interval`: ",
+            "later",
+        ),
+        (
             "verify table pattern",
             plan_text("verify:\n  tables:\n    - tables: 'shop\\.(orders'\n"),
             "p.yaml:12:15: `verify.tables[0].tables`: ",

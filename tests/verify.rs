@@ -481,7 +481,7 @@ fn mariadb_to_parquet_files_all_types_verify_reads_the_parquet_files_back() {
 /// chunk whose rows change afterwards is in `verify/events.jsonl` and `verify/last.json` within
 /// two intervals, and sweeps before it found the copy equal.
 #[test]
-fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_intervals() {
+fn continuous_verification_finds_a_corruption_of_a_changed_chunk_within_two_intervals_reading_only_that_chunk() {
     let (src, dst) = ("ver_cont_src", "ver_cont_dst");
     fresh_db(src);
     exec(&[
@@ -492,7 +492,8 @@ fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_int
     let target = Target::Maria;
     target.fresh_namespace(dst);
     let dir = workdir();
-    let extra = "verify:\n  chunk_rows: 1000\n  continuous: true\n  interval: 2s\n  max_rows_per_second: 0\n";
+    let extra = "verify:\n  chunk_rows: 1000\n  continuous: true\n  interval: 2s\n  full_sweep_interval: 1h\n  \
+                 max_rows_per_second: 0\n";
     let p = write_plan(dir.path(), "plan.yaml", &plan("ver-cont", src, target, dst, false, extra));
     let mut task = KillOnDrop(common::ferry().current_dir(dir.path()).args(["run", "-q", &p]).spawn().unwrap());
     let state = dir.path().join("state/ver-cont/verify");
@@ -511,8 +512,12 @@ fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_int
     let shown = run_in(dir.path(), &["verify", "--last", &p]);
     assert_eq!(shown.status.code(), Some(0), "{}", show(&shown));
     assert!(show(&shown).contains("EQUAL"), "{}", show(&shown));
-    // Corrupt id 2500, then change the chunk's other rows at the source.
-    target.exec(&[format!("UPDATE `{dst}`.acct SET balance = -1 WHERE id = 2500")]);
+    // Corrupt id 2500, then change the chunk's other rows at the source; corrupt id 4500 too,
+    // in a chunk nothing changes: the passes between full sweeps (1 h) do not read it.
+    target.exec(&[
+        format!("UPDATE `{dst}`.acct SET balance = -1 WHERE id = 2500"),
+        format!("UPDATE `{dst}`.acct SET balance = -1 WHERE id = 4500"),
+    ]);
     exec(&[&format!("UPDATE {src}.acct SET balance = balance + 1 WHERE id BETWEEN 2400 AND 2450")]);
     let corrupted = Instant::now();
     let found = loop {
@@ -529,8 +534,26 @@ fn continuous_verification_finds_a_corruption_of_a_verified_chunk_within_two_int
     let event: Json = serde_json::from_str(found.lines().next().unwrap()).unwrap();
     assert_eq!((event["table"].as_str(), event["different"].as_u64()), (Some("ver_cont_dst.acct"), Some(1)), "{found}");
     let last: Json = serde_json::from_str(&read("last.json").unwrap()).unwrap();
+    assert_eq!(last["pass"], "changed", "{last}");
+    assert_eq!(last["diffs"].as_array().map(Vec::len), Some(1), "only the changed chunk was read: {last}");
+    assert_eq!(last["tables"][0]["source_rows"], 1000, "one chunk: {last}");
     assert_eq!(last["diffs"][0]["key"]["id"], "2500", "{last}");
     assert_eq!((last["diffs"][0]["source"].as_str(), last["diffs"][0]["target"].as_str()), (Some("1000"), Some("-1")));
+    // The next pass reads every chunk of the table found different: its difference stands (for
+    // `--last` and the alert rules), now with the other corruption too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let next: Json = serde_json::from_str(&read("last.json").unwrap()).unwrap();
+        if next["sweep"].as_u64() > last["sweep"].as_u64() {
+            break next;
+        }
+        assert!(Instant::now() < deadline, "no later pass: {next}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!((again["pass"].as_str(), again["equal"].as_bool()), (Some("changed"), Some(false)), "{again}");
+    let ids: BTreeSet<&str> =
+        again["diffs"].as_array().unwrap().iter().map(|d| d["key"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["2500", "4500"].into(), "{again}");
     // What a status command shows: the newest sweep, without reading the servers.
     let shown = run_in(dir.path(), &["verify", "--last", &p]);
     assert_eq!(shown.status.code(), Some(1), "{}", show(&shown));

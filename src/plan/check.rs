@@ -375,8 +375,12 @@ pub fn load(connectors: &dyn Connectors, file: &str, text: &str) -> Result<Plan,
             _ => {}
         }
     }
-    if let Err(e) = parse_duration_ms(&raw.verify.interval) {
-        ctx.err_at("verify.interval", false, e);
+    for (key, text) in
+        [("verify.interval", &raw.verify.interval), ("verify.full_sweep_interval", &raw.verify.full_sweep_interval)]
+    {
+        if let Err(e) = parse_duration_ms(text) {
+            ctx.err_at(key, false, e);
+        }
     }
     if raw.verify.chunk_rows == 0 {
         ctx.err_at("verify.chunk_rows", false, "must be at least 1 (rows per compared chunk)".to_string());

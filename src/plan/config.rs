@@ -209,12 +209,16 @@ pub struct VerifyConfig {
     pub wait_seconds: u64,
     /// Per-table rules: the first entry whose `tables` pattern matches a source table applies.
     pub tables: Vec<VerifyTable>,
-    /// A running task verifies itself in the background: every `interval` a sweep over every
-    /// chunk of every verified table (rate-limited by `max_rows_per_second`), results in the
-    /// state store (`verify/last.json`, `verify/events.jsonl`) and the log.
+    /// A running task verifies itself in the background: every `interval` the chunks its
+    /// stream changed since the previous pass, every `full_sweep_interval` every chunk of every
+    /// verified table (all rate-limited by `max_rows_per_second`); results in the state store
+    /// (`verify/last.json`, `verify/events.jsonl`) and the log.
     pub continuous: bool,
-    /// Time between the starts of two background sweeps (`30s`, `10m`, `1h`).
+    /// Time between the starts of two background passes over the changed chunks (`30s`, `10m`).
     pub interval: String,
+    /// Time between the starts of two background full sweeps (the first one runs one
+    /// `interval` after the start).
+    pub full_sweep_interval: String,
     /// Rows per second (both sides together) a background sweep reads at most; 0: no limit.
     pub max_rows_per_second: u64,
 }
@@ -228,6 +232,7 @@ impl Default for VerifyConfig {
             tables: Vec::new(),
             continuous: false,
             interval: "10m".into(),
+            full_sweep_interval: "6h".into(),
             max_rows_per_second: 100_000,
         }
     }

@@ -2,24 +2,30 @@
 //! background, on process 0, on a thread of its own with its own sessions.
 //!
 //! ```text
-//!  every `interval` (from the start of the previous sweep; at once when a sweep took longer):
-//!    verify(every chunk of every verified table, ≤ max_rows_per_second, re-reads as the task
-//!           moves) ──► <state>/<task>/verify/last.json     the newest sweep: time, summary, differences
-//!                  └─► <state>/<task>/verify/events.jsonl   one line per persisting difference
-//!                  └─► the log (warn)                          found (the alert rules' input)
+//!  every `interval` (from the start of the previous pass; at once when a pass took longer):
+//!    a full sweep when `full_sweep_interval` has passed since the last one (the first pass is
+//!    one), else the chunks holding a key the task's stream changed since the previous pass
+//!    (verify::touched) and every chunk of a table the previous pass found different (its
+//!    difference stands, for `--last` and the alert rules, until a pass finds it equal)
+//!    verify(those chunks, ≤ max_rows_per_second, re-reads as the task moves)
+//!       ──► <state>/<task>/verify/last.json     the newest pass: kind, time, summary, differences
+//!       └─► <state>/<task>/verify/events.jsonl   one line per persisting difference
+//!       └─► the log (warn)                          found (the alert rules' input)
 //! ```
 //!
 //! A difference is reported only after the re-reads of [`super::verify`] (the task's checkpoint
-//! passed the source's position and the source row held still), so a sweep of a running task
-//! reports what persists. Every sweep reads every chunk: a chunk changed since the previous
-//! sweep is read again like any other, so a corruption of the target is found by the first
-//! sweep that starts after it.
+//! passed the source's position and the source row held still), so a pass over a running task
+//! reports what persists. A corruption of a chunk the task then changes is found by the next
+//! pass; a corruption of a chunk nothing changes, by the next full sweep.
 
-use super::{verify, Report, VerifyOptions};
+use super::{touched, verify, RangeFilter, Report, VerifyOptions};
+use crate::connector::verify::KeyRange;
 use crate::plan::config::parse_duration_ms;
 use crate::plan::Compiled;
 use crate::state::TaskState;
+use ferry_operators::TableId;
 use serde_json::json;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,24 +62,61 @@ pub fn start(plan: &Compiled, state: &TaskState) -> Option<Continuous> {
 }
 
 fn sweeps(plan: &Compiled, state: &TaskState, interval: Duration, stop: &AtomicBool) {
-    let opts = VerifyOptions {
-        workers: 1,
-        max_rows_per_second: plan.plan.settings.verify.max_rows_per_second,
-        ..VerifyOptions::default()
-    };
+    let cfg = &plan.plan.settings.verify;
+    let full_every = Duration::from_millis(parse_duration_ms(&cfg.full_sweep_interval).expect("checked interval"));
+    touched::enable();
     let mut next = Instant::now() + interval;
+    let mut next_full = next;
     let mut sweep = 0u64;
+    // Source tables the newest pass found different.
+    let mut differing: Arc<HashSet<TableId>> = Arc::default();
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() < next {
             std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
             continue;
         }
-        next = Instant::now() + interval;
+        let started = Instant::now();
+        next = started + interval;
+        let changed = Arc::new(touched::take());
+        let full = started >= next_full;
+        let only: Option<RangeFilter> = if full {
+            next_full = started + full_every;
+            None
+        } else if changed.is_empty() && differing.is_empty() {
+            continue;
+        } else {
+            // The changed chunks, and every chunk of a table the previous pass found different
+            // (so its result stands until a pass finds it equal again).
+            let (changed, differing) = (changed.clone(), differing.clone());
+            Some(Arc::new(move |sources: &[TableId], range: &KeyRange| {
+                sources.iter().any(|t| {
+                    differing.contains(t)
+                        || changed.get(t).is_some_and(|k| k.any_in(range.lower.as_deref(), range.upper.as_deref()))
+                })
+            }))
+        };
+        let opts = VerifyOptions {
+            workers: 1,
+            max_rows_per_second: cfg.max_rows_per_second,
+            only,
+            ..VerifyOptions::default()
+        };
         sweep += 1;
         match verify(plan, state, &opts) {
-            Ok(report) => record(state, sweep, &report),
+            Ok(report) => {
+                record(state, sweep, full, &report);
+                let names: HashSet<&String> =
+                    report.tables.iter().filter(|t| t.differs()).flat_map(|t| &t.sources).collect();
+                differing = Arc::new(
+                    (0..plan.catalog.tables.len() as TableId)
+                        .filter(|&id| names.contains(&plan.catalog.get(id).name.to_string()))
+                        .collect(),
+                );
+            }
             Err(e) => {
-                tracing::warn!(sweep, error = %crate::secrets::redact(&e.to_string()), "background verification failed; the next sweep tries again")
+                // The changed keys wait for the next pass.
+                touched::give_back(Arc::unwrap_or_clone(changed));
+                tracing::warn!(sweep, error = %crate::secrets::redact(&e.to_string()), "background verification failed; the next pass tries again")
             }
         }
     }
@@ -92,11 +135,12 @@ pub fn last(state: &TaskState) -> Result<Option<(serde_json::Value, String)>, St
     Ok(Some((last, report.summary())))
 }
 
-/// Writes a sweep's result to the state store and logs what differs.
-fn record(state: &TaskState, sweep: u64, report: &Report) {
+/// Writes a pass's result (`full`: a full sweep) to the state store and logs what differs.
+fn record(state: &TaskState, sweep: u64, full: bool, report: &Report) {
     let now = crate::runtime::now_micros();
     let last = json!({
         "sweep": sweep,
+        "pass": if full { "full" } else { "changed" },
         "finished_micros": now,
         "seconds": report.seconds,
         "equal": !report.differs(),

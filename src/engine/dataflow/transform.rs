@@ -1,6 +1,7 @@
 //! The transform stage: applies each table's compiled [`ferry_operators::transform::Transform`]
 //! on the worker that read the change (no exchange), so filters drop rows before they cross
-//! the network. Rows whose functions fail go to the dirty archive with the reason.
+//! the network. Rows whose functions fail go to the dirty archive with the reason. Stream
+//! changes' keys are noted here for continuous verification (`verify::touched`).
 
 use crate::plan::Compiled;
 use crate::runtime::{DirtyArchive, Failure, Metrics, TaskError};
@@ -50,6 +51,8 @@ pub fn transform<'s>(
                 if let Some(t) = data.iter().map(|c| c.commit_micros).max() {
                     metrics.note_source_time(t);
                 }
+                // The keys continuous verification re-verifies next (only when it is on).
+                crate::verify::touched::note(data, |t| plan.catalog.get(t));
                 if identity && data.iter().all(|c| c.schema.is_none() && !key_change(c)) {
                     output.session(&cap).give_container(data);
                     return;
