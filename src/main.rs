@@ -508,6 +508,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: !quiet,
                 max_rows_per_second: 0,
                 only: None,
+                cancel: None,
             };
             let report = ferry::verify::verify(&compiled, &state, &opts)?;
             print!("{}", report.summary());

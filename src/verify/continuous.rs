@@ -56,12 +56,12 @@ pub fn start(plan: &Compiled, state: &TaskState) -> Option<Continuous> {
     let (plan, state, flag) = (plan.clone(), state.clone(), stop.clone());
     let thread = std::thread::Builder::new()
         .name("ferry-verify".into())
-        .spawn(move || sweeps(&plan, &state, interval, &flag))
+        .spawn(move || sweeps(&plan, &state, interval, flag))
         .expect("the verify thread starts");
     Some(Continuous { stop, thread: Some(thread) })
 }
 
-fn sweeps(plan: &Compiled, state: &TaskState, interval: Duration, stop: &AtomicBool) {
+fn sweeps(plan: &Compiled, state: &TaskState, interval: Duration, stop: Arc<AtomicBool>) {
     let cfg = &plan.plan.settings.verify;
     let full_every = Duration::from_millis(parse_duration_ms(&cfg.full_sweep_interval).expect("checked interval"));
     touched::enable();
@@ -80,7 +80,6 @@ fn sweeps(plan: &Compiled, state: &TaskState, interval: Duration, stop: &AtomicB
         let changed = Arc::new(touched::take());
         let full = started >= next_full;
         let only: Option<RangeFilter> = if full {
-            next_full = started + full_every;
             None
         } else if changed.is_empty() && differing.is_empty() {
             continue;
@@ -99,19 +98,37 @@ fn sweeps(plan: &Compiled, state: &TaskState, interval: Duration, stop: &AtomicB
             workers: 1,
             max_rows_per_second: cfg.max_rows_per_second,
             only,
+            // A stopping task does not wait for a pass to end.
+            cancel: Some(stop.clone()),
             ..VerifyOptions::default()
         };
         sweep += 1;
         match verify(plan, state, &opts) {
             Ok(report) => {
                 record(state, sweep, full, &report);
-                let names: HashSet<&String> =
-                    report.tables.iter().filter(|t| t.differs()).flat_map(|t| &t.sources).collect();
-                differing = Arc::new(
+                if full {
+                    // Only a sweep that ended: one that failed is tried again at the next pass.
+                    next_full = started + full_every;
+                }
+                let ids = |pick: &dyn Fn(&super::TableReport) -> bool| -> HashSet<TableId> {
+                    let names: HashSet<&String> =
+                        report.tables.iter().filter(|t| pick(t)).flat_map(|t| &t.sources).collect();
                     (0..plan.catalog.tables.len() as TableId)
                         .filter(|&id| names.contains(&plan.catalog.get(id).name.to_string()))
-                        .collect(),
-                );
+                        .collect()
+                };
+                differing = Arc::new(ids(&|t| t.differs()));
+                // Keys still unsettled (the task had not caught up) are looked at again next
+                // pass: the keys this pass took, or the whole table.
+                let unsettled = ids(&|t| t.unsettled > 0);
+                if !unsettled.is_empty() {
+                    touched::give_back(
+                        unsettled
+                            .into_iter()
+                            .map(|t| (t, changed.get(&t).cloned().unwrap_or(touched::Keys::All)))
+                            .collect(),
+                    );
+                }
             }
             Err(e) => {
                 // The changed keys wait for the next pass.

@@ -56,7 +56,7 @@ use ferry_operators::{Change, ColumnType, Op, Position, Row, TableId, Value};
 use regex::Regex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Functions whose value depends on the change, its time or position, not on the row: target
@@ -79,6 +79,8 @@ pub struct VerifyOptions {
     /// Only the key ranges this takes (a unit's source tables and the range) are compared;
     /// `None`: all of them.
     pub only: Option<RangeFilter>,
+    /// Set: stop taking ranges (the verification ends with [`VerifyError::Cancelled`]).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Picks the key ranges a verification compares: (the unit's source tables, the range).
@@ -90,6 +92,9 @@ pub enum VerifyError {
     /// The plan's `verify` section does not fit the tables (the message names the key).
     #[error("{0}")]
     Plan(String),
+    /// Stopped before every range was compared (`VerifyOptions::cancel`).
+    #[error("stopped before every range was compared")]
+    Cancelled,
     /// A side could not be read.
     #[error("{0}")]
     Read(#[from] ReadError),
@@ -622,7 +627,7 @@ pub fn verify(plan: &Compiled, state: &TaskState, opts: &VerifyOptions) -> Resul
     let workers = opts.workers.max(1);
     std::thread::scope(|s| {
         let work = |mut v: Verifier<'_>| loop {
-            if failed.load(Ordering::Relaxed) {
+            if failed.load(Ordering::Relaxed) || opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return;
             }
             let Some(job) = jobs.lock().expect("queue").pop_front() else { return };
@@ -642,8 +647,12 @@ pub fn verify(plan: &Compiled, state: &TaskState, opts: &VerifyOptions) -> Resul
                     // At most `max_rows_per_second` rows (both sides) over the whole run.
                     if opts.max_rows_per_second > 0 {
                         let due = Duration::from_secs_f64(total as f64 / opts.max_rows_per_second as f64);
-                        if let Some(wait) = due.checked_sub(started.elapsed()) {
-                            std::thread::sleep(wait);
+                        // In slices, so a cancel is seen.
+                        while let Some(wait) = due.checked_sub(started.elapsed()) {
+                            if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                                break;
+                            }
+                            std::thread::sleep(wait.min(Duration::from_millis(100)));
                         }
                     }
                 }
@@ -672,13 +681,22 @@ pub fn verify(plan: &Compiled, state: &TaskState, opts: &VerifyOptions) -> Resul
             s.spawn(|| report::progress(&done, &rows_read, total, &failed, started));
         }
         for h in handles {
-            let _ = h.join();
+            if h.join().is_err() {
+                failed.store(true, Ordering::Relaxed);
+                first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(VerifyError::Unsupported("a verifying thread failed (see the log)".into()));
+            }
         }
         // Ends the progress line.
         done.store(usize::MAX, Ordering::Relaxed);
     });
-    if let Some(e) = first_error.into_inner().expect("error") {
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
+    }
+    if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+        return Err(VerifyError::Cancelled);
     }
     let mut per_unit: Vec<Vec<Outcome>> = (0..units.len()).map(|_| Vec::new()).collect();
     for (u, o) in results.into_inner().expect("results") {

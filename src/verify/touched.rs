@@ -13,7 +13,7 @@
 //! batch).
 
 use ferry_operators::{Change, Position, TableId, TableSchema, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -24,7 +24,7 @@ pub const MAX_KEYS: usize = 100_000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Keys {
     /// These single-integer keys (old and new key of an update).
-    Some(Vec<i128>),
+    Some(HashSet<i128>),
     /// Any row may have changed.
     All,
 }
@@ -49,6 +49,19 @@ impl Keys {
             (_, Keys::All) => *self = Keys::All,
             (Keys::Some(a), Keys::Some(b)) => {
                 a.extend(b);
+                if a.len() > MAX_KEYS {
+                    *self = Keys::All;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, key: Option<i128>) {
+        match (&mut *self, key) {
+            (Keys::All, _) => {}
+            (_, None) => *self = Keys::All,
+            (Keys::Some(a), Some(k)) => {
+                a.insert(k);
                 if a.len() > MAX_KEYS {
                     *self = Keys::All;
                 }
@@ -85,17 +98,14 @@ pub fn note<'a>(changes: &[Change], schema: impl Fn(TableId) -> &'a TableSchema)
         if matches!(c.pos, Position::None | Position::Seq { .. }) {
             continue;
         }
-        let key = schema(c.table).row_key();
-        let entry = batch.entry(c.table).or_insert_with(|| Keys::Some(Vec::new()));
+        // The rows of a change after a schema change follow its own schema.
+        let key = c.schema.as_deref().map_or_else(|| schema(c.table).row_key(), |s| s.row_key());
+        let entry = batch.entry(c.table).or_insert_with(|| Keys::Some(HashSet::new()));
         for row in [&c.before, &c.after].into_iter().flatten() {
-            let k = match key {
+            entry.add(match key {
                 [k] => row.get(*k).and_then(|v| int_key(std::slice::from_ref(v))),
                 _ => None,
-            };
-            match k {
-                Some(k) => entry.merge(Keys::Some(vec![k])),
-                None => entry.merge(Keys::All),
-            }
+            });
         }
     }
     if !batch.is_empty() {
@@ -129,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_range_holds_a_noted_key_only_between_its_bounds() {
-        let k = Keys::Some(vec![5, 2500]);
+        let k = Keys::Some([5, 2500].into());
         let b = |i: i64| vec![Value::Int(i)];
         assert!(k.any_in(Some(&b(2001)), Some(&b(3001))));
         assert!(!k.any_in(Some(&b(6)), Some(&b(2500))), "the upper bound is exclusive");
@@ -137,13 +147,15 @@ mod tests {
         assert!(!k.any_in(Some(&b(2501)), None));
         assert!(Keys::All.any_in(Some(&b(1)), Some(&b(2))));
         let text = vec![Value::Text("a".into())];
-        assert!(Keys::Some(vec![]).any_in(Some(&text), None), "bounds it cannot place take every key");
+        assert!(Keys::Some(HashSet::new()).any_in(Some(&text), None), "bounds it cannot place take every key");
     }
 
     #[test]
     fn too_many_keys_count_as_the_whole_table() {
         let mut k = Keys::Some((0..MAX_KEYS as i128).collect());
-        k.merge(Keys::Some(vec![1, 2]));
+        k.merge(Keys::Some([1, 2].into()));
+        assert_eq!(k, Keys::Some((0..MAX_KEYS as i128).collect()), "a key noted again is one key");
+        k.add(Some(-1));
         assert_eq!(k, Keys::All);
     }
 }
