@@ -62,6 +62,16 @@ pub struct Digest {
     pub sum: u128,
 }
 
+/// How text stored in a MySQL-family character set enters a digest as it is: `Some(false)`
+/// UTF-8 (utf8mb4, utf8mb3, ascii), `Some(true)` latin1, `None` another set.
+pub fn stored_text(charset: &str) -> Option<bool> {
+    match charset.to_ascii_lowercase().as_str() {
+        "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => Some(false),
+        "latin1" => Some(true),
+        _ => None,
+    }
+}
+
 /// Appends a NULL's digest bytes.
 pub fn push_null(out: &mut Vec<u8>) {
     out.push(b'N');

@@ -292,11 +292,7 @@ fn digest_columns(
             (ColumnType::String { .. }, ColumnType::String { fixed, .. }) => {
                 let latin1 = match charsets.and_then(|c| c.get(*s)).cloned().flatten() {
                     None => false,
-                    Some(cs) => match cs.to_ascii_lowercase().as_str() {
-                        "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => false,
-                        "latin1" => true,
-                        _ => return None,
-                    },
+                    Some(cs) => digest::stored_text(&cs)?,
                 };
                 DigestText::Text { latin1, trim: *fixed }
             }

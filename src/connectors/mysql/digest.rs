@@ -18,6 +18,7 @@
 //! compute no digests; their rows are read as before.
 
 use super::snapshot::{ident, key_cmp, param, Chunk};
+use crate::connector::digest::stored_text;
 use crate::connector::verify::{Digest, DigestColumn, DigestText, ReadError};
 use ferry_operators::schema::{ColumnType, TableSchema};
 use mysql_async::prelude::Queryable;
@@ -32,11 +33,6 @@ pub async fn supported(conn: &mut Conn, known: &mut Option<bool>) -> bool {
     *known == Some(true)
 }
 
-/// Whether a character set's stored bytes are UTF-8.
-fn utf8(charset: &str) -> bool {
-    matches!(charset.to_ascii_lowercase().as_str(), "utf8mb4" | "utf8mb3" | "utf8" | "ascii")
-}
-
 /// The SQL expressions whose texts, hashed one after the other, are one column's digest bytes
 /// (see the module doc); `charset` is the column's own character set (`None`: unknown).
 /// Every piece is NULL-safe whatever the catalog says of the column (`CRC32(crc, NULL)` is
@@ -49,10 +45,9 @@ pub fn column_pieces(schema: &TableSchema, c: &DigestColumn, charset: Option<&st
     Some(match c.text {
         DigestText::Integer => vec![format!("IFNULL({name}, 'N')"), format!("IF({name} IS NULL, '', ',')")],
         DigestText::Text { latin1, trim } => {
-            let mut x = match charset {
-                Some(cs) if latin1 && cs.eq_ignore_ascii_case("latin1") => name,
+            let mut x = match charset.and_then(stored_text) {
+                Some(own) if own == latin1 => name,
                 _ if latin1 => return None,
-                Some(cs) if utf8(cs) => name,
                 // Any character set converts to utf8mb4 without loss.
                 _ => format!("CONVERT({name} USING utf8mb4)"),
             };

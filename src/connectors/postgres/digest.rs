@@ -16,10 +16,10 @@ use super::snapshot::{copy_lines, ident, split_fields, unescape};
 use crate::connector::digest::{self, Digest, DigestColumn, DigestText};
 use ferry_operators::schema::TableSchema;
 
-/// `SELECT` of the digested columns of `schema`'s table `from` (quoted), with `conds` (SQL
-/// conditions, joined by `AND`).
-pub fn select(schema: &TableSchema, from: &str, columns: &[DigestColumn], conds: &[String]) -> String {
-    let cols: Vec<String> = columns.iter().map(|c| ident(&schema.columns[c.index].name)).collect();
+/// `SELECT` of the columns `columns` (indexes) of `schema`'s table `from` (quoted), with
+/// `conds` (SQL conditions, joined by `AND`).
+pub fn select(schema: &TableSchema, from: &str, columns: impl Iterator<Item = usize>, conds: &[String]) -> String {
+    let cols: Vec<String> = columns.map(|i| ident(&schema.columns[i].name)).collect();
     let mut q = format!("SELECT {} FROM {from}", cols.join(", "));
     if !conds.is_empty() {
         q.push_str(&format!(" WHERE {}", conds.join(" AND ")));

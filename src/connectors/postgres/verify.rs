@@ -65,17 +65,14 @@ impl TableReader for PgReader {
         columns: &[DigestColumn],
         range: &KeyRange,
     ) -> Result<Option<Digest>, ReadError> {
-        let q = super::digest::select(schema, &qualified(schema), columns, &range_conds(schema, range)?);
+        let cols = columns.iter().map(|c| c.index);
+        let q = super::digest::select(schema, &qualified(schema), cols, &range_conds(schema, range)?);
         self.rt.block_on(super::digest::copy_digest(&self.client, &q, columns)).map(Some).map_err(read_error)
     }
 
     fn rows(&mut self, schema: &TableSchema, range: &KeyRange) -> Result<Vec<Row>, ReadError> {
-        let cols: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
-        let mut q = format!("SELECT {} FROM {}", cols.join(", "), qualified(schema));
-        let conds = range_conds(schema, range)?;
-        if !conds.is_empty() {
-            q.push_str(&format!(" WHERE {}", conds.join(" AND ")));
-        }
+        let q =
+            super::digest::select(schema, &qualified(schema), 0..schema.columns.len(), &range_conds(schema, range)?);
         let client = &self.client;
         let mut rows = Vec::new();
         self.rt

@@ -138,8 +138,12 @@ impl TableReader for SqlReader {
             Db::My(conn) => conn,
             Db::Pg(client) => {
                 let table = self.dialect.qualified(&schema.name.database, &schema.name.table);
-                let q =
-                    crate::connectors::postgres::digest::select(schema, &table, columns, &range_conds(schema, range)?);
+                let q = crate::connectors::postgres::digest::select(
+                    schema,
+                    &table,
+                    columns.iter().map(|c| c.index),
+                    &range_conds(schema, range)?,
+                );
                 return rt
                     .block_on(crate::connectors::postgres::digest::copy_digest(client, &q, columns))
                     .map(Some)
