@@ -8,14 +8,15 @@
 //!   table (every MariaDB type family); 200 small tables (many tables, 1k rows each);
 //! - binlog catch-up of `FERRY_BENCH_CDC_ROWS` inserts, then as many updates (full before and
 //!   after images), into `null` and into PostgreSQL, vs
-//!   `mariadb-binlog --read-from-remote-server -v > /dev/null` over the same binlog range;
+//!   `mariadb-binlog --read-from-remote-server -v > /dev/null` over the same binlog range, and
+//!   the transfer alone (`mariadb-binlog --raw` into tmpfs: the floor of any binlog client);
 //! - the binlog row decoder on its own: the same binlog files (saved with `mariadb-binlog
 //!   --raw`) decoded in memory, rows/s (elements/s) and MB/s of binlog;
 //! - optionally, peak memory of a snapshot of a larger table (`FERRY_BENCH_BIG_ROWS`).
 //!
 //! Sizes: `FERRY_BENCH_ROWS` (default 2,000,000), `FERRY_BENCH_ALLTYPES_ROWS` (1,000,000),
 //! `FERRY_BENCH_TABLES` (200, of 1,000 rows), `FERRY_BENCH_CDC_ROWS` (1,000,000),
-//! `FERRY_BENCH_BIG_ROWS` (0: skipped). Tables other than the change-stream one are created once
+//! `FERRY_BENCH_BIG_ROWS` (0: skipped; 0 skips any of them). Tables other than the change-stream one are created once
 //! and reused by later runs. `FERRY_BENCH_ROUNDS` (3) interleaved rounds, medians printed.
 
 mod common;
@@ -99,12 +100,22 @@ fn binlog_case(rounds: usize, what: &str, rows: u64, from: (String, u64), to: (S
         raw.args(&files);
         timed(raw)
     };
+    // The transfer alone: the same files fetched raw into memory (tmpfs), nothing decoded or
+    // printed: the floor any binlog client reaches on this machine.
+    let transfer = || {
+        let shm = std::path::Path::new("/dev/shm");
+        let out = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+        let mut raw = Command::new("mariadb-binlog");
+        raw_args(&mut raw);
+        raw.arg("--raw").arg(format!("--result-file={}/", out.path().display())).args(&files);
+        timed(raw)
+    };
     let null = binlog_plan(&from, "  type: null\n");
     let pg = binlog_plan(&from, &format!("  type: postgres\n  url: {}\n", pg_url()));
     psql("CREATE SCHEMA IF NOT EXISTS bench");
     let r = interleaved(
         rounds,
-        &mut [&mut { raw_binlog }, &mut || ferry_run(&null, 1), &mut || {
+        &mut [&mut { raw_binlog }, &mut || ferry_run(&null, 1), &mut { transfer }, &mut || {
             psql(&format!("DROP TABLE IF EXISTS bench.sbtest_cdc; CREATE TABLE bench.sbtest_cdc {PG_TABLE}"));
             if updates {
                 psql("INSERT INTO bench.sbtest_cdc SELECT * FROM bench.sbtest_cdc_base");
@@ -122,12 +133,20 @@ fn binlog_case(rounds: usize, what: &str, rows: u64, from: (String, u64), to: (S
     line(&format!("raw: mariadb-binlog -v > /dev/null ({what})"), rows, r[0].0, r[0].1, None, &r[0].2);
     line(&format!("ferry binlog catch-up → null, 1 worker ({what})"), rows, r[1].0, r[1].1, Some(raw_rate), &r[1].2);
     line(
-        &format!("ferry binlog catch-up → PostgreSQL, 2 workers ({what})"),
+        &format!("raw: binlog transfer only, mariadb-binlog --raw ({what})"),
         rows,
         r[2].0,
         r[2].1,
         Some(raw_rate),
         &r[2].2,
+    );
+    line(
+        &format!("ferry binlog catch-up → PostgreSQL, 2 workers ({what})"),
+        rows,
+        r[3].0,
+        r[3].1,
+        Some(raw_rate),
+        &r[3].2,
     );
 
     // The decoder alone, in memory (no network, no engine).
@@ -184,16 +203,18 @@ fn main() {
         port()
     );
 
-    ensure_table("sbtest1", rows);
-    // The server-snapshot handoff (MariaDB's default) and the watermark one (MySQL's), same data.
-    snapshot_case(
-        rounds,
-        "sysbench-like",
-        rows,
-        "SELECT * FROM bench.sbtest1",
-        "bench\\.sbtest1",
-        &[(1, "server-snapshot"), (2, "server-snapshot"), (1, "watermark"), (2, "watermark")],
-    );
+    if rows > 0 {
+        ensure_table("sbtest1", rows);
+        // The server-snapshot handoff (MariaDB's default) and the watermark one (MySQL's), same data.
+        snapshot_case(
+            rounds,
+            "sysbench-like",
+            rows,
+            "SELECT * FROM bench.sbtest1",
+            "bench\\.sbtest1",
+            &[(1, "server-snapshot"), (2, "server-snapshot"), (1, "watermark"), (2, "watermark")],
+        );
+    }
 
     if alltypes > 0 {
         ensure_alltypes(alltypes);

@@ -173,7 +173,7 @@ async fn read_until_marker(r: &mut BinlogReader, db: &str, marker: &str) -> Read
                     out.ddl.push(sql);
                 }
             }
-            BinlogEvent::Heartbeat { .. } | BinlogEvent::Rotate { .. } => {}
+            BinlogEvent::Heartbeat { .. } | BinlogEvent::Rotate { .. } | BinlogEvent::Position { .. } => {}
         }
     }
 }
@@ -474,5 +474,34 @@ async fn an_idle_stream_sends_heartbeats_with_the_current_position() {
             assert_eq!(&next, r.position());
             break;
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_the_new_files_header_says_where_the_reader_is_without_a_heartbeat() {
+    let mut c = Conn::new(opts()).await.unwrap();
+    let start = master_pos(&mut c).await;
+    // No heartbeat for an hour: only the new file's header can tell where the reader is.
+    let mut r = BinlogReader::connect_with_heartbeat(
+        opts(),
+        server_id(13),
+        StartFrom::Position(start.clone()),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let new_file = master_pos(&mut c).await.file;
+    assert_ne!(new_file, start.file);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev =
+            tokio::time::timeout(left, r.next()).await.expect("the new file's header within 60 s").unwrap().unwrap();
+        let Some(next) = ev.next_position().filter(|n| n.file == new_file && n.pos > 4) else { continue };
+        // Other tests may write meanwhile, but the header comes before their transactions.
+        assert!(matches!(ev, BinlogEvent::Position { .. }), "the first position in the new file came from {ev:?}");
+        assert_eq!(next, r.position());
+        break;
     }
 }

@@ -62,9 +62,10 @@ pub async fn position_at(opts: &Opts, server_id: u32, at: i64) -> Result<BinlogP
             BinlogEvent::Begin { .. } if i64::from(r.event_time()) >= at => return Ok(boundary),
             // A DDL at or after the time starts there too (it has no Begin of its own on every server).
             BinlogEvent::Ddl { .. } if i64::from(r.event_time()) >= at => return Ok(boundary),
-            BinlogEvent::Commit { next, .. } | BinlogEvent::Ddl { next, .. } | BinlogEvent::Rotate { next } => {
-                boundary = next
-            }
+            BinlogEvent::Commit { next, .. }
+            | BinlogEvent::Ddl { next, .. }
+            | BinlogEvent::Rotate { next }
+            | BinlogEvent::Position { next } => boundary = next,
             // Caught up with the server: nothing at or after the time yet.
             BinlogEvent::Heartbeat { next } => return Ok(next),
             _ => {}

@@ -352,7 +352,8 @@ pub(super) fn binlog<'s>(
                             ev @ (BinlogEvent::Commit { .. }
                             | BinlogEvent::Ddl { .. }
                             | BinlogEvent::Heartbeat { .. }
-                            | BinlogEvent::Rotate { .. }) => {
+                            | BinlogEvent::Rotate { .. }
+                            | BinlogEvent::Position { .. }) => {
                                 // A DDL always ends the epoch: rows before and after a schema
                                 // change never share one.
                                 let is_ddl = matches!(ev, BinlogEvent::Ddl { .. });

@@ -319,7 +319,8 @@ async fn window(
             BinlogEvent::Begin { .. }
             | BinlogEvent::Commit { .. }
             | BinlogEvent::Heartbeat { .. }
-            | BinlogEvent::Rotate { .. } => {}
+            | BinlogEvent::Rotate { .. }
+            | BinlogEvent::Position { .. } => {}
         }
     };
     drop(reader);

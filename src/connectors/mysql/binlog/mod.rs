@@ -9,8 +9,9 @@
 //!  server ──COM_BINLOG_DUMP──► mysql_async BinlogStream ──Event──► BinlogReader::next()
 //!                                                                   │
 //!   ROTATE (fake, then real) ─────────────────────────────────────► Rotate { next }
-//!   FORMAT_DESCRIPTION, ANNOTATE_ROWS(160), CHECKPOINT(161) ──────► (skipped)
-//!   GTID_LIST(163) ────────────────────────────────────────────────► (seeds gtid_position)
+//!   ANNOTATE_ROWS(160) ────────────────────────────────────────────► (skipped)
+//!   FORMAT_DESCRIPTION, CHECKPOINT(161), PREVIOUS_GTIDS(35) ───────► Position { next } (a file's header)
+//!   GTID_LIST(163) ─► (seeds gtid_position) ───────────────────────► Position { next }
 //!   GTID(162, MariaDB) not standalone ─────────────────────────────► Begin { gtid }
 //!   GTID(162) standalone ─► QUERY ddl ─────────────────────────────► Ddl { database, sql, next }
 //!   GTID(33, MySQL) ─► QUERY BEGIN ────────────────────────────────► Begin { gtid }
@@ -178,17 +179,27 @@ pub enum BinlogEvent {
         /// Start of the new file.
         next: BinlogPos,
     },
+    /// The reader passed events that stand between transactions (a file's header: format
+    /// description, GTID list, previous GTIDs, binlog checkpoint) and is at `next`: a bounded
+    /// run whose end position lies after a rotation sees it reached without waiting for a
+    /// heartbeat.
+    Position {
+        /// The position after those events.
+        next: BinlogPos,
+    },
 }
 
 impl BinlogEvent {
     /// Where a reader resumes after this event, for the events that end a transaction or
-    /// stand between transactions (commit, DDL, heartbeat, rotation); `None` inside one.
+    /// stand between transactions (commit, DDL, heartbeat, rotation, a file's header); `None`
+    /// inside one.
     pub fn next_position(&self) -> Option<&BinlogPos> {
         match self {
             BinlogEvent::Commit { next, .. }
             | BinlogEvent::Ddl { next, .. }
             | BinlogEvent::Heartbeat { next }
-            | BinlogEvent::Rotate { next } => Some(next),
+            | BinlogEvent::Rotate { next }
+            | BinlogEvent::Position { next } => Some(next),
             BinlogEvent::Begin { .. } | BinlogEvent::Rows { .. } => None,
         }
     }
@@ -737,6 +748,15 @@ impl BinlogReader {
         }
     }
 
+    /// Advances past a file-header event: a [`BinlogEvent::Position`] when that moved the
+    /// position between transactions.
+    fn header_event(&mut self, log_pos: u64) -> Option<BinlogEvent> {
+        let before = self.pos.pos;
+        self.advance(log_pos);
+        (!self.in_txn && !self.in_payload && self.pos.pos > before)
+            .then(|| BinlogEvent::Position { next: self.pos.clone() })
+    }
+
     fn end_group(&mut self) -> Option<String> {
         self.in_txn = false;
         if let Some((d, s, n)) = self.group_maria.take() {
@@ -761,6 +781,7 @@ impl BinlogReader {
         const ANONYMOUS_GTID: u8 = EventType::ANONYMOUS_GTID_EVENT as u8;
         const PREVIOUS_GTIDS: u8 = EventType::PREVIOUS_GTIDS_EVENT as u8;
         const TRANSACTION_PAYLOAD: u8 = EventType::TRANSACTION_PAYLOAD_EVENT as u8;
+        const FORMAT_DESCRIPTION: u8 = EventType::FORMAT_DESCRIPTION_EVENT as u8;
         const MARIA_CHECKPOINT: u8 = 161;
         const MARIA_GTID: u8 = 162;
         const MARIA_GTID_LIST: u8 = 163;
@@ -896,7 +917,7 @@ impl BinlogReader {
                 Ok(None)
             }
             PREVIOUS_GTIDS => {
-                self.advance(log_pos);
+                let at = self.header_event(log_pos);
                 if self.mysql_gtids.is_none() {
                     if let Ok(Some(EventData::PreviousGtidsEvent(p))) = ev.read_data() {
                         let mut set = GtidSet::default();
@@ -909,7 +930,7 @@ impl BinlogReader {
                         self.mysql_gtids = Some(set);
                     }
                 }
-                Ok(None)
+                Ok(at)
             }
             TRANSACTION_PAYLOAD => {
                 // binlog_transaction_compression=ON: one event holds a whole transaction's
@@ -932,7 +953,6 @@ impl BinlogReader {
                 Ok(Some(BinlogEvent::Heartbeat { next: self.pos.clone() }))
             }
             MARIA_GTID_LIST => {
-                self.advance(log_pos);
                 if self.gtid_state.is_empty() {
                     if let Some(list) = parse_maria_gtid_list(ev.data()) {
                         for (d, s, n) in list {
@@ -940,12 +960,9 @@ impl BinlogReader {
                         }
                     }
                 }
-                Ok(None)
+                Ok(self.header_event(log_pos))
             }
-            MARIA_CHECKPOINT => {
-                self.advance(log_pos);
-                Ok(None)
-            }
+            MARIA_CHECKPOINT | FORMAT_DESCRIPTION => Ok(self.header_event(log_pos)),
             165..=171 => Err(self.event_err(format!(
                 "compressed binlog event (type {ty}) is not supported: set log_bin_compress=OFF on the source"
             ))),
