@@ -16,7 +16,7 @@
 //!
 //! Sizes: `FERRY_BENCH_ROWS` (default 2,000,000), `FERRY_BENCH_ALLTYPES_ROWS` (1,000,000),
 //! `FERRY_BENCH_TABLES` (200, of 1,000 rows), `FERRY_BENCH_CDC_ROWS` (1,000,000),
-//! `FERRY_BENCH_BIG_ROWS` (0: skipped; 0 skips any of them). Tables other than the change-stream one are created once
+//! `FERRY_BENCH_BIG_ROWS` (0: skipped; 0 skips any of these cases). Tables other than the change-stream one are created once
 //! and reused by later runs. `FERRY_BENCH_ROUNDS` (3) interleaved rounds, medians printed.
 
 mod common;
@@ -101,7 +101,9 @@ fn binlog_case(rounds: usize, what: &str, rows: u64, from: (String, u64), to: (S
         timed(raw)
     };
     // The transfer alone: the same files fetched raw into memory (tmpfs), nothing decoded or
-    // printed: the floor any binlog client reaches on this machine.
+    // printed: the floor any binlog client reaches on this machine. Whole files (`--raw`
+    // takes no stop position): the range starts right after a rotation and ends at the
+    // file's end, give or take the table's DDL.
     let transfer = || {
         let shm = std::path::Path::new("/dev/shm");
         let out = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();

@@ -9,8 +9,8 @@
 //!  server ──COM_BINLOG_DUMP──► mysql_async BinlogStream ──Event──► BinlogReader::next()
 //!                                                                   │
 //!   ROTATE (fake, then real) ─────────────────────────────────────► Rotate { next }
-//!   ANNOTATE_ROWS(160) ────────────────────────────────────────────► (skipped)
-//!   FORMAT_DESCRIPTION, CHECKPOINT(161), PREVIOUS_GTIDS(35) ───────► Position { next } (a file's header)
+//!   FORMAT_DESCRIPTION, ANNOTATE_ROWS(160) ────────────────────────► (skipped)
+//!   CHECKPOINT(161), PREVIOUS_GTIDS(35) ───────────────────────────► Position { next } (a file's header)
 //!   GTID_LIST(163) ─► (seeds gtid_position) ───────────────────────► Position { next }
 //!   GTID(162, MariaDB) not standalone ─────────────────────────────► Begin { gtid }
 //!   GTID(162) standalone ─► QUERY ddl ─────────────────────────────► Ddl { database, sql, next }
@@ -179,10 +179,11 @@ pub enum BinlogEvent {
         /// Start of the new file.
         next: BinlogPos,
     },
-    /// The reader passed events that stand between transactions (a file's header: format
-    /// description, GTID list, previous GTIDs, binlog checkpoint) and is at `next`: a bounded
-    /// run whose end position lies after a rotation sees it reached without waiting for a
-    /// heartbeat.
+    /// The reader passed events that stand between transactions (a file's header: GTID list,
+    /// previous GTIDs, binlog checkpoint) and is at `next`: a bounded run whose end position
+    /// lies after a rotation sees it reached without waiting for a heartbeat. Never right
+    /// after the format description: an encrypted MariaDB binlog's START_ENCRYPTION follows
+    /// it, and a dump cannot start between the two.
     Position {
         /// The position after those events.
         next: BinlogPos,
@@ -748,8 +749,9 @@ impl BinlogReader {
         }
     }
 
-    /// Advances past a file-header event: a [`BinlogEvent::Position`] when that moved the
-    /// position between transactions.
+    /// Advances past a file-header event after the format description (and after MariaDB's
+    /// START_ENCRYPTION): a [`BinlogEvent::Position`] when that moved the position between
+    /// transactions.
     fn header_event(&mut self, log_pos: u64) -> Option<BinlogEvent> {
         let before = self.pos.pos;
         self.advance(log_pos);
@@ -781,7 +783,6 @@ impl BinlogReader {
         const ANONYMOUS_GTID: u8 = EventType::ANONYMOUS_GTID_EVENT as u8;
         const PREVIOUS_GTIDS: u8 = EventType::PREVIOUS_GTIDS_EVENT as u8;
         const TRANSACTION_PAYLOAD: u8 = EventType::TRANSACTION_PAYLOAD_EVENT as u8;
-        const FORMAT_DESCRIPTION: u8 = EventType::FORMAT_DESCRIPTION_EVENT as u8;
         const MARIA_CHECKPOINT: u8 = 161;
         const MARIA_GTID: u8 = 162;
         const MARIA_GTID_LIST: u8 = 163;
@@ -962,7 +963,7 @@ impl BinlogReader {
                 }
                 Ok(self.header_event(log_pos))
             }
-            MARIA_CHECKPOINT | FORMAT_DESCRIPTION => Ok(self.header_event(log_pos)),
+            MARIA_CHECKPOINT => Ok(self.header_event(log_pos)),
             165..=171 => Err(self.event_err(format!(
                 "compressed binlog event (type {ty}) is not supported: set log_bin_compress=OFF on the source"
             ))),
