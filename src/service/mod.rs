@@ -95,6 +95,9 @@ pub struct Service {
     footprints: Mutex<BTreeMap<String, (u32, check::Footprint)>>,
     /// Per task, a sample every 10 s of the last hour: `(micros, rows/s, lag seconds)`.
     series: Mutex<BTreeMap<String, Series>>,
+    /// Per task, the state store of its run's plan, by that plan's text: status reads (every
+    /// `GET /api/tasks`, `/metrics` and monitor tick) load a plan only when it changed.
+    run_states: Mutex<BTreeMap<String, (String, Arc<crate::state::TaskState>)>>,
 }
 
 /// Where a start begins (F10.4).
@@ -125,6 +128,7 @@ impl Service {
             sender: std::sync::OnceLock::new(),
             footprints: Mutex::new(BTreeMap::new()),
             series: Mutex::new(BTreeMap::new()),
+            run_states: Mutex::new(BTreeMap::new()),
         });
         let names: Vec<String> = svc.lock().keys().cloned().collect();
         for name in names {
@@ -271,15 +275,34 @@ impl Service {
     /// The run's own status (its `status.json`, with the newest checkpoint's epoch), if it
     /// wrote one.
     fn run_status(&self, record: &TaskRecord) -> Option<crate::state::RunStatus> {
-        let (_, state) = self.run_state(&record.task)?;
+        let yaml = std::fs::read_to_string(self.records.work_dir(&record.task).join("plan.yaml")).ok()?;
+        let cached = {
+            let states = self.run_states.lock().unwrap_or_else(|p| p.into_inner());
+            states.get(&record.task).filter(|(text, _)| *text == yaml).map(|(_, s)| s.clone())
+        };
+        let state = match cached {
+            Some(s) => s,
+            None => {
+                let (_, state) = self.run_state_of(&record.task, &yaml)?;
+                let state = Arc::new(state);
+                let mut states = self.run_states.lock().unwrap_or_else(|p| p.into_inner());
+                states.insert(record.task.clone(), (yaml, state.clone()));
+                state
+            }
+        };
         Self::status_of(&state)
     }
 
     /// The plan the task's run runs (`work/plan.yaml`) and its state store.
     fn run_state(&self, task: &str) -> Option<(crate::plan::Plan, crate::state::TaskState)> {
+        let yaml = std::fs::read_to_string(self.records.work_dir(task).join("plan.yaml")).ok()?;
+        self.run_state_of(task, &yaml)
+    }
+
+    /// [`Service::run_state`] of the plan text `yaml`.
+    fn run_state_of(&self, task: &str, yaml: &str) -> Option<(crate::plan::Plan, crate::state::TaskState)> {
         let work = self.records.work_dir(task);
-        let yaml = std::fs::read_to_string(work.join("plan.yaml")).ok()?;
-        let plan = crate::connectors::load("plan.yaml", &yaml).ok()?;
+        let plan = crate::connectors::load("plan.yaml", yaml).ok()?;
         let loc = &plan.settings.runtime.state;
         let loc = if loc.contains("://") || Path::new(loc).is_absolute() {
             loc.clone()
