@@ -95,10 +95,13 @@ pub struct Service {
     footprints: Mutex<BTreeMap<String, (u32, check::Footprint)>>,
     /// Per task, a sample every 10 s of the last hour: `(micros, rows/s, lag seconds)`.
     series: Mutex<BTreeMap<String, Series>>,
-    /// Per task, the state store of its run's plan, by that plan's text: status reads (every
+    /// Per task, its run's plan and state store, by that plan's text: status reads (every
     /// `GET /api/tasks`, `/metrics` and monitor tick) load a plan only when it changed.
-    run_states: Mutex<BTreeMap<String, (String, Arc<crate::state::TaskState>)>>,
+    run_states: Mutex<BTreeMap<String, (String, Arc<RunOf>)>>,
 }
+
+/// A task's run as the service reads it: the plan in its work directory and its state store.
+type RunOf = (crate::plan::Plan, crate::state::TaskState);
 
 /// Where a start begins (F10.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,22 +278,25 @@ impl Service {
     /// The run's own status (its `status.json`, with the newest checkpoint's epoch), if it
     /// wrote one.
     fn run_status(&self, record: &TaskRecord) -> Option<crate::state::RunStatus> {
-        let yaml = std::fs::read_to_string(self.records.work_dir(&record.task).join("plan.yaml")).ok()?;
+        Self::status_of(&self.cached_run_state(&record.task)?.1)
+    }
+
+    /// [`Service::run_state`], kept while the task's `work/plan.yaml` keeps its text.
+    fn cached_run_state(&self, task: &str) -> Option<Arc<RunOf>> {
+        let yaml = std::fs::read_to_string(self.records.work_dir(task).join("plan.yaml")).ok()?;
         let cached = {
             let states = self.run_states.lock().unwrap_or_else(|p| p.into_inner());
-            states.get(&record.task).filter(|(text, _)| *text == yaml).map(|(_, s)| s.clone())
+            states.get(task).filter(|(text, _)| *text == yaml).map(|(_, s)| s.clone())
         };
-        let state = match cached {
-            Some(s) => s,
+        match cached {
+            Some(s) => Some(s),
             None => {
-                let (_, state) = self.run_state_of(&record.task, &yaml)?;
-                let state = Arc::new(state);
+                let state = Arc::new(self.run_state_of(task, &yaml)?);
                 let mut states = self.run_states.lock().unwrap_or_else(|p| p.into_inner());
-                states.insert(record.task.clone(), (yaml, state.clone()));
-                state
+                states.insert(task.to_string(), (yaml, state.clone()));
+                Some(state)
             }
-        };
-        Self::status_of(&state)
+        }
     }
 
     /// The plan the task's run runs (`work/plan.yaml`) and its state store.
@@ -635,6 +641,7 @@ impl Service {
         self.footprints.lock().unwrap_or_else(|p| p.into_inner()).remove(task);
         self.alerts_lock().remove(task);
         self.series.lock().unwrap_or_else(|p| p.into_inner()).remove(task);
+        self.run_states.lock().unwrap_or_else(|p| p.into_inner()).remove(task);
         Ok((200, json!({ "task": task, "deleted": true })))
     }
 }
@@ -815,9 +822,10 @@ impl Service {
         if record.run_version.is_none() {
             return;
         }
-        let Some((plan, state)) = self.run_state(task) else { return };
+        let Some(run) = self.cached_run_state(task) else { return };
+        let (plan, state) = &*run;
         let cfg = &plan.settings.alerts;
-        let status = Self::status_of(&state);
+        let status = Self::status_of(state);
         let now = crate::runtime::now_micros();
         let metrics = self.run_metrics(task).filter(|m| now - m.updated_micros < 5_000_000);
         use crate::state::RunState as R;
@@ -829,12 +837,12 @@ impl Service {
             restarts: status.as_ref().map(|s| u64::from(s.restarts)),
             committed_epoch: status.as_ref().map_or(0, |s| s.epoch),
             metrics,
-            stopped_tables: crate::connector::sink::TableStops::list(&state)
+            stopped_tables: crate::connector::sink::TableStops::list(state)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|s| (s.table, s.reason))
                 .collect(),
-            verify_difference: crate::verify::continuous::last(&state)
+            verify_difference: crate::verify::continuous::last(state)
                 .ok()
                 .flatten()
                 .filter(|(last, _)| last["equal"] == json!(false))
