@@ -6,7 +6,7 @@
 //! | [`Fault::ChunkDelay`] | `FERRY_FAULT_CHUNK_DELAY_MS` | each snapshot chunk read waits this long first (a kill lands mid-snapshot) |
 //! | [`Fault::ManifestDelay`] | `FERRY_FAULT_MANIFEST_DELAY_MS` | the coordinator waits before each manifest (sinks commit epochs no manifest covers yet) |
 //! | [`Fault::DdlCrash`] | `FERRY_FAULT_DDL_CRASH` | the process aborts after a target DDL ran, before its record |
-//! | [`Fault::StoreCrash`] | `FERRY_FAULT_STORE_CRASH` | the process aborts before its n-th object write or delete (state store, files target, archive) |
+//! | [`Fault::StoreCrash`] | `FERRY_FAULT_STORE_CRASH` | the process aborts before its n-th object write or delete (state store, files target, archive); `<n>:<text>` counts only those whose path contains `text` |
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -53,10 +53,19 @@ impl Fault {
 }
 
 /// A write or delete of an object is about to happen: with `FERRY_FAULT_STORE_CRASH=<n>` the
-/// n-th one (counted from 1 in this process) aborts the process first, as a kill -9 would.
+/// n-th one (counted from 1 in this process) aborts the process first, as a kill -9 would;
+/// with `<n>:<text>` the n-th one whose path contains `text`.
 pub fn store_write(path: &str) {
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let Some(n) = Fault::StoreCrash.value().and_then(|v| v.parse::<u64>().ok()) else { return };
+    let Some(v) = Fault::StoreCrash.value() else { return };
+    let (n, only) = match v.split_once(':') {
+        Some((n, text)) => (n, Some(text)),
+        None => (v, None),
+    };
+    let Ok(n) = n.parse::<u64>() else { return };
+    if only.is_some_and(|t| !path.contains(t)) {
+        return;
+    }
     if COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
         eprintln!("fault injection: aborting before store write {n} ({path})");
         std::process::abort();
