@@ -281,7 +281,8 @@ impl Service {
         Self::status_of(&self.cached_run_state(&record.task)?.1)
     }
 
-    /// [`Service::run_state`], kept while the task's `work/plan.yaml` keeps its text.
+    /// The plan the task's run runs (`work/plan.yaml`) and its state store, kept while that
+    /// file keeps its text.
     fn cached_run_state(&self, task: &str) -> Option<Arc<RunOf>> {
         let yaml = std::fs::read_to_string(self.records.work_dir(task).join("plan.yaml")).ok()?;
         let cached = {
@@ -291,7 +292,7 @@ impl Service {
         match cached {
             Some(s) => Some(s),
             None => {
-                let state = Arc::new(self.run_state_of(task, &yaml)?);
+                let state = Arc::new(self.run_state(task, &yaml)?);
                 let mut states = self.run_states.lock().unwrap_or_else(|p| p.into_inner());
                 states.insert(task.to_string(), (yaml, state.clone()));
                 Some(state)
@@ -299,14 +300,8 @@ impl Service {
         }
     }
 
-    /// The plan the task's run runs (`work/plan.yaml`) and its state store.
-    fn run_state(&self, task: &str) -> Option<(crate::plan::Plan, crate::state::TaskState)> {
-        let yaml = std::fs::read_to_string(self.records.work_dir(task).join("plan.yaml")).ok()?;
-        self.run_state_of(task, &yaml)
-    }
-
-    /// [`Service::run_state`] of the plan text `yaml`.
-    fn run_state_of(&self, task: &str, yaml: &str) -> Option<(crate::plan::Plan, crate::state::TaskState)> {
+    /// The plan of text `yaml` (the task's `work/plan.yaml`) and its state store.
+    fn run_state(&self, task: &str, yaml: &str) -> Option<RunOf> {
         let work = self.records.work_dir(task);
         let plan = crate::connectors::load("plan.yaml", yaml).ok()?;
         let loc = &plan.settings.runtime.state;
@@ -976,11 +971,12 @@ impl Service {
         if !self.lock().contains_key(task) {
             return Err(missing(task));
         }
-        let Some((plan, state)) = self.run_state(task) else {
+        let Some(run) = self.cached_run_state(task) else {
             return Ok((200, json!({ "task": task, "total": 0, "per": [], "rows": [] })));
         };
+        let (plan, state) = &*run;
         let fail = |e: crate::engine::EngineError| Refusal::new(500, e.to_string());
-        let archive = crate::engine::dirty_archive(&plan.settings, &state).map_err(fail)?;
+        let archive = crate::engine::dirty_archive(&plan.settings, state).map_err(fail)?;
         let mut per: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut rows = Vec::new();
         let mut total = 0u64;
