@@ -170,6 +170,117 @@ fn postgres_to_postgres_snapshot_and_stream_under_writes_ends_equal() {
     snapshot_and_stream_under_writes_end_equal(Target::Pg, "at-least-once");
 }
 
+/// The server's `logical_decoding_work_mem` in kB (the private servers run with 64kB, so that
+/// a transaction of a few hundred rows streams while it is open).
+fn decoding_memory_kb() -> u64 {
+    src_query_one("SELECT setting FROM pg_settings WHERE name = 'logical_decoding_work_mem'").unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_transaction_streamed_while_open_arrives_whole_without_its_rolled_back_savepoints() {
+    let target = Target::Maria;
+    let (ns, dst, task) = ("pgstrm", "pgstrm_t", "pg-strm");
+    assert!(decoding_memory_kb() <= 1024, "scripts/servers starts PostgreSQL with logical_decoding_work_mem=64kB");
+    forget_slot(task);
+    source_tables(ns, 2_000);
+    target.fresh_namespace(dst);
+    let dir = workdir();
+    let p = write_plan(dir.path(), "plan.yaml", &plan_text(task, ns, target, dst, "exactly-once", ""));
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    ferry::runtime::io_runtime().block_on(async {
+        let a = common::sql::pg_client_at(&src_url()).await;
+        let b = common::sql::pg_client_at(&src_url()).await;
+        let t = format!("{ns}.items");
+        // A: a big transaction, streamed in blocks while open; rolled-back savepoints (one
+        // nested in another, one that dropped a column) and a released one in it.
+        a.batch_execute(&format!(
+            "BEGIN; INSERT INTO {t} (id, name, qty) SELECT g, 'big', 1 FROM generate_series(10000, 29999) g; \
+             SAVEPOINT s1; INSERT INTO {t} (id, name) SELECT g, 'gone' FROM generate_series(40000, 44999) g; \
+             UPDATE {t} SET qty = -1 WHERE id <= 500; SAVEPOINT s2; DELETE FROM {t} WHERE id BETWEEN 501 AND 600; \
+             ROLLBACK TO s1; SAVEPOINT s3; UPDATE {t} SET note = 'kept' WHERE id BETWEEN 10000 AND 10999; RELEASE s3; \
+             SAVEPOINT s5; ALTER TABLE {t} DROP COLUMN note; UPDATE {t} SET qty = qty + 1 WHERE id BETWEEN 10000 AND 10100; \
+             ROLLBACK TO s5; \
+             DELETE FROM {t} WHERE id BETWEEN 20000 AND 20999; UPDATE {t} SET id = id + 100000 WHERE id <= 100"
+        ))
+        .await
+        .unwrap();
+        // B commits small transactions while A is open: they come before A.
+        b.batch_execute(&format!(
+            "INSERT INTO {t} (id, name) SELECT g, 'small' FROM generate_series(50000, 50099) g; \
+             UPDATE {t} SET qty = 99 WHERE id BETWEEN 200 AND 300"
+        ))
+        .await
+        .unwrap();
+        a.batch_execute(&format!(
+            "SAVEPOINT s4; INSERT INTO {t} (id, name) SELECT g, 'gone too' FROM generate_series(60000, 64999) g; \
+             ROLLBACK TO s4; UPDATE {t} SET name = 'after' WHERE id BETWEEN 50000 AND 50009; COMMIT"
+        ))
+        .await
+        .unwrap();
+        // A big transaction rolled back as a whole, after streaming.
+        a.batch_execute(&format!(
+            "BEGIN; INSERT INTO {t} (id, name) SELECT g, 'aborted' FROM generate_series(70000, 89999) g; ROLLBACK"
+        ))
+        .await
+        .unwrap();
+    });
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    assert_equal(ns, target, dst);
+    let streamed = src_query_one(&format!(
+        "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'ferry_{}'",
+        task.replace('-', "_")
+    ))
+    .unwrap_or_default();
+    assert!(streamed.parse::<u64>().unwrap_or(0) >= 1, "the server streamed no transaction: {streamed:?}");
+}
+
+#[test]
+fn replication_sessions_authenticate_with_scram_and_md5_and_a_wrong_password_is_refused() {
+    let (ns, dst) = ("pgauth", "pgauth_t");
+    fresh_src_schema(ns);
+    src_exec(&[
+        &format!("CREATE TABLE {ns}.t (id int PRIMARY KEY, v text)"),
+        &format!("INSERT INTO {ns}.t SELECT g, 'v' || g FROM generate_series(1, 100) g"),
+    ]);
+    let port = src_url().rsplit(':').next().unwrap().split('/').next().unwrap().to_string();
+    for (role, encryption) in [("ferry_scram", "scram-sha-256"), ("ferry_md5", "md5")] {
+        let task = format!("pg-auth-{}", &role[6..]);
+        forget_slot(&task);
+        src_exec(&[
+            &format!("DROP ROLE IF EXISTS {role}"),
+            &format!("SET password_encryption = '{encryption}'"),
+            &format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 's3cret-{role}'"),
+        ]);
+        Target::Pg.fresh_namespace(dst);
+        let dir = workdir();
+        let plan = |password: &str| {
+            format!(
+                "task: {task}\nsource:\n  type: postgres\n  url: postgres://{role}@127.0.0.1:{port}/ferry_src\n  \
+                 password: {password}\n  bounded: true\n  heartbeat_interval: 1s\ntarget:\n{}\
+                 tables:\n  include: ['{ns}\\..*']\nroute:\n  database: {dst}\nerrors:\n  max_restarts: 0\n\
+                 runtime:\n  state: ./state\n",
+                Target::Pg.plan_section()
+            )
+        };
+        let wrong = write_plan(dir.path(), "wrong.yaml", &plan("not-it"));
+        let out = run_in(dir.path(), &["run", "-q", &wrong]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(role), "{role}: {err}");
+        assert!(!err.contains("not-it"), "the password is in the error: {err}");
+        let p = write_plan(dir.path(), "plan.yaml", &plan(&format!("s3cret-{role}")));
+        ok(&run_in(dir.path(), &["run", "-q", &p]));
+        src_exec(&[&format!("INSERT INTO {ns}.t VALUES (1000, '{role}')")]);
+        ok(&run_in(dir.path(), &["run", "-q", &p]));
+        let got = common::sql::pg_text_rows(
+            &Target::Pg.pg_url(),
+            &format!("SELECT count(*), max(v) FILTER (WHERE id = 1000) FROM \"{dst}\".t"),
+        );
+        assert_eq!(got, vec![vec![Some("101".to_string()), Some(role.to_string())]], "{role}");
+        src_exec(&[&format!("DELETE FROM {ns}.t WHERE id = 1000")]);
+        forget_slot(&task);
+    }
+}
+
 /// Starts `ferry run -q plan` in `dir` with `env`.
 fn spawn(dir: &std::path::Path, plan: &str, env: &[(&str, &str)]) -> KillOnDrop {
     KillOnDrop(ferry().current_dir(dir).envs(env.iter().copied()).args(["run", "-q", plan]).spawn().unwrap())

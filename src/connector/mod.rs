@@ -67,6 +67,8 @@ pub struct SourcePrepare<'a> {
     pub state: &'a TaskState,
     /// This process's index in a cluster.
     pub process: usize,
+    /// This process's workers.
+    pub workers: usize,
 }
 
 /// A prepared source: builds its operators into each worker's dataflow.

@@ -76,7 +76,7 @@ pub(super) fn run_once(
     let (renames, dropped) = ddl_history(&state, &compiled)?;
     let mut compiled = compiled;
     compiled.ddl_dropped = dropped;
-    let prepared = source.prepare(&SourcePrepare { plan: &compiled, state: &state, process: opts.process })?;
+    let prepared = source.prepare(&SourcePrepare { plan: &compiled, state: &state, process: opts.process, workers })?;
     let table_names: Vec<String> = compiled.tables.iter().map(|t| t.target_schema.name.to_string()).collect();
     let plan = Arc::new(compiled);
     let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

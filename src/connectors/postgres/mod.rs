@@ -6,6 +6,9 @@
 //! - [`types`]: PostgreSQL types → record model, text values → [`ferry_operators::Value`].
 //! - [`pgoutput`]: the pgoutput messages inside a transaction.
 //! - [`slot`]: the task's slot, temporary slots that export the readers' snapshots.
+//! - `wire`: the replication session (startup, authentication, replication commands, the
+//!   CopyBoth stream with pgoutput protocol 2); `streamed`: transactions streamed while open,
+//!   held until their commit.
 //! - [`snapshot`]: chunk planning and chunk reads (`COPY … TO STDOUT` under a snapshot).
 //! - [`prepare`]: before the workers: preconditions per table, publication, slot, chunk plan.
 //! - [`verify`]: the source as `ferry verify` reads it (key ranges, bounds, WAL position).
@@ -22,8 +25,10 @@ pub mod slot;
 pub mod snapshot;
 mod source;
 mod stream;
+mod streamed;
 pub mod types;
 pub mod verify;
+mod wire;
 
 pub use prepare::PgRun;
 
@@ -85,7 +90,7 @@ impl SourceConnector for Postgres {
 
     fn prepare(&self, cx: &SourcePrepare<'_>) -> Result<Arc<dyn PreparedSource>, TaskError> {
         let cfg = cx.plan.plan.source.config_as::<PostgresSourceConfig>().expect("a PostgreSQL source's config");
-        Ok(Arc::new(prepare::prepare(cfg, cx.plan, cx.state, cx.process)?))
+        Ok(Arc::new(prepare::prepare(cfg, cx.plan, cx.state, cx.process, cx.workers)?))
     }
 
     fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn crate::connector::verify::TableReader>, String> {

@@ -1,8 +1,14 @@
-//! The pgoutput protocol (version 1) messages inside a transaction: relations, row changes and
-//! truncations. Begin, Commit and logical messages arrive already decoded by the replication
-//! client; this decodes the rest of the `XLogData` payloads.
+//! The pgoutput protocol (version 2) messages: transaction boundaries and streamed blocks
+//! ([`control`]), and inside a transaction relations, row changes and truncations ([`decode`]).
+//!
+//! With `streaming 'on'` the server sends a transaction that outgrows its decoding memory in
+//! blocks while it is still open, interleaved with other transactions; every message in a
+//! block carries the xid of the (sub)transaction that made it, right after its tag.
 //!
 //! ```text
+//!  B final_lsn time xid                   begin            C flags commit_lsn end_lsn time   commit
+//!  S xid first                            stream start     E                                  stream stop
+//!  c xid flags commit_lsn end_lsn time    stream commit    A xid subxid                       stream abort
 //!  R relid nspname relname identity ncols (flags name typoid typmod)*   a table's columns
 //!  I relid N tuple                                                    insert
 //!  U relid [K tuple | O tuple] N tuple                                update (old key / old row)
@@ -96,10 +102,106 @@ pub struct RelColumn {
     pub typmod: i32,
 }
 
+/// Where a message stands in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// A transaction begins (sent whole, at its commit).
+    Begin {
+        /// Its commit record's position.
+        final_lsn: u64,
+        /// Its commit time (microseconds from 2000-01-01).
+        micros: i64,
+    },
+    /// The transaction begun last ends.
+    Commit {
+        /// Where the stream resumes after it.
+        end_lsn: u64,
+    },
+    /// A block of the open transaction `xid` follows (its messages carry an xid).
+    StreamStart {
+        /// The top-level transaction.
+        xid: u32,
+    },
+    /// The block ends.
+    StreamStop,
+    /// The streamed transaction `xid` committed.
+    StreamCommit {
+        /// The top-level transaction.
+        xid: u32,
+        /// Its commit record's position.
+        commit_lsn: u64,
+        /// Where the stream resumes after it.
+        end_lsn: u64,
+        /// Its commit time (microseconds from 2000-01-01).
+        micros: i64,
+    },
+    /// The streamed (sub)transaction `subxid` of `xid` rolled back (`subxid == xid`: all of it).
+    StreamAbort {
+        /// The top-level transaction.
+        xid: u32,
+        /// The (sub)transaction rolled back.
+        subxid: u32,
+    },
+    /// Anything else: a relation, change, truncation, type, origin or logical message.
+    Change,
+}
+
+/// The control part of a message; [`Control::Change`] for the rest.
+pub fn control(data: &[u8]) -> Result<Control, String> {
+    let mut r = Reader { b: data, at: 0 };
+    Ok(match r.u8()? {
+        b'B' => {
+            let final_lsn = r.u64()?;
+            Control::Begin { final_lsn, micros: r.u64()? as i64 }
+        }
+        b'C' => {
+            let _flags = r.u8()?;
+            let _commit_lsn = r.u64()?;
+            Control::Commit { end_lsn: r.u64()? }
+        }
+        b'S' => Control::StreamStart { xid: r.u32()? },
+        b'E' => Control::StreamStop,
+        b'c' => {
+            let xid = r.u32()?;
+            let _flags = r.u8()?;
+            let commit_lsn = r.u64()?;
+            let end_lsn = r.u64()?;
+            Control::StreamCommit { xid, commit_lsn, end_lsn, micros: r.u64()? as i64 }
+        }
+        b'A' => {
+            let xid = r.u32()?;
+            Control::StreamAbort { xid, subxid: r.u32()? }
+        }
+        _ => Control::Change,
+    })
+}
+
+/// Whether a message inside a streamed block matters to ferry (relations, row changes,
+/// truncations; not types, origins or logical messages), and the (sub)transaction that made it.
+pub fn streamed_change(data: &[u8]) -> Result<Option<u32>, String> {
+    let mut r = Reader { b: data, at: 0 };
+    match r.u8()? {
+        b'R' | b'I' | b'U' | b'D' | b'T' => Ok(Some(r.u32()?)),
+        _ => Ok(None),
+    }
+}
+
 /// Decodes one payload; the error names what is wrong and where.
 pub fn decode(data: &[u8]) -> Result<Message, String> {
+    decode_message(data, false)
+}
+
+/// Decodes one payload of a streamed block (its xid after the tag is skipped).
+pub fn decode_streamed(data: &[u8]) -> Result<Message, String> {
+    decode_message(data, true)
+}
+
+fn decode_message(data: &[u8], streamed: bool) -> Result<Message, String> {
     let mut r = Reader { b: data, at: 0 };
     let tag = r.u8()?;
+    if streamed {
+        let _xid = r.u32()?;
+    }
     let msg = match tag {
         b'R' => {
             let id = r.u32()?;
@@ -181,6 +283,10 @@ impl Reader<'_> {
 
     fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 
     fn expect(&mut self, tag: u8) -> Result<(), String> {
@@ -344,6 +450,47 @@ mod tests {
                 let _ = decode(&bytes[..cut]);
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn a_streamed_message_decodes_like_its_plain_twin_after_its_xid(m in message(), xid in any::<u32>()) {
+            let plain = encode(&m);
+            let mut streamed = vec![plain[0]];
+            streamed.extend(xid.to_be_bytes());
+            streamed.extend(&plain[1..]);
+            prop_assert_eq!(decode_streamed(&streamed), Ok(m.clone()));
+            prop_assert_eq!(streamed_change(&streamed), Ok(Some(xid)));
+        }
+    }
+
+    #[test]
+    fn control_messages_give_their_positions_and_xids() {
+        let mut b = vec![b'B'];
+        b.extend(0x1_0000_0010u64.to_be_bytes());
+        b.extend(42i64.to_be_bytes());
+        b.extend(7u32.to_be_bytes());
+        assert_eq!(control(&b), Ok(Control::Begin { final_lsn: 0x1_0000_0010, micros: 42 }));
+        let mut c = vec![b'C', 0];
+        c.extend(10u64.to_be_bytes());
+        c.extend(20u64.to_be_bytes());
+        c.extend(42i64.to_be_bytes());
+        assert_eq!(control(&c), Ok(Control::Commit { end_lsn: 20 }));
+        let mut sc = vec![b'c'];
+        sc.extend(9u32.to_be_bytes());
+        sc.push(0);
+        sc.extend(10u64.to_be_bytes());
+        sc.extend(20u64.to_be_bytes());
+        sc.extend(42i64.to_be_bytes());
+        assert_eq!(control(&sc), Ok(Control::StreamCommit { xid: 9, commit_lsn: 10, end_lsn: 20, micros: 42 }));
+        let mut a = vec![b'A'];
+        a.extend(9u32.to_be_bytes());
+        a.extend(11u32.to_be_bytes());
+        assert_eq!(control(&a), Ok(Control::StreamAbort { xid: 9, subxid: 11 }));
+        assert_eq!(control(&[b'S', 0, 0, 0, 9, 1]), Ok(Control::StreamStart { xid: 9 }));
+        assert_eq!(control(b"E"), Ok(Control::StreamStop));
+        assert_eq!(control(&[b'I', 0]), Ok(Control::Change));
+        assert!(control(&[b'c', 0, 0]).is_err());
     }
 
     #[test]

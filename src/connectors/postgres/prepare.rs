@@ -40,6 +40,9 @@ pub struct PgRun {
     pub stop_at: Option<u64>,
     /// The logical-message heartbeat period.
     pub heartbeat: Option<Duration>,
+    /// The snapshot this process's readers read under, one handle per local worker (each
+    /// takes one when its operators are built; the last reader to finish ends the export).
+    pub exported: Arc<std::sync::Mutex<Vec<Arc<slot::Exported>>>>,
 }
 
 /// The recorded plan.
@@ -69,6 +72,7 @@ pub fn prepare(
     plan: &Compiled,
     state: &TaskState,
     process: usize,
+    workers: usize,
 ) -> Result<PgRun, TaskError> {
     let sto = |e: crate::store::StoreError| TaskError::transient(format!("state store: {e}"));
     let ep = d::endpoint(cfg).map_err(src)?;
@@ -203,7 +207,21 @@ pub fn prepare(
         } else {
             None
         };
+        // One snapshot for all of this process's readers, exported before any worker runs: a
+        // slot waits for every transaction open on the server to end before it exports, and
+        // the target's open epoch transaction on the same cluster (PostgreSQL → PostgreSQL)
+        // would never end while a reader waited (its epoch needs that reader's chunks).
+        let done = chunks_done(state)?;
+        let unread = chunks.iter().any(|ch| ch.table != UNSELECTED && !done.contains(&ch.id));
+        let exported = if unread {
+            let e = Arc::new(slot::export(&ep, &slot::temp_slot_name(&slot_name, process)).await.map_err(src)?);
+            tracing::debug!(point = %super::config::format_lsn(e.lsn), "snapshot exported");
+            vec![e; workers.max(1)]
+        } else {
+            Vec::new()
+        };
         Ok(PgRun {
+            exported: Arc::new(std::sync::Mutex::new(exported)),
             endpoint: ep.clone(),
             slot: slot_name.clone(),
             publication: publication.clone(),
@@ -213,6 +231,22 @@ pub fn prepare(
             heartbeat: cfg.heartbeat(),
         })
     })
+}
+
+/// The chunks the newest checkpoint has as done (replayed epochs read theirs again).
+fn chunks_done(state: &TaskState) -> Result<std::collections::HashSet<u32>, TaskError> {
+    let manifest = state.latest_manifest().map_err(|e| TaskError::transient(format!("state store: {e}")))?;
+    Ok(manifest
+        .map(|m| {
+            m.offsets
+                .iter()
+                .filter(|(k, v)| {
+                    **k > 0 && <snapshot::Point as crate::connector::snapshot::ChunkPosition>::from_offset(v).is_some()
+                })
+                .map(|(k, _)| k - 1)
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Adds the catalog's tables that `p` lacks to it, with their chunks.

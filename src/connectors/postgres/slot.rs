@@ -1,56 +1,19 @@
-//! Replication slots and exported snapshots, over replication sessions (`pgwire-replication`
-//! in gated mode: commands before `START_REPLICATION`).
+//! Replication slots and exported snapshots, over replication sessions ([`super::wire`]:
+//! replication commands before any `START_REPLICATION`).
 //!
 //! - The task's slot is permanent, created once (without a snapshot) by the first run; its
 //!   consistent point is where the stream starts after a full snapshot.
-//! - Every snapshot reader exports a snapshot of its own from a *temporary* slot
-//!   ([`Exported`]): the slot's consistent point is exactly the snapshot's point, and the
-//!   temporary slot dies with the session, so a crashed reader leaks nothing.
+//! - Each process exports one snapshot from a *temporary* slot ([`Exported`]) before its
+//!   workers start, and its readers import it: the slot's consistent point is exactly the
+//!   snapshot's point, and the temporary slot dies with the session, so a crash leaks nothing.
 
 use super::discover::{Endpoint, PgSourceError};
-use super::types::SESSION_OPTIONS;
-use pgwire_replication::{client::ReplicationClient, config::ReplicationConfig, Lsn, PgWireError};
-
-/// A replication session's config for `slot` (and `publication`, when it streams).
-pub fn session_config(ep: &Endpoint, slot: &str, publication: &str) -> ReplicationConfig {
-    ReplicationConfig::new(
-        ep.host.clone(),
-        ep.user.clone(),
-        ep.password.clone(),
-        ep.database.clone(),
-        slot,
-        publication,
-    )
-    .with_port(ep.port)
-    .with_options(SESSION_OPTIONS)
-    .with_application_name("ferry")
-}
-
-/// A replication-session error as a source error: lost connections are transient, refusals
-/// (SQLSTATE in the message) are not.
-pub fn wire_error(e: PgWireError) -> PgSourceError {
-    let text = crate::secrets::redact(&e.to_string());
-    match &e {
-        // 55006: the slot is still held by a session that is going away (the run before this
-        // one, in the same process, ended a moment ago): a retry takes it.
-        PgWireError::Server(m)
-            if !m.contains("SQLSTATE 57") && !m.contains("SQLSTATE 08") && !m.contains("SQLSTATE 55006") =>
-        {
-            PgSourceError::Precondition(format!("PostgreSQL: {text}"))
-        }
-        PgWireError::Auth(_) => PgSourceError::Precondition(format!("PostgreSQL: {text}")),
-        _ => PgSourceError::Server(text),
-    }
-}
+use super::wire::Session;
 
 /// Creates the task's permanent logical slot (pgoutput, no snapshot): its consistent point.
 pub async fn create_slot(ep: &Endpoint, slot: &str) -> Result<u64, PgSourceError> {
-    let mut s = ReplicationClient::connect_gated(session_config(ep, slot, "unused")).await.map_err(wire_error)?;
-    let rows = s
-        .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput NOEXPORT_SNAPSHOT"))
-        .await
-        .map_err(wire_error)?;
-    s.abort();
+    let mut s = Session::connect(ep).await?;
+    let rows = s.query(&format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput NOEXPORT_SNAPSHOT")).await?;
     consistent_point(&rows)
 }
 
@@ -60,7 +23,7 @@ fn consistent_point(rows: &[Vec<Option<bytes::Bytes>>]) -> Result<u64, PgSourceE
         .and_then(|r| r.get(1).cloned().flatten())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .ok_or_else(|| PgSourceError::Server("CREATE_REPLICATION_SLOT returned no consistent point".into()))?;
-    Lsn::parse(&text).map(Lsn::as_u64).map_err(|e| PgSourceError::Server(format!("consistent point `{text}`: {e}")))
+    super::config::parse_lsn(&text).map_err(|e| PgSourceError::Server(format!("consistent point: {e}")))
 }
 
 /// A snapshot exported by a temporary slot: valid while this value lives (the session stays
@@ -71,29 +34,38 @@ pub struct Exported {
     pub lsn: u64,
     /// The snapshot's name.
     pub name: String,
-    session: ReplicationClient,
+    /// Kept open: the snapshot and the temporary slot end with it.
+    _session: Session,
 }
 
-impl Drop for Exported {
-    fn drop(&mut self) {
-        self.session.abort();
+/// `<slot>_r<pid>_<process>_<n>`, at most 63 bytes: the temporary slot of this process's
+/// snapshot for its `n`-th run (processes of a cluster in containers may share a pid; a run's
+/// session may not be gone yet when the next run of the same process starts).
+pub fn temp_slot_name(slot: &str, process: usize) -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let suffix = format!("_r{}_{process}_{n}", std::process::id());
+    let keep = 63usize.saturating_sub(suffix.len()).min(slot.len());
+    format!("{}{suffix}", &slot[..keep])
+}
+
+impl std::fmt::Debug for Exported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Exported({} at {})", self.name, super::config::format_lsn(self.lsn))
     }
 }
 
 /// Exports a snapshot through a temporary slot named `name` (unique on the server).
 pub async fn export(ep: &Endpoint, name: &str) -> Result<Exported, PgSourceError> {
-    let mut s = ReplicationClient::connect_gated(session_config(ep, name, "unused")).await.map_err(wire_error)?;
-    let rows = s
-        .simple_query(&format!("CREATE_REPLICATION_SLOT {name} TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"))
-        .await
-        .map_err(wire_error)?;
+    let mut s = Session::connect(ep).await?;
+    let rows = s.query(&format!("CREATE_REPLICATION_SLOT {name} TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT")).await?;
     let lsn = consistent_point(&rows)?;
     let snapshot = rows
         .first()
         .and_then(|r| r.get(2).cloned().flatten())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .ok_or_else(|| PgSourceError::Server("CREATE_REPLICATION_SLOT returned no snapshot name".into()))?;
-    Ok(Exported { lsn, name: snapshot, session: s })
+    Ok(Exported { lsn, name: snapshot, _session: s })
 }
 
 /// What the server says of a slot: its plugin, whether a session reads it, its confirmed

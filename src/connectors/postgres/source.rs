@@ -5,17 +5,20 @@
 //!  every worker                                    worker 0
 //!  ┌─────────────────────────────┐  done(epoch,   ┌──────────────────────────────────────────┐
 //!  │ Snapshot: chunks id≡w mod N │── positions) ─►│ Stream: follows the snapshot's frontier;  │
-//!  │  I/O task: a temporary slot │  (exchange     │  then START_REPLICATION from the slot's   │
-//!  │  exports a snapshot at P;   │   to 0)        │  start; a transaction that committed      │
-//!  │  COPY each chunk under it   │                │  before P(c) is skipped for keys of c     │
+//!  │  I/O task: COPY each chunk  │  (exchange     │  then START_REPLICATION from the slot's   │
+//!  │  under the process's        │   to 0)        │  start; a transaction that committed      │
+//!  │  snapshot, exported at P    │                │  before P(c) is skipped for keys of c     │
 //!  └──────────────┬──────────────┘                └───────────────────┬──────────────────────┘
 //!                 │ changes (Insert)                                  │ changes, schema events
 //!                 └──────────────────────────► concat ◄───────────────┘
 //! ```
 //!
-//! - The snapshot's point of a reader is the consistent point of the temporary slot that
-//!   exported it: transactions that committed before it are in the snapshot, later ones come
-//!   from the task's slot, which starts at or before every reader's point. Each chunk records
+//! - Each process exports one snapshot before its workers start (in `prepare`: a slot's
+//!   export waits for every open transaction on the server, and this process's own target
+//!   transaction on the same cluster would wait for the reader in turn). Its point is the
+//!   consistent point of the temporary slot that exported it: transactions that committed
+//!   before it are in the snapshot, later ones come from the task's slot, which starts at or
+//!   before every process's point. Each chunk records
 //!   its reader's point `P(c)`; the stream skips, for keys of chunk `c`, transactions whose
 //!   commit ends at or before `P(c)`. Chunks are key ranges of an integer column (or whole
 //!   tables), so a key's chunk is exact.
@@ -45,12 +48,15 @@ pub fn postgres_source<'s>(
     let chunks = run.chunks.iter().map(|c| (c.id, (c.table != UNSELECTED).then_some(c.table))).collect();
     let reader_run = run.clone();
     let plan = cx.plan.clone();
+    // This worker's handle on the process's exported snapshot (dropped here when the worker
+    // has nothing to read).
+    let exported = run.exported.lock().unwrap_or_else(|p| p.into_inner()).pop();
     let thread_failure = cx.failure.clone();
     let (snap, done) = chunked_snapshot(scope, cx, "PostgresSnapshot", chunks, move |order, tx| {
         // A thread of its own per worker: the session's socket task and the COPY parsing share it.
         // A replayed chunk is read as it is now (its recorded position is kept for the stream).
         let order = order.into_iter().map(|(id, _)| id).collect();
-        let read = read_chunks(reader_run, plan, index, order, tx);
+        let read = read_chunks(reader_run, plan, exported, order, tx);
         if let Err(e) = crate::runtime::run_on_own_thread(&format!("ferry-pg-snap-{index}"), read) {
             thread_failure.report(TaskError::transient(format!("snapshot: the reader's thread cannot start: {e}")));
         }
@@ -67,23 +73,15 @@ fn failure(e: super::discover::PgSourceError) -> TaskError {
     }
 }
 
-/// A worker's reader task: exports a snapshot through a temporary slot (held while reading),
-/// then reads its chunks under it with `COPY`.
+/// A worker's reader task: reads its chunks with `COPY` under the process's exported snapshot
+/// (held until the last reader is done).
 async fn read_chunks(
     run: PgRun,
     plan: std::sync::Arc<crate::plan::Compiled>,
-    worker: usize,
+    exported: Option<std::sync::Arc<super::slot::Exported>>,
     order: Vec<u32>,
     tx: ChunkSender<Point>,
 ) {
-    let exported = match super::slot::export(&run.endpoint, &temp_slot_name(&run.slot, worker)).await {
-        Ok(e) => e,
-        Err(e) => {
-            tx.send(ChunkMsg::Failed(failure(e)));
-            return;
-        }
-    };
-    tracing::debug!(worker, point = %super::config::format_lsn(exported.lsn), "snapshot exported");
     let mut conn = match super::discover::connect(&run.endpoint).await {
         Ok(c) => c,
         Err(e) => {
@@ -101,6 +99,12 @@ async fn read_chunks(
             }
             continue;
         }
+        let Some(exported) = &exported else {
+            // `prepare` exports when a selected chunk is not done: it never gets here.
+            let e = TaskError::transient("snapshot: a chunk to read, and no exported snapshot to read it under");
+            tx.send(ChunkMsg::Failed(e));
+            return;
+        };
         let schema = plan.catalog.get(chunk.table);
         let mut alive = true;
         let r = read_chunk(&mut conn, &exported.name, chunk, schema, |rows| {
@@ -113,11 +117,4 @@ async fn read_chunks(
         }
     }
     drop(exported);
-}
-
-/// `<slot>_r<pid>_<worker>`, at most 63 bytes: a reader's temporary slot.
-fn temp_slot_name(slot: &str, worker: usize) -> String {
-    let suffix = format!("_r{}_{worker}", std::process::id());
-    let keep = 63usize.saturating_sub(suffix.len()).min(slot.len());
-    format!("{}{suffix}", &slot[..keep])
 }

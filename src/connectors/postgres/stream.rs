@@ -16,10 +16,12 @@
 //! ```
 
 use super::discover::{self as d, PgSourceError};
-use super::pgoutput::{self, Cell, Message, OldImage};
+use super::pgoutput::{self, Cell, Control, Message, OldImage};
 use super::prepare::PgRun;
 use super::snapshot::{ident, qualified, range_column};
+use super::streamed::Streamed;
 use super::types::{column_type, decode, PgType};
+use super::wire::{Frame, Session};
 use crate::checkpoint::Next;
 use crate::connector::SourceCtx;
 use crate::plan::Compiled;
@@ -28,7 +30,6 @@ use crate::state::TaskState;
 use ferry_operators::{
     Change, ColumnSpec, ColumnType, Op, Position, Row, SchemaChangeKind, SchemaEvent, TableId, TableSchema, Value,
 };
-use pgwire_replication::{client::ReplicationClient, Lsn, ReplicationEvent};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -381,6 +382,30 @@ struct LiveTable {
     key: Vec<usize>,
 }
 
+/// The standby status the reader owes the server: the acknowledged position, at least once a
+/// second (also while a long replay or a full channel holds the loop), so that the server's
+/// `wal_sender_timeout` never ends a session that is only busy.
+struct Feedback {
+    acked: u64,
+    last: Instant,
+}
+
+impl Feedback {
+    /// Sends the status now.
+    async fn now(&mut self, client: &mut Session) -> Result<(), TaskError> {
+        self.last = Instant::now();
+        client.status(self.acked).await.map_err(stream_failure)
+    }
+
+    /// Sends the status if a second has passed since the last one.
+    async fn keep(&mut self, client: &mut Session) -> Result<(), TaskError> {
+        if self.last.elapsed() >= Duration::from_secs(1) {
+            self.now(client).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The reader task: the replication session, decoding, schema tracking, acknowledgement and
 /// heartbeats.
 struct Reader {
@@ -499,17 +524,17 @@ impl Reader {
             }
             Some(_) => {}
         }
-        let cfg = super::slot::session_config(&ep, &self.run.slot, &self.run.publication)
-            .with_start_lsn(Lsn::from_u64(self.from))
-            .with_status_interval(Duration::from_secs(1));
-        let mut client =
-            ReplicationClient::connect(cfg).await.map_err(|e| stream_failure(super::slot::wire_error(e)))?;
+        let mut client = Session::connect(&ep).await.map_err(stream_failure)?;
+        client.start(&self.run.slot, self.from, &self.run.publication).await.map_err(stream_failure)?;
         let _heartbeat = self.run.heartbeat.map(|every| spawn_heartbeat(ep.clone(), every));
         let mut held: Vec<EvMsg> = Vec::new();
         // Row changes in the current transaction.
         let mut txn_rows = 0usize;
         let mut last_ack = Instant::now();
-        let mut acked = self.from;
+        let mut fb = Feedback { acked: self.from, last: Instant::now() };
+        // Transactions streamed while open, and the one whose block is being received.
+        let mut streamed = Streamed::default();
+        let mut block: Option<u32> = None;
         // New tables are looked for when the plan would take them, and handed over between
         // transactions.
         let watch_new = !matches!(
@@ -517,21 +542,24 @@ impl Reader {
             crate::plan::config::DdlPolicy::Ignore
         );
         let (mut in_txn, mut pending_new, mut newest_oid) = (false, Vec::<String>::new(), 0u32);
+        let undecodable = |e: String| TaskError::definite(format!("replication: an undecodable pgoutput message: {e}"));
+        let spill_failed = |e: std::io::Error| {
+            TaskError::transient(format!("replication: holding a large open transaction in a temporary file: {e}"))
+        };
         loop {
             if last_ack.elapsed() >= Duration::from_secs(1) {
                 last_ack = Instant::now();
                 if watch_new {
                     pending_new.extend(self.new_tables(&mut newest_oid).await?);
                 }
-                // Acknowledge what every sink committed: the newest manifest's position.
+                // Acknowledge what every sink committed: the newest manifest's position (a
+                // status every second also keeps the server's sender timeout away).
                 if let Ok(Some(m)) = self.state.latest_manifest() {
                     if let Some(l) = m.offsets.get(&0).and_then(|v| v.get("lsn")?.as_u64()) {
-                        if l > acked {
-                            acked = l;
-                            client.update_applied_lsn(Lsn::from_u64(l));
-                        }
+                        fb.acked = fb.acked.max(l);
                     }
                 }
+                fb.now(&mut client).await?;
             }
             // New tables go between transactions (here, after a Commit or while idle).
             if !in_txn && !pending_new.is_empty() {
@@ -541,71 +569,128 @@ impl Reader {
             // a millisecond or HOLD of them are in hand: one hand-over per burst, not per
             // transaction.
             let wait = if held.is_empty() { Duration::from_secs(1) } else { Duration::from_millis(1) };
-            let ev = tokio::time::timeout(wait, client.recv()).await;
-            if ev.is_err() && !held.is_empty() {
-                if !self.send(std::mem::take(&mut held)) {
+            let frame = tokio::time::timeout(wait, client.recv()).await;
+            if frame.is_err() && !held.is_empty() {
+                if !self.hand_over(std::mem::take(&mut held), &mut client, &mut fb).await? {
                     return Ok(());
                 }
                 continue;
             }
-            let ev = match ev {
+            let data = match frame {
                 Err(_) if self.listened() => continue,
                 Err(_) => return Ok(()),
-                Ok(Ok(Some(ev))) => ev,
-                Ok(Ok(None)) => return Err(TaskError::transient("replication: the server ended the stream")),
-                Ok(Err(e)) => return Err(stream_failure(super::slot::wire_error(e))),
-            };
-            match ev {
-                ReplicationEvent::Begin { final_lsn, commit_time_micros, .. } => {
-                    in_txn = true;
-                    held.push(Ok(Ev::Begin {
-                        commit_lsn: final_lsn.as_u64(),
-                        micros: commit_time_micros + PG_EPOCH_MICROS,
-                    }));
-                }
-                ReplicationEvent::XLogData { data, .. } => {
-                    let msg = pgoutput::decode(&data).map_err(|e| {
-                        TaskError::definite(format!("replication: an undecodable pgoutput message: {e}"))
-                    })?;
-                    let out = self.on_message(msg).await?;
-                    for ev in out {
-                        match ev {
-                            Ev::Schema(s) if txn_rows == 0 => {
-                                // Before the transaction's first row: the schema events go
-                                // ahead of its Begin, between transactions.
-                                let begin = held.iter().rposition(|e| matches!(e, Ok(Ev::Begin { .. })));
-                                held.insert(begin.unwrap_or(held.len()), Ok(Ev::Schema(s)));
-                            }
-                            Ev::Schema(s) => {
-                                tracing::warn!(
-                                    "a table's shape changed inside a transaction after {txn_rows} row changes: its \
-                                     schema events share the transaction's epoch"
-                                );
-                                held.push(Ok(Ev::Schema(s)));
-                            }
-                            Ev::Rows { changes, .. } if changes.is_empty() => {}
-                            other => {
-                                if let Ev::Rows { changes, .. } = &other {
-                                    txn_rows += changes.len();
-                                }
-                                held.push(Ok(other));
-                            }
-                        }
+                Ok(Ok(Some(Frame::Data { data, .. }))) => data,
+                Ok(Ok(Some(Frame::KeepAlive { reply }))) => {
+                    if reply {
+                        fb.now(&mut client).await?;
                     }
+                    continue;
                 }
-                ReplicationEvent::Commit { end_lsn, .. } => {
-                    held.push(Ok(Ev::Commit { end_lsn: end_lsn.as_u64() }));
+                Ok(Ok(None)) => return Err(TaskError::transient("replication: the server ended the stream")),
+                Ok(Err(e)) => return Err(stream_failure(e)),
+            };
+            match pgoutput::control(&data).map_err(undecodable)? {
+                Control::Begin { final_lsn, micros } => {
+                    in_txn = true;
+                    held.push(Ok(Ev::Begin { commit_lsn: final_lsn, micros: micros + PG_EPOCH_MICROS }));
+                }
+                Control::Commit { end_lsn } => {
+                    held.push(Ok(Ev::Commit { end_lsn }));
                     (txn_rows, in_txn) = (0, false);
                 }
-                ReplicationEvent::StoppedAt { .. } => {
-                    return Err(TaskError::transient("replication: the stream stopped"));
+                Control::StreamStart { xid } => {
+                    // What committed before the block goes now: a block can be long.
+                    if !held.is_empty() && !self.hand_over(std::mem::take(&mut held), &mut client, &mut fb).await? {
+                        return Ok(());
+                    }
+                    block = Some(xid);
                 }
-                _ => {}
+                Control::StreamStop => block = None,
+                Control::StreamAbort { xid, subxid } => streamed.abort(xid, subxid),
+                Control::StreamCommit { xid, commit_lsn, end_lsn, micros } => {
+                    // The whole transaction, in the order it was streamed, as if it had come
+                    // at its commit.
+                    held.push(Ok(Ev::Begin { commit_lsn, micros: micros + PG_EPOCH_MICROS }));
+                    let mut replay = streamed.commit(xid).map_err(spill_failed)?;
+                    while let Some(data) = replay.next().map_err(spill_failed)? {
+                        let msg = pgoutput::decode_streamed(&data).map_err(undecodable)?;
+                        self.change(msg, &mut held, &mut txn_rows).await?;
+                        if held.len() >= HOLD
+                            && !self.hand_over(std::mem::take(&mut held), &mut client, &mut fb).await?
+                        {
+                            return Ok(());
+                        }
+                        // A long replay still tells the server the session is alive.
+                        fb.keep(&mut client).await?;
+                    }
+                    held.push(Ok(Ev::Commit { end_lsn }));
+                    txn_rows = 0;
+                }
+                Control::Change => match block {
+                    Some(top) => {
+                        if let Some(sub) = pgoutput::streamed_change(&data).map_err(undecodable)? {
+                            streamed.push(top, sub, &data).map_err(spill_failed)?;
+                        }
+                    }
+                    None => {
+                        let msg = pgoutput::decode(&data).map_err(undecodable)?;
+                        self.change(msg, &mut held, &mut txn_rows).await?;
+                    }
+                },
             }
-            if held.len() >= HOLD && !self.send(std::mem::take(&mut held)) {
+            if held.len() >= HOLD && !self.hand_over(std::mem::take(&mut held), &mut client, &mut fb).await? {
                 return Ok(());
             }
         }
+    }
+
+    /// Hands a batch to the operator, waiting while its channel is full (the status to the
+    /// server kept up meanwhile); false when the operator is gone.
+    async fn hand_over(&self, batch: Vec<EvMsg>, client: &mut Session, fb: &mut Feedback) -> Result<bool, TaskError> {
+        let mut batch = batch;
+        loop {
+            match self.tx.try_send(batch) {
+                Ok(()) => {
+                    let _ = self.act.activate();
+                    return Ok(true);
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Ok(false),
+                Err(std::sync::mpsc::TrySendError::Full(b)) => {
+                    batch = b;
+                    let _ = self.act.activate();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    fb.keep(client).await?;
+                }
+            }
+        }
+    }
+
+    /// One message of a transaction into `held`: a shape change before the transaction's
+    /// first row goes ahead of its Begin (between transactions).
+    async fn change(&mut self, msg: Message, held: &mut Vec<EvMsg>, txn_rows: &mut usize) -> Result<(), TaskError> {
+        for ev in self.on_message(msg).await? {
+            match ev {
+                Ev::Schema(s) if *txn_rows == 0 => {
+                    let begin = held.iter().rposition(|e| matches!(e, Ok(Ev::Begin { .. })));
+                    held.insert(begin.unwrap_or(held.len()), Ok(Ev::Schema(s)));
+                }
+                Ev::Schema(s) => {
+                    tracing::warn!(
+                        "a table's shape changed inside a transaction after {txn_rows} row changes: its schema \
+                         events share the transaction's epoch"
+                    );
+                    held.push(Ok(Ev::Schema(s)));
+                }
+                Ev::Rows { changes, .. } if changes.is_empty() => {}
+                other => {
+                    if let Ev::Rows { changes, .. } = &other {
+                        *txn_rows += changes.len();
+                    }
+                    held.push(Ok(other));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Tables created since the last look (`oid` above `newest`) that the selection takes and
