@@ -474,9 +474,9 @@ impl Reader {
         ok
     }
 
-    /// Runs the reader on a thread of its own with a single-threaded runtime: the replication
-    /// client's socket task and the decoding share that thread, so no event crosses threads
-    /// before it reaches the operator's channel.
+    /// Runs the reader on a thread of its own with a single-threaded runtime: it reads the
+    /// replication session in line and decodes there, so no event crosses threads before it
+    /// reaches the operator's channel.
     fn spawn(self) -> Result<(), TaskError> {
         crate::runtime::run_on_own_thread("ferry-pg-stream", self.run())
             .map_err(|e| TaskError::transient(format!("replication: the reader's thread cannot start: {e}")))
