@@ -21,7 +21,7 @@ use super::prepare::PgRun;
 use super::snapshot::{ident, qualified, range_column};
 use super::streamed::Streamed;
 use super::types::{column_type, decode, PgType};
-use super::wire::{Frame, Session};
+use super::wire::{Frame, Session, PG_EPOCH_MICROS};
 use crate::checkpoint::Next;
 use crate::connector::SourceCtx;
 use crate::plan::Compiled;
@@ -44,9 +44,6 @@ use timely::dataflow::{Scope, StreamVec};
 
 /// What a finished snapshot worker tells the stream: its last epoch, every chunk's point.
 type Done = crate::connector::snapshot::Done<super::snapshot::Point>;
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// The reader hands events over in batches of at most this many (sooner when the stream
 /// pauses); a change of a table's shape before a held transaction's first row is moved ahead

@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+pub(super) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// What the stream delivers.
 #[derive(Debug)]
