@@ -978,6 +978,11 @@ fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
     writer.join().unwrap();
     ok(&run_in(dir.path(), &["run", "-q", &bounded]));
     let replayed = common::sql::replay_strictly(&common::sql::pg_append_log(dst));
+    assert_replayed_is_source(&replayed, ns);
+}
+
+/// The strict replay of an append log (`id → v`) equals `ns.items` on the source.
+fn assert_replayed_is_source(replayed: &std::collections::BTreeMap<i64, i64>, ns: &str) {
     let got: Vec<String> = replayed.iter().map(|(id, v)| format!("{id}|{v}")).collect();
     let want: Vec<String> = common::sql::pg_text_rows(&src_url(), &format!("SELECT id, v FROM {ns}.items ORDER BY id"))
         .into_iter()
@@ -985,4 +990,155 @@ fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
         .collect();
     assert_eq!(got.len(), want.len(), "rows after replaying the append log vs the source");
     assert!(got == want, "the replayed append log differs from the source");
+}
+
+/// A big table read as one chunk in `ctid` ranges by 2 sessions (ranges slowed down) while a
+/// writer updates, inserts and deletes: its rows move between pages (full pages: an update
+/// cannot stay on its page), so ranges read under different snapshots would see a row twice or
+/// not at all. `keyed`: the table has a text primary key (no integer key to range over) and
+/// the run is exactly-once, else it has no key (at-least-once: a restart could write rows
+/// twice). `rewrite`: a `VACUUM FULL` once the first range is being read (every row gets
+/// another ctid): the next range notices it and the chunk is read again. The append log
+/// (with each change's source position: rows without a key have no sink worker of their own,
+/// so the log's order is not the source's) replayed strictly in source order is the source.
+fn ctid_ranges_case(ns: &str, keyed: bool, rewrite: bool) {
+    let (dst, task) = (format!("{ns}_t"), ns.replace('_', "-"));
+    forget_slot(&task);
+    fresh_src_schema(ns);
+    let (columns, semantics) = if keyed {
+        ("k text PRIMARY KEY, id bigint NOT NULL, v bigint NOT NULL", "exactly-once")
+    } else {
+        ("id bigint NOT NULL, v bigint NOT NULL", "at-least-once")
+    };
+    src_exec(&[
+        &format!("CREATE TABLE {ns}.items ({columns}) WITH (fillfactor = 100)"),
+        &format!(
+            "INSERT INTO {ns}.items ({}id, v) SELECT {}g, g FROM generate_series(1, 60000) g",
+            if keyed { "k, " } else { "" },
+            if keyed { "'k' || g, " } else { "" }
+        ),
+        &format!("ALTER TABLE {ns}.items REPLICA IDENTITY FULL"),
+        // Not a key (not unique): only for the writer's lookups.
+        &format!("CREATE INDEX ON {ns}.items (id)"),
+    ]);
+    Target::Pg.fresh_namespace(&dst);
+    Target::Pg.exec(&[format!(
+        "CREATE TABLE \"{dst}\".items ({}id bigint NOT NULL, v bigint NOT NULL, _op text, _pos text, _seq bigserial)",
+        if keyed { "k text, " } else { "" }
+    )]);
+    let dir = workdir();
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  bounded: true\n  heartbeat_interval: 1s\ntarget:\n{}\
+         tables:\n  include: ['{ns}\\.items']\nsemantics: {semantics}\nwrite_mode: append\n\
+         metadata:\n  - {{column: _op, field: op_type}}\n  - {{column: _pos, field: position}}\nroute:\n  database: {dst}\n\
+         runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        src_url(),
+        Target::Pg.plan_section()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (stop, ns) = (stop.clone(), ns.to_string());
+        move || {
+            ferry::runtime::io_runtime().block_on(async {
+                let c = common::sql::pg_client_at(&src_url()).await;
+                let mut i = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 2000 {
+                    let sql = match i % 5 {
+                        0 if keyed => format!("INSERT INTO {ns}.items VALUES ('k{0}', {0}, 0)", 100_000 + i),
+                        0 => format!("INSERT INTO {ns}.items VALUES ({}, 0)", 100_000 + i),
+                        4 => format!("DELETE FROM {ns}.items WHERE id = {}", 2 + i * 7 % 60_000),
+                        _ => format!("UPDATE {ns}.items SET v = v + 1 WHERE id = {}", 1 + (i * 7919) % 60_000),
+                    };
+                    c.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+                    i += 1;
+                }
+                i
+            })
+        }
+    });
+    let rewriter = rewrite.then(|| {
+        let ns = ns.to_string();
+        std::thread::spawn(move || {
+            ferry::runtime::io_runtime().block_on(async {
+                let c = common::sql::pg_client_at(&src_url()).await;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline {
+                    let reading: i64 = c
+                        .query_one(
+                            &format!(
+                                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT %{ns}%ctid%'"
+                            ),
+                            &[],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0);
+                    if reading > 0 {
+                        c.batch_execute(&format!("VACUUM FULL {ns}.items")).await.unwrap();
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                false
+            })
+        })
+    });
+    let out = ferry()
+        .current_dir(dir.path())
+        .env("FERRY_FAULT_CHUNK_DELAY_MS", "300")
+        .env("FERRY_LOG", "ferry=info")
+        .args(["run", "-q", &p])
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The log without its colours.
+    let mut log = String::new();
+    let mut rest = String::from_utf8_lossy(&out.stderr).into_owned();
+    while let Some(at) = rest.find('\u{1b}') {
+        log.push_str(&rest[..at]);
+        rest = rest[at..].split_once('m').map_or(String::new(), |(_, r)| r.to_string());
+    }
+    log.push_str(&rest);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("read in ctid ranges under one snapshot") && log.contains("sessions=2"), "{log}");
+    if let Some(r) = rewriter {
+        assert!(r.join().unwrap(), "no range read was seen");
+        assert!(log.contains("the table was rewritten (VACUUM FULL"), "{log}");
+    }
+    let statements = writer.join().unwrap();
+    assert!(statements >= 2000, "{statements}");
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    // Snapshot rows (`chunk:seq`) first, then changes by commit LSN (one row per transaction).
+    let mut log: Vec<(u64, (i64, i64, String))> = ferry::runtime::io_runtime().block_on(async {
+        let c = common::sql::pg_client().await;
+        c.query(&format!("SELECT id, v, _op, _pos FROM \"{dst}\".items ORDER BY _seq"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let pos: String = r.get(3);
+                let lsn = match pos.split_once('/') {
+                    Some((hi, lo)) => u64::from_str_radix(hi, 16).unwrap() << 32 | u64::from_str_radix(lo, 16).unwrap(),
+                    None => 0,
+                };
+                (lsn, (r.get(0), r.get(1), r.get(2)))
+            })
+            .collect()
+    });
+    log.sort_by_key(|(lsn, _)| *lsn);
+    let log: Vec<(i64, i64, String)> = log.into_iter().map(|(_, l)| l).collect();
+    assert!(log.iter().filter(|l| l.2 != "insert").count() > 100, "too few changes streamed");
+    let replayed = common::sql::replay_strictly(&log);
+    assert_replayed_is_source(&replayed, ns);
+}
+
+#[test]
+fn a_table_without_a_key_is_read_in_ctid_ranges_under_one_snapshot_while_updates_move_its_rows() {
+    ctid_ranges_case("ctidnokey", false, false);
+}
+
+#[test]
+fn a_table_rewritten_while_its_ctid_ranges_are_read_is_read_again_exactly_once() {
+    ctid_ranges_case("ctidtext", true, true);
 }

@@ -228,7 +228,13 @@ pub fn run(file: &std::path::Path, yaml: &str, others: &[(String, Footprint)], b
     let resources = format!(
         "1 process × {workers} worker(s); connections: {} to the source, {} to the target; {busy_workers} worker(s) \
          of other runs on {cores} core(s)",
-        if server_source { (workers + 2).to_string() } else { "0".into() },
+        // (A PostgreSQL source's big tables without an integer key are read in ctid ranges by
+        // helper sessions too: up to the workers less one more.)
+        match (server_source, compiled.plan.source.kind.as_str()) {
+            (false, _) => "0".into(),
+            (true, "postgres") => (2 * workers + 1).to_string(),
+            (true, _) => (workers + 2).to_string(),
+        },
         if server_target { (workers + 1).to_string() } else { "0".into() },
     );
     out.push(if busy_workers + workers > 4 * cores {

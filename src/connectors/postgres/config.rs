@@ -26,7 +26,8 @@ pub struct PostgresSourceConfig {
     /// Default `create`.
     pub publication_mode: PublicationMode,
     /// Rows per snapshot chunk (tables whose key starts with an integer column are split in
-    /// ranges of about this many rows; other tables are one chunk). Default 8192.
+    /// ranges of about this many rows; other tables are one chunk, a big one read in `ctid`
+    /// page ranges by as many sessions as the process has workers). Default 8192.
     pub chunk_rows: u64,
     /// Where the change stream starts.
     pub start: StartConfig,

@@ -43,6 +43,12 @@ pub struct PgRun {
     /// The snapshot this process's readers read under, one handle per local worker (each
     /// takes one when its operators are built; the last reader to finish ends the export).
     pub exported: Arc<std::sync::Mutex<Vec<Arc<slot::Exported>>>>,
+    /// Sessions that read a big whole-table chunk in `ctid` ranges together at most: this
+    /// process's workers.
+    pub sessions: usize,
+    /// Helper sessions the process's range reads may still open (`sessions - 1` in all: the
+    /// source sees at most twice the workers' sessions).
+    pub helpers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The recorded plan.
@@ -222,6 +228,8 @@ pub fn prepare(
         };
         Ok(PgRun {
             exported: Arc::new(std::sync::Mutex::new(exported)),
+            sessions: workers.max(1),
+            helpers: Arc::new(std::sync::atomic::AtomicUsize::new(workers.max(1) - 1)),
             endpoint: ep.clone(),
             slot: slot_name.clone(),
             publication: publication.clone(),

@@ -1,6 +1,12 @@
 //! The snapshot's chunks: planning (key ranges of a leading integer key column, else the
 //! whole table) and reading one chunk under an exported snapshot with `COPY … TO STDOUT`
 //! (text), decoded by [`super::types::decode`] like the stream's values.
+//!
+//! A whole-table chunk of a big table (no integer key to range over) is read in `ctid` page
+//! ranges ([`page_ranges`], [`ctid_query`]: TID range scans, PostgreSQL 14+) by several
+//! sessions at once, all under the same exported snapshot, and stays one chunk: one point and
+//! one restart unit (a row without a key cannot be told from its twin, so parts read under two
+//! snapshots could not be joined exactly; an update moves a row to another page).
 
 use super::discover::PgSourceError;
 use super::types::decode;
@@ -114,10 +120,78 @@ pub async fn plan_table(
     Ok(chunks)
 }
 
+/// `SELECT <every column> FROM "schema"."table"`.
+fn select_all(schema: &TableSchema) -> String {
+    let cols: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
+    format!("SELECT {} FROM {}", cols.join(", "), qualified(schema))
+}
+
+/// Pages a `ctid` range holds at the least: a table under twice this many is read by one query.
+pub const MIN_RANGE_PAGES: u64 = 32;
+
+/// A range of heap pages: first page (inclusive) and end page (exclusive); `None`: open.
+pub type PageRange = (Option<u64>, Option<u64>);
+
+/// The `ctid` ranges a whole-table read of a table of `pages` pages is split into for
+/// `sessions` sessions: up to four per session (a session that is done early takes the next
+/// one), at least [`MIN_RANGE_PAGES`] each, together covering every page: the first range is
+/// open below, the last open above (the table may have grown since its size was read).
+pub fn page_ranges(pages: u64, sessions: usize) -> Vec<PageRange> {
+    let parts = (pages / MIN_RANGE_PAGES).clamp(1, sessions.max(1) as u64 * 4);
+    if parts <= 1 || sessions <= 1 {
+        return vec![(None, None)];
+    }
+    let step = pages.div_ceil(parts);
+    let mut out = Vec::with_capacity(parts as usize);
+    let (mut lower, mut bound) = (None, step);
+    while bound < pages {
+        out.push((lower, Some(bound)));
+        lower = Some(bound);
+        bound += step;
+    }
+    out.push((lower, None));
+    out
+}
+
+/// The `SELECT` of the rows of one `ctid` page range of `schema`'s table (a TID range scan).
+pub fn ctid_query(schema: &TableSchema, range: PageRange) -> String {
+    let mut conds = Vec::new();
+    if let Some(l) = range.0 {
+        conds.push(format!("ctid >= '({l},0)'::tid"));
+    }
+    if let Some(u) = range.1 {
+        conds.push(format!("ctid < '({u},0)'::tid"));
+    }
+    let mut q = select_all(schema);
+    if !conds.is_empty() {
+        q.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+    }
+    q
+}
+
+/// The table's size in pages now (a range read's plan: pages added later fall in its last,
+/// open range) and its file node (a rewrite — `VACUUM FULL`, `CLUSTER`, `TRUNCATE` — gives
+/// it a new one, and its rows other `ctid`s).
+pub async fn table_pages(c: &Client, schema: &TableSchema) -> Result<(u64, i64), PgSourceError> {
+    let row = c
+        .query_one(
+            "SELECT pg_relation_size($1::text::regclass, 'main') / current_setting('block_size')::int8, \
+             pg_relation_filenode($1::text::regclass)::int8",
+            &[&qualified(schema)],
+        )
+        .await
+        .map_err(PgSourceError::from_pg)?;
+    Ok((row.get::<_, i64>(0).max(0) as u64, row.get::<_, Option<i64>>(1).unwrap_or(0)))
+}
+
+/// Whether `chunk` is a whole table (no key range).
+pub fn is_whole(chunk: &Chunk) -> bool {
+    chunk.lower.is_none() && chunk.upper.is_none()
+}
+
 /// The chunk's `SELECT`.
 pub fn chunk_query(chunk: &Chunk, schema: &TableSchema) -> String {
-    let cols: Vec<String> = schema.columns.iter().map(|c| ident(&c.name)).collect();
-    let mut q = format!("SELECT {} FROM {}", cols.join(", "), qualified(schema));
+    let mut q = select_all(schema);
     if let Some(k) = range_column(schema) {
         let col = ident(&schema.columns[k].name);
         let mut conds = Vec::new();
@@ -141,6 +215,23 @@ pub async fn read_chunk(
     snapshot: &str,
     chunk: &Chunk,
     schema: &TableSchema,
+    emit: impl FnMut(Vec<Row>) -> bool,
+) -> Result<(), PgSourceError> {
+    read_query(c, snapshot, &chunk_query(chunk, schema), schema, &format!("chunk {}", chunk.id), None, emit).await
+}
+
+/// Reads the rows of `query` (columns of `schema`) under the exported snapshot `snapshot`,
+/// handing them to `emit` in batches; `what` names the read in errors. `file`: the table's
+/// file node the read must have seen (checked after the `COPY`, while its lock is held): a
+/// `ctid` range read after a rewrite would see rows at other places than the ranges read
+/// before it (a transient error: the chunk is read again).
+pub async fn read_query(
+    c: &mut Client,
+    snapshot: &str,
+    query: &str,
+    schema: &TableSchema,
+    what: &str,
+    file: Option<i64>,
     mut emit: impl FnMut(Vec<Row>) -> bool,
 ) -> Result<(), PgSourceError> {
     let err = PgSourceError::from_pg;
@@ -152,10 +243,21 @@ pub async fn read_chunk(
         .await
         .map_err(err)?;
     tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await.map_err(err)?;
-    let query = chunk_query(chunk, schema);
     let stream = tx.copy_out(&format!("COPY ({query}) TO STDOUT")).await.map_err(err)?;
-    let what = format!("chunk {}", chunk.id);
-    if copy_rows(stream, schema, &what, &mut emit).await? {
+    if copy_rows(stream, schema, what, &mut emit).await? {
+        if let Some(file) = file {
+            let row = tx
+                .query_one("SELECT pg_relation_filenode($1::text::regclass)::int8", &[&qualified(schema)])
+                .await
+                .map_err(err)?;
+            if row.get::<_, Option<i64>>(0) != Some(file) {
+                return Err(PgSourceError::Server(format!(
+                    "{}: the table was rewritten (VACUUM FULL, CLUSTER, TRUNCATE…) while its ctid ranges were read; \
+                     it is read again",
+                    schema.name
+                )));
+            }
+        }
         tx.commit().await.map_err(err)?;
     }
     Ok(())
@@ -416,5 +518,45 @@ mod tests {
         );
         let open = Chunk { lower: None, upper: None, ..c };
         assert_eq!(chunk_query(&open, &schema), "SELECT \"id\", \"v\" FROM \"s\".\"t\"");
+        assert_eq!(
+            ctid_query(&schema, (Some(32), Some(64))),
+            "SELECT \"id\", \"v\" FROM \"s\".\"t\" WHERE ctid >= '(32,0)'::tid AND ctid < '(64,0)'::tid"
+        );
+        assert_eq!(
+            ctid_query(&schema, (None, Some(8))),
+            "SELECT \"id\", \"v\" FROM \"s\".\"t\" WHERE ctid < '(8,0)'::tid"
+        );
+    }
+
+    #[test]
+    fn small_tables_and_single_sessions_read_in_one_range() {
+        assert_eq!(page_ranges(0, 4), vec![(None, None)]);
+        assert_eq!(page_ranges(2 * MIN_RANGE_PAGES - 1, 4), vec![(None, None)]);
+        assert_eq!(page_ranges(1_000_000, 1), vec![(None, None)]);
+        assert_eq!(
+            page_ranges(2 * MIN_RANGE_PAGES, 2),
+            vec![(None, Some(MIN_RANGE_PAGES)), (Some(MIN_RANGE_PAGES), None)]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn page_ranges_cover_every_page_once_from_open_start_to_open_end(pages in 0u64..5_000_000, sessions in 1usize..16) {
+            let r = page_ranges(pages, sessions);
+            prop_assert!(r.len() <= sessions * 4);
+            prop_assert_eq!(r[0].0, None);
+            prop_assert_eq!(r[r.len() - 1].1, None);
+            for w in r.windows(2) {
+                // Adjacent: each range ends where the next begins, and holds pages.
+                prop_assert_eq!(w[0].1, w[1].0);
+                prop_assert!(w[0].1.unwrap() > w[0].0.unwrap_or(0));
+            }
+            if r.len() > 1 {
+                let last = r[r.len() - 1].0.unwrap();
+                prop_assert!(last < pages, "the last range starts inside the table");
+                let smallest = r.windows(2).map(|w| w[0].1.unwrap() - w[0].0.unwrap_or(0)).min().unwrap();
+                prop_assert!(smallest >= MIN_RANGE_PAGES);
+            }
+        }
     }
 }

@@ -22,13 +22,17 @@
 //!   its reader's point `P(c)`; the stream skips, for keys of chunk `c`, transactions whose
 //!   commit ends at or before `P(c)`. Chunks are key ranges of an integer column (or whole
 //!   tables), so a key's chunk is exact.
+//! - A big whole-table chunk (a table without an integer key) is read in `ctid` page ranges
+//!   by its worker's session and helper threads (up to the process's workers less one over
+//!   all of its readers), all under the process's snapshot: one chunk, one point, read in
+//!   parallel; each range checks that the table was not rewritten meanwhile.
 //! - A restart re-reads unfinished chunks under a new snapshot (a new point); replayed epochs
 //!   keep their recorded points, as the MySQL source does.
 //! - A chunk's rows never span two epochs; memory stays bounded (bounded channels, `COPY`
 //!   streamed in batches).
 
 use super::prepare::PgRun;
-use super::snapshot::{read_chunk, Point, UNSELECTED};
+use super::snapshot::{self as snap, read_chunk, PageRange, Point, UNSELECTED};
 use super::stream;
 use crate::connector::snapshot::{chunked_snapshot, pause_before_chunk, ChunkMsg, ChunkSender};
 use crate::connector::SourceCtx;
@@ -107,14 +111,126 @@ async fn read_chunks(
         };
         let schema = plan.catalog.get(chunk.table);
         let mut alive = true;
-        let r = read_chunk(&mut conn, &exported.name, chunk, schema, |rows| {
-            alive &= tx.send(ChunkMsg::Rows(id, rows));
-            alive
-        })
-        .await;
+        let r = if snap::is_whole(chunk) && run.sessions > 1 {
+            read_in_ranges(&run, &mut conn, &exported.name, id, schema, &tx).await.map(|a| alive = a)
+        } else {
+            read_chunk(&mut conn, &exported.name, chunk, schema, |rows| {
+                alive &= tx.send(ChunkMsg::Rows(id, rows));
+                alive
+            })
+            .await
+        };
         if !tx.chunk_read(id, r.map(|()| Point(exported.lsn)), alive, failure) {
             return;
         }
     }
     drop(exported);
+}
+
+/// Reads the whole-table chunk `id` in `ctid` page ranges: this session and helper threads
+/// (each with its own session, as many as the process's budget gives: at most
+/// `run.sessions - 1` over all of its workers) take ranges from one queue, all under the
+/// exported snapshot `snapshot`, and send their rows as chunk `id`'s. Returns whether every
+/// batch was taken (`false`: the operator is gone). A table under two ranges' worth of pages
+/// is read by one query; a helper that cannot start or connect leaves its share to the others.
+async fn read_in_ranges(
+    run: &PgRun,
+    conn: &mut tokio_postgres::Client,
+    snapshot: &str,
+    id: u32,
+    schema: &ferry_operators::TableSchema,
+    tx: &ChunkSender<Point>,
+) -> Result<bool, super::discover::PgSourceError> {
+    use super::discover::PgSourceError;
+    use std::sync::atomic::Ordering::SeqCst;
+    let (pages, file) = snap::table_pages(conn, schema).await?;
+    let ranges = snap::page_ranges(pages, run.sessions);
+    // The helpers this read may open, given back when it is done.
+    let mut taken = 0;
+    let _ = run.helpers.fetch_update(SeqCst, SeqCst, |free| {
+        taken = free.min(ranges.len() - 1);
+        Some(free - taken)
+    });
+    struct GiveBack<'a>(&'a std::sync::atomic::AtomicUsize, usize);
+    impl Drop for GiveBack<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(self.1, SeqCst);
+        }
+    }
+    let _give_back = GiveBack(&run.helpers, taken);
+    if ranges.len() > 1 {
+        tracing::info!(table = %schema.name, pages, ranges = ranges.len(), sessions = taken + 1,
+            "a table without an integer key: read in ctid ranges under one snapshot");
+    }
+    let queue =
+        std::sync::Arc::new(std::sync::Mutex::new(ranges.into_iter().collect::<std::collections::VecDeque<_>>()));
+    let clear = |q: &std::sync::Mutex<std::collections::VecDeque<PageRange>>| {
+        q.lock().unwrap_or_else(|p| p.into_inner()).clear()
+    };
+    let mut results = Vec::with_capacity(taken);
+    for h in 0..taken {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let (ep, snapshot, table, tx, queue) =
+            (run.endpoint.clone(), snapshot.to_string(), schema.clone(), tx.clone(), queue.clone());
+        let read = async move {
+            let r = match super::discover::connect(&ep).await {
+                Ok(mut c) => read_ranges(&mut c, &snapshot, &queue, id, &table, file, &tx).await,
+                Err(e) => {
+                    tracing::warn!(table = %table.name, error = %e, "a ctid range helper cannot connect; the other sessions read its share");
+                    Ok(true)
+                }
+            };
+            if r.is_err() {
+                // The others stop after their current range.
+                queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+            let _ = done.send(r);
+        };
+        if let Err(e) = crate::runtime::run_on_own_thread(&format!("ferry-pg-range-{id}-{h}"), read) {
+            tracing::warn!(table = %schema.name, error = %e, "a ctid range helper's thread cannot start; the other sessions read its share");
+            break;
+        }
+        results.push(result);
+    }
+    let mut outcome = read_ranges(conn, snapshot, &queue, id, schema, file, tx).await;
+    if outcome.is_err() {
+        clear(&queue);
+    }
+    // Every helper's rows are in the channel before the chunk is done.
+    for r in results {
+        let r = r.await.unwrap_or_else(|_| Err(PgSourceError::Server("a ctid range reader's thread ended".into())));
+        outcome = match (outcome, r) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(a), Ok(b)) => Ok(a && b),
+        };
+    }
+    outcome
+}
+
+/// Reads `ctid` ranges of chunk `id` from `queue` until it is empty, each checked to have
+/// seen the table's file node `file`; `false` once the operator is gone.
+async fn read_ranges(
+    c: &mut tokio_postgres::Client,
+    snapshot: &str,
+    queue: &std::sync::Mutex<std::collections::VecDeque<PageRange>>,
+    id: u32,
+    schema: &ferry_operators::TableSchema,
+    file: i64,
+    tx: &ChunkSender<Point>,
+) -> Result<bool, super::discover::PgSourceError> {
+    loop {
+        let Some(range) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { return Ok(true) };
+        pause_before_chunk().await;
+        let mut alive = true;
+        let what = format!("chunk {id} (pages {:?}..{:?})", range.0, range.1);
+        snap::read_query(c, snapshot, &snap::ctid_query(schema, range), schema, &what, Some(file), |rows| {
+            alive &= tx.send(ChunkMsg::Rows(id, rows));
+            alive
+        })
+        .await?;
+        if !alive {
+            queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            return Ok(false);
+        }
+    }
 }
