@@ -75,17 +75,25 @@ fn pgloader(db: &str, only: Option<&str>, into: &str) -> Result<(f64, f64), Stri
 /// the database `into`: 2 threads each, 200k-row chunks, with `myloader -e`: like the pipe and
 /// ferry it then writes the binlog (by default it turns the binlog off for its sessions, which
 /// no CDC source can afford).
-fn mydumper(db: &str, table: Option<&str>, into: &str) -> (f64, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    sql(&format!("DROP DATABASE IF EXISTS {into}"));
-    let table = table.map(|t| format!("-T {t}")).unwrap_or_default();
-    let script = format!(
-        "mydumper -h 127.0.0.1 -P {p} -u root -B {db} {table} -r 200000 -t 2 -o {d}/dump && \
-         myloader -h 127.0.0.1 -P {p} -u root -d {d}/dump -s {db} -B {into} -t 2 -o -e",
-        p = port()
-    );
-    timed(bash(&script))
+/// A failed copy is tried once more (myloader's two sessions can deadlock on the server and
+/// give up); a second failure is the result.
+fn mydumper(db: &str, table: Option<&str>, into: &str) -> Result<(f64, f64), String> {
+    let once = || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        sql(&format!("DROP DATABASE IF EXISTS {into}"));
+        let table = table.map(|t| format!("-T {t}")).unwrap_or_default();
+        let script = format!(
+            "mydumper -h 127.0.0.1 -P {p} -u root -B {db} {table} -r 200000 -t 2 -o {d}/dump && \
+             myloader -h 127.0.0.1 -P {p} -u root -d {d}/dump -s {db} -B {into} -t 2 -o -e",
+            p = port()
+        );
+        try_timed(bash(&script))
+    };
+    once().or_else(|e| {
+        println!("(mydumper + myloader failed, once more: {})", why(&e));
+        once()
+    })
 }
 
 /// Drops a PostgreSQL schema of thousands of tables: in one `DROP SCHEMA` they outgrow the
@@ -114,6 +122,13 @@ fn peer_median(rounds: usize, mut run: impl FnMut() -> Result<(f64, f64), String
     }
     peer.sort_by(|a, b| a.0.total_cmp(&b.0));
     Ok(peer.swap_remove(peer.len() / 2))
+}
+
+/// A peer that failed: its line says why, in the output and in the summary.
+fn peer_failed(name: &str, failure: &str) {
+    let why = why(failure);
+    println!("{name}: failed — {why}");
+    summary([name, "", "", "", "", "", "", "", &format!("failed: {why}")]);
 }
 
 /// The lines of a peer's failure that say why (its ERROR/FATAL lines and their hints).
@@ -319,22 +334,20 @@ fn main() {
             line(&format!("ferry → MariaDB, {w} worker(s), exactly-once"), rows, m.0, m.1, Some(raw), &m.2);
         }
         if installed("mydumper") {
-            let (secs, peak, cpu) = peer_median(rounds, || {
-                let r = mydumper("bench", Some("sbtest1"), "bench_mydumper");
+            let name = "peer: mydumper + myloader (2 threads, 200k-row chunks, binlog on)";
+            let peer = peer_median(rounds, || {
+                let r = mydumper("bench", Some("sbtest1"), "bench_mydumper")?;
                 let loaded = sql("SELECT COUNT(*) FROM bench_mydumper.sbtest1")[0].get::<u64, _>(0) == Some(rows);
                 assert!(loaded, "mydumper + myloader did not copy the {rows} rows");
                 Ok(r)
-            })
-            .unwrap();
-            line(
-                "peer: mydumper + myloader (2 threads, 200k-row chunks, binlog on)",
-                rows,
-                secs,
-                peak,
-                Some(raw),
-                &cpu,
-            );
-            peer_ratio("ferry → MariaDB (2 workers) ÷ mydumper + myloader", secs / r[2].0);
+            });
+            match peer {
+                Ok((secs, peak, cpu)) => {
+                    line(name, rows, secs, peak, Some(raw), &cpu);
+                    peer_ratio("ferry → MariaDB (2 workers) ÷ mydumper + myloader", secs / r[2].0);
+                }
+                Err(e) => peer_failed(name, &e),
+            }
         } else {
             println!("mydumper: not installed (apt-get install mydumper) — skipped");
         }
@@ -441,34 +454,28 @@ fn main() {
                     line(&name, n, secs, peak, Some(one_rate), &cpu);
                     peer_ratio(&format!("ferry → PostgreSQL ({n_tables} tables) ÷ pgloader"), secs / r[2].0);
                 }
-                Err(e) => {
-                    let why = why(&e);
-                    println!("{name}: failed — {why}");
-                    summary([&name, "", "", "", "", "", "", "", &format!("failed: {why}")]);
-                }
+                Err(e) => peer_failed(&name, &e),
             }
             drop_pg_schema(&peer_schema);
         }
         if installed("mydumper") {
             let into = format!("{db}_mydumper");
-            let (secs, peak, cpu) = peer_median(rounds, || {
-                let r = mydumper(db, None, &into);
+            let name = format!("peer: mydumper + myloader, {n_tables} tables (2 threads)");
+            let peer = peer_median(rounds, || {
+                let r = mydumper(db, None, &into)?;
                 assert_eq!(my_tables(&into), n_tables as u64, "mydumper + myloader did not create every table");
                 let last = format!("{into}.t{:03}", n_tables - 1);
                 let loaded: u64 = sql(&format!("SELECT COUNT(*) FROM {last}"))[0].get(0).unwrap();
                 assert_eq!(loaded, per_table, "{last}");
                 Ok(r)
-            })
-            .unwrap();
-            line(
-                &format!("peer: mydumper + myloader, {n_tables} tables (2 threads)"),
-                n,
-                secs,
-                peak,
-                Some(one_rate),
-                &cpu,
-            );
-            peer_ratio(&format!("ferry → MariaDB ({n_tables} tables) ÷ mydumper + myloader"), secs / r[3].0);
+            });
+            match peer {
+                Ok((secs, peak, cpu)) => {
+                    line(&name, n, secs, peak, Some(one_rate), &cpu);
+                    peer_ratio(&format!("ferry → MariaDB ({n_tables} tables) ÷ mydumper + myloader"), secs / r[3].0);
+                }
+                Err(e) => peer_failed(&name, &e),
+            }
             sql(&format!("DROP DATABASE IF EXISTS {into}"));
         }
     }
