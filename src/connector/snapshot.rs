@@ -37,6 +37,12 @@ pub trait ChunkPosition: Clone + Send + 'static {
     fn from_offset(v: &Json) -> Option<Self>;
 }
 
+/// The chunks an epoch's offsets record as done, with their positions (partition `c + 1` is
+/// chunk `c`; partition 0, the stream's, and offsets of unfinished chunks are passed over).
+pub fn done_chunks<P: ChunkPosition>(offsets: &crate::state::Offsets) -> impl Iterator<Item = (u32, P)> + '_ {
+    offsets.iter().filter(|(k, _)| **k > 0).filter_map(|(k, v)| P::from_offset(v).map(|p| (k - 1, p)))
+}
+
 /// What a reader task sends the operator.
 pub enum ChunkMsg<P> {
     /// Rows of a chunk, in order.
@@ -117,12 +123,7 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
     // Epochs to replay: the chunks each recorded, in order, with their recorded positions.
     let mut replay: VecDeque<(u64, Vec<(u32, P)>)> = VecDeque::new();
     for b in epochs.to_replay() {
-        let done: Vec<(u32, P)> = b
-            .offsets
-            .iter()
-            .filter(|(k, _)| **k > 0)
-            .filter_map(|(k, v)| P::from_offset(v).map(|p| (k - 1, p)))
-            .collect();
+        let done: Vec<(u32, P)> = done_chunks(&b.offsets).collect();
         if !done.is_empty() {
             replay.push_back((b.epoch, done));
         }

@@ -245,15 +245,7 @@ pub fn prepare(
 fn chunks_done(state: &TaskState) -> Result<std::collections::HashSet<u32>, TaskError> {
     let manifest = state.latest_manifest().map_err(|e| TaskError::transient(format!("state store: {e}")))?;
     Ok(manifest
-        .map(|m| {
-            m.offsets
-                .iter()
-                .filter(|(k, v)| {
-                    **k > 0 && <snapshot::Point as crate::connector::snapshot::ChunkPosition>::from_offset(v).is_some()
-                })
-                .map(|(k, _)| k - 1)
-                .collect()
-        })
+        .map(|m| crate::connector::snapshot::done_chunks::<snapshot::Point>(&m.offsets).map(|(c, _)| c).collect())
         .unwrap_or_default())
 }
 

@@ -145,6 +145,8 @@ async fn read_in_ranges(
     use std::sync::atomic::Ordering::SeqCst;
     let (pages, file) = snap::table_pages(conn, schema).await?;
     let ranges = snap::page_ranges(pages, run.sessions);
+    // One range is one `COPY`: nothing to line up with.
+    let file = (ranges.len() > 1).then_some(file);
     // The helpers this read may open, given back when it is done.
     let mut taken = 0;
     let _ = run.helpers.fetch_update(SeqCst, SeqCst, |free| {
@@ -208,14 +210,14 @@ async fn read_in_ranges(
 }
 
 /// Reads `ctid` ranges of chunk `id` from `queue` until it is empty, each checked to have
-/// seen the table's file node `file`; `false` once the operator is gone.
+/// seen the table's file node `file` (when given); `false` once the operator is gone.
 async fn read_ranges(
     c: &mut tokio_postgres::Client,
     snapshot: &str,
     queue: &std::sync::Mutex<std::collections::VecDeque<PageRange>>,
     id: u32,
     schema: &ferry_operators::TableSchema,
-    file: i64,
+    file: Option<i64>,
     tx: &ChunkSender<Point>,
 ) -> Result<bool, super::discover::PgSourceError> {
     loop {
@@ -223,7 +225,7 @@ async fn read_ranges(
         pause_before_chunk().await;
         let mut alive = true;
         let what = format!("chunk {id} (pages {:?}..{:?})", range.0, range.1);
-        snap::read_query(c, snapshot, &snap::ctid_query(schema, range), schema, &what, Some(file), |rows| {
+        snap::read_query(c, snapshot, &snap::ctid_query(schema, range), schema, &what, file, |rows| {
             alive &= tx.send(ChunkMsg::Rows(id, rows));
             alive
         })
