@@ -135,8 +135,12 @@ fn peer_failed(name: &str, failure: &str) {
 fn why(failure: &str) -> String {
     let lines: Vec<&str> = failure
         .lines()
-        .filter(|l| ["ERROR", "FATAL", "HINT", "Heap exhausted"].iter().any(|w| l.contains(w)))
-        .map(|l| l.split_once(" ERROR ").or(l.split_once(" FATAL ")).map_or(l, |x| x.1).trim())
+        .filter(|l| ["ERROR", "FATAL", "HINT", "CRITICAL", "Heap exhausted"].iter().any(|w| l.contains(w)))
+        .map(|l| {
+            // pgloader's ` ERROR ` / ` FATAL `, myloader's glib `** (myloader:PID): CRITICAL **: time: `.
+            let l = l.split_once(" ERROR ").or(l.split_once(" FATAL ")).map_or(l, |x| x.1);
+            l.split_once("CRITICAL **: ").map_or(l, |x| x.1.split_once(": ").map_or(x.1, |y| y.1)).trim()
+        })
         .collect();
     if lines.is_empty() {
         failure.lines().last().unwrap_or("").to_string()
