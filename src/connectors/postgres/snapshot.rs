@@ -155,13 +155,17 @@ pub fn page_ranges(pages: u64, sessions: usize) -> Vec<PageRange> {
 
 /// The `SELECT` of the rows of one `ctid` page range of `schema`'s table (a TID range scan).
 pub fn ctid_query(schema: &TableSchema, range: PageRange) -> String {
-    let mut conds = Vec::new();
-    if let Some(l) = range.0 {
-        conds.push(format!("ctid >= '({l},0)'::tid"));
-    }
-    if let Some(u) = range.1 {
-        conds.push(format!("ctid < '({u},0)'::tid"));
-    }
+    let tid = |page: u64| format!("'({page},0)'::tid");
+    select_range(schema, "ctid", range.0.map(tid), range.1.map(tid))
+}
+
+/// [`select_all`] of the rows whose `expr` is at or above `lower` and below `upper` (SQL
+/// literals; `None`: open).
+fn select_range(schema: &TableSchema, expr: &str, lower: Option<String>, upper: Option<String>) -> String {
+    let conds: Vec<String> = [lower.map(|l| format!("{expr} >= {l}")), upper.map(|u| format!("{expr} < {u}"))]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut q = select_all(schema);
     if !conds.is_empty() {
         q.push_str(&format!(" WHERE {}", conds.join(" AND ")));
@@ -191,21 +195,15 @@ pub fn is_whole(chunk: &Chunk) -> bool {
 
 /// The chunk's `SELECT`.
 pub fn chunk_query(chunk: &Chunk, schema: &TableSchema) -> String {
-    let mut q = select_all(schema);
-    if let Some(k) = range_column(schema) {
-        let col = ident(&schema.columns[k].name);
-        let mut conds = Vec::new();
-        if let Some(l) = chunk.lower {
-            conds.push(format!("{col} >= {l}"));
-        }
-        if let Some(u) = chunk.upper {
-            conds.push(format!("{col} < {u}"));
-        }
-        if !conds.is_empty() {
-            q.push_str(&format!(" WHERE {}", conds.join(" AND ")));
-        }
+    match range_column(schema) {
+        Some(k) => select_range(
+            schema,
+            &ident(&schema.columns[k].name),
+            chunk.lower.map(|l| l.to_string()),
+            chunk.upper.map(|u| u.to_string()),
+        ),
+        None => select_all(schema),
     }
-    q
 }
 
 /// Reads one chunk under the exported snapshot `snapshot`, handing rows to `emit` in batches

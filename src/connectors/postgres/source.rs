@@ -166,9 +166,6 @@ async fn read_in_ranges(
     }
     let queue =
         std::sync::Arc::new(std::sync::Mutex::new(ranges.into_iter().collect::<std::collections::VecDeque<_>>()));
-    let clear = |q: &std::sync::Mutex<std::collections::VecDeque<PageRange>>| {
-        q.lock().unwrap_or_else(|p| p.into_inner()).clear()
-    };
     let mut results = Vec::with_capacity(taken);
     for h in 0..taken {
         let (done, result) = tokio::sync::oneshot::channel();
@@ -184,7 +181,7 @@ async fn read_in_ranges(
             };
             if r.is_err() {
                 // The others stop after their current range.
-                queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                clear(&queue);
             }
             let _ = done.send(r);
         };
@@ -209,6 +206,11 @@ async fn read_in_ranges(
     outcome
 }
 
+/// Empties the queue of ranges: every session stops after its current range.
+fn clear(queue: &std::sync::Mutex<std::collections::VecDeque<PageRange>>) {
+    queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
 /// Reads `ctid` ranges of chunk `id` from `queue` until it is empty, each checked to have
 /// seen the table's file node `file` (when given); `false` once the operator is gone.
 async fn read_ranges(
@@ -231,7 +233,7 @@ async fn read_ranges(
         })
         .await?;
         if !alive {
-            queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            clear(queue);
             return Ok(false);
         }
     }
