@@ -128,6 +128,18 @@ impl Epochs {
         self.control.stopping() && self.replay.is_empty()
     }
 
+    /// Records `offsets` for the replayed `epoch` in place of its recorded ones: a source that
+    /// read the epoch's chunks again as they are now, where no sink worker had committed the
+    /// epoch (see `connector::snapshot`). The record is overwritten whole by its one writer,
+    /// before any sink can commit the epoch (the source has not closed it yet).
+    pub fn rerecord(&mut self, epoch: u64, offsets: Offsets) -> Result<(), TaskError> {
+        let Some(b) = self.replay.front_mut().filter(|b| b.epoch == epoch) else { return Ok(()) };
+        b.offsets = offsets;
+        self.state
+            .write_boundary(b)
+            .map_err(|e| TaskError::transient(format!("cannot record the end of epoch {epoch} again: {e}")))
+    }
+
     /// Closes `epoch` with this worker's `offsets` at its end: records the boundary (a replayed
     /// epoch's record is stored already, identical), and only then says what comes next.
     /// `exhausted`: every partition of this worker has ended. A savepoint request ends the

@@ -924,6 +924,29 @@ fn a_table_created_mid_stream_that_the_selection_takes_joins_with_its_rows() {
     }
 }
 
+/// The plans of an exactly-once append run of `ns.items` into the PostgreSQL target's
+/// `dst.items` (`target_extra`: more lines of the target section): the endless one, the
+/// bounded one, and the state directory they share.
+fn append_plans(
+    dir: &std::path::Path,
+    task: &str,
+    ns: &str,
+    dst: &str,
+    target_extra: &str,
+) -> (String, String, std::path::PathBuf) {
+    let text = format!(
+        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  chunk_rows: 2000\n  heartbeat_interval: 1s\ntarget:\n{}\
+         {target_extra}tables:\n  include: ['{ns}\\.items']\nsemantics: exactly-once\nwrite_mode: append\n\
+         metadata:\n  - {{column: _op, field: op_type}}\nroute:\n  database: {dst}\n\
+         runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\n",
+        src_url(),
+        Target::Pg.plan_section()
+    );
+    let endless = write_plan(dir, "endless.yaml", &text);
+    let bounded = write_plan(dir, "plan.yaml", &text.replace("  chunk_rows:", "  bounded: true\n  chunk_rows:"));
+    (endless, bounded, dir.join("state"))
+}
+
 #[test]
 fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
     let (ns, dst, task) = ("pgappend", "pgappend_t", "pg-append");
@@ -937,17 +960,7 @@ fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
     ]);
     common::sql::fresh_pg_append_log(dst);
     let dir = workdir();
-    let text = format!(
-        "task: {task}\nsource:\n  type: postgres\n  url: {}\n  chunk_rows: 2000\n  heartbeat_interval: 1s\ntarget:\n{}\
-         tables:\n  include: ['{ns}\\.items']\nsemantics: exactly-once\nwrite_mode: append\n\
-         metadata:\n  - {{column: _op, field: op_type}}\nroute:\n  database: {dst}\n\
-         runtime:\n  workers: 2\n  checkpoint_interval: 200ms\n  state: ./state\n",
-        src_url(),
-        Target::Pg.plan_section()
-    );
-    let endless = write_plan(dir.path(), "endless.yaml", &text);
-    let bounded = write_plan(dir.path(), "plan.yaml", &text.replace("  chunk_rows:", "  bounded: true\n  chunk_rows:"));
-    let state = dir.path().join("state");
+    let (endless, bounded, state) = append_plans(dir.path(), task, ns, dst, "");
     let writer = std::thread::spawn(move || {
         ferry::runtime::io_runtime().block_on(async {
             let c = common::sql::pg_client_at(&src_url()).await;
@@ -978,6 +991,82 @@ fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
     writer.join().unwrap();
     ok(&run_in(dir.path(), &["run", "-q", &bounded]));
     let replayed = common::sql::replay_strictly(&common::sql::pg_append_log(dst));
+    assert_replayed_is_source(&replayed, ns);
+}
+
+/// A kill while no sink worker can commit (this task's progress table locked in the target):
+/// epochs that hold chunks are recorded but not committed, and the restart replays them. The
+/// chunks are read again as they are now (there are no before images to turn them back with)
+/// after deletes, inserts and updates of their keys; those changes are in the new read, and
+/// the append log must not get them a second time from the stream: replayed strictly, it
+/// equals the source.
+#[test]
+fn chunks_of_a_replayed_epoch_no_sink_committed_do_not_get_the_changes_of_their_new_read_twice() {
+    let (ns, dst, task) = ("pgreread", "pgreread_t", "pg-reread");
+    forget_slot(task);
+    fresh_src_schema(ns);
+    src_exec(&[
+        &format!("CREATE TABLE {ns}.items (id bigint PRIMARY KEY, v bigint NOT NULL)"),
+        &format!("INSERT INTO {ns}.items SELECT g, g FROM generate_series(1, 20000) g"),
+        &format!("ALTER TABLE {ns}.items REPLICA IDENTITY FULL"),
+    ]);
+    common::sql::fresh_pg_append_log(dst);
+    let progress_schema = format!("{dst}_progress");
+    Target::Pg.exec(&[format!("DROP SCHEMA IF EXISTS {progress_schema} CASCADE")]);
+    let dir = workdir();
+    let (endless, bounded, state) =
+        append_plans(dir.path(), task, ns, dst, &format!("  progress_schema: {progress_schema}\n"));
+    let mut run = spawn(dir.path(), &endless, &[("FERRY_FAULT_CHUNK_DELAY_MS", "300")]);
+    await_run(&mut run, "a first committed chunk", || progress(&state, task).1 >= 1);
+    ferry::runtime::io_runtime().block_on(async {
+        // From here no sink worker commits (its progress row waits for the lock).
+        let lock = common::sql::pg_client().await;
+        lock.batch_execute(&format!("BEGIN; LOCK TABLE {progress_schema}.progress IN SHARE MODE")).await.unwrap();
+        let committed: i64 = lock
+            .query_one(
+                &format!("SELECT coalesce(max(epoch), 0)::bigint FROM {progress_schema}.progress WHERE task = $1"),
+                &[&task],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let store = ferry::store::Store::open_local(state.to_str().unwrap()).unwrap();
+        let st = ferry::state::TaskState::new(store, task);
+        // An epoch holding a chunk, recorded and committed by no sink worker.
+        let uncommitted_chunk = || {
+            let after = st.latest_manifest().ok().flatten().map_or(0, |m| m.epoch);
+            st.boundaries_after(after)
+                .unwrap_or_default()
+                .iter()
+                .any(|b| b.epoch > committed as u64 && b.offsets.iter().any(|(k, v)| *k > 0 && v["done"] == true))
+        };
+        kill_when(&mut run, "an uncommitted epoch holding a chunk", uncommitted_chunk);
+        // A commit the killed process had sent whole (`…; COMMIT`) waits for the lock in its
+        // server session and would land after it: end those sessions first, as a kill lands
+        // before a commit is sent.
+        lock.batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks \
+             WHERE NOT granted AND relation = '{progress_schema}.progress'::regclass"
+        ))
+        .await
+        .unwrap();
+        lock.batch_execute("ROLLBACK").await.unwrap();
+    });
+    // Between the first read and the new one: every chunk's keys deleted, inserted again,
+    // updated.
+    src_exec(&[
+        &format!("DELETE FROM {ns}.items WHERE id % 7 = 0"),
+        &format!("INSERT INTO {ns}.items SELECT g, -g FROM generate_series(14, 20000, 14) g"),
+        &format!("UPDATE {ns}.items SET v = v + 1 WHERE id % 5 = 0"),
+        &format!("INSERT INTO {ns}.items VALUES (30001, 1)"),
+    ]);
+    let out =
+        ferry().current_dir(dir.path()).env("FERRY_LOG", "ferry=info").args(["run", "-q", &bounded]).output().unwrap();
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("record the new read"), "the restart did not read a replayed chunk again:\n{stderr}");
+    let log = common::sql::pg_append_log(dst);
+    let replayed = common::sql::replay_strictly(&log);
     assert_replayed_is_source(&replayed, ns);
 }
 

@@ -31,6 +31,10 @@ use timely::scheduling::SyncActivator;
 
 /// A chunk's position: where its rows are exact, as the checkpoint stores it.
 pub trait ChunkPosition: Clone + Send + 'static {
+    /// Whether a replayed chunk's reader sends its rows as they were at the recorded
+    /// position (the MySQL source turns them back with the binlog's before images); `false`:
+    /// as they are now, exact at the position its `Done` gives (see [`chunked_snapshot`]).
+    const READ_AS_RECORDED: bool = true;
     /// The offset of a done chunk (`{"done": true, …}`).
     fn to_offset(&self) -> Json;
     /// The position of a done chunk's offset (`None`: not a done chunk's).
@@ -101,6 +105,15 @@ pub async fn pause_before_chunk() {
 /// chunk ids it is given, in that order, each with the position a replayed epoch recorded for
 /// it (a reader that can should send the chunk's rows as they were there: the binlog replays
 /// from that position; called once, only when there is a chunk).
+///
+/// A replayed epoch keeps its recorded positions, so that it holds what it held for the sink
+/// workers that had committed it (they skip it and go on from those positions). A reader that
+/// cannot turn rows back (`P::READ_AS_RECORDED == false`) sends them as they are now; where no
+/// sink worker had committed the epoch (exactly-once, the target says so:
+/// [`SourceCtx::sink_committed`]) the epoch records the new read's positions instead, so the
+/// stream skips what that read saw. Where some had and some had not, the recorded positions
+/// stay and an append target can get the changes between the two reads twice (a warning
+/// says so).
 pub fn chunked_snapshot<'s, P: ChunkPosition>(
     scope: Scope<'s, u64>,
     cx: &SourceCtx,
@@ -126,6 +139,30 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
         let done: Vec<(u32, P)> = done_chunks(&b.offsets).collect();
         if !done.is_empty() {
             replay.push_back((b.epoch, done));
+        }
+    }
+    // Replayed epochs whose chunks record their new read (see above).
+    let exactly_once = cx.plan.plan.settings.semantics == crate::plan::config::Semantics::ExactlyOnce;
+    let mut new_reads: HashSet<u64> = HashSet::new();
+    if !P::READ_AS_RECORDED && exactly_once {
+        for (e, cs) in &replay {
+            let committed = cx.sink_committed.as_ref().map(|c| c.iter().filter(|&&w| w >= *e).count());
+            match committed {
+                Some(0) => {
+                    new_reads.insert(*e);
+                }
+                Some(n) if cx.sink_committed.as_ref().is_some_and(|c| n == c.len()) => {}
+                _ => tracing::warn!(
+                    epoch = e,
+                    chunks = cs.len(),
+                    "a replayed epoch's chunks are read again as they are now under their recorded points: {}; \
+                     an append target can get the changes between the two reads twice",
+                    match committed {
+                        Some(n) => format!("{n} of the sink workers had committed the epoch, the others had not"),
+                        None => "the target cannot tell which sink workers had committed the epoch".into(),
+                    }
+                ),
+            }
         }
     }
     let done_ids: HashSet<u32> = positions.iter().map(|(c, _)| *c).collect();
@@ -211,10 +248,11 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
                             if let Some(Some(t)) = tables.get(&id) {
                                 metrics.chunk_done(*t as usize);
                             }
-                            // A replayed chunk keeps the position it was first recorded with.
+                            // A replayed chunk keeps the position it was first recorded with
+                            // (unless its epoch records the new read: see above).
                             let recorded = replay
                                 .front()
-                                .filter(|(e, _)| *e == epoch)
+                                .filter(|(e, _)| *e == epoch && !new_reads.contains(e))
                                 .and_then(|(_, cs)| cs.iter().find(|(c, _)| *c == id).map(|(_, p)| p.clone()));
                             in_epoch.push((id, recorded.unwrap_or(pos)));
                             close = match replay.front() {
@@ -242,9 +280,21 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
                 return;
             }
             if close {
-                let offsets = in_epoch.iter().map(|(id, p)| (id + 1, p.to_offset())).collect();
+                let offsets: crate::state::Offsets = in_epoch.iter().map(|(id, p)| (id + 1, p.to_offset())).collect();
                 if replay.front().is_some_and(|(e, _)| *e == epoch) {
                     replay.pop_front();
+                    if new_reads.contains(&epoch) {
+                        tracing::info!(
+                            epoch,
+                            chunks = in_epoch.len(),
+                            "replayed epoch no sink worker had committed: its chunks, read again, record the new read"
+                        );
+                        if let Err(e) = epochs.rerecord(epoch, offsets.clone()) {
+                            failed = true;
+                            failure.report(e);
+                            return;
+                        }
+                    }
                 }
                 let next = match epochs.close(epoch, offsets, remaining == 0) {
                     Ok(next) => next,

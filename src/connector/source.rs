@@ -26,6 +26,10 @@ pub struct SourceCtx {
     /// The worker's dirty archive: what a source cannot read as a change (a Kafka message
     /// that is not JSON) is kept here with its place and the reason.
     pub dirty: DirtyArchive,
+    /// At a restart of an exactly-once run that replays epochs: the epoch each sink worker
+    /// had committed before it ([`crate::connector::SinkConnector::committed_epochs`]);
+    /// `None` otherwise or when the target cannot tell.
+    pub sink_committed: Option<Arc<Vec<u64>>>,
 }
 
 impl SourceCtx {

@@ -160,6 +160,13 @@ pub(super) fn run_once(
                     let skip_upto = writer.committed();
                     let applier = if writer.takes_ddl() && index == 0 { sink.schema_applier(&wcx)? } else { None };
                     let probe = ProbeHandle::new();
+                    // Before any sink of this run can commit: no epoch passes before every
+                    // source closed its first one.
+                    let sink_committed = if exactly_once && !restore.boundaries.is_empty() {
+                        sink.committed_epochs(&plan, &state, peers)?.map(Arc::new)
+                    } else {
+                        None
+                    };
                     let cx = SourceCtx {
                         plan: plan.clone(),
                         state: state.clone(),
@@ -168,6 +175,7 @@ pub(super) fn run_once(
                         control: control.clone(),
                         failure: failure.clone(),
                         dirty: dirty.clone(),
+                        sink_committed,
                     };
                     worker.dataflow::<u64, _, _>(|scope| {
                         let (changes, schema) = prepared.build(scope, &cx);

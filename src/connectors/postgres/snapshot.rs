@@ -36,6 +36,10 @@ pub struct Chunk {
 pub struct Point(pub u64);
 
 impl ChunkPosition for Point {
+    /// pgoutput carries no before images under the default replica identity: a replayed
+    /// chunk's rows cannot be turned back to its recorded point.
+    const READ_AS_RECORDED: bool = false;
+
     fn to_offset(&self) -> serde_json::Value {
         json!({ "done": true, "lsn": self.0 })
     }

@@ -26,8 +26,10 @@
 //!   by its worker's session and helper threads (up to the process's workers less one over
 //!   all of its readers), all under the process's snapshot: one chunk, one point, read in
 //!   parallel; each range checks that the table was not rewritten meanwhile.
-//! - A restart re-reads unfinished chunks under a new snapshot (a new point); replayed epochs
-//!   keep their recorded points, as the MySQL source does.
+//! - A restart re-reads unfinished chunks under a new snapshot (a new point); a replayed
+//!   epoch's chunks are read again as they are now and record the new point where no sink
+//!   worker had committed the epoch, else keep their recorded points
+//!   (`connector::snapshot::chunked_snapshot`).
 //! - A chunk's rows never span two epochs; memory stays bounded (bounded channels, `COPY`
 //!   streamed in batches).
 
