@@ -1018,29 +1018,48 @@ fn chunks_of_a_replayed_epoch_no_sink_committed_do_not_get_the_changes_of_their_
         append_plans(dir.path(), task, ns, dst, &format!("  progress_schema: {progress_schema}\n"));
     let mut run = spawn(dir.path(), &endless, &[("FERRY_FAULT_CHUNK_DELAY_MS", "300")]);
     await_run(&mut run, "a first committed chunk", || progress(&state, task).1 >= 1);
+    let store = ferry::store::Store::open_local(state.to_str().unwrap()).unwrap();
+    let st = ferry::state::TaskState::new(store, task);
+    // The recorded epochs after the newest manifest that hold a chunk.
+    let replayed_chunk_epochs = || {
+        let after = st.latest_manifest().ok().flatten().map_or(0, |m| m.epoch);
+        let bs = st.boundaries_after(after).unwrap_or_default();
+        bs.iter().filter(|b| b.offsets.iter().any(|(k, v)| *k > 0 && v["done"] == true)).map(|b| b.epoch).collect()
+    };
     ferry::runtime::io_runtime().block_on(async {
-        // From here no sink worker commits (its progress row waits for the lock).
         let lock = common::sql::pg_client().await;
-        lock.batch_execute(&format!("BEGIN; LOCK TABLE {progress_schema}.progress IN SHARE MODE")).await.unwrap();
-        let committed: i64 = lock
-            .query_one(
-                &format!("SELECT coalesce(max(epoch), 0)::bigint FROM {progress_schema}.progress WHERE task = $1"),
-                &[&task],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        let store = ferry::store::Store::open_local(state.to_str().unwrap()).unwrap();
-        let st = ferry::state::TaskState::new(store, task);
-        // An epoch holding a chunk, recorded and committed by no sink worker.
-        let uncommitted_chunk = || {
-            let after = st.latest_manifest().ok().flatten().map_or(0, |m| m.epoch);
-            st.boundaries_after(after)
-                .unwrap_or_default()
-                .iter()
-                .any(|b| b.epoch > committed as u64 && b.offsets.iter().any(|(k, v)| *k > 0 && v["done"] == true))
-        };
-        kill_when(&mut run, "an uncommitted epoch holding a chunk", uncommitted_chunk);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "no kill point found: every try had an epoch split between workers");
+            // From here no sink worker commits (its progress row waits for the lock).
+            lock.batch_execute(&format!("BEGIN; LOCK TABLE {progress_schema}.progress IN SHARE MODE")).await.unwrap();
+            let sql = format!("SELECT coalesce(max(epoch), 0)::bigint FROM {progress_schema}.progress WHERE task = $1");
+            let committed = lock.query_one(&sql, &[&task]).await.unwrap().get::<_, i64>(0) as u64;
+            // The kill point: a recorded epoch holding a chunk that no worker committed, and
+            // none that some worker committed after the manifest (the lock may have landed
+            // between two workers' commits of one epoch: that one would stay split; try again).
+            let tried = Instant::now();
+            let found = loop {
+                let epochs: Vec<u64> = replayed_chunk_epochs();
+                if !epochs.is_empty() && epochs.iter().all(|&e| e > committed) {
+                    break true;
+                }
+                if tried.elapsed() > Duration::from_secs(3) {
+                    break false;
+                }
+                if let Some(s) = run.0.try_wait().unwrap() {
+                    panic!("the run ended ({s}) before a kill point");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            if found {
+                break;
+            }
+            lock.batch_execute("ROLLBACK").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        run.0.kill().unwrap();
+        run.0.wait().unwrap();
         // A commit the killed process had sent whole (`…; COMMIT`) waits for the lock in its
         // server session and would land after it: end those sessions first, as a kill lands
         // before a commit is sent.

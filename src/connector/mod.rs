@@ -94,21 +94,6 @@ pub trait SinkConnector: Sync {
     fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<(), TaskError>;
     /// One worker's writer.
     fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError>;
-    /// The epoch each sink worker `0..peers` of an exactly-once run last committed, as the
-    /// target records it together with the data (what each worker's
-    /// [`SinkWriter::committed`] would say); `None` when the target cannot tell. Asked at a
-    /// restart that replays epochs: a source that reads a replayed chunk again as it is now
-    /// (not as it was) may record the new read only for an epoch no worker committed (see
-    /// `connector::snapshot`).
-    fn committed_epochs(
-        &self,
-        plan: &Compiled,
-        state: &TaskState,
-        peers: usize,
-    ) -> Result<Option<Vec<u64>>, TaskError> {
-        let _ = (plan, state, peers);
-        Ok(None)
-    }
     /// The DDL stage's applier on worker 0, for targets that take schema changes as DDL of
     /// their own ([`SinkWriter::takes_ddl`]).
     fn schema_applier(&self, cx: &WriterCtx) -> Result<Option<Box<dyn SchemaApplier>>, TaskError> {

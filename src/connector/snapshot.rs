@@ -9,6 +9,8 @@
 //!   (bounded channel + activator:                                          │ changes (Insert)
 //!    memory stays bounded)                                                 │ done(epoch, [(chunk, P)])
 //!                                                                          ▼   → the stream operator
+//!  every worker's sink: the epoch it committed before the run ──broadcast──► (which replayed
+//!                                                                            epochs record a new read)
 //! ```
 //!
 //! Partitions: chunk `c` is partition `c + 1` of the checkpoint (partition 0 is the stream).
@@ -23,9 +25,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Capability, ToStream};
 use timely::dataflow::{Scope, StreamVec};
 use timely::scheduling::SyncActivator;
 
@@ -109,11 +113,12 @@ pub async fn pause_before_chunk() {
 /// A replayed epoch keeps its recorded positions, so that it holds what it held for the sink
 /// workers that had committed it (they skip it and go on from those positions). A reader that
 /// cannot turn rows back (`P::READ_AS_RECORDED == false`) sends them as they are now; where no
-/// sink worker had committed the epoch (exactly-once, the target says so:
-/// [`SourceCtx::sink_committed`]) the epoch records the new read's positions instead, so the
-/// stream skips what that read saw. Where some had and some had not, the recorded positions
-/// stay and an append target can get the changes between the two reads twice (a warning
-/// says so).
+/// sink worker had committed the epoch (exactly-once; every worker's sink tells the others
+/// through a broadcast what it skips, [`SourceCtx::sink_skips_upto`], before any chunk is
+/// done) the epoch records the new read's positions instead (its boundary record rewritten),
+/// so the stream skips what that read saw. Where some had and some had not, the recorded
+/// positions stay and an append target can get the changes between the two reads twice (a
+/// warning says so).
 pub fn chunked_snapshot<'s, P: ChunkPosition>(
     scope: Scope<'s, u64>,
     cx: &SourceCtx,
@@ -141,30 +146,14 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
             replay.push_back((b.epoch, done));
         }
     }
-    // Replayed epochs whose chunks record their new read (see above).
+    // Whether a replayed epoch's chunks may record their new read (see above): decided once
+    // every worker's sink said which epoch it committed before the run.
     let exactly_once = cx.plan.plan.settings.semantics == crate::plan::config::Semantics::ExactlyOnce;
-    let mut new_reads: HashSet<u64> = HashSet::new();
-    if !P::READ_AS_RECORDED && exactly_once {
-        for (e, cs) in &replay {
-            let committed = cx.sink_committed.as_ref().map(|c| c.iter().filter(|&&w| w >= *e).count());
-            match committed {
-                Some(0) => {
-                    new_reads.insert(*e);
-                }
-                Some(n) if cx.sink_committed.as_ref().is_some_and(|c| n == c.len()) => {}
-                _ => tracing::warn!(
-                    epoch = e,
-                    chunks = cs.len(),
-                    "a replayed epoch's chunks are read again as they are now under their recorded points: {}; \
-                     an append target can get the changes between the two reads twice",
-                    match committed {
-                        Some(n) => format!("{n} of the sink workers had committed the epoch, the others had not"),
-                        None => "the target cannot tell which sink workers had committed the epoch".into(),
-                    }
-                ),
-            }
-        }
-    }
+    let reads_now = !P::READ_AS_RECORDED && exactly_once && !replay.is_empty();
+    let mut new_reads: Option<HashSet<u64>> = (!reads_now).then(HashSet::new);
+    let mut skips: Vec<u64> = Vec::with_capacity(peers);
+    let skips_upto: StreamVec<'s, u64, u64> = vec![cx.sink_skips_upto].to_stream(scope);
+    let skips_upto = skips_upto.broadcast();
     let done_ids: HashSet<u32> = positions.iter().map(|(c, _)| *c).collect();
     if index == 0 {
         for (id, t) in &chunks {
@@ -189,6 +178,8 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
     let (out_done, done) = builder.new_output::<Vec<Done<P>>>();
     let mut out_changes: OutputBuilder<u64, CapacityContainerBuilder<Vec<Change>>> = OutputBuilder::from(out_changes);
     let mut out_done: OutputBuilder<u64, CapacityContainerBuilder<Vec<Done<P>>>> = OutputBuilder::from(out_done);
+    // After the outputs and connected to none: the answers hold nothing back.
+    let mut skips_in = builder.new_input_connection(skips_upto, Pipeline, std::iter::empty());
     let activator = scope.worker().sync_activator_for(info.address.to_vec());
     // Reschedules the operator itself when it closed an epoch with messages left in the
     // channel: the reader's activations for them were spent by the activation that stopped.
@@ -211,11 +202,20 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
         let mut deadline = Instant::now() + interval;
         let mut seqs: HashMap<u32, u64> = HashMap::new();
         let mut failed = false;
-        move |_frontiers| {
+        move |frontiers| {
+            skips_in.for_each(|_, data| skips.append(data));
             let Some(c) = cap.as_mut() else { return };
             if failed {
                 return;
             }
+            let Some(new_reads) = new_reads.as_ref() else {
+                if frontiers[0].frontier().is_empty() {
+                    new_reads = Some(read_again(&replay, &skips));
+                    again.activate();
+                }
+                // Until then the reader waits on its channel.
+                return;
+            };
             let epoch = *c.time();
             let mut produced = 0u64;
             let mut close = false;
@@ -329,6 +329,30 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
         }
     });
     (changes, done)
+}
+
+/// The replayed epochs (`replay`, with their chunks) whose chunks record their new read,
+/// from the epoch every sink worker committed before the run (`skips`, one per worker): those
+/// no worker committed. One some workers committed keeps its recorded positions (a warning).
+fn read_again<P>(replay: &VecDeque<(u64, Vec<(u32, P)>)>, skips: &[u64]) -> HashSet<u64> {
+    let mut out = HashSet::new();
+    for (e, cs) in replay {
+        match skips.iter().filter(|&&w| w >= *e).count() {
+            0 => {
+                out.insert(*e);
+            }
+            n if n == skips.len() => {}
+            n => tracing::warn!(
+                epoch = e,
+                chunks = cs.len(),
+                "{n} of {} sink workers had committed this replayed epoch and the others had not: its chunks, read \
+                 again as they are now, keep their recorded points, and an append target can get the changes \
+                 between the two reads twice",
+                skips.len()
+            ),
+        }
+    }
+    out
 }
 
 /// The epoch a change stream starts in once every snapshot worker is done: after every

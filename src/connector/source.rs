@@ -26,10 +26,10 @@ pub struct SourceCtx {
     /// The worker's dirty archive: what a source cannot read as a change (a Kafka message
     /// that is not JSON) is kept here with its place and the reason.
     pub dirty: DirtyArchive,
-    /// At a restart of an exactly-once run that replays epochs: the epoch each sink worker
-    /// had committed before it ([`crate::connector::SinkConnector::committed_epochs`]);
-    /// `None` otherwise or when the target cannot tell.
-    pub sink_committed: Option<Arc<Vec<u64>>>,
+    /// The last epoch this worker's sink writer committed before the run: it skips the
+    /// replayed epochs up to it ([`crate::connector::SinkWriter::committed`]; 0 when none, and
+    /// in at-least-once runs).
+    pub sink_skips_upto: u64,
 }
 
 impl SourceCtx {

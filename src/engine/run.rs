@@ -160,13 +160,6 @@ pub(super) fn run_once(
                     let skip_upto = writer.committed();
                     let applier = if writer.takes_ddl() && index == 0 { sink.schema_applier(&wcx)? } else { None };
                     let probe = ProbeHandle::new();
-                    // Before any sink of this run can commit: no epoch passes before every
-                    // source closed its first one.
-                    let sink_committed = if exactly_once && !restore.boundaries.is_empty() {
-                        sink.committed_epochs(&plan, &state, peers)?.map(Arc::new)
-                    } else {
-                        None
-                    };
                     let cx = SourceCtx {
                         plan: plan.clone(),
                         state: state.clone(),
@@ -175,7 +168,7 @@ pub(super) fn run_once(
                         control: control.clone(),
                         failure: failure.clone(),
                         dirty: dirty.clone(),
-                        sink_committed,
+                        sink_skips_upto: skip_upto,
                     };
                     worker.dataflow::<u64, _, _>(|scope| {
                         let (changes, schema) = prepared.build(scope, &cx);

@@ -12,7 +12,6 @@ use crate::catalog::create::{AdminError, TableAdmin};
 use crate::connector::{SinkConnector, SinkWriter, WriterCtx};
 use crate::plan::{Compiled, Section, TargetConfig};
 use crate::runtime::TaskError;
-use crate::state::TaskState;
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -179,18 +178,6 @@ impl SinkConnector for Files {
             replay_upto: cx.replay_upto,
         };
         Ok(Box::new(FilesWriter::new(cx.plan.clone(), out, cx.state.clone(), opts).map_err(TaskError::transient)?))
-    }
-
-    fn committed_epochs(
-        &self,
-        plan: &Compiled,
-        state: &TaskState,
-        peers: usize,
-    ) -> Result<Option<Vec<u64>>, TaskError> {
-        let workers: Vec<usize> = (0..peers).collect();
-        writer::committed_epochs(&open(plan)?, state, &plan.plan.settings.task, &workers)
-            .map(Some)
-            .map_err(TaskError::transient)
     }
 
     fn admin(&self, plan: &Compiled) -> Result<Option<Box<dyn TableAdmin>>, String> {

@@ -154,20 +154,6 @@ pub struct FilesWriter {
     schema: BTreeMap<(u64, String), Vec<u8>>,
 }
 
-/// The epoch each of `workers` last committed into `out`: the manifests are the commit
-/// points; the progress record may lag one behind them (a crash between the two).
-pub fn committed_epochs(out: &Store, state: &TaskState, task: &str, workers: &[usize]) -> Result<Vec<u64>, String> {
-    let manifests = out.list(&format!("{COMMITTED}/{task}")).map_err(|e| e.to_string())?;
-    let found: Vec<(u64, usize)> = manifests.iter().filter_map(|m| manifest_of(m)).collect();
-    workers
-        .iter()
-        .map(|&w| {
-            let progress = state.sink_progress("files", w).map_err(|e| e.to_string())?;
-            Ok(found.iter().filter(|&&(_, mw)| mw == w).map(|&(e, _)| e).fold(progress, u64::max))
-        })
-        .collect()
-}
-
 impl FilesWriter {
     /// A writer into `out` (the target's root).
     pub fn new(plan: Arc<Compiled>, out: Store, state: TaskState, opts: FilesOptions) -> Result<Self, SinkError> {
@@ -175,7 +161,13 @@ impl FilesWriter {
         let upsert = plan.plan.settings.write_mode == WriteMode::Upsert;
         let transient = |e: &dyn std::fmt::Display| SinkError::Transient(e.to_string());
         let committed = if exactly_once {
-            committed_epochs(&out, &state, &plan.plan.settings.task, &[opts.worker]).map_err(|e| transient(&e))?[0]
+            // The manifests are the commit points; the progress record may lag one behind (a
+            // crash between the two).
+            let progress = state.sink_progress("files", opts.worker).map_err(|e| transient(&e))?;
+            let manifests = out.list(&format!("{COMMITTED}/{}", plan.plan.settings.task)).map_err(|e| transient(&e))?;
+            let newest =
+                manifests.iter().filter_map(|m| manifest_of(m)).filter(|&(_, w)| w == opts.worker).map(|(e, _)| e);
+            newest.fold(progress, u64::max)
         } else {
             0
         };

@@ -43,16 +43,6 @@ impl SinkConnector for Null {
     fn writer(&self, _cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {
         Ok(Box::new(NullWriter))
     }
-
-    /// Nothing is kept: no worker committed anything (as [`NullWriter::committed`] says).
-    fn committed_epochs(
-        &self,
-        _: &Compiled,
-        _: &crate::state::TaskState,
-        peers: usize,
-    ) -> Result<Option<Vec<u64>>, TaskError> {
-        Ok(Some(vec![0; peers]))
-    }
 }
 
 /// A writer that discards everything.

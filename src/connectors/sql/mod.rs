@@ -32,7 +32,6 @@ use crate::catalog::create::{ensure_on_run, AdminError, TableAdmin};
 use crate::connector::{SchemaApplier, SinkConnector, SinkWriter, WriterCtx};
 use crate::plan::{Compiled, Section, TargetConfig};
 use crate::runtime::{sink_runtime, TaskError};
-use crate::state::TaskState;
 use conn::{Db, DbError};
 use serde_json::Value as Json;
 use std::sync::Arc;
@@ -134,21 +133,6 @@ impl SinkConnector for Sql {
 
     fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {
         Ok(Box::new(SqlWriter::new(cx, target(&cx.plan)).map_err(TaskError::transient)?))
-    }
-
-    /// Every worker's row of the progress table (the one its epochs commit with).
-    fn committed_epochs(&self, plan: &Compiled, _: &TaskState, peers: usize) -> Result<Option<Vec<u64>>, TaskError> {
-        let t = target(plan);
-        let task = &plan.plan.settings.task;
-        let read = async {
-            let mut db = t.connect().await?;
-            let mut out = Vec::with_capacity(peers);
-            for w in 0..peers {
-                out.push(t.committed(&mut db, task, w).await?);
-            }
-            Ok::<_, DbError>(out)
-        };
-        sink_runtime().block_on(read).map(Some).map_err(start_failure)
     }
 
     fn schema_applier(&self, cx: &WriterCtx) -> Result<Option<Box<dyn SchemaApplier>>, TaskError> {
