@@ -1002,12 +1002,27 @@ fn sigkills_leave_an_exactly_once_append_log_without_gap_or_duplicate() {
 /// equals the source.
 #[test]
 fn chunks_of_a_replayed_epoch_no_sink_committed_do_not_get_the_changes_of_their_new_read_twice() {
-    let (ns, dst, task) = ("pgreread", "pgreread_t", "pg-reread");
+    replayed_chunks_case("pgreread", false);
+}
+
+/// The same with only sink worker 1's progress row locked: worker 0 commits the epochs that
+/// hold chunks, worker 1 does not. At the restart worker 0 skips them (its rows are the first
+/// read's) and worker 1 takes the new read: the changes between the two reads reach worker 0
+/// only, and the append log, replayed strictly, equals the source.
+#[test]
+fn a_replayed_epoch_committed_by_one_sink_worker_and_not_the_other_ends_exactly_once() {
+    replayed_chunks_case("pgsplit", true);
+}
+
+/// See the two tests above: `split` locks only worker 1's progress row.
+fn replayed_chunks_case(ns: &str, split: bool) {
+    let (dst, task) = (format!("{ns}_t"), format!("pg-{ns}"));
+    let (dst, task) = (dst.as_str(), task.as_str());
     forget_slot(task);
     fresh_src_schema(ns);
     src_exec(&[
         &format!("CREATE TABLE {ns}.items (id bigint PRIMARY KEY, v bigint NOT NULL)"),
-        &format!("INSERT INTO {ns}.items SELECT g, g FROM generate_series(1, 20000) g"),
+        &format!("INSERT INTO {ns}.items SELECT g, g FROM generate_series(1, 40000) g"),
         &format!("ALTER TABLE {ns}.items REPLICA IDENTITY FULL"),
     ]);
     common::sql::fresh_pg_append_log(dst);
@@ -1016,8 +1031,10 @@ fn chunks_of_a_replayed_epoch_no_sink_committed_do_not_get_the_changes_of_their_
     let dir = workdir();
     let (endless, bounded, state) =
         append_plans(dir.path(), task, ns, dst, &format!("  progress_schema: {progress_schema}\n"));
+    // Chunks of 4,000 keys: each spans several key blocks, so both sink workers get rows of it.
+    let endless = std::fs::read_to_string(&endless).unwrap().replace("chunk_rows: 2000", "chunk_rows: 4000");
+    let endless = write_plan(dir.path(), "endless.yaml", &endless);
     let mut run = spawn(dir.path(), &endless, &[("FERRY_FAULT_CHUNK_DELAY_MS", "300")]);
-    await_run(&mut run, "a first committed chunk", || progress(&state, task).1 >= 1);
     let store = ferry::store::Store::open_local(state.to_str().unwrap()).unwrap();
     let st = ferry::state::TaskState::new(store, task);
     // The recorded epochs after the newest manifest that hold a chunk.
@@ -1026,29 +1043,52 @@ fn chunks_of_a_replayed_epoch_no_sink_committed_do_not_get_the_changes_of_their_
         let bs = st.boundaries_after(after).unwrap_or_default();
         bs.iter().filter(|b| b.offsets.iter().any(|(k, v)| *k > 0 && v["done"] == true)).map(|b| b.epoch).collect()
     };
+    let sql = format!("SELECT worker, epoch FROM {progress_schema}.progress WHERE task = $1 ORDER BY worker");
     ferry::runtime::io_runtime().block_on(async {
         let lock = common::sql::pg_client().await;
+        let look = common::sql::pg_client().await;
+        let committed = || async {
+            // (No progress table before the run made it.)
+            let rows = look.query(&sql, &[&task]).await.unwrap_or_default();
+            let by_worker: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(1) as u64).collect();
+            (rows.len() == 2).then_some(by_worker)
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            assert!(Instant::now() < deadline, "no kill point found: every try had an epoch split between workers");
-            // From here no sink worker commits (its progress row waits for the lock).
-            lock.batch_execute(&format!("BEGIN; LOCK TABLE {progress_schema}.progress IN SHARE MODE")).await.unwrap();
-            let sql = format!("SELECT coalesce(max(epoch), 0)::bigint FROM {progress_schema}.progress WHERE task = $1");
-            let committed = lock.query_one(&sql, &[&task]).await.unwrap().get::<_, i64>(0) as u64;
-            // The kill point: a recorded epoch holding a chunk that no worker committed, and
-            // none that some worker committed after the manifest (the lock may have landed
-            // between two workers' commits of one epoch: that one would stay split; try again).
+            assert!(Instant::now() < deadline, "no kill point found within 60 s");
+            if let Some(s) = run.0.try_wait().unwrap() {
+                panic!("the run ended ({s}) before a kill point");
+            }
+            // Both workers committed a first epoch.
+            if committed().await.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            // From here worker 1 (or no worker) commits: its progress row waits for the lock.
+            let locking = if split {
+                format!(
+                    "BEGIN; SELECT 1 FROM {progress_schema}.progress WHERE task = '{task}' AND worker = 1 FOR UPDATE"
+                )
+            } else {
+                format!("BEGIN; LOCK TABLE {progress_schema}.progress IN SHARE MODE")
+            };
+            lock.batch_execute(&locking).await.unwrap();
+            // The kill point: recorded epochs holding chunks after the manifest, each committed
+            // by no worker (or, `split`, by worker 0 and not worker 1). The lock can land
+            // between two workers' commits of one epoch, which then stays split: try again.
             let tried = Instant::now();
             let found = loop {
                 let epochs: Vec<u64> = replayed_chunk_epochs();
-                if !epochs.is_empty() && epochs.iter().all(|&e| e > committed) {
+                let by_worker = committed().await.expect("both rows");
+                let kill_point = |&e: &u64| match split {
+                    false => by_worker.iter().all(|&w| w < e),
+                    true => by_worker[0] >= e && by_worker[1] < e,
+                };
+                if !epochs.is_empty() && epochs.iter().all(kill_point) {
                     break true;
                 }
                 if tried.elapsed() > Duration::from_secs(3) {
                     break false;
-                }
-                if let Some(s) = run.0.try_wait().unwrap() {
-                    panic!("the run ended ({s}) before a kill point");
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
@@ -1064,8 +1104,8 @@ fn chunks_of_a_replayed_epoch_no_sink_committed_do_not_get_the_changes_of_their_
         // server session and would land after it: end those sessions first, as a kill lands
         // before a commit is sent.
         lock.batch_execute(&format!(
-            "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks \
-             WHERE NOT granted AND relation = '{progress_schema}.progress'::regclass"
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE '%{progress_schema}%'"
         ))
         .await
         .unwrap();
@@ -1075,15 +1115,16 @@ fn chunks_of_a_replayed_epoch_no_sink_committed_do_not_get_the_changes_of_their_
     // updated.
     src_exec(&[
         &format!("DELETE FROM {ns}.items WHERE id % 7 = 0"),
-        &format!("INSERT INTO {ns}.items SELECT g, -g FROM generate_series(14, 20000, 14) g"),
+        &format!("INSERT INTO {ns}.items SELECT g, -g FROM generate_series(14, 40000, 14) g"),
         &format!("UPDATE {ns}.items SET v = v + 1 WHERE id % 5 = 0"),
-        &format!("INSERT INTO {ns}.items VALUES (30001, 1)"),
+        &format!("INSERT INTO {ns}.items VALUES (50001, 1)"),
     ]);
     let out =
         ferry().current_dir(dir.path()).env("FERRY_LOG", "ferry=info").args(["run", "-q", &bounded]).output().unwrap();
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("record the new read"), "the restart did not read a replayed chunk again:\n{stderr}");
+    let want = if split { "are read again for the others" } else { "record the new read" };
+    assert!(stderr.contains(want), "the restart did not read a replayed chunk again as expected:\n{stderr}");
     let log = common::sql::pg_append_log(dst);
     let replayed = common::sql::replay_strictly(&log);
     assert_replayed_is_source(&replayed, ns);

@@ -63,6 +63,17 @@ pub enum Position {
         /// The LSN.
         lsn: u64,
     },
+    /// A PostgreSQL change that only the sink workers whose bit is set in `workers` apply, as
+    /// a [`Position::Lsn`]; the others drop it: their rows of its snapshot chunk were read
+    /// again after it (a replayed epoch some workers had committed and others had not).
+    /// Shown as its LSN.
+    LsnFor {
+        /// The LSN of the transaction's commit record.
+        lsn: u64,
+        /// The sink workers that apply it: bit `w` for worker `w` (32 at most: the
+        /// position stays 16 bytes).
+        workers: u32,
+    },
 }
 
 impl std::fmt::Display for Position {
@@ -71,7 +82,9 @@ impl std::fmt::Display for Position {
             Position::None => Ok(()),
             Position::Seq { partition, seq } => write!(f, "{partition}:{seq}"),
             Position::Binlog { file, pos } => write!(f, "{file:06}:{pos}"),
-            Position::Lsn { lsn } => write!(f, "{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff),
+            Position::Lsn { lsn } | Position::LsnFor { lsn, .. } => {
+                write!(f, "{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+            }
         }
     }
 }
@@ -269,6 +282,12 @@ mod tests {
             commit_micros: 0,
             schema: None,
         }
+    }
+
+    #[test]
+    fn a_position_stays_sixteen_bytes() {
+        // Every change carries one: a wider variant would grow every change in flight.
+        assert_eq!(std::mem::size_of::<Position>(), 16);
     }
 
     #[test]

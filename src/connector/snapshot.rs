@@ -39,6 +39,16 @@ pub trait ChunkPosition: Clone + Send + 'static {
     /// position (the MySQL source turns them back with the binlog's before images); `false`:
     /// as they are now, exact at the position its `Done` gives (see [`chunked_snapshot`]).
     const READ_AS_RECORDED: bool = true;
+    /// The position of a chunk of a replayed epoch that the sink workers in `first` (bit `w`
+    /// for worker `w`) had committed, with this recorded position (their rows), and the
+    /// others had not (`new`, the new read's position: theirs), for a reader that reads as
+    /// now and whose stream can tell the two groups apart; `None` when it cannot (the
+    /// recorded position is kept, and the others can get the changes between the reads
+    /// twice).
+    fn read_again(self, new: Self, first: u32) -> Option<Self> {
+        let _ = (new, first);
+        None
+    }
     /// The offset of a done chunk (`{"done": true, …}`).
     fn to_offset(&self) -> Json;
     /// The position of a done chunk's offset (`None`: not a done chunk's).
@@ -150,9 +160,9 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
     // every worker's sink said which epoch it committed before the run.
     let exactly_once = cx.plan.plan.settings.semantics == crate::plan::config::Semantics::ExactlyOnce;
     let reads_now = !P::READ_AS_RECORDED && exactly_once && !replay.is_empty();
-    let mut new_reads: Option<HashSet<u64>> = (!reads_now).then(HashSet::new);
-    let mut skips: Vec<u64> = Vec::with_capacity(peers);
-    let skips_upto: StreamVec<'s, u64, u64> = vec![cx.sink_skips_upto].to_stream(scope);
+    let mut new_reads: Option<(HashSet<u64>, HashMap<u64, u32>)> = (!reads_now).then(Default::default);
+    let mut skips: Vec<(usize, u64)> = Vec::with_capacity(peers);
+    let skips_upto: StreamVec<'s, u64, (usize, u64)> = vec![(index, cx.sink_skips_upto)].to_stream(scope);
     let skips_upto = skips_upto.broadcast();
     let done_ids: HashSet<u32> = positions.iter().map(|(c, _)| *c).collect();
     if index == 0 {
@@ -252,9 +262,25 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
                             // (unless its epoch records the new read: see above).
                             let recorded = replay
                                 .front()
-                                .filter(|(e, _)| *e == epoch && !new_reads.contains(e))
+                                .filter(|(e, _)| *e == epoch && !new_reads.0.contains(e))
                                 .and_then(|(_, cs)| cs.iter().find(|(c, _)| *c == id).map(|(_, p)| p.clone()));
-                            in_epoch.push((id, recorded.unwrap_or(pos)));
+                            let position = match recorded {
+                                Some(r) => match new_reads.1.get(&epoch) {
+                                    Some(&first) => r.clone().read_again(pos, first).unwrap_or_else(|| {
+                                        tracing::warn!(
+                                            epoch,
+                                            chunk = id,
+                                            "a replayed chunk's rows are held by three reads' groups of sink workers; \
+                                             it keeps its recorded position: an append target can get the \
+                                             changes between the reads twice"
+                                        );
+                                        r
+                                    }),
+                                    None => r,
+                                },
+                                None => pos,
+                            };
+                            in_epoch.push((id, position));
                             close = match replay.front() {
                                 Some((e, cs)) if *e == epoch => {
                                     cs.iter().all(|(c, _)| in_epoch.iter().any(|(d, _)| d == c))
@@ -283,11 +309,11 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
                 let offsets: crate::state::Offsets = in_epoch.iter().map(|(id, p)| (id + 1, p.to_offset())).collect();
                 if replay.front().is_some_and(|(e, _)| *e == epoch) {
                     replay.pop_front();
-                    if new_reads.contains(&epoch) {
+                    if new_reads.0.contains(&epoch) || new_reads.1.contains_key(&epoch) {
                         tracing::info!(
                             epoch,
                             chunks = in_epoch.len(),
-                            "replayed epoch no sink worker had committed: its chunks, read again, record the new read"
+                            "replayed epoch: its chunks, read again, record the new read"
                         );
                         if let Err(e) = epochs.rerecord(epoch, offsets.clone()) {
                             failed = true;
@@ -331,28 +357,40 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
     (changes, done)
 }
 
-/// The replayed epochs (`replay`, with their chunks) whose chunks record their new read,
-/// from the epoch every sink worker committed before the run (`skips`, one per worker): those
-/// no worker committed. One some workers committed keeps its recorded positions (a warning).
-fn read_again<P>(replay: &VecDeque<(u64, Vec<(u32, P)>)>, skips: &[u64]) -> HashSet<u64> {
-    let mut out = HashSet::new();
+/// Which replayed epochs (`replay`, with their chunks) record their chunks' new read: those
+/// no sink worker committed before the run (`skips`: `(worker, epoch it committed)` of every
+/// worker), and those some committed and others not (split: with the committers' bits, bit `w`
+/// for worker `w`; the chunks then keep both reads, [`ChunkPosition::read_again`]). A split
+/// over more than 32 workers keeps its recorded positions (a warning).
+fn read_again<P>(replay: &VecDeque<(u64, Vec<(u32, P)>)>, skips: &[(usize, u64)]) -> (HashSet<u64>, HashMap<u64, u32>) {
+    let (mut new, mut split) = (HashSet::new(), HashMap::new());
     for (e, cs) in replay {
-        match skips.iter().filter(|&&w| w >= *e).count() {
-            0 => {
-                out.insert(*e);
+        let first: Vec<usize> = skips.iter().filter(|(_, c)| c >= e).map(|(w, _)| *w).collect();
+        if first.is_empty() {
+            new.insert(*e);
+        } else if first.len() < skips.len() {
+            if skips.len() > 32 {
+                tracing::warn!(
+                    epoch = e,
+                    chunks = cs.len(),
+                    "some of the {} sink workers had committed this replayed epoch and others had not: with more than \
+                     32 workers its chunks keep their recorded points, and an append target can get the changes \
+                     between the two reads twice",
+                    skips.len()
+                );
+                continue;
             }
-            n if n == skips.len() => {}
-            n => tracing::warn!(
+            tracing::info!(
                 epoch = e,
                 chunks = cs.len(),
-                "{n} of {} sink workers had committed this replayed epoch and the others had not: its chunks, read \
-                 again as they are now, keep their recorded points, and an append target can get the changes \
-                 between the two reads twice",
+                "{} of {} sink workers had committed this replayed epoch: its chunks are read again for the others",
+                first.len(),
                 skips.len()
-            ),
+            );
+            split.insert(*e, first.iter().fold(0u32, |m, w| m | 1 << w));
         }
     }
-    out
+    (new, split)
 }
 
 /// The epoch a change stream starts in once every snapshot worker is done: after every

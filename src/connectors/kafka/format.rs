@@ -194,7 +194,7 @@ impl Encoder {
         out.extend_from_slice(b",\"table\":");
         write_str(&src.table, out);
         match pos {
-            Position::Lsn { lsn } => {
+            Position::Lsn { lsn } | Position::LsnFor { lsn, .. } => {
                 let _ = write!(out, ",\"txId\":null,\"lsn\":{lsn},\"xmin\":null");
             }
             Position::Binlog { file, pos } => {
@@ -480,7 +480,7 @@ fn table_key(names: &Names<'_>) -> Vec<u8> {
 fn xid(pos: &Position) -> u64 {
     match pos {
         Position::Binlog { file, pos } => ((*file as u64) << 40) | (pos & ((1 << 40) - 1)),
-        Position::Lsn { lsn } => *lsn,
+        Position::Lsn { lsn } | Position::LsnFor { lsn, .. } => *lsn,
         Position::Seq { partition, seq } => ((*partition as u64) << 40) | (seq & ((1 << 40) - 1)),
         Position::None => 0,
     }

@@ -31,9 +31,13 @@ pub struct Chunk {
     pub upper: Option<i64>,
 }
 
-/// A chunk's point: the consistent point of the snapshot it was read under.
+/// A chunk's point: the consistent point of the snapshot it was read under; for a chunk of
+/// a replayed epoch that some sink workers had committed and others not, also the point of
+/// its new read and the workers that hold the first read's rows (bit `w` for worker `w`;
+/// [`ChunkPosition::read_again`]). Both are recorded: every later run's stream keeps
+/// telling the two groups apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Point(pub u64);
+pub struct Point(pub u64, pub Option<(u64, u32)>);
 
 impl ChunkPosition for Point {
     /// pgoutput carries no before images under the default replica identity: a replayed
@@ -41,11 +45,30 @@ impl ChunkPosition for Point {
     const READ_AS_RECORDED: bool = false;
 
     fn to_offset(&self) -> serde_json::Value {
-        json!({ "done": true, "lsn": self.0 })
+        match self.1 {
+            None => json!({ "done": true, "lsn": self.0 }),
+            Some((again, first)) => json!({ "done": true, "lsn": self.0, "again": again, "first_read": first }),
+        }
     }
 
     fn from_offset(v: &serde_json::Value) -> Option<Self> {
-        v.get("done")?.as_bool()?.then(|| v.get("lsn")?.as_u64().map(Point)).flatten()
+        if v.get("done")?.as_bool() != Some(true) {
+            return None;
+        }
+        let first = |v: &serde_json::Value| u32::try_from(v.get("first_read")?.as_u64()?).ok();
+        let again = v.get("again").and_then(|a| Some((a.as_u64()?, first(v)?)));
+        Some(Point(v.get("lsn")?.as_u64()?, again))
+    }
+
+    /// The stream tells the groups apart: a change between the two points goes only to the
+    /// workers with the first read's rows (`Position::LsnFor`). A chunk split so before keeps
+    /// its first group; one whose group changed since (a worker took the in-between read and
+    /// committed it: three reads to tell apart) cannot.
+    fn read_again(self, new: Self, first: u32) -> Option<Self> {
+        match self.1 {
+            Some((_, group)) if group != first => None,
+            _ => Some(Point(self.0, Some((new.0, first)))),
+        }
     }
 }
 
@@ -438,6 +461,21 @@ mod tests {
     use super::*;
     use ferry_operators::schema::{Column, TableName};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_split_chunks_two_reads_and_first_group_are_recorded_and_kept_over_later_restarts() {
+        let plain = Point(100, None);
+        assert_eq!(Point::from_offset(&plain.to_offset()), Some(plain));
+        // Workers 0 and 2 hold the read at 100; the others get the read at 180.
+        let split = plain.read_again(Point(180, None), 0b101).unwrap();
+        assert_eq!(split, Point(100, Some((180, 0b101))));
+        assert_eq!(Point::from_offset(&split.to_offset()), Some(split));
+        // Still split the same way at a later restart: the others' read is the newest.
+        assert_eq!(split.read_again(Point(250, None), 0b101), Some(Point(100, Some((250, 0b101)))));
+        // Worker 1 took the read at 180 meanwhile: three groups, not told apart.
+        assert_eq!(split.read_again(Point(250, None), 0b111), None);
+        assert_eq!(Point::from_offset(&json!({ "done": false })), None);
+    }
 
     /// `COPY … TO` text escaping, as the server writes it.
     fn escape(s: &str) -> String {

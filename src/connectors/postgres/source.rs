@@ -100,7 +100,7 @@ async fn read_chunks(
         let chunk = &run.chunks[id as usize];
         if chunk.table == UNSELECTED {
             // A replayed epoch's chunk of a table no longer selected: nothing to read.
-            if !tx.send(ChunkMsg::Done(id, Point(0))) {
+            if !tx.send(ChunkMsg::Done(id, Point(0, None))) {
                 return;
             }
             continue;
@@ -122,7 +122,7 @@ async fn read_chunks(
             })
             .await
         };
-        if !tx.chunk_read(id, r.map(|()| Point(exported.lsn)), alive, failure) {
+        if !tx.chunk_read(id, r.map(|()| Point(exported.lsn, None)), alive, failure) {
             return;
         }
     }

@@ -18,7 +18,7 @@
 use super::discover::{self as d, PgSourceError};
 use super::pgoutput::{self, Cell, Control, Message, OldImage};
 use super::prepare::PgRun;
-use super::snapshot::{ident, qualified, range_column};
+use super::snapshot::{ident, qualified, range_column, Point};
 use super::streamed::Streamed;
 use super::types::{column_type, decode, PgType};
 use super::wire::{Frame, Session, PG_EPOCH_MICROS};
@@ -80,36 +80,52 @@ struct ChunkIndex {
     /// The range column, when chunks are ranges.
     column: Option<usize>,
     /// (lower bound, point) sorted by bound; a table read as one chunk has one entry.
-    ranges: Vec<(Option<i64>, u64)>,
+    ranges: Vec<(Option<i64>, Point)>,
+}
+
+/// What the handoff rule does with a change of a snapshot table.
+#[derive(Debug, PartialEq, Eq)]
+enum Handoff {
+    /// Its chunk's read saw it: skipped.
+    Skip,
+    /// Applied by every sink worker.
+    Apply,
+    /// Applied only by these sink workers (bit `w` for worker `w`): its chunk (of a replayed
+    /// epoch they had committed) was read again for the others after it.
+    For(u32),
 }
 
 impl ChunkIndex {
-    /// Whether a change of a transaction committed at `commit_lsn` to the row `image` is
-    /// already in its chunk's snapshot.
-    fn in_snapshot(&self, image: &[Value], commit_lsn: u64) -> bool {
+    /// What becomes of a change of a transaction committed at `commit_lsn` to the row
+    /// `image`: whether its chunk's read has it already.
+    fn handoff(&self, image: &[Value], commit_lsn: u64) -> Handoff {
         if self.ranges.is_empty() {
-            return false;
+            return Handoff::Apply;
         }
         let point = match self.column {
             None => self.ranges[0].1,
             Some(k) => {
                 let key = match image.get(k) {
                     Some(Value::Int(v)) => *v,
-                    _ => return false,
+                    _ => return Handoff::Apply,
                 };
                 // The last chunk whose lower bound is at or below the key.
                 let i = self.ranges.partition_point(|(lo, _)| lo.is_none_or(|l| l <= key));
                 self.ranges[i.saturating_sub(1)].1
             }
         };
-        commit_lsn < point
+        match point {
+            Point(p, _) if commit_lsn < p => Handoff::Skip,
+            Point(_, Some((again, workers))) if commit_lsn < again => Handoff::For(workers),
+            _ => Handoff::Apply,
+        }
     }
 }
 
-fn build_index(plan: &Compiled, run: &PgRun, positions: &[(u32, u64)]) -> Vec<ChunkIndex> {
+fn build_index(plan: &Compiled, run: &PgRun, positions: &[(u32, Point)]) -> Vec<ChunkIndex> {
     let mut index: Vec<ChunkIndex> =
         plan.catalog.tables.iter().map(|t| ChunkIndex { column: range_column(t), ranges: Vec::new() }).collect();
-    let points: HashMap<u32, u64> = positions.iter().copied().collect();
+    let points: HashMap<u32, Point> = positions.iter().copied().collect();
     for c in run.chunks.iter() {
         let (Some(idx), Some(&p)) = (index.get_mut(c.table as usize), points.get(&c.id)) else { continue };
         idx.ranges.push((c.lower, p));
@@ -153,7 +169,7 @@ pub(super) fn stream<'s>(
         let mut cap_schema = caps.pop().filter(|_| index == 0);
         let mut cap = caps.pop().filter(|_| index == 0);
         let mut last_snapshot_epoch = 0u64;
-        let mut chunk_positions: Vec<(u32, u64)> = Vec::new();
+        let mut chunk_positions: Vec<(u32, Point)> = Vec::new();
         let mut rx: Option<Receiver<Vec<EvMsg>>> = None;
         let mut queued: std::vec::IntoIter<EvMsg> = Vec::new().into_iter();
         let mut failed = false;
@@ -166,7 +182,7 @@ pub(super) fn stream<'s>(
             input.for_each(|_cap, data| {
                 for (e, ps) in data.drain(..) {
                     last_snapshot_epoch = last_snapshot_epoch.max(e);
-                    chunk_positions.extend(ps.into_iter().map(|(c, p)| (c, p.0)));
+                    chunk_positions.extend(ps);
                 }
             });
             let (Some(c), Some(cs)) = (cap.as_mut(), cap_schema.as_mut()) else { return };
@@ -265,9 +281,11 @@ pub(super) fn stream<'s>(
                                     schema: schema.clone(),
                                 };
                                 let (first, second) = change.split_key_change(row_schema);
-                                for ch in std::iter::once(first).chain(second) {
-                                    if idx.in_snapshot(ch.image(), commit_lsn) {
-                                        continue;
+                                for mut ch in std::iter::once(first).chain(second) {
+                                    match idx.handoff(ch.image(), commit_lsn) {
+                                        Handoff::Skip => continue,
+                                        Handoff::Apply => {}
+                                        Handoff::For(workers) => ch.pos = Position::LsnFor { lsn: commit_lsn, workers },
                                     }
                                     session.give(ch);
                                     produced += 1;
@@ -1111,18 +1129,31 @@ mod tests {
 
     #[test]
     fn keys_find_their_chunk_and_skip_only_transactions_the_chunk_read_saw() {
-        let idx = ChunkIndex { column: Some(0), ranges: vec![(None, 100), (Some(10), 200), (Some(20), 300)] };
+        let p = |lsn| Point(lsn, None);
+        let idx = ChunkIndex { column: Some(0), ranges: vec![(None, p(100)), (Some(10), p(200)), (Some(20), p(300))] };
+        let skip = |idx: &ChunkIndex, v: Value, lsn| idx.handoff(&[v], lsn) == Handoff::Skip;
         // Key 15 is in the chunk read at 200.
-        assert!(idx.in_snapshot(&[Value::Int(15)], 150));
-        assert!(!idx.in_snapshot(&[Value::Int(15)], 200));
+        assert!(skip(&idx, Value::Int(15), 150));
+        assert!(!skip(&idx, Value::Int(15), 200));
         // Key 5 in the first chunk (100), key 25 in the last (300).
-        assert!(!idx.in_snapshot(&[Value::Int(5)], 150));
-        assert!(idx.in_snapshot(&[Value::Int(25)], 250));
-        assert!(idx.in_snapshot(&[Value::Int(i64::MIN)], 99));
-        let whole = ChunkIndex { column: None, ranges: vec![(None, 50)] };
-        assert!(whole.in_snapshot(&[Value::Text("x".into())], 49));
-        assert!(!whole.in_snapshot(&[Value::Text("x".into())], 50));
+        assert!(!skip(&idx, Value::Int(5), 150));
+        assert!(skip(&idx, Value::Int(25), 250));
+        assert!(skip(&idx, Value::Int(i64::MIN), 99));
+        let whole = ChunkIndex { column: None, ranges: vec![(None, p(50))] };
+        assert!(skip(&whole, Value::Text("x".into()), 49));
+        assert!(!skip(&whole, Value::Text("x".into()), 50));
         let none = ChunkIndex { column: None, ranges: vec![] };
-        assert!(!none.in_snapshot(&[Value::Int(1)], 0));
+        assert_eq!(none.handoff(&[Value::Int(1)], 0), Handoff::Apply);
+    }
+
+    #[test]
+    fn changes_between_a_split_epochs_two_reads_go_only_to_the_workers_that_had_committed_it() {
+        // Read at 100 for workers 0 and 2 (bits 0b101), again at 180 for the others.
+        let idx = ChunkIndex { column: None, ranges: vec![(None, Point(100, Some((180, 0b101))))] };
+        let at = |lsn| idx.handoff(&[Value::Int(1)], lsn);
+        assert_eq!(at(99), Handoff::Skip);
+        assert_eq!(at(100), Handoff::For(0b101));
+        assert_eq!(at(179), Handoff::For(0b101));
+        assert_eq!(at(180), Handoff::Apply);
     }
 }

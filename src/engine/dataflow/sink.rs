@@ -28,7 +28,7 @@ use crate::connector::{SinkError, SinkWriter};
 use crate::plan::config::DdlPolicy;
 use crate::plan::Compiled;
 use crate::runtime::{DirtyArchive, Failure, Metrics, TaskError};
-use ferry_operators::{Change, SchemaEvent};
+use ferry_operators::{Change, Position, SchemaEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -167,7 +167,10 @@ pub fn sink<'s>(
                 }
                 let frontier = Frontiers(rows_frontier, schema_frontier);
                 input.for_each(|cap, data| match hold(&mut pending, &cap, port, skip_upto) {
-                    Some(epoch) => stash.entry(epoch).or_default().push(std::mem::take(data)),
+                    Some(epoch) => {
+                        settle(data, index);
+                        stash.entry(epoch).or_default().push(std::mem::take(data))
+                    }
                     None => data.clear(),
                 });
                 // Oldest epoch first: write what has arrived; commit it once the frontier passed
@@ -318,6 +321,23 @@ fn hold(
         v.insert(cap.retain_least(port)?);
     }
     Some(epoch)
+}
+
+/// Changes the source made for some sink workers only ([`Position::LsnFor`]): kept, as plain
+/// ones, by those (`index` among them), dropped by the others.
+fn settle(data: &mut Vec<Change>, index: usize) {
+    if !data.iter().any(|c| matches!(c.pos, Position::LsnFor { .. })) {
+        return;
+    }
+    let bit = 1u32.checked_shl(index as u32).unwrap_or(0);
+    data.retain_mut(|c| match c.pos {
+        Position::LsnFor { lsn, workers } if workers & bit != 0 => {
+            c.pos = Position::Lsn { lsn };
+            true
+        }
+        Position::LsnFor { .. } => false,
+        _ => true,
+    });
 }
 
 /// The frontiers of the sink's two inputs: an epoch is complete when both have passed it.
