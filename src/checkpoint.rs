@@ -129,8 +129,8 @@ impl Epochs {
     }
 
     /// Records `offsets` for the replayed `epoch` in place of its recorded ones: a source that
-    /// read the epoch's chunks again as they are now, where no sink worker had committed the
-    /// epoch (see `connector::snapshot`). The record is overwritten whole by its one writer,
+    /// read the epoch's chunks again as they are now, where not every sink worker had
+    /// committed the epoch (see `connector::snapshot`). The record is overwritten whole by its one writer,
     /// before any sink can commit the epoch (the source has not closed it yet).
     pub fn rerecord(&mut self, epoch: u64, offsets: Offsets) -> Result<(), TaskError> {
         let Some(b) = self.replay.front_mut().filter(|b| b.epoch == epoch) else { return Ok(()) };

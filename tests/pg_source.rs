@@ -1022,7 +1022,7 @@ fn replayed_chunks_case(ns: &str, split: bool) {
     fresh_src_schema(ns);
     src_exec(&[
         &format!("CREATE TABLE {ns}.items (id bigint PRIMARY KEY, v bigint NOT NULL)"),
-        &format!("INSERT INTO {ns}.items SELECT g, g FROM generate_series(1, 40000) g"),
+        &format!("INSERT INTO {ns}.items SELECT g, g FROM generate_series(1, 80000) g"),
         &format!("ALTER TABLE {ns}.items REPLICA IDENTITY FULL"),
     ]);
     common::sql::fresh_pg_append_log(dst);
@@ -1032,9 +1032,12 @@ fn replayed_chunks_case(ns: &str, split: bool) {
     let (endless, bounded, state) =
         append_plans(dir.path(), task, ns, dst, &format!("  progress_schema: {progress_schema}\n"));
     // Chunks of 4,000 keys: each spans several key blocks, so both sink workers get rows of it.
-    let endless = std::fs::read_to_string(&endless).unwrap().replace("chunk_rows: 2000", "chunk_rows: 4000");
+    let endless = std::fs::read_to_string(&endless).unwrap();
+    assert!(endless.contains("chunk_rows: 2000"), "{endless}");
+    let endless = endless.replace("chunk_rows: 2000", "chunk_rows: 4000");
     let endless = write_plan(dir.path(), "endless.yaml", &endless);
-    let mut run = spawn(dir.path(), &endless, &[("FERRY_FAULT_CHUNK_DELAY_MS", "300")]);
+    // 20 chunks of 600 ms over 2 workers: room for a few tries at the kill point below.
+    let mut run = spawn(dir.path(), &endless, &[("FERRY_FAULT_CHUNK_DELAY_MS", "600")]);
     let store = ferry::store::Store::open_local(state.to_str().unwrap()).unwrap();
     let st = ferry::state::TaskState::new(store, task);
     // The recorded epochs after the newest manifest that hold a chunk.
@@ -1087,7 +1090,7 @@ fn replayed_chunks_case(ns: &str, split: bool) {
                 if !epochs.is_empty() && epochs.iter().all(kill_point) {
                     break true;
                 }
-                if tried.elapsed() > Duration::from_secs(3) {
+                if tried.elapsed() > Duration::from_millis(1500) {
                     break false;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1115,9 +1118,9 @@ fn replayed_chunks_case(ns: &str, split: bool) {
     // updated.
     src_exec(&[
         &format!("DELETE FROM {ns}.items WHERE id % 7 = 0"),
-        &format!("INSERT INTO {ns}.items SELECT g, -g FROM generate_series(14, 40000, 14) g"),
+        &format!("INSERT INTO {ns}.items SELECT g, -g FROM generate_series(14, 80000, 14) g"),
         &format!("UPDATE {ns}.items SET v = v + 1 WHERE id % 5 = 0"),
-        &format!("INSERT INTO {ns}.items VALUES (50001, 1)"),
+        &format!("INSERT INTO {ns}.items VALUES (90001, 1)"),
     ]);
     let out =
         ferry().current_dir(dir.path()).env("FERRY_LOG", "ferry=info").args(["run", "-q", &bounded]).output().unwrap();

@@ -126,9 +126,10 @@ pub async fn pause_before_chunk() {
 /// sink worker had committed the epoch (exactly-once; every worker's sink tells the others
 /// through a broadcast what it skips, [`SourceCtx::sink_skips_upto`], before any chunk is
 /// done) the epoch records the new read's positions instead (its boundary record rewritten),
-/// so the stream skips what that read saw. Where some had and some had not, the recorded
-/// positions stay and an append target can get the changes between the two reads twice (a
-/// warning says so).
+/// so the stream skips what that read saw. Where some had and some had not, the chunks keep
+/// both ([`ChunkPosition::read_again`]: the stream sends the changes between the two reads to
+/// the committers only); a reader that cannot keep both keeps the recorded positions, and an
+/// append target can get those changes twice (a warning says so).
 pub fn chunked_snapshot<'s, P: ChunkPosition>(
     scope: Scope<'s, u64>,
     cx: &SourceCtx,

@@ -28,8 +28,8 @@
 //!   parallel; each range checks that the table was not rewritten meanwhile.
 //! - A restart re-reads unfinished chunks under a new snapshot (a new point); a replayed
 //!   epoch's chunks are read again as they are now and record the new point where no sink
-//!   worker had committed the epoch, else keep their recorded points
-//!   (`connector::snapshot::chunked_snapshot`).
+//!   worker had committed the epoch, both points (and who holds the first) where some had,
+//!   else keep their recorded points (`connector::snapshot::chunked_snapshot`).
 //! - A chunk's rows never span two epochs; memory stays bounded (bounded channels, `COPY`
 //!   streamed in batches).
 
