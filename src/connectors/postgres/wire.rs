@@ -15,6 +15,19 @@
 //!
 //! Reads go into one buffer and frames are cut out of it, so [`Session::recv`] can be
 //! cancelled (by a timeout) without losing a byte.
+//!
+//! Paced reads while streaming. The walsender writes every pgoutput message to its socket
+//! at once (one `send()` per change); while the client keeps the TCP window open by reading
+//! each small segment as it comes, every one of those sends also transmits a segment, and the
+//! server's sender spends most of its time there, not decoding. So once the stream runs the
+//! session reads the way a batching consumer would: a read that brought less than
+//! [`PACE_BELOW`] bytes is followed by a [`PACE`] pause before the next one, and the socket's
+//! receive buffer is made small ([`stream_recv_buffer`]: at least [`MIN_RECV_BUFFER`], or what
+//! [`PACED_RATE`] fills in one measured round trip, so a distant server is not held back).
+//! The window then closes during the pause, the server's sends only append to its socket
+//! queue, and the queue goes out in large segments when the client reads. Measured on this
+//! project's 2-core machine (1M inserts, loopback): catch-up 7.3 s → 3.4 s, the server's CPU
+//! 6.5 s → 2.8 s. The cost: a change can wait up to two milliseconds longer.
 
 use super::discover::{Endpoint, PgSourceError};
 use super::types::SESSION_OPTIONS;
@@ -24,6 +37,26 @@ use postgres_protocol::message::frontend;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The pause before a read that follows a small one, while streaming.
+const PACE: Duration = Duration::from_millis(1);
+/// A streaming read that brought fewer bytes than this is followed by [`PACE`].
+const PACE_BELOW: usize = 16 * 1024;
+/// The smallest receive buffer the stream asks for (Linux doubles what is asked).
+const MIN_RECV_BUFFER: usize = 32 * 1024;
+/// The receive buffer also holds what this rate (bytes per second) brings in one round trip:
+/// a window that small still lets a distant server send that fast.
+const PACED_RATE: f64 = 256e6;
+/// Above this the kernel's own buffer sizing is kept (no window to close on such a path).
+const MAX_RECV_BUFFER: usize = 4 << 20;
+
+/// The receive buffer of a stream whose round trip to the server took `rtt`; `None`: keep
+/// the kernel's.
+fn stream_recv_buffer(rtt: Duration) -> Option<usize> {
+    let by_rate = (PACED_RATE * rtt.as_secs_f64()) as usize;
+    let size = by_rate.max(MIN_RECV_BUFFER);
+    (size <= MAX_RECV_BUFFER).then_some(size)
+}
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 pub(super) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -50,6 +83,10 @@ pub struct Session {
     rbuf: BytesMut,
     wbuf: BytesMut,
     addr: String,
+    /// Streaming: reads are paced (see the module doc).
+    paced: bool,
+    /// Bytes the last read brought.
+    last_read: usize,
 }
 
 /// A server error: its SQLSTATE and message.
@@ -104,8 +141,14 @@ impl Session {
             .map_err(|_| unreachable("connecting timed out after 10 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = sock.set_nodelay(true);
-        let mut s =
-            Session { sock, rbuf: BytesMut::with_capacity(1 << 20), wbuf: BytesMut::new(), addr: ep.addr.clone() };
+        let mut s = Session {
+            sock,
+            rbuf: BytesMut::with_capacity(1 << 20),
+            wbuf: BytesMut::new(),
+            addr: ep.addr.clone(),
+            paced: false,
+            last_read: 0,
+        };
         let params = [
             ("user", ep.user.as_str()),
             ("database", ep.database.as_str()),
@@ -208,7 +251,9 @@ impl Session {
 
     /// Starts streaming `slot` from `lsn`: pgoutput protocol 2 with `streaming` (a large
     /// transaction arrives in blocks while it is open, see `pgoutput`), logical messages on.
+    /// Reads are paced from then on (see the module doc).
     pub async fn start(&mut self, slot: &str, lsn: u64, publication: &str) -> Result<(), PgSourceError> {
+        let rtt = self.round_trip().await?;
         let sql = format!(
             "START_REPLICATION SLOT {slot} LOGICAL {} (proto_version '2', streaming 'on', messages 'true', \
              publication_names '{}')",
@@ -220,11 +265,37 @@ impl Session {
         loop {
             let (tag, body) = self.message().await?;
             match tag {
-                b'W' => return Ok(()),
+                b'W' => {
+                    let buffer = stream_recv_buffer(rtt);
+                    if let Some(size) = buffer {
+                        if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&self.sock, size) {
+                            tracing::debug!(error = %e, "the replication socket keeps its receive buffer");
+                        }
+                    }
+                    tracing::debug!(
+                        rtt_us = rtt.as_micros() as u64,
+                        ?buffer,
+                        "replication stream started, paced reads"
+                    );
+                    self.paced = true;
+                    return Ok(());
+                }
                 b'E' => return Err(ServerError::parse(body).into_source("")),
                 _ => {}
             }
         }
+    }
+
+    /// The shortest of three round trips of a trivial query: the path's round-trip time, give
+    /// or take the server's parsing.
+    async fn round_trip(&mut self) -> Result<Duration, PgSourceError> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            self.query("SELECT 1").await?;
+            best = best.min(t.elapsed());
+        }
+        Ok(best)
     }
 
     /// The next frame of the stream; `None` when the server ended it (CopyDone). Cancel-safe.
@@ -291,7 +362,11 @@ impl Session {
             if self.rbuf.capacity() - self.rbuf.len() < 64 * 1024 {
                 self.rbuf.reserve(1 << 20);
             }
+            if self.paced && self.last_read < PACE_BELOW {
+                tokio::time::sleep(PACE).await;
+            }
             let n = self.sock.read_buf(&mut self.rbuf).await.map_err(|e| self.lost(e))?;
+            self.last_read = n;
             if n == 0 {
                 return Err(PgSourceError::Server(format!("the replication connection to {} was closed", self.addr)));
             }
@@ -354,6 +429,15 @@ fn publication_option(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stream_receive_buffer_is_small_near_the_server_grows_with_the_round_trip_and_is_left_alone_far_away() {
+        assert_eq!(stream_recv_buffer(Duration::from_micros(80)), Some(MIN_RECV_BUFFER));
+        assert_eq!(stream_recv_buffer(Duration::from_millis(1)), Some(256_000));
+        assert_eq!(stream_recv_buffer(Duration::from_millis(16)), Some(4_096_000));
+        assert_eq!(stream_recv_buffer(Duration::from_millis(20)), None);
+        assert_eq!(stream_recv_buffer(Duration::MAX), None);
+    }
 
     #[test]
     fn a_publication_name_keeps_its_case_and_quotes_inside_the_option_literal() {
