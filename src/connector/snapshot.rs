@@ -221,7 +221,7 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
             }
             let Some(new_reads) = new_reads.as_ref() else {
                 if frontiers[0].frontier().is_empty() {
-                    new_reads = Some(read_again(&replay, &skips));
+                    new_reads = Some(epochs_read_again(&replay, &skips));
                     again.activate();
                 }
                 // Until then the reader waits on its channel.
@@ -363,7 +363,10 @@ pub fn chunked_snapshot<'s, P: ChunkPosition>(
 /// worker), and those some committed and others not (split: with the committers' bits, bit `w`
 /// for worker `w`; the chunks then keep both reads, [`ChunkPosition::read_again`]). A split
 /// over more than 32 workers keeps its recorded positions (a warning).
-fn read_again<P>(replay: &VecDeque<(u64, Vec<(u32, P)>)>, skips: &[(usize, u64)]) -> (HashSet<u64>, HashMap<u64, u32>) {
+fn epochs_read_again<P>(
+    replay: &VecDeque<(u64, Vec<(u32, P)>)>,
+    skips: &[(usize, u64)],
+) -> (HashSet<u64>, HashMap<u64, u32>) {
     let (mut new, mut split) = (HashSet::new(), HashMap::new());
     for (e, cs) in replay {
         let first: Vec<usize> = skips.iter().filter(|(_, c)| c >= e).map(|(w, _)| *w).collect();
