@@ -569,6 +569,38 @@ fn a_renamed_source_column_keeps_flowing_into_its_target_column_and_skipped_ddl_
     assert!(schema_events(&out).is_empty(), "a skipped DDL reached the sink: {:?}", schema_events(&out));
 }
 
+#[test]
+fn ddl_of_tables_outside_the_selection_does_not_end_an_epoch_and_ddl_of_a_selected_one_does() {
+    let dir = workdir();
+    let db = "ddl_foreign";
+    let other = "ddl_foreign_other";
+    fresh_db(db);
+    fresh_db(other);
+    exec(&[&format!("CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)")]);
+    // Checkpoints far apart: only statements end the epochs of this bounded run.
+    let text = plan(db, &main_url(), "", "mode: incremental\nsemantics: exactly-once\n")
+        .replace("checkpoint_interval: 200ms", "checkpoint_interval: 1h");
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let mut statements = vec![format!("INSERT INTO {db}.t VALUES (1, 1)")];
+    for i in 0..100 {
+        statements.push(format!("CREATE TABLE {other}.a{i} (id INT PRIMARY KEY)"));
+        statements.push(format!("ALTER TABLE {other}.a{i} ADD COLUMN note TEXT"));
+        statements.push(format!("INSERT INTO {other}.a{i} VALUES (1, 'x')"));
+    }
+    statements.push(format!("INSERT INTO {db}.t VALUES (2, 2)"));
+    statements.push(format!("ALTER TABLE {db}.t ADD COLUMN c INT"));
+    statements.push(format!("INSERT INTO {db}.t VALUES (3, 3, 3)"));
+    exec(&statements.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&run_in(dir.path(), &["run", "-q", &p]));
+    let out = dir.path().join("out");
+    let (e1, e2, e3) = (row_epoch(&out, db, "t", 1), row_epoch(&out, db, "t", 2), row_epoch(&out, db, "t", 3));
+    // Tests running beside this one may end a few epochs with statements of their own (a
+    // grant, a drop of a database); the other database's 200 statements end none.
+    assert!(e2 - e1 < 20, "the other database's 200 statements split the epoch {} times", e2 - e1);
+    assert!(e3 > e2, "the selected table's ALTER did not end the epoch: {e2} then {e3}");
+}
+
 /// The schema change events a files target received, in file order, with their epochs.
 fn schema_events(out: &std::path::Path) -> Vec<(u64, Json)> {
     let mut files: Vec<_> = std::fs::read_dir(out.join("_schema_changes"))

@@ -142,6 +142,42 @@ pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
     out
 }
 
+/// Whether a statement leaves every selected table alone, so that the binlog need not end its
+/// epoch at it: each of its statements creates a database, or creates, alters (without a
+/// rename), indexes, truncates or drops only tables that `selected(db, table)` refuses, or
+/// drops a database holding none (`holds_selected(db)`), or renames tables between names that
+/// are all refused. Anything else (a rename into or out of the selection, a statement the
+/// parser does not know) may touch one: not foreign.
+pub fn foreign(
+    default_db: &str,
+    sql: &str,
+    selected: &dyn Fn(&str, &str) -> bool,
+    holds_selected: &dyn Fn(&str) -> bool,
+) -> bool {
+    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else { return false };
+    let outside = |name: &ObjectName| {
+        let (db, t) = qualify(default_db, name);
+        !selected(&db, &t)
+    };
+    statements.iter().all(|st| match st {
+        Statement::CreateDatabase { .. } => true,
+        Statement::CreateTable(ct) => outside(&ct.name),
+        Statement::AlterTable(alter) => {
+            outside(&alter.name)
+                && !alter.operations.iter().any(|op| matches!(op, AlterTableOperation::RenameTable { .. }))
+        }
+        Statement::CreateIndex(ci) => outside(&ci.table_name),
+        Statement::Truncate(t) => t.table_names.iter().all(|n| outside(&n.name)),
+        Statement::Drop { object_type: ObjectType::Table, names, .. } => names.iter().all(outside),
+        Statement::Drop { object_type: ObjectType::Index, table: Some(t), .. } => outside(t),
+        Statement::Drop { object_type: ObjectType::Database | ObjectType::Schema, names, .. } => {
+            names.iter().all(|n| !holds_selected(&unquoted(n)))
+        }
+        Statement::RenameTable(renames) => renames.iter().all(|r| outside(&r.old_name) && outside(&r.new_name)),
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +222,44 @@ mod tests {
             parse("d", "ALTER TABLE t MODIFY v VARCHAR(200) CHARACTER SET latin1 COLLATE latin1_bin NULL DEFAULT 'x'"),
             vec![at("d", "t", SchemaChangeKind::ModifyColumn { column: "v".into(), spec: text })]
         );
+    }
+
+    #[test]
+    fn statements_on_tables_outside_the_selection_are_foreign_and_renames_into_it_or_unknown_ones_are_not() {
+        let selected = |db: &str, t: &str| db == "shop" && t.starts_with("orders");
+        let holds = |db: &str| db == "shop";
+        let f = |db: &str, sql: &str| foreign(db, sql, &selected, &holds);
+        for sql in [
+            "CREATE TABLE other.t (id INT PRIMARY KEY)",
+            "CREATE TABLE IF NOT EXISTS items (id INT)",
+            "ALTER TABLE items ADD COLUMN c INT, DROP COLUMN d",
+            "CREATE INDEX i ON items (c)",
+            "DROP INDEX i ON items",
+            "TRUNCATE TABLE other.t",
+            "DROP TABLE IF EXISTS items, other.t",
+            "CREATE DATABASE shop2",
+            "DROP DATABASE other",
+            "RENAME TABLE items TO items_old, items_new TO items",
+        ] {
+            assert!(f("shop", sql), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE orders_2 (id INT)",
+            "ALTER TABLE orders ADD COLUMN c INT",
+            "ALTER TABLE items RENAME TO orders_x",
+            "CREATE INDEX i ON shop.orders (c)",
+            "TRUNCATE TABLE orders",
+            "DROP TABLE items, orders",
+            "DROP DATABASE shop",
+            "RENAME TABLE orders_new TO orders",
+            "RENAME TABLE orders TO items",
+            "GRANT SELECT ON *.* TO someone",
+            "THIS IS NOT SQL",
+        ] {
+            assert!(!f("shop", sql), "{sql}");
+        }
+        // The default database names unqualified tables.
+        assert!(f("other", "ALTER TABLE orders ADD COLUMN c INT"));
     }
 
     #[test]

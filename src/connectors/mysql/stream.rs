@@ -39,6 +39,9 @@ pub(super) fn binlog<'s>(
     let interval = Duration::from_millis(plan.plan.checkpoint_ms);
     let resume: Option<BinlogPos> = cx.restore.manifest.offsets.get(&0).and_then(offset_pos);
     let tables: HashMap<(String, String), TableId> = plan.catalog.ids_by_db_table();
+    // The selected tables' names in lower case, to tell which statements leave them alone.
+    let folded: std::collections::HashSet<(String, String)> =
+        tables.keys().map(|(d, t)| (d.to_lowercase(), t.to_lowercase())).collect();
     // `operations: {skip: [ddl]}` keeps schema events from the sinks (they still drive renames).
     let deliver_ddl = plan.plan.settings.delivers_ddl();
     let mut builder = OperatorBuilder::new("MysqlBinlog".into(), scope);
@@ -354,9 +357,12 @@ pub(super) fn binlog<'s>(
                             | BinlogEvent::Heartbeat { .. }
                             | BinlogEvent::Rotate { .. }
                             | BinlogEvent::Position { .. }) => {
-                                // A DDL always ends the epoch: rows before and after a schema
-                                // change never share one.
-                                let is_ddl = matches!(ev, BinlogEvent::Ddl { .. });
+                                // A DDL that may touch a selected table ends the epoch: rows
+                                // before and after a schema change never share one. One that
+                                // only names tables outside the selection does not (a server
+                                // creating thousands of other tables would otherwise write a
+                                // checkpoint per statement).
+                                let mut is_ddl = false;
                                 if matches!(ev, BinlogEvent::Heartbeat { .. }) {
                                     // The server sends one only when it has nothing else to
                                     // send: the reader is at the source's end now.
@@ -368,6 +374,16 @@ pub(super) fn binlog<'s>(
                                 }
                                 if let BinlogEvent::Ddl { database, sql, .. } = &ev {
                                     let start = txn_start.as_ref().map(pos_key).unwrap_or((0, 0));
+                                    // Names compared without case: a server may ignore it.
+                                    let selected = |db: &str, t: &str| {
+                                        folded.contains(&(db.to_lowercase(), t.to_lowercase()))
+                                            || plan.selects(&format!("{db}.{t}"))
+                                    };
+                                    let holds_selected = |db: &str| {
+                                        let db = db.to_lowercase();
+                                        folded.iter().any(|(d, _)| *d == db)
+                                    };
+                                    is_ddl = !crate::connectors::mysql::ddl::foreign(database, sql, &selected, &holds_selected);
                                     for change in crate::connectors::mysql::ddl::parse(database, sql) {
                                         if let (SchemaChangeKind::CreateTable, Some((db, t))) = (&change.kind, &change.table) {
                                             if !tables.contains_key(&(db.clone(), t.clone())) && plan.selects(&format!("{db}.{t}")) {
