@@ -108,6 +108,40 @@ fn drop_pg_schema(schema: &str) {
     psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }
 
+/// Drops what earlier runs left of the many-table targets (ferry's and the peers', named
+/// after the source database `db`), then lets the deleted files age. Each round writes into
+/// names of its own and nothing is dropped between rounds: on ext4 without a journal (this
+/// machine's disk) the kernel reuses no inode freed in the last 60 s (360 s while its
+/// inode-table block is unwritten), and every file created scans past each of them, so
+/// creating 5,000 tables right after dropping as many cost PostgreSQL several seconds in
+/// `openat` alone (38% of its CPU in a profile) — a cost of the benchmark's own drop, not of
+/// the load. After the drop, `sync` and 61 s.
+fn drop_many_leftovers(dbs: &[&str]) {
+    let started = Instant::now();
+    for db in dbs {
+        let out = Command::new("psql")
+            .args(["-Atq", "-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-c"])
+            .arg(format!("SELECT nspname FROM pg_namespace WHERE nspname = '{db}' OR nspname LIKE '{db}\\_%'"))
+            .output()
+            .unwrap();
+        for schema in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
+            drop_pg_schema(schema);
+        }
+        let dbs =
+            sql(&format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{db}\\_%'"));
+        for row in dbs {
+            let name: String = row.get(0).unwrap();
+            sql(&format!("DROP DATABASE IF EXISTS `{name}`"));
+        }
+    }
+    let _ = Command::new("sync").status();
+    println!(
+        "(many tables: earlier targets dropped in {:.0} s; waiting 61 s for their freed inodes to age)",
+        started.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(61));
+}
+
 /// Whether a peer's command is installed.
 fn installed(command: &str) -> bool {
     Command::new(command).arg("--version").output().is_ok_and(|o| o.status.success())
@@ -360,6 +394,9 @@ fn main() {
     // Many small tables → PostgreSQL and → MariaDB (ferry creates the target tables), next to
     // reading the same tables, and reading as many rows of one table.
     let small = env_u64("FERRY_BENCH_SMALL_TABLES", 5000) as u32;
+    if want("many") && (tables > 0 || small > 0) {
+        drop_many_leftovers(&["bench_many", "bench_small"]);
+    }
     for (db, n_tables, per_table) in [("bench_many", tables, 1000u64), ("bench_small", small, 200)] {
         if n_tables == 0 || !want("many") {
             continue;
@@ -370,9 +407,11 @@ fn main() {
         set_row_bytes(text_bytes(&query) as f64 / n as f64);
         let pg_target = format!("  type: postgres\n  url: {}\n", pg_url());
         let my_target = format!("  type: mariadb\n  url: {}\n", url());
-        let to_pg = plan(&format!("{db}_pg"), &format!("{db}\\..*"), &pg_target, "");
-        let to_my =
-            plan(&format!("{db}_my"), &format!("{db}\\..*"), &my_target, &format!("route:\n  database: {db}_t\n"));
+        // Every round writes into a schema / database of its own (see drop_many_leftovers).
+        let (mut pg_round, mut my_round) = (0, 0);
+        let route = |into: &str| format!("route:\n  database: {into}\n");
+        let to_pg = |into: &str| plan(&format!("{db}_pg"), &format!("{db}\\..*"), &pg_target, &route(into));
+        let to_my = |into: &str| plan(&format!("{db}_my"), &format!("{db}\\..*"), &my_target, &route(into));
         let (q, one) = (query.clone(), format!("SELECT * FROM bench.sbtest1 LIMIT {n}"));
         let select_n = format!(
             "mariadb --quick -N -h127.0.0.1 -P{} -uroot -e 'SELECT id, k, c, pad FROM bench.sbtest1 LIMIT {n}'",
@@ -391,14 +430,12 @@ fn main() {
                 &mut || raw_read(&q),
                 &mut || raw_read(&one),
                 &mut || {
-                    // Thousands of tables in one DROP SCHEMA outgrow the server's lock table
-                    // (max_locks_per_transaction): 500 per transaction.
-                    drop_pg_schema(db);
-                    ferry_run(&to_pg, 2)
+                    pg_round += 1;
+                    ferry_run(&to_pg(&format!("{db}_pg{pg_round}")), 2)
                 },
                 &mut || {
-                    sql(&format!("DROP DATABASE IF EXISTS {db}_t"));
-                    ferry_run(&to_my, 2)
+                    my_round += 1;
+                    ferry_run(&to_my(&format!("{db}_t{my_round}")), 2)
                 },
                 // What writing as many rows into one table costs each target (the bound of any
                 // many-table load: see the ratios printed below).
@@ -437,16 +474,26 @@ fn main() {
         let pg_tables = |schema: &str| {
             psql_value(&format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"))
         };
-        assert_eq!(pg_tables(db), n_tables.to_string(), "ferry did not create every PostgreSQL table");
+        for r in 1..=rounds {
+            assert_eq!(
+                pg_tables(&format!("{db}_pg{r}")),
+                n_tables.to_string(),
+                "ferry did not create every PostgreSQL table"
+            );
+        }
         let my_tables = |db: &str| -> u64 {
             sql(&format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}'"))[0].get(0).unwrap()
         };
-        assert_eq!(my_tables(&format!("{db}_t")), n_tables as u64, "ferry did not create every MariaDB table");
-        let peer_schema = format!("{db}_pgloader");
+        for r in 1..=rounds {
+            assert_eq!(my_tables(&format!("{db}_t{r}")), n_tables as u64, "ferry did not create every MariaDB table");
+        }
+        // The peers too write each round into names of their own.
         if installed("pgloader") {
             let name = format!("peer: pgloader, {n_tables} tables (2 workers)");
+            let mut round = 0;
             let peer = peer_median(rounds, || {
-                drop_pg_schema(&peer_schema);
+                round += 1;
+                let peer_schema = format!("{db}_pgloader{round}");
                 let r = pgloader(db, None, &peer_schema)?;
                 assert_eq!(pg_tables(&peer_schema), n_tables.to_string(), "pgloader did not create every table");
                 let last = format!("{peer_schema}.t{:03}", n_tables - 1);
@@ -460,12 +507,13 @@ fn main() {
                 }
                 Err(e) => peer_failed(&name, &e),
             }
-            drop_pg_schema(&peer_schema);
         }
         if installed("mydumper") {
-            let into = format!("{db}_mydumper");
             let name = format!("peer: mydumper + myloader, {n_tables} tables (2 threads)");
+            let mut round = 0;
             let peer = peer_median(rounds, || {
+                round += 1;
+                let into = format!("{db}_mydumper{round}");
                 let r = mydumper(db, None, &into)?;
                 assert_eq!(my_tables(&into), n_tables as u64, "mydumper + myloader did not create every table");
                 let last = format!("{into}.t{:03}", n_tables - 1);
@@ -480,7 +528,6 @@ fn main() {
                 }
                 Err(e) => peer_failed(&name, &e),
             }
-            sql(&format!("DROP DATABASE IF EXISTS {into}"));
         }
     }
 
