@@ -124,6 +124,7 @@ fn drop_many_leftovers(dbs: &[&str]) {
             .arg(format!("SELECT nspname FROM pg_namespace WHERE nspname = '{db}' OR nspname LIKE '{db}\\_%'"))
             .output()
             .unwrap();
+        assert!(out.status.success(), "psql, listing {db}'s leftovers: {}", String::from_utf8_lossy(&out.stderr));
         for schema in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
             drop_pg_schema(schema);
         }
