@@ -119,13 +119,9 @@ fn drop_pg_schema(schema: &str) {
 fn drop_many_leftovers(dbs: &[&str]) {
     let started = Instant::now();
     for db in dbs {
-        let out = Command::new("psql")
-            .args(["-Atq", "-h", "127.0.0.1", "-p", &pg_port(), "-U", "postgres", "-c"])
-            .arg(format!("SELECT nspname FROM pg_namespace WHERE nspname = '{db}' OR nspname LIKE '{db}\\_%'"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "psql, listing {db}'s leftovers: {}", String::from_utf8_lossy(&out.stderr));
-        for schema in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
+        let schemas =
+            psql_value(&format!("SELECT nspname FROM pg_namespace WHERE nspname = '{db}' OR nspname LIKE '{db}\\_%'"));
+        for schema in schemas.lines().filter(|l| !l.is_empty()) {
             drop_pg_schema(schema);
         }
         let dbs =

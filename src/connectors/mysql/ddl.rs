@@ -74,10 +74,38 @@ fn unquoted(name: &ObjectName) -> String {
 /// Statements the parser does not know become [`SchemaChange::Other`] (never an error: the
 /// table maps stay the source of truth for decoding).
 pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
+    match Parser::parse_sql(&MySqlDialect {}, sql) {
+        Ok(statements) => changes(default_db, statements),
+        Err(_) => vec![unknown()],
+    }
+}
+
+/// [`parse`], and in the same pass whether the statement leaves every selected table alone,
+/// so that the binlog need not end its epoch at it: each of its statements creates a
+/// database, or creates, alters (without a rename), indexes, truncates or drops only tables
+/// that `selected(db, table)` refuses, or drops a database holding none
+/// (`holds_selected(db)`), or renames tables between names that are all refused. Anything
+/// else (a rename into or out of the selection, a statement the parser does not know) may
+/// touch one: not foreign.
+pub fn parse_foreign(
+    default_db: &str,
+    sql: &str,
+    selected: &dyn Fn(&str, &str) -> bool,
+    holds_selected: &dyn Fn(&str) -> bool,
+) -> (Vec<SchemaChange>, bool) {
+    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else { return (vec![unknown()], false) };
+    let foreign = foreign(default_db, &statements, selected, holds_selected);
+    (changes(default_db, statements), foreign)
+}
+
+/// What a statement the parser does not know is.
+fn unknown() -> SchemaChange {
+    SchemaChange { table: None, kind: SchemaChangeKind::Other }
+}
+
+/// The schema changes of parsed statements, in order.
+fn changes(default_db: &str, statements: Vec<Statement>) -> Vec<SchemaChange> {
     use SchemaChangeKind as K;
-    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else {
-        return vec![SchemaChange { table: None, kind: K::Other }];
-    };
     let mut out = Vec::new();
     for st in statements {
         match st {
@@ -136,25 +164,19 @@ pub fn parse(default_db: &str, sql: &str) -> Vec<SchemaChange> {
                     out.push(on(&qualify(default_db, &r.old_name), K::Other));
                 }
             }
-            _ => out.push(SchemaChange { table: None, kind: K::Other }),
+            _ => out.push(unknown()),
         }
     }
     out
 }
 
-/// Whether a statement leaves every selected table alone, so that the binlog need not end its
-/// epoch at it: each of its statements creates a database, or creates, alters (without a
-/// rename), indexes, truncates or drops only tables that `selected(db, table)` refuses, or
-/// drops a database holding none (`holds_selected(db)`), or renames tables between names that
-/// are all refused. Anything else (a rename into or out of the selection, a statement the
-/// parser does not know) may touch one: not foreign.
-pub fn foreign(
+/// Whether parsed statements leave every selected table alone (see [`parse_foreign`]).
+fn foreign(
     default_db: &str,
-    sql: &str,
+    statements: &[Statement],
     selected: &dyn Fn(&str, &str) -> bool,
     holds_selected: &dyn Fn(&str) -> bool,
 ) -> bool {
-    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else { return false };
     let outside = |name: &ObjectName| {
         let (db, t) = qualify(default_db, name);
         !selected(&db, &t)
@@ -228,7 +250,7 @@ mod tests {
     fn statements_on_tables_outside_the_selection_are_foreign_and_renames_into_it_or_unknown_ones_are_not() {
         let selected = |db: &str, t: &str| db == "shop" && t.starts_with("orders");
         let holds = |db: &str| db == "shop";
-        let f = |db: &str, sql: &str| foreign(db, sql, &selected, &holds);
+        let f = |db: &str, sql: &str| parse_foreign(db, sql, &selected, &holds).1;
         for sql in [
             "CREATE TABLE other.t (id INT PRIMARY KEY)",
             "CREATE TABLE IF NOT EXISTS items (id INT)",

@@ -383,8 +383,14 @@ pub(super) fn binlog<'s>(
                                         let db = db.to_lowercase();
                                         folded.iter().any(|(d, _)| *d == db)
                                     };
-                                    is_ddl = !crate::connectors::mysql::ddl::foreign(database, sql, &selected, &holds_selected);
-                                    for change in crate::connectors::mysql::ddl::parse(database, sql) {
+                                    let (changes, foreign) = crate::connectors::mysql::ddl::parse_foreign(
+                                        database,
+                                        sql,
+                                        &selected,
+                                        &holds_selected,
+                                    );
+                                    is_ddl = !foreign;
+                                    for change in changes {
                                         if let (SchemaChangeKind::CreateTable, Some((db, t))) = (&change.kind, &change.table) {
                                             if !tables.contains_key(&(db.clone(), t.clone())) && plan.selects(&format!("{db}.{t}")) {
                                                 let name = format!("{db}.{t}");
