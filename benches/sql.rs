@@ -15,7 +15,9 @@
 //!   `FERRY_BENCH_SMALL_TABLES`, default 5,000, × 200 rows) → PostgreSQL and → MariaDB, 2
 //!   workers, target tables created by ferry, vs reading as many rows of one table (the ratio),
 //!   reading the same tables with `mariadb`, writing as many rows into one table through each
-//!   target's pipe (the bound of any many-table load), and the peers on the same database:
+//!   target's pipe (the bound of any many-table load), the per-table pipe (each target's
+//!   client, two sessions, creating every table and loading it from a file dumped beforehand:
+//!   what the target server alone spends per table), and the peers on the same database:
 //!   `pgloader` (given a 4 GiB heap: its default runs out on thousands of tables; a failure is
 //!   reported with its reason) and `mydumper` + `myloader`;
 //! - end-to-end latency, source commit to target write, at 1k and 5k rows/s (each row carries
@@ -94,6 +96,52 @@ fn mydumper(db: &str, table: Option<&str>, into: &str) -> Result<(f64, f64), Str
         println!("(mydumper + myloader failed, once more: {})", why(&e));
         once()
     })
+}
+
+/// Each of the `n_tables` tables `t000`, `t001`, … of the MariaDB database `db` (of
+/// `per_table` rows each) dumped into `dir/tNNN.tsv` by `mariadb --quick -N -B`, untimed: the
+/// input of the per-table pipe, which then costs the target alone.
+fn dump_tables(db: &str, n_tables: u32, per_table: u64, dir: &std::path::Path) {
+    let query: String = (0..n_tables).map(|t| format!("SELECT * FROM {db}.t{t:03};")).collect();
+    let file = query_file(&query);
+    let out = Command::new("mariadb")
+        .args(["--quick", "-N", "-B", "-h127.0.0.1", &format!("-P{}", port()), "-uroot"])
+        .stdin(std::fs::File::open(file.path()).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dumping {db}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.split_inclusive('\n');
+    for t in 0..n_tables {
+        let rows: String = lines.by_ref().take(per_table as usize).collect();
+        assert_eq!(rows.lines().count() as u64, per_table, "{db}.t{t:03} dumped short");
+        std::fs::write(dir.join(format!("t{t:03}.tsv")), rows).unwrap();
+    }
+    assert!(lines.next().is_none(), "{db} holds more rows than {n_tables} × {per_table}");
+}
+
+/// The per-table pipe of a many-table load: two client sessions (`client`, given a script
+/// on stdin) each create half of the `n_tables` tables and load each from its dumped file
+/// (`statements(t)`: table `t`'s statements); timed. What the target server alone spends on
+/// creating and loading that many tables, with no reading and no engine.
+fn per_table_pipe(
+    client: &str,
+    n_tables: u32,
+    dir: &std::path::Path,
+    name: &str,
+    statements: impl Fn(u32) -> String,
+) -> (f64, f64) {
+    let half = n_tables.div_ceil(2);
+    let mut scripts = Vec::new();
+    for (i, range) in [(0..half), (half..n_tables)].into_iter().enumerate() {
+        let script = dir.join(format!("{name}-{i}.sql"));
+        std::fs::write(&script, range.map(&statements).collect::<String>()).unwrap();
+        scripts.push(script.display().to_string());
+    }
+    timed(bash(&format!(
+        "{client} < {} & first=$!; {client} < {}; second=$?; wait $first && [ $second = 0 ]",
+        scripts[0], scripts[1]
+    )))
 }
 
 /// Drops a PostgreSQL schema of thousands of tables: in one `DROP SCHEMA` they outgrow the
@@ -421,6 +469,9 @@ fn main() {
             raw.stdin(std::fs::File::open(file.path()).unwrap());
             timed(raw)
         };
+        let dumped = tempfile::tempdir().unwrap();
+        dump_tables(db, n_tables, per_table, dumped.path());
+        let (mut pg_pipe_round, mut my_pipe_round) = (0, 0);
         let r = interleaved(
             rounds,
             &mut [
@@ -451,6 +502,31 @@ fn main() {
                         "{select_n} | {my} -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_dst8.many_pipe\""
                     )))
                 },
+                // The per-table pipe: the target alone creating and loading the same tables
+                // from files dumped beforehand, two sessions (names of its own each round).
+                &mut || {
+                    pg_pipe_round += 1;
+                    let schema = format!("{db}_fl{pg_pipe_round}");
+                    psql(&format!("CREATE SCHEMA {schema}"));
+                    let dir = dumped.path().display().to_string();
+                    per_table_pipe(&format!("{pg} -v ON_ERROR_STOP=1"), n_tables, dumped.path(), &schema, |t| {
+                        format!(
+                            "CREATE TABLE {schema}.t{t:03} {PG_TABLE};\n\\copy {schema}.t{t:03} from '{dir}/t{t:03}.tsv'\n"
+                        )
+                    })
+                },
+                &mut || {
+                    my_pipe_round += 1;
+                    let into = format!("{db}_fm{my_pipe_round}");
+                    sql(&format!("CREATE DATABASE {into} CHARACTER SET utf8mb4"));
+                    let dir = dumped.path().display().to_string();
+                    per_table_pipe(&my, n_tables, dumped.path(), &into, |t| {
+                        format!(
+                            "CREATE TABLE {into}.t{t:03} {MY_TABLE};\n\
+                             LOAD DATA LOCAL INFILE '{dir}/t{t:03}.tsv' INTO TABLE {into}.t{t:03};\n"
+                        )
+                    })
+                },
             ],
         );
         line(&format!("read: mariadb --quick SELECT * ({n_tables} tables)"), n, r[0].0, r[0].1, None, &r[0].2);
@@ -468,6 +544,27 @@ fn main() {
         line(&format!("ferry → PostgreSQL, {n_tables} tables"), n, r[2].0, r[2].1, Some(n as f64 / r[4].0), &r[2].2);
         line(&format!("pipe: mariadb | LOAD DATA LOCAL ({n} rows of one table)"), n, r[5].0, r[5].1, None, &r[5].2);
         line(&format!("ferry → MariaDB, {n_tables} tables"), n, r[3].0, r[3].1, Some(n as f64 / r[5].0), &r[3].2);
+        let floor = format!("{n_tables} tables, CREATE TABLE + load from a dumped file each, 2 sessions");
+        // Named `pipe:` so that the next ferry line's ratio is to it (in the summary too).
+        line(&format!("pipe: psql \\copy per table, {floor}"), n, r[6].0, r[6].1, None, &r[6].2);
+        let ours = |target: &str| format!("ferry → {target}, {n_tables} tables, to the per-table pipe");
+        line(&ours("PostgreSQL"), n, r[2].0, r[2].1, Some(n as f64 / r[6].0), &r[2].2);
+        line(&format!("pipe: mariadb LOAD DATA LOCAL per table, {floor}"), n, r[7].0, r[7].1, None, &r[7].2);
+        line(&ours("MariaDB"), n, r[3].0, r[3].1, Some(n as f64 / r[7].0), &r[3].2);
+        for (target, ours, floor) in [("PostgreSQL", r[2].0, r[6].0), ("MariaDB", r[3].0, r[7].0)] {
+            println!(
+                "  ({target}: the per-table pipe alone runs at {:.2}× the one-table read; ferry takes {:.2} s more)",
+                r[1].0 / floor,
+                ours - floor
+            );
+        }
+        let last = format!("t{:03}", n_tables - 1);
+        for round in 1..=rounds {
+            let (pg_last, my_last) = (format!("{db}_fl{round}.{last}"), format!("{db}_fm{round}.{last}"));
+            assert_eq!(psql_value(&format!("SELECT count(*) FROM {pg_last}")), per_table.to_string(), "{pg_last}");
+            let loaded: u64 = sql(&format!("SELECT COUNT(*) FROM {my_last}"))[0].get(0).unwrap();
+            assert_eq!(loaded, per_table, "{my_last}");
+        }
         let pg_tables = |schema: &str| {
             psql_value(&format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"))
         };
