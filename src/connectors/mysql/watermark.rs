@@ -310,7 +310,7 @@ async fn window(
             BinlogEvent::Ddl { database, sql, .. } => {
                 let ours = super::ddl::parse(database, sql).iter().any(|c| match &c.table {
                     Some((d, t)) => *d == db && *t == table,
-                    None => mentions(sql, &db, &table),
+                    None => mentions(database, sql, &db, &table),
                 });
                 if ours {
                     break Ok(Err(Reread("the table's schema changed while its chunk was read".into())));
@@ -388,12 +388,86 @@ fn undo(changes: Vec<RowChange>) -> Vec<RowChange> {
         .collect()
 }
 
-/// Whether a statement the DDL parser could not place on a table (`DROP DATABASE`, `GRANT`,
-/// syntax it does not know) names `db` or `table` as a word: only those can touch the
-/// table; statements of other databases on a busy server must not make every chunk read again.
-fn mentions(sql: &str, db: &str, table: &str) -> bool {
-    sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-        .any(|w| w.eq_ignore_ascii_case(db) || w.eq_ignore_ascii_case(table))
+/// Whether a statement the DDL parser could not place on a table (`DROP DATABASE`,
+/// `CREATE INDEX`, `GRANT`, syntax it does not know), run with `default_db` as its default
+/// database, may touch `db`.`table`: it names the table qualified by `db`, or unqualified while
+/// its default database is `db`, or it names `db` other than as the qualifier of another table.
+/// Statements of other databases on a busy server must not make every chunk read again (and
+/// while a window starts up to `watermark_lookback` back, each read again would meet the same
+/// statement); names are compared without case, and a name in quotes (`'…'`) is a string.
+fn mentions(default_db: &str, sql: &str, db: &str, table: &str) -> bool {
+    let tokens = sql_tokens(sql);
+    let name = |i: usize| match tokens.get(i) {
+        Some(SqlToken::Name(n)) => Some(n.as_str()),
+        _ => None,
+    };
+    let dot = |i: usize| matches!(tokens.get(i), Some(SqlToken::Dot));
+    (0..tokens.len()).any(|i| {
+        let Some(n) = name(i) else { return false };
+        // `q.n`: n qualified by q.
+        let qualifier = if i >= 2 && dot(i - 1) { name(i - 2) } else { None };
+        let is_table = n.eq_ignore_ascii_case(table)
+            && match qualifier {
+                Some(q) => q.eq_ignore_ascii_case(db),
+                None => default_db.eq_ignore_ascii_case(db),
+            };
+        let is_db = n.eq_ignore_ascii_case(db) && qualifier.is_none() && !(dot(i + 1) && name(i + 2).is_some());
+        is_table || is_db
+    })
+}
+
+/// A statement's tokens as [`mentions`] reads them.
+#[derive(Debug, PartialEq)]
+enum SqlToken {
+    /// A name: a run of letters, digits, `_` and `$`, or a quoted identifier (`` `…` `` or
+    /// `"…"`) without its quotes.
+    Name(String),
+    /// `.` between names.
+    Dot,
+}
+
+/// The names and dots of `sql`; strings (`'…'`) and everything else are left out.
+fn sql_tokens(sql: &str) -> Vec<SqlToken> {
+    let mut out = Vec::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' | '"' | '\'' => {
+                // Up to the closing quote; a doubled quote stands for itself.
+                let mut text = String::new();
+                while let Some(d) = chars.next() {
+                    if d == c {
+                        if chars.peek() == Some(&c) {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    } else if d == '\\' && c == '\'' {
+                        chars.next();
+                        continue;
+                    }
+                    text.push(d);
+                }
+                if c != '\'' {
+                    out.push(SqlToken::Name(text));
+                }
+            }
+            '.' => out.push(SqlToken::Dot),
+            c if c.is_alphanumeric() || c == '_' || c == '$' => {
+                let mut word = String::from(c);
+                while let Some(&d) = chars.peek() {
+                    if !(d.is_alphanumeric() || d == '_' || d == '$') {
+                        break;
+                    }
+                    word.push(d);
+                    chars.next();
+                }
+                out.push(SqlToken::Name(word));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Per-row and per-change sort keys of the weighed key columns (see [`merge`]).
@@ -453,11 +527,51 @@ mod tests {
 
     #[test]
     fn only_statements_naming_the_database_or_the_table_make_a_chunk_read_again() {
-        assert!(mentions("DROP DATABASE `shop`", "shop", "t"));
-        assert!(mentions("alter table SHOP.T lock=none", "shop", "t"));
-        assert!(!mentions("DROP DATABASE IF EXISTS shop_2", "shop", "t"));
-        assert!(!mentions("CREATE DATABASE test_tmp", "shop", "t"));
-        assert!(!mentions("GRANT SELECT ON other.* TO 'u'@'%'", "shop", "orders"));
+        assert!(mentions("x", "DROP DATABASE `shop`", "shop", "t"));
+        assert!(mentions("x", "alter table SHOP.T lock=none", "shop", "t"));
+        assert!(!mentions("x", "DROP DATABASE IF EXISTS shop_2", "shop", "t"));
+        assert!(!mentions("x", "CREATE DATABASE test_tmp", "shop", "t"));
+        assert!(!mentions("x", "GRANT SELECT ON other.* TO 'u'@'%'", "shop", "orders"));
+        assert!(mentions("x", "DROP DATABASE `my-shop`", "my-shop", "t"));
+    }
+
+    #[test]
+    fn a_table_of_the_same_name_in_another_database_does_not_make_a_chunk_read_again() {
+        // Qualified by another database, or unqualified under another default database.
+        assert!(!mentions("other", "CREATE INDEX i ON t (a)", "shop", "t"));
+        assert!(!mentions("shop", "CREATE INDEX i ON other.t (a)", "shop", "t"));
+        assert!(!mentions("x", "CREATE INDEX i ON `other`.`t` (a)", "shop", "t"));
+        // The database as the qualifier of another of its tables.
+        assert!(!mentions("x", "CREATE INDEX i ON shop.u (a)", "shop", "t"));
+        assert!(!mentions("x", "CREATE INDEX i ON `shop` . `u` (a)", "shop", "t"));
+        // A string is no name.
+        assert!(!mentions("other", "GRANT SELECT ON other.u TO 't'@'%'", "shop", "t"));
+        assert!(!mentions("other", "SET PASSWORD FOR 'shop' = 'it''s t'", "shop", "t"));
+        // Ours: unqualified under our default database, or qualified by ours, in any quoting.
+        assert!(mentions("shop", "CREATE INDEX i ON t (a)", "shop", "t"));
+        assert!(mentions("x", "CREATE INDEX i ON `shop`.`t` (a)", "shop", "t"));
+        assert!(mentions("x", "CREATE INDEX i ON \"shop\".\"T\" (a)", "shop", "t"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_statement_touches_the_table_exactly_when_it_names_it_in_its_database(
+            db in "[a-z][a-z0-9_]{0,8}",
+            other in "[a-z][a-z0-9_]{0,8}",
+            table in "[a-z][a-z0-9_]{0,8}",
+            quote in proptest::sample::select(vec!["", "`"]),
+        ) {
+            proptest::prop_assume!(db != other && db != table && other != table);
+            // Names that are not also the statement's other words.
+            let words = ["create", "index", "i", "on", "a"];
+            proptest::prop_assume!([&db, &other, &table].iter().all(|n| !words.contains(&n.as_str())));
+            let on = |d: &str| format!("CREATE INDEX i ON {quote}{d}{quote}.{quote}{table}{quote} (a)");
+            proptest::prop_assert!(mentions(&other, &on(&db), &db, &table));
+            proptest::prop_assert!(!mentions(&db, &on(&other), &db, &table));
+            let bare = format!("CREATE INDEX i ON {quote}{table}{quote} (a)");
+            proptest::prop_assert!(mentions(&db, &bare, &db, &table));
+            proptest::prop_assert!(!mentions(&other, &bare, &db, &table));
+        }
     }
 
     #[test]
