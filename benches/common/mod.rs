@@ -446,6 +446,12 @@ pub fn peer_ratio(what: &str, ratio: f64) {
     summary([what, "", "", "", "", &format!("{ratio:.2}"), "", "", ""]);
 }
 
+/// Makes `name` the limit the next ratio lines name (as a `raw:`/`pipe:` line does), for lines
+/// whose ratio is to an earlier limit than the last one printed.
+pub fn set_limit(name: &str) {
+    LIMIT.with(|l| *l.borrow_mut() = name.to_string());
+}
+
 /// Bytes of `SELECT <cols> FROM <from>` as the `mariadb` client prints it (tab-separated text).
 pub fn text_bytes(query: &str) -> u64 {
     // The query goes through a file: thousands of tables' SELECTs exceed an argument's limit.
