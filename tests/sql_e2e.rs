@@ -54,9 +54,10 @@ fn mariadb_to_postgres_full_and_incremental_under_writes_ends_equal() {
     full_and_incremental_under_writes_end_equal(Target::Pg, "at-least-once");
 }
 
-/// 40 missing target tables (more than the 32 that make ferry create them in two sessions),
-/// in two target databases: every one is created with its columns and filled, in one run
-/// without a restart (a restart would create what the first start missed).
+/// 40 missing target tables (more than the 32 that make ferry create them in two sessions of
+/// their own beside the load), in two target databases, six of them without rows: every one is
+/// created with its columns and filled, in one run without a restart (a restart would create
+/// what the first start missed), the empty ones too (no writer waits for them).
 fn many_missing_tables_are_created_in_two_sessions_and_filled(target: Target) {
     let tag = target.tag();
     let (src, other) = (format!("e2e_many_{tag}"), format!("e2e_many_{tag}_b"));
@@ -68,7 +69,9 @@ fn many_missing_tables_are_created_in_two_sessions_and_filled(target: Target) {
     for t in 0..40 {
         let db = db_of(t);
         ddl.push(format!("CREATE TABLE {db}.t{t} (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)"));
-        ddl.push(format!("INSERT INTO {db}.t{t} SELECT seq, CONCAT('v', seq + {t}) FROM seq_1_to_{}", 10 + t));
+        if t % 7 != 3 {
+            ddl.push(format!("INSERT INTO {db}.t{t} SELECT seq, CONCAT('v', seq + {t}) FROM seq_1_to_{}", 10 + t));
+        }
     }
     exec(&ddl.iter().map(String::as_str).collect::<Vec<_>>());
     target.fresh_namespace(&dst(&src));
@@ -88,7 +91,42 @@ fn many_missing_tables_are_created_in_two_sessions_and_filled(target: Target) {
         let (schema, rows) = read_table(&db, &table);
         assert_eq!(target.columns(&dst(&db), &table), ["id", "v"], "{db}.{table}: the created table's columns");
         assert_eq!(target.rows(&dst(&db), &table, &schema), expected(&schema, &rows), "{db}.{table}");
+        assert_eq!(rows.is_empty(), t % 7 == 3, "{db}.{table}: the tables without rows");
     }
+}
+
+/// A missing table the target refuses to create, among 40 created beside the load (a
+/// PostgreSQL sequence holds its name, which `information_schema.tables` does not list): the
+/// run fails for good, without a restart, naming the table and the target's reason.
+#[test]
+fn a_table_the_target_refuses_to_create_beside_the_load_fails_the_run_naming_it() {
+    let target = Target::Pg;
+    let (src, dst) = ("e2e_refused_pg", "e2e_refused_pg_t");
+    fresh_db(src);
+    let mut ddl = vec![format!("USE {src}")];
+    for t in 0..40 {
+        ddl.push(format!("CREATE TABLE t{t} (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)"));
+        ddl.push(format!("INSERT INTO t{t} SELECT seq, CONCAT('v', seq) FROM seq_1_to_20"));
+    }
+    exec(&ddl.iter().map(String::as_str).collect::<Vec<_>>());
+    target.fresh_namespace(dst);
+    target.exec(&[format!("CREATE SEQUENCE {dst}.t25")]);
+    let dir = workdir();
+    let text = format!(
+        "task: e2e-refused-pg\nsource:\n  type: mariadb\n  url: {}\n  bounded: true\n\
+         target:\n{}tables:\n  include: ['{src}\\..*']\nsemantics: exactly-once\n\
+         route:\n  database: {dst}\nruntime:\n  workers: 2\n  state: ./state\nerrors:\n  max_restarts: 3\n",
+        main_url(),
+        target.plan_section()
+    );
+    let p = write_plan(dir.path(), "plan.yaml", &text);
+    let out = run_in(dir.path(), &["run", "-q", &p]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a table the target cannot create must fail the run: {err}");
+    assert!(err.contains(&format!("creating target table {dst}.t25")) && err.contains("already exists"), "{err}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/e2e-refused-pg/status.json")).unwrap()).unwrap();
+    assert_eq!(st["restarts"], 0, "a refused statement is not retried: {st}");
 }
 
 #[test]

@@ -4,7 +4,16 @@
 //! (`<task>/catalog/create-failed.json`) so `--retry-failed` runs only those.
 //!
 //! `ferry run` calls [`ensure_on_run`]: missing tables whose strategy is `create` are created
-//! before the workers start (unless `target_tables.create_on_run: false`); it never drops.
+//! (unless `target_tables.create_on_run: false`); it never drops. A few are created before the
+//! workers start; many (a whole database of small tables) are created by two sessions of their
+//! own *beside* the load, in the plan's table order, and a writer waits for a table's creation
+//! before it writes the table's first batch ([`Creating`]):
+//!
+//! ```text
+//!  ensure_on_run ─► schemas/databases, then ─┬─ session A: tables 0, 2, 4 … ─┐ mark each created,
+//!                                            └─ session B: tables 1, 3, 5 … ─┘ wake the waiters
+//!  writer I/O task: batch of table t ─► Creating::ready(t) ─► write      (a failure fails the run)
+//! ```
 //!
 //! The target is reached through a [`TableAdmin`], which its connector gives
 //! (`crate::connector::SinkConnector::admin`): the catalog knows no connector.
@@ -16,6 +25,8 @@ use crate::plan::Compiled;
 use crate::plan::Settings;
 use serde::Serialize;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// Why a target statement failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,6 +37,17 @@ pub enum AdminError {
     /// The target refused the statement (a table's own outcome).
     #[error("{0}")]
     Refused(String),
+}
+
+/// Creating the target tables failed: a connection problem restarts the task, a refused
+/// statement stops it.
+impl From<AdminError> for crate::runtime::TaskError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Unreachable(m) => Self::transient(format!("target: {m}")),
+            AdminError::Refused(m) => Self::definite(format!("target: {m}")),
+        }
+    }
 }
 
 /// A connection to a target that has tables: what the catalog asks of it.
@@ -51,9 +73,9 @@ pub trait TableAdmin {
     }
 }
 
-/// Tables created before a run in two sessions when there are at least this many: a server
-/// spends about a millisecond (PostgreSQL) to two (MariaDB) on each, and two sessions create
-/// a third faster.
+/// Tables created in two sessions (beside the load, where the run allows it) when there are
+/// at least this many: a server spends about a millisecond (PostgreSQL) to two (MariaDB) on
+/// each, and two sessions create a third faster.
 const PARALLEL_CREATE_MIN: usize = 32;
 
 /// What became of one table.
@@ -223,8 +245,14 @@ fn failed(e: AdminError) -> Result<Outcome, CreateError> {
 }
 
 /// Before a run: creates the missing target tables whose strategy is `create` (when
-/// `target_tables.create_on_run`); returns the missing ones it did not create.
-pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<String>, AdminError> {
+/// `target_tables.create_on_run`); returns the missing ones it did not create. At least
+/// `PARALLEL_CREATE_MIN` of them, when every other table exists or is created and two more
+/// sessions open, are created beside the load (those of a plan's own DDL file before it): the returned [`Creating`] says when each is there (a run that cannot
+/// load beside it, a cluster's, waits for all of them with [`Creating::wait`]).
+pub fn ensure_on_run(
+    plan: &Compiled,
+    db: &mut dyn TableAdmin,
+) -> Result<(Vec<String>, Option<Arc<Creating>>), AdminError> {
     let settings = &plan.plan.settings;
     let dialect = DdlDialect::of_plan(plan);
     let mut missing = Vec::new();
@@ -247,37 +275,209 @@ pub fn ensure_on_run(plan: &Compiled, db: &mut dyn TableAdmin) -> Result<Vec<Str
         match (create, dialect) {
             (true, Some(dialect)) => {
                 let ddl = ddl::table_ddl(plan, id as u32, dialect).map_err(|e| AdminError::Refused(e.to_string()))?;
-                to_create.push((format!("{d}.{t}"), ddl));
+                to_create.push(ToCreate { id: id as u32, name: format!("{d}.{t}"), ddl });
             }
             _ => missing.push(format!("{d}.{t}")),
         }
     }
     let mut namespaces = HashSet::new();
-    let other = if to_create.len() >= PARALLEL_CREATE_MIN { db.another() } else { None };
-    let Some(mut other) = other else {
-        create_each(db, &to_create, &mut namespaces)?;
-        return Ok(missing);
-    };
-    // Databases/schemas first, once each; then the tables alternately in the two sessions.
-    for (_, ddl) in &to_create {
-        if let Some(first) = ddl.statements.first().filter(|s| is_namespace(s)) {
-            if ddl.file.is_none() && namespaces.insert(first.clone()) {
+    let many = to_create.len() >= PARALLEL_CREATE_MIN;
+    // Beside the load only when the run will start: with a table missing it ends here.
+    let sessions = if many && missing.is_empty() { db.another().and_then(|a| Some((a, db.another()?))) } else { None };
+    let other = if many && sessions.is_none() { db.another() } else { None };
+    if sessions.is_none() && other.is_none() {
+        create_each(db, &to_create, &mut namespaces, None)?;
+        return Ok((missing, None));
+    }
+    // Databases/schemas first, once each; then the tables alternately in two sessions.
+    for t in &to_create {
+        if let Some(first) = t.ddl.statements.first().filter(|s| is_namespace(s)) {
+            if t.ddl.file.is_none() && namespaces.insert(first.clone()) {
                 db.execute(first)?;
             }
         }
     }
+    if let Some((a, b)) = sessions {
+        // A table of the plan's own DDL file may lock another (a foreign key's parent) that a
+        // writer's open transaction holds: those are created before the workers.
+        let (own, generated): (Vec<ToCreate>, Vec<ToCreate>) =
+            to_create.into_iter().partition(|t| t.ddl.file.is_some());
+        create_each(db, &own, &mut namespaces, None)?;
+        let creating = Creating::start(plan.tables.len(), generated, [a, b], namespaces)?;
+        return Ok((missing, Some(creating)));
+    }
+    let mut other = other.expect("a second session");
     let mut their_namespaces = namespaces.clone();
     std::thread::scope(|scope| {
         let (other, to_create) = (&mut other, &to_create);
-        let theirs = scope
-            .spawn(move || create_each(other.as_mut(), to_create.iter().skip(1).step_by(2), &mut their_namespaces));
-        let mine = create_each(db, to_create.iter().step_by(2), &mut namespaces);
+        let theirs = scope.spawn(move || {
+            create_each(other.as_mut(), to_create.iter().skip(1).step_by(2), &mut their_namespaces, None)
+        });
+        let mine = create_each(db, to_create.iter().step_by(2), &mut namespaces, None);
         let theirs = theirs
             .join()
             .unwrap_or_else(|_| Err(AdminError::Refused("creating target tables: a session panicked".into())));
         mine.and(theirs)
     })?;
-    Ok(missing)
+    Ok((missing, None))
+}
+
+/// A missing table to create: its plan table id, target name and DDL.
+struct ToCreate {
+    id: u32,
+    name: String,
+    ddl: TableDdl,
+}
+
+/// Target tables being created beside the load, in two sessions of their own (see the module
+/// doc): who writes a table waits for it with [`Creating::ready`] (async) or
+/// [`Creating::wait`]; the run ends them with [`Creating::finish`].
+pub struct Creating {
+    /// Per plan table id: still to be created (false for every table not being created).
+    pending: Vec<AtomicBool>,
+    /// Tables still to be created.
+    left: AtomicUsize,
+    /// The first failure; once set, tables not created yet never will be.
+    failure: OnceLock<AdminError>,
+    /// Set by [`Creating::finish`]: the sessions create no further table.
+    stop: AtomicBool,
+    /// Wakes async waiters after each table and on a failure.
+    woken: tokio::sync::Notify,
+    /// Wakes blocking waiters likewise.
+    lock: Mutex<()>,
+    cond: Condvar,
+    sessions: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Creating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Creating").field("left", &self.left.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
+
+impl Creating {
+    /// Starts the two sessions on `tables` (in the plan's order, alternately); `namespaces`:
+    /// the schemas/databases already created.
+    fn start(
+        n_tables: usize,
+        tables: Vec<ToCreate>,
+        sessions: [Box<dyn TableAdmin + Send>; 2],
+        namespaces: HashSet<String>,
+    ) -> Result<Arc<Creating>, AdminError> {
+        let pending: Vec<AtomicBool> = (0..n_tables).map(|_| AtomicBool::new(false)).collect();
+        for t in &tables {
+            pending[t.id as usize].store(true, Ordering::Relaxed);
+        }
+        let creating = Arc::new(Creating {
+            pending,
+            left: AtomicUsize::new(tables.len()),
+            failure: OnceLock::new(),
+            stop: AtomicBool::new(false),
+            woken: tokio::sync::Notify::new(),
+            lock: Mutex::new(()),
+            cond: Condvar::new(),
+            sessions: Mutex::new(Vec::new()),
+        });
+        tracing::info!(tables = tables.len(), "creating the missing target tables beside the load, in two sessions");
+        let tables = Arc::new(tables);
+        for (k, mut session) in sessions.into_iter().enumerate() {
+            let (shared, tables, mut namespaces) = (creating.clone(), tables.clone(), namespaces.clone());
+            let spawned = std::thread::Builder::new().name("ferry-create".into()).spawn(move || {
+                let mine = tables.iter().skip(k).step_by(2);
+                // A panic (a bug) must not leave the writers waiting for its tables.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    create_each(session.as_mut(), mine, &mut namespaces, Some(&shared))
+                }))
+                .unwrap_or_else(|_| Err(AdminError::Refused("a table creation session failed (a bug)".into())));
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "creating the target tables failed");
+                    shared.fail(e);
+                }
+            });
+            match spawned {
+                Ok(h) => creating.sessions.lock().unwrap_or_else(|e| e.into_inner()).push(h),
+                Err(e) => {
+                    creating.finish();
+                    return Err(AdminError::Unreachable(format!("cannot start a table creation session: {e}")));
+                }
+            }
+        }
+        Ok(creating)
+    }
+
+    /// Notes that table `id` exists now.
+    fn created(&self, id: u32) {
+        self.pending[id as usize].store(false, Ordering::Release);
+        self.left.fetch_sub(1, Ordering::AcqRel);
+        self.wake();
+    }
+
+    fn fail(&self, e: AdminError) {
+        let _ = self.failure.set(e);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.woken.notify_waiters();
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.cond.notify_all();
+    }
+
+    /// Whether table `id` (`None`: every table) exists: `Ok(false)` while it is being created,
+    /// the failure once creating it cannot succeed.
+    pub fn is_ready(&self, id: Option<u32>) -> Result<bool, AdminError> {
+        let done = match id {
+            Some(id) => !self.pending.get(id as usize).is_some_and(|p| p.load(Ordering::Acquire)),
+            None => self.left.load(Ordering::Acquire) == 0,
+        };
+        match self.failure.get() {
+            Some(e) if !done => Err(e.clone()),
+            _ => Ok(done),
+        }
+    }
+
+    /// The failure that ended the creation, if any (a table a writer never waits for, one
+    /// without rows, fails the run all the same).
+    pub fn failure(&self) -> Option<AdminError> {
+        self.failure.get().cloned()
+    }
+
+    /// Waits until table `id` exists (or creating it failed).
+    pub async fn ready(&self, id: u32) -> Result<(), AdminError> {
+        loop {
+            let woken = self.woken.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.is_ready(Some(id))? {
+                return Ok(());
+            }
+            woken.await;
+        }
+    }
+
+    /// Blocks until table `id` (`None`: every table) exists, or creating it failed.
+    pub fn wait(&self, id: Option<u32>) -> Result<(), AdminError> {
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.is_ready(id)? {
+                return Ok(());
+            }
+            guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Ends the creation: the sessions create no further table (waiters of the tables left
+    /// get an error) and are closed before this returns.
+    pub fn finish(&self) {
+        self.stop.store(true, Ordering::Release);
+        let handles = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
+        if self.left.load(Ordering::Acquire) > 0 {
+            self.fail(AdminError::Unreachable("the run ended before its target tables were created".into()));
+        }
+    }
 }
 
 /// Whether a DDL statement creates a database or schema.
@@ -285,18 +485,26 @@ fn is_namespace(statement: &str) -> bool {
     statement.starts_with("CREATE SCHEMA IF NOT EXISTS ") || statement.starts_with("CREATE DATABASE IF NOT EXISTS ")
 }
 
-/// Creates each table in one session, in order; the first failure ends it.
+/// Creates each table in one session, in order; the first failure ends it. With `creating`,
+/// each table is marked created, and a [`Creating::finish`] stops the session between tables.
 fn create_each<'a>(
     db: &mut dyn TableAdmin,
-    tables: impl IntoIterator<Item = &'a (String, TableDdl)>,
+    tables: impl IntoIterator<Item = &'a ToCreate>,
     namespaces: &mut HashSet<String>,
+    creating: Option<&Creating>,
 ) -> Result<(), AdminError> {
-    for (name, ddl) in tables {
-        run_ddl(db, ddl, namespaces).map_err(|e| match e {
-            AdminError::Refused(m) => AdminError::Refused(format!("creating target table {name}: {m}")),
+    for t in tables {
+        if creating.is_some_and(|c| c.stop.load(Ordering::Acquire) || c.failure.get().is_some()) {
+            return Ok(());
+        }
+        run_ddl(db, &t.ddl, namespaces).map_err(|e| match e {
+            AdminError::Refused(m) => AdminError::Refused(format!("creating target table {}: {m}", t.name)),
             other => other,
         })?;
-        tracing::info!(table = %name, "created the missing target table");
+        tracing::info!(table = %t.name, "created the missing target table");
+        if let Some(c) = creating {
+            c.created(t.id);
+        }
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 //!
 //!  plan section ──SinkConnector::parse──► TargetConfig
 //!                     SinkConnector::prepare (process 0: reachability, progress table, tables)
+//!                                   ──► PreparedSink (tables still being created beside the load)
 //!                     SinkConnector::writer  (every worker: a SinkWriter, commits per epoch)
 //!                     SinkConnector::schema_applier (worker 0, targets that take DDL)
 //!                     SinkConnector::admin   (create-tables, preview: a TableAdmin)
@@ -30,7 +31,7 @@ pub mod verify;
 pub use sink::{target_names, SinkError, SinkWriter, StopRecord, TableStops};
 pub use source::SourceCtx;
 
-use crate::catalog::create::TableAdmin;
+use crate::catalog::create::{Creating, TableAdmin};
 use crate::plan::config::{Semantics, WriteErrorPolicy};
 use crate::plan::{Compiled, Section, SourceConfig, TargetConfig};
 use crate::runtime::{DirtyArchive, Metrics, TaskError};
@@ -91,7 +92,7 @@ pub trait SinkConnector: Sync {
     /// Prepares the target on process 0 before the workers start: `from_scratch` discards what
     /// an earlier run of the task wrote (its output, its progress); `fresh`: the task has no
     /// state yet (progress of an earlier task of the same name must not skip its epochs).
-    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<(), TaskError>;
+    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<PreparedSink, TaskError>;
     /// One worker's writer.
     fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError>;
     /// The DDL stage's applier on worker 0, for targets that take schema changes as DDL of
@@ -115,6 +116,14 @@ pub trait SinkConnector: Sync {
     fn replays_dirty(&self) -> bool {
         false
     }
+}
+
+/// What a sink's preparation leaves the run.
+#[derive(Debug, Default)]
+pub struct PreparedSink {
+    /// Target tables still being created beside the load: writers wait for a table's
+    /// creation before they write it, and the run ends the creation when it ends.
+    pub creating: Option<Arc<Creating>>,
 }
 
 /// What a sink worker's writer is made with.
@@ -142,11 +151,13 @@ pub struct WriterCtx {
     pub renames: HashMap<TableId, Vec<(String, String)>>,
     /// The highest epoch recorded before the restart (replays up to it).
     pub replay_upto: u64,
+    /// Target tables still being created beside the load ([`PreparedSink::creating`]).
+    pub creating: Option<Arc<Creating>>,
 }
 
 /// Runs the schema changes a target follows, on worker 0's DDL stage, once every sink worker
 /// committed the rows of their epoch (see `engine::dataflow::ddl`).
 pub trait SchemaApplier {
     /// Applies the events of `epoch`; an error keeps the epoch held and fails the run.
-    fn apply(&mut self, epoch: u64, events: &[SchemaEvent]) -> Result<(), String>;
+    fn apply(&mut self, epoch: u64, events: &[SchemaEvent]) -> Result<(), TaskError>;
 }

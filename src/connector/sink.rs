@@ -32,8 +32,8 @@ pub enum SinkError {
     #[error("{0}")]
     Restart(String),
     /// The run cannot go on and a restart cannot help: another process of the task took over
-    /// (a Kafka producer fenced by a newer one with the same transactional id). The task ends
-    /// failed, without restarts.
+    /// (a Kafka producer fenced by a newer one with the same transactional id), or the target
+    /// refused to create a table. The task ends failed, without restarts.
     #[error("{0}")]
     Fatal(String),
 }

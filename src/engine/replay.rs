@@ -66,6 +66,7 @@ pub fn replay_dirty(compiled: Compiled) -> Result<ReplaySummary, EngineError> {
         semantics: Semantics::AtLeastOnce,
         renames: ddl_history(&state, &compiled)?.0,
         replay_upto: 0,
+        creating: None,
     })?;
     let cx = Context { datasource: &plan.plan.source_name, now_micros: now_micros() };
     let (mut out, mut failed) = (Vec::new(), Vec::new());

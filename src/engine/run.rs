@@ -54,6 +54,8 @@ pub(super) fn run_once(
     let connectors = crate::connectors::registry();
     let source = connectors.source(&compiled.plan.source.kind).expect("the plan's source was parsed by its connector");
     let sink = connectors.sink(&compiled.plan.target.kind).expect("the plan's target was parsed by its connector");
+    // Target tables being created beside the load (see `catalog::create`), ended with the run.
+    let mut creating: Option<Creation> = None;
     if opts.process == 0 {
         if opts.from_scratch {
             let n = state.discard()?;
@@ -70,7 +72,12 @@ pub(super) fn run_once(
         // earlier task of the same name left on the target (whose state is gone) must not
         // skip this one's epochs.
         let fresh = state.latest_manifest()?.is_none() && state.boundaries_after(0)?.is_empty();
-        sink.prepare(&compiled, opts.from_scratch, fresh)?;
+        let prepared = sink.prepare(&compiled, opts.from_scratch, fresh)?;
+        creating = prepared.creating.map(Creation);
+        if let Some(c) = creating.as_ref().filter(|_| opts.hosts.len() > 1) {
+            // A cluster's other processes write without asking process 0: every table first.
+            c.0.wait(None).map_err(TaskError::from)?;
+        }
     }
     let stops = Arc::new(TableStops::load(&state, &compiled.catalog)?);
     let (renames, dropped) = ddl_history(&state, &compiled)?;
@@ -124,6 +131,7 @@ pub(super) fn run_once(
     };
 
     let guards = {
+        let creating = creating.as_ref().map(|c| c.0.clone());
         let (plan, state, metrics, summary, failure) =
             (plan.clone(), state.clone(), metrics.clone(), summary.clone(), failure.clone());
         let keep_dirty = plan.plan.settings.errors.dirty == crate::plan::config::DirtyMode::Archive;
@@ -155,6 +163,7 @@ pub(super) fn run_once(
                         semantics: plan.plan.settings.semantics,
                         renames: renames.clone(),
                         replay_upto: restore.replay_upto(),
+                        creating: creating.clone(),
                     };
                     let writer = sink.writer(&wcx)?;
                     let skip_upto = writer.committed();
@@ -293,6 +302,11 @@ pub(super) fn run_once(
         }
         (None, None) => {}
     }
+    if let Some(c) = creating.as_ref().filter(|_| !control.stopping()) {
+        // A run that ended on its own leaves every table created (those without rows too); a
+        // stopped one leaves the rest to the next run.
+        c.0.wait(None).map_err(|e| EngineError::Run(e.into()))?;
+    }
     let mut s = summary.lock().expect("summary").clone();
     s.rows_in = metrics.rows_in.load(Ordering::Relaxed);
     s.rows_out = metrics.rows_out.load(Ordering::Relaxed);
@@ -300,4 +314,14 @@ pub(super) fn run_once(
     s.elapsed = started.elapsed();
     s.tables = table_names.into_iter().zip(metrics.per_table.iter().map(|c| c.load(Ordering::Relaxed))).collect();
     Ok(s)
+}
+
+/// The run's table creation beside the load: stopped (its sessions closed) when the run ends,
+/// however it ends.
+struct Creation(Arc<crate::catalog::create::Creating>);
+
+impl Drop for Creation {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }

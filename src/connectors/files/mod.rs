@@ -9,7 +9,7 @@ mod writer;
 pub use writer::{manifest_name, manifest_of, CommitManifest, FilesOptions, FilesWriter, COMMITTED};
 
 use crate::catalog::create::{AdminError, TableAdmin};
-use crate::connector::{SinkConnector, SinkWriter, WriterCtx};
+use crate::connector::{PreparedSink, SinkConnector, SinkWriter, WriterCtx};
 use crate::plan::{Compiled, Section, TargetConfig};
 use crate::runtime::TaskError;
 use crate::store::Store;
@@ -129,7 +129,7 @@ impl SinkConnector for Files {
         at.parse_checked::<FilesTarget>(section, FilesTarget::validate).map(|c| Arc::new(c) as Arc<dyn TargetConfig>)
     }
 
-    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<(), TaskError> {
+    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<PreparedSink, TaskError> {
         // A location that cannot be listed (no such bucket, refused credentials, the service
         // down) fails the run naming the setting, before anything is read.
         let out = open(plan)?;
@@ -147,7 +147,7 @@ impl SinkConnector for Files {
             out.delete_prefix(&manifests).map_err(TaskError::transient)?;
         }
         if !from_scratch {
-            return Ok(());
+            return Ok(PreparedSink::default());
         }
         // The task's output tables go with its state.
         for t in &plan.tables {
@@ -156,7 +156,7 @@ impl SinkConnector for Files {
         }
         out.delete_prefix(".staging").map_err(TaskError::transient)?;
         out.delete_prefix(&format!("{COMMITTED}/{}", plan.plan.settings.task)).map_err(TaskError::transient)?;
-        Ok(())
+        Ok(PreparedSink::default())
     }
 
     fn verify_reader(&self, plan: &Compiled) -> Result<Box<dyn crate::connector::verify::TableReader>, String> {

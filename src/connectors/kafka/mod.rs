@@ -20,7 +20,7 @@ pub mod sink;
 mod source;
 
 use crate::connector::{
-    PreparedSource, SinkConnector, SinkWriter, SourceConnector, SourceCtx, SourcePrepare, WriterCtx,
+    PreparedSink, PreparedSource, SinkConnector, SinkWriter, SourceConnector, SourceCtx, SourcePrepare, WriterCtx,
 };
 use crate::plan::config::{parse_duration_ms, Semantics};
 use crate::plan::{Compiled, DiscoverError, Section, SourceCatalog, SourceConfig, TargetConfig, Wanted};
@@ -116,7 +116,7 @@ impl SinkConnector for KafkaSink {
         Some(Arc::new(c))
     }
 
-    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<(), TaskError> {
+    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<PreparedSink, TaskError> {
         let cfg = config(plan);
         let conn = cfg.connection();
         let err = |e: client::KafkaClientError| {
@@ -142,7 +142,8 @@ impl SinkConnector for KafkaSink {
         }
         let store = plan.plan.settings.state_store().map_err(TaskError::definite)?;
         let state = crate::state::TaskState::new(store, &plan.plan.settings.task);
-        sink::prepare_instance(&state, from_scratch || fresh).map_err(TaskError::transient)
+        sink::prepare_instance(&state, from_scratch || fresh).map_err(TaskError::transient)?;
+        Ok(PreparedSink::default())
     }
 
     fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {

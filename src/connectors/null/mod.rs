@@ -1,6 +1,6 @@
 //! The `null` target: counts and discards (benchmarks measure the engine without a target).
 
-use crate::connector::{SinkConnector, SinkError, SinkWriter, WriterCtx};
+use crate::connector::{PreparedSink, SinkConnector, SinkError, SinkWriter, WriterCtx};
 use crate::plan::{Compiled, Section, TargetConfig};
 use crate::runtime::TaskError;
 use ferry_operators::{Change, TableId};
@@ -36,8 +36,8 @@ impl SinkConnector for Null {
         at.parse::<NullTarget>(section).map(|c| Arc::new(c) as Arc<dyn TargetConfig>)
     }
 
-    fn prepare(&self, _plan: &Compiled, _from_scratch: bool, _fresh: bool) -> Result<(), TaskError> {
-        Ok(())
+    fn prepare(&self, _plan: &Compiled, _from_scratch: bool, _fresh: bool) -> Result<PreparedSink, TaskError> {
+        Ok(PreparedSink::default())
     }
 
     fn writer(&self, _cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {

@@ -22,12 +22,13 @@
 //! `restart` fails the run.
 
 use super::conn::{Db, DbError, SqlTarget};
+use crate::catalog::create::Creating;
 use crate::catalog::{alter, DdlDialect};
 use crate::connector::{SchemaApplier, TableStops};
 use crate::plan::config::WriteErrorPolicy;
 use crate::plan::Compiled;
 use crate::runtime::fault::Fault;
-use crate::runtime::sink_runtime;
+use crate::runtime::{sink_runtime, TaskError};
 use crate::state::{AppliedChange, AppliedDdl, TaskState};
 use ferry_operators::SchemaEvent;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct DdlApplier {
     /// are not written again either). At-least-once rewrites a replayed epoch's rows, so its
     /// DDL runs again after them (a no-op where the target has the change; `TRUNCATE` again).
     exactly_once: bool,
+    /// Target tables still being created beside the load: a table's change waits for it.
+    creating: Option<Arc<Creating>>,
 }
 
 /// Why a change did not reach the target.
@@ -67,7 +70,13 @@ impl DdlApplier {
         let dialect = DdlDialect::of_plan(&plan).ok_or("the target has no DDL dialect")?;
         let applied = state.ddl_applied().map_err(|e| format!("schema changes applied so far: {e}"))?;
         let exactly_once = plan.plan.settings.semantics == crate::plan::config::Semantics::ExactlyOnce;
-        Ok(DdlApplier { plan, target, dialect, state, stops, db: None, applied, exactly_once })
+        Ok(DdlApplier { plan, target, dialect, state, stops, db: None, applied, exactly_once, creating: None })
+    }
+
+    /// With the tables being created beside the load, if any.
+    pub fn waiting_for(mut self, creating: Option<Arc<Creating>>) -> DdlApplier {
+        self.creating = creating;
+        self
     }
 
     async fn session(&mut self) -> Result<&mut Db, DbError> {
@@ -182,7 +191,12 @@ impl DdlApplier {
 }
 
 impl SchemaApplier for DdlApplier {
-    fn apply(&mut self, epoch: u64, events: &[SchemaEvent]) -> Result<(), String> {
-        DdlApplier::apply(self, epoch, events)
+    fn apply(&mut self, epoch: u64, events: &[SchemaEvent]) -> Result<(), TaskError> {
+        // A table still being created beside the load is waited for; one the target refused
+        // to create fails the run for good.
+        if let Some(c) = &self.creating {
+            events.iter().try_for_each(|e| c.wait(Some(e.table))).map_err(TaskError::from)?;
+        }
+        DdlApplier::apply(self, epoch, events).map_err(TaskError::transient)
     }
 }

@@ -29,7 +29,7 @@ pub use writer::SqlWriter;
 pub mod ddl;
 
 use crate::catalog::create::{ensure_on_run, AdminError, TableAdmin};
-use crate::connector::{SchemaApplier, SinkConnector, SinkWriter, WriterCtx};
+use crate::connector::{PreparedSink, SchemaApplier, SinkConnector, SinkWriter, WriterCtx};
 use crate::plan::{Compiled, Section, TargetConfig};
 use crate::runtime::{sink_runtime, TaskError};
 use conn::{Db, DbError};
@@ -105,9 +105,10 @@ impl SinkConnector for Sql {
 
     /// Checks the target before the workers start: it is reachable, the progress table exists
     /// (created if missing), every table with a fixed target name exists (created when missing,
-    /// by the plan's `target_tables` strategy); a `--from-scratch` run (or a task with no state
-    /// yet) forgets the task's progress rows.
-    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<(), TaskError> {
+    /// by the plan's `target_tables` strategy: many of them beside the load, see
+    /// `catalog::create`); a `--from-scratch` run (or a task with no state yet) forgets the
+    /// task's progress rows.
+    fn prepare(&self, plan: &Compiled, from_scratch: bool, fresh: bool) -> Result<PreparedSink, TaskError> {
         let t = target(plan);
         let rt = sink_runtime();
         let mut db = rt.block_on(t.connect()).map_err(start_failure)?;
@@ -116,10 +117,7 @@ impl SinkConnector for Sql {
             rt.block_on(t.forget(&mut db, &plan.plan.settings.task)).map_err(start_failure)?;
         }
         let mut admin = SqlAdmin { target: t, db };
-        let missing = ensure_on_run(plan, &mut admin).map_err(|e| match e {
-            AdminError::Unreachable(m) => TaskError::transient(format!("target: {m}")),
-            AdminError::Refused(m) => TaskError::definite(format!("target: {m}")),
-        })?;
+        let (missing, creating) = ensure_on_run(plan, &mut admin).map_err(TaskError::from)?;
         if !missing.is_empty() {
             let them = if missing.len() == 1 { "it" } else { "them" };
             return Err(TaskError::definite(format!(
@@ -128,7 +126,7 @@ impl SinkConnector for Sql {
                 missing.join(", ")
             )));
         }
-        Ok(())
+        Ok(PreparedSink { creating })
     }
 
     fn writer(&self, cx: &WriterCtx) -> Result<Box<dyn SinkWriter>, TaskError> {
@@ -137,7 +135,8 @@ impl SinkConnector for Sql {
 
     fn schema_applier(&self, cx: &WriterCtx) -> Result<Option<Box<dyn SchemaApplier>>, TaskError> {
         let a = ddl::DdlApplier::new(cx.plan.clone(), target(&cx.plan), cx.state.clone(), cx.stops.clone())
-            .map_err(TaskError::transient)?;
+            .map_err(TaskError::transient)?
+            .waiting_for(cx.creating.clone());
         Ok(Some(Box::new(a)))
     }
 

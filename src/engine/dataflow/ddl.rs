@@ -14,7 +14,7 @@
 //! ```
 
 use crate::connector::SchemaApplier;
-use crate::runtime::{Failure, TaskError};
+use crate::runtime::Failure;
 use ferry_operators::SchemaEvent;
 use std::collections::BTreeMap;
 use timely::container::CapacityContainerBuilder;
@@ -54,7 +54,7 @@ pub fn ddl<'s>(
                     // The epoch stays held: no sink writes a row after a DDL that did not run.
                     held.insert(epoch, (cap, events));
                     failed = true;
-                    failure.report(TaskError::transient(e));
+                    failure.report(e);
                     return;
                 }
             }

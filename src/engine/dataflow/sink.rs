@@ -41,6 +41,14 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
+/// A commit that failed: the run restarts, unless the writer says a restart cannot help.
+fn commit_failure(err: SinkError) -> TaskError {
+    match err {
+        SinkError::Fatal(e) => TaskError::definite(format!("commit: {e}")),
+        other => TaskError::transient(format!("commit: {other}")),
+    }
+}
+
 /// Retries a transient sink error a few times with backoff before failing the run (a failure
 /// the task restarts from).
 fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Result<(), TaskError> {
@@ -218,7 +226,7 @@ pub fn sink<'s>(
                     }
                     if writer.commits_later() {
                         if let Err(err) = writer.start_commit(e) {
-                            fail(TaskError::transient(format!("commit: {err}")));
+                            fail(commit_failure(err));
                             return;
                         }
                         let cap = pending.remove(&e).expect("pending");
@@ -240,7 +248,7 @@ pub fn sink<'s>(
                         Ok(Some(done)) => committing.retain(|&e, _| e > done),
                         Ok(None) => {}
                         Err(err) => {
-                            fail(TaskError::transient(format!("commit: {err}")));
+                            fail(commit_failure(err));
                             return;
                         }
                     }

@@ -30,6 +30,8 @@ pub(super) struct IoTask {
     pub(super) _ended: std::sync::mpsc::SyncSender<()>,
     /// A `COPY` the next batches of the same table join (exactly-once, PostgreSQL).
     pub(super) copy: Option<OpenCopy>,
+    /// Target tables still being created beside the load: a batch waits for its table.
+    pub(super) creating: Option<Arc<Creating>>,
 }
 
 /// Rows an open `COPY` takes, at most, before it ends: they are kept until it ends, since a
@@ -130,6 +132,10 @@ impl IoTask {
                     if self.failed.get().is_some() {
                         continue;
                     }
+                    if let Err(e) = self.created(table.id).await {
+                        self.failed.set(e);
+                        continue;
+                    }
                     if let Err(e) = self.batch(&table, rows, stmts).await {
                         self.fail(e);
                     }
@@ -151,6 +157,21 @@ impl IoTask {
         }
         if let Some(Db::My(c)) = self.db.take() {
             let _ = c.disconnect().await;
+        }
+    }
+
+    /// Waits until table `id` exists, when it is being created beside the load (checking
+    /// every 100 ms whether the writer was dropped meanwhile).
+    async fn created(&self, id: TableId) -> Result<(), String> {
+        let Some(c) = &self.creating else { return Ok(()) };
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(100), c.ready(id)).await {
+                Ok(r) => return r.map_err(|e| format!("target: {e}")),
+                Err(_) if self.stop.load(std::sync::atomic::Ordering::SeqCst) => {
+                    return Err("the target writer stopped".into())
+                }
+                Err(_) => {}
+            }
         }
     }
 

@@ -27,6 +27,7 @@
 
 use super::conn::{Db, DbError, SqlTarget};
 use super::encode::{Dialect, EncodeError};
+use crate::catalog::create::{AdminError, Creating};
 use crate::catalog::types::{plan_value_rules, ValueRule};
 use crate::connector::{SinkError, SinkWriter, TableStops, WriterCtx};
 use crate::plan::config::{Semantics, WriteErrorPolicy, WriteMode};
@@ -236,6 +237,9 @@ pub struct SqlWriter {
     /// Column renames the target took (`from`, `to`), per table, in order: a row's column
     /// keeps its name from the start of the run, the target's has the new one.
     renames: HashMap<TableId, Vec<(String, String)>>,
+    /// Target tables still being created beside the load: the I/O task waits for a table
+    /// before its first batch; a failure to create one fails the run at the next commit.
+    creating: Option<Arc<Creating>>,
 }
 
 impl SqlWriter {
@@ -275,6 +279,7 @@ impl SqlWriter {
             stop: stop.clone(),
             _ended: ended_tx,
             copy: None,
+            creating: cx.creating.clone(),
         };
         let task = rt.spawn(io.run(rx));
         Ok(SqlWriter {
@@ -295,6 +300,7 @@ impl SqlWriter {
             committed,
             replies: std::collections::VecDeque::new(),
             renames: cx.renames.clone(),
+            creating: cx.creating.clone(),
         })
     }
 
@@ -342,9 +348,33 @@ impl SqlWriter {
     fn send(&mut self, cmd: Cmd) -> Result<(), SinkError> {
         let tx = self.tx.as_ref().expect("open until drop");
         if tx.blocking_send(cmd).is_err() {
-            return Err(SinkError::Restart(self.failed.get().unwrap_or_else(|| "the target writer stopped".into())));
+            return Err(self.stopped());
         }
         Ok(())
+    }
+
+    /// The I/O task stopped: why.
+    fn stopped(&self) -> SinkError {
+        self.failure(self.failed.get().unwrap_or_else(|| "the target writer stopped".into()))
+    }
+
+    /// A failure of the I/O task (`msg`): the run restarts, unless a target table could not
+    /// be created (a statement the target refuses fails it for good).
+    fn failure(&self, msg: String) -> SinkError {
+        match self.creating.as_ref().and_then(|c| c.failure()) {
+            Some(AdminError::Refused(m)) => SinkError::Fatal(format!("target: {m}")),
+            Some(AdminError::Unreachable(m)) if msg.is_empty() => SinkError::Restart(format!("target: {m}")),
+            _ => SinkError::Restart(msg),
+        }
+    }
+
+    /// A commit fails at once when a target table could not be created (one no row went to
+    /// yet included).
+    fn check_creation(&self) -> Result<(), SinkError> {
+        match self.creating.as_ref().and_then(|c| c.failure()) {
+            Some(_) => Err(self.failure(String::new())),
+            None => Ok(()),
+        }
     }
 
     fn flush_all(&mut self) -> Result<(), SinkError> {
@@ -418,7 +448,7 @@ impl SinkWriter for SqlWriter {
     fn write_owned(&mut self, _epoch: u64, change: Change) -> Result<(), (SinkError, Change)> {
         let table = change.table;
         if let Some(msg) = self.failed.get() {
-            return Err((SinkError::Restart(msg), change));
+            return Err((self.failure(msg), change));
         }
         // A stopped table's changes still go through the batch and the I/O task, which
         // archives them: in order with the ones already on their way.
@@ -471,6 +501,7 @@ impl SinkWriter for SqlWriter {
     }
 
     fn commit(&mut self, epoch: u64) -> Result<(), SinkError> {
+        self.check_creation()?;
         self.flush_all()?;
         let (reply, rx) = std::sync::mpsc::sync_channel(1);
         self.send(Cmd::Commit { epoch, reply })?;
@@ -481,12 +512,13 @@ impl SinkWriter for SqlWriter {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(SinkError::Restart(e)),
-            Err(_) => Err(SinkError::Restart(self.failed.get().unwrap_or_else(|| "the target writer stopped".into()))),
+            Ok(Err(e)) => Err(self.failure(e)),
+            Err(_) => Err(self.stopped()),
         }
     }
 
     fn start_commit(&mut self, epoch: u64) -> Result<(), SinkError> {
+        self.check_creation()?;
         self.flush_all()?;
         let (reply, rx) = std::sync::mpsc::sync_channel(1);
         self.send(Cmd::Commit { epoch, reply })?;
@@ -505,13 +537,9 @@ impl SinkWriter for SqlWriter {
                     }
                     self.replies.pop_front();
                 }
-                Ok(Err(e)) => return Err(SinkError::Restart(e)),
+                Ok(Err(e)) => return Err(self.failure(e)),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return Err(SinkError::Restart(
-                        self.failed.get().unwrap_or_else(|| "the target writer stopped".into()),
-                    ))
-                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(self.stopped()),
             }
         }
         Ok(done)
