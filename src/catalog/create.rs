@@ -508,3 +508,109 @@ fn create_each<'a>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A session that records the statements it runs, refuses the one naming `refuse`, panics
+    /// on the one naming `panic_on`, and takes `pause` for each.
+    #[derive(Clone, Default)]
+    struct Session {
+        ran: Arc<Mutex<Vec<String>>>,
+        refuse: Option<&'static str>,
+        panic_on: Option<&'static str>,
+        pause: Duration,
+    }
+
+    impl TableAdmin for Session {
+        fn table_exists(&mut self, _database: &str, _table: &str) -> Result<bool, AdminError> {
+            Ok(false)
+        }
+        fn execute(&mut self, statement: &str) -> Result<(), AdminError> {
+            std::thread::sleep(self.pause);
+            let names = |t: Option<&str>| t.is_some_and(|t| statement.contains(&format!(".{t} ")));
+            assert!(!names(self.panic_on), "a bug in a creation session");
+            if names(self.refuse) {
+                return Err(AdminError::Refused("relation already exists".into()));
+            }
+            self.ran.lock().unwrap().push(statement.to_string());
+            Ok(())
+        }
+    }
+
+    fn tables(n: u32) -> Vec<ToCreate> {
+        (0..n)
+            .map(|i| ToCreate {
+                id: i,
+                name: format!("d.t{i}"),
+                ddl: TableDdl {
+                    source: format!("s.t{i}"),
+                    database: "d".into(),
+                    table: format!("t{i}"),
+                    statements: vec![format!("CREATE TABLE d.t{i} (id int)")],
+                    file: None,
+                    columns: Vec::new(),
+                },
+            })
+            .collect()
+    }
+
+    fn start(n: u32, s: &Session) -> Arc<Creating> {
+        let sessions: [Box<dyn TableAdmin + Send>; 2] = [Box::new(s.clone()), Box::new(s.clone())];
+        Creating::start(n as usize + 3, tables(n), sessions, HashSet::new()).expect("started")
+    }
+
+    #[test]
+    fn every_table_is_ready_once_its_session_created_it_and_tables_not_being_created_are_ready_at_once() {
+        let s = Session { pause: Duration::from_millis(1), ..Session::default() };
+        let c = start(40, &s);
+        // Ids 40..43 are the plan's tables that existed already.
+        assert!(c.is_ready(Some(41)).unwrap());
+        crate::runtime::sink_runtime().block_on(c.ready(39)).unwrap();
+        c.wait(None).unwrap();
+        assert!((0..43).all(|id| c.is_ready(Some(id)).unwrap()));
+        assert_eq!(s.ran.lock().unwrap().len(), 40);
+        c.finish();
+        assert!(c.failure().is_none(), "{:?}", c.failure());
+    }
+
+    #[test]
+    fn a_refused_table_fails_its_waiters_and_every_wait_for_all_but_not_the_tables_created_before() {
+        let s = Session { refuse: Some("t7"), ..Session::default() };
+        let c = start(40, &s);
+        let e = c.wait(Some(7)).unwrap_err();
+        assert!(matches!(&e, AdminError::Refused(m) if m.contains("creating target table d.t7")), "{e:?}");
+        assert!(c.wait(None).is_err());
+        let e = crate::runtime::sink_runtime().block_on(c.ready(39)).unwrap_err();
+        assert!(matches!(e, AdminError::Refused(_)), "{e:?}");
+        c.finish();
+        let ran = s.ran.lock().unwrap().clone();
+        assert!(ran.iter().any(|r| r.contains(".t5 ")), "t5 comes before t7 in the same session: {ran:?}");
+        assert!(c.is_ready(Some(5)).unwrap(), "a table created before the failure stays ready");
+        assert!(!ran.iter().any(|r| r.contains(".t39 ")), "the sessions stop at a failure: {ran:?}");
+    }
+
+    #[test]
+    fn a_session_that_panics_fails_the_creation_instead_of_leaving_its_waiters_waiting() {
+        let s = Session { panic_on: Some("t3"), ..Session::default() };
+        let c = start(40, &s);
+        let e = c.wait(Some(3)).unwrap_err();
+        assert!(matches!(&e, AdminError::Refused(m) if m.contains("a bug")), "{e:?}");
+        c.finish();
+    }
+
+    #[test]
+    fn finish_stops_the_sessions_between_tables_and_the_tables_left_fail_their_waiters() {
+        let s = Session { pause: Duration::from_millis(5), ..Session::default() };
+        let c = start(400, &s);
+        c.finish();
+        let created = s.ran.lock().unwrap().len();
+        assert!(created < 400, "finish returned after all {created} tables");
+        let e = c.wait(None).unwrap_err();
+        assert!(matches!(e, AdminError::Unreachable(_)), "{e:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(s.ran.lock().unwrap().len(), created, "no table is created after finish returned");
+    }
+}
