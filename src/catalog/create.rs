@@ -497,6 +497,10 @@ fn create_each<'a>(
         if creating.is_some_and(|c| c.stop.load(Ordering::Acquire) || c.failure.get().is_some()) {
             return Ok(());
         }
+        if let Some(d) = creating.and(crate::runtime::fault::Fault::CreateDelay.delay()) {
+            // Tests: a kill lands while the tables are created.
+            std::thread::sleep(d);
+        }
         run_ddl(db, &t.ddl, namespaces).map_err(|e| match e {
             AdminError::Refused(m) => AdminError::Refused(format!("creating target table {}: {m}", t.name)),
             other => other,

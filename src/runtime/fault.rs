@@ -6,6 +6,7 @@
 //! | [`Fault::ChunkDelay`] | `FERRY_FAULT_CHUNK_DELAY_MS` | each snapshot chunk read waits this long first (a kill lands mid-snapshot) |
 //! | [`Fault::ManifestDelay`] | `FERRY_FAULT_MANIFEST_DELAY_MS` | the coordinator waits before each manifest (sinks commit epochs no manifest covers yet) |
 //! | [`Fault::DdlCrash`] | `FERRY_FAULT_DDL_CRASH` | the process aborts after a target DDL ran, before its record |
+//! | [`Fault::CreateDelay`] | `FERRY_FAULT_CREATE_DELAY_MS` | each target table created beside the load waits this long first (a kill lands while tables are created) |
 //! | [`Fault::StoreCrash`] | `FERRY_FAULT_STORE_CRASH` | the process aborts before its n-th object write or delete (state store, files target, archive); `<n>:<text>` counts only those whose path contains `text` |
 
 use std::sync::OnceLock;
@@ -22,6 +23,8 @@ pub enum Fault {
     DdlCrash,
     /// Abort before the n-th write or delete of an object.
     StoreCrash,
+    /// Delay before each target table created beside the load.
+    CreateDelay,
 }
 
 impl Fault {
@@ -31,12 +34,13 @@ impl Fault {
             Fault::ManifestDelay => "FERRY_FAULT_MANIFEST_DELAY_MS",
             Fault::DdlCrash => "FERRY_FAULT_DDL_CRASH",
             Fault::StoreCrash => "FERRY_FAULT_STORE_CRASH",
+            Fault::CreateDelay => "FERRY_FAULT_CREATE_DELAY_MS",
         }
     }
 
     fn value(self) -> Option<&'static str> {
-        static VALUES: OnceLock<[Option<String>; 4]> = OnceLock::new();
-        let all = [Fault::ChunkDelay, Fault::ManifestDelay, Fault::DdlCrash, Fault::StoreCrash];
+        static VALUES: OnceLock<[Option<String>; 5]> = OnceLock::new();
+        let all = [Fault::ChunkDelay, Fault::ManifestDelay, Fault::DdlCrash, Fault::StoreCrash, Fault::CreateDelay];
         let values = VALUES.get_or_init(|| all.map(|f| std::env::var(f.variable()).ok()));
         values[all.iter().position(|f| *f == self).expect("listed")].as_deref()
     }
