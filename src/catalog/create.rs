@@ -26,7 +26,7 @@ use crate::plan::Settings;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Why a target statement failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -246,9 +246,11 @@ fn failed(e: AdminError) -> Result<Outcome, CreateError> {
 
 /// Before a run: creates the missing target tables whose strategy is `create` (when
 /// `target_tables.create_on_run`); returns the missing ones it did not create. At least
-/// `PARALLEL_CREATE_MIN` of them, when every other table exists or is created and two more
-/// sessions open, are created beside the load (those of a plan's own DDL file before it): the returned [`Creating`] says when each is there (a run that cannot
-/// load beside it, a cluster's, waits for all of them with [`Creating::wait`]).
+/// `PARALLEL_CREATE_MIN` of them, when two more sessions open, are created by those two
+/// (those of a plan's own DDL file before, by this one): beside the load when every other
+/// table exists or is created, and the returned [`Creating`] says when each is there (a run
+/// that cannot load beside it, a cluster's, waits for all of them with [`Creating::wait`]);
+/// otherwise before this returns.
 pub fn ensure_on_run(
     plan: &Compiled,
     db: &mut dyn TableAdmin,
@@ -281,14 +283,12 @@ pub fn ensure_on_run(
         }
     }
     let mut namespaces = HashSet::new();
-    let many = to_create.len() >= PARALLEL_CREATE_MIN;
-    // Beside the load only when the run will start: with a table missing it ends here.
-    let sessions = if many && missing.is_empty() { db.another().and_then(|a| Some((a, db.another()?))) } else { None };
-    let other = if many && sessions.is_none() { db.another() } else { None };
-    if sessions.is_none() && other.is_none() {
+    let sessions =
+        if to_create.len() >= PARALLEL_CREATE_MIN { db.another().and_then(|a| Some((a, db.another()?))) } else { None };
+    let Some((a, b)) = sessions else {
         create_each(db, &to_create, &mut namespaces, None)?;
         return Ok((missing, None));
-    }
+    };
     // Databases/schemas first, once each; then the tables alternately in two sessions.
     for t in &to_create {
         if let Some(first) = t.ddl.statements.first().filter(|s| is_namespace(s)) {
@@ -297,29 +297,19 @@ pub fn ensure_on_run(
             }
         }
     }
-    if let Some((a, b)) = sessions {
-        // A table of the plan's own DDL file may lock another (a foreign key's parent) that a
-        // writer's open transaction holds: those are created before the workers.
-        let (own, generated): (Vec<ToCreate>, Vec<ToCreate>) =
-            to_create.into_iter().partition(|t| t.ddl.file.is_some());
-        create_each(db, &own, &mut namespaces, None)?;
-        let creating = Creating::start(plan.tables.len(), generated, [a, b], namespaces)?;
-        return Ok((missing, Some(creating)));
+    // A table of the plan's own DDL file may lock another (a foreign key's parent) that a
+    // writer's open transaction holds: those are created before the workers.
+    let (own, generated): (Vec<ToCreate>, Vec<ToCreate>) = to_create.into_iter().partition(|t| t.ddl.file.is_some());
+    create_each(db, &own, &mut namespaces, None)?;
+    let creating = Creating::start(plan.tables.len(), generated, [a, b], namespaces)?;
+    if !missing.is_empty() {
+        // The run ends here (a table is missing that it may not create): not beside a load.
+        let created = creating.wait(None);
+        creating.finish();
+        created?;
+        return Ok((missing, None));
     }
-    let mut other = other.expect("a second session");
-    let mut their_namespaces = namespaces.clone();
-    std::thread::scope(|scope| {
-        let (other, to_create) = (&mut other, &to_create);
-        let theirs = scope.spawn(move || {
-            create_each(other.as_mut(), to_create.iter().skip(1).step_by(2), &mut their_namespaces, None)
-        });
-        let mine = create_each(db, to_create.iter().step_by(2), &mut namespaces, None);
-        let theirs = theirs
-            .join()
-            .unwrap_or_else(|_| Err(AdminError::Refused("creating target tables: a session panicked".into())));
-        mine.and(theirs)
-    })?;
-    Ok((missing, None))
+    Ok((missing, Some(creating)))
 }
 
 /// A missing table to create: its plan table id, target name and DDL.
@@ -341,11 +331,8 @@ pub struct Creating {
     failure: OnceLock<AdminError>,
     /// Set by [`Creating::finish`]: the sessions create no further table.
     stop: AtomicBool,
-    /// Wakes async waiters after each table and on a failure.
+    /// Wakes the waiters after each table and on a failure.
     woken: tokio::sync::Notify,
-    /// Wakes blocking waiters likewise.
-    lock: Mutex<()>,
-    cond: Condvar,
     sessions: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -374,8 +361,6 @@ impl Creating {
             failure: OnceLock::new(),
             stop: AtomicBool::new(false),
             woken: tokio::sync::Notify::new(),
-            lock: Mutex::new(()),
-            cond: Condvar::new(),
             sessions: Mutex::new(Vec::new()),
         });
         tracing::info!(tables = tables.len(), "creating the missing target tables beside the load, in two sessions");
@@ -419,8 +404,6 @@ impl Creating {
 
     fn wake(&self) {
         self.woken.notify_waiters();
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.cond.notify_all();
     }
 
     /// Whether table `id` (`None`: every table) exists: `Ok(false)` while it is being created,
@@ -442,28 +425,23 @@ impl Creating {
         self.failure.get().cloned()
     }
 
-    /// Waits until table `id` exists (or creating it failed).
-    pub async fn ready(&self, id: u32) -> Result<(), AdminError> {
+    /// Waits until table `id` (`None`: every table) exists, or creating it failed.
+    pub async fn ready(&self, id: Option<u32>) -> Result<(), AdminError> {
         loop {
             let woken = self.woken.notified();
             tokio::pin!(woken);
+            // Registered before the check: a table created in between still wakes it.
             woken.as_mut().enable();
-            if self.is_ready(Some(id))? {
+            if self.is_ready(id)? {
                 return Ok(());
             }
             woken.await;
         }
     }
 
-    /// Blocks until table `id` (`None`: every table) exists, or creating it failed.
+    /// [`Creating::ready`] for a thread outside the async runtimes.
     pub fn wait(&self, id: Option<u32>) -> Result<(), AdminError> {
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if self.is_ready(id)? {
-                return Ok(());
-            }
-            guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner());
-        }
+        crate::runtime::sink_runtime().block_on(self.ready(id))
     }
 
     /// Ends the creation: the sessions create no further table (waiters of the tables left
@@ -572,7 +550,7 @@ mod tests {
         let c = start(40, &s);
         // Ids 40..43 are the plan's tables that existed already.
         assert!(c.is_ready(Some(41)).unwrap());
-        crate::runtime::sink_runtime().block_on(c.ready(39)).unwrap();
+        crate::runtime::sink_runtime().block_on(c.ready(Some(39))).unwrap();
         c.wait(None).unwrap();
         assert!((0..43).all(|id| c.is_ready(Some(id)).unwrap()));
         assert_eq!(s.ran.lock().unwrap().len(), 40);
@@ -587,7 +565,7 @@ mod tests {
         let e = c.wait(Some(7)).unwrap_err();
         assert!(matches!(&e, AdminError::Refused(m) if m.contains("creating target table d.t7")), "{e:?}");
         assert!(c.wait(None).is_err());
-        let e = crate::runtime::sink_runtime().block_on(c.ready(39)).unwrap_err();
+        let e = crate::runtime::sink_runtime().block_on(c.ready(Some(39))).unwrap_err();
         assert!(matches!(e, AdminError::Refused(_)), "{e:?}");
         c.finish();
         let ran = s.ran.lock().unwrap().clone();

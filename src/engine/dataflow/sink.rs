@@ -41,11 +41,12 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::StreamVec;
 use timely::progress::frontier::MutableAntichain;
 
-/// A commit that failed: the run restarts, unless the writer says a restart cannot help.
-fn commit_failure(err: SinkError) -> TaskError {
+/// A sink error that ends the run (`what` failed): it restarts, unless the writer says a
+/// restart cannot help.
+fn run_failure(what: &str, err: SinkError) -> TaskError {
     match err {
-        SinkError::Fatal(e) => TaskError::definite(format!("commit: {e}")),
-        other => TaskError::transient(format!("commit: {other}")),
+        SinkError::Fatal(e) => TaskError::definite(format!("{what}: {e}")),
+        other => TaskError::transient(format!("{what}: {other}")),
     }
 }
 
@@ -56,14 +57,12 @@ fn with_retry(what: &str, mut f: impl FnMut() -> Result<(), SinkError>) -> Resul
     for attempt in 1..=5 {
         match f() {
             Ok(()) => return Ok(()),
-            Err(SinkError::Restart(e)) => return Err(TaskError::transient(format!("{what}: {e}"))),
-            Err(SinkError::Fatal(e)) => return Err(TaskError::definite(format!("{what}: {e}"))),
             Err(SinkError::Transient(e)) if attempt < 5 => {
                 tracing::warn!(attempt, error = %crate::secrets::redact(&e), "{what} failed, retrying");
                 std::thread::sleep(delay);
                 delay *= 2;
             }
-            Err(e) => return Err(TaskError::transient(format!("{what}: {e}"))),
+            Err(e) => return Err(run_failure(what, e)),
         }
     }
     unreachable!("the last attempt returns")
@@ -226,7 +225,7 @@ pub fn sink<'s>(
                     }
                     if writer.commits_later() {
                         if let Err(err) = writer.start_commit(e) {
-                            fail(commit_failure(err));
+                            fail(run_failure("commit", err));
                             return;
                         }
                         let cap = pending.remove(&e).expect("pending");
@@ -248,7 +247,7 @@ pub fn sink<'s>(
                         Ok(Some(done)) => committing.retain(|&e, _| e > done),
                         Ok(None) => {}
                         Err(err) => {
-                            fail(commit_failure(err));
+                            fail(run_failure("commit", err));
                             return;
                         }
                     }

@@ -165,7 +165,7 @@ impl IoTask {
     async fn created(&self, id: TableId) -> Result<(), String> {
         let Some(c) = &self.creating else { return Ok(()) };
         loop {
-            match tokio::time::timeout(std::time::Duration::from_millis(100), c.ready(id)).await {
+            match tokio::time::timeout(std::time::Duration::from_millis(100), c.ready(Some(id))).await {
                 Ok(r) => return r.map_err(|e| format!("target: {e}")),
                 Err(_) if self.stop.load(std::sync::atomic::Ordering::SeqCst) => {
                     return Err("the target writer stopped".into())

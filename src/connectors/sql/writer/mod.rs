@@ -361,20 +361,25 @@ impl SqlWriter {
     /// A failure of the I/O task (`msg`): the run restarts, unless a target table could not
     /// be created (a statement the target refuses fails it for good).
     fn failure(&self, msg: String) -> SinkError {
-        match self.creating.as_ref().and_then(|c| c.failure()) {
-            Some(AdminError::Refused(m)) => SinkError::Fatal(format!("target: {m}")),
-            Some(AdminError::Unreachable(m)) if msg.is_empty() => SinkError::Restart(format!("target: {m}")),
+        match self.creation_failed() {
+            Some(fatal @ SinkError::Fatal(_)) => fatal,
             _ => SinkError::Restart(msg),
         }
+    }
+
+    /// A failed creation of a target table beside the load: refused, the run fails for good;
+    /// a lost session, it restarts.
+    fn creation_failed(&self) -> Option<SinkError> {
+        self.creating.as_ref()?.failure().map(|e| match e {
+            AdminError::Refused(m) => SinkError::Fatal(format!("target: {m}")),
+            AdminError::Unreachable(m) => SinkError::Restart(format!("target: {m}")),
+        })
     }
 
     /// A commit fails at once when a target table could not be created (one no row went to
     /// yet included).
     fn check_creation(&self) -> Result<(), SinkError> {
-        match self.creating.as_ref().and_then(|c| c.failure()) {
-            Some(_) => Err(self.failure(String::new())),
-            None => Ok(()),
-        }
+        self.creation_failed().map_or(Ok(()), Err)
     }
 
     fn flush_all(&mut self) -> Result<(), SinkError> {
