@@ -5,6 +5,8 @@ mod common;
 
 use common::mysql::*;
 use common::*;
+use ferry::plan::Wanted;
+use ferry_operators::TableName;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -653,7 +655,9 @@ fn discovery_describes_only_the_databases_holding_selected_tables() {
     let found = ferry::runtime::io_runtime().block_on(async {
         let mut conn = discover::connect(&opts).await.unwrap();
         // Wants disc_keep.a and (by name) the view; not disc_keep.b, nor anything else.
-        discover::discover(&mut conn, &|t| t.database == "disc_keep" && t.table != "b").await.unwrap()
+        let everywhere = |_: &str| true;
+        let wanted = |t: &TableName| t.database == "disc_keep" && t.table != "b";
+        discover::discover(&mut conn, Wanted::new(&wanted, &everywhere)).await.unwrap()
     });
     let names: Vec<String> = found.catalog.tables.iter().map(|t| t.name.to_string()).collect();
     assert_eq!(names, ["disc_keep.a"], "a view is no table, and unwanted tables are left out");
@@ -665,9 +669,22 @@ fn discovery_describes_only_the_databases_holding_selected_tables() {
     // Nothing wanted: nothing described, and no error (the plan reports the empty selection).
     let none = ferry::runtime::io_runtime().block_on(async {
         let mut conn = discover::connect(&opts).await.unwrap();
-        discover::discover(&mut conn, &|_| false).await.unwrap()
+        discover::discover(&mut conn, Wanted::new(&|_: &TableName| false, &|_: &str| true)).await.unwrap()
     });
     assert!(none.catalog.tables.is_empty());
+    // Databases the selection cannot reach are not listed at all: every table wanted, but
+    // only `disc_keep` may hold one.
+    let kept = ferry::runtime::io_runtime().block_on(async {
+        let mut conn = discover::connect(&opts).await.unwrap();
+        discover::discover(&mut conn, Wanted::new(&|_: &TableName| true, &|db: &str| db == "disc_keep")).await.unwrap()
+    });
+    let names: Vec<String> = kept.catalog.tables.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["disc_keep.a", "disc_keep.b"], "only the reachable database is listed");
+    let none = ferry::runtime::io_runtime().block_on(async {
+        let mut conn = discover::connect(&opts).await.unwrap();
+        discover::discover(&mut conn, Wanted::new(&|_: &TableName| true, &|_: &str| false)).await.unwrap()
+    });
+    assert!(none.catalog.tables.is_empty(), "no reachable database: nothing listed");
 }
 
 /// Applies an append log with `_op` and `_pos` (the source position) in order: the rows left,

@@ -68,8 +68,14 @@ pub(crate) struct Selection {
 impl Selection {
     /// From a checked plan (its patterns compile).
     pub(crate) fn new(tables: &TableSelection) -> Selection {
-        let re = |p: &String| Regex::new(&format!("^(?:{p})$")).expect("checked regex");
+        let re = |p: &String| Regex::new(&anchored(p)).expect("checked regex");
         Selection { include: tables.include.iter().map(re).collect(), exclude: tables.exclude.iter().map(re).collect() }
+    }
+
+    /// Which databases may hold a taken `db.table`: for discovery, to skip the others
+    /// before listing their tables.
+    pub(crate) fn database_filter(&self) -> DatabaseFilter {
+        DatabaseFilter::new(self.include.iter().map(|r| r.as_str()))
     }
 
     /// Whether `db.table` is taken.
@@ -88,6 +94,63 @@ impl Selection {
         let any = |rs: &[Regex]| names.iter().any(|n| rs.iter().any(|r| r.is_match(n)));
         any(&self.include) && !any(&self.exclude)
     }
+}
+
+/// A selection pattern as it matches: the whole name.
+fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+/// Whether a database may hold a table some include pattern takes: whether `db.` is the
+/// start of a name one of the (anchored) patterns can match. Each pattern runs as a lazy DFA
+/// over the prefix; a database is left out only when every pattern's automaton is dead after
+/// `db.` (no name that starts so can match it). Exclusions are not consulted (a database may
+/// hold a table no exclusion takes), and an automaton that cannot tell (one it gives up on)
+/// keeps the database.
+pub(crate) struct DatabaseFilter {
+    dfas: Vec<Option<(regex_automata::hybrid::dfa::DFA, std::cell::RefCell<regex_automata::hybrid::dfa::Cache>)>>,
+}
+
+impl DatabaseFilter {
+    /// From anchored include patterns (as [`Selection`] keeps them).
+    fn new<'a>(patterns: impl Iterator<Item = &'a str>) -> Self {
+        let dfas = patterns
+            .map(|p| {
+                let dfa = regex_automata::hybrid::dfa::DFA::new(p).ok()?;
+                let cache = std::cell::RefCell::new(dfa.create_cache());
+                Some((dfa, cache))
+            })
+            .collect();
+        DatabaseFilter { dfas }
+    }
+
+    /// Whether `db` may hold a taken table.
+    pub(crate) fn may_hold(&self, db: &str) -> bool {
+        self.dfas.iter().any(|d| match d {
+            None => true,
+            Some((dfa, cache)) => prefix_may_match(dfa, &mut cache.borrow_mut(), format!("{db}.").as_bytes()),
+        })
+    }
+}
+
+/// Whether some haystack starting with `prefix` may match the anchored `dfa` (`true` when the
+/// automaton cannot tell).
+fn prefix_may_match(
+    dfa: &regex_automata::hybrid::dfa::DFA,
+    cache: &mut regex_automata::hybrid::dfa::Cache,
+    prefix: &[u8],
+) -> bool {
+    let input = regex_automata::Input::new(prefix).anchored(regex_automata::Anchored::Yes);
+    let Ok(mut state) = dfa.start_state_forward(cache, &input) else { return true };
+    for &b in prefix {
+        match dfa.next_state(cache, state, b) {
+            Ok(s) if s.is_dead() => return false,
+            Ok(s) if s.is_quit() => return true,
+            Ok(s) => state = s,
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 /// The names a table's selection and transforms match: its full name, and `schema.table` for
@@ -471,4 +534,65 @@ pub fn compile(plan: Plan, source: &SourceCatalog) -> Result<Compiled, PlanError
 fn unknown_column(name: &str, schema: &TableSchema) -> String {
     let cols: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     format!("table {} has no column `{name}`; its columns: {}", schema.name, cols.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn selection(include: &[&str]) -> Selection {
+        Selection::new(&TableSelection { include: include.iter().map(|p| p.to_string()).collect(), exclude: vec![] })
+    }
+
+    #[test]
+    fn a_database_is_left_out_only_when_no_name_in_it_can_match() {
+        let f = selection(&[r"bench\.sbtest_cdc"]).database_filter();
+        assert!(f.may_hold("bench"));
+        assert!(!f.may_hold("bench_many"));
+        assert!(!f.may_hold("benc"));
+        let f = selection(&[r"shop_\d+\.orders", r"crm\..*"]).database_filter();
+        assert!(f.may_hold("shop_1") && f.may_hold("shop_2024") && f.may_hold("crm"));
+        assert!(!f.may_hold("shop_") && !f.may_hold("shop_x") && !f.may_hold("crm2"));
+        // An unescaped dot matches the separator too, and a pattern may span it.
+        let f = selection(&["bench.sbtest", "a.*"]).database_filter();
+        assert!(f.may_hold("bench") && f.may_hold("ab") && f.may_hold("a"));
+        assert!(!f.may_hold("benchx"));
+        let f = selection(&[".*"]).database_filter();
+        assert!(f.may_hold("anything") && f.may_hold(""));
+        // Case matters as it does for the tables (a `(?i)` pattern ignores it).
+        let f = selection(&[r"Shop\..*", r"(?i)crm\..*"]).database_filter();
+        assert!(f.may_hold("Shop") && !f.may_hold("shop") && f.may_hold("CRM"));
+    }
+
+    #[test]
+    fn an_empty_include_list_holds_no_database() {
+        assert!(!selection(&[]).database_filter().may_hold("bench"));
+    }
+
+    proptest! {
+        /// Whatever table a selection takes, its database is kept (the filter never hides a
+        /// table), for patterns built from name pieces, classes, alternations and repeats.
+        #[test]
+        fn every_taken_table_keeps_its_database(
+            db in "[a-c_.]{0,5}",
+            table in "[a-c_.]{1,5}",
+            pattern in prop::collection::vec(
+                prop_oneof![
+                    Just("a".to_string()), Just("b".to_string()), Just("_".to_string()),
+                    Just(r"\.".to_string()), Just(".".to_string()), Just(".*".to_string()),
+                    Just("[ab]+".to_string()), Just("(a|c)".to_string()), Just("b?".to_string()),
+                    Just(r"[^.]*".to_string()),
+                ],
+                1..6,
+            ),
+        ) {
+            let pattern = pattern.concat();
+            let s = selection(&[pattern.as_str()]);
+            let name = TableName::new(db.clone(), table);
+            if s.takes_table(&name) {
+                prop_assert!(s.database_filter().may_hold(&db), "{pattern} takes {name} but leaves out {db}");
+            }
+        }
+    }
 }

@@ -16,9 +16,36 @@ use serde_json::Value as Json;
 use std::any::Any;
 use std::fmt::Debug;
 
-/// Which source tables a plan takes, by name (the plan's `tables.include` minus
-/// `tables.exclude`).
-pub type Wanted<'a> = &'a dyn Fn(&ferry_operators::schema::TableName) -> bool;
+/// Which source tables a plan takes, as discovery asks it: by table name (the plan's
+/// `tables.include` minus `tables.exclude`), and by database, so that a server source can
+/// leave out whole databases before it lists their tables.
+#[derive(Clone, Copy)]
+pub struct Wanted<'a> {
+    table: &'a dyn Fn(&ferry_operators::schema::TableName) -> bool,
+    database: &'a dyn Fn(&str) -> bool,
+}
+
+impl<'a> Wanted<'a> {
+    /// From a table predicate and a database one; `database(db)` must be `true` for every
+    /// database holding a table `table` takes (it may be `true` for others).
+    pub fn new(
+        table: &'a dyn Fn(&ferry_operators::schema::TableName) -> bool,
+        database: &'a dyn Fn(&str) -> bool,
+    ) -> Self {
+        Wanted { table, database }
+    }
+
+    /// Whether the plan takes the table `name`.
+    pub fn takes(&self, name: &ferry_operators::schema::TableName) -> bool {
+        (self.table)(name)
+    }
+
+    /// Whether the database `db` (of a `db.table` source) may hold a table the plan takes:
+    /// `false` only when none of its tables can be taken, whatever their names.
+    pub fn may_hold(&self, db: &str) -> bool {
+        (self.database)(db)
+    }
+}
 
 /// A source section, parsed and validated by its connector.
 pub trait SourceConfig: Any + Debug + Send + Sync {

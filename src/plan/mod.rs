@@ -202,7 +202,8 @@ pub fn relative_to(plan: &str, path: &str) -> String {
 /// checked here.
 pub fn discover(plan: &Plan) -> Result<SourceCatalog, DiscoverError> {
     let selection = compile::Selection::new(&plan.raw.tables);
-    plan.source.config.discover(&|name| selection.takes_table(name))
+    let databases = selection.database_filter();
+    plan.source.config.discover(Wanted::new(&|name| selection.takes_table(name), &|db| databases.may_hold(db)))
 }
 
 /// Loads, checks and compiles a plan file from disk.

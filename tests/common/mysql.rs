@@ -4,7 +4,8 @@
 
 use ferry::connectors::mysql::config::MysqlSourceConfig;
 use ferry::connectors::mysql::{discover, snapshot};
-use ferry_operators::{Row, TableSchema};
+use ferry::plan::Wanted;
+use ferry_operators::{Row, TableName, TableSchema};
 use mysql_async::prelude::Queryable;
 
 /// The private test server's URL; the suite's script exports it.
@@ -49,7 +50,12 @@ pub fn read_table(db: &str, table: &str) -> (TableSchema, Vec<Row>) {
     let opts = discover::opts(&cfg).unwrap();
     ferry::runtime::io_runtime().block_on(async {
         let mut conn = discover::connect(&opts).await.unwrap();
-        let found = discover::discover(&mut conn, &|t| t.database == db && t.table == table).await.unwrap();
+        let found = discover::discover(
+            &mut conn,
+            Wanted::new(&|t: &TableName| t.database == db && t.table == table, &|d: &str| d == db),
+        )
+        .await
+        .unwrap();
         let i = found
             .catalog
             .tables

@@ -212,17 +212,37 @@ pub async fn discover(conn: &mut Conn, wanted: Wanted<'_>) -> Result<SourceCatal
     let err = |e: mysql_async::Error| SourceError::Server(e.to_string());
     let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(err)?;
     let mariadb = version.unwrap_or_default().to_ascii_lowercase().contains("mariadb");
+    // The databases first (the server lists them without looking inside), then the table
+    // names only of those that may hold a wanted table: listing the names of a database
+    // reads its directory, and a server of tens of thousands of tables in other databases
+    // takes a tenth of a second for them.
+    let databases: Vec<String> = conn
+        .query(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
+        )
+        .await
+        .map_err(err)?;
+    let reachable: Vec<&str> = databases.iter().map(String::as_str).filter(|db| wanted.may_hold(db)).collect();
+    if reachable.is_empty() {
+        return Ok(SourceCatalog::default());
+    }
+    let listed = if reachable.len() == databases.len() {
+        NOT_SYSTEM.to_string()
+    } else {
+        format!("TABLE_SCHEMA IN ({})", sql_list(&reachable))
+    };
     let names: Vec<(String, String)> = conn
         .query(format!(
             // Without TABLE_TYPE, which opens each table's definition (views are told apart
             // in the next query).
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE {NOT_SYSTEM}"
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE {listed}"
         ))
         .await
         .map_err(err)?;
     let mut dbs: Vec<&str> = names
         .iter()
-        .filter(|(db, t)| !SYSTEM.contains(&db.to_ascii_lowercase().as_str()) && wanted(&TableName::new(db, t)))
+        .filter(|(db, t)| !SYSTEM.contains(&db.to_ascii_lowercase().as_str()) && wanted.takes(&TableName::new(db, t)))
         .map(|(db, _)| db.as_str())
         .collect();
     dbs.sort_unstable();
@@ -276,7 +296,7 @@ pub async fn discover(conn: &mut Conn, wanted: Wanted<'_>) -> Result<SourceCatal
     let mut charsets: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
     let mut collations: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
     let mut details: BTreeMap<(String, String), TableDetail> = BTreeMap::new();
-    for (db, t, comment) in tables.into_iter().filter(|(db, t, _)| wanted(&TableName::new(db, t))) {
+    for (db, t, comment) in tables.into_iter().filter(|(db, t, _)| wanted.takes(&TableName::new(db, t))) {
         details.insert((db.clone(), t.clone()), TableDetail { comment, columns: Vec::new() });
         by_table.insert(
             (db.clone(), t.clone()),
