@@ -126,9 +126,10 @@ impl DatabaseFilter {
 
     /// Whether `db` may hold a taken table.
     pub(crate) fn may_hold(&self, db: &str) -> bool {
+        let prefix = format!("{db}.");
         self.dfas.iter().any(|d| match d {
             None => true,
-            Some((dfa, cache)) => prefix_may_match(dfa, &mut cache.borrow_mut(), format!("{db}.").as_bytes()),
+            Some((dfa, cache)) => prefix_may_match(dfa, &mut cache.borrow_mut(), prefix.as_bytes()),
         })
     }
 }

@@ -217,10 +217,10 @@ pub async fn discover(conn: &mut Conn, wanted: Wanted<'_>) -> Result<SourceCatal
     // reads its directory, and a server of tens of thousands of tables in other databases
     // takes a tenth of a second for them.
     let databases: Vec<String> = conn
-        .query(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
-             WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
-        )
+        .query(format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ({})",
+            sql_list(&SYSTEM)
+        ))
         .await
         .map_err(err)?;
     let reachable: Vec<&str> = databases.iter().map(String::as_str).filter(|db| wanted.may_hold(db)).collect();
